@@ -1,0 +1,292 @@
+"""The built-in offline suite: generated data with known structure and planted examples.
+
+Every example is generated from its own random stream, seeded by (suite seed, member,
+split, index), so example *i* is the same whatever the split size or ``max_examples``.
+
+Axis ``task`` (one shared pseudo-English vocabulary):
+- ``sentiment`` (text, 2 labels): the label is the polarity of the polarity words.
+- ``paraphrase`` (pair, 2 labels): paraphrase iff both texts are about the same topic.
+  Polarity words appear in both texts but are irrelevant to the label.
+- ``entailment`` (pair, 3 labels): neutral if the hypothesis is about another topic,
+  otherwise entailment if the polarities agree and contradiction if they differ.
+  Related pairs: sentiment-entailment share the polarity lexicon; paraphrase-entailment
+  share topic matching. Unrelated pair: sentiment-paraphrase (polarity vs topic).
+
+Axis ``source``: sentiment in four domains. Each text holds general polarity words
+(shared by all domains) and domain-only polarity and topic words; domains differ in their
+label-noise rate. A model trained on several domains leans more on the general words, and
+so transfers better to an unseen domain than a model trained on one.
+
+Axis ``lang``: intent classification (8 intents = verb x object) in three synthetic
+languages with their own surface words and word order. Four object words (anchors) and the
+slot values are identical in every language.
+
+Planted kinds (column ``planted``): ``clean``; ``ambiguous``, whose evidence is balanced
+between two labels and whose gold label is one of them at random; ``mislabeled``, a clean
+example whose gold label was flipped to another label.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from soi_mlflow.data.lexicon import DOMAINS, INTENTS, LANGS, TOPICS, Lexicon, lexicon
+from soi_mlflow.data.spec import BuiltinSource, MemberSpec, SplitSource, SuiteSpec
+from soi_mlflow.errors import SoiInputError
+
+PLANTED = ("clean", "ambiguous", "mislabeled")
+# Label noise (share of mislabeled examples) per domain of the source axis.
+DOMAIN_NOISE = {"books": 0.02, "movies": 0.04, "electronics": 0.08, "restaurants": 0.03}
+# Word order per language: the positions of (function, verb, function, object, slot).
+WORD_ORDER = {"lang_a": (0, 1, 3, 2, 4), "lang_b": (4, 3, 0, 1, 2), "lang_c": (1, 0, 4, 2, 3)}
+_SPLIT_CODE = {"train": 0, "validation": 1, "test": 2}
+
+
+@dataclass(frozen=True)
+class BuiltinOptions:
+    """Size and generation settings of the built-in suite (all documented defaults)."""
+
+    seed: int = 0
+    sizes: dict[str, int] = field(
+        default_factory=lambda: {"train": 2000, "validation": 400, "test": 400}
+    )
+    ambiguous_rate: float = 0.04
+    mislabeled_rate: float = 0.04
+
+    def __post_init__(self) -> None:
+        for split, n in self.sizes.items():
+            if split not in _SPLIT_CODE:
+                raise SoiInputError(
+                    f"builtin suite: unknown split {split!r} in sizes; "
+                    f"expected {', '.join(_SPLIT_CODE)}"
+                )
+            if not isinstance(n, int) or n <= 0:
+                raise SoiInputError(
+                    f"builtin suite: size of split {split!r} must be > 0, got {n!r}"
+                )
+        for name in ("ambiguous_rate", "mislabeled_rate"):
+            rate = getattr(self, name)
+            if not 0.0 <= rate < 0.5:
+                raise SoiInputError(f"builtin suite: {name} must be in [0, 0.5), got {rate!r}")
+
+
+@dataclass
+class _Example:
+    text: str
+    label: int
+    planted: str
+    text_pair: str | None = None
+
+
+def _pick(rng: np.random.Generator, words: Sequence[str], k: int) -> list[str]:
+    return [words[i] for i in rng.choice(len(words), size=k, replace=False)]
+
+
+def _render(
+    rng: np.random.Generator, lex: Lexicon, words: list[str], fillers: tuple[int, int]
+) -> str:
+    words = words + _pick(rng, lex.filler, int(rng.integers(*fillers)))
+    return " ".join(words[i] for i in rng.permutation(len(words)))
+
+
+def _kind(rng: np.random.Generator, ambiguous: float, mislabeled: float) -> str:
+    u = rng.random()
+    return "ambiguous" if u < ambiguous else "mislabeled" if u < ambiguous + mislabeled else "clean"
+
+
+def _flip(rng: np.random.Generator, label: int, n_labels: int) -> int:
+    return int((label + rng.integers(1, n_labels)) % n_labels)
+
+
+def _polar(lex: Lexicon, positive: bool) -> tuple[str, ...]:
+    return lex.positive if positive else lex.negative
+
+
+def _sentiment(rng, lex: Lexicon, kind: str) -> _Example:
+    y = int(rng.integers(2))
+    topic = lex.topics[rng.integers(TOPICS)]
+    if kind == "ambiguous":
+        pol = _pick(rng, lex.positive, 2) + _pick(rng, lex.negative, 2)
+    else:
+        pol = _pick(rng, _polar(lex, y == 1), int(rng.integers(2, 4)))
+    return _Example(_render(rng, lex, pol + _pick(rng, topic, 2), (3, 7)), y, kind)
+
+
+def _topic_text(rng, lex: Lexicon, topics: list[int], counts: list[int]) -> str:
+    words = [w for t, n in zip(topics, counts, strict=True) for w in _pick(rng, lex.topics[t], n)]
+    words += _pick(rng, _polar(lex, bool(rng.integers(2))), 1)
+    return _render(rng, lex, words, (2, 5))
+
+
+def _paraphrase(rng, lex: Lexicon, kind: str) -> _Example:
+    y = int(rng.integers(2))
+    ta, tb = (int(t) for t in rng.choice(TOPICS, size=2, replace=False))
+    first = _topic_text(rng, lex, [ta], [3])
+    if kind == "ambiguous":
+        second = _topic_text(rng, lex, [ta, tb], [2, 2])
+    else:
+        second = _topic_text(rng, lex, [ta if y == 1 else tb], [3])
+    return _Example(first, y, kind, second)
+
+
+def _entailment(rng, lex: Lexicon, kind: str) -> _Example:
+    # labels: 0 entailment, 1 neutral, 2 contradiction
+    y = int(rng.integers(3))
+    t, other = (int(x) for x in rng.choice(TOPICS, size=2, replace=False))
+    s = bool(rng.integers(2))
+    premise = _render(
+        rng, lex, _pick(rng, lex.topics[t], 3) + _pick(rng, _polar(lex, s), 2), (2, 5)
+    )
+    if kind == "ambiguous":
+        y = int(rng.choice([0, 2]))
+        hyp_words = (
+            _pick(rng, lex.topics[t], 2) + _pick(rng, lex.positive, 1) + _pick(rng, lex.negative, 1)
+        )
+    elif y == 1:
+        hyp_words = _pick(rng, lex.topics[other], 2) + _pick(
+            rng, _polar(lex, bool(rng.integers(2))), 2
+        )
+    else:
+        hyp_words = _pick(rng, lex.topics[t], 2) + _pick(rng, _polar(lex, s == (y == 0)), 2)
+    return _Example(premise, y, kind, _render(rng, lex, hyp_words, (1, 4)))
+
+
+def _domain_sentiment(domain: str) -> Callable[..., _Example]:
+    def generate(rng, lex: Lexicon, kind: str) -> _Example:
+        y = int(rng.integers(2))
+        pos, neg = lex.domain_positive[domain], lex.domain_negative[domain]
+        if kind == "ambiguous":
+            words = _pick(rng, lex.positive, 1) + _pick(rng, lex.negative, 1)
+            words += _pick(rng, pos, 1) + _pick(rng, neg, 1)
+        else:
+            words = _pick(rng, _polar(lex, y == 1), int(rng.integers(1, 3)))
+            words += _pick(rng, pos if y == 1 else neg, int(rng.integers(1, 3)))
+        words += _pick(rng, lex.domain_topic[domain], int(rng.integers(2, 4)))
+        return _Example(_render(rng, lex, words, (2, 5)), y, kind)
+
+    return generate
+
+
+def _intent(lang: str) -> Callable[..., _Example]:
+    def generate(rng, lex: Lexicon, kind: str) -> _Example:
+        y = int(rng.integers(len(INTENTS)))
+        _, verb, obj = INTENTS[y]
+        fn = _pick(rng, lex.function[lang], 2)
+        if kind == "ambiguous":
+            # Same verb, two objects of the two intents that share it.
+            partner = y ^ 1
+            y = int(rng.choice([y, partner]))
+            objs = lex.objects[lang]
+            obj_word = (
+                _pick(rng, objs[obj], 1)[0] + " " + _pick(rng, objs[INTENTS[partner][2]], 1)[0]
+            )
+        else:
+            obj_word = _pick(rng, lex.objects[lang][obj], 1)[0]
+        verb_word = _pick(rng, lex.verbs[lang][verb], 1)[0]
+        slot = _pick(rng, lex.slots, 1)[0] if rng.random() < 0.6 else ""
+        parts = [fn[0], verb_word, fn[1], obj_word, slot]
+        text = " ".join(p for p in (parts[i] for i in WORD_ORDER[lang]) if p)
+        return _Example(text, y, kind)
+
+    return generate
+
+
+_FAMILIES: dict[str, Callable[..., _Example]] = {
+    "sentiment": _sentiment,
+    "paraphrase": _paraphrase,
+    "entailment": _entailment,
+    **{f"domain:{d}": _domain_sentiment(d) for d in DOMAINS},
+    **{f"intent:{lang}": _intent(lang) for lang in LANGS},
+}
+
+
+def _member(
+    seed: int,
+    name: str,
+    axis: str,
+    task: str,
+    labels: Sequence[str],
+    family: str,
+    pair: bool = False,
+) -> MemberSpec:
+    return MemberSpec(
+        name=name,
+        axis=axis,
+        task=task,
+        label_names=tuple(labels),
+        source=BuiltinSource(family),
+        splits={s: SplitSource(s) for s in _SPLIT_CODE},
+        identity=(f"soi-builtin/{name}", f"v1-seed{seed}"),
+        text_pair_column="text_pair" if pair else None,
+        metadata_columns=("planted",),
+    )
+
+
+def builtin_suite(options: BuiltinOptions | None = None) -> SuiteSpec:
+    """The built-in suite's members; ``options`` sets its seed, sizes and planted rates."""
+    options = options or BuiltinOptions()
+    intents = [name for name, _, _ in INTENTS]
+    seed = options.seed
+    members = [
+        _member(seed, "sentiment", "task", "sentiment", ["negative", "positive"], "sentiment"),
+        _member(
+            seed,
+            "paraphrase",
+            "task",
+            "paraphrase",
+            ["not_paraphrase", "paraphrase"],
+            "paraphrase",
+            True,
+        ),
+        _member(
+            seed,
+            "entailment",
+            "task",
+            "entailment",
+            ["entailment", "neutral", "contradiction"],
+            "entailment",
+            True,
+        ),
+        *(
+            _member(seed, d, "source", "review_sentiment", ["negative", "positive"], f"domain:{d}")
+            for d in DOMAINS
+        ),
+        *(_member(seed, lang, "lang", "intent", intents, f"intent:{lang}") for lang in LANGS),
+    ]
+    return SuiteSpec(
+        name="builtin",
+        members={m.name: m for m in members},
+        description="Generated offline suite with planted clean, ambiguous, mislabeled examples.",
+        defaults={"axis": "source", "members": ["books", "movies"], "ood": ["restaurants"]},
+        options={"builtin": options},
+    )
+
+
+def generate(
+    spec: MemberSpec, split: str, indices: np.ndarray, options: BuiltinOptions
+) -> dict[str, list]:
+    """The rows ``indices`` of one member's split, as columns."""
+    assert isinstance(spec.source, BuiltinSource)
+    make = _FAMILIES[spec.source.family]
+    lex = lexicon(options.seed)
+    member_code = zlib.crc32(spec.name.encode())
+    mislabeled = DOMAIN_NOISE.get(spec.name, options.mislabeled_rate)
+    n_labels = len(spec.label_names or ())
+    cols: dict[str, list] = {"text": [], "label": [], "planted": []}
+    if spec.is_pair:
+        cols["text_pair"] = []
+    for i in indices:
+        rng = np.random.default_rng([options.seed, member_code, _SPLIT_CODE[split], int(i)])
+        kind = _kind(rng, options.ambiguous_rate, mislabeled)
+        ex = make(rng, lex, kind)
+        label = _flip(rng, ex.label, n_labels) if kind == "mislabeled" else ex.label
+        cols["text"].append(ex.text)
+        cols["label"].append(label)
+        cols["planted"].append(ex.planted)
+        if spec.is_pair:
+            cols["text_pair"].append(ex.text_pair)
+    return cols

@@ -1,0 +1,100 @@
+"""Finding a suite by name: ``builtin``, a preset shipped with the package, or a YAML file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from soi_mlflow.data.builtin import BuiltinOptions, builtin_suite
+from soi_mlflow.data.spec import SuiteSpec, parse_suite, with_local_files
+from soi_mlflow.errors import SoiInputError
+
+SuiteRef = str | Path | SuiteSpec
+
+
+def preset_names() -> list[str]:
+    """Names of the presets shipped in ``soi_mlflow/data/presets``."""
+    folder = resources.files("soi_mlflow.data") / "presets"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def known_suites() -> list[str]:
+    return ["builtin", *preset_names()]
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SoiInputError(f"cannot read suite file {str(path)!r}: {exc.strerror or exc}") from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SoiInputError(f"suite file {str(path)!r} is not valid YAML: {exc}") from exc
+
+
+def suite_from_file(path: str | Path) -> SuiteSpec:
+    """A suite from a YAML file: either members (see the presets) or ``builtin:`` options."""
+    path = Path(path)
+    doc = _read_yaml(path)
+    if isinstance(doc, dict) and "builtin" in doc:
+        return builtin_suite(builtin_options(doc["builtin"], origin=str(path)))
+    return parse_suite(doc, str(path), path.parent)
+
+
+def builtin_options(node: Any, origin: str = "builtin options") -> BuiltinOptions:
+    """Built-in suite options from a mapping (``seed``, ``sizes``, ``*_rate``)."""
+    if node is None:
+        return BuiltinOptions()
+    if isinstance(node, BuiltinOptions):
+        return node
+    if not isinstance(node, dict):
+        raise SoiInputError(f"{origin}: 'builtin' must be a mapping, got {node!r}")
+    allowed = {"seed", "sizes", "ambiguous_rate", "mislabeled_rate"}
+    unknown = sorted(set(node) - allowed)
+    if unknown:
+        raise SoiInputError(
+            f"{origin}: unknown builtin option(s) {', '.join(unknown)}; "
+            f"expected {', '.join(sorted(allowed))}"
+        )
+    sizes = {**BuiltinOptions().sizes, **(node.get("sizes") or {})}
+    return BuiltinOptions(
+        seed=int(node.get("seed", 0)),
+        sizes=sizes,
+        ambiguous_rate=float(node.get("ambiguous_rate", 0.04)),
+        mislabeled_rate=float(node.get("mislabeled_rate", 0.04)),
+    )
+
+
+@lru_cache(maxsize=32)
+def _named_suite(name: str) -> SuiteSpec:
+    if name == "builtin":
+        return builtin_suite()
+    if name in preset_names():
+        path = resources.files("soi_mlflow.data") / "presets" / f"{name}.yaml"
+        with resources.as_file(path) as real:
+            return parse_suite(_read_yaml(real), f"preset {name}", real.parent)
+    raise SoiInputError(
+        f"unknown suite {name!r}; expected one of {', '.join(known_suites())} "
+        "or the path of a suite YAML file"
+    )
+
+
+def _suite(name: str) -> SuiteSpec:
+    """Named suites are cached; files are read again each time, so edits are seen."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise SoiInputError(f"suite file {name!r} does not exist")
+        return suite_from_file(path)
+    return _named_suite(name)
+
+
+def get_suite(suite: SuiteRef, data_dir: str | Path | None = None) -> SuiteSpec:
+    """Resolve ``suite`` to a spec; ``data_dir`` points hub members at local copies."""
+    spec = suite if isinstance(suite, SuiteSpec) else _suite(str(suite))
+    return with_local_files(spec, data_dir) if data_dir is not None else spec

@@ -1,0 +1,1 @@
+"""Model layer: encoder construction and the multi-head LightningModule."""

@@ -1,0 +1,48 @@
+"""The ``soi-mlflow`` command: fast help, the data preview, config files."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "soi_mlflow.cli", *args], capture_output=True, text=True
+    )
+
+
+def test_help_imports_no_heavy_library() -> None:
+    code = (
+        "import sys\n"
+        "from soi_mlflow.cli import build_parser\n"
+        "build_parser().format_help()\n"
+        "names = ('torch', 'lightning', 'mlflow', 'datasets', 'transformers')\n"
+        "heavy = [m for m in names if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    assert "preview" in _run("--help").stdout
+
+
+def test_preview_of_the_default_builtin_mixture() -> None:
+    out = _run("preview", "--max-examples", "40", "--examples", "1")
+    assert out.returncode == 0, out.stderr
+    assert "train on books, movies; OOD: restaurants" in out.stdout
+    assert "restaurants        ood" in out.stdout
+    assert "mislabeled=" in out.stdout
+    assert re.search(r"label=(negative|positive) \[(clean|ambiguous|mislabeled)\]", out.stdout)
+
+
+def test_config_file_fills_in_and_flags_win(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("axis: lang\nmembers: [lang_a, lang_b]\nood: [lang_c]\nmax-examples: 30\n")
+    out = _run("preview", "--config", str(cfg), "--examples", "0")
+    assert out.returncode == 0, out.stderr
+    assert "train on lang_a, lang_b; OOD: lang_c" in out.stdout
+    assert "lang_a      train        30" in out.stdout
+    out = _run("preview", "--config", str(cfg), "--members", "lang_b", "--examples", "0")
+    assert "train on lang_b; OOD: lang_c" in out.stdout
