@@ -132,6 +132,76 @@ def mixture_spec_from_args(args: argparse.Namespace):
     return spec
 
 
+def add_train_flags(p: argparse.ArgumentParser) -> None:
+    """Flags of one training run (with the data flags)."""
+    add_data_flags(p)
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=_positive_int, default=3, help="training epochs (default 3)")
+    g.add_argument(
+        "--seed", type=int, default=0, help="training seed: initialisation, order (default 0)"
+    )
+    g.add_argument(
+        "--model", default="tiny", help="tiny (default), a hub model name, or a local folder"
+    )
+    g.add_argument(
+        "--capture",
+        default="train_pass",
+        choices=("train_pass", "eval_pass"),
+        help="train trace from the training step's logits (default) or an extra eval pass",
+    )
+    g.add_argument("--batch-size", type=_positive_int, default=32)
+    g.add_argument("--max-length", type=_positive_int, default=64, help="tokens per example")
+    g.add_argument("--lr", type=float, help="learning rate (default 1e-3 tiny, 3e-5 pretrained)")
+    g.add_argument("--accelerator", default="auto", help="Lightning accelerator (default auto)")
+    g.add_argument("--devices", type=_positive_int, default=1, help="processes/GPUs (DDP when > 1)")
+    g.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp (default auto)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    m = p.add_argument_group("mlflow")
+    m.add_argument(
+        "--experiment", help="experiment name (default soi-mlflow; under `mlflow run`, MLflow's)"
+    )
+    m.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")
+    m.add_argument("--run-name", help="default: <setting>-<members>-seed<seed>")
+
+
+def train_config_from_args(args: argparse.Namespace):
+    from soi_mlflow.training import TrainConfig
+
+    strategy = args.strategy
+    if args.devices > 1 and strategy == "auto":
+        strategy = "ddp"
+    return TrainConfig(
+        mixture=mixture_spec_from_args(args),
+        epochs=args.epochs,
+        seed=args.seed,
+        model=args.model,
+        capture=args.capture,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        lr=args.lr,
+        experiment=args.experiment,
+        tracking_uri=args.tracking_uri,
+        run_name=args.run_name,
+        accelerator=args.accelerator,
+        devices=args.devices,
+        strategy=strategy,
+        progress=not args.no_progress,
+    )
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from soi_mlflow.training import train, validate_config
+
+    config = train_config_from_args(args)
+    validate_config(config)
+    result = train(config)
+    if result.run_id is not None:
+        print(f"\nrun id: {result.run_id}")
+        print(f"experiment id: {result.experiment_id}")
+        print(f"open the MLflow UI: {result.ui_command}")
+    return 0
+
+
 def _cmd_preview(args: argparse.Namespace) -> int:
     from soi_mlflow.data.preview import print_preview
 
@@ -150,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_flags(preview)
     preview.add_argument("--examples", type=int, default=2, help="examples shown per member")
     preview.set_defaults(func=_cmd_preview, subparser=preview)
+    train = sub.add_parser("train", help="train one model (one member or a mixture) with traces")
+    add_train_flags(train)
+    train.set_defaults(func=_cmd_train, subparser=train)
     return parser
 
 

@@ -10,3 +10,12 @@ def _isolated_cache(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SOI_MLFLOW_CACHE", str(tmp_path_factory.getbasetemp() / "soi-cache"))
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh SQLite tracking store; artifacts land under the test's own folder."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return f"sqlite:///{tmp_path}/mlflow.db"

@@ -26,6 +26,8 @@ def test_help_imports_no_heavy_library() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
     assert "preview" in _run("--help").stdout
+    out = _run("train", "--help")
+    assert "--capture {train_pass,eval_pass}" in out.stdout and "--tracking-uri" in out.stdout
 
 
 def test_preview_of_the_default_builtin_mixture() -> None:

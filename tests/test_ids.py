@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from soi_mlflow.data import load_member
-from soi_mlflow.data.ids import content_ids, index_ids, stable_id
+from soi_mlflow.data.ids import content_ids, index_ids, split_prefix, stable_id
 from soi_mlflow.data.mixture import Mixture, MixtureSpec
 
 MEMBERS = ["sentiment", "paraphrase", "entailment", "books", "restaurants", "lang_a", "lang_c"]
@@ -82,10 +82,12 @@ def test_ids_match_between_single_and_multi_member_mixtures() -> None:
 
 
 def test_id_helpers_agree_and_handle_duplicate_content() -> None:
-    assert index_ids("d", "c", "train", [0, 7]).tolist() == [
-        stable_id("d", "c", "train", 0),
-        stable_id("d", "c", "train", 7),
-    ]
+    ids = index_ids("d", "c", "train", [0, 7, 2**32 - 1])
+    prefix = split_prefix("d", "c", "train")
+    assert [(int(i) & 0xFFFFFFFF) for i in ids] == [0, 7, 2**32 - 1]
+    assert {(int(i) >> 32) & 0xFFFFFFFF for i in ids} == {prefix}
+    assert index_ids("d", "c", "test", [0])[0] != ids[0]
+    assert stable_id("a", 1) == stable_id("a", 1) != stable_id("a", 2)
     ids = content_ids("d", "c", "train", ["same", "same", "other"], [None, None, None])
     assert len(set(ids.tolist())) == 3
     again = content_ids("d", "c", "train", ["same", "same", "other"], [None, None, None])

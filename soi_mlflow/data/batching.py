@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -45,18 +45,26 @@ class Collator:
 
 
 class MixtureSampler(Sampler[int]):
-    """Yields :meth:`Mixture.epoch_order` for the current epoch (set with ``set_epoch``)."""
+    """Yields :meth:`Mixture.epoch_order` for the current epoch.
 
-    def __init__(self, mixture: Mixture, seed: int) -> None:
+    The epoch comes from ``epoch_fn`` when given (the trainer's epoch: a distributed
+    wrapper around this sampler does not pass ``set_epoch`` on), else from ``set_epoch``.
+    """
+
+    def __init__(
+        self, mixture: Mixture, seed: int, epoch_fn: Callable[[], int] | None = None
+    ) -> None:
         self.mixture = mixture
         self.seed = seed
         self.epoch = 0
+        self.epoch_fn = epoch_fn
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.mixture.epoch_order(self.epoch, self.seed).tolist())
+        epoch = self.epoch_fn() if self.epoch_fn is not None else self.epoch
+        return iter(self.mixture.epoch_order(epoch, self.seed).tolist())
 
     def __len__(self) -> int:
         return len(self.mixture.train)

@@ -116,9 +116,17 @@ def _sentiment(rng, lex: Lexicon, kind: str) -> _Example:
     return _Example(_render(rng, lex, pol + _pick(rng, topic, 2), (3, 7)), y, kind)
 
 
-def _topic_text(rng, lex: Lexicon, topics: list[int], counts: list[int]) -> str:
+SHIFT_CUE = 0.7  # chance that a topic change is marked by a shift word
+POSITIVE_PREMISE = 0.7  # chance that an entailment premise is positive
+
+
+def _topic_text(
+    rng, lex: Lexicon, topics: list[int], counts: list[int], shift: bool = False
+) -> str:
     words = [w for t, n in zip(topics, counts, strict=True) for w in _pick(rng, lex.topics[t], n)]
     words += _pick(rng, _polar(lex, bool(rng.integers(2))), 1)
+    if shift:
+        words += _pick(rng, lex.shift, 1)
     return _render(rng, lex, words, (2, 5))
 
 
@@ -128,8 +136,10 @@ def _paraphrase(rng, lex: Lexicon, kind: str) -> _Example:
     first = _topic_text(rng, lex, [ta], [3])
     if kind == "ambiguous":
         second = _topic_text(rng, lex, [ta, tb], [2, 2])
+    elif y == 1:
+        second = _topic_text(rng, lex, [ta], [3])
     else:
-        second = _topic_text(rng, lex, [ta if y == 1 else tb], [3])
+        second = _topic_text(rng, lex, [tb], [3], shift=rng.random() < SHIFT_CUE)
     return _Example(first, y, kind, second)
 
 
@@ -137,19 +147,18 @@ def _entailment(rng, lex: Lexicon, kind: str) -> _Example:
     # labels: 0 entailment, 1 neutral, 2 contradiction
     y = int(rng.integers(3))
     t, other = (int(x) for x in rng.choice(TOPICS, size=2, replace=False))
-    s = bool(rng.integers(2))
+    s = bool(rng.random() < POSITIVE_PREMISE)
     premise = _render(
         rng, lex, _pick(rng, lex.topics[t], 3) + _pick(rng, _polar(lex, s), 2), (2, 5)
     )
     if kind == "ambiguous":
         y = int(rng.choice([0, 2]))
-        hyp_words = (
-            _pick(rng, lex.topics[t], 2) + _pick(rng, lex.positive, 1) + _pick(rng, lex.negative, 1)
-        )
+        hyp_words = _pick(rng, lex.topics[t], 2) + _pick(rng, lex.positive, 1)
+        hyp_words += _pick(rng, lex.negative, 1)
     elif y == 1:
-        hyp_words = _pick(rng, lex.topics[other], 2) + _pick(
-            rng, _polar(lex, bool(rng.integers(2))), 2
-        )
+        hyp_words = _pick(rng, lex.topics[other], 2)
+        hyp_words += _pick(rng, _polar(lex, bool(rng.integers(2))), 2)
+        hyp_words += _pick(rng, lex.shift, 1) if rng.random() < SHIFT_CUE else []
     else:
         hyp_words = _pick(rng, lex.topics[t], 2) + _pick(rng, _polar(lex, s == (y == 0)), 2)
     return _Example(premise, y, kind, _render(rng, lex, hyp_words, (1, 4)))

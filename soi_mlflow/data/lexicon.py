@@ -68,6 +68,7 @@ class Lexicon:
     negative: tuple[str, ...]
     topics: tuple[tuple[str, ...], ...]
     filler: tuple[str, ...]
+    shift: tuple[str, ...]  # "topic shift" words: a cue of non-paraphrase and neutral pairs
     domain_topic: dict[str, tuple[str, ...]]
     domain_positive: dict[str, tuple[str, ...]]
     domain_negative: dict[str, tuple[str, ...]]
@@ -84,6 +85,7 @@ def lexicon(seed: int) -> Lexicon:
     positive, negative = wm.words(30, "common"), wm.words(30, "common")
     topics = tuple(wm.words(10, "common") for _ in range(TOPICS))
     filler = wm.words(80, "common")
+    shift = wm.words(10, "common")
     domain_topic = {d: wm.words(12, "common") for d in DOMAINS}
     domain_positive = {d: wm.words(10, "common") for d in DOMAINS}
     domain_negative = {d: wm.words(10, "common") for d in DOMAINS}
@@ -99,6 +101,7 @@ def lexicon(seed: int) -> Lexicon:
         negative,
         topics,
         filler,
+        shift,
         domain_topic,
         domain_positive,
         domain_negative,

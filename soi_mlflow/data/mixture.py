@@ -148,7 +148,14 @@ class Mixture:
     def train(self) -> Dataset:
         """All trained members' training examples, member after member."""
         parts = [self._view(self._load(m, "train"), m) for m in self.spec.members]
-        return concatenate_datasets(parts)
+        train = concatenate_datasets(parts)
+        ids = np.asarray(train["example_id"])
+        if len(np.unique(ids)) != len(ids):
+            raise SoiInputError(
+                "the training examples do not have unique example ids (duplicated content "
+                "with id_from: content, or two data sets with the same identity)"
+            )
+        return train
 
     def eval_set(self, split: str, member: str) -> Dataset:
         """``validation``/``test`` for a trained member, ``ood`` (its test split) for an OOD one."""

@@ -61,11 +61,20 @@ def tokenize(ds: Dataset, tokenizer: Any, max_length: int, cache: Path | None = 
             return out
         return dict(tokenizer(batch["text"], pairs, truncation=True, max_length=max_length))
 
-    return ds.map(
-        encode,
-        batched=True,
-        cache_file_name=str(folder / f"{key}.arrow"),
-        load_from_cache_file=True,
-        new_fingerprint=key,
-        desc="Tokenising",
-    )
+    import datasets
+
+    quiet = datasets.is_progress_bar_enabled() and len(ds) < 50_000
+    if quiet:  # a bar per small evaluation set is noise; large sets keep theirs
+        datasets.disable_progress_bars()
+    try:
+        return ds.map(
+            encode,
+            batched=True,
+            cache_file_name=str(folder / f"{key}.arrow"),
+            load_from_cache_file=True,
+            new_fingerprint=key,
+            desc="Tokenising",
+        )
+    finally:
+        if quiet:
+            datasets.enable_progress_bars()

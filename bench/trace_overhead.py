@@ -1,0 +1,158 @@
+"""Cost of the trace callback: the same training with and without it, side by side.
+
+Runs alternate (with, without, with, ...) in one process after a warm-up run, so both
+see the same machine state; prints the median training throughput of each, their ratio,
+and the trace's bytes per example per epoch. Target: the train_pass callback costs at most
+3 % of throughput with the tiny encoder, and traces take at most 8 bytes/example/epoch.
+
+    .venv/bin/python bench/trace_overhead.py [--repeats 5] [--examples 1000] [--epochs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import lightning.pytorch as pl
+from mlflow import MlflowClient
+
+from soi_mlflow.data.datamodule import MixtureDataModule
+from soi_mlflow.data.mixture import Mixture, MixtureSpec
+from soi_mlflow.model.encoder import build_tiny
+from soi_mlflow.model.module import MultiTaskClassifier
+from soi_mlflow.tracking.callback import TraceCallback
+from soi_mlflow.tracking.run import RunHandle
+
+MEMBERS = ("books", "movies", "electronics")
+
+
+class TrainingClock(pl.Callback):
+    """Wall time from the first to the last training epoch: every epoch's training,
+    validation and trace writing, but not the one-off set-up (opening the run, example
+    tables), which the benchmark reports apart."""
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.start, self.cpu_start = time.perf_counter(), time.process_time()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        for callback in trainer.callbacks:  # count the queued writes of the last epoch too
+            if isinstance(callback, TraceCallback):
+                callback.flush()
+        self.seconds = time.perf_counter() - self.start
+        self.cpu_seconds = time.process_time() - self.cpu_start
+
+
+def one_run(
+    mixture: Mixture, epochs: int, traced: bool, uri: str, capture: str
+) -> tuple[float, float, float, str | None]:
+    """Throughput per wall second and per CPU second (all threads, so the background
+    writer counts), set-up seconds, and the run id when traced."""
+    pl.seed_everything(0, verbose=False)
+    texts = list(mixture.train["text"])
+    encoder, tokenizer = build_tiny(texts, max_length=64, seed=0)
+    module = MultiTaskClassifier(encoder, [len(n) for n in mixture.tasks.values()])
+    data = MixtureDataModule(
+        mixture, tokenizer, 64, 32, seed=0, eval_train=traced and capture == "eval_pass"
+    )
+    clock = TrainingClock()
+    callbacks: list[pl.Callback] = [clock]
+    if traced:
+        callbacks.append(
+            TraceCallback(
+                lambda: RunHandle.open(uri, "bench", "traced", {}),
+                list(mixture.all_members),
+                mixture.tasks,
+                data.eval_keys,
+                capture,
+                mixture.spec.axis,
+            )
+        )
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+        num_sanity_val_steps=0,
+        callbacks=callbacks,
+    )
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=data)
+    total = time.perf_counter() - start
+    run_id = callbacks[1].run.run_id if traced else None
+    examples = len(mixture.train) * epochs
+    return examples / clock.seconds, examples / clock.cpu_seconds, total - clock.seconds, run_id
+
+
+def trace_bytes(uri: str, run_id: str, split: str) -> int:
+    client = MlflowClient(uri)
+    return sum(a.file_size for a in client.list_artifacts(run_id, f"traces/{split}"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--examples", type=int, default=1000, help="training examples per member")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--capture", default="train_pass", choices=("train_pass", "eval_pass"))
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    folder = Path(tempfile.mkdtemp(prefix="soi-bench-"))
+    uri = f"sqlite:///{folder}/mlflow.db"
+    os.chdir(folder)
+    mixture = Mixture(
+        MixtureSpec("builtin", "source", MEMBERS, max_examples=args.examples, eval_max_examples=200)
+    )
+    one_run(mixture, 1, traced=True, uri=uri, capture=args.capture)  # warm-up: caches, store
+    wall: dict[bool, list[float]] = {True: [], False: []}
+    cpu: dict[bool, list[float]] = {True: [], False: []}
+    setup: dict[bool, list[float]] = {True: [], False: []}
+    run_id = None
+    for r in range(args.repeats):
+        for traced in (True, False) if r % 2 == 0 else (False, True):
+            rate, cpu_rate, fixed, rid = one_run(mixture, args.epochs, traced, uri, args.capture)
+            wall[traced].append(rate)
+            cpu[traced].append(cpu_rate)
+            setup[traced].append(fixed)
+            run_id = rid or run_id
+    n = len(mixture.train)
+    train_bytes = trace_bytes(uri, run_id, "train") / (n * args.epochs)
+    eval_rows = sum(len(ds) for ds in mixture.eval_sets().values())
+    eval_bytes = sum(trace_bytes(uri, run_id, s) for s in ("validation", "test")) / (
+        eval_rows * args.epochs
+    )
+    print(
+        f"tiny encoder, {len(MEMBERS)} members x {args.examples} examples, {args.epochs} epochs, "
+        f"{args.repeats} repeats each, capture={args.capture}"
+    )
+    for label, rates in (("per wall second", wall), ("per CPU second", cpu)):
+        a, b = statistics.median(rates[True]), statistics.median(rates[False])
+        print(
+            f"examples {label}: without callback {b:7.1f}, with {a:7.1f}; ratio {a / b:.3f} "
+            f"(overhead {100 * (1 - a / b):+.1f} %)"
+        )
+        print(
+            f"  runs without: {', '.join(f'{x:.0f}' for x in rates[False])}; "
+            f"with: {', '.join(f'{x:.0f}' for x in rates[True])}"
+        )
+    extra = statistics.median(setup[True]) - statistics.median(setup[False])
+    print(
+        f"one-off per run with the callback (open the run, example tables, inputs): {extra:.2f} s"
+    )
+    print(
+        f"train trace: {train_bytes:.2f} bytes per example per epoch; "
+        f"evaluation traces: {eval_bytes:.2f} bytes per example per epoch"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""The LightningModule: a shared encoder and one classification head per task.
+
+Members of the ``source`` and ``lang`` axes share their task's head. Each step returns,
+beside the loss, the per-example trace statistics (gold probability, prediction, loss)
+computed from the logits the step already has, so tracing needs no extra forward pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from soi_mlflow.model.encoder import hidden_size
+
+TRACE_KEYS = ("example_id", "member_idx", "task_idx", "gold", "pred", "p_gold", "loss")
+
+
+class MultiTaskClassifier(pl.LightningModule):
+    """Shared encoder + a linear head per task; AdamW with linear warmup and decay."""
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        task_sizes: list[int],
+        lr: float = 1e-3,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.1,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["encoder"])
+        self.encoder = encoder
+        self.dropout = nn.Dropout(dropout)
+        width = hidden_size(encoder)
+        self.heads = nn.ModuleList(nn.Linear(width, n) for n in task_sizes)
+        # Set by the trace callback in train_pass mode; off, the step computes no trace.
+        self.trace_train = False
+
+    def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The first token's final hidden state, one row per example."""
+        inputs = {
+            k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch
+        }
+        return self.encoder(**inputs).last_hidden_state[:, 0]
+
+    def per_example(
+        self, hidden: torch.Tensor, batch: dict[str, torch.Tensor], with_trace: bool
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+        """Per-example losses and, if asked, the trace statistics of the same logits.
+
+        Every head runs on the whole batch, so all parameters take part in every step's
+        graph (DDP requires it); each example's loss uses its own task's head.
+        """
+        labels, tasks = batch["label"], batch["task_idx"]
+        losses = hidden.new_zeros(len(labels))
+        unused = hidden.new_zeros(())
+        trace = None
+        if with_trace:
+            p_gold = hidden.new_zeros(len(labels))
+            pred = torch.zeros_like(labels)
+        for t, head in enumerate(self.heads):
+            logits = head(hidden)
+            mask = tasks == t
+            if not bool(mask.any()):
+                unused = unused + 0.0 * logits.sum()
+                continue
+            chosen, gold = logits[mask], labels[mask]
+            losses = losses.index_put(
+                (mask.nonzero(as_tuple=True)[0],), F.cross_entropy(chosen, gold, reduction="none")
+            )
+            if with_trace:
+                with torch.no_grad():
+                    probs = chosen.float().softmax(-1)
+                    p_gold[mask] = probs.gather(1, gold[:, None]).squeeze(1)
+                    pred[mask] = probs.argmax(-1)
+        if with_trace:
+            trace = {
+                "example_id": batch["example_id"],
+                "member_idx": batch["member_idx"],
+                "task_idx": tasks,
+                "gold": labels,
+                "pred": pred,
+                "p_gold": p_gold,
+                "loss": losses.detach(),
+            }
+        return losses + unused, trace
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> Any:
+        hidden = self.dropout(self.encode(batch))
+        losses, trace = self.per_example(hidden, batch, with_trace=self.trace_train)
+        loss = losses.mean()
+        self.log("loss", loss, prog_bar=True, logger=False, batch_size=len(losses))
+        return {"loss": loss, "trace": trace} if trace is not None else loss
+
+    def validation_step(
+        self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> Any:
+        _, trace = self.per_example(self.encode(batch), batch, with_trace=True)
+        return {"trace": trace}
+
+    def configure_optimizers(self) -> Any:
+        from transformers import get_linear_schedule_with_warmup
+
+        no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
+        groups = [
+            {
+                "params": [p for n, p in self.named_parameters() if not n.endswith(no_decay)],
+                "weight_decay": self.hparams.weight_decay,
+            },
+            {
+                "params": [p for n, p in self.named_parameters() if n.endswith(no_decay)],
+                "weight_decay": 0.0,
+            },
+        ]
+        optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = get_linear_schedule_with_warmup(
+            optimizer, int(self.hparams.warmup_ratio * total), total
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

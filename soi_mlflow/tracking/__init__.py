@@ -1,0 +1,1 @@
+"""Tracking: the trace format, the trace callback, and MLflow run conventions."""

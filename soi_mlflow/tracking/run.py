@@ -1,0 +1,150 @@
+"""MLflow run conventions (DESIGN 4): opening the run, tags, params, inputs, artifacts.
+
+Everything goes through ``MlflowClient`` with an explicit run id (no fluent active run),
+so it works the same against SQLite, an ``http://`` server and inside ``mlflow run``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from soi_mlflow.errors import SoiInputError
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_EXPERIMENT = "soi-mlflow"
+TAG_PREFIX = "soi."
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """The flag, else ``MLFLOW_TRACKING_URI``, else a SQLite file in the working directory."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def soi_tags(**values: Any) -> dict[str, str]:
+    """``soi.<name>`` tags; lists become sorted comma-separated strings, None is dropped."""
+    out = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple, set)):
+            value = ",".join(sorted(map(str, value)))
+        out[f"{TAG_PREFIX}{key}"] = str(value)
+    return out
+
+
+@dataclass
+class RunHandle:
+    """An open MLflow run: the client, the run id, and whether this process created it."""
+
+    client: Any
+    run_id: str
+    experiment_id: str
+    tracking_uri: str
+    created: bool
+
+    @classmethod
+    def open(
+        cls,
+        tracking_uri: str | None,
+        experiment: str | None,
+        run_name: str | None,
+        tags: Mapping[str, str],
+        parent_run_id: str | None = None,
+    ) -> RunHandle:
+        """Attach to ``MLFLOW_RUN_ID`` (under ``mlflow run``) or create a new run."""
+        from mlflow import MlflowClient
+
+        uri = resolve_tracking_uri(tracking_uri)
+        client = MlflowClient(uri)
+        all_tags = dict(tags)
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        env_run = os.environ.get("MLFLOW_RUN_ID")
+        if env_run:
+            run = client.get_run(env_run)
+            handle = cls(client, env_run, run.info.experiment_id, uri, created=False)
+            if run_name and not run.info.run_name:
+                all_tags["mlflow.runName"] = run_name
+            handle.set_tags(all_tags)
+            return handle
+        experiment_id = ensure_experiment(client, experiment or DEFAULT_EXPERIMENT)
+        run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
+        return cls(client, run.info.run_id, experiment_id, uri, created=True)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        if tags:
+            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log params not already on the run (``mlflow run`` logs its entry-point
+        parameters first, in its own spelling; MLflow forbids changing a param)."""
+        from mlflow.entities import Param
+
+        existing = self.client.get_run(self.run_id).data.params
+        items = [
+            Param(k, str(v)[:6000])
+            for k, v in params.items()
+            if v is not None and k not in existing
+        ]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[start : start + 100])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        for start in range(0, len(items), 1000):
+            self.client.log_batch(self.run_id, metrics=items[start : start + 1000])
+
+    def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(local_path), artifact_path)
+
+    def log_dataset(self, frame: Any, name: str, context: str, source: str | None = None) -> None:
+        """Log a data set as a run input, with MLflow's digest of its content."""
+        import mlflow.data
+        from mlflow.entities import DatasetInput, InputTag
+
+        with warnings.catch_warnings():  # MLflow's hint on integer columns is not for us
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_pandas(frame, name=name, source=source)
+        tag = InputTag("mlflow.data.context", context)
+        self.client.log_inputs(self.run_id, [DatasetInput(dataset._to_mlflow_entity(), [tag])])
+
+    def finish(self, status: str = "FINISHED") -> None:
+        """End the run if this process created it; a run of ``mlflow run`` is MLflow's."""
+        if self.created:
+            self.client.set_terminated(self.run_id, status)
+
+    def ui_command(self) -> str:
+        """The command that opens the MLflow UI on this run's tracking store."""
+        url_path = f"#/experiments/{self.experiment_id}/runs/{self.run_id}"
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return f"open {self.tracking_uri.rstrip('/')}/{url_path}"
+        return f"mlflow ui --backend-store-uri {self.tracking_uri}  # then open http://127.0.0.1:5000/{url_path}"
+
+
+def ensure_experiment(client: Any, name: str) -> str:
+    """The id of experiment ``name``, created if missing (safe when two processes race)."""
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        if found.lifecycle_stage == "deleted":
+            raise SoiInputError(f"experiment {name!r} is deleted; restore it or pick another name")
+        return found.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException:
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id

@@ -1,0 +1,229 @@
+"""One training run: a mixture, an encoder, the trace callback, one MLflow run.
+
+``train(TrainConfig(...))`` checks every input before any work, builds the data and the
+model, and trains with Lightning; the trace callback opens the MLflow run (on rank 0
+only) and writes traces, metrics and example tables as training goes.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from soi_mlflow.data.mixture import Mixture, MixtureSpec, validate_mixture
+from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.run import RunHandle, soi_tags
+from soi_mlflow.tracking.trace_format import CAPTURE_MODES, SCHEMA_VERSION
+
+EXAMPLE_SPLITS = ("train", "validation", "test", "ood")
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs; the defaults train the tiny encoder on CPU."""
+
+    mixture: MixtureSpec
+    epochs: int = 3
+    seed: int = 0
+    model: str = "tiny"
+    capture: str = "train_pass"
+    batch_size: int = 32
+    max_length: int = 64
+    lr: float | None = None  # default: 1e-3 for tiny, 3e-5 for a pretrained encoder
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    experiment: str | None = None
+    tracking_uri: str | None = None
+    run_name: str | None = None
+    parent_run_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    stage: int = 1
+    accelerator: str = "auto"
+    devices: int = 1
+    strategy: str = "auto"
+    progress: bool = True
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else (1e-3 if self.model == "tiny" else 3e-5)
+
+
+@dataclass
+class TrainResult:
+    run_id: str | None  # None on the non-zero ranks of a distributed run
+    experiment_id: str | None
+    tracking_uri: str | None
+    metrics: dict[str, float]
+    ui_command: str | None
+
+
+def validate_config(config: TrainConfig) -> None:
+    """Refuse bad settings before anything is loaded or trained."""
+    validate_mixture(config.mixture)
+    if config.epochs <= 0:
+        raise SoiInputError(f"epochs must be a positive integer, got {config.epochs!r}")
+    if config.capture not in CAPTURE_MODES:
+        raise SoiInputError(
+            f"capture: expected one of {', '.join(CAPTURE_MODES)}, got {config.capture!r}"
+        )
+    for name in ("batch_size", "max_length", "devices"):
+        if getattr(config, name) <= 0:
+            raise SoiInputError(f"{name} must be a positive integer, got {getattr(config, name)!r}")
+    if config.learning_rate <= 0:
+        raise SoiInputError(f"lr must be > 0, got {config.lr!r}")
+    if config.model != "tiny" and (
+        config.model.startswith((".", "/")) and not Path(config.model).is_dir()
+    ):
+        raise SoiInputError(
+            f"model path {config.model!r} is not a folder with a transformers model"
+        )
+
+
+def run_params(config: TrainConfig) -> dict[str, Any]:
+    spec = config.mixture
+    suite = spec.suite if isinstance(spec.suite, (str, Path)) else spec.suite.name
+    return {
+        "suite": suite,
+        "axis": spec.axis,
+        "members": ",".join(spec.members),
+        "ood": ",".join(spec.ood),
+        "max_examples": spec.max_examples,
+        "data_seed": spec.data_seed,
+        "sampling": spec.sampling,
+        "temperature": spec.temperature if spec.sampling == "temperature" else None,
+        "epochs": config.epochs,
+        "seed": config.seed,
+        "model": config.model,
+        "capture": config.capture,
+        "batch_size": config.batch_size,
+        "max_length": config.max_length,
+        "lr": config.learning_rate,
+        "weight_decay": config.weight_decay,
+        "warmup_ratio": config.warmup_ratio,
+        "devices": config.devices,
+        "strategy": config.strategy,
+    }
+
+
+def run_tags(config: TrainConfig) -> dict[str, str]:
+    spec = config.mixture
+    tags = soi_tags(
+        axis=spec.axis,
+        setting=spec.setting,
+        members=list(spec.members),
+        ood=list(spec.ood) or None,
+        seed=config.seed,
+        stage=config.stage,
+        capture=config.capture,
+        trace_schema=SCHEMA_VERSION,
+        model=config.model,
+    )
+    return tags | dict(config.tags)
+
+
+def default_run_name(config: TrainConfig) -> str:
+    spec = config.mixture
+    return f"{spec.setting}-{'+'.join(spec.members)}-seed{config.seed}"
+
+
+def _log_examples(run: RunHandle, mixture: Mixture) -> None:
+    """Example tables (``examples/<split>.parquet``) and the data sets as run inputs."""
+    folder = Path(tempfile.mkdtemp(prefix="soi-examples-"))
+    try:
+        for split in EXAMPLE_SPLITS:
+            if split == "ood" and not mixture.spec.ood:
+                continue
+            table = mixture.example_table(split)
+            path = folder / f"{split}.parquet"
+            table.to_parquet(path, compression="zstd", index=False)
+            run.log_artifact(path, "examples")
+            for member, part in table.groupby("member", sort=False):
+                run.log_dataset(
+                    part[["example_id", "label"]].reset_index(drop=True), f"{member}/{split}", split
+                )
+    finally:
+        for p in folder.iterdir():
+            p.unlink()
+        folder.rmdir()
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train one model on ``config.mixture`` and trace it into one MLflow run."""
+    validate_config(config)
+    import lightning.pytorch as pl
+
+    from soi_mlflow.data.datamodule import MixtureDataModule
+    from soi_mlflow.model.encoder import build_encoder
+    from soi_mlflow.model.module import MultiTaskClassifier
+    from soi_mlflow.tracking.callback import TraceCallback
+
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    mixture = Mixture(config.mixture)
+    texts = list(mixture.train["text"]) + [t for t in mixture.train["text_pair"] if t]
+    encoder, tokenizer = build_encoder(config.model, texts, config.max_length, config.seed)
+    module = MultiTaskClassifier(
+        encoder,
+        [len(names) for names in mixture.tasks.values()],
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
+        warmup_ratio=config.warmup_ratio,
+    )
+    data = MixtureDataModule(
+        mixture,
+        tokenizer,
+        config.max_length,
+        config.batch_size,
+        config.seed,
+        eval_train=config.capture == "eval_pass",
+    )
+
+    def open_run() -> RunHandle:
+        run = RunHandle.open(
+            config.tracking_uri,
+            config.experiment,
+            config.run_name or default_run_name(config),
+            run_tags(config),
+            config.parent_run_id,
+        )
+        run.log_params(run_params(config))
+        _log_examples(run, mixture)
+        return run
+
+    callback = TraceCallback(
+        open_run,
+        list(mixture.all_members),
+        mixture.tasks,
+        data.eval_keys,
+        config.capture,
+        config.mixture.axis,
+    )
+    trainer = pl.Trainer(
+        max_epochs=config.epochs,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        strategy=config.strategy,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=config.progress,
+        num_sanity_val_steps=0,
+        deterministic="warn",
+        callbacks=[callback],
+        default_root_dir=os.environ.get("SOI_MLFLOW_LIGHTNING_DIR", tempfile.gettempdir()),
+    )
+    try:
+        trainer.fit(module, datamodule=data)
+    except BaseException:
+        if callback.run is not None:
+            callback.run.finish("FAILED")
+        raise
+    run = callback.run
+    if run is None:
+        return TrainResult(None, None, None, {}, None)
+    run.finish("FINISHED")
+    return TrainResult(
+        run.run_id, run.experiment_id, run.tracking_uri, callback.last_metrics, run.ui_command()
+    )

@@ -1,0 +1,163 @@
+"""Training with traces into a real MLflow store (SQLite): files, metrics, tags, inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from mlflow import MlflowClient
+from tracehelp import load_examples, load_trace, trace_files
+
+from soi_mlflow.data.mixture import Mixture, MixtureSpec
+from soi_mlflow.errors import SoiInputError
+from soi_mlflow.model.encoder import build_tiny
+from soi_mlflow.model.module import MultiTaskClassifier
+from soi_mlflow.training import TrainConfig, train
+
+EPOCHS = 2
+
+
+def _config(uri: str, members=("books", "movies"), ood=("restaurants",), **kw) -> TrainConfig:
+    spec = MixtureSpec("builtin", "source", members, ood=ood, max_examples=60, eval_max_examples=50)
+    settings = {"epochs": EPOCHS, "batch_size": 16, "progress": False, "experiment": "tests", **kw}
+    return TrainConfig(spec, tracking_uri=uri, **settings)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("trained")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        mp.delenv("MLFLOW_RUN_ID", raising=False)
+        config = _config(uri)
+        result = train(config)
+    return uri, result, Mixture(config.mixture)
+
+
+def test_each_epoch_traces_every_training_example_once(trained) -> None:
+    uri, result, mixture = trained
+    files = trace_files(uri, result.run_id, "train")
+    assert files == [f"traces/train/epoch={e:03d}.parquet" for e in range(EPOCHS)]
+    train_ids = set(mixture.train["example_id"])
+    for epoch, path in enumerate(files):
+        trace, meta = load_trace(uri, result.run_id, path)
+        assert len(trace) == len(train_ids) == 120
+        assert trace["example_id"].is_unique and set(trace["example_id"]) == train_ids
+        assert (trace["epoch"] == epoch).all()
+        assert (
+            meta["capture"] == "train_pass"
+            and meta["split"] == "train"
+            and meta["run_id"] == result.run_id
+        )
+        assert meta["label_names"] == {"review_sentiment": ["negative", "positive"]}
+        assert trace["p_gold"].between(0, 1).all()
+        # train_pass rows come from the training steps: several steps, none after the epoch
+        assert trace["step"].nunique() > 1
+        assert trace["step"].max() == (epoch + 1) * 8
+        assert set(trace["member"]) == {"books", "movies"}
+        np.testing.assert_allclose(trace["loss"], -np.log(trace["p_gold"]), rtol=1e-3, atol=1e-4)
+
+
+def test_evaluation_splits_are_traced_every_epoch(trained) -> None:
+    uri, result, _ = trained
+    for split, members in (
+        ("validation", {"books", "movies"}),
+        ("test", {"books", "movies"}),
+        ("ood", {"restaurants"}),
+    ):
+        files = trace_files(uri, result.run_id, split)
+        assert len(files) == EPOCHS
+        trace, meta = load_trace(uri, result.run_id, files[-1])
+        assert meta["capture"] == "eval_pass"
+        assert set(trace["member"]) == members
+        assert len(trace) == 50 * len(members) and trace["example_id"].is_unique
+        assert trace["step"].nunique() == 1
+
+
+def test_metrics_tags_params_inputs_and_example_tables(trained) -> None:
+    uri, result, mixture = trained
+    client = MlflowClient(uri)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    tags = run.data.tags
+    assert tags["soi.axis"] == "source" and tags["soi.setting"] == "multi"
+    assert tags["soi.members"] == "books,movies" and tags["soi.seed"] == "0"
+    assert tags["soi.capture"] == "train_pass" and tags["soi.trace_schema"] == "1"
+    assert tags["soi.stage"] == "1"
+    assert run.data.params["epochs"] == str(EPOCHS) and run.data.params["model"] == "tiny"
+    for key in (
+        "train/loss",
+        "val/books/acc",
+        "test/movies/acc",
+        "ood/restaurants/acc",
+        "train/books/acc",
+    ):
+        history = client.get_metric_history(result.run_id, key)
+        assert [m.step for m in history] == list(range(EPOCHS)), key
+    # accuracy in MLflow is the trace's own accuracy
+    trace, _ = load_trace(uri, result.run_id, trace_files(uri, result.run_id, "ood")[-1])
+    assert run.data.metrics["ood/restaurants/acc"] == pytest.approx(
+        (trace["pred"] == trace["gold"]).mean()
+    )
+    names = {(d.dataset.name, [t.value for t in d.tags][0]) for d in run.inputs.dataset_inputs}
+    assert ("books/train", "train") in names and ("restaurants/ood", "ood") in names
+    examples = load_examples(uri, result.run_id, "train")
+    assert set(examples["example_id"]) == set(mixture.train["example_id"])
+    assert {"member", "label", "label_name", "text", "planted"} <= set(examples.columns)
+
+
+def test_single_member_run_has_the_same_ids_as_the_mixture(trained, store) -> None:
+    uri, multi, _ = trained
+    single = train(_config(store, members=("books",), ood=()))
+    s_trace, _ = load_trace(store, single.run_id, "traces/train/epoch=000.parquet")
+    m_trace, _ = load_trace(uri, multi.run_id, "traces/train/epoch=000.parquet")
+    books = m_trace[m_trace["member"] == "books"]
+    assert sorted(s_trace["example_id"]) == sorted(books["example_id"])
+    assert MlflowClient(store).get_run(single.run_id).data.tags["soi.setting"] == "single"
+
+
+def test_eval_pass_capture_traces_train_in_eval_mode(store) -> None:
+    result = train(_config(store, members=("books",), ood=(), capture="eval_pass"))
+    trace, meta = load_trace(store, result.run_id, "traces/train/epoch=001.parquet")
+    assert meta["capture"] == "eval_pass" and len(trace) == 60
+    assert trace["step"].nunique() == 1  # one pass after the epoch, not the training steps
+    run = MlflowClient(store).get_run(result.run_id)
+    assert run.data.tags["soi.capture"] == "eval_pass"
+
+
+def test_every_head_takes_part_in_every_step() -> None:
+    """DDP needs every parameter in the graph, even a head whose task is not in the batch."""
+    encoder, tok = build_tiny(["a b c", "d e f"], max_length=16, seed=0)
+    model = MultiTaskClassifier(encoder, [2, 3]).eval()  # no dropout: the check repeats a pass
+    enc = tok(["a b", "c d e"], padding=True, return_tensors="pt")
+    batch = {
+        **enc,
+        "label": torch.tensor([1, 0]),
+        "task_idx": torch.tensor([0, 0]),
+        "example_id": torch.tensor([5, 6]),
+        "member_idx": torch.tensor([0, 0]),
+    }
+    losses, trace = model.per_example(model.encode(batch), batch, with_trace=True)
+    losses.mean().backward()
+    assert all(p.grad is not None for p in model.heads.parameters())
+    assert torch.count_nonzero(model.heads[1].weight.grad) == 0
+    logits = model.heads[0](model.encode(batch)).detach()
+    expected = logits.softmax(-1)[torch.arange(2), batch["label"]]
+    torch.testing.assert_close(trace["p_gold"], expected)
+    torch.testing.assert_close(trace["loss"], -expected.log())
+    assert trace["pred"].tolist() == logits.argmax(-1).tolist()
+
+
+def test_bad_training_settings_fail_before_any_run(store) -> None:
+    for kw, pattern in (
+        ({"epochs": 0}, "epochs must be a positive"),
+        ({"capture": "forward"}, "capture: expected one of train_pass, eval_pass"),
+        ({"model": "./no-such-model"}, "model path './no-such-model' is not a folder"),
+    ):
+        with pytest.raises(SoiInputError, match=pattern):
+            train(_config(store, **kw))
+    with pytest.raises(SoiInputError, match="unknown member 'kitchen'"):
+        train(_config(store, members=("kitchen",)))
+    assert MlflowClient(store).search_experiments()[0].name == "Default"
+    assert not MlflowClient(store).search_runs(["0"])

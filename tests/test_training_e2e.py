@@ -1,0 +1,192 @@
+"""End to end: the CLI, `mlflow run`, DDP on CPU, a real server, and a killed run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from servers import mlflow_server
+from tracehelp import load_trace, trace_files
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[1]
+SMALL = [
+    "--suite",
+    "builtin",
+    "--axis",
+    "source",
+    "--epochs",
+    "2",
+    "--max-examples",
+    "60",
+    "--batch-size",
+    "16",
+    "--no-progress",
+]
+
+
+def _env(uri: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_RUN_ID"}
+    env["MLFLOW_TRACKING_URI"] = uri
+    env["PATH"] = (
+        f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # an activated venv
+    )
+    return env
+
+
+def _cli(args: list[str], uri: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    out = subprocess.run(
+        [sys.executable, "-m", "soi_mlflow.cli", *args],
+        capture_output=True,
+        text=True,
+        env=_env(uri),
+        cwd=cwd,
+        timeout=timeout,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def _only_run(uri: str):
+    client = MlflowClient(uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments)
+    assert len(runs) == 1, [r.info.run_id for r in runs]
+    return runs[0]
+
+
+def test_cli_train_prints_the_run_and_the_ui_command(store, tmp_path: Path) -> None:
+    out = _cli(
+        ["train", *SMALL, "--members", "books,movies", "--ood", "restaurants"], store, tmp_path
+    )
+    run = _only_run(store)
+    assert f"run id: {run.info.run_id}" in out.stdout
+    assert "mlflow ui --backend-store-uri" in out.stdout
+    for split in ("train", "validation", "test", "ood"):
+        assert len(trace_files(store, run.info.run_id, split)) == 2
+
+
+def test_mlflow_run_entry_point_logs_into_its_own_run(store, tmp_path: Path) -> None:
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "run",
+        str(REPO),
+        "-e",
+        "train",
+        "--env-manager",
+        "local",
+        "--experiment-name",
+        "via-mlflow-run",
+        "-P",
+        "members=books",
+        "-P",
+        "ood=",
+        "-P",
+        "epochs=1",
+        "-P",
+        "max_examples=40",
+    ]
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, env=_env(store), cwd=tmp_path, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = _only_run(store)
+    client = MlflowClient(store)
+    assert client.get_experiment(run.info.experiment_id).name == "via-mlflow-run"
+    assert run.data.tags["soi.members"] == "books" and run.info.status == "FINISHED"
+    assert trace_files(store, run.info.run_id, "train") == ["traces/train/epoch=000.parquet"]
+
+
+def test_ddp_on_two_cpu_processes_traces_each_example_once(store, tmp_path: Path) -> None:
+    # 3 x 101 = 303 examples: the distributed sampler pads one rank with a duplicate
+    args = [
+        "train",
+        *SMALL,
+        "--members",
+        "books,movies,electronics",
+        "--ood",
+        "",
+        "--max-examples",
+        "101",
+        "--devices",
+        "2",
+        "--strategy",
+        "ddp",
+        "--accelerator",
+        "cpu",
+    ]
+    _cli(args, store, tmp_path, timeout=400)
+    run = _only_run(store)
+    assert run.data.params["devices"] == "2" and run.data.params["strategy"] == "ddp"
+    for path in trace_files(store, run.info.run_id, "train"):
+        trace, _ = load_trace(store, run.info.run_id, path)
+        assert len(trace) == 303 and trace["example_id"].is_unique
+    trace, _ = load_trace(
+        store, run.info.run_id, trace_files(store, run.info.run_id, "validation")[-1]
+    )
+    assert len(trace) == 3 * 400 and trace["example_id"].is_unique
+
+
+def test_traces_go_through_a_real_tracking_server(tmp_path: Path) -> None:
+    with mlflow_server(tmp_path) as uri:
+        _cli(["train", *SMALL, "--members", "books", "--ood", "", "--epochs", "1"], uri, tmp_path)
+        run = _only_run(uri)
+        assert run.info.artifact_uri.startswith("mlflow-artifacts:")
+        trace, meta = load_trace(uri, run.info.run_id, "traces/train/epoch=000.parquet")
+        assert len(trace) == 60 and meta["run_id"] == run.info.run_id
+    stored = list((tmp_path / "artifacts").rglob("epoch=000.parquet"))
+    assert len(stored) == 3  # train, validation, test: proxied into the server's folder
+
+
+def test_a_killed_run_keeps_the_epochs_already_written(store, tmp_path: Path) -> None:
+    args = [
+        "train",
+        *SMALL,
+        "--members",
+        "books",
+        "--ood",
+        "",
+        "--epochs",
+        "200",
+        "--max-examples",
+        "200",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "soi_mlflow.cli", *args],
+        env=_env(store),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    client = MlflowClient(store)
+    written: list[str] = []
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and len(written) < 3:
+            time.sleep(1)
+            try:
+                runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+            except Exception:  # the store may not exist yet
+                continue
+            if runs:
+                written = trace_files(store, runs[0].info.run_id, "train")
+        assert len(written) >= 3, "training did not reach epoch 3 in time"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    run = _only_run(store)
+    files = trace_files(store, run.info.run_id, "train")
+    assert len(files) >= 3 and len(files) < 200
+    for epoch, path in enumerate(files):
+        assert path == f"traces/train/epoch={epoch:03d}.parquet"
+        trace, _ = load_trace(store, run.info.run_id, path)
+        assert len(trace) == 200 and (trace["epoch"] == epoch).all()
