@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 setup: $(VENV)/.installed
 
 demo: setup
-	$(BIN)/soi-mlflow preview
+	$(BIN)/soi-mlflow demo
 
 test: setup
 	$(BIN)/python -m pytest

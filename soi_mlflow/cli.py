@@ -202,6 +202,74 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from soi_mlflow.studies.compare import format_summary, run_compare, validate_compare
+
+    config = train_config_from_args(args)
+    validate_compare(config, args.seeds)
+    result = run_compare(config, seeds=args.seeds)
+    print("\nsingle vs multi (test accuracy in-distribution and OOD; SOI fractions on train):")
+    print(format_summary(result.summary))
+    print(f"\nparent run id: {result.parent_run_id}")
+    print(f"open the MLflow UI: {result.ui_command}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    argv = [
+        "compare",
+        "--suite",
+        "builtin",
+        "--axis",
+        "source",
+        "--members",
+        "books,movies,electronics",
+        "--ood",
+        "restaurants",
+        "--epochs",
+        str(args.epochs),
+        "--seeds",
+        str(args.seeds),
+        "--experiment",
+        args.experiment,
+        "--no-progress",
+    ]
+    if args.tracking_uri:
+        argv += ["--tracking-uri", args.tracking_uri]
+    print("demo: the source-axis comparison on the built-in suite, tiny encoder: " + " ".join(argv))
+    return _cmd_compare(build_parser().parse_args(argv))
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from soi_mlflow.analysis.report import analyze_run, compare
+    from soi_mlflow.studies.children import comparison_of
+    from soi_mlflow.studies.compare import format_summary
+
+    if bool(args.run_id) == bool(args.parent_run_id):
+        raise SoiInputError("give exactly one of --run-id or --parent-run-id")
+    splits = args.split or ["train"]
+    if args.run_id:
+        tables = analyze_run(args.run_id, splits, args.taxonomy, args.tracking_uri)
+        for split, table in tables.items():
+            print(f"{split}: {len(table)} examples")
+            print(
+                table.groupby("member", observed=True)["soi"]
+                .value_counts(normalize=True)
+                .unstack()
+                .round(3)
+                .to_string()
+            )
+        return 0
+    comparison = comparison_of(args.parent_run_id, args.tracking_uri)
+    for run_id in [*comparison.multi, *(r for runs in comparison.single.values() for r in runs)]:
+        analyze_run(run_id, splits, args.taxonomy, args.tracking_uri)
+    summary = compare(
+        args.parent_run_id, comparison, splits[0], args.taxonomy, args.aggregate, args.tracking_uri
+    )
+    print(format_summary(summary))
+    return 0
+
+
 def _cmd_preview(args: argparse.Namespace) -> int:
     from soi_mlflow.data.preview import print_preview
 
@@ -223,6 +291,40 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train one model (one member or a mixture) with traces")
     add_train_flags(train)
     train.set_defaults(func=_cmd_train, subparser=train)
+    comp = sub.add_parser("compare", help="each member alone vs all together, analysed in MLflow")
+    add_train_flags(comp)
+    comp.add_argument(
+        "--seeds", type=_positive_int, default=1, help="seeds per setting (default 1)"
+    )
+    comp.set_defaults(func=_cmd_compare, subparser=comp)
+    analyze = sub.add_parser("analyze", help="SOI, cartography and comparisons of existing runs")
+    analyze.add_argument("--run-id", help="analyse one run")
+    analyze.add_argument(
+        "--parent-run-id", help="re-analyse a comparison study from its parent run"
+    )
+    analyze.add_argument("--split", type=_csv, help="splits to analyse (default train)")
+    analyze.add_argument("--taxonomy", default="default", help="a registered SOI taxonomy")
+    analyze.add_argument(
+        "--aggregate",
+        default="majority",
+        choices=("majority", "pairs"),
+        help="how seeds combine in transitions (default majority)",
+    )
+    analyze.add_argument(
+        "--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db"
+    )
+    analyze.add_argument("--config", type=Path, help="YAML file with any of these options")
+    analyze.set_defaults(func=_cmd_analyze, subparser=analyze)
+    demo = sub.add_parser(
+        "demo", help="the main job: the built-in source-axis comparison, end to end"
+    )
+    demo.add_argument("--epochs", type=_positive_int, default=5)
+    demo.add_argument("--seeds", type=_positive_int, default=2)
+    demo.add_argument("--experiment", default="soi-demo")
+    demo.add_argument(
+        "--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db"
+    )
+    demo.set_defaults(func=_cmd_demo, subparser=demo)
     return parser
 
 

@@ -161,3 +161,25 @@ def test_bad_training_settings_fail_before_any_run(store) -> None:
         train(_config(store, members=("kitchen",)))
     assert MlflowClient(store).search_experiments()[0].name == "Default"
     assert not MlflowClient(store).search_runs(["0"])
+
+
+def test_same_seed_gives_the_same_trace(store) -> None:
+    a = train(_config(store, members=("books",), ood=(), epochs=1))
+    b = train(_config(store, members=("books",), ood=(), epochs=1))
+    ta, _ = load_trace(store, a.run_id, "traces/train/epoch=000.parquet")
+    tb, _ = load_trace(store, b.run_id, "traces/train/epoch=000.parquet")
+    assert a.run_id != b.run_id
+    assert ta.equals(tb)
+
+
+def test_a_model_from_a_local_folder(store, tmp_path) -> None:
+    """A transformers model saved on disk loads by path (what a hub model is, offline)."""
+    mixture = Mixture(_config(store).mixture)
+    encoder, tokenizer = build_tiny(list(mixture.train["text"]), max_length=64, seed=1)
+    folder = tmp_path / "my-encoder"
+    encoder.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    result = train(_config(store, members=("books",), ood=(), epochs=1, model=str(folder), lr=1e-3))
+    trace, _ = load_trace(store, result.run_id, "traces/train/epoch=000.parquet")
+    assert len(trace) == 60
+    assert MlflowClient(store).get_run(result.run_id).data.tags["soi.model"] == str(folder)

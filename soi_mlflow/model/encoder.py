@@ -75,7 +75,9 @@ def build_pretrained(name: str, max_length: int) -> tuple[nn.Module, Any]:
             encoder = AutoModel.from_pretrained(name, add_pooling_layer=False)
         except TypeError:  # models without a pooler do not take the argument
             encoder = AutoModel.from_pretrained(name)
-        return encoder, tokenizer
+        # from_pretrained returns eval mode, and Lightning keeps a module's mode: without
+        # this, a pretrained encoder would fine-tune with its dropout switched off
+        return encoder.train(), tokenizer
 
     if local:
         return load()

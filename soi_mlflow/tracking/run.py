@@ -56,8 +56,12 @@ class RunHandle:
         run_name: str | None,
         tags: Mapping[str, str],
         parent_run_id: str | None = None,
+        experiment_id: str | None = None,
     ) -> RunHandle:
-        """Attach to ``MLFLOW_RUN_ID`` (under ``mlflow run``) or create a new run."""
+        """Attach to ``MLFLOW_RUN_ID`` (under ``mlflow run``) or create a new run.
+
+        A child run (``parent_run_id`` given) is always a new run, in the parent's
+        experiment unless ``experiment_id`` says otherwise."""
         from mlflow import MlflowClient
 
         uri = resolve_tracking_uri(tracking_uri)
@@ -65,7 +69,7 @@ class RunHandle:
         all_tags = dict(tags)
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
-        env_run = os.environ.get("MLFLOW_RUN_ID")
+        env_run = os.environ.get("MLFLOW_RUN_ID") if not parent_run_id else None
         if env_run:
             run = client.get_run(env_run)
             handle = cls(client, env_run, run.info.experiment_id, uri, created=False)
@@ -73,7 +77,10 @@ class RunHandle:
                 all_tags["mlflow.runName"] = run_name
             handle.set_tags(all_tags)
             return handle
-        experiment_id = ensure_experiment(client, experiment or DEFAULT_EXPERIMENT)
+        if experiment_id is None and parent_run_id:
+            experiment_id = client.get_run(parent_run_id).info.experiment_id
+        if experiment_id is None:
+            experiment_id = ensure_experiment(client, experiment or DEFAULT_EXPERIMENT)
         run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
         return cls(client, run.info.run_id, experiment_id, uri, created=True)
 
@@ -98,12 +105,7 @@ class RunHandle:
             self.client.log_batch(self.run_id, params=items[start : start + 100])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
-        for start in range(0, len(items), 1000):
-            self.client.log_batch(self.run_id, metrics=items[start : start + 1000])
+        log_metric_batch(self.client, self.run_id, metrics, step)
 
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(local_path), artifact_path)
@@ -115,9 +117,9 @@ class RunHandle:
 
         with warnings.catch_warnings():  # MLflow's hint on integer columns is not for us
             warnings.simplefilter("ignore", UserWarning)
-            dataset = mlflow.data.from_pandas(frame, name=name, source=source)
+            entity = mlflow.data.from_pandas(frame, name=name, source=source)._to_mlflow_entity()
         tag = InputTag("mlflow.data.context", context)
-        self.client.log_inputs(self.run_id, [DatasetInput(dataset._to_mlflow_entity(), [tag])])
+        self.client.log_inputs(self.run_id, [DatasetInput(entity, [tag])])
 
     def finish(self, status: str = "FINISHED") -> None:
         """End the run if this process created it; a run of ``mlflow run`` is MLflow's."""
@@ -130,6 +132,16 @@ class RunHandle:
         if self.tracking_uri.startswith(("http://", "https://")):
             return f"open {self.tracking_uri.rstrip('/')}/{url_path}"
         return f"mlflow ui --backend-store-uri {self.tracking_uri}  # then open http://127.0.0.1:5000/{url_path}"
+
+
+def log_metric_batch(client: Any, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+    """Log ``metrics`` at ``step`` in as few requests as MLflow allows."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+    for start in range(0, len(items), 1000):
+        client.log_batch(run_id, metrics=items[start : start + 1000])
 
 
 def ensure_experiment(client: Any, name: str) -> str:

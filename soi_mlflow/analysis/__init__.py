@@ -1,0 +1,26 @@
+"""Analysis: runs and traces read back from MLflow, SOI, cartography, transitions.
+
+Imports neither the model nor Lightning: it needs only traces and run metadata, so it runs
+on a laptop against runs trained elsewhere.
+"""
+
+from soi_mlflow.analysis.runs import (
+    find_runs,
+    load_examples,
+    load_traces,
+    soi_table,
+    transitions,
+)
+from soi_mlflow.analysis.soi import DEFAULT, Taxonomy, get_taxonomy, register_taxonomy
+
+__all__ = [
+    "DEFAULT",
+    "Taxonomy",
+    "find_runs",
+    "get_taxonomy",
+    "load_examples",
+    "load_traces",
+    "register_taxonomy",
+    "soi_table",
+    "transitions",
+]

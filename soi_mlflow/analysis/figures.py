@@ -1,0 +1,133 @@
+"""Figures (matplotlib, Agg): titled, labelled, with counts written where they help."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from soi_mlflow.analysis.cartography import DEFAULT_THRESHOLDS, RegionThresholds  # noqa: E402
+from soi_mlflow.analysis.transitions import row_normalised  # noqa: E402
+
+MAX_POINTS = 20_000
+
+
+def _colors(names: list[str]) -> dict[str, tuple]:
+    cmap = plt.get_cmap("tab10")
+    return {n: cmap(i % 10) for i, n in enumerate(names)}
+
+
+def soi_distribution(table: pd.DataFrame, title: str) -> plt.Figure:
+    """Share of each subset per member, with the count on each bar."""
+    subsets = [str(c) for c in table["soi"].cat.categories if (table["soi"] == c).any()]
+    members = sorted(table["member"].astype(str).unique())
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(subsets)), 4))
+    width = 0.8 / len(members)
+    for k, m in enumerate(members):
+        part = table[table["member"].astype(str) == m]
+        counts = part["soi"].astype(str).value_counts().reindex(subsets, fill_value=0)
+        x = np.arange(len(subsets)) + k * width
+        bars = ax.bar(x, counts / max(len(part), 1), width, label=f"{m} (n={len(part)})")
+        ax.bar_label(bars, labels=[str(c) for c in counts], fontsize=7)
+    ax.set_xticks(np.arange(len(subsets)) + 0.4 - width / 2, subsets, rotation=20)
+    ax.set_ylabel("fraction of examples")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def data_map(
+    table: pd.DataFrame, title: str, thresholds: RegionThresholds = DEFAULT_THRESHOLDS
+) -> plt.Figure:
+    """Variability (x) against confidence (y), one point per example, coloured by SOI."""
+    shown = table.sample(MAX_POINTS, random_state=0) if len(table) > MAX_POINTS else table
+    subsets = [str(c) for c in table["soi"].cat.categories]
+    colors = _colors(subsets)
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    for name in subsets:
+        part = shown[shown["soi"].astype(str) == name]
+        if len(part):
+            ax.scatter(
+                part["variability"],
+                part["confidence"],
+                s=6,
+                alpha=0.6,
+                color=colors[name],
+                label=f"{name} ({int((table['soi'] == name).sum())})",
+            )
+    ax.axvline(thresholds.ambiguous_variability, color="grey", lw=0.8, ls="--")
+    ax.axhline(thresholds.easy_confidence, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("variability (std of gold probability over epochs)")
+    ax.set_ylabel("confidence (mean gold probability)")
+    ax.set_xlim(0, 0.5)
+    ax.set_ylim(0, 1)
+    note = f" (sample of {MAX_POINTS})" if len(table) > MAX_POINTS else ""
+    ax.set_title(title + note)
+    ax.legend(fontsize=7, markerscale=2, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def _heatmap(ax, matrix: pd.DataFrame, fmt: str, title: str) -> None:
+    values = matrix.to_numpy(dtype=float)
+    ax.imshow(values, cmap="Blues")
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            dark = values[i, j] > 0.6 * (values.max() or 1)
+            ax.text(
+                j,
+                i,
+                format(values[i, j], fmt),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if dark else "black",
+            )
+    ax.set_xticks(
+        range(len(matrix.columns)), [str(c) for c in matrix.columns], rotation=35, ha="right"
+    )
+    ax.set_yticks(range(len(matrix.index)), [str(c) for c in matrix.index])
+    ax.set_xlabel(matrix.columns.name or "")
+    ax.set_ylabel(matrix.index.name or "")
+    ax.set_title(title, fontsize=9)
+
+
+def transition_heatmap(counts: pd.DataFrame, label_a: str, label_b: str, title: str) -> plt.Figure:
+    """The transition matrix twice: counts, and fractions of each row."""
+    rows = row_normalised(counts)
+    counts = counts.rename_axis(index=f"SOI in {label_a}", columns=f"SOI in {label_b}")
+    rows = rows.rename_axis(index=f"SOI in {label_a}", columns=f"SOI in {label_b}")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    _heatmap(axes[0], counts, ".0f", "examples (counts)")
+    _heatmap(axes[1], rows, ".2f", "row-normalised")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def side_by_side(fractions: pd.DataFrame, title: str, ylabel: str) -> plt.Figure:
+    """Grouped bars: rows of ``fractions`` on the x axis, one bar per column."""
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(fractions)), 4))
+    width = 0.8 / max(len(fractions.columns), 1)
+    for k, col in enumerate(fractions.columns):
+        bars = ax.bar(np.arange(len(fractions)) + k * width, fractions[col], width, label=str(col))
+        ax.bar_label(bars, labels=[f"{v:.2f}" for v in fractions[col]], fontsize=7)
+    ax.set_xticks(
+        np.arange(len(fractions)) + 0.4 - width / 2, [str(i) for i in fractions.index], rotation=20
+    )
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def close(figures: Mapping[str, plt.Figure]) -> None:
+    for fig in figures.values():
+        plt.close(fig)

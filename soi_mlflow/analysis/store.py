@@ -1,0 +1,96 @@
+"""Run artifacts, downloaded once: a local cache keyed by tracking store, run and path.
+
+A folder (``traces/train``) is listed once and only the files not yet cached are fetched,
+in one batch. Files of a finished run never change, so once a folder of a finished run is
+complete it is not listed again. Works the same for SQLite stores and HTTP servers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from soi_mlflow.tracking.run import resolve_tracking_uri
+
+_DONE = ".complete"
+
+
+def cache_root() -> Path:
+    root = os.environ.get("SOI_MLFLOW_CACHE") or Path.home() / ".cache" / "soi_mlflow"
+    return Path(root) / "artifacts"
+
+
+class ArtifactCache:
+    """Downloads artifacts of runs of one tracking store into a local folder, once."""
+
+    def __init__(self, tracking_uri: str | None = None, root: Path | None = None) -> None:
+        from mlflow import MlflowClient
+
+        self.tracking_uri = resolve_tracking_uri(tracking_uri)
+        self.client = MlflowClient(self.tracking_uri)
+        key = hashlib.blake2b(self.tracking_uri.encode(), digest_size=8).hexdigest()
+        self.root = (root or cache_root()) / key
+        self.downloads = 0  # files fetched from the store by this object (for tests)
+
+    def folder(self, run_id: str, path: str) -> Path:
+        """The local copy of artifact folder ``path`` of ``run_id`` (fetched as needed)."""
+        local = self.root / run_id / path
+        if (local / _DONE).exists():
+            return local
+        listing = self.client.list_artifacts(run_id, path)
+        wanted = [a for a in listing if not a.is_dir]
+        missing = [a for a in wanted if not _has(local / Path(a.path).name, a.file_size)]
+        if missing:
+            local.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(dir=local.parent, prefix=".fetch-"))
+            try:
+                with _quiet_downloads():
+                    fetched = Path(self.client.download_artifacts(run_id, path, str(staging)))
+                for a in missing:
+                    os.replace(fetched / Path(a.path).name, local / Path(a.path).name)
+                self.downloads += len(missing)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        if wanted and self.client.get_run(run_id).info.status == "FINISHED":
+            (local / _DONE).touch()
+        return local
+
+    def file(self, run_id: str, path: str) -> Path:
+        """The local copy of one artifact file."""
+        local = self.root / run_id / path
+        if local.exists():
+            return local
+        local.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=local.parent, prefix=".fetch-"))
+        try:
+            with _quiet_downloads():
+                fetched = self.client.download_artifacts(run_id, path, str(staging))
+            os.replace(fetched, local)
+            self.downloads += 1
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return local
+
+
+@contextmanager
+def _quiet_downloads() -> Iterator[None]:
+    """No MLflow progress bar for the many small downloads of an analysis."""
+    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    saved = os.environ.get(name)
+    os.environ[name] = "false"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
+
+
+def _has(path: Path, size: int | None) -> bool:
+    return path.exists() and (size is None or path.stat().st_size == size)

@@ -1,0 +1,1 @@
+"""Studies: the only place that launches several training runs."""

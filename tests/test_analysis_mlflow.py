@@ -1,0 +1,142 @@
+"""Reading runs back from a real MLflow store and logging analyses to it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from soi_mlflow.analysis import find_runs, load_examples, load_traces, soi_table, transitions
+from soi_mlflow.analysis.report import analyze_run
+from soi_mlflow.analysis.runs import cache_for
+from soi_mlflow.data.mixture import MixtureSpec
+from soi_mlflow.errors import SoiInputError
+from soi_mlflow.training import TrainConfig, train
+
+EPOCHS = 3
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("analysis")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        mp.delenv("MLFLOW_RUN_ID", raising=False)
+        out = {}
+        for members in (("books", "movies"), ("books",)):
+            spec = MixtureSpec(
+                "builtin",
+                "source",
+                members,
+                ood=("restaurants",),
+                max_examples=80,
+                eval_max_examples=40,
+            )
+            config = TrainConfig(
+                spec,
+                epochs=EPOCHS,
+                batch_size=16,
+                progress=False,
+                tracking_uri=uri,
+                experiment="analysis-tests",
+            )
+            out[members] = train(config).run_id
+    return uri, out[("books", "movies")], out[("books",)]
+
+
+def test_soi_table_has_every_training_example_once(runs) -> None:
+    uri, multi, _ = runs
+    table = soi_table(multi, tracking_uri=uri)
+    assert table.columns[:8].tolist() == [
+        "example_id",
+        "member",
+        "soi",
+        "confidence",
+        "variability",
+        "correctness",
+        "forgetting_events",
+        "first_learned_epoch",
+    ]
+    assert len(table) == 160 and table["example_id"].is_unique
+    assert set(table["member"]) == {"books", "movies"}
+    assert table.attrs["epochs"] == EPOCHS and table["confidence"].between(0, 1).all()
+    traces = load_traces(multi, tracking_uri=uri)
+    assert len(traces) == 160 * EPOCHS and sorted(traces["epoch"].unique()) == list(range(EPOCHS))
+    examples = load_examples(multi, tracking_uri=uri)
+    assert set(examples["example_id"]) == set(table["example_id"])
+    ood = soi_table(multi, split="ood", tracking_uri=uri)
+    assert len(ood) == 40 and set(ood["member"]) == {"restaurants"}
+
+
+def test_artifacts_are_downloaded_once(runs) -> None:
+    uri, multi, _ = runs
+    cache = cache_for(uri)
+    soi_table(multi, "validation", tracking_uri=uri)
+    before = cache.downloads
+    soi_table(multi, "validation", tracking_uri=uri)
+    load_traces(multi, "validation", tracking_uri=uri)
+    assert cache.downloads == before
+
+
+def test_analyze_run_logs_metrics_tables_and_figures(runs) -> None:
+    uri, multi, _ = runs
+    tables = analyze_run(multi, ("train", "ood"), tracking_uri=uri)
+    client = MlflowClient(uri)
+    metrics = client.get_run(multi).data.metrics
+    fracs = {k: v for k, v in metrics.items() if k.startswith("soi/train/") and k.count("/") == 2}
+    assert len(fracs) == 6 and sum(fracs.values()) == pytest.approx(1.0)
+    assert "soi/train/books/never_learned_frac" in metrics and "soi/ood/forgotten_frac" in metrics
+    figures = {a.path for a in client.list_artifacts(multi, "figures")}
+    assert {
+        "figures/soi_distribution_train.png",
+        "figures/datamap_train.png",
+        "figures/datamap_ood.png",
+    } <= figures
+    logged = pd.read_parquet(cache_for(uri).file(multi, "tables/soi_train.parquet"))
+    assert logged["example_id"].tolist() == tables["train"]["example_id"].tolist()
+    assert logged["soi"].astype(str).tolist() == tables["train"]["soi"].astype(str).tolist()
+
+
+def test_transitions_between_a_single_and_a_multi_run(runs) -> None:
+    uri, multi, single = runs
+    m = transitions(single, multi, tracking_uri=uri)
+    assert m.to_numpy().sum() == 80 and m.attrs["coverage"]["fraction_of_a"] == 1.0
+    assert m.attrs["coverage"]["only_b"] == 80  # the movies examples have no partner
+    books = transitions(single, multi, member="books", normalize="row", tracking_uri=uri)
+    sums = books.sum(axis=1)
+    assert np.allclose(sums[sums > 0], 1.0)
+
+
+def test_find_runs_by_tags_and_filters(runs) -> None:
+    uri, multi, single = runs
+    found = find_runs("analysis-tests", tracking_uri=uri, setting="single")
+    assert found["run_id"].tolist() == [single]
+    both = find_runs("analysis-tests", "params.epochs = '3'", tracking_uri=uri, axis="source")
+    assert set(both["run_id"]) == {single, multi} and "metrics.val/books/acc" in both.columns
+    with pytest.raises(SoiInputError, match="no experiment named 'nope'"):
+        find_runs("nope", tracking_uri=uri)
+    with pytest.raises(SoiInputError, match="unknown split 'dev'"):
+        soi_table(single, "dev", tracking_uri=uri)
+
+
+def test_analysis_needs_neither_lightning_nor_torch() -> None:
+    code = (
+        "import sys, soi_mlflow.analysis, soi_mlflow.analysis.report\n"
+        "print([m for m in ('lightning', 'torch', 'transformers') if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    start = time.perf_counter()
+    help_out = subprocess.run(
+        [sys.executable, "-m", "soi_mlflow.cli", "analyze", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert time.perf_counter() - start < 3 and "--parent-run-id" in help_out.stdout

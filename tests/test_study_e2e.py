@@ -1,0 +1,138 @@
+"""End to end: the comparison study, re-analysis from the parent, the notebook."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from mlflow import MlflowClient
+from nbclient import NotebookClient
+
+from soi_mlflow.analysis import find_runs
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENT = "study-tests"
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("study")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_RUN_ID"} | {
+        "MLFLOW_TRACKING_URI": uri
+    }
+    args = [
+        "compare",
+        "--suite",
+        "builtin",
+        "--axis",
+        "source",
+        "--members",
+        "books,movies",
+        "--ood",
+        "restaurants",
+        "--epochs",
+        "3",
+        "--max-examples",
+        "80",
+        "--seeds",
+        "2",
+        "--batch-size",
+        "16",
+        "--experiment",
+        EXPERIMENT,
+        "--no-progress",
+    ]
+    out = subprocess.run(
+        [sys.executable, "-m", "soi_mlflow.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=folder,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return uri, folder, out.stdout
+
+
+def test_compare_makes_a_parent_with_children_figures_and_a_summary(study) -> None:
+    uri, _, stdout = study
+    parents = find_runs(EXPERIMENT, tracking_uri=uri, study="compare")
+    assert len(parents) == 1
+    parent = parents["run_id"][0]
+    assert f"parent run id: {parent}" in stdout and "id_single" in stdout
+    children = find_runs(EXPERIMENT, tracking_uri=uri, parent_run_id=parent)
+    assert sorted(zip(children["setting"], children["members"], children["seed"], strict=True)) == [
+        ("multi", "books,movies", "0"),
+        ("multi", "books,movies", "1"),
+        ("single", "books", "0"),
+        ("single", "books", "1"),
+        ("single", "movies", "0"),
+        ("single", "movies", "1"),
+    ]
+    client = MlflowClient(uri)
+    figures = {a.path for a in client.list_artifacts(parent, "figures")}
+    assert figures == {
+        f"figures/{n}.png"
+        for n in (
+            "transitions_books",
+            "transitions_movies",
+            "soi_single_vs_multi",
+            "accuracy_single_vs_multi",
+        )
+    }
+    tables = {a.path for a in client.list_artifacts(parent, "tables")}
+    assert "tables/summary.parquet" in tables and "tables/transitions_books.parquet" in tables
+    for child in children["run_id"]:
+        metrics = client.get_run(child).data.metrics
+        assert "soi/train/never_learned_frac" in metrics and "ood/restaurants/acc" in metrics
+
+
+def test_analyze_re_analyses_from_the_parent_without_training(study) -> None:
+    uri, folder, _ = study
+    parent = find_runs(EXPERIMENT, tracking_uri=uri, study="compare")["run_id"][0]
+    before = len(find_runs(EXPERIMENT, tracking_uri=uri))
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_RUN_ID"} | {
+        "MLFLOW_TRACKING_URI": uri
+    }
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "soi_mlflow.cli",
+            "analyze",
+            "--parent-run-id",
+            parent,
+            "--aggregate",
+            "pairs",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=folder,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "never_learned_single" in out.stdout
+    assert len(find_runs(EXPERIMENT, tracking_uri=uri)) == before  # nothing trained
+
+
+def test_the_notebook_runs_against_the_study(study, monkeypatch) -> None:
+    uri, folder, _ = study
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("SOI_DEMO_EXPERIMENT", EXPERIMENT)
+    nb = nbformat.read(REPO / "notebooks" / "demo_runs.ipynb", as_version=4)
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
+    ).execute()
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 4
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "transitions_books.png" in text and "'matched': 80" in text
