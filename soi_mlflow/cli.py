@@ -260,6 +260,18 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
                 .to_string()
             )
         return 0
+    from soi_mlflow.analysis.runs import cache_for
+
+    study = (
+        cache_for(args.tracking_uri).client.get_run(args.parent_run_id).data.tags.get("soi.study")
+    )
+    if study == "transfer":
+        from soi_mlflow.studies.transfer import reanalyze_transfer
+
+        mean, _, _ = reanalyze_transfer(args.parent_run_id, args.tracking_uri)
+        print("transfer matrix (rows: sources, columns: targets):")
+        print(mean.round(3).to_string())
+        return 0
     comparison = comparison_of(args.parent_run_id, args.tracking_uri)
     for run_id in [*comparison.multi, *(r for runs in comparison.single.values() for r in runs)]:
         analyze_run(run_id, splits, args.taxonomy, args.tracking_uri)
@@ -267,6 +279,48 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         args.parent_run_id, comparison, splits[0], args.taxonomy, args.aggregate, args.tracking_uri
     )
     print(format_summary(summary))
+    return 0
+
+
+def _selection_from_args(args: argparse.Namespace):
+    from soi_mlflow.studies.two_stage import Selection, parse_top
+
+    if args.stage2_top or args.stage2_bottom:
+        metric, fraction = parse_top(args.stage2_top or args.stage2_bottom)
+        return Selection(metric=metric, fraction=fraction, highest=bool(args.stage2_top))
+    return Selection(subsets=tuple(args.stage2_subsets or ()), region=args.stage2_region)
+
+
+def _cmd_two_stage(args: argparse.Namespace) -> int:
+    from soi_mlflow.studies.two_stage import run_two_stage
+
+    config = train_config_from_args(args)
+    result = run_two_stage(
+        config, _selection_from_args(args), args.stage2_epochs, args.stage1_run_id
+    )
+    print(
+        f"\nstage 2 trained on {result.selected} selected examples; "
+        "accuracy (test = ID, ood = OOD):"
+    )
+    print(result.table.round(3).to_string())
+    print(f"\nparent run id: {result.parent_run_id}")
+    print(f"open the MLflow UI: {result.ui_command}")
+    return 0
+
+
+def _cmd_transfer(args: argparse.Namespace) -> int:
+    from soi_mlflow.studies.transfer import run_transfer
+
+    config = train_config_from_args(args)
+    result = run_transfer(config, args.mode, args.seeds, reuse=args.reuse)
+    print(
+        f"\ntransfer matrix ({args.mode}; rows: sources, columns: targets; mean over "
+        f"{args.seeds} seed(s)):"
+    )
+    print(result.mean.round(3).to_string())
+    print(f"trained {result.trained} runs, reused {result.reused}")
+    print(f"\nparent run id: {result.parent_run_id}")
+    print(f"open the MLflow UI: {result.ui_command}")
     return 0
 
 
@@ -297,6 +351,38 @@ def build_parser() -> argparse.ArgumentParser:
         "--seeds", type=_positive_int, default=1, help="seeds per setting (default 1)"
     )
     comp.set_defaults(func=_cmd_compare, subparser=comp)
+    two = sub.add_parser(
+        "two-stage", help="stage 2 on SOI-selected examples, with a random control"
+    )
+    add_train_flags(two)
+    g = two.add_argument_group("stage 2")
+    g.add_argument(
+        "--stage2-subsets", type=_csv, help="SOI names or groups, e.g. forgettable,never_learned"
+    )
+    g.add_argument(
+        "--stage2-region", help="a cartography region: easy_to_learn, ambiguous, hard_to_learn"
+    )
+    g.add_argument(
+        "--stage2-top", help="METRIC:FRACTION, the highest fraction by a cartography metric"
+    )
+    g.add_argument(
+        "--stage2-bottom", help="METRIC:FRACTION, the lowest fraction by a cartography metric"
+    )
+    g.add_argument(
+        "--stage2-epochs", type=_positive_int, default=2, help="stage-2 epochs (default 2)"
+    )
+    g.add_argument("--stage1-run-id", help="use this finished run (with a checkpoint) as stage 1")
+    two.set_defaults(func=_cmd_two_stage, subparser=two)
+    transfer = sub.add_parser(
+        "transfer", help="transfer matrix between members, with its latent traits"
+    )
+    add_train_flags(transfer)
+    transfer.add_argument("--mode", default="joint", choices=("joint", "sequential"))
+    transfer.add_argument(
+        "--seeds", type=_positive_int, default=1, help="seeds per run (default 1)"
+    )
+    transfer.add_argument("--reuse", action="store_true", help="reuse matching finished runs")
+    transfer.set_defaults(func=_cmd_transfer, subparser=transfer)
     analyze = sub.add_parser("analyze", help="SOI, cartography and comparisons of existing runs")
     analyze.add_argument("--run-id", help="analyse one run")
     analyze.add_argument(

@@ -41,6 +41,8 @@ class TrainConfig:
     parent_run_id: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     stage: int = 1
+    init_from: str | None = None  # a checkpoint folder (``model/checkpoint.py``) to start from
+    log_checkpoint: bool = False  # log the final weights as ``checkpoint/`` (safetensors)
     accelerator: str = "auto"
     devices: int = 1
     strategy: str = "auto"
@@ -58,6 +60,7 @@ class TrainResult:
     tracking_uri: str | None
     metrics: dict[str, float]
     ui_command: str | None
+    module: Any = None  # the trained LightningModule, in this process
 
 
 def validate_config(config: TrainConfig) -> None:
@@ -80,6 +83,10 @@ def validate_config(config: TrainConfig) -> None:
         raise SoiInputError(
             f"model path {config.model!r} is not a folder with a transformers model"
         )
+    if config.init_from is not None:
+        from soi_mlflow.model.checkpoint import check_checkpoint
+
+        check_checkpoint(Path(config.init_from))
 
 
 def run_params(config: TrainConfig) -> dict[str, Any]:
@@ -105,6 +112,8 @@ def run_params(config: TrainConfig) -> dict[str, Any]:
         "warmup_ratio": config.warmup_ratio,
         "devices": config.devices,
         "strategy": config.strategy,
+        "train_examples": len(spec.train_ids) if spec.train_ids is not None else None,
+        "init_from": config.init_from,
     }
 
 
@@ -150,20 +159,19 @@ def _log_examples(run: RunHandle, mixture: Mixture) -> None:
         folder.rmdir()
 
 
-def train(config: TrainConfig) -> TrainResult:
-    """Train one model on ``config.mixture`` and trace it into one MLflow run."""
-    validate_config(config)
-    import lightning.pytorch as pl
-
-    from soi_mlflow.data.datamodule import MixtureDataModule
-    from soi_mlflow.model.encoder import build_encoder
+def build_model(config: TrainConfig, mixture: Mixture) -> tuple[Any, Any]:
+    """The module and tokenizer: fresh, or from ``config.init_from`` (encoder, tokenizer
+    and the heads of the tasks it shares with this mixture)."""
+    from soi_mlflow.model.encoder import build_encoder, build_pretrained
     from soi_mlflow.model.module import MultiTaskClassifier
-    from soi_mlflow.tracking.callback import TraceCallback
 
-    pl.seed_everything(config.seed, workers=True, verbose=False)
-    mixture = Mixture(config.mixture)
-    texts = list(mixture.train["text"]) + [t for t in mixture.train["text_pair"] if t]
-    encoder, tokenizer = build_encoder(config.model, texts, config.max_length, config.seed)
+    if config.init_from is not None:
+        encoder, tokenizer = build_pretrained(
+            str(Path(config.init_from) / "encoder"), config.max_length
+        )
+    else:
+        texts = list(mixture.train["text"]) + [t for t in mixture.train["text_pair"] if t]
+        encoder, tokenizer = build_encoder(config.model, texts, config.max_length, config.seed)
     module = MultiTaskClassifier(
         encoder,
         [len(names) for names in mixture.tasks.values()],
@@ -171,6 +179,32 @@ def train(config: TrainConfig) -> TrainResult:
         weight_decay=config.weight_decay,
         warmup_ratio=config.warmup_ratio,
     )
+    if config.init_from is not None:
+        from soi_mlflow.model.checkpoint import load_heads
+
+        load_heads(module, mixture.tasks, Path(config.init_from))
+    return module, tokenizer
+
+
+def _log_checkpoint(run: RunHandle, module: Any, tokenizer: Any, tasks: dict) -> None:
+    from soi_mlflow.model.checkpoint import save_checkpoint
+
+    with tempfile.TemporaryDirectory(prefix="soi-ckpt-") as tmp:
+        folder = save_checkpoint(module, tokenizer, tasks, Path(tmp) / "checkpoint")
+        run.client.log_artifacts(run.run_id, str(folder), "checkpoint")
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train one model on ``config.mixture`` and trace it into one MLflow run."""
+    validate_config(config)
+    import lightning.pytorch as pl
+
+    from soi_mlflow.data.datamodule import MixtureDataModule
+    from soi_mlflow.tracking.callback import TraceCallback
+
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    mixture = Mixture(config.mixture)
+    module, tokenizer = build_model(config, mixture)
     data = MixtureDataModule(
         mixture,
         tokenizer,
@@ -222,8 +256,15 @@ def train(config: TrainConfig) -> TrainResult:
         raise
     run = callback.run
     if run is None:
-        return TrainResult(None, None, None, {}, None)
+        return TrainResult(None, None, None, {}, None, module)
+    if config.log_checkpoint:
+        _log_checkpoint(run, module, tokenizer, mixture.tasks)
     run.finish("FINISHED")
     return TrainResult(
-        run.run_id, run.experiment_id, run.tracking_uri, callback.last_metrics, run.ui_command()
+        run.run_id,
+        run.experiment_id,
+        run.tracking_uri,
+        callback.last_metrics,
+        run.ui_command(),
+        module,
     )

@@ -136,3 +136,68 @@ def test_the_notebook_runs_against_the_study(study, monkeypatch) -> None:
     assert len(images) == 4
     text = "".join(o.get("text", "") for o in outputs)
     assert "transitions_books.png" in text and "'matched': 80" in text
+
+
+def _run_cli(args: list[str], uri: str, cwd: Path) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_RUN_ID"} | {
+        "MLFLOW_TRACKING_URI": uri
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "soi_mlflow.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_two_stage_and_sequential_transfer_commands(store, tmp_path: Path) -> None:
+    small = ["--epochs", "2", "--max-examples", "60", "--batch-size", "16", "--no-progress"]
+    out = _run_cli(
+        [
+            "two-stage",
+            "--axis",
+            "source",
+            "--members",
+            "books",
+            "--ood",
+            "restaurants",
+            *small,
+            "--stage2-bottom",
+            "confidence:0.5",
+            "--stage2-epochs",
+            "1",
+        ],
+        store,
+        tmp_path,
+    )
+    assert "stage 2 trained on 30 selected examples" in out
+    parent = find_runs(tracking_uri=store, study="two_stage")["run_id"][0]
+    client = MlflowClient(store)
+    assert {a.path for a in client.list_artifacts(parent, "tables")} == {
+        "tables/two_stage_accuracy.parquet"
+    }
+    out = _run_cli(
+        [
+            "transfer",
+            "--axis",
+            "task",
+            "--members",
+            "sentiment,entailment",
+            "--mode",
+            "sequential",
+            *small,
+        ],
+        store,
+        tmp_path,
+    )
+    assert "trained 4 runs, reused 0" in out
+    parent = find_runs(tracking_uri=store, study="transfer")["run_id"][0]
+    sequences = set(find_runs(tracking_uri=store, parent_run_id=parent)["sequence"].dropna())
+    assert sequences == {"sentiment>entailment", "entailment>sentiment"}
+    assert "figures/transfer_biplot.png" in {
+        a.path for a in client.list_artifacts(parent, "figures")
+    }

@@ -6,7 +6,7 @@ A mixture with one member is the single-setting case; everything else is the sam
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -49,7 +49,7 @@ class MixtureSpec:
     data_seed: int = 0
     data_dir: str | Path | None = None
     eval_max_examples: int | None = None
-    extra: dict = field(default_factory=dict)
+    train_ids: frozenset[int] | None = None  # keep only these training examples (stage 2)
 
     @property
     def setting(self) -> str:
@@ -149,6 +149,13 @@ class Mixture:
         """All trained members' training examples, member after member."""
         parts = [self._view(self._load(m, "train"), m) for m in self.spec.members]
         train = concatenate_datasets(parts)
+        if self.spec.train_ids is not None:
+            keep = np.isin(
+                np.asarray(train["example_id"]), np.fromiter(self.spec.train_ids, np.int64)
+            )
+            if not keep.any():
+                raise SoiInputError("the selected training examples are not in this mixture")
+            train = train.select(np.flatnonzero(keep))
         ids = np.asarray(train["example_id"])
         if len(np.unique(ids)) != len(ids):
             raise SoiInputError(
@@ -193,6 +200,8 @@ class Mixture:
         for member, source in pairs:
             ds = self._load(member, source)
             frame = ds.to_pandas()
+            if split == "train" and self.spec.train_ids is not None:
+                frame = frame[frame["example_id"].isin(self.spec.train_ids)].reset_index(drop=True)
             frame.insert(
                 frame.columns.get_loc("label") + 1,
                 "label_name",

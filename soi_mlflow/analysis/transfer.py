@@ -1,0 +1,107 @@
+"""Transfer matrices (DESIGN 2.5) and their latent traits.
+
+T[i, j] = score(j | trained with source i) - score(j | trained on j alone), per seed, then
+mean and standard deviation over seeds. Rows are sources, columns targets; the diagonal
+is undefined (NaN). Latent traits: PCA of T (the diagonal read as 0, columns centred):
+explained variance, the sources' scores and the targets' loadings, and a biplot.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from soi_mlflow.errors import SoiInputError
+
+
+def transfer_matrix(scores: pd.DataFrame, members: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Mean and std of T over seeds from rows ``seed, source, target, score``; ``source``
+    is None for a target trained alone."""
+    alone = scores[scores["source"].isna()].set_index(["seed", "target"])["score"]
+    pairs = scores[scores["source"].notna()]
+    deltas = []
+    for _, row in pairs.iterrows():
+        base = alone.get((row["seed"], row["target"]))
+        if base is None or pd.isna(base):
+            raise SoiInputError(
+                f"no single-member score of {row['target']!r} for seed {row['seed']}"
+            )
+        deltas.append(
+            {
+                "seed": row["seed"],
+                "source": row["source"],
+                "target": row["target"],
+                "delta": row["score"] - base,
+            }
+        )
+    frame = pd.DataFrame(deltas)
+    grouped = frame.groupby(["source", "target"])["delta"]
+    mean = grouped.mean().unstack().reindex(index=members, columns=members)
+    std = grouped.std(ddof=0).unstack().reindex(index=members, columns=members)
+    mean.index.name, mean.columns.name = "source", "target"
+    std.index.name, std.columns.name = "source", "target"
+    return mean, std
+
+
+def latent_traits(mean: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """PCA of the transfer matrix: ``explained`` (variance ratio per component),
+    ``source_scores`` (rows: sources) and ``target_loadings`` (rows: targets)."""
+    x = mean.to_numpy(dtype=float).copy()
+    np.fill_diagonal(x, 0.0)
+    x = np.nan_to_num(x)
+    centred = x - x.mean(axis=0, keepdims=True)
+    u, s, vt = np.linalg.svd(centred, full_matrices=False)
+    total = float((s**2).sum())
+    explained = (s**2) / total if total > 0 else np.zeros_like(s)
+    names = [f"PC{k + 1}" for k in range(len(s))]
+    return {
+        "explained": pd.DataFrame({"component": names, "explained_variance": explained}),
+        "source_scores": pd.DataFrame(u * s, index=mean.index, columns=names),
+        "target_loadings": pd.DataFrame(vt.T, index=mean.columns, columns=names),
+    }
+
+
+def heatmap(mean: pd.DataFrame, std: pd.DataFrame, title: str):
+    import matplotlib.pyplot as plt
+
+    values = mean.to_numpy(dtype=float)
+    bound = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 1.0
+    fig, ax = plt.subplots(figsize=(1.6 * len(mean) + 3, 1.3 * len(mean) + 2))
+    im = ax.imshow(values, cmap="RdBu", vmin=-bound, vmax=bound)
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            text = "—" if np.isnan(values[i, j]) else f"{values[i, j]:+.3f}\n±{std.iat[i, j]:.3f}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(mean.columns)), mean.columns, rotation=30, ha="right")
+    ax.set_yticks(range(len(mean.index)), mean.index)
+    ax.set_xlabel("target (scored on its test set)")
+    ax.set_ylabel("source (trained with)")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, label="accuracy change vs target alone")
+    fig.tight_layout()
+    return fig
+
+
+def biplot(traits: dict[str, pd.DataFrame], title: str):
+    import matplotlib.pyplot as plt
+
+    scores, loadings = traits["source_scores"], traits["target_loadings"]
+    explained = traits["explained"]["explained_variance"].to_numpy()
+    second = scores.shape[1] > 1
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ys = scores["PC2"] if second else np.zeros(len(scores))
+    ax.scatter(scores["PC1"], ys, color="tab:blue")
+    for name, x, y in zip(scores.index, scores["PC1"], ys, strict=True):
+        ax.annotate(f"source {name}", (x, y), fontsize=8, color="tab:blue")
+    scale = max(np.abs(scores.to_numpy()).max(), 1e-9)
+    for name, row in loadings.iterrows():
+        lx, ly = row["PC1"] * scale, (row["PC2"] * scale if second else 0.0)
+        ax.arrow(0, 0, lx, ly, color="tab:red", head_width=0.02 * scale, length_includes_head=True)
+        ax.annotate(f"target {name}", (lx, ly), fontsize=8, color="tab:red")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.axvline(0, color="grey", lw=0.5)
+    ax.set_xlabel(f"PC1 ({explained[0]:.0%} of variance)")
+    ax.set_ylabel(f"PC2 ({explained[1]:.0%} of variance)" if second else "PC2")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig

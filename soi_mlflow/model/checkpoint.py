@@ -1,0 +1,65 @@
+"""Checkpoints as safetensors and JSON (never pickle): the encoder in ``transformers``'
+format with its tokenizer, the heads by task name, and the tasks' label names.
+
+Layout of a checkpoint folder (logged to a run as ``checkpoint/``)::
+
+    encoder/             save_pretrained(): config.json, model.safetensors, tokenizer files
+    heads.safetensors    "<task>.weight", "<task>.bias" for every task head
+    tasks.json           {"tasks": {task: [label names]}}
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+
+from soi_mlflow.errors import SoiInputError
+
+
+def save_checkpoint(
+    module: Any, tokenizer: Any, tasks: dict[str, tuple[str, ...]], folder: Path
+) -> Path:
+    folder = Path(folder)
+    module.encoder.save_pretrained(folder / "encoder", safe_serialization=True)
+    tokenizer.save_pretrained(folder / "encoder")
+    heads = {}
+    for task, head in zip(tasks, module.heads, strict=True):
+        for name, tensor in head.state_dict().items():
+            heads[f"{task}.{name}"] = tensor.detach().cpu().contiguous()
+    save_file(heads, str(folder / "heads.safetensors"))
+    (folder / "tasks.json").write_text(
+        json.dumps({"tasks": {t: list(n) for t, n in tasks.items()}})
+    )
+    return folder
+
+
+def check_checkpoint(folder: Path) -> dict[str, list[str]]:
+    """The checkpoint's tasks; a clear error if the folder is not a checkpoint."""
+    folder = Path(folder)
+    missing = [
+        p
+        for p in ("encoder/config.json", "heads.safetensors", "tasks.json")
+        if not (folder / p).exists()
+    ]
+    if missing:
+        raise SoiInputError(
+            f"{str(folder)!r} is not a soi-mlflow checkpoint (missing {', '.join(missing)})"
+        )
+    return json.loads((folder / "tasks.json").read_text())["tasks"]
+
+
+def load_heads(module: Any, tasks: dict[str, tuple[str, ...]], folder: Path) -> list[str]:
+    """Copy the checkpoint's head of every task the module shares with it (same labels).
+
+    Returns the tasks loaded; other heads keep their fresh initialisation."""
+    saved = check_checkpoint(folder)
+    weights = load_file(str(Path(folder) / "heads.safetensors"))
+    loaded = []
+    for task, head in zip(tasks, module.heads, strict=True):
+        if list(tasks[task]) == saved.get(task):
+            head.load_state_dict({k: weights[f"{task}.{k}"] for k in head.state_dict()})
+            loaded.append(task)
+    return loaded

@@ -1,0 +1,237 @@
+"""The transfer study: every member alone and every pair (jointly, or one after the
+other), as child runs of one parent; then the transfer matrix and its latent traits."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+
+import pandas as pd
+
+from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.run import RunHandle, soi_tags
+from soi_mlflow.training import TrainConfig, run_params, train, validate_config
+
+MODES = ("joint", "sequential")
+# Params that must match for a finished run to stand in for a run the study needs.
+MATCHING_PARAMS = (
+    "suite",
+    "epochs",
+    "model",
+    "max_examples",
+    "data_seed",
+    "sampling",
+    "batch_size",
+    "max_length",
+    "lr",
+    "capture",
+)
+
+
+@dataclass
+class TransferResult:
+    parent_run_id: str
+    mean: pd.DataFrame
+    std: pd.DataFrame
+    traits: dict[str, pd.DataFrame]
+    trained: int
+    reused: int
+    ui_command: str
+
+
+def validate_transfer(base: TrainConfig, mode: str, seeds: int) -> None:
+    if len(base.mixture.members) < 2:
+        raise SoiInputError("a transfer study needs at least two members")
+    if mode not in MODES:
+        raise SoiInputError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
+    if seeds < 1:
+        raise SoiInputError(f"seeds must be a positive integer, got {seeds!r}")
+    validate_config(base)
+
+
+class _Runner:
+    """Finds a matching finished run (with ``reuse``) or trains one."""
+
+    def __init__(self, base: TrainConfig, parent: RunHandle, reuse: bool) -> None:
+        self.base, self.parent, self.reuse = base, parent, reuse
+        self.params = {
+            k: str(v) for k, v in run_params(base).items() if k in MATCHING_PARAMS and v is not None
+        }
+        self.trained = self.reused = 0
+
+    def find(
+        self, members: tuple[str, ...], seed: int, sequence: str | None, checkpoint: bool
+    ) -> str | None:
+        tags = soi_tags(axis=self.base.mixture.axis, members=list(members), seed=seed, stage=1)
+        clauses = [f"tags.`{k}` = '{v}'" for k, v in tags.items()]
+        clauses.append("attributes.status = 'FINISHED'")
+        for run in self.parent.client.search_runs(
+            [self.parent.experiment_id], " and ".join(clauses)
+        ):
+            if (
+                run.data.tags.get("soi.sequence") != sequence
+                or run.data.tags.get("soi.study") == "transfer"
+            ):
+                continue
+            if any(run.data.params.get(k) != v for k, v in self.params.items()):
+                continue
+            if checkpoint and not self.parent.client.list_artifacts(run.info.run_id, "checkpoint"):
+                continue
+            return run.info.run_id
+        return None
+
+    def run(
+        self,
+        members: tuple[str, ...],
+        seed: int,
+        sequence: str | None = None,
+        init_from: str | None = None,
+        checkpoint: bool = False,
+    ) -> str:
+        if self.reuse:
+            found = self.find(members, seed, sequence, checkpoint)
+            if found:
+                self.reused += 1
+                return found
+        tags = {**self.base.tags, "soi.study_run": self.parent.run_id}
+        if sequence:
+            tags["soi.sequence"] = sequence
+        config = replace(
+            self.base,
+            mixture=replace(self.base.mixture, members=members),
+            seed=seed,
+            parent_run_id=self.parent.run_id,
+            tags=tags,
+            init_from=init_from,
+            log_checkpoint=checkpoint,
+            run_name=None,
+        )
+        self.trained += 1
+        return train(config).run_id
+
+
+def _score(client, run_id: str, target: str) -> float:
+    value = client.get_run(run_id).data.metrics.get(f"test/{target}/acc")
+    if value is None:
+        raise SoiInputError(f"run {run_id} has no metric test/{target}/acc")
+    return float(value)
+
+
+def run_transfer(
+    base: TrainConfig, mode: str = "joint", seeds: int = 1, reuse: bool = False
+) -> TransferResult:
+    """Build T for ``base.mixture.members`` (OOD members are ignored)."""
+    from soi_mlflow.analysis.runs import cache_for
+
+    validate_transfer(base, mode, seeds)
+    members = list(base.mixture.members)
+    base = replace(base, mixture=replace(base.mixture, ood=()))
+    parent = RunHandle.open(
+        base.tracking_uri,
+        base.experiment,
+        base.run_name or f"transfer-{mode}-{'+'.join(members)}",
+        soi_tags(study="transfer", axis=base.mixture.axis, members=members, mode=mode, seeds=seeds),
+    )
+    runner = _Runner(base, parent, reuse)
+    rows = []
+    try:
+        parent.log_params(run_params(base) | {"mode": mode, "seeds": seeds, "reuse": reuse})
+        for s in range(seeds):
+            seed = base.seed + s
+            alone = {m: runner.run((m,), seed, checkpoint=mode == "sequential") for m in members}
+            rows += [
+                {
+                    "seed": seed,
+                    "source": None,
+                    "target": m,
+                    "score": _score(parent.client, r, m),
+                    "run_id": r,
+                }
+                for m, r in alone.items()
+            ]
+            if mode == "joint":
+                for i, j in itertools.combinations(members, 2):
+                    run_id = runner.run((i, j), seed)
+                    for src, tgt in ((i, j), (j, i)):
+                        rows.append(
+                            {
+                                "seed": seed,
+                                "source": src,
+                                "target": tgt,
+                                "score": _score(parent.client, run_id, tgt),
+                                "run_id": run_id,
+                            }
+                        )
+            else:
+                cache = cache_for(parent.tracking_uri)
+                for i, j in itertools.permutations(members, 2):
+                    ckpt = cache.folder(alone[i], "checkpoint")
+                    cache.folder(alone[i], "checkpoint/encoder")
+                    run_id = runner.run((j,), seed, sequence=f"{i}>{j}", init_from=str(ckpt))
+                    rows.append(
+                        {
+                            "seed": seed,
+                            "source": i,
+                            "target": j,
+                            "score": _score(parent.client, run_id, j),
+                            "run_id": run_id,
+                        }
+                    )
+        scores = pd.DataFrame(rows)
+        mean, std, traits = log_transfer(parent, scores, members, mode, seeds)
+    except BaseException:
+        parent.finish("FAILED")
+        raise
+    parent.finish("FINISHED")
+    return TransferResult(
+        parent.run_id, mean, std, traits, runner.trained, runner.reused, parent.ui_command()
+    )
+
+
+def log_transfer(
+    parent: RunHandle, scores: pd.DataFrame, members: list[str], mode: str, seeds: int
+):
+    """The matrix, its latent traits, their figures and the scores, logged to ``parent``."""
+    from soi_mlflow.analysis.report import log_figures, log_table
+    from soi_mlflow.analysis.transfer import biplot, heatmap, latent_traits, transfer_matrix
+
+    mean, std = transfer_matrix(scores, members)
+    traits = latent_traits(mean)
+    log_table(parent.client, parent.run_id, scores, "transfer_scores")
+    log_table(parent.client, parent.run_id, mean, "transfer_mean")
+    log_table(parent.client, parent.run_id, std, "transfer_std")
+    for name, frame in traits.items():
+        log_table(parent.client, parent.run_id, frame, f"transfer_{name}")
+    what = f"{mode}, test accuracy, mean ± std over {seeds} seed(s)"
+    log_figures(
+        parent.client,
+        parent.run_id,
+        {
+            "transfer_matrix": heatmap(mean, std, f"Transfer T[source, target] ({what})"),
+            "transfer_biplot": biplot(traits, f"Latent traits of the transfer matrix ({mode})"),
+        },
+    )
+    return mean, std, traits
+
+
+def reanalyze_transfer(parent_run_id: str, tracking_uri: str | None = None):
+    """Rebuild a transfer study's matrix from its runs (listed in its scores table, so
+    reused runs count too), with each run's current metrics; log it to the parent again."""
+    from soi_mlflow.analysis.runs import cache_for
+
+    cache = cache_for(tracking_uri)
+    run = cache.client.get_run(parent_run_id)
+    if run.data.tags.get("soi.study") != "transfer":
+        raise SoiInputError(f"run {parent_run_id} is not the parent run of a transfer study")
+    scores = pd.read_parquet(cache.file(parent_run_id, "tables/transfer_scores.parquet"))
+    scores["score"] = [
+        _score(cache.client, r, t) for r, t in zip(scores["run_id"], scores["target"], strict=True)
+    ]
+    members = run.data.tags["soi.members"].split(",")
+    order = [m for m in run.data.params.get("members", "").split(",") if m in members] or members
+    parent = RunHandle(
+        cache.client, parent_run_id, run.info.experiment_id, cache.tracking_uri, created=False
+    )
+    mode = run.data.tags.get("soi.mode", "joint")
+    seeds = int(run.data.tags.get("soi.seeds", "1"))
+    return log_transfer(parent, scores, order, mode, seeds)

@@ -1,0 +1,215 @@
+"""Two-stage fine-tuning (DESIGN 2.6): stage 2 continues from the stage-1 checkpoint on an
+SOI-selected subset; a control spends the same budget on a random subset of that size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from soi_mlflow.analysis.cartography import REGIONS, regions
+from soi_mlflow.analysis.soi import DEFAULT
+from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.run import RunHandle, soi_tags
+from soi_mlflow.training import TrainConfig, run_params, train, validate_config
+
+METRICS = ("confidence", "variability", "correctness", "forgetting_events")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which stage-1 training examples stage 2 trains on: SOI names, a region, or the
+    top (or bottom) fraction by a cartography metric."""
+
+    subsets: tuple[str, ...] = ()
+    region: str | None = None
+    metric: str | None = None
+    fraction: float | None = None
+    highest: bool = True
+
+    def validate(self) -> None:
+        kinds = sum([bool(self.subsets), self.region is not None, self.metric is not None])
+        if kinds != 1:
+            raise SoiInputError(
+                "give exactly one stage-2 selection: subsets, a region, or a top fraction"
+            )
+        if self.subsets:
+            DEFAULT.resolve(list(self.subsets))
+        if self.region is not None and self.region not in REGIONS:
+            raise SoiInputError(f"unknown region {self.region!r}; regions: {', '.join(REGIONS)}")
+        if self.metric is not None:
+            if self.metric not in METRICS:
+                raise SoiInputError(
+                    f"unknown metric {self.metric!r}; metrics: {', '.join(METRICS)}"
+                )
+            if self.fraction is None or not 0 < self.fraction <= 1:
+                raise SoiInputError(f"the top fraction must be in (0, 1], got {self.fraction!r}")
+
+    def describe(self) -> str:
+        if self.subsets:
+            return "subsets:" + ",".join(self.subsets)
+        if self.region is not None:
+            return f"region:{self.region}"
+        return f"{'top' if self.highest else 'bottom'}:{self.metric}:{self.fraction}"
+
+    def select(self, table: pd.DataFrame) -> np.ndarray:
+        """The selected example ids of a stage-1 SOI table."""
+        if self.subsets:
+            keep = table["soi"].astype(str).isin(DEFAULT.resolve(list(self.subsets)))
+            return table.loc[keep, "example_id"].to_numpy()
+        if self.region is not None:
+            return table.loc[regions(table).astype(str) == self.region, "example_id"].to_numpy()
+        k = max(1, int(round(self.fraction * len(table))))
+        order = table.sort_values([self.metric, "example_id"], ascending=[not self.highest, True])
+        return order["example_id"].to_numpy()[:k]
+
+
+def parse_top(value: str) -> tuple[str, float]:
+    """``METRIC:FRACTION`` (``variability:0.3``)."""
+    metric, _, fraction = value.partition(":")
+    try:
+        return metric, float(fraction)
+    except ValueError:
+        raise SoiInputError(
+            f"expected METRIC:FRACTION such as variability:0.3, got {value!r}"
+        ) from None
+
+
+@dataclass
+class TwoStageResult:
+    parent_run_id: str
+    stage1_run_id: str
+    stage2_run_id: str
+    control_run_id: str
+    selected: int
+    table: pd.DataFrame
+    ui_command: str
+
+
+def accuracy_rows(client, runs: dict[str, str], members: list[str], ood: list[str]) -> pd.DataFrame:
+    """Per member and run: final test (ID) accuracy, and OOD accuracy per OOD member."""
+    rows = []
+    for label, run_id in runs.items():
+        metrics = client.get_run(run_id).data.metrics
+        for m in members:
+            rows.append(
+                {"run": label, "member": m, "split": "test", "acc": metrics.get(f"test/{m}/acc")}
+            )
+        for o in ood:
+            rows.append(
+                {"run": label, "member": o, "split": "ood", "acc": metrics.get(f"ood/{o}/acc")}
+            )
+    return pd.DataFrame(rows)
+
+
+def run_two_stage(
+    base: TrainConfig,
+    selection: Selection,
+    stage2_epochs: int,
+    stage1_run_id: str | None = None,
+) -> TwoStageResult:
+    """Stage 1 (or an existing stage-1 run), then stage 2 and its random control."""
+    from soi_mlflow.analysis import figures
+    from soi_mlflow.analysis.report import log_figures, log_table
+    from soi_mlflow.analysis.runs import cache_for, soi_table
+
+    validate_config(base)
+    selection.validate()
+    if stage2_epochs <= 0:
+        raise SoiInputError(f"stage-2 epochs must be a positive integer, got {stage2_epochs!r}")
+    spec = base.mixture
+    parent = RunHandle.open(
+        base.tracking_uri,
+        base.experiment,
+        base.run_name or f"two-stage-{'+'.join(spec.members)}",
+        soi_tags(
+            study="two_stage",
+            axis=spec.axis,
+            members=list(spec.members),
+            ood=list(spec.ood) or None,
+            selection=selection.describe(),
+        ),
+    )
+    try:
+        parent.log_params(
+            run_params(base) | {"stage2_epochs": stage2_epochs, "selection": selection.describe()}
+        )
+        tags = {**base.tags, "soi.study": parent.run_id}
+        if stage1_run_id is None:
+            print("[1/3] stage 1", flush=True)
+            stage1 = train(
+                replace(
+                    base,
+                    parent_run_id=parent.run_id,
+                    log_checkpoint=True,
+                    stage=1,
+                    tags=tags,
+                    run_name=None,
+                )
+            )
+            stage1_run_id = stage1.run_id
+        cache = cache_for(parent.tracking_uri)
+        checkpoint = cache.folder(stage1_run_id, "checkpoint")
+        cache.folder(stage1_run_id, "checkpoint/encoder")
+        table = soi_table(stage1_run_id, tracking_uri=parent.tracking_uri)
+        chosen = selection.select(table)
+        if len(chosen) == 0:
+            raise SoiInputError(
+                f"the stage-2 selection {selection.describe()} matches no training example of "
+                f"stage-1 run {stage1_run_id}; no stage-2 training was started"
+            )
+        rng = np.random.default_rng([base.seed, 0x2517])
+        control_ids = rng.choice(table["example_id"].to_numpy(), size=len(chosen), replace=False)
+        results = {}
+        for step, (label, ids) in enumerate((("stage2", chosen), ("control", control_ids)), 2):
+            print(f"[{step}/3] {label} on {len(ids)} examples", flush=True)
+            config = replace(
+                base,
+                mixture=replace(spec, train_ids=frozenset(int(i) for i in ids)),
+                epochs=stage2_epochs,
+                init_from=str(checkpoint),
+                stage=2,
+                parent_run_id=parent.run_id,
+                run_name=f"{label}-{'+'.join(spec.members)}-seed{base.seed}",
+                tags=tags
+                | {
+                    "soi.stage1_run_id": stage1_run_id,
+                    "soi.selection": selection.describe()
+                    if label == "stage2"
+                    else f"random:{len(ids)}",
+                    "soi.control": str(label == "control").lower(),
+                },
+            )
+            results[label] = train(config).run_id
+        runs = {
+            "stage 1": stage1_run_id,
+            "stage 2": results["stage2"],
+            "control": results["control"],
+        }
+        acc = accuracy_rows(parent.client, runs, list(spec.members), list(spec.ood))
+        log_table(parent.client, parent.run_id, acc, "two_stage_accuracy")
+        wide = acc.pivot_table(index=["member", "split"], columns="run", values="acc")[list(runs)]
+        wide.index = [f"{m} ({s})" for m, s in wide.index]
+        title = (
+            f"Accuracy after stage 1, stage 2 ({selection.describe()}, {len(chosen)} examples, "
+            f"{stage2_epochs} epochs) and a random control of the same size"
+        )
+        log_figures(
+            parent.client,
+            parent.run_id,
+            {"two_stage_accuracy": figures.side_by_side(wide, title, "accuracy")},
+        )
+    except BaseException:
+        parent.finish("FAILED")
+        raise
+    parent.finish("FINISHED")
+    return TwoStageResult(
+        parent.run_id,
+        stage1_run_id,
+        results["stage2"],
+        results["control"],
+        len(chosen),
+        wide,
+        parent.ui_command(),
+    )

@@ -1,0 +1,202 @@
+"""Two-stage fine-tuning and transfer matrices, against a real MLflow store."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from tracehelp import load_trace
+
+from soi_mlflow.analysis import soi_table
+from soi_mlflow.analysis.runs import cache_for
+from soi_mlflow.data.mixture import Mixture, MixtureSpec
+from soi_mlflow.errors import SoiInputError
+from soi_mlflow.studies.transfer import MATCHING_PARAMS, run_transfer
+from soi_mlflow.studies.two_stage import Selection, run_two_stage
+from soi_mlflow.tracking.run import ensure_experiment, soi_tags
+from soi_mlflow.training import TrainConfig, build_model, run_params, train
+
+
+def _base(uri: str, members=("books",), axis="source", **kw) -> TrainConfig:
+    spec = MixtureSpec(
+        "builtin",
+        axis,
+        members,
+        ood=("restaurants",) if axis == "source" else (),
+        max_examples=80,
+        eval_max_examples=40,
+    )
+    settings = {
+        "epochs": 2,
+        "batch_size": 16,
+        "progress": False,
+        "experiment": "two-stage-tests",
+        **kw,
+    }
+    return TrainConfig(spec, tracking_uri=uri, **settings)
+
+
+@pytest.fixture(scope="module")
+def stage1(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("two_stage")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        mp.delenv("MLFLOW_RUN_ID", raising=False)
+        result = train(replace(_base(uri), log_checkpoint=True))
+    return uri, result
+
+
+def test_the_checkpoint_holds_the_final_stage1_weights(stage1) -> None:
+    uri, result = stage1
+    cache = cache_for(uri)
+    folder = cache.folder(result.run_id, "checkpoint")
+    cache.folder(result.run_id, "checkpoint/encoder")
+    config = replace(_base(uri), init_from=str(folder))
+    module, _ = build_model(config, Mixture(config.mixture))
+    trained = result.module.state_dict()
+    loaded = module.state_dict()
+    assert trained.keys() == loaded.keys()
+    for key, tensor in trained.items():
+        assert torch.equal(tensor, loaded[key]), key
+
+
+def test_stage2_trains_on_exactly_the_selected_examples(stage1, monkeypatch, tmp_path) -> None:
+    uri, s1 = stage1
+    monkeypatch.chdir(tmp_path)
+    selection = Selection(metric="variability", fraction=0.25)
+    out = run_two_stage(_base(uri), selection, stage2_epochs=1, stage1_run_id=s1.run_id)
+    expected = set(selection.select(soi_table(s1.run_id, tracking_uri=uri)))
+    assert out.selected == len(expected) == 20
+    trace, _ = load_trace(uri, out.stage2_run_id, "traces/train/epoch=000.parquet")
+    assert set(trace["example_id"]) == expected and len(trace) == 20
+    control, _ = load_trace(uri, out.control_run_id, "traces/train/epoch=000.parquet")
+    stage1_ids = set(soi_table(s1.run_id, tracking_uri=uri)["example_id"])
+    assert len(control) == 20 and set(control["example_id"]) <= stage1_ids
+    assert set(control["example_id"]) != expected
+    client = MlflowClient(uri)
+    tags = client.get_run(out.stage2_run_id).data.tags
+    assert tags["soi.stage"] == "2" and tags["soi.stage1_run_id"] == s1.run_id
+    assert (
+        tags["mlflow.parentRunId"] == out.parent_run_id
+        and tags["soi.selection"] == "top:variability:0.25"
+    )
+    assert client.get_run(out.control_run_id).data.tags["soi.control"] == "true"
+    assert client.get_run(out.stage2_run_id).data.params["init_from"].endswith("checkpoint")
+    artifacts = {a.path for a in client.list_artifacts(out.parent_run_id, "figures")}
+    assert artifacts == {"figures/two_stage_accuracy.png"}
+    assert list(out.table.columns) == ["stage 1", "stage 2", "control"]
+    assert list(out.table.index) == ["books (test)", "restaurants (ood)"]
+
+
+def test_bad_stage2_selections(stage1) -> None:
+    uri, s1 = stage1
+    for selection, pattern in (
+        (Selection(subsets=("sometimes",)), "unknown subset 'sometimes'"),
+        (Selection(region="tricky"), "unknown region 'tricky'"),
+        (Selection(metric="loss", fraction=0.2), "unknown metric 'loss'"),
+        (Selection(metric="confidence", fraction=1.5), r"fraction must be in \(0, 1\]"),
+        (Selection(), "exactly one stage-2 selection"),
+    ):
+        with pytest.raises(SoiInputError, match=pattern):
+            run_two_stage(_base(uri), selection, 1, stage1_run_id=s1.run_id)
+    # with 2 epochs the split epoch is 1, so no example can be early_learned (1 < t <= 1)
+    runs_before = len(MlflowClient(uri).search_runs([s1.experiment_id]))
+    with pytest.raises(
+        SoiInputError, match="matches no training example .* no stage-2 training was started"
+    ):
+        run_two_stage(_base(uri), Selection(subsets=("early_learned",)), 1, stage1_run_id=s1.run_id)
+    runs = MlflowClient(uri).search_runs([s1.experiment_id])
+    assert len(runs) == runs_before + 1  # the study's parent, marked failed; nothing trained
+    assert sorted(r.info.status for r in runs).count("FAILED") == 1
+
+
+def _fake_run(
+    client, experiment_id: str, base: TrainConfig, members: tuple[str, ...], scores: dict
+) -> str:
+    tags = soi_tags(axis=base.mixture.axis, members=list(members), seed=base.seed, stage=1)
+    run = client.create_run(experiment_id, tags=tags)
+    params = {
+        k: str(v) for k, v in run_params(base).items() if k in MATCHING_PARAMS and v is not None
+    }
+    client.log_batch(
+        run.info.run_id,
+        params=[Param(k, v) for k, v in params.items()],
+        metrics=[Metric(f"test/{m}/acc", v, 0, 0) for m, v in scores.items()],
+        tags=[RunTag("fake", "yes")],
+    )
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+def test_transfer_matrix_from_constructed_runs_reuses_them(store) -> None:
+    base = _base(
+        store,
+        members=("sentiment", "paraphrase", "entailment"),
+        axis="task",
+        experiment="transfer-tests",
+    )
+    client = MlflowClient(store)
+    exp = ensure_experiment(client, "transfer-tests")
+    alone = {"sentiment": 0.90, "paraphrase": 0.70, "entailment": 0.60}
+    for m, v in alone.items():
+        _fake_run(client, exp, base, (m,), {m: v})
+    pairs = {
+        ("sentiment", "paraphrase"): {"sentiment": 0.91, "paraphrase": 0.69},
+        ("entailment", "sentiment"): {"sentiment": 0.93, "entailment": 0.75},
+        ("entailment", "paraphrase"): {"paraphrase": 0.78, "entailment": 0.70},
+    }
+    for members, scores in pairs.items():
+        _fake_run(client, exp, base, members, scores)
+    result = run_transfer(base, "joint", seeds=1, reuse=True)
+    assert result.trained == 0 and result.reused == 6
+    t = result.mean
+    assert t.shape == (3, 3) and np.isnan(np.diag(t.to_numpy())).all()
+    assert t.loc["sentiment", "paraphrase"] == pytest.approx(0.69 - 0.70)
+    assert t.loc["paraphrase", "sentiment"] == pytest.approx(0.91 - 0.90)
+    assert t.loc["entailment", "sentiment"] == pytest.approx(0.93 - 0.90)
+    assert t.loc["sentiment", "entailment"] == pytest.approx(0.75 - 0.60)
+    assert t.loc["paraphrase", "entailment"] == pytest.approx(0.70 - 0.60)
+    assert t.loc["entailment", "paraphrase"] == pytest.approx(0.78 - 0.70)
+    assert (result.std.fillna(0) == 0).all().all()  # one seed
+    explained = result.traits["explained"]["explained_variance"]
+    assert explained.sum() == pytest.approx(1.0) and list(
+        result.traits["source_scores"].index
+    ) == list(t.index)
+    files = {a.path for a in client.list_artifacts(result.parent_run_id, "figures")}
+    assert files == {"figures/transfer_matrix.png", "figures/transfer_biplot.png"}
+
+
+def test_bad_transfer_studies(store) -> None:
+    with pytest.raises(SoiInputError, match="at least two members"):
+        run_transfer(_base(store, members=("books",)), "joint")
+    with pytest.raises(SoiInputError, match="is on axis 'lang', not 'source'"):
+        run_transfer(_base(store, members=("books", "lang_a")), "joint")
+    with pytest.raises(SoiInputError, match="mode: expected one of joint, sequential"):
+        run_transfer(_base(store, members=("books", "movies")), "parallel")
+    assert not MlflowClient(store).search_runs(
+        [e.experiment_id for e in MlflowClient(store).search_experiments()]
+    )
+
+
+def test_analyze_rebuilds_the_transfer_matrix_from_existing_runs(store) -> None:
+    from soi_mlflow.studies.transfer import reanalyze_transfer
+
+    base = _base(store, members=("books", "movies"), experiment="transfer-tests")
+    client = MlflowClient(store)
+    exp = ensure_experiment(client, "transfer-tests")
+    runs = {m: _fake_run(client, exp, base, (m,), {m: 0.8}) for m in ("books", "movies")}
+    pair = _fake_run(client, exp, base, ("books", "movies"), {"books": 0.85, "movies": 0.7})
+    result = run_transfer(base, "joint", reuse=True)
+    assert result.mean.loc["movies", "books"] == pytest.approx(0.05)
+    # a score changes (say, a corrected metric): re-analysis picks it up, trains nothing
+    client.log_metric(pair, "test/books/acc", 0.9)
+    mean, _, _ = reanalyze_transfer(result.parent_run_id, store)
+    assert mean.loc["movies", "books"] == pytest.approx(0.1)
+    assert mean.loc["books", "movies"] == pytest.approx(-0.1)
+    assert len(client.search_runs([exp])) == 4
+    del runs
