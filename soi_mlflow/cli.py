@@ -156,6 +156,11 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--devices", type=_positive_int, default=1, help="processes/GPUs (DDP when > 1)")
     g.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp (default auto)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument(
+        "--affinity-every",
+        type=_positive_int,
+        help="measure lookahead task affinity every K steps (multi-member runs)",
+    )
     m = p.add_argument_group("mlflow")
     m.add_argument(
         "--experiment", help="experiment name (default soi-mlflow; under `mlflow run`, MLflow's)"
@@ -186,6 +191,7 @@ def train_config_from_args(args: argparse.Namespace):
         devices=args.devices,
         strategy=strategy,
         progress=not args.no_progress,
+        affinity_every=args.affinity_every,
     )
 
 

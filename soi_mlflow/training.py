@@ -43,6 +43,7 @@ class TrainConfig:
     stage: int = 1
     init_from: str | None = None  # a checkpoint folder (``model/checkpoint.py``) to start from
     log_checkpoint: bool = False  # log the final weights as ``checkpoint/`` (safetensors)
+    affinity_every: int | None = None  # measure lookahead task affinity every K steps
     accelerator: str = "auto"
     devices: int = 1
     strategy: str = "auto"
@@ -61,6 +62,7 @@ class TrainResult:
     metrics: dict[str, float]
     ui_command: str | None
     module: Any = None  # the trained LightningModule, in this process
+    affinity: Any = None  # the AffinityCallback, when affinity was measured
 
 
 def validate_config(config: TrainConfig) -> None:
@@ -83,6 +85,13 @@ def validate_config(config: TrainConfig) -> None:
         raise SoiInputError(
             f"model path {config.model!r} is not a folder with a transformers model"
         )
+    if config.affinity_every is not None:
+        if config.affinity_every <= 0:
+            raise SoiInputError(
+                f"affinity-every must be a positive integer, got {config.affinity_every!r}"
+            )
+        if config.devices > 1:
+            raise SoiInputError("--affinity-every works with one process; use --devices 1")
     if config.init_from is not None:
         from soi_mlflow.model.checkpoint import check_checkpoint
 
@@ -114,6 +123,7 @@ def run_params(config: TrainConfig) -> dict[str, Any]:
         "strategy": config.strategy,
         "train_examples": len(spec.train_ids) if spec.train_ids is not None else None,
         "init_from": config.init_from,
+        "affinity_every": config.affinity_every,
     }
 
 
@@ -234,6 +244,15 @@ def train(config: TrainConfig) -> TrainResult:
         config.capture,
         config.mixture.axis,
     )
+    callbacks: list[pl.Callback] = [callback]
+    affinity = None
+    if config.affinity_every is not None:
+        from soi_mlflow.model.affinity import AffinityCallback
+
+        affinity = AffinityCallback(
+            list(mixture.spec.members), config.affinity_every, lambda: callback.run
+        )
+        callbacks.append(affinity)
     trainer = pl.Trainer(
         max_epochs=config.epochs,
         accelerator=config.accelerator,
@@ -245,7 +264,7 @@ def train(config: TrainConfig) -> TrainResult:
         enable_progress_bar=config.progress,
         num_sanity_val_steps=0,
         deterministic="warn",
-        callbacks=[callback],
+        callbacks=callbacks,
         default_root_dir=os.environ.get("SOI_MLFLOW_LIGHTNING_DIR", tempfile.gettempdir()),
     )
     try:
@@ -256,7 +275,7 @@ def train(config: TrainConfig) -> TrainResult:
         raise
     run = callback.run
     if run is None:
-        return TrainResult(None, None, None, {}, None, module)
+        return TrainResult(None, None, None, {}, None, module, affinity)
     if config.log_checkpoint:
         _log_checkpoint(run, module, tokenizer, mixture.tasks)
     run.finish("FINISHED")
@@ -267,4 +286,5 @@ def train(config: TrainConfig) -> TrainResult:
         callback.last_metrics,
         run.ui_command(),
         module,
+        affinity,
     )

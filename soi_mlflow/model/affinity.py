@@ -1,0 +1,214 @@
+"""Task affinity during training (DESIGN 2.5, lookahead as in Task Affinity Grouping).
+
+Every ``every`` steps, the training batch is split by member. For each member i, one
+optimizer step on i's rows is applied to the shared encoder only, and for every member j
+Z[i -> j] = 1 - L_j(theta') / L_j(theta) on j's rows; then the encoder weights, the
+optimizer state, the gradients and the random state are restored exactly, so training
+goes on as if nothing had been measured. Losses are taken in eval mode (no dropout), so a
+measurement draws no random numbers. Per-epoch means are logged as
+``affinity/<i>_to_<j>``; at the end, a heatmap and a figure of each pair over training.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+
+from soi_mlflow.errors import SoiInputError
+
+DEFAULT_EVERY = 10
+
+
+def _rows(batch: dict[str, torch.Tensor], mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {k: v[mask] for k, v in batch.items()}
+
+
+def _loss(module: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    losses, _ = module.per_example(module.encode(batch), batch, with_trace=False)
+    return losses.mean()
+
+
+def lookahead_affinity(
+    module: Any,
+    optimizer: torch.optim.Optimizer,
+    batch: dict[str, torch.Tensor],
+    members: list[int],
+) -> dict[tuple[int, int], float]:
+    """Z[(i, j)] for the members present in ``batch`` (by ``member_idx``), restoring the
+    encoder, the optimizer state, the gradients, the mode and the RNG afterwards."""
+    present = [m for m in members if bool((batch["member_idx"] == m).any())]
+    if len(present) < 2:
+        return {}
+    parts = {m: _rows(batch, batch["member_idx"] == m) for m in present}
+    encoder_params = [p for p in module.encoder.parameters() if p.requires_grad]
+    head_params = [p for p in module.heads.parameters()]
+    saved_weights = [p.detach().clone() for p in encoder_params]
+    saved_grads = [None if p.grad is None else p.grad.detach().clone() for p in module.parameters()]
+    saved_state = copy.deepcopy(optimizer.state_dict())
+    saved_rng = torch.random.get_rng_state()
+    was_training = module.training
+    module.eval()
+    out: dict[tuple[int, int], float] = {}
+    try:
+        with torch.no_grad():
+            before = {j: float(_loss(module, parts[j])) for j in present}
+        for i in present:
+            optimizer.zero_grad(set_to_none=True)
+            with torch.enable_grad():
+                _loss(module, parts[i]).backward()
+            for p in head_params:  # the step moves the shared encoder only
+                p.grad = None
+            optimizer.step()
+            with torch.no_grad():
+                for j in present:
+                    out[(i, j)] = 1.0 - float(_loss(module, parts[j])) / before[j]
+                for p, w in zip(encoder_params, saved_weights, strict=True):
+                    p.copy_(w)
+            optimizer.load_state_dict(copy.deepcopy(saved_state))
+    finally:
+        with torch.no_grad():
+            for p, w in zip(encoder_params, saved_weights, strict=True):
+                p.copy_(w)
+        optimizer.load_state_dict(saved_state)
+        for p, g in zip(module.parameters(), saved_grads, strict=True):
+            p.grad = g
+        torch.random.set_rng_state(saved_rng)
+        module.train(was_training)
+    return out
+
+
+class AffinityCallback(pl.Callback):
+    """Measures the lookahead affinity every ``every`` steps; logs per-epoch means."""
+
+    def __init__(self, members: list[str], every: int = DEFAULT_EVERY, run_of: Any = None) -> None:
+        if every <= 0:
+            raise SoiInputError(f"affinity-every must be a positive integer, got {every!r}")
+        self.members = members
+        self.every = every
+        self.run_of = run_of  # a callable giving the MLflow RunHandle (rank 0), or None
+        self.history: list[dict[str, float]] = []  # one mean matrix per epoch
+        self.measurements = 0
+        self.seconds = 0.0
+        self._sums: dict[tuple[int, int], float] = defaultdict(float)
+        self._counts: dict[tuple[int, int], int] = defaultdict(int)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if trainer.world_size > 1:
+            raise SoiInputError("--affinity-every works with one process; use --devices 1")
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._sums.clear()
+        self._counts.clear()
+
+    def on_train_batch_start(self, trainer, pl_module, batch: Any, batch_idx: int) -> None:
+        if trainer.global_step % self.every:
+            return
+        import time
+
+        start = time.perf_counter()
+        values = lookahead_affinity(
+            pl_module, trainer.optimizers[0], batch, list(range(len(self.members)))
+        )
+        self.seconds += time.perf_counter() - start
+        self.measurements += 1
+        for key, value in values.items():
+            self._sums[key] += value
+            self._counts[key] += 1
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        means = {
+            f"affinity/{self.members[i]}_to_{self.members[j]}": self._sums[(i, j)] / n
+            for (i, j), n in sorted(self._counts.items())
+        }
+        self.history.append(means)
+        run = self.run_of() if self.run_of else None
+        if run is not None and means:
+            run.log_metrics(means, step=trainer.current_epoch)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        run = self.run_of() if self.run_of else None
+        if run is None or not any(self.history):
+            return
+        from soi_mlflow.analysis.report import log_figures, log_table
+
+        matrix = self.mean_matrix()
+        log_table(run.client, run.run_id, matrix, "affinity")
+        log_figures(
+            run.client,
+            run.run_id,
+            {
+                "affinity_matrix": _heatmap(matrix, len(self.history), self.every),
+                "affinity_over_training": _curves(self.history),
+            },
+        )
+
+    def mean_matrix(self) -> Any:
+        """Mean over epochs of the per-epoch means (rows: i, columns: j)."""
+        import pandas as pd
+
+        names = self.members
+        out = pd.DataFrame(
+            np.nan, index=pd.Index(names, name="step on"), columns=pd.Index(names, name="loss of")
+        )
+        for i in names:
+            for j in names:
+                vals = [
+                    h[f"affinity/{i}_to_{j}"] for h in self.history if f"affinity/{i}_to_{j}" in h
+                ]
+                if vals:
+                    out.loc[i, j] = float(np.mean(vals))
+        return out
+
+
+def _heatmap(matrix: Any, epochs: int, every: int):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = matrix.to_numpy(dtype=float)
+    bound = np.nanmax(np.abs(values)) or 1.0
+    fig, ax = plt.subplots(figsize=(1.5 * len(matrix) + 3, 1.2 * len(matrix) + 2))
+    im = ax.imshow(values, cmap="RdBu", vmin=-bound, vmax=bound)
+    for a in range(values.shape[0]):
+        for b in range(values.shape[1]):
+            ax.text(b, a, f"{values[a, b]:+.4f}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(matrix.columns)), matrix.columns, rotation=30, ha="right")
+    ax.set_yticks(range(len(matrix.index)), matrix.index)
+    ax.set_xlabel("member j (loss measured)")
+    ax.set_ylabel("member i (lookahead step)")
+    ax.set_title(
+        f"Lookahead affinity Z[i -> j], mean over {epochs} epochs (every {every} steps)", fontsize=9
+    )
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+def _curves(history: list[dict[str, float]]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    keys = sorted({k for h in history for k in h})
+    for key in keys:
+        ax.plot(
+            range(len(history)),
+            [h.get(key, np.nan) for h in history],
+            marker="o",
+            label=key.removeprefix("affinity/").replace("_to_", " -> "),
+        )
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("Z (1 - loss after / loss before)")
+    ax.set_title("Lookahead affinity per pair over training")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
