@@ -159,7 +159,10 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--affinity-every",
         type=_positive_int,
-        help="measure lookahead task affinity every K steps (multi-member runs)",
+        nargs="?",
+        const=20,
+        metavar="K",
+        help="measure lookahead task affinity every K steps (multi-member runs; K defaults to 20)",
     )
     m = p.add_argument_group("mlflow")
     m.add_argument(
@@ -330,6 +333,30 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sizes(value: str) -> list[int]:
+    try:
+        return [int(v) for v in _csv(value)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {value!r}"
+        ) from None
+
+
+def _cmd_learning_curve(args: argparse.Namespace) -> int:
+    from soi_mlflow.studies.learning_curve import run_learning_curve
+
+    args.members = [args.target, *args.aux]
+    config = train_config_from_args(args)
+    result = run_learning_curve(config, args.target, args.aux, args.sizes, args.seeds)
+    print("\nfits:")
+    print(result.fits.round(5).to_string(index=False))
+    print("\nwhat the auxiliary data is worth, in target examples:")
+    print(result.worth.round(3).to_string(index=False))
+    print(f"\nparent run id: {result.parent_run_id}")
+    print(f"open the MLflow UI: {result.ui_command}")
+    return 0
+
+
 def _cmd_preview(args: argparse.Namespace) -> int:
     from soi_mlflow.data.preview import print_preview
 
@@ -389,6 +416,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     transfer.add_argument("--reuse", action="store_true", help="reuse matching finished runs")
     transfer.set_defaults(func=_cmd_transfer, subparser=transfer)
+    curve = sub.add_parser("learning-curve", help="target alone vs with auxiliary members, by size")
+    add_train_flags(curve)
+    curve.add_argument("--target", required=True, help="the member whose curve is measured")
+    curve.add_argument("--aux", type=_csv, required=True, help="comma-separated auxiliary members")
+    curve.add_argument(
+        "--sizes",
+        type=_sizes,
+        default=[50, 100, 200, 400, 800],
+        help="target training sizes (default 50,100,200,400,800)",
+    )
+    curve.add_argument("--seeds", type=_positive_int, default=1)
+    curve.set_defaults(func=_cmd_learning_curve, subparser=curve)
     analyze = sub.add_parser("analyze", help="SOI, cartography and comparisons of existing runs")
     analyze.add_argument("--run-id", help="analyse one run")
     analyze.add_argument(

@@ -201,3 +201,42 @@ def test_two_stage_and_sequential_transfer_commands(store, tmp_path: Path) -> No
     assert "figures/transfer_biplot.png" in {
         a.path for a in client.list_artifacts(parent, "figures")
     }
+
+
+def test_learning_curve_command_logs_points_fits_and_figure(store, tmp_path: Path) -> None:
+    out = _run_cli(
+        [
+            "learning-curve",
+            "--axis",
+            "task",
+            "--target",
+            "entailment",
+            "--aux",
+            "sentiment",
+            "--sizes",
+            "20,40,80",
+            "--epochs",
+            "1",
+            "--max-examples",
+            "100",
+            "--batch-size",
+            "16",
+            "--no-progress",
+            "--affinity-every",
+            "5",
+        ],
+        store,
+        tmp_path,
+    )
+    assert "what the auxiliary data is worth" in out
+    parent = find_runs(tracking_uri=store, study="learning_curve")["run_id"][0]
+    client = MlflowClient(store)
+    assert {a.path for a in client.list_artifacts(parent, "figures")} == {
+        "figures/learning_curve.png"
+    }
+    tables = {a.path for a in client.list_artifacts(parent, "tables")}
+    assert {"tables/learning_curve_points.parquet", "tables/learning_curve_fits.parquet"} <= tables
+    children = find_runs(tracking_uri=store, parent_run_id=parent)
+    assert sorted(children["target_size"].astype(int)) == [20, 20, 40, 40, 80, 80]
+    multi = children[children["setting"] == "multi"]["run_id"]
+    assert all("affinity/sentiment_to_entailment" in client.get_run(r).data.metrics for r in multi)

@@ -50,6 +50,7 @@ class MixtureSpec:
     data_dir: str | Path | None = None
     eval_max_examples: int | None = None
     train_ids: frozenset[int] | None = None  # keep only these training examples (stage 2)
+    member_max_examples: tuple[tuple[str, int], ...] = ()  # per-member max_examples overrides
 
     @property
     def setting(self) -> str:
@@ -123,7 +124,12 @@ class Mixture:
         key = (member, split)
         cache = self.__dict__.setdefault("_loaded", {})
         if key not in cache:
-            limit = self.spec.max_examples if split == "train" else self.spec.eval_max_examples
+            overrides = dict(self.spec.member_max_examples)
+            limit = (
+                overrides.get(member, self.spec.max_examples)
+                if split == "train"
+                else self.spec.eval_max_examples
+            )
             cache[key] = load_member(
                 self.suite, member, split, seed=self.spec.data_seed, max_examples=limit
             )

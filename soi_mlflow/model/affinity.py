@@ -11,7 +11,6 @@ measurement draws no random numbers. Per-epoch means are logged as
 
 from __future__ import annotations
 
-import copy
 from collections import defaultdict
 from typing import Any
 
@@ -21,16 +20,46 @@ import torch
 
 from soi_mlflow.errors import SoiInputError
 
-DEFAULT_EVERY = 10
+DEFAULT_EVERY = 20
 
 
-def _rows(batch: dict[str, torch.Tensor], mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    return {k: v[mask] for k, v in batch.items()}
-
-
-def _loss(module: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def _member_losses(
+    module: Any, batch: dict[str, torch.Tensor], present: list[int]
+) -> dict[int, float]:
+    """Mean loss of each present member on its rows, from one forward pass."""
     losses, _ = module.per_example(module.encode(batch), batch, with_trace=False)
-    return losses.mean()
+    members = batch["member_idx"]
+    return {m: float(losses[members == m].mean()) for m in present}
+
+
+def _optimizer_slots(
+    optimizer: torch.optim.Optimizer, params: list[torch.Tensor]
+) -> list[dict | None]:
+    """Copies of the optimizer state of ``params`` (None where a param has no state yet)."""
+    out = []
+    for p in params:
+        state = optimizer.state.get(p)
+        out.append(
+            None
+            if not state
+            else {k: v.clone() if torch.is_tensor(v) else v for k, v in state.items()}
+        )
+    return out
+
+
+def _restore_slots(
+    optimizer: torch.optim.Optimizer, params: list[torch.Tensor], saved: list[dict | None]
+) -> None:
+    for p, slot in zip(params, saved, strict=True):
+        if slot is None:
+            optimizer.state.pop(p, None)
+            continue
+        state = optimizer.state[p]
+        for k, v in slot.items():
+            if torch.is_tensor(v) and torch.is_tensor(state.get(k)):
+                state[k].copy_(v)
+            else:
+                state[k] = v.clone() if torch.is_tensor(v) else v
 
 
 def lookahead_affinity(
@@ -44,37 +73,39 @@ def lookahead_affinity(
     present = [m for m in members if bool((batch["member_idx"] == m).any())]
     if len(present) < 2:
         return {}
-    parts = {m: _rows(batch, batch["member_idx"] == m) for m in present}
     encoder_params = [p for p in module.encoder.parameters() if p.requires_grad]
-    head_params = [p for p in module.heads.parameters()]
+    head_params = list(module.heads.parameters())
     saved_weights = [p.detach().clone() for p in encoder_params]
+    saved_slots = _optimizer_slots(optimizer, encoder_params)
     saved_grads = [None if p.grad is None else p.grad.detach().clone() for p in module.parameters()]
-    saved_state = copy.deepcopy(optimizer.state_dict())
     saved_rng = torch.random.get_rng_state()
     was_training = module.training
     module.eval()
     out: dict[tuple[int, int], float] = {}
     try:
         with torch.no_grad():
-            before = {j: float(_loss(module, parts[j])) for j in present}
+            before = _member_losses(module, batch, present)
         for i in present:
             optimizer.zero_grad(set_to_none=True)
+            rows = {k: v[batch["member_idx"] == i] for k, v in batch.items()}
             with torch.enable_grad():
-                _loss(module, parts[i]).backward()
+                losses, _ = module.per_example(module.encode(rows), rows, with_trace=False)
+                losses.mean().backward()
             for p in head_params:  # the step moves the shared encoder only
                 p.grad = None
             optimizer.step()
             with torch.no_grad():
+                after = _member_losses(module, batch, present)
                 for j in present:
-                    out[(i, j)] = 1.0 - float(_loss(module, parts[j])) / before[j]
+                    out[(i, j)] = 1.0 - after[j] / before[j]
                 for p, w in zip(encoder_params, saved_weights, strict=True):
                     p.copy_(w)
-            optimizer.load_state_dict(copy.deepcopy(saved_state))
+            _restore_slots(optimizer, encoder_params, saved_slots)
     finally:
         with torch.no_grad():
             for p, w in zip(encoder_params, saved_weights, strict=True):
                 p.copy_(w)
-        optimizer.load_state_dict(saved_state)
+        _restore_slots(optimizer, encoder_params, saved_slots)
         for p, g in zip(module.parameters(), saved_grads, strict=True):
             p.grad = g
         torch.random.set_rng_state(saved_rng)

@@ -1,0 +1,154 @@
+"""Multi-task learning curves (DESIGN 2.5): parametric fits and what auxiliary data is worth.
+
+Forms, in the score y of a target at its training-set size n:
+- power law    y = c - a * n**(-b)
+- exponential  y = c - exp(b - a * n)
+- contextual   y = c - exp(b - a_t * n_t - a_x * n_x), with n_x the auxiliary examples.
+Fits use scipy's ``curve_fit`` (standard errors from the covariance); the better of the
+first two is chosen by AIC. In the contextual form n_x auxiliary examples act like
+(a_x / a_t) * n_x target examples.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import OptimizeWarning, brentq, curve_fit
+
+from soi_mlflow.errors import SoiInputError
+
+FORMS = ("power_law", "exponential")
+
+
+def power_law(n, c, a, b):
+    return c - a * np.power(n, -b)
+
+
+def exponential(n, c, a, b):
+    return c - np.exp(b - a * n)
+
+
+def contextual(x, c, b, a_t, a_x):
+    n_t, n_x = x
+    return c - np.exp(b - a_t * n_t - a_x * n_x)
+
+
+@dataclass
+class Fit:
+    form: str
+    params: dict[str, float]
+    stderr: dict[str, float]
+    rss: float
+    points: int
+    names: tuple[str, ...] = field(default=())
+
+    @property
+    def aic(self) -> float:
+        k = len(self.params)
+        return self.points * np.log(max(self.rss, 1e-300) / self.points) + 2 * k
+
+    def predict(self, n) -> np.ndarray:
+        p = self.params
+        if self.form == "power_law":
+            return power_law(np.asarray(n, float), p["c"], p["a"], p["b"])
+        return exponential(np.asarray(n, float), p["c"], p["a"], p["b"])
+
+
+def _check(n: np.ndarray, y: np.ndarray, minimum: int) -> None:
+    if len(np.unique(n)) < minimum:
+        raise SoiInputError(
+            f"a curve fit needs at least {minimum} different sizes, got {len(np.unique(n))}"
+        )
+
+
+def fit_curve(n, y, form: str) -> Fit:
+    """Least-squares fit of one form to points (n, y)."""
+    n, y = np.asarray(n, float), np.asarray(y, float)
+    _check(n, y, 3)
+    c0 = float(y.max()) + 0.02
+    gap = max(c0 - float(y.min()), 1e-3)
+    if form == "power_law":
+        func, p0 = power_law, [c0, gap * n.min() ** 0.5, 0.5]
+        bounds = ([-1.0, 0.0, 1e-4], [2.0, np.inf, 5.0])
+    elif form == "exponential":
+        a0 = 1.0 / float(np.median(n))
+        func, p0 = exponential, [c0, a0, np.log(gap) + a0 * n.min()]
+        bounds = ([-1.0, 0.0, -50.0], [2.0, np.inf, 50.0])
+    else:
+        raise SoiInputError(f"unknown curve form {form!r}; forms: {', '.join(FORMS)}")
+    with warnings.catch_warnings():  # an unestimable covariance shows as infinite stderr
+        warnings.simplefilter("ignore", OptimizeWarning)
+        popt, pcov = curve_fit(func, n, y, p0=p0, bounds=bounds, maxfev=20000)
+    err = np.sqrt(np.clip(np.diag(pcov), 0, None))
+    names = ("c", "a", "b")
+    rss = float(((func(n, *popt) - y) ** 2).sum())
+    return Fit(
+        form,
+        dict(zip(names, map(float, popt), strict=True)),
+        dict(zip(names, map(float, err), strict=True)),
+        rss,
+        len(n),
+        names,
+    )
+
+
+def best_fit(n, y) -> Fit:
+    """The power law or the exponential, whichever has the lower AIC."""
+    fits = []
+    for form in FORMS:
+        try:
+            fits.append(fit_curve(n, y, form))
+        except RuntimeError:  # curve_fit found no fit for this form
+            continue
+    if not fits:
+        raise SoiInputError("neither curve form could be fitted to these points")
+    return min(fits, key=lambda f: f.aic)
+
+
+def fit_contextual(n_t, n_x, y) -> Fit:
+    """The contextual form on points with and without auxiliary data."""
+    n_t, n_x, y = (np.asarray(v, float) for v in (n_t, n_x, y))
+    _check(n_t, y, 3)
+    if len(np.unique(n_x)) < 2:
+        raise SoiInputError("the contextual fit needs points with and without auxiliary data")
+    c0 = float(y.max()) + 0.02
+    scale = 1.0 / float(np.median(n_t))
+    p0 = [c0, np.log(max(c0 - float(y.min()), 1e-3)), scale, scale / 10]
+    bounds = ([-1.0, -50.0, 0.0, -np.inf], [2.0, 50.0, np.inf, np.inf])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OptimizeWarning)
+        popt, pcov = curve_fit(contextual, (n_t, n_x), y, p0=p0, bounds=bounds, maxfev=40000)
+    err = np.sqrt(np.clip(np.diag(pcov), 0, None))
+    names = ("c", "b", "a_t", "a_x")
+    rss = float(((contextual((n_t, n_x), *popt) - y) ** 2).sum())
+    return Fit(
+        "contextual",
+        dict(zip(names, map(float, popt), strict=True)),
+        dict(zip(names, map(float, err), strict=True)),
+        rss,
+        len(y),
+        names,
+    )
+
+
+def worth_from_contextual(fit: Fit, n_x: float) -> float:
+    """Target examples that ``n_x`` auxiliary examples are worth: (a_x / a_t) * n_x."""
+    return fit.params["a_x"] / fit.params["a_t"] * n_x if fit.params["a_t"] > 0 else float("nan")
+
+
+def worth_from_curve(alone: Fit, n: float, score_with_aux: float) -> float:
+    """n_eq - n, where the target alone reaches ``score_with_aux`` at n_eq examples;
+    +inf when the alone curve never gets there, negative when the aux data hurt."""
+    if score_with_aux >= alone.params["c"]:
+        return float("inf")
+    low = 1e-3
+    if float(alone.predict(low)) >= score_with_aux:
+        return low - n
+    high = max(n, 1.0)
+    while float(alone.predict(high)) < score_with_aux:
+        high *= 2
+        if high > 1e12:
+            return float("inf")
+    return brentq(lambda m: float(alone.predict(m)) - score_with_aux, low, high) - n
