@@ -347,11 +347,16 @@ def _cmd_learning_curve(args: argparse.Namespace) -> int:
 
     args.members = [args.target, *args.aux]
     config = train_config_from_args(args)
-    result = run_learning_curve(config, args.target, args.aux, args.sizes, args.seeds)
+    result = run_learning_curve(
+        config, args.target, args.aux, args.sizes, args.seeds, approx=args.approx
+    )
     print("\nfits:")
     print(result.fits.round(5).to_string(index=False))
     print("\nwhat the auxiliary data is worth, in target examples:")
     print(result.worth.round(3).to_string(index=False))
+    passes = int(result.points["example_passes"].sum())
+    seconds = float(result.points["seconds"].sum())
+    print(f"\ncompute: {passes:,} training example-passes, {seconds:.0f} s of training")
     print(f"\nparent run id: {result.parent_run_id}")
     print(f"open the MLflow UI: {result.ui_command}")
     return 0
@@ -427,6 +432,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="target training sizes (default 50,100,200,400,800)",
     )
     curve.add_argument("--seeds", type=_positive_int, default=1)
+    curve.add_argument(
+        "--approx",
+        action="store_true",
+        help="warm-start each size from the previous one (about one run per curve)",
+    )
     curve.set_defaults(func=_cmd_learning_curve, subparser=curve)
     analyze = sub.add_parser("analyze", help="SOI, cartography and comparisons of existing runs")
     analyze.add_argument("--run-id", help="analyse one run")

@@ -240,3 +240,39 @@ def test_learning_curve_command_logs_points_fits_and_figure(store, tmp_path: Pat
     assert sorted(children["target_size"].astype(int)) == [20, 20, 40, 40, 80, 80]
     multi = children[children["setting"] == "multi"]["run_id"]
     assert all("affinity/sentiment_to_entailment" in client.get_run(r).data.metrics for r in multi)
+
+
+def test_learning_curve_approximation_warm_starts_each_size(store, tmp_path: Path) -> None:
+    out = _run_cli(
+        [
+            "learning-curve",
+            "--axis",
+            "task",
+            "--target",
+            "entailment",
+            "--aux",
+            "sentiment",
+            "--sizes",
+            "20,40,80",
+            "--epochs",
+            "2",
+            "--max-examples",
+            "100",
+            "--batch-size",
+            "16",
+            "--no-progress",
+            "--approx",
+        ],
+        store,
+        tmp_path,
+    )
+    # alone: 20 x 2 + 40 + 80 = 160; with aux (100 examples): 120 x 2 + 140 + 180 = 560
+    assert "compute: 720 training example-passes" in out
+    parent = find_runs(tracking_uri=store, study="learning_curve")["run_id"][0]
+    children = find_runs(tracking_uri=store, parent_run_id=parent)
+    client = MlflowClient(store)
+    for _, child in children.iterrows():
+        params = client.get_run(child["run_id"]).data.params
+        warm = child["target_size"] != "20"
+        assert params["epochs"] == ("1" if warm else "2")
+        assert ("init_from" in params) == warm

@@ -3,6 +3,7 @@ several target sizes and seeds, as child runs of one parent; then the fits."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -51,14 +52,24 @@ def validate_curve(
 
 
 def run_learning_curve(
-    base: TrainConfig, target: str, aux: list[str], sizes: list[int], seeds: int = 1
+    base: TrainConfig,
+    target: str,
+    aux: list[str],
+    sizes: list[int],
+    seeds: int = 1,
+    approx: bool = False,
 ) -> CurveResult:
+    """Train the sweep and fit it. ``approx``: instead of training every size from scratch,
+    the smallest size trains ``base.epochs`` epochs and each larger size continues from the
+    previous size's weights for one epoch on the nested larger subset (the subsets of one
+    data seed are nested), so a curve costs about one training run."""
     from soi_mlflow.analysis.curves import (
         best_fit,
         fit_contextual,
         worth_from_contextual,
         worth_from_curve,
     )
+    from soi_mlflow.analysis.runs import cache_for
 
     validate_curve(base, target, aux, sizes, seeds)
     spec = replace(base.mixture, members=(target, *aux))
@@ -66,7 +77,14 @@ def run_learning_curve(
         base.tracking_uri,
         base.experiment,
         base.run_name or f"learning-curve-{target}",
-        soi_tags(study="learning_curve", axis=spec.axis, target=target, aux=aux, seeds=seeds),
+        soi_tags(
+            study="learning_curve",
+            axis=spec.axis,
+            target=target,
+            aux=aux,
+            seeds=seeds,
+            approx=approx,
+        ),
     )
     n_aux = sum(Mixture(replace(spec, members=tuple(aux), ood=())).member_sizes().values())
     rows = []
@@ -76,12 +94,15 @@ def run_learning_curve(
             | {"sizes": ",".join(map(str, sizes)), "seeds": seeds, "target": target}
         )
         plan = [
-            (s, n, curve) for s in range(seeds) for n in sorted(sizes) for curve in ("alone", "aux")
+            (s, curve, n) for s in range(seeds) for curve in ("alone", "aux") for n in sorted(sizes)
         ]
-        for k, (s, n, curve) in enumerate(plan, 1):
+        previous: dict[tuple[int, str], str] = {}
+        for k, (s, curve, n) in enumerate(plan, 1):
             members = (target,) if curve == "alone" else (target, *aux)
+            warm = approx and (s, curve) in previous
+            note = " (warm start)" if warm else ""
             print(
-                f"[{k}/{len(plan)}] {target} at {n} examples, {curve}, seed {base.seed + s}",
+                f"[{k}/{len(plan)}] {target} at {n} examples, {curve}, seed {base.seed + s}{note}",
                 flush=True,
             )
             config = replace(
@@ -90,14 +111,24 @@ def run_learning_curve(
                 seed=base.seed + s,
                 parent_run_id=parent.run_id,
                 run_name=None,
+                epochs=1 if warm else base.epochs,
+                init_from=previous[(s, curve)] if warm else None,
+                log_checkpoint=approx,
                 tags={
                     **base.tags,
                     "soi.study": parent.run_id,
                     "soi.curve": curve,
                     "soi.target_size": str(n),
+                    "soi.approx": str(approx).lower(),
                 },
             )
+            start = time.perf_counter()
             result = train(config)
+            seconds = time.perf_counter() - start
+            if approx:
+                cache = cache_for(parent.tracking_uri)
+                previous[(s, curve)] = str(cache.folder(result.run_id, "checkpoint"))
+                cache.folder(result.run_id, "checkpoint/encoder")
             metrics = parent.client.get_run(result.run_id).data.metrics
             aux_size = n_aux if curve == "aux" else 0
             rows.append(
@@ -108,6 +139,8 @@ def run_learning_curve(
                     "n_aux": aux_size,
                     "score": metrics[f"test/{target}/acc"],
                     "run_id": result.run_id,
+                    "example_passes": (n + aux_size) * config.epochs,
+                    "seconds": seconds,
                 }
             )
         points = pd.DataFrame(rows)
