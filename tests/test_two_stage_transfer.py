@@ -54,8 +54,7 @@ def stage1(tmp_path_factory):
 def test_the_checkpoint_holds_the_final_stage1_weights(stage1) -> None:
     uri, result = stage1
     cache = cache_for(uri)
-    folder = cache.folder(result.run_id, "checkpoint")
-    cache.folder(result.run_id, "checkpoint/encoder")
+    folder = cache.checkpoint(result.run_id)
     config = replace(_base(uri), init_from=str(folder))
     module, _ = build_model(config, Mixture(config.mixture))
     trained = result.module.state_dict()

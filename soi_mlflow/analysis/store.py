@@ -60,6 +60,11 @@ class ArtifactCache:
             (local / _DONE).touch()
         return local
 
+    def checkpoint(self, run_id: str) -> Path:
+        """The local copy of a run's ``checkpoint/`` folder, with its ``encoder/``."""
+        self.folder(run_id, "checkpoint/encoder")
+        return self.folder(run_id, "checkpoint")
+
     def file(self, run_id: str, path: str) -> Path:
         """The local copy of one artifact file."""
         local = self.root / run_id / path

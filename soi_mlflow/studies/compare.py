@@ -8,7 +8,8 @@ from dataclasses import dataclass, replace
 import pandas as pd
 
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.tracking.run import RunHandle, soi_tags
+from soi_mlflow.studies.parent import study_parent
+from soi_mlflow.tracking.run import soi_tags
 from soi_mlflow.training import TrainConfig, run_params, train, validate_config
 
 
@@ -37,7 +38,7 @@ def run_compare(
 
     validate_compare(base, seeds)
     spec = base.mixture
-    parent = RunHandle.open(
+    with study_parent(
         base.tracking_uri,
         base.experiment,
         base.run_name or f"compare-{spec.axis}-{'+'.join(spec.members)}",
@@ -49,8 +50,7 @@ def run_compare(
             setting="study",
             seeds=seeds,
         ),
-    )
-    try:
+    ) as parent:
         parent.log_params(run_params(base) | {"seeds": seeds})
         single: dict[str, list[str]] = {m: [] for m in spec.members}
         multi: list[str] = []
@@ -77,10 +77,6 @@ def run_compare(
             Comparison(single, multi, list(spec.ood)),
             tracking_uri=parent.tracking_uri,
         )
-    except BaseException:
-        parent.finish("FAILED")
-        raise
-    parent.finish("FINISHED")
     return CompareResult(parent.run_id, summary, single, multi, parent.ui_command())
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 from soi_mlflow.data.loaders import load_member
 from soi_mlflow.data.mixture import Mixture
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.tracking.run import RunHandle, soi_tags
 from soi_mlflow.training import TrainConfig, run_params, train, validate_config
 
@@ -73,7 +74,9 @@ def run_learning_curve(
 
     validate_curve(base, target, aux, sizes, seeds)
     spec = replace(base.mixture, members=(target, *aux))
-    parent = RunHandle.open(
+    n_aux = sum(Mixture(replace(spec, members=tuple(aux), ood=())).member_sizes().values())
+    rows = []
+    with study_parent(
         base.tracking_uri,
         base.experiment,
         base.run_name or f"learning-curve-{target}",
@@ -85,10 +88,7 @@ def run_learning_curve(
             seeds=seeds,
             approx=approx,
         ),
-    )
-    n_aux = sum(Mixture(replace(spec, members=tuple(aux), ood=())).member_sizes().values())
-    rows = []
-    try:
+    ) as parent:
         parent.log_params(
             run_params(replace(base, mixture=spec))
             | {"sizes": ",".join(map(str, sizes)), "seeds": seeds, "target": target}
@@ -126,9 +126,7 @@ def run_learning_curve(
             result = train(config)
             seconds = time.perf_counter() - start
             if approx:
-                cache = cache_for(parent.tracking_uri)
-                previous[(s, curve)] = str(cache.folder(result.run_id, "checkpoint"))
-                cache.folder(result.run_id, "checkpoint/encoder")
+                previous[(s, curve)] = str(cache_for(parent.tracking_uri).checkpoint(result.run_id))
             metrics = parent.client.get_run(result.run_id).data.metrics
             aux_size = n_aux if curve == "aux" else 0
             rows.append(
@@ -148,10 +146,6 @@ def run_learning_curve(
             points, best_fit, fit_contextual, worth_from_contextual, worth_from_curve
         )
         _log(parent, points, fits, worth, target, seeds)
-    except BaseException:
-        parent.finish("FAILED")
-        raise
-    parent.finish("FINISHED")
     return CurveResult(parent.run_id, points, fits, worth, parent.ui_command())
 
 

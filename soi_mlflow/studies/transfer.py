@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 import pandas as pd
 
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.tracking.run import RunHandle, soi_tags
 from soi_mlflow.training import TrainConfig, run_params, train, validate_config
 
@@ -126,15 +127,14 @@ def run_transfer(
     validate_transfer(base, mode, seeds)
     members = list(base.mixture.members)
     base = replace(base, mixture=replace(base.mixture, ood=()))
-    parent = RunHandle.open(
+    rows = []
+    with study_parent(
         base.tracking_uri,
         base.experiment,
         base.run_name or f"transfer-{mode}-{'+'.join(members)}",
         soi_tags(study="transfer", axis=base.mixture.axis, members=members, mode=mode, seeds=seeds),
-    )
-    runner = _Runner(base, parent, reuse)
-    rows = []
-    try:
+    ) as parent:
+        runner = _Runner(base, parent, reuse)
         parent.log_params(run_params(base) | {"mode": mode, "seeds": seeds, "reuse": reuse})
         for s in range(seeds):
             seed = base.seed + s
@@ -165,8 +165,7 @@ def run_transfer(
             else:
                 cache = cache_for(parent.tracking_uri)
                 for i, j in itertools.permutations(members, 2):
-                    ckpt = cache.folder(alone[i], "checkpoint")
-                    cache.folder(alone[i], "checkpoint/encoder")
+                    ckpt = cache.checkpoint(alone[i])
                     run_id = runner.run((j,), seed, sequence=f"{i}>{j}", init_from=str(ckpt))
                     rows.append(
                         {
@@ -179,10 +178,6 @@ def run_transfer(
                     )
         scores = pd.DataFrame(rows)
         mean, std, traits = log_transfer(parent, scores, members, mode, seeds)
-    except BaseException:
-        parent.finish("FAILED")
-        raise
-    parent.finish("FINISHED")
     return TransferResult(
         parent.run_id, mean, std, traits, runner.trained, runner.reused, parent.ui_command()
     )

@@ -11,7 +11,8 @@ import pandas as pd
 from soi_mlflow.analysis.cartography import REGIONS, regions
 from soi_mlflow.analysis.soi import DEFAULT
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.tracking.run import RunHandle, soi_tags
+from soi_mlflow.studies.parent import study_parent
+from soi_mlflow.tracking.run import soi_tags
 from soi_mlflow.training import TrainConfig, run_params, train, validate_config
 
 METRICS = ("confidence", "variability", "correctness", "forgetting_events")
@@ -119,7 +120,7 @@ def run_two_stage(
     if stage2_epochs <= 0:
         raise SoiInputError(f"stage-2 epochs must be a positive integer, got {stage2_epochs!r}")
     spec = base.mixture
-    parent = RunHandle.open(
+    with study_parent(
         base.tracking_uri,
         base.experiment,
         base.run_name or f"two-stage-{'+'.join(spec.members)}",
@@ -130,8 +131,7 @@ def run_two_stage(
             ood=list(spec.ood) or None,
             selection=selection.describe(),
         ),
-    )
-    try:
+    ) as parent:
         parent.log_params(
             run_params(base) | {"stage2_epochs": stage2_epochs, "selection": selection.describe()}
         )
@@ -150,8 +150,7 @@ def run_two_stage(
             )
             stage1_run_id = stage1.run_id
         cache = cache_for(parent.tracking_uri)
-        checkpoint = cache.folder(stage1_run_id, "checkpoint")
-        cache.folder(stage1_run_id, "checkpoint/encoder")
+        checkpoint = cache.checkpoint(stage1_run_id)
         table = soi_table(stage1_run_id, tracking_uri=parent.tracking_uri)
         chosen = selection.select(table)
         if len(chosen) == 0:
@@ -200,10 +199,6 @@ def run_two_stage(
             parent.run_id,
             {"two_stage_accuracy": figures.side_by_side(wide, title, "accuracy")},
         )
-    except BaseException:
-        parent.finish("FAILED")
-        raise
-    parent.finish("FINISHED")
     return TwoStageResult(
         parent.run_id,
         stage1_run_id,
