@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -62,11 +63,15 @@ class TraceCallback(pl.Callback):
         self.axis = axis
         self.run: RunHandle | None = None
         self.last_metrics: dict[str, float] = {}
-        self._train: list[dict[str, torch.Tensor]] = []
-        self._eval: dict[int, list[dict[str, torch.Tensor]]] = defaultdict(list)
+        self._train: list[tuple[dict[str, torch.Tensor], int]] = []
+        self._eval: dict[int, list[tuple[dict[str, torch.Tensor], int]]] = defaultdict(list)
         self._workdir: Path | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._pending: list[Future] = []
+        self._metrics: dict[str, float] = {}
+        # seconds spent by the callback: in its hooks (training thread) and on CPU in the
+        # background writer; bench/trace_overhead.py reports them
+        self.cost = {"hooks": 0.0, "background": 0.0}
 
     # -- lifecycle ------------------------------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -119,9 +124,9 @@ class TraceCallback(pl.Callback):
             or outputs.get("trace") is None
         ):
             return
-        rows = {k: outputs["trace"][k].detach() for k in TRACE_KEYS}
-        rows["step"] = torch.full_like(rows["example_id"], trainer.global_step)
-        self._train.append(rows)
+        start = time.perf_counter()
+        self._train.append((outputs["trace"], trainer.global_step))  # already detached
+        self.cost["hooks"] += time.perf_counter() - start
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._eval = defaultdict(list)
@@ -131,15 +136,14 @@ class TraceCallback(pl.Callback):
     ) -> None:
         if trainer.sanity_checking:
             return
-        rows = {k: outputs["trace"][k].detach() for k in TRACE_KEYS}
-        rows["step"] = torch.full_like(rows["example_id"], trainer.global_step)
-        self._eval[dataloader_idx].append(rows)
+        self._eval[dataloader_idx].append((outputs["trace"], trainer.global_step))
 
     # -- writing --------------------------------------------------------------------
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        by_split: dict[str, list[dict[str, torch.Tensor]]] = defaultdict(list)
+        start = time.perf_counter()
+        by_split: dict[str, list[tuple[dict[str, torch.Tensor], int]]] = defaultdict(list)
         for idx, batches in sorted(self._eval.items()):
             by_split[self.eval_keys[idx][0]].extend(batches)
         metrics: dict[str, float] = {}
@@ -149,16 +153,19 @@ class TraceCallback(pl.Callback):
             if rows is not None:
                 metrics |= self._write(split, trainer.current_epoch, rows, capture)
         self._eval = defaultdict(list)
-        self._log(trainer, metrics)
+        self._metrics |= metrics  # logged with the training metrics, in one request
+        self.cost["hooks"] += time.perf_counter() - start
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.capture != "train_pass":
-            return
-        rows = _gather(trainer, _stack(self._train))
-        self._train = []
-        if rows is not None:
-            metrics = self._write("train", trainer.current_epoch, rows, "train_pass")
-            self._log(trainer, metrics)
+        start = time.perf_counter()
+        if self.capture == "train_pass":
+            rows = _gather(trainer, _stack(self._train))
+            self._train = []
+            if rows is not None:
+                self._metrics |= self._write("train", trainer.current_epoch, rows, "train_pass")
+        metrics, self._metrics = self._metrics, {}
+        self._log(trainer, metrics)
+        self.cost["hooks"] += time.perf_counter() - start
 
     def _write(
         self, split: str, epoch: int, rows: dict[str, np.ndarray], capture: str
@@ -172,6 +179,7 @@ class TraceCallback(pl.Callback):
 
     def _persist(self, split: str, epoch: int, rows: dict[str, np.ndarray], capture: str) -> None:
         assert self.run is not None and self._workdir is not None
+        start = time.thread_time()
         table = build_table(rows, self.members, list(self.tasks))
         local = self._workdir / split / trace_file_name(epoch)
         write_trace(
@@ -188,18 +196,28 @@ class TraceCallback(pl.Callback):
         )
         self.run.log_artifact(local, trace_artifact_path(split))
         local.unlink()
+        self.cost["background"] += time.thread_time() - start
+
+    def _log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        assert self.run is not None
+        start = time.thread_time()
+        self.run.log_metrics(metrics, step)
+        self.cost["background"] += time.thread_time() - start
 
     def _log(self, trainer: pl.Trainer, metrics: dict[str, float]) -> None:
         if self.run is not None and metrics:
-            self._submit(self.run.log_metrics, metrics, trainer.current_epoch)
+            self._submit(self._log_metrics, metrics, trainer.current_epoch)
             self.last_metrics |= metrics
 
 
-def _stack(batches: list[dict[str, torch.Tensor]]) -> dict[str, np.ndarray]:
-    keys = (*TRACE_KEYS, "step")
+def _stack(batches: list[tuple[dict[str, torch.Tensor], int]]) -> dict[str, np.ndarray]:
+    """One array per column from (trace, global step) pairs of an epoch's batches."""
     if not batches:
-        return {k: np.empty(0) for k in keys}
-    return {k: torch.cat([b[k] for b in batches]).cpu().numpy() for k in keys}
+        return {k: np.empty(0) for k in (*TRACE_KEYS, "step")}
+    out = {k: torch.cat([b[k] for b, _ in batches]).cpu().numpy() for k in TRACE_KEYS}
+    lengths = [len(b["example_id"]) for b, _ in batches]
+    out["step"] = np.repeat(np.array([s for _, s in batches], dtype=np.int64), lengths)
+    return out
 
 
 def _gather(trainer: pl.Trainer, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
