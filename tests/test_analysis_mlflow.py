@@ -10,40 +10,29 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from tracehelp import scratch_store, small_config
 
 from soi_mlflow.analysis import find_runs, load_examples, load_traces, soi_table, transitions
 from soi_mlflow.analysis.report import analyze_run
 from soi_mlflow.analysis.runs import cache_for
-from soi_mlflow.data.mixture import MixtureSpec
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.training import TrainConfig, train
+from soi_mlflow.training import train
 
 EPOCHS = 3
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("analysis")
-    uri = f"sqlite:///{folder}/mlflow.db"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(folder)
-        mp.delenv("MLFLOW_RUN_ID", raising=False)
+    with scratch_store(tmp_path_factory, "analysis") as uri:
         out = {}
         for members in (("books", "movies"), ("books",)):
-            spec = MixtureSpec(
-                "builtin",
-                "source",
+            config = small_config(
+                uri,
                 members,
-                ood=("restaurants",),
+                ("restaurants",),
                 max_examples=80,
                 eval_max_examples=40,
-            )
-            config = TrainConfig(
-                spec,
                 epochs=EPOCHS,
-                batch_size=16,
-                progress=False,
-                tracking_uri=uri,
                 experiment="analysis-tests",
             )
             out[members] = train(config).run_id

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 from mlflow import MlflowClient
 from nbclient import NotebookClient
+from tracehelp import run_cli
 
 from soi_mlflow.analysis import find_runs
 
@@ -19,45 +17,49 @@ REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = "study-tests"
 
 
+COMPARE = [
+    "compare",
+    "--suite",
+    "builtin",
+    "--axis",
+    "source",
+    "--members",
+    "books,movies",
+    "--ood",
+    "restaurants",
+    "--epochs",
+    "3",
+    "--max-examples",
+    "80",
+    "--seeds",
+    "2",
+    "--batch-size",
+    "16",
+    "--no-progress",
+]
+CURVE = [
+    "learning-curve",
+    "--axis",
+    "task",
+    "--target",
+    "entailment",
+    "--aux",
+    "sentiment",
+    "--sizes",
+    "20,40,80",
+    "--max-examples",
+    "100",
+    "--batch-size",
+    "16",
+    "--no-progress",
+]
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     folder = tmp_path_factory.mktemp("study")
     uri = f"sqlite:///{folder}/mlflow.db"
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_RUN_ID"} | {
-        "MLFLOW_TRACKING_URI": uri
-    }
-    args = [
-        "compare",
-        "--suite",
-        "builtin",
-        "--axis",
-        "source",
-        "--members",
-        "books,movies",
-        "--ood",
-        "restaurants",
-        "--epochs",
-        "3",
-        "--max-examples",
-        "80",
-        "--seeds",
-        "2",
-        "--batch-size",
-        "16",
-        "--experiment",
-        EXPERIMENT,
-        "--no-progress",
-    ]
-    out = subprocess.run(
-        [sys.executable, "-m", "soi_mlflow.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=folder,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    return uri, folder, out.stdout
+    return uri, folder, run_cli([*COMPARE, "--experiment", EXPERIMENT], uri, folder)
 
 
 def test_compare_makes_a_parent_with_children_figures_and_a_summary(study) -> None:
@@ -97,28 +99,8 @@ def test_analyze_re_analyses_from_the_parent_without_training(study) -> None:
     uri, folder, _ = study
     parent = find_runs(EXPERIMENT, tracking_uri=uri, study="compare")["run_id"][0]
     before = len(find_runs(EXPERIMENT, tracking_uri=uri))
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_RUN_ID"} | {
-        "MLFLOW_TRACKING_URI": uri
-    }
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "soi_mlflow.cli",
-            "analyze",
-            "--parent-run-id",
-            parent,
-            "--aggregate",
-            "pairs",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=folder,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "never_learned_single" in out.stdout
+    out = run_cli(["analyze", "--parent-run-id", parent, "--aggregate", "pairs"], uri, folder, 300)
+    assert "never_learned_single" in out
     assert len(find_runs(EXPERIMENT, tracking_uri=uri)) == before  # nothing trained
 
 
@@ -138,25 +120,9 @@ def test_the_notebook_runs_against_the_study(study, monkeypatch) -> None:
     assert "transitions_books.png" in text and "'matched': 80" in text
 
 
-def _run_cli(args: list[str], uri: str, cwd: Path) -> str:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_RUN_ID"} | {
-        "MLFLOW_TRACKING_URI": uri
-    }
-    out = subprocess.run(
-        [sys.executable, "-m", "soi_mlflow.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout
-
-
 def test_two_stage_and_sequential_transfer_commands(store, tmp_path: Path) -> None:
     small = ["--epochs", "2", "--max-examples", "60", "--batch-size", "16", "--no-progress"]
-    out = _run_cli(
+    out = run_cli(
         [
             "two-stage",
             "--axis",
@@ -180,7 +146,7 @@ def test_two_stage_and_sequential_transfer_commands(store, tmp_path: Path) -> No
     assert {a.path for a in client.list_artifacts(parent, "tables")} == {
         "tables/two_stage_accuracy.parquet"
     }
-    out = _run_cli(
+    out = run_cli(
         [
             "transfer",
             "--axis",
@@ -204,27 +170,8 @@ def test_two_stage_and_sequential_transfer_commands(store, tmp_path: Path) -> No
 
 
 def test_learning_curve_command_logs_points_fits_and_figure(store, tmp_path: Path) -> None:
-    out = _run_cli(
-        [
-            "learning-curve",
-            "--axis",
-            "task",
-            "--target",
-            "entailment",
-            "--aux",
-            "sentiment",
-            "--sizes",
-            "20,40,80",
-            "--epochs",
-            "1",
-            "--max-examples",
-            "100",
-            "--batch-size",
-            "16",
-            "--no-progress",
-            "--affinity-every",
-            "5",
-        ],
+    out = run_cli(
+        [*CURVE, "--epochs", "1", "--affinity-every", "5"],
         store,
         tmp_path,
     )
@@ -243,26 +190,8 @@ def test_learning_curve_command_logs_points_fits_and_figure(store, tmp_path: Pat
 
 
 def test_learning_curve_approximation_warm_starts_each_size(store, tmp_path: Path) -> None:
-    out = _run_cli(
-        [
-            "learning-curve",
-            "--axis",
-            "task",
-            "--target",
-            "entailment",
-            "--aux",
-            "sentiment",
-            "--sizes",
-            "20,40,80",
-            "--epochs",
-            "2",
-            "--max-examples",
-            "100",
-            "--batch-size",
-            "16",
-            "--no-progress",
-            "--approx",
-        ],
+    out = run_cli(
+        [*CURVE, "--epochs", "2", "--approx"],
         store,
         tmp_path,
     )

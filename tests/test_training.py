@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 from mlflow import MlflowClient
-from tracehelp import load_examples, load_trace, trace_files
+from tracehelp import load_examples, load_trace, scratch_store, small_config, trace_files
 
-from soi_mlflow.data.mixture import Mixture, MixtureSpec
+from soi_mlflow.data.mixture import Mixture
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.model.encoder import build_tiny
 from soi_mlflow.model.module import MultiTaskClassifier
@@ -18,18 +18,12 @@ EPOCHS = 2
 
 
 def _config(uri: str, members=("books", "movies"), ood=("restaurants",), **kw) -> TrainConfig:
-    spec = MixtureSpec("builtin", "source", members, ood=ood, max_examples=60, eval_max_examples=50)
-    settings = {"epochs": EPOCHS, "batch_size": 16, "progress": False, "experiment": "tests", **kw}
-    return TrainConfig(spec, tracking_uri=uri, **settings)
+    return small_config(uri, members, ood, **{"epochs": EPOCHS, "experiment": "tests", **kw})
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("trained")
-    uri = f"sqlite:///{folder}/mlflow.db"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(folder)
-        mp.delenv("MLFLOW_RUN_ID", raising=False)
+    with scratch_store(tmp_path_factory, "trained") as uri:
         config = _config(uri)
         result = train(config)
     return uri, result, Mixture(config.mixture)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 from servers import mlflow_server
-from tracehelp import load_trace, trace_files
+from tracehelp import cli_env, load_trace, run_cli, trace_files
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[1]
@@ -31,28 +31,6 @@ SMALL = [
 ]
 
 
-def _env(uri: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_RUN_ID"}
-    env["MLFLOW_TRACKING_URI"] = uri
-    env["PATH"] = (
-        f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # an activated venv
-    )
-    return env
-
-
-def _cli(args: list[str], uri: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    out = subprocess.run(
-        [sys.executable, "-m", "soi_mlflow.cli", *args],
-        capture_output=True,
-        text=True,
-        env=_env(uri),
-        cwd=cwd,
-        timeout=timeout,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out
-
-
 def _only_run(uri: str):
     client = MlflowClient(uri)
     experiments = [e.experiment_id for e in client.search_experiments()]
@@ -62,12 +40,12 @@ def _only_run(uri: str):
 
 
 def test_cli_train_prints_the_run_and_the_ui_command(store, tmp_path: Path) -> None:
-    out = _cli(
+    out = run_cli(
         ["train", *SMALL, "--members", "books,movies", "--ood", "restaurants"], store, tmp_path
     )
     run = _only_run(store)
-    assert f"run id: {run.info.run_id}" in out.stdout
-    assert "mlflow ui --backend-store-uri" in out.stdout
+    assert f"run id: {run.info.run_id}" in out
+    assert "mlflow ui --backend-store-uri" in out
     for split in ("train", "validation", "test", "ood"):
         assert len(trace_files(store, run.info.run_id, split)) == 2
 
@@ -95,7 +73,7 @@ def test_mlflow_run_entry_point_logs_into_its_own_run(store, tmp_path: Path) -> 
         "max_examples=40",
     ]
     out = subprocess.run(
-        cmd, capture_output=True, text=True, env=_env(store), cwd=tmp_path, timeout=300
+        cmd, capture_output=True, text=True, env=cli_env(store), cwd=tmp_path, timeout=300
     )
     assert out.returncode == 0, out.stderr[-3000:]
     run = _only_run(store)
@@ -123,7 +101,7 @@ def test_ddp_on_two_cpu_processes_traces_each_example_once(store, tmp_path: Path
         "--accelerator",
         "cpu",
     ]
-    _cli(args, store, tmp_path, timeout=400)
+    run_cli(args, store, tmp_path, timeout=400)
     run = _only_run(store)
     assert run.data.params["devices"] == "2" and run.data.params["strategy"] == "ddp"
     for path in trace_files(store, run.info.run_id, "train"):
@@ -137,7 +115,9 @@ def test_ddp_on_two_cpu_processes_traces_each_example_once(store, tmp_path: Path
 
 def test_traces_go_through_a_real_tracking_server(tmp_path: Path) -> None:
     with mlflow_server(tmp_path) as uri:
-        _cli(["train", *SMALL, "--members", "books", "--ood", "", "--epochs", "1"], uri, tmp_path)
+        run_cli(
+            ["train", *SMALL, "--members", "books", "--ood", "", "--epochs", "1"], uri, tmp_path
+        )
         run = _only_run(uri)
         assert run.info.artifact_uri.startswith("mlflow-artifacts:")
         trace, meta = load_trace(uri, run.info.run_id, "traces/train/epoch=000.parquet")
@@ -161,7 +141,7 @@ def test_a_killed_run_keeps_the_epochs_already_written(store, tmp_path: Path) ->
     ]
     proc = subprocess.Popen(
         [sys.executable, "-m", "soi_mlflow.cli", *args],
-        env=_env(store),
+        env=cli_env(store),
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

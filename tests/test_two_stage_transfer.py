@@ -9,11 +9,11 @@ import pytest
 import torch
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
-from tracehelp import load_trace
+from tracehelp import load_trace, scratch_store, small_config
 
 from soi_mlflow.analysis import soi_table
 from soi_mlflow.analysis.runs import cache_for
-from soi_mlflow.data.mixture import Mixture, MixtureSpec
+from soi_mlflow.data.mixture import Mixture
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.transfer import MATCHING_PARAMS, run_transfer
 from soi_mlflow.studies.two_stage import Selection, run_two_stage
@@ -22,31 +22,21 @@ from soi_mlflow.training import TrainConfig, build_model, run_params, train
 
 
 def _base(uri: str, members=("books",), axis="source", **kw) -> TrainConfig:
-    spec = MixtureSpec(
-        "builtin",
-        axis,
+    ood = ("restaurants",) if axis == "source" else ()
+    return small_config(
+        uri,
         members,
-        ood=("restaurants",) if axis == "source" else (),
+        ood,
+        axis,
         max_examples=80,
         eval_max_examples=40,
+        **{"experiment": "two-stage-tests", **kw},
     )
-    settings = {
-        "epochs": 2,
-        "batch_size": 16,
-        "progress": False,
-        "experiment": "two-stage-tests",
-        **kw,
-    }
-    return TrainConfig(spec, tracking_uri=uri, **settings)
 
 
 @pytest.fixture(scope="module")
 def stage1(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("two_stage")
-    uri = f"sqlite:///{folder}/mlflow.db"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(folder)
-        mp.delenv("MLFLOW_RUN_ID", raising=False)
+    with scratch_store(tmp_path_factory, "two_stage") as uri:
         result = train(replace(_base(uri), log_checkpoint=True))
     return uri, result
 

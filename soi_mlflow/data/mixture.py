@@ -87,6 +87,7 @@ class Mixture:
     def __init__(self, spec: MixtureSpec) -> None:
         self.spec = spec
         self.suite = validate_mixture(spec)
+        self._loaded: dict[tuple[str, str], Dataset] = {}
 
     # -- names ------------------------------------------------------------------------
     @property
@@ -122,7 +123,7 @@ class Mixture:
     # -- data -------------------------------------------------------------------------
     def _load(self, member: str, split: str) -> Dataset:
         key = (member, split)
-        cache = self.__dict__.setdefault("_loaded", {})
+        cache = self._loaded
         if key not in cache:
             overrides = dict(self.spec.member_max_examples)
             limit = (

@@ -61,12 +61,12 @@ def builtin_options(node: Any, origin: str = "builtin options") -> BuiltinOption
             f"{origin}: unknown builtin option(s) {', '.join(unknown)}; "
             f"expected {', '.join(sorted(allowed))}"
         )
-    sizes = {**BuiltinOptions().sizes, **(node.get("sizes") or {})}
+    defaults = BuiltinOptions()  # the one place the defaults live
     return BuiltinOptions(
-        seed=int(node.get("seed", 0)),
-        sizes=sizes,
-        ambiguous_rate=float(node.get("ambiguous_rate", 0.04)),
-        mislabeled_rate=float(node.get("mislabeled_rate", 0.04)),
+        seed=int(node.get("seed", defaults.seed)),
+        sizes={**defaults.sizes, **(node.get("sizes") or {})},
+        ambiguous_rate=float(node.get("ambiguous_rate", defaults.ambiguous_rate)),
+        mislabeled_rate=float(node.get("mislabeled_rate", defaults.mislabeled_rate)),
     )
 
 

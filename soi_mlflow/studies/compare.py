@@ -9,8 +9,7 @@ import pandas as pd
 
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.parent import study_parent
-from soi_mlflow.tracking.run import soi_tags
-from soi_mlflow.training import TrainConfig, run_params, train, validate_config
+from soi_mlflow.training import TrainConfig, train, validate_config
 
 
 @dataclass
@@ -39,19 +38,15 @@ def run_compare(
     validate_compare(base, seeds)
     spec = base.mixture
     with study_parent(
-        base.tracking_uri,
-        base.experiment,
-        base.run_name or f"compare-{spec.axis}-{'+'.join(spec.members)}",
-        soi_tags(
-            study="compare",
-            axis=spec.axis,
-            members=list(spec.members),
-            ood=list(spec.ood) or None,
-            setting="study",
-            seeds=seeds,
-        ),
+        base,
+        "compare",
+        f"compare-{spec.axis}-{'+'.join(spec.members)}",
+        {"seeds": seeds},
+        members=list(spec.members),
+        ood=list(spec.ood) or None,
+        setting="study",
+        seeds=seeds,
     ) as parent:
-        parent.log_params(run_params(base) | {"seeds": seeds})
         single: dict[str, list[str]] = {m: [] for m in spec.members}
         multi: list[str] = []
         plan = [(s, m) for s in range(seeds) for m in (*spec.members, None)]

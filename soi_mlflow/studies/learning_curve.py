@@ -13,8 +13,8 @@ from soi_mlflow.data.loaders import load_member
 from soi_mlflow.data.mixture import Mixture
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.parent import study_parent
-from soi_mlflow.tracking.run import RunHandle, soi_tags
-from soi_mlflow.training import TrainConfig, run_params, train, validate_config
+from soi_mlflow.tracking.run import RunHandle
+from soi_mlflow.training import TrainConfig, train, validate_config
 
 
 @dataclass
@@ -77,22 +77,15 @@ def run_learning_curve(
     n_aux = sum(Mixture(replace(spec, members=tuple(aux), ood=())).member_sizes().values())
     rows = []
     with study_parent(
-        base.tracking_uri,
-        base.experiment,
-        base.run_name or f"learning-curve-{target}",
-        soi_tags(
-            study="learning_curve",
-            axis=spec.axis,
-            target=target,
-            aux=aux,
-            seeds=seeds,
-            approx=approx,
-        ),
+        replace(base, mixture=spec),
+        "learning_curve",
+        f"learning-curve-{target}",
+        {"sizes": ",".join(map(str, sizes)), "seeds": seeds, "target": target},
+        target=target,
+        aux=aux,
+        seeds=seeds,
+        approx=approx,
     ) as parent:
-        parent.log_params(
-            run_params(replace(base, mixture=spec))
-            | {"sizes": ",".join(map(str, sizes)), "seeds": seeds, "target": target}
-        )
         plan = [
             (s, curve, n) for s in range(seeds) for curve in ("alone", "aux") for n in sorted(sizes)
         ]

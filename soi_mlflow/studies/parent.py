@@ -4,17 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
-from soi_mlflow.tracking.run import RunHandle
+from soi_mlflow.tracking.run import RunHandle, soi_tags
+from soi_mlflow.training import TrainConfig, run_params
 
 
 @contextmanager
 def study_parent(
-    tracking_uri: str | None, experiment: str | None, run_name: str, tags: Mapping[str, str]
+    base: TrainConfig, study: str, name: str, params: Mapping[str, Any], **tags: Any
 ) -> Iterator[RunHandle]:
-    """Open the parent run (or attach to ``mlflow run``'s); end it FINISHED or FAILED."""
-    parent = RunHandle.open(tracking_uri, experiment, run_name, tags)
+    """Open the parent run of ``study`` (or attach to ``mlflow run``'s) with the
+    ``soi.study``/``soi.axis`` tags, ``tags`` and ``base``'s params plus ``params``;
+    end it FINISHED, or FAILED when the block raises."""
+    parent = RunHandle.open(
+        base.tracking_uri,
+        base.experiment,
+        base.run_name or name,
+        soi_tags(study=study, axis=base.mixture.axis, **tags),
+    )
     try:
+        parent.log_params(run_params(base) | dict(params))
         yield parent
     except BaseException:
         parent.finish("FAILED")

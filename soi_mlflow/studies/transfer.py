@@ -129,13 +129,15 @@ def run_transfer(
     base = replace(base, mixture=replace(base.mixture, ood=()))
     rows = []
     with study_parent(
-        base.tracking_uri,
-        base.experiment,
-        base.run_name or f"transfer-{mode}-{'+'.join(members)}",
-        soi_tags(study="transfer", axis=base.mixture.axis, members=members, mode=mode, seeds=seeds),
+        base,
+        "transfer",
+        f"transfer-{mode}-{'+'.join(members)}",
+        {"mode": mode, "seeds": seeds, "reuse": reuse},
+        members=members,
+        mode=mode,
+        seeds=seeds,
     ) as parent:
         runner = _Runner(base, parent, reuse)
-        parent.log_params(run_params(base) | {"mode": mode, "seeds": seeds, "reuse": reuse})
         for s in range(seeds):
             seed = base.seed + s
             alone = {m: runner.run((m,), seed, checkpoint=mode == "sequential") for m in members}

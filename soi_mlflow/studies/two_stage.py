@@ -12,8 +12,7 @@ from soi_mlflow.analysis.cartography import REGIONS, regions
 from soi_mlflow.analysis.soi import DEFAULT
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.parent import study_parent
-from soi_mlflow.tracking.run import soi_tags
-from soi_mlflow.training import TrainConfig, run_params, train, validate_config
+from soi_mlflow.training import TrainConfig, train, validate_config
 
 METRICS = ("confidence", "variability", "correctness", "forgetting_events")
 
@@ -121,20 +120,14 @@ def run_two_stage(
         raise SoiInputError(f"stage-2 epochs must be a positive integer, got {stage2_epochs!r}")
     spec = base.mixture
     with study_parent(
-        base.tracking_uri,
-        base.experiment,
-        base.run_name or f"two-stage-{'+'.join(spec.members)}",
-        soi_tags(
-            study="two_stage",
-            axis=spec.axis,
-            members=list(spec.members),
-            ood=list(spec.ood) or None,
-            selection=selection.describe(),
-        ),
+        base,
+        "two_stage",
+        f"two-stage-{'+'.join(spec.members)}",
+        {"stage2_epochs": stage2_epochs, "selection": selection.describe()},
+        members=list(spec.members),
+        ood=list(spec.ood) or None,
+        selection=selection.describe(),
     ) as parent:
-        parent.log_params(
-            run_params(base) | {"stage2_epochs": stage2_epochs, "selection": selection.describe()}
-        )
         tags = {**base.tags, "soi.study": parent.run_id}
         if stage1_run_id is None:
             print("[1/3] stage 1", flush=True)
