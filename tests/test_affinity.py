@@ -53,7 +53,9 @@ def test_affinity_equals_the_hand_computed_lookahead() -> None:
                     p -= lr * g
             for j in (0, 1):
                 expected = 1 - float(_mean_loss(twin, batch, j)) / before[j]
-                assert got[(i, j)] == pytest.approx(expected, rel=1e-5, abs=1e-7)
+                # Z = 1 - L'/L of two float32 losses ~0.7: the lookahead batches rows differently
+                # (one padded forward pass) than this per-member pass, which moves Z by ~2e-7
+                assert got[(i, j)] == pytest.approx(expected, rel=1e-4, abs=1e-6)
     assert got[(0, 0)] > 0  # a step on a member's own rows lowers its loss
 
 
