@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from soi_mlflow.console import step
 from soi_mlflow.data.loaders import load_member
 from soi_mlflow.data.mixture import Mixture
 from soi_mlflow.errors import SoiInputError
@@ -24,6 +25,22 @@ class CurveResult:
     fits: pd.DataFrame
     worth: pd.DataFrame
     ui_command: str
+
+
+@dataclass
+class CurveSettings:
+    """The learning-curve study's own options (the training options are TrainConfig's)."""
+
+    target: str
+    """the member whose learning curve is measured"""
+    aux: tuple[str, ...]
+    """auxiliary members trained with the target in the second curve"""
+    sizes: tuple[int, ...] = (50, 100, 200, 400, 800)
+    """target training-set sizes (at least 3)"""
+    seeds: int = 1
+    """seeds per size and curve"""
+    approx: bool = False
+    """warm-start each size from the previous one (about one run per curve)"""
 
 
 def validate_curve(
@@ -94,10 +111,7 @@ def run_learning_curve(
             members = (target,) if curve == "alone" else (target, *aux)
             warm = approx and (s, curve) in previous
             note = " (warm start)" if warm else ""
-            print(
-                f"[{k}/{len(plan)}] {target} at {n} examples, {curve}, seed {base.seed + s}{note}",
-                flush=True,
-            )
+            step(k, len(plan), f"{target} at {n} examples, {curve}, seed {base.seed + s}{note}")
             config = replace(
                 base,
                 mixture=replace(spec, members=members, member_max_examples=((target, n),)),

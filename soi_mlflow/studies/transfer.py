@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import pandas as pd
 
+from soi_mlflow.console import step
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.tracking.run import RunHandle, soi_tags
@@ -50,6 +52,18 @@ def validate_transfer(base: TrainConfig, mode: str, seeds: int) -> None:
     validate_config(base)
 
 
+@dataclass
+class TransferSettings:
+    """The transfer study's own options (the training options are TrainConfig's)."""
+
+    mode: Literal["joint", "sequential"] = "joint"
+    """joint: i and j trained together; sequential: fine-tuned on i, then on j"""
+    seeds: int = 1
+    """seeds per run"""
+    reuse: bool = False
+    """reuse matching finished runs of the experiment instead of training them again"""
+
+
 class _Runner:
     """Finds a matching finished run (with ``reuse``) or trains one."""
 
@@ -59,6 +73,7 @@ class _Runner:
             k: str(v) for k, v in run_params(base).items() if k in MATCHING_PARAMS and v is not None
         }
         self.trained = self.reused = 0
+        self.total = 0  # runs this study needs, for the progress lines
 
     def find(
         self, members: tuple[str, ...], seed: int, sequence: str | None, checkpoint: bool
@@ -89,11 +104,15 @@ class _Runner:
         init_from: str | None = None,
         checkpoint: bool = False,
     ) -> str:
+        k = self.trained + self.reused + 1
+        what = f"{sequence or '+'.join(members)} seed {seed}"
         if self.reuse:
             found = self.find(members, seed, sequence, checkpoint)
             if found:
                 self.reused += 1
+                step(k, self.total, f"{what}: reusing run {found}")
                 return found
+        step(k, self.total, what)
         tags = {**self.base.tags, "soi.study_run": self.parent.run_id}
         if sequence:
             tags["soi.sequence"] = sequence
@@ -138,6 +157,8 @@ def run_transfer(
         seeds=seeds,
     ) as parent:
         runner = _Runner(base, parent, reuse)
+        pairs = len(members) * (len(members) - 1) // (2 if mode == "joint" else 1)
+        runner.total = seeds * (len(members) + pairs)
         for s in range(seeds):
             seed = base.seed + s
             alone = {m: runner.run((m,), seed, checkpoint=mode == "sequential") for m in members}
