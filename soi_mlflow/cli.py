@@ -11,8 +11,11 @@ Adding a command takes three things:
 
 ``TrainConfig`` brings every training and data option (``MixtureSpec`` is flattened
 into it). From the same declaration come the flags (``--max-examples``), the keys of
-``--config FILE.yaml``, ``--print-config``, the MLproject parameters (``tests/test_cli_config.py``
-checks them) and the ``config.yaml`` every training run logs.
+``--config FILE.yaml``, ``--print-config``, the MLproject parameters (regenerate with
+``make mlproject``; ``tests/test_cli_config.py`` checks them) and the ``config.yaml``
+every training run logs. Print through ``soi_mlflow.console``: ``step(k, n, what)`` for
+each unit of long work, ``print_table``/``print_frame`` for results (under 100 columns),
+``print_links`` for run ids and the UI command.
 """
 
 from __future__ import annotations
@@ -97,8 +100,7 @@ def _train(config: Any) -> None:
     validate_config(config)
     result = train(config)
     if result.run_id is not None:
-        rows = sorted((k, v) for k, v in result.metrics.items() if k.endswith("/acc"))
-        console.print_table(rows, ["metric", "last epoch"], "accuracy")
+        console.print_accuracy(result.metrics, "accuracy after the last epoch")
         console.print_links([("run id", result.run_id)], result.ui_command)
 
 

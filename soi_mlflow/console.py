@@ -108,6 +108,8 @@ def print_table(
         title_justify="left",
         caption_justify="left",
         pad_edge=False,
+        show_edge=False,
+        collapse_padding=True,
     )
     for i, name in enumerate(columns):
         table.add_column(name, justify="left" if i == 0 else "right", overflow="fold")
@@ -122,6 +124,20 @@ def print_frame(frame: Any, title: str = "", digits: int = 3, caption: str = "")
     values = frame.itertuples(index=False)
     rows = [(idx, *row) for idx, row in zip(frame.index, values, strict=True)]
     print_table(rows, [index_name, *map(str, frame.columns)], title, digits, caption)
+
+
+def print_accuracy(metrics: dict[str, float], title: str) -> None:
+    """``<split>/<member>/acc`` metrics as one row per member, one column per split."""
+    splits = ("train", "val", "test", "ood")
+    table: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        split, _, rest = key.partition("/")
+        member, _, name = rest.rpartition("/")
+        if name == "acc" and split in splits and member:
+            table.setdefault(member, {})[split] = value
+    used = [s for s in splits if any(s in row for row in table.values())]
+    rows = [[m, *(row.get(s, float("nan")) for s in used)] for m, row in table.items()]
+    print_table(rows, ["member", *used], title)
 
 
 def print_links(run_ids: Sequence[tuple[str, str]], ui_command: str | None) -> None:
