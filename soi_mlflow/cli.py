@@ -137,7 +137,10 @@ def _analyze(settings: AnalyzeSettings) -> None:
     splits = list(settings.split) or ["train"]
     uri = settings.tracking_uri
     if settings.run_id:
-        tables = analyze_run(settings.run_id, splits, settings.taxonomy, uri)
+        tables = {}
+        for k, split in enumerate(splits, 1):
+            console.step(k, len(splits), f"analysing the {split} split of run {settings.run_id}")
+            tables |= analyze_run(settings.run_id, [split], settings.taxonomy, uri)
         for split, table in tables.items():
             fractions = (
                 table.groupby("member", observed=True)["soi"].value_counts(normalize=True).unstack()
@@ -158,6 +161,7 @@ def _analyze(settings: AnalyzeSettings) -> None:
     for k, run_id in enumerate(run_ids, 1):
         console.step(k, len(run_ids), f"analysing run {run_id}")
         analyze_run(run_id, splits, settings.taxonomy, uri)
+    print("comparing single and multi runs (transitions, figures)", flush=True)
     summary = compare(
         settings.parent_run_id, comparison, splits[0], settings.taxonomy, settings.aggregate, uri
     )
@@ -190,7 +194,8 @@ def _two_stage(config: Any, settings: Any) -> None:
     )
     console.print_frame(
         result.table,
-        f"accuracy (test = ID, ood = OOD); stage 2 trained on {result.selected} examples",
+        f"accuracy (test = ID, ood = OOD); stage 2 trained on {result.selected} selected "
+        "examples",
     )
     runs = [
         ("parent run id", result.parent_run_id),

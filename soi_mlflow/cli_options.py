@@ -6,8 +6,9 @@ field gives one flag (``--max-examples``; ``--max_examples`` works too), one key
 checks every value against the field's type and refuses unknown keys, naming the key.
 
 On top of jsonargparse, :func:`normalize_argv` keeps the flags researchers already type:
-comma-separated lists (``--members books,movies``), ``--no-progress`` for
-``--progress false``, and ``--config`` read first wherever it stands, so flags win.
+comma-separated lists (``--members books,movies``), bare switches (``--approx`` for
+``--approx true``, ``--no-progress`` for ``--progress false``), and ``--config`` read
+first wherever it stands, so flags win.
 """
 
 from __future__ import annotations
@@ -110,8 +111,9 @@ def _is_sequence(hint: Any) -> bool:
 
 
 def normalize_argv(parser: Any, argv: Sequence[str]) -> list[str]:
-    """``argv`` in jsonargparse's terms: comma lists as YAML lists, ``--no-FLAG`` as
-    ``--FLAG false``, and ``--config FILE`` moved first so that flags win over the file."""
+    """``argv`` in jsonargparse's terms: comma lists as YAML lists, ``--FLAG`` and
+    ``--no-FLAG`` as ``--FLAG true|false``, and ``--config FILE`` moved first so that
+    flags win over the file."""
     actions = parser._option_string_actions
     configs: list[str] = []
     out: list[str] = []
@@ -128,6 +130,11 @@ def normalize_argv(parser: Any, argv: Sequence[str]) -> list[str]:
                 continue
         if action is None or action.nargs == 0:
             out.append(token)
+            i += 1
+            continue
+        is_bool = getattr(action, "_typehint", None) is bool
+        if is_bool and not eq and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
+            out += [flag, "true"]  # a bare switch: ``--approx`` means ``--approx true``
             i += 1
             continue
         if eq:

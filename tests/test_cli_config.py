@@ -101,6 +101,22 @@ def test_flags_win_over_the_file_wherever_they_stand(capsys, tmp_path: Path) -> 
     assert resolved["progress"] is False and resolved["ood"] == []
 
 
+def test_switches_lists_and_spellings_researchers_already_type(capsys) -> None:
+    code, out, err = _main(
+        capsys, "learning-curve", "--axis", "task", "--target", "entailment",
+        "--aux=sentiment,paraphrase", "--approx", "--sizes", "20,40,80", "--max_examples", "50",
+        "--no-progress", "--print-config",
+    )  # fmt: skip
+    assert code == 0, err
+    resolved = yaml.safe_load(out)
+    assert resolved["approx"] is True and resolved["progress"] is False
+    assert resolved["aux"] == ["sentiment", "paraphrase"] and resolved["sizes"] == [20, 40, 80]
+    assert resolved["max_examples"] == 50
+    code, out, err = _main(capsys, "transfer", "--reuse", "--ood", "", "--print-config")
+    assert code == 0, err
+    assert yaml.safe_load(out)["reuse"] is True and yaml.safe_load(out)["ood"] == []
+
+
 @pytest.mark.parametrize(
     ("content", "flags", "key"),
     [
