@@ -85,6 +85,19 @@ def _for_cli(config: Any) -> Any:
     return config
 
 
+def _log_study_config(command: str, run_id: str, config: Any, settings: Any) -> None:
+    """Log the study's resolved options to its parent run, as each training run does."""
+    from mlflow import MlflowClient
+
+    from soi_mlflow.run_config import CONFIG_ARTIFACT
+    from soi_mlflow.tracking.run import resolve_tracking_uri
+
+    header = "The resolved options of this study. Repeat it with:\n"
+    header += f"  soi-mlflow {command} --config config.yaml"
+    text = resolved_yaml([config, settings], header)
+    MlflowClient(resolve_tracking_uri(config.tracking_uri)).log_text(run_id, text, CONFIG_ARTIFACT)
+
+
 def _preview(spec: Any, settings: PreviewSettings) -> None:
     from soi_mlflow.data.mixture import validate_mixture
     from soi_mlflow.data.preview import print_preview
@@ -110,6 +123,7 @@ def _compare(config: Any, settings: Any) -> None:
     config = _for_cli(config)
     validate_compare(config, settings.seeds)
     result = run_compare(config, seeds=settings.seeds)
+    _log_study_config("compare", result.parent_run_id, config, settings)
     _print_comparison(result.summary)
     runs = [("parent run id", result.parent_run_id)]
     runs += [(f"multi {'+'.join(config.mixture.members)}", r) for r in result.multi]
@@ -189,13 +203,14 @@ def _demo(settings: DemoSettings) -> None:
 def _two_stage(config: Any, settings: Any) -> None:
     from soi_mlflow.studies.two_stage import run_two_stage
 
+    config = _for_cli(config)
     result = run_two_stage(
-        _for_cli(config), settings.selection(), settings.stage2_epochs, settings.stage1_run_id
+        config, settings.selection(), settings.stage2_epochs, settings.stage1_run_id
     )
+    _log_study_config("two-stage", result.parent_run_id, config, settings)
     console.print_frame(
         result.table,
-        f"accuracy (test = ID, ood = OOD); stage 2 trained on {result.selected} selected "
-        "examples",
+        f"accuracy (test = ID, ood = OOD); stage 2 trained on {result.selected} selected examples",
     )
     runs = [
         ("parent run id", result.parent_run_id),
@@ -209,7 +224,9 @@ def _two_stage(config: Any, settings: Any) -> None:
 def _transfer(config: Any, settings: Any) -> None:
     from soi_mlflow.studies.transfer import run_transfer
 
-    result = run_transfer(_for_cli(config), settings.mode, settings.seeds, reuse=settings.reuse)
+    config = _for_cli(config)
+    result = run_transfer(config, settings.mode, settings.seeds, reuse=settings.reuse)
+    _log_study_config("transfer", result.parent_run_id, config, settings)
     console.print_frame(
         result.mean,
         f"transfer matrix ({settings.mode}; rows: sources, columns: targets; mean over "
@@ -222,14 +239,16 @@ def _transfer(config: Any, settings: Any) -> None:
 def _learning_curve(config: Any, settings: Any) -> None:
     from soi_mlflow.studies.learning_curve import run_learning_curve
 
+    config = _for_cli(config)
     result = run_learning_curve(
-        _for_cli(config),
+        config,
         settings.target,
         list(settings.aux),
         list(settings.sizes),
         settings.seeds,
         approx=settings.approx,
     )
+    _log_study_config("learning-curve", result.parent_run_id, config, settings)
     console.print_frame(result.fits.set_index(result.fits.columns[0]), "fits", digits=5)
     console.print_frame(
         result.worth.set_index(result.worth.columns[0]),
@@ -361,14 +380,14 @@ def parse(command: Command, argv: Sequence[str]) -> tuple[list[Any], Any]:
     return [build(cls, values) for cls in classes], namespace
 
 
-def resolved_yaml(instances: Sequence[Any]) -> str:
+def resolved_yaml(instances: Sequence[Any], header: str = "") -> str:
     """The YAML of ``--print-config``: every option of the command, resolved."""
     from soi_mlflow.run_config import flat_values, to_yaml
 
     values: dict[str, Any] = {}
     for instance in instances:
         values.update(flat_values(instance))
-    return to_yaml(values)
+    return to_yaml(values, header)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import yaml
 from mlflow import MlflowClient
 from nbclient import NotebookClient
 from tracehelp import run_cli
@@ -64,12 +65,15 @@ def study(tmp_path_factory):
 
 
 def test_compare_makes_a_parent_with_children_figures_and_a_summary(study) -> None:
-    uri, _, stdout = study
+    uri, folder, stdout = study
     parents = find_runs(EXPERIMENT, tracking_uri=uri, study="compare")
     assert len(parents) == 1
     parent = parents["run_id"][0]
     assert f"parent run id: {parent}" in stdout
     assert re.search(r"^ ?books +single +0\.\d{3} ", stdout, re.MULTILINE)
+    local = MlflowClient(uri).download_artifacts(parent, "config.yaml", str(folder))
+    config = yaml.safe_load(Path(local).read_text())
+    assert config["seeds"] == 2 and config["members"] == ["books", "movies"]
     children = find_runs(EXPERIMENT, tracking_uri=uri, parent_run_id=parent)
     assert sorted(zip(children["setting"], children["members"], children["seed"], strict=True)) == [
         ("multi", "books,movies", "0"),
