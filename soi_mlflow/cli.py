@@ -7,7 +7,7 @@ Adding a command takes three things:
 2. a function here that takes one instance of each settings class, in order;
 3. one line in ``COMMANDS``: name, summary, function, the settings as "module:Class"
    strings (imported only when that command runs, so ``soi-mlflow --help`` stays fast),
-   and two examples for its ``--help``.
+   and two examples for its ``--help``; then ``make mlproject`` adds its entry point.
 
 ``TrainConfig`` brings every training and data option (``MixtureSpec`` is flattened
 into it). From the same declaration come the flags (``--max-examples``), the keys of
@@ -21,14 +21,14 @@ each unit of long work, ``print_table``/``print_frame`` for results (under 100 c
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from soi_mlflow import console
+from soi_mlflow.cli_options import Command, parse, resolved_yaml, version
 from soi_mlflow.errors import SoiInputError
 
 TRAIN = "soi_mlflow.training:TrainConfig"
@@ -262,22 +262,6 @@ def _learning_curve(config: Any, settings: Any) -> None:
 
 # -- the registry ------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class Command:
-    """One command: its summary line, function, settings classes and two examples."""
-
-    name: str
-    summary: str
-    run: Callable[..., None]
-    settings: tuple[str, ...]
-    examples: tuple[str, str]
-
-    def settings_classes(self) -> list[type]:
-        refs = [ref.partition(":") for ref in self.settings]
-        return [getattr(importlib.import_module(module), name) for module, _, name in refs]
-
-
 _HERE = __name__
 COMMANDS: dict[str, Command] = {
     c.name: c
@@ -324,18 +308,6 @@ START_WITH = (
 )
 
 
-def version() -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
-
-    from soi_mlflow import __version__
-
-    try:
-        return dist_version("soi-mlflow")
-    except PackageNotFoundError:
-        return __version__
-
-
 def overview() -> str:
     """``soi-mlflow --help``: every command in one line, and where to start."""
     width = max(len(name) for name in COMMANDS) + 2
@@ -356,38 +328,6 @@ def overview() -> str:
         "soi-mlflow COMMAND --help lists its options and two examples.",
     ]
     return "\n".join(lines)
-
-
-def command_parser(command: Command) -> tuple[Any, list[str], list[type]]:
-    """The jsonargparse parser of ``command``, its option keys and settings classes."""
-    from soi_mlflow.cli_options import build_parser
-
-    classes = command.settings_classes()
-    epilog = "examples:\n" + "\n".join(f"  {e}" for e in command.examples)
-    parser, keys = build_parser(f"soi-mlflow {command.name}", command.summary, classes, epilog)
-    return parser, keys, classes
-
-
-def parse(command: Command, argv: Sequence[str]) -> tuple[list[Any], Any]:
-    """The settings instances of ``command`` from ``argv`` (and its ``--config`` files),
-    plus the parsed namespace (``print_config``, ``verbose``)."""
-    from soi_mlflow.cli_options import normalize_argv, values_of
-    from soi_mlflow.run_config import build
-
-    parser, keys, classes = command_parser(command)
-    namespace = parser.parse_args(normalize_argv(parser, argv))
-    values = values_of(namespace, keys)
-    return [build(cls, values) for cls in classes], namespace
-
-
-def resolved_yaml(instances: Sequence[Any], header: str = "") -> str:
-    """The YAML of ``--print-config``: every option of the command, resolved."""
-    from soi_mlflow.run_config import flat_values, to_yaml
-
-    values: dict[str, Any] = {}
-    for instance in instances:
-        values.update(flat_values(instance))
-    return to_yaml(values, header)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

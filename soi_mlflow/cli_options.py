@@ -1,4 +1,5 @@
-"""A command's parser, built with jsonargparse from its settings dataclasses.
+"""The machinery of the commands: a :class:`Command`'s parser, built with jsonargparse
+from its settings dataclasses, and the settings instances parsed from ``argv``.
 
 The dataclasses are the only declaration of the options (see ``run_config.py``): each
 field gives one flag (``--max-examples``; ``--max_examples`` works too), one key of a
@@ -15,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from soi_mlflow.run_config import nested_settings, option_fields
+from soi_mlflow.run_config import build, flat_values, nested_settings, option_fields, to_yaml
 
 META_OPTIONS = ("config", "print_config", "verbose", "help")
 
@@ -157,3 +160,58 @@ def normalize_argv(parser: Any, argv: Sequence[str]) -> list[str]:
 def values_of(namespace: Any, keys: Sequence[str]) -> dict[str, Any]:
     """The parsed values of ``keys`` (the settings' options, not the meta options)."""
     return {key: namespace[key] for key in keys}
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command: its summary line, function, settings classes and two examples."""
+
+    name: str
+    summary: str
+    run: Callable[..., None]
+    settings: tuple[str, ...]
+    examples: tuple[str, str]
+
+    def settings_classes(self) -> list[type]:
+        refs = [ref.partition(":") for ref in self.settings]
+        return [getattr(importlib.import_module(module), name) for module, _, name in refs]
+
+
+def command_parser(command: Command) -> tuple[Any, list[str], list[type]]:
+    """The jsonargparse parser of ``command``, its option keys and settings classes."""
+    classes = command.settings_classes()
+    epilog = "examples:\n" + "\n".join(f"  {e}" for e in command.examples)
+    parser, keys = build_parser(f"soi-mlflow {command.name}", command.summary, classes, epilog)
+    return parser, keys, classes
+
+
+def parse(command: Command, argv: Sequence[str]) -> tuple[list[Any], Any]:
+    """The settings instances of ``command`` from ``argv`` (and its ``--config`` files),
+    plus the parsed namespace (``print_config``, ``verbose``)."""
+    parser, keys, classes = command_parser(command)
+    namespace = parser.parse_args(normalize_argv(parser, argv))
+    values = values_of(namespace, keys)
+    return [build(cls, values) for cls in classes], namespace
+
+
+def resolved_yaml(instances: Sequence[Any], header: str = "") -> str:
+    """The YAML of ``--print-config``: every option of the command, resolved."""
+    values: dict[str, Any] = {}
+    for instance in instances:
+        values.update(flat_values(instance))
+    return to_yaml(values, header)
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    from soi_mlflow import __version__
+
+    try:
+        return dist_version("soi-mlflow")
+    except PackageNotFoundError:
+        return __version__

@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
 from tracehelp import load_trace, trace_files
 
-from soi_mlflow import cli, mlproject
+from soi_mlflow import cli, cli_options, mlproject
 from soi_mlflow.run_config import CONFIG_ARTIFACT, option_names
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,7 +49,7 @@ def _main(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-def _required(command: cli.Command) -> set[str]:
+def _required(command: cli_options.Command) -> set[str]:
     return {
         f.name
         for cls in command.settings_classes()
@@ -140,7 +140,7 @@ def test_unknown_keys_and_wrong_types_are_refused_by_name(
 
 def test_option_count_per_command_is_unchanged_or_larger() -> None:
     for name, before in OPTIONS_BEFORE.items():
-        parser, _, _ = cli.command_parser(cli.COMMANDS[name])
+        parser, _, _ = cli_options.command_parser(cli.COMMANDS[name])
         flags = [a for a in parser._actions if a.option_strings and a.dest != "help"]
         assert len(flags) >= before, name
     assert set(OPTIONS_BEFORE) <= set(cli.COMMANDS)
