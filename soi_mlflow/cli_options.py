@@ -49,6 +49,8 @@ def add_settings(parser: Any, cls: type) -> list[str]:
     for f in option_fields(cls):
         if "help" in f.metadata and f.name in by_dest:
             by_dest[f.name].help = f.metadata["help"]
+        if "bare" in f.metadata and f.name in by_dest:  # the value of a flag given alone
+            by_dest[f.name].bare_value = str(f.metadata["bare"])
     return keys
 
 
@@ -135,9 +137,10 @@ def normalize_argv(parser: Any, argv: Sequence[str]) -> list[str]:
             out.append(token)
             i += 1
             continue
-        is_bool = getattr(action, "_typehint", None) is bool
-        if is_bool and not eq and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
-            out += [flag, "true"]  # a bare switch: ``--approx`` means ``--approx true``
+        bare = "true" if getattr(action, "_typehint", None) is bool else None
+        bare = getattr(action, "bare_value", bare)
+        if bare and not eq and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
+            out += [flag, bare]  # given alone: ``--approx`` means ``--approx true``
             i += 1
             continue
         if eq:

@@ -5,7 +5,8 @@ A settings dataclass is the one declaration of a group of options: each field's 
 type, default and help (the docstring line under it, or ``field(metadata={"help": ...})``).
 A field whose type is itself a settings dataclass (``TrainConfig.mixture``) is flattened
 into its parent, so ``members`` sits next to ``epochs`` on the command line and in YAML.
-``field(metadata={"cli": False})`` keeps a field out of both. Light: imports only PyYAML.
+``field(metadata={"cli": False})`` keeps a field out of both; ``metadata={"bare": V}``
+lets its flag stand alone for V (``--affinity-every`` for 20). Light: imports only PyYAML.
 """
 
 from __future__ import annotations

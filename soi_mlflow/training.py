@@ -64,8 +64,8 @@ class TrainConfig:
     """a checkpoint folder (model/checkpoint.py) to start from"""
     log_checkpoint: bool = False
     """log the final weights as checkpoint/ (safetensors)"""
-    affinity_every: int | None = None
-    """measure lookahead task affinity every K steps (multi-member runs; 20 is a good K)"""
+    affinity_every: int | None = field(default=None, metadata={"bare": 20})
+    """measure lookahead task affinity every K steps (multi-member runs; given alone, 20)"""
     accelerator: str = "auto"
     """Lightning accelerator: auto, cpu, gpu, ..."""
     devices: int = 1

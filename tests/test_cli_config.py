@@ -6,13 +6,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
-from tracehelp import load_trace, trace_files
+from tracehelp import cli_env, load_trace, trace_files
 
 from soi_mlflow import cli, cli_options, mlproject
 from soi_mlflow.run_config import CONFIG_ARTIFACT, option_names
@@ -112,9 +114,12 @@ def test_switches_lists_and_spellings_researchers_already_type(capsys) -> None:
     assert resolved["approx"] is True and resolved["progress"] is False
     assert resolved["aux"] == ["sentiment", "paraphrase"] and resolved["sizes"] == [20, 40, 80]
     assert resolved["max_examples"] == 50
-    code, out, err = _main(capsys, "transfer", "--reuse", "--ood", "", "--print-config")
+    code, out, err = _main(
+        capsys, "transfer", "--reuse", "--ood", "", "--affinity-every", "--print-config"
+    )
     assert code == 0, err
-    assert yaml.safe_load(out)["reuse"] is True and yaml.safe_load(out)["ood"] == []
+    resolved = yaml.safe_load(out)
+    assert resolved["reuse"] is True and resolved["ood"] == [] and resolved["affinity_every"] == 20
 
 
 @pytest.mark.parametrize(
@@ -191,8 +196,20 @@ def test_a_run_repeats_from_its_logged_config_with_an_identical_trace(
     args = ["--members", "books,movies", "--ood", "restaurants", "--max-examples", "40",
             "--eval-max-examples", "30", "--epochs", "2", "--batch-size", "16", "--seed", "3",
             "--capture", "eval_pass", "--tracking-uri", store]  # fmt: skip
-    code, _, err = _main(capsys, "train", *args)
-    assert code == 0, err
+    # as a user runs it, output not on a terminal: quiet, plain, narrow
+    out = subprocess.run(
+        [sys.executable, "-m", "soi_mlflow.cli", "train", *args],
+        capture_output=True, text=True, env=cli_env(store), cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stderr == ""  # no banner, tip or warning from the libraries
+    lines = out.stdout.splitlines()
+    assert [line.split()[:2] for line in lines if "epoch" in line][:2] == [
+        ["epoch", "1/2"], ["epoch", "2/2"],
+    ]  # fmt: skip
+    assert max(len(line) for line in lines if "open:" not in line) < 100
+    assert "\x1b" not in out.stdout and "\r" not in out.stdout  # no colours, no redraws
+    assert any(line.split()[:1] == ["restaurants"] for line in lines)  # the accuracy table
     client = MlflowClient(store)
     (first,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     config = download_artifacts(
