@@ -126,8 +126,13 @@ def _compare(config: Any, settings: Any) -> None:
     _log_study_config("compare", result.parent_run_id, config, settings)
     _print_comparison(result.summary)
     runs = [("parent run id", result.parent_run_id)]
-    runs += [(f"multi {'+'.join(config.mixture.members)}", r) for r in result.multi]
-    runs += [(f"single {m}", r) for m, ids in result.single.items() for r in ids]
+    multi = "+".join(config.mixture.members)
+    runs += [(f"multi {multi} seed {config.seed + s}", r) for s, r in enumerate(result.multi)]
+    runs += [
+        (f"single {m} seed {config.seed + s}", r)
+        for m, ids in result.single.items()
+        for s, r in enumerate(ids)
+    ]
     console.print_links(runs, result.ui_command)
 
 

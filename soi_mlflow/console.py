@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -69,19 +70,14 @@ def step(k: int, n: int, what: str) -> None:
     print(f"[{k}/{n}] {what}", flush=True)
 
 
-def _console(file: Any = None) -> Any:
+def _render(renderable: Any) -> str:
+    """``renderable`` as plain text at most ``WIDTH`` columns wide, lines right-stripped."""
     from rich.console import Console
 
-    terminal = on_terminal(file)
-    return Console(
-        file=file or sys.stdout,
-        width=WIDTH,
-        force_terminal=terminal,
-        no_color=not terminal,
-        highlight=False,
-        emoji=False,
-        soft_wrap=False,
-    )
+    console = Console(file=io.StringIO(), width=WIDTH, no_color=True, highlight=False, emoji=False)
+    with console.capture() as captured:
+        console.print(renderable)
+    return "\n".join(line.rstrip() for line in captured.get().splitlines())
 
 
 def _cell(value: Any, digits: int) -> str:
@@ -115,7 +111,7 @@ def print_table(
         table.add_column(name, justify="left" if i == 0 else "right", overflow="fold")
     for row in rows:
         table.add_row(*(_cell(v, digits) for v in row))
-    _console().print(table)
+    print(_render(table), flush=True)
 
 
 def print_frame(frame: Any, title: str = "", digits: int = 3, caption: str = "") -> None:
@@ -145,4 +141,7 @@ def print_links(run_ids: Sequence[tuple[str, str]], ui_command: str | None) -> N
     for label, run_id in run_ids:
         print(f"{label}: {run_id}")
     if ui_command:
-        print(f"open: {ui_command}")
+        command, _, url = ui_command.partition("  # then open ")
+        print(f"open: {command}")
+        if url:
+            print(f"then: {url}")

@@ -1,15 +1,16 @@
 """Lightning's progress bar replaced by one bar over the epochs of the run.
 
 On a terminal: a rich bar that fills over all epochs (``epoch 3/5 ━━━━━━━━━ 0:00:12
-loss 0.412 val acc 0.830``). Elsewhere (a file, a CI log): one plain line per epoch, no
-colour codes and no redraws. Validation accuracy is read from any callback exposing
-``last_metrics`` (the trace callback does).
+loss 0.412 val acc 0.830``; the loss is the epoch's mean training loss). Elsewhere (a
+file, a CI log): one plain line per epoch, no colour codes and no redraws. Validation
+accuracy is read from any callback exposing ``last_metrics`` (the trace callback does).
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from lightning.pytorch.callbacks import ProgressBar
@@ -26,6 +27,8 @@ class EpochBar(ProgressBar):
         self._progress: Any = None
         self._task: Any = None
         self._start = 0.0
+        self._loss_sum: Any = 0.0  # this epoch's summed batch losses (a tensor: no sync)
+        self._batches = 0
 
     def disable(self) -> None:
         self._enabled = False
@@ -39,9 +42,8 @@ class EpochBar(ProgressBar):
 
     def _summary(self, trainer: Any) -> str:
         parts = []
-        loss = trainer.callback_metrics.get("loss")
-        if loss is not None:
-            parts.append(f"loss {float(loss):.3f}")
+        if self._batches:
+            parts.append(f"loss {float(self._loss_sum) / self._batches:.3f}")
         for callback in trainer.callbacks:
             metrics = getattr(callback, "last_metrics", None)
             if isinstance(metrics, dict):
@@ -73,7 +75,14 @@ class EpochBar(ProgressBar):
     def _label(self, trainer: Any, epoch: int) -> str:
         return f"epoch {min(epoch + 1, trainer.max_epochs)}/{trainer.max_epochs}"
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, *args: Any) -> None:
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self._loss_sum, self._batches = 0.0, 0
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, *args: Any) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if loss is not None:
+            self._loss_sum = self._loss_sum + loss.detach()
+            self._batches += 1
         if self._progress is None:
             return
         batches = max(1, int(trainer.num_training_batches))
