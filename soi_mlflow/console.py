@@ -98,11 +98,7 @@ def print_table(
     from rich.table import Table
 
     table = Table(
-        title=title or None,
-        caption=caption or None,
         box=box.SIMPLE_HEAD,
-        title_justify="left",
-        caption_justify="left",
         pad_edge=False,
         show_edge=False,
         collapse_padding=True,
@@ -111,7 +107,8 @@ def print_table(
         table.add_column(name, justify="left" if i == 0 else "right", overflow="fold")
     for row in rows:
         table.add_row(*(_cell(v, digits) for v in row))
-    print(_render(table), flush=True)
+    # title and caption as lines of their own: rich would wrap them to the table's width
+    print("\n".join(filter(None, [title, _render(table), caption])), flush=True)
 
 
 def print_frame(frame: Any, title: str = "", digits: int = 3, caption: str = "") -> None:
