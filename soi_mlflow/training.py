@@ -66,6 +66,8 @@ class TrainConfig:
     """log the final weights as checkpoint/ (safetensors)"""
     affinity_every: int | None = field(default=None, metadata={"bare": 20})
     """measure lookahead task affinity every K steps (multi-member runs; given alone, 20)"""
+    affinity_step: Literal["gradient", "optimizer"] = "gradient"
+    """the affinity lookahead: gradient (TAG: lr x gradient) or optimizer (the run's AdamW step)"""
     accelerator: str = "auto"
     """Lightning accelerator: auto, cpu, gpu, ..."""
     devices: int = 1
@@ -118,6 +120,9 @@ def validate_config(config: TrainConfig) -> None:
             )
         if config.devices > 1:
             raise SoiInputError("--affinity-every works with one process; use --devices 1")
+        from soi_mlflow.model.affinity import check_step
+
+        check_step(config.affinity_step)
     if config.init_from is not None:
         from soi_mlflow.model.checkpoint import check_checkpoint
 
@@ -150,6 +155,7 @@ def run_params(config: TrainConfig) -> dict[str, Any]:
         "train_examples": len(spec.train_ids) if spec.train_ids is not None else None,
         "init_from": config.init_from,
         "affinity_every": config.affinity_every,
+        "affinity_step": config.affinity_step if config.affinity_every is not None else None,
     }
 
 
@@ -285,7 +291,10 @@ def train(config: TrainConfig) -> TrainResult:
         from soi_mlflow.model.affinity import AffinityCallback
 
         affinity = AffinityCallback(
-            list(mixture.spec.members), config.affinity_every, lambda: opened[0] if opened else None
+            list(mixture.spec.members),
+            config.affinity_every,
+            lambda: opened[0] if opened else None,
+            config.affinity_step,
         )
         callbacks.append(affinity)
     if config.progress:
