@@ -121,3 +121,18 @@ def test_aum_of_a_binary_task_without_margins_is_the_mean_log_odds() -> None:
     assert table.loc["confidence", "auroc"] == 1.0
     assert table.loc["aum", "ap"] == 1.0
     assert table["base_rate"].iloc[0] == pytest.approx(2 / 3)
+
+
+def test_confident_learning_flags_confidently_contradicted_labels() -> None:
+    from soi_mlflow.analysis.noise import confident_learning
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 200)
+    probs = np.where(labels[:, None] == np.arange(2), 0.9, 0.1)  # the model agrees...
+    wrong = np.arange(0, 200, 10)  # ...except on 20 examples it confidently contradicts
+    probs[wrong] = probs[wrong][:, ::-1]
+    issues, score = confident_learning(labels, probs)
+    assert set(np.flatnonzero(issues)) == set(wrong)
+    assert average_precision(score, issues) == 1.0 and score[wrong].min() > 1.0
+    with pytest.raises(SoiInputError, match="pred_probs must be"):
+        confident_learning(labels, probs[:10])

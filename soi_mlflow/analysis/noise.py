@@ -142,3 +142,26 @@ def detector_scores(
             "soi_flag": frame["soi"].astype(str).isin(SOI_FLAGGED).to_numpy(dtype=float),
         }
     )
+
+
+def confident_learning(labels: np.ndarray, pred_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Confident learning (Northcutt et al. 2021) through cleanlab's ``find_label_issues``
+    on out-of-sample probabilities ``pred_probs`` (N, C): the boolean issue mask, and a
+    suspicion score that ranks the flagged examples first, each group by 1 - the
+    probability of the given label (cleanlab's self-confidence)."""
+    try:
+        from cleanlab.filter import find_label_issues
+    except ImportError as exc:  # an optional extra
+        raise SoiInputError(
+            "confident learning needs cleanlab: pip install 'soi-mlflow[noise]' "
+            "(or set the benchmark's cl_folds to 0)"
+        ) from exc
+    labels = np.asarray(labels, dtype=int)
+    pred_probs = np.asarray(pred_probs, dtype=float)
+    if pred_probs.ndim != 2 or len(pred_probs) != len(labels):
+        raise SoiInputError(
+            f"pred_probs must be (N, C) with N = {len(labels)} labels, got {pred_probs.shape}"
+        )
+    issues = find_label_issues(labels, pred_probs)
+    self_confidence = pred_probs[np.arange(len(labels)), labels]
+    return issues, issues + (1.0 - self_confidence)
