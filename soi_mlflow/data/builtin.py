@@ -23,7 +23,9 @@ slot values are identical in every language.
 
 Planted kinds (column ``planted``): ``clean``; ``ambiguous``, whose evidence is balanced
 between two labels and whose gold label is one of them at random; ``mislabeled``, a clean
-example whose gold label was flipped to another label.
+example whose gold label was flipped to another label. Option ``noise`` picks how flips
+are planted (``noise.py``): uniformly (the default) or near the decision boundary,
+class-conditionally, and as near duplicates with conflicting labels.
 """
 
 from __future__ import annotations
