@@ -96,6 +96,9 @@ def test_tiny_benchmark_logs_scores_of_every_detector(store: str) -> None:
     }
     metrics = result.per_seed[["auroc", "ap", "p_at_k"]].to_numpy()
     assert np.isfinite(metrics).all() and ((metrics >= 0) & (metrics <= 1)).all()
+    sets = result.per_seed.set_index("detector")["set_size"].dropna()
+    assert set(sets.index) == {"soi_flag", "confident_learning"}
+    assert "set of" in format_summary(result.summary)
     client = mlflow.MlflowClient(store)
     parent = client.get_run(result.parent_run_id)
     assert parent.info.status == "FINISHED"

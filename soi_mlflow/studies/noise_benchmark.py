@@ -51,17 +51,17 @@ class NoiseBenchmarkSettings:
     boundary_share: float = field(
         default=0.2, metadata=_help("share of clean near-boundary examples (noise 'boundary')")
     )
-    train_size: int = field(default=400, metadata=_help("training examples per member"))
+    train_size: int = field(default=600, metadata=_help("training examples per member"))
     eval_size: int = field(default=100, metadata=_help("validation and test examples per member"))
     seeds: int = field(default=3, metadata=_help("number of seeds (data and training)"))
     first_seed: int = field(default=0, metadata=_help("the first seed"))
-    epochs: int = field(default=4, metadata=_help("training epochs"))
+    epochs: int = field(default=8, metadata=_help("training epochs"))
     cl_folds: int = field(
         default=3,
         metadata=_help("cross-validation folds for confident learning (k more trainings); 0: off"),
     )
     model: str = field(default="tiny", metadata=_help("encoder: tiny, a model name or a folder"))
-    batch_size: int = field(default=32, metadata=_help("batch size"))
+    batch_size: int = field(default=16, metadata=_help("batch size"))
     lr: float | None = field(default=None, metadata=_help("learning rate (default per model)"))
     experiment: str | None = field(default=None, metadata=_help("MLflow experiment name"))
     tracking_uri: str | None = field(default=None, metadata=_help("MLflow tracking URI"))
@@ -163,6 +163,7 @@ def run_noise_benchmark(settings: NoiseBenchmarkSettings) -> NoiseBenchmarkResul
             truth = (scores["planted"] == "mislabeled").to_numpy()
             detectors = [c for c in DETECTOR_COLUMNS if c in scores.columns]
             table = score_detectors(scores[detectors], truth).reset_index()
+            table = table.merge(flag_sets(scores, truth), on="detector", how="left")
             rows.append(table.assign(seed=seed))
             breakdowns.append(top_k_breakdown(scores, detectors).assign(seed=seed))
         per_seed = pd.concat(rows, ignore_index=True)
@@ -228,6 +229,7 @@ def _cross_validated(config: TrainConfig, scores: pd.DataFrame, folds: int) -> p
     out = pd.DataFrame(index=pd.Index(ids, name="example_id"))
     out["oos_confidence"] = np.nan
     out["confident_learning"] = np.nan
+    out["cl_issue"] = False
     suite = config.mixture.suite
     task_of = {m: suite.member(m).task for m in config.mixture.members}
     tasks = scores["member"].map(task_of).to_numpy()
@@ -235,10 +237,32 @@ def _cross_validated(config: TrainConfig, scores: pd.DataFrame, folds: int) -> p
         rows = scores[tasks == task]
         labels = rows["label"].to_numpy(dtype=int)
         matrix = np.stack([probs[int(i)] for i in rows["example_id"]])
-        _, suspicion = confident_learning(labels, matrix)
+        issues, suspicion = confident_learning(labels, matrix)
         out.loc[rows["example_id"], "confident_learning"] = suspicion
+        out.loc[rows["example_id"], "cl_issue"] = issues
         out.loc[rows["example_id"], "oos_confidence"] = 1.0 - matrix[np.arange(len(rows)), labels]
     return out
+
+
+FLAG_SETS = {"soi_flag": "soi_flag", "confident_learning": "cl_issue"}
+
+
+def flag_sets(scores: pd.DataFrame, truth: np.ndarray) -> pd.DataFrame:
+    """Detectors that also decide *which* examples are noisy (the SOI flags, confident
+    learning's issues): the set's size, precision and recall."""
+    rows = []
+    for detector, column in FLAG_SETS.items():
+        if column in scores:
+            flagged = scores[column].to_numpy(dtype=bool)
+            rows.append(
+                {
+                    "detector": detector,
+                    "set_size": int(flagged.sum()),
+                    "set_precision": truth[flagged].mean() if flagged.any() else float("nan"),
+                    "set_recall": flagged[truth].mean() if truth.any() else float("nan"),
+                }
+            )
+    return pd.DataFrame(rows, columns=["detector", "set_size", "set_precision", "set_recall"])
 
 
 def top_k_breakdown(scores: pd.DataFrame, detectors: list[str]) -> pd.DataFrame:
@@ -281,6 +305,9 @@ def summarize(per_seed: pd.DataFrame) -> pd.DataFrame:
     out = pd.concat({"mean": mean, "std": std}, axis=1)
     out.columns = [f"{metric}_{stat}" for stat, metric in out.columns]
     out = out[[f"{m}_{s}" for m in METRICS for s in ("mean", "std")]]
+    sets = [c for c in ("set_size", "set_precision", "set_recall") if c in per_seed]
+    if sets:
+        out = out.join(per_seed.groupby("detector")[sets].mean())
     out["seeds"] = per_seed.groupby("detector").size()
     out["base_rate"] = per_seed.groupby("detector")["base_rate"].mean()
     return out.sort_values("ap_mean", ascending=False)
@@ -291,7 +318,13 @@ def format_summary(summary: pd.DataFrame) -> str:
     lines = [f"{'detector':<20} {'AUROC':>15} {'AP':>15} {'P@k':>15}"]
     for name, row in summary.iterrows():
         cells = [f"{row[f'{m}_mean']:.3f} ± {row[f'{m}_std']:.3f}" for m in METRICS]
-        lines.append(f"{name:<20} " + " ".join(f"{c:>15}" for c in cells))
+        line = f"{name:<20} " + " ".join(f"{c:>15}" for c in cells)
+        if pd.notna(row.get("set_size")):
+            line += (
+                f"   set of {row['set_size']:.0f}: precision {row['set_precision']:.3f}, "
+                f"recall {row['set_recall']:.3f}"
+            )
+        lines.append(line)
     lines.append(f"(noise share {summary['base_rate'].iloc[0]:.3f}: the AP of a random order)")
     return "\n".join(lines)
 
