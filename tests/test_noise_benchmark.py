@@ -128,4 +128,6 @@ def test_tiny_benchmark_logs_scores_of_every_detector(store: str) -> None:
     ids = [set(load_traces(c.info.run_id, "train", store)["example_id"]) for c in folds]
     assert not ids[0] & ids[1] and len(ids[0] | ids[1]) == 60
     detect = next(c for c in children if c.data.tags["soi.role"] == "detect")
-    assert len(set(load_traces(detect.info.run_id, "train", store)["example_id"])) == 60
+    trace = load_traces(detect.info.run_id, "train", store)
+    assert len(set(trace["example_id"])) == 60
+    assert trace["margin"].notna().all()  # AUM from the recorded margins
