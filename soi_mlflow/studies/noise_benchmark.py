@@ -287,12 +287,12 @@ def top_k_breakdown(scores: pd.DataFrame, detectors: list[str]) -> pd.DataFrame:
             for mech in sorted(set(noise[truth])):
                 mine = truth & (noise == mech).to_numpy()
                 row[f"caught_{mech}"] = top[mine].mean()
-        not_noise = top & ~truth
-        row["top_clean_weak"] = (
-            (not_noise & (evidence == "weak").to_numpy()).sum() / k if evidence is not None else 0.0
-        )
-        row["top_ambiguous"] = (not_noise & (scores["planted"] == "ambiguous").to_numpy()).sum() / k
-        row["top_clean_strong"] = not_noise.sum() / k - row["top_clean_weak"] - row["top_ambiguous"]
+        weak = (evidence == "weak").to_numpy() if evidence is not None else np.zeros_like(top)
+        ambiguous = (scores["planted"] == "ambiguous").to_numpy()
+        clean = top & ~truth & ~ambiguous
+        row["top_clean_weak"] = (clean & weak).sum() / k
+        row["top_ambiguous"] = (top & ambiguous).sum() / k
+        row["top_clean_strong"] = (clean & ~weak).sum() / k
         rows.append(row)
     return pd.DataFrame(rows)
 
