@@ -149,9 +149,9 @@ def detector_scores(summary: pd.DataFrame, title: str) -> plt.Figure:
         ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
     ax.axhline(summary["base_rate"].iloc[0], color="grey", ls="--", lw=1, label="noise share")
     ax.set_xticks(x + width, detectors, rotation=15)
-    ax.set_ylim(0, 1.1)
+    ax.set_ylim(0, 1.25)
     ax.set_ylabel("score (higher is better)")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", ncol=4)
     fig.tight_layout()
     return fig

@@ -347,6 +347,6 @@ def _log(parent, per_seed, summary, breakdown, settings: NoiseBenchmarkSettings)
     parent.log_metrics(metrics, step=0)
     title = (
         f"Noise detection on {'+'.join(settings.members)}, noise {settings.noise} "
-        f"(rate {settings.mislabeled_rate}); mean ± std over {settings.seeds} seed(s)"
+        f"(rate {settings.mislabeled_rate})\nmean ± std (ddof=1) over {settings.seeds} seed(s)"
     )
     log_figures(client, run_id, {"noise_benchmark": figures.detector_scores(summary, title)})
