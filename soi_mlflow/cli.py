@@ -265,6 +265,25 @@ def _learning_curve(config: Any, settings: Any) -> None:
     console.print_links([("parent run id", result.parent_run_id)], result.ui_command)
 
 
+def _noise_benchmark(settings: Any) -> None:
+    from soi_mlflow.studies.noise_benchmark import METRICS, run_noise_benchmark
+
+    result = run_noise_benchmark(settings)
+    summary = result.summary
+    rows = []
+    for name, row in summary.iterrows():
+        cells = [f"{row[f'{m}_mean']:.3f} ± {row[f'{m}_std']:.3f}" for m in METRICS]
+        sets = [row.get(c, float("nan")) for c in ("set_size", "set_precision", "set_recall")]
+        rows.append([name, *cells, *sets])
+    console.print_table(
+        rows,
+        ["detector", "AUROC", "AP", "P@k", "set\nsize", "set\nprecision", "set\nrecall"],
+        f"label-noise detection over {settings.seeds} seed(s): mean ± std",
+        caption=f"noise share {summary['base_rate'].iloc[0]:.3f}: the AP of a random order",
+    )
+    console.print_links([("parent run id", result.parent_run_id)], result.ui_command)
+
+
 # -- the registry ------------------------------------------------------------------------
 
 _HERE = __name__
@@ -300,6 +319,10 @@ COMMANDS: dict[str, Command] = {
                 _transfer, (TRAIN, "soi_mlflow.studies.transfer:TransferSettings"),
                 ("soi-mlflow transfer --axis task --members sentiment,paraphrase,entailment",
                  "soi-mlflow transfer --axis task --mode sequential --seeds 2 --reuse true")),
+        Command("noise-benchmark", "score label-noise detectors against planted noise",
+                _noise_benchmark, ("soi_mlflow.studies.noise_benchmark:NoiseBenchmarkSettings",),
+                ("soi-mlflow noise-benchmark --seeds 1 --cl-folds 0 --epochs 4",
+                 "soi-mlflow noise-benchmark --noise uniform --mislabeled-rate 0.1 --seeds 3")),
         Command("learning-curve", "target alone vs with auxiliary members, by training size",
                 _learning_curve, (TRAIN, "soi_mlflow.studies.learning_curve:CurveSettings"),
                 ("soi-mlflow learning-curve --axis task --target entailment --aux sentiment",
