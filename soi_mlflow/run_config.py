@@ -105,6 +105,12 @@ def run_config_yaml(config: Any) -> str:
         "The resolved configuration of this run. Repeat it (a new run, same trace) with:",
         "  soi-mlflow train --config config.yaml",
     ]
+    suite = getattr(getattr(config, "mixture", None), "suite", None)
+    if suite is not None and not isinstance(suite, (str, Path)):
+        lines.append(
+            f"Its suite was built in Python (suite {values.get('suite')!r} with its own "
+            "options): this file names the suite only, so a repeat uses that suite's defaults."
+        )
     if values.get("init_from"):
         lines.append(
             "It started from a checkpoint folder (init_from) of the machine that ran it: "
