@@ -158,11 +158,9 @@ def training_note(config: TrainConfig) -> str:
     if config.init_from is not None:
         text += "; continued from a stage-1 checkpoint"
     return (
-        text + ".\n\nLook at the **Model metrics** tab: `val/<member>/acc`, "
-        "`test/<member>/acc` and `ood/<member>/acc` per epoch. The per-example traces are "
-        "under `traces/<split>/` (one Parquet file per epoch), the examples under "
-        "`examples/`; `soi-mlflow analyze --run-id` adds the SOI tables, figures and an "
-        "interactive data map."
+        text + ". Metrics per epoch: `val/<member>/acc`, `test/<member>/acc`, "
+        "`ood/<member>/acc`; per-example traces under `traces/<split>/`, examples under "
+        "`examples/`. `soi-mlflow analyze --run-id` adds an interactive data map."
     )
 
 
