@@ -65,7 +65,7 @@
     const code = a * k + b, total = counts[a][b];
     const rows = [];
     for (let i = 0; i < c.id.length; i++) if (c.cell[i] === code) rows.push(i);
-    listHead.textContent = `${fmt(total)} examples: ${S[a]} in ${data.label_a} \u2192 ${S[b]} in ${data.label_b}`;
+    listHead.textContent = `${fmt(total)} ${total === 1 ? "example" : "examples"}: ${S[a]} in ${data.label_a} \u2192 ${S[b]} in ${data.label_b}`;
     listNote.textContent = rows.length < total
       ? `Listing a random sample of ${fmt(rows.length)} (seed ${data.seed}).` : "";
     list.replaceChildren();
