@@ -17,7 +17,7 @@ from soi_mlflow.analysis.cartography import DEFAULT_THRESHOLDS, RegionThresholds
 from soi_mlflow.analysis.html import data_map_html, transitions_html
 from soi_mlflow.analysis.runs import cache_for, load_examples, soi_table
 from soi_mlflow.analysis.soi import Taxonomy, get_taxonomy
-from soi_mlflow.analysis.transitions import majority_soi, seed_transitions
+from soi_mlflow.analysis.transition_tables import majority_soi, seed_transitions
 from soi_mlflow.tracking.links import md_escape, set_description_section
 from soi_mlflow.tracking.run import log_metric_batch, resolve_tracking_uri
 
