@@ -138,7 +138,4 @@ def print_links(run_ids: Sequence[tuple[str, str]], ui_command: str | None) -> N
     for label, run_id in run_ids:
         print(f"{label}: {run_id}")
     if ui_command:
-        command, _, url = ui_command.partition("  # then open ")
-        print(f"open: {command}")
-        if url:
-            print(f"then: {url}")
+        print(f"open: {ui_command}")
