@@ -199,8 +199,8 @@ def _demo(settings: DemoSettings) -> None:
         tracking_uri=settings.tracking_uri,
     )
     print(
-        "demo: each of books, movies, electronics alone and all three together, "
-        f"{settings.epochs} epochs, {settings.seeds} seed(s), restaurants held out (OOD)"
+        "demo: books, movies, electronics alone and together; "
+        f"{settings.epochs} epochs, {settings.seeds} seed(s); restaurants held out (OOD)"
     )
     _compare(config, CompareSettings(seeds=settings.seeds))
 
