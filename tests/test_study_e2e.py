@@ -179,7 +179,8 @@ def test_learning_curve_command_logs_points_fits_and_figure(store, tmp_path: Pat
     parent = find_runs(tracking_uri=store, study="learning_curve")["run_id"][0]
     client = MlflowClient(store)
     assert {a.path for a in client.list_artifacts(parent, "figures")} == {
-        "figures/learning_curve.png"
+        "figures/learning_curve.png",
+        "figures/learning_curve_worth.png",
     }
     tables = {a.path for a in client.list_artifacts(parent, "tables")}
     assert {"tables/learning_curve_points.parquet", "tables/learning_curve_fits.parquet"} <= tables
