@@ -71,7 +71,6 @@ def test_pairwise_and_contextual_sets_with_interaction(store) -> None:
 def test_bad_aux_sizes_are_refused_before_training(store) -> None:
     base = _base(store)
     for aux_sizes, pattern in (
-        ((50,), "one size .50. cannot identify"),
         ((50, 500), r"\[500\] larger than the 100 training examples"),
         ((0, 50), "sizes must be positive"),
     ):
@@ -79,6 +78,8 @@ def test_bad_aux_sizes_are_refused_before_training(store) -> None:
             learning_curve(
                 base, CurveSettings("entailment", ("sentiment",), (20, 40, 80), aux_sizes)
             )
+    with pytest.raises(SoiInputError, match="sets: expected one of"):
+        learning_curve(base, CurveSettings(sets="pairs", sizes=(20, 40, 80)))
     with pytest.raises(SoiInputError, match="interval: expected one of"):
         learning_curve(base, CurveSettings(interval="percentile", sizes=(20, 40, 80)))
     assert not MlflowClient(store).search_runs(["0"])

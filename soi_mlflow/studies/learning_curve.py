@@ -22,6 +22,7 @@ from soi_mlflow.tracking.run import RunHandle
 from soi_mlflow.training import TrainConfig, train, validate_config
 
 ALONE = "alone"
+SETS = ("pairwise+all", "pairwise", "all")
 
 
 @dataclass
@@ -49,11 +50,12 @@ class CurveSettings:
         default=False,
         metadata={"help": "warm-start each size from the previous one (about one run per curve)"},
     )
-    pairwise: bool = field(
-        default=True,
+    sets: str = field(
+        default="pairwise+all",
         metadata={
-            "help": "with 2+ auxiliary members, also train the target with each one alone "
-            "(pairwise transfer and the interaction)"
+            "help": "with 2+ auxiliary members, the sets trained with the target: "
+            "pairwise (each one), all (all together) or pairwise+all (both, and the "
+            "interaction)"
         },
     )
     interval: str = field(
@@ -62,12 +64,12 @@ class CurveSettings:
     level: float = field(default=0.95, metadata={"help": "confidence level of the intervals"})
 
     def aux_sets(self) -> list[tuple[str, ...]]:
-        """The auxiliary sets trained with the target: each member (pairwise, with 2+
-        members and ``pairwise``) and all of them."""
+        """The auxiliary sets trained with the target, by ``sets``."""
         every = tuple(self.aux)
-        if len(every) >= 2 and self.pairwise:
-            return [(a,) for a in every] + [every]
-        return [every]
+        if len(every) < 2 or self.sets == "all":
+            return [every]
+        pairs = [(a,) for a in every]
+        return pairs if self.sets == "pairwise" else [*pairs, every]
 
 
 @dataclass
@@ -100,11 +102,8 @@ def validate_curve(base: TrainConfig, settings: CurveSettings) -> dict[str, int]
     bad = [n for n in (*sizes, *settings.aux_sizes) if n <= 0]
     if bad:
         raise SoiInputError(f"--sizes/--aux-sizes: sizes must be positive, got {bad}")
-    if len(set(settings.aux_sizes)) == 1:
-        raise SoiInputError(
-            f"--aux-sizes: one size ({settings.aux_sizes[0]}) cannot identify the contextual "
-            "fit; give at least 2, or none to use all auxiliary examples"
-        )
+    if settings.sets not in SETS:
+        raise SoiInputError(f"sets: expected one of {', '.join(SETS)}, got {settings.sets!r}")
     if settings.seeds < 1:
         raise SoiInputError(f"seeds must be a positive integer, got {settings.seeds!r}")
     if settings.interval not in METHODS:
@@ -194,6 +193,12 @@ def learning_curve(base: TrainConfig, settings: CurveSettings) -> CurveResult:
         approx=settings.approx,
     ) as parent:
         plan = _plan(settings)
+        if len(set(settings.aux_sizes)) < 2:
+            print(
+                "note: the auxiliary data comes at one size, so the contextual fit will be "
+                "reported as not identified (give --aux-sizes with 2+ sizes to fit it)",
+                flush=True,
+            )
         previous: dict[tuple[int, str, int | None], str] = {}
         for k, (s, curve, group, cap, n) in enumerate(plan, 1):
             chain = (s, curve, cap)
