@@ -44,6 +44,8 @@ class TrainConfig:
     init_from: str | None = None  # a checkpoint folder (``model/checkpoint.py``) to start from
     log_checkpoint: bool = False  # log the final weights as ``checkpoint/`` (safetensors)
     affinity_every: int | None = None  # measure lookahead task affinity every K steps
+    # the lookahead: "gradient" (TAG: lr * gradient) or "optimizer" (the run's AdamW step)
+    affinity_step: str = "gradient"
     accelerator: str = "auto"
     devices: int = 1
     strategy: str = "auto"
@@ -92,6 +94,9 @@ def validate_config(config: TrainConfig) -> None:
             )
         if config.devices > 1:
             raise SoiInputError("--affinity-every works with one process; use --devices 1")
+        from soi_mlflow.model.affinity import check_step
+
+        check_step(config.affinity_step)
     if config.init_from is not None:
         from soi_mlflow.model.checkpoint import check_checkpoint
 
@@ -124,6 +129,7 @@ def run_params(config: TrainConfig) -> dict[str, Any]:
         "train_examples": len(spec.train_ids) if spec.train_ids is not None else None,
         "init_from": config.init_from,
         "affinity_every": config.affinity_every,
+        "affinity_step": config.affinity_step if config.affinity_every is not None else None,
     }
 
 
@@ -250,7 +256,10 @@ def train(config: TrainConfig) -> TrainResult:
         from soi_mlflow.model.affinity import AffinityCallback
 
         affinity = AffinityCallback(
-            list(mixture.spec.members), config.affinity_every, lambda: callback.run
+            list(mixture.spec.members),
+            config.affinity_every,
+            lambda: callback.run,
+            config.affinity_step,
         )
         callbacks.append(affinity)
     trainer = pl.Trainer(
