@@ -127,3 +127,23 @@ def test_seed_bootstrap_of_a_statistic_resamples_whole_seeds() -> None:
         assert low <= est <= high
         covered += low <= 1.0 <= high
     assert covered / replicates >= 0.8
+
+
+def test_transfer_cells_get_intervals_over_seeds() -> None:
+    from soi_mlflow.analysis.transfer import transfer_intervals
+
+    rows = []
+    for seed, noise in enumerate((-0.01, 0.0, 0.01)):
+        rows += [
+            {"seed": seed, "source": None, "target": "x", "score": 0.60},
+            {"seed": seed, "source": None, "target": "y", "score": 0.70},
+            {"seed": seed, "source": "y", "target": "x", "score": 0.70 + noise},
+            {"seed": seed, "source": "x", "target": "y", "score": 0.70 + noise},
+        ]
+    cells = transfer_intervals(pd.DataFrame(rows)).set_index(["source", "target"])
+    helps, nothing = cells.loc[("y", "x")], cells.loc[("x", "y")]
+    # mean 0.10, sd 0.01 over 3 seeds: t(0.975, 2) * 0.01 / sqrt(3) = 0.0248
+    assert helps["mean"] == pytest.approx(0.10)
+    assert helps["high"] - helps["mean"] == pytest.approx(0.0248, abs=1e-4)
+    assert helps["significant"] and not nothing["significant"]
+    assert helps["seeds"] == 3

@@ -158,6 +158,8 @@ def test_transfer_matrix_from_constructed_runs_reuses_them(store) -> None:
     ) == list(t.index)
     files = {a.path for a in client.list_artifacts(result.parent_run_id, "figures")}
     assert files == {"figures/transfer_matrix.png", "figures/transfer_biplot.png"}
+    tables = {a.path for a in client.list_artifacts(result.parent_run_id, "tables")}
+    assert "tables/transfer_intervals.parquet" in tables
 
 
 def test_bad_transfer_studies(store) -> None:

@@ -8,11 +8,12 @@ so the interval reflects the seed-to-seed noise of both.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
+from scipy.stats import rankdata, spearmanr
 
-from soi_mlflow.analysis.intervals import bootstrap_seeds
 from soi_mlflow.errors import SoiInputError
 
 ALONE = "alone"
@@ -43,10 +44,11 @@ def rank_agreement(
     second: pd.DataFrame,
     keys: list[str],
     level: float = 0.95,
-    samples: int = 1000,
+    samples: int = 2000,
     rng: int = 0,
 ) -> tuple[float, float, float]:
-    """(rho of the seed means, low, high) between two per-seed estimate tables."""
+    """(rho of the seed means, low, high) between two per-seed estimate tables: a
+    percentile bootstrap over the seeds both share, the same draw for both tables."""
     for name, frame in (("first", first), ("second", second)):
         missing = {"seed", "value", *keys} - set(frame.columns)
         if missing:
@@ -54,16 +56,34 @@ def rank_agreement(
     seeds = sorted(set(first["seed"]) & set(second["seed"]))
     if not seeds:
         raise SoiInputError("rank agreement: the two tables share no seed")
-    frame = pd.concat(
-        [
-            first[first["seed"].isin(seeds)].assign(_view=0),
-            second[second["seed"].isin(seeds)].assign(_view=1),
-        ],
-        ignore_index=True,
+    # seeds x items, one mean value per seed and item
+    a, b = (
+        f[f["seed"].isin(seeds)].groupby(["seed", *keys])["value"].mean().unstack(keys)
+        for f in (first, second)
     )
+    items = a.columns.intersection(b.columns)
+    a, b = a.reindex(index=seeds, columns=items), b.reindex(index=seeds, columns=items)
+    estimate = spearman(a.mean(), b.mean())
+    if len(seeds) < 2:
+        return estimate, float("nan"), float("nan")
+    x, y = a.to_numpy(float), b.to_numpy(float)
+    draws = np.random.default_rng(rng).integers(0, len(seeds), size=(samples, len(seeds)))
+    with warnings.catch_warnings():  # an item with no value in a draw gives NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mx, my = np.nanmean(x[draws], axis=1), np.nanmean(y[draws], axis=1)
+    values = np.array([_rho(u, v) for u, v in zip(mx, my, strict=True)])
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return estimate, float("nan"), float("nan")
+    tail = (1 - level) / 2
+    low, high = np.quantile(values, [tail, 1 - tail], method="inverted_cdf")
+    return estimate, float(low), float(high)
 
-    def statistic(f: pd.DataFrame) -> float:
-        means = f.groupby(["_view", *keys])["value"].mean()
-        return spearman(means.loc[0], means.loc[1])
 
-    return bootstrap_seeds(frame, statistic, level=level, samples=samples, rng=rng)
+def _rho(u: np.ndarray, v: np.ndarray) -> float:
+    keep = ~(np.isnan(u) | np.isnan(v))
+    u, v = u[keep], v[keep]
+    if len(u) < 3 or np.ptp(u) == 0 or np.ptp(v) == 0:
+        return float("nan")
+    ru, rv = rankdata(u), rankdata(v)
+    return float(np.corrcoef(ru, rv)[0, 1])

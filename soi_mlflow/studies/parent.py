@@ -16,12 +16,14 @@ def study_parent(
 ) -> Iterator[RunHandle]:
     """Open the parent run of ``study`` (or attach to ``mlflow run``'s) with the
     ``soi.study``/``soi.axis`` tags, ``tags`` and ``base``'s params plus ``params``;
-    end it FINISHED, or FAILED when the block raises."""
+    end it FINISHED, or FAILED when the block raises. With ``base.parent_run_id`` (a
+    study run inside another study) it is a child run of that parent."""
     parent = RunHandle.open(
         base.tracking_uri,
         base.experiment,
         base.run_name or name,
         soi_tags(study=study, axis=base.mixture.axis, **tags),
+        base.parent_run_id,
     )
     try:
         parent.log_params(run_params(base) | dict(params))

@@ -38,6 +38,7 @@ class TransferResult:
     trained: int
     reused: int
     ui_command: str
+    scores: pd.DataFrame | None = None  # seed, source, target, score, run_id
 
 
 def validate_transfer(base: TrainConfig, mode: str, seeds: int) -> None:
@@ -181,7 +182,14 @@ def run_transfer(
         scores = pd.DataFrame(rows)
         mean, std, traits = log_transfer(parent, scores, members, mode, seeds)
     return TransferResult(
-        parent.run_id, mean, std, traits, runner.trained, runner.reused, parent.ui_command()
+        parent.run_id,
+        mean,
+        std,
+        traits,
+        runner.trained,
+        runner.reused,
+        parent.ui_command(),
+        scores,
     )
 
 
@@ -190,9 +198,16 @@ def log_transfer(
 ):
     """The matrix, its latent traits, their figures and the scores, logged to ``parent``."""
     from soi_mlflow.analysis.report import log_figures, log_table
-    from soi_mlflow.analysis.transfer import biplot, heatmap, latent_traits, transfer_matrix
+    from soi_mlflow.analysis.transfer import (
+        biplot,
+        heatmap,
+        latent_traits,
+        transfer_intervals,
+        transfer_matrix,
+    )
 
     mean, std = transfer_matrix(scores, members)
+    log_table(parent.client, parent.run_id, transfer_intervals(scores), "transfer_intervals")
     traits = latent_traits(mean)
     log_table(parent.client, parent.run_id, scores, "transfer_scores")
     log_table(parent.client, parent.run_id, mean, "transfer_mean")
