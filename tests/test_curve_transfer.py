@@ -147,3 +147,13 @@ def test_transfer_cells_get_intervals_over_seeds() -> None:
     assert helps["high"] - helps["mean"] == pytest.approx(0.0248, abs=1e-4)
     assert helps["significant"] and not nothing["significant"]
     assert helps["seeds"] == 3
+
+
+def test_auxiliary_sets_by_setting() -> None:
+    from soi_mlflow.studies.learning_curve import CurveSettings
+
+    two = ("sentiment", "paraphrase")
+    assert CurveSettings(aux=two).aux_sets() == [("sentiment",), ("paraphrase",), two]
+    assert CurveSettings(aux=two, sets="pairwise").aux_sets() == [("sentiment",), ("paraphrase",)]
+    assert CurveSettings(aux=two, sets="all").aux_sets() == [two]
+    assert CurveSettings(aux=("sentiment",)).aux_sets() == [("sentiment",)]
