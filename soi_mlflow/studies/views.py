@@ -5,7 +5,10 @@ For members m_1..m_k and each seed:
 - task affinity: one run of all members with lookahead affinity, Z[i -> j] (mean over
   epochs);
 - learning curves: for each target j, j alone and j with each other member i at several
-  sizes of j; W[i -> j] = what i's data is worth in j examples (median over sizes).
+  sizes of j; L[i -> j] = the mean over sizes of j's test-accuracy gain with i's data.
+  (The worth of i's data in j examples is in each curve study's own tables; it is left
+  out here because it is undefined where j alone stays at chance over the sizes, which
+  the built-in pair tasks do at small sizes.)
 
 Each view's value of every ordered pair gets an interval over seeds (and is called
 significant when it excludes 0); the views' rank agreement over the pairs is Spearman's
@@ -93,7 +96,7 @@ def _passes(config: TrainConfig, sizes: dict[str, int]) -> int:
 
 def run_views(base: TrainConfig, settings: ViewsSettings) -> ViewsResult:
     """Run the three views on ``base.mixture.members`` and compare them."""
-    from soi_mlflow.analysis.worth import seed_worth
+    from soi_mlflow.analysis.agreement import transfer_gains
     from soi_mlflow.data.mixture import Mixture
     from soi_mlflow.studies.learning_curve import CurveSettings, learning_curve
     from soi_mlflow.studies.transfer import run_transfer
@@ -189,15 +192,15 @@ def run_views(base: TrainConfig, settings: ViewsSettings) -> ViewsResult:
             )
             passes += int(curve.points["example_passes"].sum())
             runs += len(curve.points)
-            worth = seed_worth(curve.points)
-            per_seed = worth.groupby(["seed", "curve"], as_index=False)["worth"].median()
+            gains = transfer_gains(curve.points)
+            per_seed = gains.groupby(["seed", "curve"], as_index=False)["value"].mean()
             values += [
                 {
                     "view": "curves",
                     "seed": r.seed,
                     "source": r.curve,
                     "target": target,
-                    "value": r.worth,
+                    "value": r.value,
                 }
                 for r in per_seed.itertuples()
             ]
