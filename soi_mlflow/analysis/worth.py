@@ -47,9 +47,26 @@ def seed_worth(points: pd.DataFrame, ceiling: float | None = None) -> pd.DataFra
             raise SoiInputError(
                 f"seed {seed}: the target-alone curve needs at least 3 sizes to invert"
             )
-        fit = best_fit(alone.index.to_numpy(float), alone.to_numpy(float))
+        try:
+            fit = best_fit(alone.index.to_numpy(float), alone.to_numpy(float))
+        except SoiInputError:  # no curve through this seed's points: no worth for it
+            fit = None
         aux = part[part["curve"] != ALONE]
         for row in aux.itertuples(index=False):
+            if fit is None:
+                rows.append(
+                    {
+                        "seed": seed,
+                        "curve": row.curve,
+                        "aux_size": int(row.aux_size),
+                        "n": int(row.n),
+                        "score": float(row.score),
+                        "score_alone_fit": np.nan,
+                        "worth": np.nan,
+                        "beyond_curve": False,
+                    }
+                )
+                continue
             worth = worth_from_curve(fit, float(row.n), float(row.score))
             rows.append(
                 {
