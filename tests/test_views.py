@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.studies.views import ViewsSettings, compare_views, validate_views
+from soi_mlflow.studies.views import ViewsSettings, _figure, compare_views, validate_views
 
 PAIRS = [(s, t) for s in "abc" for t in "abc" if s != t]
 TRUTH = dict(zip(PAIRS, [0.30, 0.20, 0.10, 0.0, -0.10, -0.20], strict=True))
@@ -42,6 +42,9 @@ def test_agreement_and_significance_of_known_views() -> None:
     assert sig.loc[("transfer", "a", "b"), "low"] < 0.30 < sig.loc[("transfer", "a", "b"), "high"]
     zero = sig.loc[("transfer", "b", "c")]  # true value 0
     assert zero["low"] <= 0 <= zero["high"] and not zero["significant"]
+    # a percentile interval need not hold the point estimate; the figure draws it anyway
+    out["agreement"].loc[0, "low"] = out["agreement"].loc[0, "spearman"] + 0.01
+    assert len(_figure(out, ViewsSettings()).axes) == 4
 
 
 def test_views_need_three_members_and_two_seeds(store) -> None:

@@ -416,7 +416,7 @@ def _worth_figure(tables: dict[str, pd.DataFrame], settings: CurveSettings):
         lows = np.concatenate([lows, inter["low"].to_numpy(float)])
         highs = np.concatenate([highs, inter["high"].to_numpy(float)])
     err = np.vstack([means - lows, highs - means])
-    err = np.where(np.isfinite(err), err, 0.0)
+    err = np.clip(np.where(np.isfinite(err), err, 0.0), 0, None)
     fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(labels) + 1.8))
     ax.errorbar(means, range(len(labels)), xerr=err, fmt="o", capsize=3)
     ax.axvline(0, color="grey", lw=0.6)

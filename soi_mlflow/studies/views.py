@@ -292,7 +292,7 @@ def _figure(result, settings: ViewsSettings):
         ax.errorbar(
             part["mean"],
             range(len(part)),
-            xerr=np.nan_to_num(err),
+            xerr=np.clip(np.nan_to_num(err), 0, None),
             fmt="none",
             ecolor="gray",
             capsize=3,
@@ -304,7 +304,13 @@ def _figure(result, settings: ViewsSettings):
     ax = axes[-1]
     labels = [f"{a} vs {b}" for a, b in zip(agree["first"], agree["second"], strict=True)]
     err = np.vstack([agree["spearman"] - agree["low"], agree["high"] - agree["spearman"]])
-    ax.errorbar(agree["spearman"], range(len(agree)), xerr=np.nan_to_num(err), fmt="o", capsize=3)
+    ax.errorbar(
+        agree["spearman"],
+        range(len(agree)),
+        xerr=np.clip(np.nan_to_num(err), 0, None),
+        fmt="o",
+        capsize=3,
+    )
     ax.axvline(0, color="grey", lw=0.6)
     ax.set_xlim(-1.05, 1.05)
     ax.set_yticks(range(len(agree)), labels, fontsize=7)
