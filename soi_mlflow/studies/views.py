@@ -314,7 +314,7 @@ def _figure(result, settings: ViewsSettings):
     ax.axvline(0, color="grey", lw=0.6)
     ax.set_xlim(-1.05, 1.05)
     ax.set_yticks(range(len(agree)), labels, fontsize=7)
-    ax.set_title("rank agreement (Spearman, bootstrap over seeds)", fontsize=8)
+    ax.set_title("rank agreement (Spearman, bootstrap)", fontsize=8)
     fig.suptitle(
         f"Three views of transfer, {settings.level:.0%} intervals over {settings.seeds} seeds",
         fontsize=10,
