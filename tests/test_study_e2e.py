@@ -162,6 +162,8 @@ def test_two_stage_and_sequential_transfer_commands(store, tmp_path: Path) -> No
     )
     assert "trained 4 runs, reused 0" in out
     parent = find_runs(tracking_uri=store, study="transfer")["run_id"][0]
+    # 4 runs of one member's 60 examples for 2 epochs
+    assert client.get_run(parent).data.metrics["compute/example_passes"] == 4 * 60 * 2
     sequences = set(find_runs(tracking_uri=store, parent_run_id=parent)["sequence"].dropna())
     assert sequences == {"sentiment>entailment", "entailment>sentiment"}
     assert "figures/transfer_biplot.png" in {

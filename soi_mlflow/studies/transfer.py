@@ -60,6 +60,7 @@ class _Runner:
             k: str(v) for k, v in run_params(base).items() if k in MATCHING_PARAMS and v is not None
         }
         self.trained = self.reused = 0
+        self.example_passes = 0  # training example-passes of the runs trained here
 
     def find(
         self, members: tuple[str, ...], seed: int, sequence: str | None, checkpoint: bool
@@ -108,8 +109,12 @@ class _Runner:
             log_checkpoint=checkpoint,
             run_name=None,
         )
+        from soi_mlflow.data.mixture import Mixture
+
         self.trained += 1
-        return train(config).run_id
+        run_id = train(config).run_id
+        self.example_passes += sum(Mixture(config.mixture).member_sizes().values()) * config.epochs
+        return run_id
 
 
 def _score(client, run_id: str, target: str) -> float:
@@ -181,6 +186,13 @@ def run_transfer(
                     )
         scores = pd.DataFrame(rows)
         mean, std, traits = log_transfer(parent, scores, members, mode, seeds)
+        parent.log_metrics(
+            {
+                "compute/example_passes": float(runner.example_passes),
+                "compute/runs": float(runner.trained),
+            },
+            step=0,
+        )
     return TransferResult(
         parent.run_id,
         mean,

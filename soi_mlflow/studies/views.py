@@ -264,7 +264,7 @@ def _log(parent: RunHandle, values, result, compute, settings: ViewsSettings) ->
         metrics[f"compute/{row.view}/example_passes"] = float(row.example_passes)
         metrics[f"compute/{row.view}/seconds"] = float(row.seconds)
     metrics["compute/example_passes"] = float(compute["example_passes"].sum())
-    metrics["compute/wall_seconds"] = float(compute["seconds"].sum())
+    metrics["compute/train_seconds"] = float(compute["seconds"].sum())
     for row in result["agreement"].itertuples():
         metrics[f"agreement/{row.first}_vs_{row.second}/spearman"] = float(row.spearman)
     parent.log_metrics(metrics, step=0)
