@@ -7,6 +7,7 @@ For each target of the built-in task suite, with the other two tasks as auxiliar
   of their examples (``--aux-sizes 250,1000``). Its runs with all auxiliary examples are
   the reference sweep; its runs at 250 are the "small auxiliary" approximation.
 - ``warm``: the warm-start approximation (``--approx``) with 250 auxiliary examples.
+- ``warm-all``: the warm-start approximation with all 1,000 auxiliary examples.
 
 A transfer estimate is the test-accuracy gain of the target with one auxiliary member
 over the target alone, per (target, auxiliary member, target size), averaged over seeds.
@@ -20,6 +21,8 @@ table, figure) and prints the table quoted in docs/learning.md. Run one study pe
     python experiments/cheap_transfer.py --target entailment --variant warm
     python experiments/cheap_transfer.py --target paraphrase --variant full
     python experiments/cheap_transfer.py --target paraphrase --variant warm
+    python experiments/cheap_transfer.py --target entailment --variant warm-all
+    python experiments/cheap_transfer.py --target paraphrase --variant warm-all
     python experiments/cheap_transfer.py --report
 """
 
@@ -54,9 +57,11 @@ def study(args) -> None:
         args.target,
         aux,
         tuple(int(s) for s in args.sizes.split(",")),
-        aux_sizes=(SMALL_AUX, args.max_examples) if args.variant == "full" else (SMALL_AUX,),
+        aux_sizes={"full": (SMALL_AUX, args.max_examples), "warm": (SMALL_AUX,)}.get(
+            args.variant, ()
+        ),
         seeds=args.seeds,
-        approx=args.variant == "warm",
+        approx=args.variant.startswith("warm"),
         sets="pairwise",
     )
     result = learning_curve(base, settings)
@@ -65,7 +70,7 @@ def study(args) -> None:
     print(result.compute)
 
 
-def _points(client, cache, target: str, variant: str) -> pd.DataFrame:
+def _points(client, cache, target: str, variant: str, required: bool = True):
     runs = client.search_runs(
         [client.get_experiment_by_name(EXPERIMENT).experiment_id],
         f"tags.`mlflow.runName` = '{variant}-{target}' and attributes.status = 'FINISHED'",
@@ -73,6 +78,8 @@ def _points(client, cache, target: str, variant: str) -> pd.DataFrame:
         max_results=1,
     )
     if not runs:
+        if not required:
+            return None
         raise SystemExit(f"no finished {variant} study for {target}: run it first")
     return pd.read_parquet(cache.file(runs[0].info.run_id, "tables/learning_curve_points.parquet"))
 
@@ -89,12 +96,15 @@ def report(args) -> None:
     for target in args.targets.split(","):
         full = _points(client, cache, target, "full").assign(target=target)
         warm = _points(client, cache, target, "warm").assign(target=target)
+        warm_all = _points(client, cache, target, "warm-all", required=False)
         alone = full[full["curve"] == "alone"]
         variants = {
             "full sweep": pd.concat([alone, full[full["aux_size"] == args.max_examples]]),
             f"aux {SMALL_AUX}": pd.concat([alone, full[full["aux_size"] == SMALL_AUX]]),
             f"warm start, aux {SMALL_AUX}": warm,
         }
+        if warm_all is not None:
+            variants["warm start, all auxiliary"] = warm_all.assign(target=target)
         for name, points in variants.items():
             g = transfer_gains(points).assign(target=target)
             gains[name] = pd.concat([gains.get(name), g])
@@ -151,7 +161,11 @@ def report(args) -> None:
     import numpy as np
 
     runs = pd.concat(
-        [_points(client, cache, t, v) for t in args.targets.split(",") for v in ("full", "warm")]
+        [
+            _points(client, cache, t, v, required=False)
+            for t in args.targets.split(",")
+            for v in ("full", "warm", "warm-all")
+        ]
     )
     slope, fixed = np.polyfit(runs["example_passes"], runs["seconds"], 1)
     print(
@@ -222,7 +236,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--target", default="entailment")
-    parser.add_argument("--variant", choices=("full", "warm"), default="full")
+    parser.add_argument("--variant", choices=("full", "warm", "warm-all"), default="full")
     parser.add_argument("--report", action="store_true", help="compare the finished studies")
     parser.add_argument("--targets", default="entailment,paraphrase", help="targets to report")
     parser.add_argument("--sizes", default="50,100,200,400")
