@@ -242,26 +242,39 @@ def _transfer(config: Any, settings: Any) -> None:
 
 
 def _learning_curve(config: Any, settings: Any) -> None:
-    from soi_mlflow.studies.learning_curve import run_learning_curve
+    from soi_mlflow.studies.learning_curve import learning_curve
 
     config = _for_cli(config)
-    result = run_learning_curve(
-        config,
-        settings.target,
-        list(settings.aux),
-        list(settings.sizes),
-        settings.seeds,
-        approx=settings.approx,
-    )
+    result = learning_curve(config, settings)
     _log_study_config("learning-curve", result.parent_run_id, config, settings)
     console.print_frame(result.fits.set_index(result.fits.columns[0]), "fits", digits=5)
-    console.print_frame(
-        result.worth.set_index(result.worth.columns[0]),
-        "what the auxiliary data is worth, in target examples",
-    )
-    passes = int(result.points["example_passes"].sum())
-    seconds = float(result.points["seconds"].sum())
-    print(f"compute: {passes:,} training example-passes, {seconds:.0f} s of training")
+    for name, title in (
+        ("learning_curve_worth_over_sizes", "what each auxiliary set is worth, in target "
+         "examples (median over sizes, interval over seeds)"),
+        ("learning_curve_interaction_over_sizes", "interaction: all together minus the sum "
+         "of the pairs"),
+        ("learning_curve_contextual", "contextual fit"),
+    ):
+        table = result.tables.get(name)
+        if table is not None and len(table):
+            console.print_frame(table, title, digits=4)
+    passes = result.compute.get("compute/example_passes")
+    seconds = result.compute.get("compute/wall_seconds")
+    if passes is not None and seconds is not None:
+        print(f"compute: {int(passes):,} training example-passes, {seconds:.0f} s")
+    console.print_links([("parent run id", result.parent_run_id)], result.ui_command)
+
+
+def _views(config: Any, settings: Any) -> None:
+    from soi_mlflow.studies.views import run_views
+
+    config = _for_cli(config)
+    result = run_views(config, settings)
+    _log_study_config("views", result.parent_run_id, config, settings)
+    console.print_frame(result.significance, "each view's transfers, with intervals over seeds",
+                        digits=3)
+    console.print_frame(result.agreement, "rank agreement between the views (Spearman)", digits=3)
+    console.print_frame(result.compute, "compute per view", digits=4)
     console.print_links([("parent run id", result.parent_run_id)], result.ui_command)
 
 
@@ -327,6 +340,11 @@ COMMANDS: dict[str, Command] = {
                 _learning_curve, (TRAIN, "soi_mlflow.studies.learning_curve:CurveSettings"),
                 ("soi-mlflow learning-curve --axis task --target entailment --aux sentiment",
                  "soi-mlflow learning-curve --config curve.yaml --sizes 50,100,200 --approx true")),
+        Command("views", "transfer matrix, affinity and learning curves compared on one set-up",
+                _views, (TRAIN, "soi_mlflow.studies.views:ViewsSettings"),
+                ("soi-mlflow views --axis task --members sentiment,paraphrase,entailment",
+                 "soi-mlflow views --members sentiment,paraphrase,entailment --seeds 2 "
+                 "--sizes 50,150")),
     )
 }  # fmt: skip
 START_WITH = (

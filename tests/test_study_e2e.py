@@ -188,6 +188,8 @@ def test_two_stage_and_sequential_transfer_commands(store, tmp_path: Path) -> No
     )
     assert "trained 4 runs, reused 0" in out
     parent = find_runs(tracking_uri=store, study="transfer")["run_id"][0]
+    # 4 runs of one member's 60 examples for 2 epochs
+    assert client.get_run(parent).data.metrics["compute/example_passes"] == 4 * 60 * 2
     sequences = set(find_runs(tracking_uri=store, parent_run_id=parent)["sequence"].dropna())
     assert sequences == {"sentiment>entailment", "entailment>sentiment"}
     assert "figures/transfer_biplot.png" in {
@@ -205,7 +207,8 @@ def test_learning_curve_command_logs_points_fits_and_figure(store, tmp_path: Pat
     parent = find_runs(tracking_uri=store, study="learning_curve")["run_id"][0]
     client = MlflowClient(store)
     assert {a.path for a in client.list_artifacts(parent, "figures")} == {
-        "figures/learning_curve.png"
+        "figures/learning_curve.png",
+        "figures/learning_curve_worth.png",
     }
     tables = {a.path for a in client.list_artifacts(parent, "tables")}
     assert {"tables/learning_curve_points.parquet", "tables/learning_curve_fits.parquet"} <= tables

@@ -40,6 +40,7 @@ class TransferResult:
     trained: int
     reused: int
     ui_command: str
+    scores: pd.DataFrame | None = None  # seed, source, target, score, run_id
 
 
 def validate_transfer(base: TrainConfig, mode: str, seeds: int) -> None:
@@ -74,6 +75,7 @@ class _Runner:
         }
         self.trained = self.reused = 0
         self.total = 0  # runs this study needs, for the progress lines
+        self.example_passes = 0  # training example-passes of the runs trained here
 
     def find(
         self, members: tuple[str, ...], seed: int, sequence: str | None, checkpoint: bool
@@ -126,8 +128,12 @@ class _Runner:
             log_checkpoint=checkpoint,
             run_name=None,
         )
+        from soi_mlflow.data.mixture import Mixture
+
         self.trained += 1
-        return train(config).run_id
+        run_id = train(config).run_id
+        self.example_passes += sum(Mixture(config.mixture).member_sizes().values()) * config.epochs
+        return run_id
 
 
 def _score(client, run_id: str, target: str) -> float:
@@ -201,8 +207,22 @@ def run_transfer(
                     )
         scores = pd.DataFrame(rows)
         mean, std, traits = log_transfer(parent, scores, members, mode, seeds)
+        parent.log_metrics(
+            {
+                "compute/example_passes": float(runner.example_passes),
+                "compute/runs": float(runner.trained),
+            },
+            step=0,
+        )
     return TransferResult(
-        parent.run_id, mean, std, traits, runner.trained, runner.reused, parent.ui_command()
+        parent.run_id,
+        mean,
+        std,
+        traits,
+        runner.trained,
+        runner.reused,
+        parent.ui_command(),
+        scores,
     )
 
 
@@ -211,9 +231,16 @@ def log_transfer(
 ):
     """The matrix, its latent traits, their figures and the scores, logged to ``parent``."""
     from soi_mlflow.analysis.report import log_figures, log_table, metric_part
-    from soi_mlflow.analysis.transfer import biplot, heatmap, latent_traits, transfer_matrix
+    from soi_mlflow.analysis.transfer import (
+        biplot,
+        heatmap,
+        latent_traits,
+        transfer_intervals,
+        transfer_matrix,
+    )
 
     mean, std = transfer_matrix(scores, members)
+    log_table(parent.client, parent.run_id, transfer_intervals(scores), "transfer_intervals")
     traits = latent_traits(mean)
     log_table(parent.client, parent.run_id, scores, "transfer_scores")
     log_table(parent.client, parent.run_id, mean, "transfer_mean")
