@@ -248,9 +248,13 @@ def _learning_curve(config: Any, settings: Any) -> None:
     result = learning_curve(config, settings)
     _log_study_config("learning-curve", result.parent_run_id, config, settings)
     console.print_frame(result.fits.set_index(result.fits.columns[0]), "fits", digits=5)
+    console.print_frame(
+        result.worth.set_index(result.worth.columns[0]),
+        "what the auxiliary data is worth, in target examples",
+    )
     for name, title in (
-        ("learning_curve_worth_over_sizes", "what each auxiliary set is worth, in target "
-         "examples (median over sizes, interval over seeds)"),
+        ("learning_curve_worth_over_sizes", "worth per auxiliary set: median over sizes, "
+         "interval over seeds"),
         ("learning_curve_interaction_over_sizes", "interaction: all together minus the sum "
          "of the pairs"),
         ("learning_curve_contextual", "contextual fit"),
