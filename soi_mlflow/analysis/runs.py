@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -15,7 +16,8 @@ from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.run import TAG_PREFIX, resolve_tracking_uri
 from soi_mlflow.tracking.trace_format import read_trace
 
-SPLITS = ("train", "validation", "test", "ood")
+SPLITS = ("train", "validation", "test", "ood")  # the built-in trainer's; any valid name works
+SPLIT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 @lru_cache(maxsize=8)
@@ -24,18 +26,29 @@ def cache_for(tracking_uri: str | None = None) -> ArtifactCache:
     return ArtifactCache(resolve_tracking_uri(tracking_uri))
 
 
-def _split(split: str) -> str:
-    if split not in SPLITS:
-        raise SoiInputError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+def check_split(split: str) -> str:
+    """A split name as traces name their folders: the built-in ``train``, ``validation``,
+    ``test``, ``ood`` or a user's own (``eval``, ``dev_matched``, ...): 1-64 letters,
+    digits, ``_ . -``. Checked before it becomes an artifact path."""
+    if not isinstance(split, str) or not SPLIT_NAME.match(split) or split in (".", ".."):
+        raise SoiInputError(
+            f"split name {split!r}: expected 1-64 letters, digits, '_', '.' or '-' "
+            f"(e.g. {', '.join(SPLITS)})"
+        )
     return split
 
 
 def trace_paths(run_id: str, split: str = "train", tracking_uri: str | None = None) -> list:
     """Local paths of a run's trace files of ``split``, one per epoch, in epoch order."""
-    folder = cache_for(tracking_uri).folder(run_id, f"traces/{_split(split)}")
+    cache = cache_for(tracking_uri)
+    folder = cache.folder(run_id, f"traces/{check_split(split)}")
     paths = sorted(folder.glob("epoch=*.parquet"))
     if not paths:
-        raise SoiInputError(f"run {run_id} has no traces of split {split!r}")
+        found = sorted(a.path.split("/")[-1] for a in cache.client.list_artifacts(run_id, "traces"))
+        raise SoiInputError(
+            f"run {run_id} has no traces of split {split!r}; its traced splits: "
+            f"{', '.join(found) or 'none'}"
+        )
     return paths
 
 
@@ -49,7 +62,7 @@ def load_examples(
     run_id: str, split: str = "train", tracking_uri: str | None = None
 ) -> pd.DataFrame:
     """The run's example table of ``split``: ids, members, labels, texts, metadata."""
-    path = cache_for(tracking_uri).file(run_id, f"examples/{_split(split)}.parquet")
+    path = cache_for(tracking_uri).file(run_id, f"examples/{check_split(split)}.parquet")
     return pd.read_parquet(path)
 
 
