@@ -15,7 +15,7 @@ from typing import Any
 
 from soi_mlflow.data.mixture import Mixture, MixtureSpec, validate_mixture
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.tracking.run import RunHandle, soi_tags
+from soi_mlflow.tracking.run import RunHandle, resolve_tracking_uri, soi_tags
 from soi_mlflow.tracking.trace_format import CAPTURE_MODES, SCHEMA_VERSION
 
 EXAMPLE_SPLITS = ("train", "validation", "test", "ood")
@@ -210,7 +210,7 @@ def train(config: TrainConfig) -> TrainResult:
     import lightning.pytorch as pl
 
     from soi_mlflow.data.datamodule import MixtureDataModule
-    from soi_mlflow.tracking.callback import TraceCallback
+    from soi_mlflow.lightning import TraceCallback
 
     pl.seed_everything(config.seed, workers=True, verbose=False)
     mixture = Mixture(config.mixture)
@@ -223,8 +223,9 @@ def train(config: TrainConfig) -> TrainResult:
         config.seed,
         eval_train=config.capture == "eval_pass",
     )
+    opened: list[RunHandle] = []  # the run, once rank 0 has opened it
 
-    def open_run() -> RunHandle:
+    def open_run() -> str:
         run = RunHandle.open(
             config.tracking_uri,
             config.experiment,
@@ -234,15 +235,22 @@ def train(config: TrainConfig) -> TrainResult:
         )
         run.log_params(run_params(config))
         _log_examples(run, mixture)
-        return run
+        opened.append(run)
+        return run.run_id
 
+    # the same adapter users put on their own modules: batches carry member and task
+    # indices into the mixture's names, steps return each row's (padded) logits
     callback = TraceCallback(
-        open_run,
-        list(mixture.all_members),
-        mixture.tasks,
-        data.eval_keys,
-        config.capture,
-        config.mixture.axis,
+        labels="label",
+        member="member_idx",
+        task="task_idx",
+        members=list(mixture.all_members),
+        label_names={task: list(names) for task, names in mixture.tasks.items()},
+        eval_splits=[split for split, _ in data.eval_keys],
+        trace_train=config.capture == "train_pass",
+        run_id=open_run,
+        tracking_uri=resolve_tracking_uri(config.tracking_uri),
+        axis=config.mixture.axis,
     )
     callbacks: list[pl.Callback] = [callback]
     affinity = None
@@ -250,7 +258,7 @@ def train(config: TrainConfig) -> TrainResult:
         from soi_mlflow.model.affinity import AffinityCallback
 
         affinity = AffinityCallback(
-            list(mixture.spec.members), config.affinity_every, lambda: callback.run
+            list(mixture.spec.members), config.affinity_every, lambda: opened[0] if opened else None
         )
         callbacks.append(affinity)
     trainer = pl.Trainer(
@@ -269,11 +277,11 @@ def train(config: TrainConfig) -> TrainResult:
     )
     try:
         trainer.fit(module, datamodule=data)
-    except BaseException:
-        if callback.run is not None:
-            callback.run.finish("FAILED")
+    except BaseException as exc:
+        if opened:
+            opened[0].finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
-    run = callback.run
+    run = opened[0] if opened else None
     if run is None:
         return TrainResult(None, None, None, {}, None, module, affinity)
     if config.log_checkpoint:
