@@ -4,6 +4,8 @@ Imports neither the model nor Lightning: it needs only traces and run metadata, 
 on a laptop against runs trained elsewhere.
 """
 
+# the submodule first: importing it later would rebind ``transitions`` to the module
+from soi_mlflow.analysis import transitions as _transitions_module  # noqa: F401
 from soi_mlflow.analysis.runs import (
     find_runs,
     load_examples,
@@ -30,7 +32,7 @@ __all__ = [
 def __getattr__(name: str):
     """``compare_runs`` draws figures: imported (with matplotlib) only when asked for."""
     if name == "compare_runs":
-        from soi_mlflow.analysis.compare_runs import compare_runs
+        from soi_mlflow.analysis.two_runs import compare_runs
 
         return compare_runs
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

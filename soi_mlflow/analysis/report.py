@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,12 +15,8 @@ from soi_mlflow.analysis.cartography import DEFAULT_THRESHOLDS, RegionThresholds
 from soi_mlflow.analysis.runs import cache_for, soi_table
 from soi_mlflow.analysis.soi import Taxonomy, get_taxonomy
 from soi_mlflow.analysis.transitions import seed_transitions
+from soi_mlflow.tracking.recorder import metric_safe
 from soi_mlflow.tracking.run import log_metric_batch, resolve_tracking_uri
-
-
-def name_safe(name: object) -> str:
-    """A name from the data (a member, a run name) as one metric or file name segment."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", str(name)).strip(".") or "_"
 
 
 def _client(tracking_uri: str | None):
@@ -71,7 +66,7 @@ def analyze_run(
         metrics = {f"soi/{split}/{k}_frac": float(v) for k, v in soi_fractions(table, tax).items()}
         for member, part in table.groupby("member", observed=True):
             for k, v in soi_fractions(part, tax).items():
-                metrics[f"soi/{split}/{name_safe(member)}/{k}_frac"] = float(v)
+                metrics[f"soi/{split}/{metric_safe(member)}/{k}_frac"] = float(v)
         log_metric_batch(client, run_id, metrics, step=0)
         log_table(client, run_id, table, f"soi_{split}")
         epochs = int(table.attrs.get("epochs", 0)) or None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from typing import Any
 
@@ -13,29 +12,17 @@ from soi_mlflow.analysis.matrix import TraceMatrix
 from soi_mlflow.analysis.soi import Taxonomy, assign, get_taxonomy
 from soi_mlflow.analysis.store import ArtifactCache
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.recorder import check_split_name as check_split
 from soi_mlflow.tracking.run import TAG_PREFIX, resolve_tracking_uri
 from soi_mlflow.tracking.trace_format import read_trace
 
 SPLITS = ("train", "validation", "test", "ood")  # the built-in trainer's; any valid name works
-SPLIT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 @lru_cache(maxsize=8)
 def cache_for(tracking_uri: str | None = None) -> ArtifactCache:
     """One artifact cache per tracking store, shared by every call in this process."""
     return ArtifactCache(resolve_tracking_uri(tracking_uri))
-
-
-def check_split(split: str) -> str:
-    """A split name as traces name their folders: the built-in ``train``, ``validation``,
-    ``test``, ``ood`` or a user's own (``eval``, ``dev_matched``, ...): 1-64 letters,
-    digits, ``_ . -``. Checked before it becomes an artifact path."""
-    if not isinstance(split, str) or not SPLIT_NAME.match(split) or split in (".", ".."):
-        raise SoiInputError(
-            f"split name {split!r}: expected 1-64 letters, digits, '_', '.' or '-' "
-            f"(e.g. {', '.join(SPLITS)})"
-        )
-    return split
 
 
 def trace_paths(run_id: str, split: str = "train", tracking_uri: str | None = None) -> list:

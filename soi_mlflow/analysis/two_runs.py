@@ -15,11 +15,12 @@ import pandas as pd
 
 from soi_mlflow.analysis import figures
 from soi_mlflow.analysis.cartography import DEFAULT_THRESHOLDS, RegionThresholds, regions
-from soi_mlflow.analysis.report import log_figures, log_table, name_safe, soi_fractions
+from soi_mlflow.analysis.report import log_figures, log_table, soi_fractions
 from soi_mlflow.analysis.runs import cache_for, check_split, soi_table
 from soi_mlflow.analysis.soi import Taxonomy, get_taxonomy
 from soi_mlflow.analysis.transitions import transition_matrix
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.recorder import metric_safe
 from soi_mlflow.tracking.run import log_metric_batch, resolve_tracking_uri
 
 INTO = ("new", "b")
@@ -131,7 +132,7 @@ def _log(
 ) -> RunComparison:
     """Figures, tables and metrics of one comparison, into run ``target``."""
     coverage = counts.attrs["coverage"]
-    suffix = "" if into == "new" else f"_from_{name_safe(label_a)}"
+    suffix = "" if into == "new" else f"_from_{metric_safe(label_a)}"
     what = f"{split} split, {coverage['matched']} examples matched"
     figs = {
         f"transitions_{split}{suffix}": figures.transition_heatmap(
@@ -148,7 +149,7 @@ def _log(
         for member in members:
             part = transition_matrix(a, b, member, None, tax)
             by_member[member] = part
-            name = f"transitions_{split}_{name_safe(member)}{suffix}"
+            name = f"transitions_{split}_{metric_safe(member)}{suffix}"
             figs[name] = figures.transition_heatmap(
                 part,
                 label_a,
