@@ -15,6 +15,7 @@ from typing import Any
 
 from soi_mlflow.data.mixture import Mixture, MixtureSpec, validate_mixture
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.links import md_escape, set_description_section
 from soi_mlflow.tracking.run import RunHandle, resolve_tracking_uri, soi_tags
 from soi_mlflow.tracking.trace_format import CAPTURE_MODES, SCHEMA_VERSION
 
@@ -44,6 +45,8 @@ class TrainConfig:
     init_from: str | None = None  # a checkpoint folder (``model/checkpoint.py``) to start from
     log_checkpoint: bool = False  # log the final weights as ``checkpoint/`` (safetensors)
     affinity_every: int | None = None  # measure lookahead task affinity every K steps
+    # the lookahead: "gradient" (TAG: lr * gradient) or "optimizer" (the run's AdamW step)
+    affinity_step: str = "gradient"
     accelerator: str = "auto"
     devices: int = 1
     strategy: str = "auto"
@@ -92,6 +95,9 @@ def validate_config(config: TrainConfig) -> None:
             )
         if config.devices > 1:
             raise SoiInputError("--affinity-every works with one process; use --devices 1")
+        from soi_mlflow.model.affinity import check_step
+
+        check_step(config.affinity_step)
     if config.init_from is not None:
         from soi_mlflow.model.checkpoint import check_checkpoint
 
@@ -124,6 +130,7 @@ def run_params(config: TrainConfig) -> dict[str, Any]:
         "train_examples": len(spec.train_ids) if spec.train_ids is not None else None,
         "init_from": config.init_from,
         "affinity_every": config.affinity_every,
+        "affinity_step": config.affinity_step if config.affinity_every is not None else None,
     }
 
 
@@ -141,6 +148,26 @@ def run_tags(config: TrainConfig) -> dict[str, str]:
         model=config.model,
     )
     return tags | dict(config.tags)
+
+
+def training_note(config: TrainConfig) -> str:
+    """The run's description (Markdown): what was trained and where to look."""
+    spec = config.mixture
+    members = ", ".join(md_escape(m) for m in spec.members)
+    what = "Multi-setting" if spec.setting == "multi" else "Single-setting"
+    text = (
+        f"**{what} training run** on {members} ({md_escape(spec.axis)} axis), "
+        f"seed {config.seed}, {config.epochs} epochs, encoder {md_escape(config.model)}"
+    )
+    if spec.ood:
+        text += f"; held out (OOD): {', '.join(md_escape(m) for m in spec.ood)}"
+    if config.init_from is not None:
+        text += "; continued from a stage-1 checkpoint"
+    return (
+        text + ". Metrics per epoch: `val/<member>/acc`, `test/<member>/acc`, "
+        "`ood/<member>/acc`; per-example traces under `traces/<split>/`, examples under "
+        "`examples/`. `soi-mlflow analyze --run-id` adds an interactive data map."
+    )
 
 
 def default_run_name(config: TrainConfig) -> str:
@@ -234,6 +261,7 @@ def train(config: TrainConfig) -> TrainResult:
             config.parent_run_id,
         )
         run.log_params(run_params(config))
+        set_description_section(run.client, run.run_id, None, training_note(config))
         _log_examples(run, mixture)
         opened.append(run)
         return run.run_id
@@ -258,7 +286,10 @@ def train(config: TrainConfig) -> TrainResult:
         from soi_mlflow.model.affinity import AffinityCallback
 
         affinity = AffinityCallback(
-            list(mixture.spec.members), config.affinity_every, lambda: opened[0] if opened else None
+            list(mixture.spec.members),
+            config.affinity_every,
+            lambda: opened[0] if opened else None,
+            config.affinity_step,
         )
         callbacks.append(affinity)
     trainer = pl.Trainer(

@@ -4,8 +4,6 @@ Imports neither the model nor Lightning: it needs only traces and run metadata, 
 on a laptop against runs trained elsewhere.
 """
 
-# the submodule first: importing it later would rebind ``transitions`` to the module
-from soi_mlflow.analysis import transitions as _transitions_module  # noqa: F401
 from soi_mlflow.analysis.runs import (
     find_runs,
     load_examples,

@@ -18,7 +18,7 @@ from soi_mlflow.analysis.cartography import DEFAULT_THRESHOLDS, RegionThresholds
 from soi_mlflow.analysis.report import log_figures, log_table, soi_fractions
 from soi_mlflow.analysis.runs import cache_for, check_split, soi_table
 from soi_mlflow.analysis.soi import Taxonomy, get_taxonomy
-from soi_mlflow.analysis.transitions import transition_matrix
+from soi_mlflow.analysis.transition_tables import transition_matrix
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.recorder import metric_safe
 from soi_mlflow.tracking.run import log_metric_batch, resolve_tracking_uri
