@@ -1,6 +1,7 @@
 """The three example scripts run as a user runs them, each leaving one traced MLflow run
-that ``soi-mlflow analyze --run-id`` analyses. They use the real pretrained MiniLM, on
-fewer examples than their default (``SOI_EXAMPLES_N``) to keep the suite fast."""
+that the analysis reads. They use the real pretrained MiniLM, on fewer examples than their
+default (``SOI_EXAMPLES_N``), one after the other in one child process (as a user's session
+would run them; the libraries are imported once) to keep the suite fast."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from tracehelp import cli_env, scratch_store
+from tracehelp import cli_env
 
 from soi_mlflow.analysis.report import analyze_run
 
@@ -19,41 +20,43 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SCRIPTS = ("plain_loop", "hf_trainer", "lightning_module")
 N = 32  # training examples; validation gets 16
 
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    with scratch_store(tmp_path_factory, "examples") as uri:
-        yield uri
+RUN_ALL = """
+import runpy, sys
+sys.path.insert(0, sys.argv[1])
+for script in sys.argv[2:]:
+    print(f"== {script}", flush=True)
+    runpy.run_path(f"{sys.argv[1]}/{script}.py", run_name="__main__")
+"""
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("script", SCRIPTS)
-def test_example_leaves_one_run_with_a_trace_per_split_and_epoch(store, script) -> None:
-    client = MlflowClient(store)
-    env = cli_env(store) | {"SOI_EXAMPLES_N": str(N)}
-    before = {r.info.run_id for r in _all_runs(client)}
+def test_each_example_leaves_one_run_with_a_trace_per_split_and_epoch(store, tmp_path) -> None:
     out = subprocess.run(
-        [sys.executable, str(EXAMPLES / f"{script}.py")],
+        [sys.executable, "-c", RUN_ALL, str(EXAMPLES), *SCRIPTS],
         capture_output=True,
         text=True,
-        env=env,
-        cwd=Path(store.removeprefix("sqlite:///")).parent,
+        env=cli_env(store) | {"SOI_EXAMPLES_N": str(N)},
+        cwd=tmp_path,
         timeout=600,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    new = [r for r in _all_runs(client) if r.info.run_id not in before]
-    assert len(new) == 1, [r.info.run_name for r in new]
-    run_id = new[0].info.run_id
-    assert re.search(rf"run id: {run_id}", out.stdout)
-    for split in ("train", "validation"):
-        files = [a.path for a in client.list_artifacts(run_id, f"traces/{split}")]
-        assert [f.rsplit("/", 1)[1] for f in files] == ["epoch=000.parquet", "epoch=001.parquet"]
-    tables = analyze_run(run_id, ["train", "validation"], tracking_uri=store)
-    assert len(tables["train"]) == N and len(tables["validation"]) == N // 2
-    figures = {a.path for a in client.list_artifacts(run_id, "figures")}
-    assert "figures/datamap_train.png" in figures
-
-
-def _all_runs(client: MlflowClient) -> list:
-    ids = [e.experiment_id for e in client.search_experiments()]
-    return client.search_runs(ids) if ids else []
+    printed = {}
+    for block in out.stdout.split("== ")[1:]:
+        script, _, rest = block.partition("\n")
+        found = re.findall(r"^run id: (\w+)$", rest, re.M)
+        assert len(found) == 1, (script, rest[-500:])
+        printed[script] = found[0]
+    assert list(printed) == list(SCRIPTS)
+    client = MlflowClient(store)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments)
+    assert sorted(r.info.run_id for r in runs) == sorted(printed.values())  # one run each
+    for run_id in printed.values():
+        for split in ("train", "validation"):
+            files = [a.path for a in client.list_artifacts(run_id, f"traces/{split}")]
+            names = [f.rsplit("/", 1)[1] for f in files]
+            assert names == ["epoch=000.parquet", "epoch=001.parquet"]
+        tables = analyze_run(run_id, ["train", "validation"], tracking_uri=store)
+        assert len(tables["train"]) == N and len(tables["validation"]) == N // 2
+        figures = {a.path for a in client.list_artifacts(run_id, "figures")}
+        assert "figures/datamap_train.png" in figures
