@@ -91,6 +91,8 @@ class TraceCallback(TrainerCallback):
         self._started_run = False
         self._checked_first_step = False
         self._model: Any = None
+        # seconds of the recorders' own work (calls and background writer); bench/ reads it
+        self.cost = {"calls": 0.0, "background": 0.0}
 
     # -- the run and its recorders -------------------------------------------------------
     def _resolve_run(self) -> str:
@@ -164,6 +166,8 @@ class TraceCallback(TrainerCallback):
             for rec in (eval_rec, train_rec):
                 if rec is not None:
                     rec.close(status)
+                    for key in self.cost:
+                        self.cost[key] += rec.cost[key]
         finally:
             if self._started_run:
                 import mlflow
