@@ -101,12 +101,13 @@ def test_compare_runs_logs_a_new_comparison_run_or_into_run_b(two_runs) -> None:
         a.path for a in client.list_artifacts(run_b, "figures")
     }
     assert into_b.counts.equals(result.counts)
+    assert cli_main(["analyze", "--compare", f"{run_a},{run_b}", "--tracking-uri", uri]) == 0
 
 
 def test_analyze_run_id_on_a_recorder_run(two_runs, capsys) -> None:
     uri, run_a, _, _, _ = two_runs
     assert cli_main(["analyze", "--run-id", run_a, "--tracking-uri", uri]) == 0
-    assert "train: 65 examples" in capsys.readouterr().out
+    assert "train: SOI fractions of 65 examples" in capsys.readouterr().out
     tables = analyze_run(run_a, ["dev_matched"], tracking_uri=uri)
     assert len(tables["dev_matched"]) == 65
     paths = {a.path for a in MlflowClient(uri).list_artifacts(run_a, "figures")}
