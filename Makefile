@@ -10,7 +10,7 @@ PIP_INSTALL := $(BIN)/pip install --disable-pip-version-check -q -c constraints.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) torch==2.13.0
-	$(PIP_INSTALL) -e '.[dev]'
+	$(PIP_INSTALL) -e '.[dev,hf,examples]'
 	touch $@
 
 setup: $(VENV)/.installed
@@ -33,7 +33,7 @@ test-fast: setup
 	$(BIN)/python -m pytest -m "not e2e"
 
 lint: setup
-	$(BIN)/ruff check soi_mlflow tests bench
+	$(BIN)/ruff check soi_mlflow tests bench examples
 
 # MLproject is written from the commands' settings dataclasses; a test checks it is current.
 mlproject: setup

@@ -51,8 +51,12 @@ class AnalyzeSettings:
     """analyse one run"""
     parent_run_id: str | None = None
     """re-analyse a study (comparison or transfer) from its parent run"""
+    compare: tuple[str, ...] = ()
+    """two runs, RUN_A,RUN_B: SOI transitions A -> B and both data maps (any traced runs)"""
+    into: Literal["new", "b"] = "new"
+    """where --compare logs: a new comparison run, or run B"""
     split: tuple[str, ...] = ("train",)
-    """splits to analyse: train, validation, test, ood"""
+    """splits to analyse: train, validation, test, ood, or a run's own split names"""
     taxonomy: str = "default"
     """a registered SOI taxonomy"""
     aggregate: Literal["majority", "pairs"] = "majority"
@@ -151,10 +155,13 @@ def _analyze(settings: AnalyzeSettings) -> None:
     from soi_mlflow.analysis.report import analyze_run, compare
     from soi_mlflow.analysis.runs import cache_for
 
-    if bool(settings.run_id) == bool(settings.parent_run_id):
-        raise SoiInputError("give exactly one of --run-id or --parent-run-id")
+    if sum(map(bool, (settings.run_id, settings.parent_run_id, settings.compare))) != 1:
+        raise SoiInputError("give exactly one of --run-id, --parent-run-id or --compare")
     splits = list(settings.split) or ["train"]
     uri = settings.tracking_uri
+    if settings.compare:
+        _compare_two(settings, splits[0])
+        return
     if settings.run_id:
         tables = {}
         for k, split in enumerate(splits, 1):
@@ -185,6 +192,22 @@ def _analyze(settings: AnalyzeSettings) -> None:
         settings.parent_run_id, comparison, splits[0], settings.taxonomy, settings.aggregate, uri
     )
     _print_comparison(summary)
+
+
+def _compare_two(settings: AnalyzeSettings, split: str) -> None:
+    from soi_mlflow.analysis.two_runs import compare_runs
+
+    if len(settings.compare) != 2:
+        raise SoiInputError(f"--compare: expected two run ids RUN_A,RUN_B, got {settings.compare}")
+    result = compare_runs(
+        *settings.compare,
+        split,
+        into=settings.into,
+        taxonomy=settings.taxonomy,
+        tracking_uri=settings.tracking_uri,
+    )
+    console.print_frame(result.counts, f"SOI transitions ({result.coverage['matched']} matched)")
+    print(f"logged to run {result.run_id}")
 
 
 def _demo(settings: DemoSettings) -> None:

@@ -143,8 +143,10 @@ def test_find_runs_by_tags_and_filters(runs) -> None:
     assert set(both["run_id"]) == {single, multi} and "metrics.val/books/acc" in both.columns
     with pytest.raises(SoiInputError, match="no experiment named 'nope'"):
         find_runs("nope", tracking_uri=uri)
-    with pytest.raises(SoiInputError, match="unknown split 'dev'"):
+    with pytest.raises(SoiInputError, match="no traces of split 'dev'; its traced splits: ood, "):
         soi_table(single, "dev", tracking_uri=uri)
+    with pytest.raises(SoiInputError, match="split name '../train'"):
+        soi_table(single, "../train", tracking_uri=uri)
 
 
 def test_analysis_needs_neither_lightning_nor_torch() -> None:

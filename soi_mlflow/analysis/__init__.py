@@ -15,6 +15,7 @@ from soi_mlflow.analysis.soi import DEFAULT, Taxonomy, get_taxonomy, register_ta
 
 __all__ = [
     "DEFAULT",
+    "compare_runs",
     "Taxonomy",
     "find_runs",
     "get_taxonomy",
@@ -24,3 +25,12 @@ __all__ = [
     "soi_table",
     "transitions",
 ]
+
+
+def __getattr__(name: str):
+    """``compare_runs`` draws figures: imported (with matplotlib) only when asked for."""
+    if name == "compare_runs":
+        from soi_mlflow.analysis.two_runs import compare_runs
+
+        return compare_runs
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

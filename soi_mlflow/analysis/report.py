@@ -19,6 +19,7 @@ from soi_mlflow.analysis.runs import cache_for, load_examples, soi_table
 from soi_mlflow.analysis.soi import Taxonomy, get_taxonomy
 from soi_mlflow.analysis.transition_tables import majority_soi, seed_transitions
 from soi_mlflow.tracking.links import md_escape, set_description_section
+from soi_mlflow.tracking.recorder import metric_safe
 from soi_mlflow.tracking.run import log_metric_batch, resolve_tracking_uri
 
 
@@ -106,7 +107,7 @@ def analyze_run(
         metrics = {f"soi/{split}/{k}_frac": float(v) for k, v in soi_fractions(table, tax).items()}
         for member, part in table.groupby("member", observed=True):
             for k, v in soi_fractions(part, tax).items():
-                metrics[f"soi/{split}/{member}/{k}_frac"] = float(v)
+                metrics[f"soi/{split}/{metric_safe(member)}/{k}_frac"] = float(v)
         log_metric_batch(client, run_id, metrics, step=0)
         log_table(client, run_id, table, f"soi_{split}")
         log_table(client, run_id, fractions_table(table, tax), f"soi_fractions_{split}")

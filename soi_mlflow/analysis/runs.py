@@ -12,10 +12,11 @@ from soi_mlflow.analysis.matrix import TraceMatrix
 from soi_mlflow.analysis.soi import Taxonomy, assign, get_taxonomy
 from soi_mlflow.analysis.store import ArtifactCache
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.recorder import check_split_name as check_split
 from soi_mlflow.tracking.run import TAG_PREFIX, resolve_tracking_uri
 from soi_mlflow.tracking.trace_format import read_trace
 
-SPLITS = ("train", "validation", "test", "ood")
+SPLITS = ("train", "validation", "test", "ood")  # the built-in trainer's; any valid name works
 
 
 @lru_cache(maxsize=8)
@@ -24,18 +25,17 @@ def cache_for(tracking_uri: str | None = None) -> ArtifactCache:
     return ArtifactCache(resolve_tracking_uri(tracking_uri))
 
 
-def _split(split: str) -> str:
-    if split not in SPLITS:
-        raise SoiInputError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    return split
-
-
 def trace_paths(run_id: str, split: str = "train", tracking_uri: str | None = None) -> list:
     """Local paths of a run's trace files of ``split``, one per epoch, in epoch order."""
-    folder = cache_for(tracking_uri).folder(run_id, f"traces/{_split(split)}")
+    cache = cache_for(tracking_uri)
+    folder = cache.folder(run_id, f"traces/{check_split(split)}")
     paths = sorted(folder.glob("epoch=*.parquet"))
     if not paths:
-        raise SoiInputError(f"run {run_id} has no traces of split {split!r}")
+        found = sorted(a.path.split("/")[-1] for a in cache.client.list_artifacts(run_id, "traces"))
+        raise SoiInputError(
+            f"run {run_id} has no traces of split {split!r}; its traced splits: "
+            f"{', '.join(found) or 'none'}"
+        )
     return paths
 
 
@@ -49,7 +49,7 @@ def load_examples(
     run_id: str, split: str = "train", tracking_uri: str | None = None
 ) -> pd.DataFrame:
     """The run's example table of ``split``: ids, members, labels, texts, metadata."""
-    path = cache_for(tracking_uri).file(run_id, f"examples/{_split(split)}.parquet")
+    path = cache_for(tracking_uri).file(run_id, f"examples/{check_split(split)}.parquet")
     return pd.read_parquet(path)
 
 

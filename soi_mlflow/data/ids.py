@@ -10,6 +10,8 @@ never on the process, the run, the mixture, ``max_examples`` or the machine:
 - by content (``id_from: content``, for data without a stable order): a 64-bit digest of
   the text (and text pair) with its occurrence number among equal texts.
 
+``with_example_ids`` gives a user's own ``datasets.Dataset`` the same ids.
+
 Two different (dataset, config, split) triples share a 32-bit prefix with probability
 2^-32; a mixture checks that its ids are unique and says so if they are not.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -62,3 +65,88 @@ def content_ids(
         seen[(text, pair)] = n + 1
         out[k] = stable_id(dataset, config, split, "content", text, pair or "", n)
     return out
+
+
+ID_MODES = ("index", "content")
+
+
+def with_example_ids(
+    dataset: Any,
+    name: str,
+    split: str | None = None,
+    by: str = "index",
+    *,
+    config: str = "default",
+    text_column: str = "text",
+    pair_column: str | None = None,
+    column: str = "example_id",
+) -> Any:
+    """``dataset`` with a stable ``example_id`` column (DESIGN 2.7), for a user's own data.
+
+    ``name``/``config``/``split`` say where the rows come from (e.g. ``"nyu-mll/glue"``,
+    ``"sst2"``, ``"train"``: the ids then equal soi-mlflow's own for that split).
+    ``by="index"``: from each row's position, so call it on the split as loaded, before
+    any shuffle, filter or select; ``by="content"``: from ``text_column`` (and
+    ``pair_column``), for data without a stable order. A ``datasets.DatasetDict`` gets
+    ids per split, named by its keys (``split`` must then be None).
+    """
+    from datasets import Dataset, DatasetDict
+
+    _check_name(name, "name")
+    _check_name(config, "config")
+    if by not in ID_MODES:
+        raise SoiInputError(f"by: expected one of {', '.join(ID_MODES)}, got {by!r}")
+    options = {"config": config, "text_column": text_column, "pair_column": pair_column}
+    if isinstance(dataset, DatasetDict):
+        if split is not None:
+            raise SoiInputError(
+                f"split={split!r} with a DatasetDict: its keys name the splits; leave split out"
+            )
+        return DatasetDict(
+            {
+                key: with_example_ids(part, name, key, by, column=column, **options)
+                for key, part in dataset.items()
+            }
+        )
+    if not isinstance(dataset, Dataset):
+        raise SoiInputError(
+            f"with_example_ids needs a datasets.Dataset or DatasetDict, got "
+            f"{type(dataset).__name__} (an IterableDataset has no stable row index: "
+            "materialise it, or give ids yourself)"
+        )
+    _check_name(split, "split")
+    if column in dataset.column_names:
+        raise SoiInputError(
+            f"the dataset already has a column {column!r}; drop it first or pick another column"
+        )
+    if by == "index":
+        ids = index_ids(name, config, split, np.arange(len(dataset), dtype=np.int64))
+    else:
+        texts = _text_column(dataset, text_column, "text_column")
+        pairs = (
+            _text_column(dataset, pair_column, "pair_column")
+            if pair_column
+            else [None] * len(texts)
+        )
+        ids = content_ids(name, config, split, texts, pairs)
+    return dataset.add_column(column, ids.tolist())
+
+
+def _check_name(value: Any, what: str) -> None:
+    if not isinstance(value, str) or not value:
+        raise SoiInputError(f"{what}: expected a non-empty string, got {value!r}")
+
+
+def _text_column(dataset: Any, column: str, what: str) -> list[str]:
+    if column not in dataset.column_names:
+        raise SoiInputError(
+            f"{what}={column!r} is not a column of the dataset; columns: "
+            f"{', '.join(dataset.column_names)}"
+        )
+    values = list(dataset[column])
+    bad = next((i for i, v in enumerate(values) if not isinstance(v, str)), None)
+    if bad is not None:
+        raise SoiInputError(
+            f"{what}={column!r}: content ids need text, row {bad} holds {values[bad]!r}"
+        )
+    return values

@@ -1,0 +1,176 @@
+"""What tracing costs a user's own training: the Lightning and transformers.Trainer
+adapters on a user-style model, side by side with the same training untraced.
+
+One process, alternating untraced and traced runs (same data, seed and model), median of
+``--repeats``. Reports the wall-time overhead and the training trace's bytes per example
+per epoch. The model: a small BERT for sequence classification (transformers), on the
+built-in suite's book reviews, as a user would write it.
+
+    python bench/integrations_overhead.py --examples 2000 --epochs 2 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+import mlflow
+import torch
+from mlflow import MlflowClient
+from torch.utils.data import DataLoader
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    DataCollatorWithPadding,
+    Trainer,
+    TrainingArguments,
+)
+
+from soi_mlflow.data import load_member
+from soi_mlflow.lightning import TraceCallback as LightningTrace
+from soi_mlflow.model.tokenizer import train_wordpiece
+from soi_mlflow.transformers import TraceCallback as HFTrace
+from soi_mlflow.transformers import TracingTrainer
+
+
+def model() -> BertForSequenceClassification:
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=2000,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=64,
+        num_labels=2,
+    )
+    return BertForSequenceClassification(config)
+
+
+class UserModule(pl.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = model()
+
+    def training_step(self, batch, batch_idx):
+        out = self.model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            labels=batch["labels"],
+        )
+        self.log("train_loss", out.loss)
+        return {"loss": out.loss, "logits": out.logits}
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=1e-3)
+
+
+OWN: dict[str, list[float]] = {"lightning": [], "trainer": []}
+
+
+def own_time(name: str, callback, seconds: float) -> None:
+    """The callback's own time (its recorder calls and background writer's CPU)."""
+    OWN[name].append((callback.cost["calls"] + callback.cost["background"]) / seconds)
+
+
+def run_lightning(data, tok, epochs: int, run_id: str | None, uri: str) -> float:
+    pl.seed_everything(0, verbose=False)
+    loader = DataLoader(
+        data.remove_columns(["text", "member", "planted"]),
+        batch_size=32,
+        shuffle=True,
+        collate_fn=DataCollatorWithPadding(tok),
+    )
+    callbacks = [LightningTrace(run_id=run_id, tracking_uri=uri)] if run_id else []
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        logger=False,
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    start = time.perf_counter()
+    trainer.fit(UserModule(), loader)
+    seconds = time.perf_counter() - start
+    if callbacks:
+        own_time("lightning", callbacks[0], seconds)
+    return seconds
+
+
+def run_trainer(data, tok, epochs: int, run_id: str | None, uri: str, out: str) -> float:
+    args = TrainingArguments(
+        output_dir=out,
+        num_train_epochs=epochs,
+        per_device_train_batch_size=32,
+        learning_rate=1e-3,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+        seed=0,
+    )
+    common = {"model": model(), "args": args, "train_dataset": data}
+    common["data_collator"] = DataCollatorWithPadding(tok)
+    callback = HFTrace(run_id=run_id, tracking_uri=uri)
+    trainer = TracingTrainer(**common, callbacks=[callback]) if run_id else Trainer(**common)
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    if run_id:
+        own_time("trainer", callback, seconds)
+    return seconds
+
+
+def trace_bytes(client: MlflowClient, run_id: str) -> int:
+    return sum(a.file_size or 0 for a in client.list_artifacts(run_id, "traces/train"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=2000)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    opts = parser.parse_args()
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    folder = Path(tempfile.mkdtemp(prefix="soi-bench-"))
+    uri = f"sqlite:///{folder}/mlflow.db"
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("integrations", str(folder / "artifacts"))
+    raw = load_member("builtin", "books", "train", max_examples=opts.examples)
+    tok = train_wordpiece(raw["text"], 2000, 32)
+    data = raw.map(lambda b: tok(b["text"], truncation=True, max_length=32), batched=True)
+    hf_data = data.remove_columns(["text", "member", "planted"])
+    runners = {
+        "lightning": lambda run: run_lightning(data, tok, opts.epochs, run, uri),
+        "trainer": lambda run: run_trainer(
+            hf_data, tok, opts.epochs, run, uri, str(folder / "out")
+        ),
+    }
+    for name, runner in runners.items():
+        runner(None)  # warm-up: imports, first-call costs
+        plain, traced, sizes = [], [], []
+        for _ in range(opts.repeats):
+            plain.append(runner(None))
+            run_id = client.create_run(experiment, run_name=f"{name}-traced").info.run_id
+            traced.append(runner(run_id))
+            sizes.append(trace_bytes(client, run_id) / (len(data) * opts.epochs))
+        p, t = statistics.median(plain), statistics.median(traced)
+        pairs = ", ".join(f"{100 * (b / a - 1):+.1f}" for a, b in zip(plain, traced, strict=True))
+        print(
+            f"{name:9s}: untraced {p:6.2f} s, traced {t:6.2f} s (medians of {opts.repeats}), "
+            f"overhead {100 * (t / p - 1):+.1f} % "
+            f"[per pair: {pairs}]"
+            f"; callback's own time {100 * statistics.median(OWN[name]):.1f} % of the "
+            f"traced run; train trace {statistics.median(sizes):.1f} bytes/example/epoch"
+        )
+
+
+if __name__ == "__main__":
+    main()

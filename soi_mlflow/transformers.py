@@ -1,0 +1,361 @@
+"""Per-example traces from a Hugging Face ``transformers.Trainer``, through TraceRecorder.
+
+A Trainer's callbacks never see a batch's logits, so two small pieces work together:
+
+- :class:`TraceMixin` (or the ready-made :class:`TracingTrainer`) hands the logits that
+  ``compute_loss`` already computed, with the batch's ``example_id`` and labels, to the
+  callback: in training (split ``train``, capture ``train_pass``) and in every evaluation
+  (``evaluate``/``predict``; capture ``eval_pass``). It also keeps ``example_id`` through
+  ``remove_unused_columns`` and takes it out of the batch before the model sees it.
+- :class:`TraceCallback` owns the recorders and writes one trace file per split and epoch.
+  With ``report_to=["mlflow"]`` it writes into the run transformers' ``MLflowCallback``
+  opened (one run, not two); otherwise into the active run, or a run it starts and ends.
+
+A user's script changes in one line::
+
+    trainer = TracingTrainer(model=model, args=args, train_dataset=train, eval_dataset=val)
+
+Evaluation sets are named by the evaluation's metric prefix: ``eval`` -> ``validation``
+(``eval_split``), ``eval_<name>`` (``eval_dataset={"<name>": ...}``) -> ``<name>``, and
+``trainer.predict``'s ``test`` -> ``test``. An evaluation set's trace of epoch *e* is its
+last evaluation during epoch *e* (so ``eval_strategy="steps"`` keeps the epoch's last).
+To trace the training set in eval mode too, pass it as one more evaluation set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from transformers import Trainer, TrainerCallback
+
+from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.recorder import TraceRecorder
+
+SOURCE = "transformers"
+
+
+class TraceCallback(TrainerCallback):
+    """Traces of a Trainer's training batches and evaluation sets into an MLflow run.
+
+    Args:
+        label_names: class names (a list, or ``{task: [...]}``); default the model
+            config's ``id2label``.
+        run_id: the run to write into; default the run ``MLflowCallback`` opened, else the
+            active run, else a new run (ended when training ends).
+        tracking_uri: default MLflow's current tracking URI.
+        eval_split: the split name of an evaluation with the plain ``eval`` prefix.
+        ids_key, labels_key, logits_key: where the ids and labels are in the batch and
+            the logits in the model's output.
+        member_key, members: optionally a batch key holding each row's member index into
+            ``members`` (e.g. the source of a multi-source data set).
+        axis: optional ``soi.axis`` tag; log_metrics: per-split accuracy and loss per epoch.
+    """
+
+    def __init__(
+        self,
+        label_names: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+        *,
+        run_id: str | None = None,
+        tracking_uri: str | None = None,
+        eval_split: str = "validation",
+        ids_key: str = "example_id",
+        labels_key: str = "labels",
+        logits_key: str = "logits",
+        member_key: str | None = None,
+        members: Sequence[str] | None = None,
+        axis: str | None = None,
+        log_metrics: bool = True,
+    ) -> None:
+        if member_key is not None and not members:
+            raise SoiInputError("member_key needs members=[...]: the names its indices stand for")
+        self.label_names = label_names
+        self.run_id = run_id
+        self.tracking_uri = tracking_uri
+        self.eval_split = eval_split
+        self.ids_key = ids_key
+        self.labels_key = labels_key
+        self.logits_key = logits_key
+        self.member_key = member_key
+        self.members = list(members) if members else None
+        self.axis = axis
+        self.log_metrics = log_metrics
+        self._train: TraceRecorder | None = None
+        self._eval: TraceRecorder | None = None
+        self._split: str | None = None  # the evaluation set being traced, if any
+        self._training = False
+        self._train_rows = 0
+        self._unlabelled: set[str] = set()
+        self._started_run = False
+        self._checked_first_step = False
+        self._model: Any = None
+        # seconds of the recorders' own work (calls and background writer); bench/ reads it
+        self.cost = {"calls": 0.0, "background": 0.0}
+
+    # -- the run and its recorders -------------------------------------------------------
+    def _resolve_run(self) -> str:
+        """The given run, else the active run (the one MLflowCallback opened), else a new
+        active run, which MLflowCallback then also logs into and this callback ends."""
+        if self.run_id is None:
+            import mlflow
+
+            active = mlflow.active_run()
+            if active is None:
+                if self.tracking_uri:
+                    mlflow.set_tracking_uri(self.tracking_uri)
+                active = mlflow.start_run()
+                self._started_run = True
+            self.run_id = active.info.run_id
+        return self.run_id
+
+    def _recorder(self, model: Any = None) -> TraceRecorder:
+        if self.label_names is None and model is not None:
+            id2label = getattr(getattr(model, "config", None), "id2label", None)
+            if id2label:
+                self.label_names = [str(id2label[i]) for i in sorted(id2label)]
+        return TraceRecorder(
+            self._resolve_run(),
+            tracking_uri=self.tracking_uri,
+            label_names=self.label_names,
+            axis=self.axis,
+            log_metrics=self.log_metrics,
+            source=SOURCE,
+            members=self.members,
+        )
+
+    # -- Trainer events ---------------------------------------------------------------
+    def on_train_begin(self, args, state, control, model=None, **kwargs) -> None:
+        self._training = True
+        self._model = model
+        if self._train is None:
+            self._train = self._recorder(model)
+
+    def on_step_end(self, args, state, control, **kwargs) -> None:
+        if self._checked_first_step:
+            return
+        self._checked_first_step = True
+        if self._train_rows == 0:
+            self.abort()
+            raise SoiInputError(
+                "TraceCallback saw no training batch: train with TracingTrainer (or a Trainer "
+                "subclass with soi_mlflow.transformers.TraceMixin) so that it gets the logits"
+            )
+
+    def on_epoch_end(self, args, state, control, **kwargs) -> None:
+        if self._train is not None:
+            self._train.end_epoch(_epoch(state))
+            self._train_rows = 0
+
+    def on_train_end(self, args, state, control, **kwargs) -> None:
+        """Flush every trace; end the run if this callback started it."""
+        self._finish("FINISHED")
+
+    def abort(self) -> None:
+        """Training stops on an error: keep the finished epochs, end a run we started as
+        FAILED (a Trainer calls no callback when its loop raises)."""
+        with contextlib.suppress(Exception):  # the error being raised matters more
+            self._finish("FAILED")
+
+    def _finish(self, status: str) -> None:
+        self._training = False
+        eval_rec, self._eval = self._eval, None
+        train_rec, self._train = self._train, None
+        try:
+            for rec in (eval_rec, train_rec):
+                if rec is not None:
+                    rec.close(status)
+                    for key in self.cost:
+                        self.cost[key] += rec.cost[key]
+        finally:
+            if self._started_run:
+                import mlflow
+
+                active = mlflow.active_run()
+                if active is not None and active.info.run_id == self.run_id:
+                    mlflow.end_run(status)
+                self._started_run = False
+
+    # -- called by TraceMixin -----------------------------------------------------------
+    def observe(self, training: bool, ids: Any, outputs: Any, labels: Any, member: Any) -> None:
+        """One batch of the training step (``training``) or of the evaluation in progress."""
+        if training:
+            if self._train is None:  # training outside Trainer.train(): no epochs to end
+                return
+            rec, split = self._train, "train"
+            self._train_rows += 1
+        elif self._split is not None:
+            if self._eval is None:
+                self._eval = self._recorder(self._model)
+            rec, split = self._eval, self._split
+        else:
+            return
+        if labels is None:
+            raise SoiInputError(
+                f"split {split!r}: the batch has no {self.labels_key!r}; traces need gold labels"
+            )
+        rec.add(split, ids, _logits(outputs, self.logits_key), labels, member=member)
+
+    def begin_eval(self, metric_key_prefix: str) -> None:
+        self._split = eval_split_name(metric_key_prefix, self.eval_split)
+
+    def end_eval(self, state: Any) -> None:
+        """Write the evaluation set's trace; outside training, wait until it is logged."""
+        split, self._split = self._split, None
+        if self._eval is None or split is None:
+            return
+        self._eval.end_epoch(_epoch(state))
+        if not self._training:
+            self._eval.close()
+            self._eval = None
+
+    def unlabelled(self) -> None:
+        """An evaluation batch without labels: that set cannot be traced (said once)."""
+        import warnings
+
+        split = self._split
+        if split is not None and split not in self._unlabelled:
+            self._unlabelled.add(split)
+            warnings.warn(
+                f"soi-mlflow: evaluation set {split!r} has no labels; it is not traced",
+                stacklevel=3,
+            )
+
+
+def eval_split_name(metric_key_prefix: str, eval_split: str = "validation") -> str:
+    """``eval`` -> ``eval_split``; ``eval_<name>`` -> ``<name>``; anything else as is."""
+    if metric_key_prefix == "eval":
+        return eval_split
+    if metric_key_prefix.startswith("eval_"):
+        return metric_key_prefix[len("eval_") :]
+    return metric_key_prefix
+
+
+def _epoch(state: Any) -> int:
+    """The 0-based epoch a Trainer is in (or just finished): 1.0 -> 0, 1.5 -> 1."""
+    value = getattr(state, "epoch", None) or 0.0
+    return max(math.ceil(value - 1e-9) - 1, 0)
+
+
+def _logits(outputs: Any, key: str) -> Any:
+    if isinstance(outputs, Mapping) and key in outputs:
+        return outputs[key]
+    got = list(outputs.keys()) if isinstance(outputs, Mapping) else type(outputs).__name__
+    raise SoiInputError(
+        f"TraceCallback(logits_key={key!r}): the model's output has no {key!r}; it has {got}"
+    )
+
+
+class TraceMixin:
+    """Mix into a ``transformers.Trainer`` subclass to hand its logits to TraceCallback.
+
+    ``class MyTrainer(TraceMixin, Trainer)``; a :class:`TraceCallback` is added when
+    ``callbacks`` has none. ``example_id`` (and ``member_key``) survive
+    ``remove_unused_columns`` and are taken out of the batch before the model's forward.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self._soi_callback() is None:
+            self.add_callback(TraceCallback())
+
+    @property
+    def trace_run_id(self) -> str | None:
+        """The MLflow run the traces go to (known once training or evaluation began)."""
+        cb = self._soi_callback()
+        return cb.run_id if cb is not None else None
+
+    def _soi_callback(self) -> TraceCallback | None:
+        for cb in self.callback_handler.callbacks:
+            if isinstance(cb, TraceCallback):
+                return cb
+        return None
+
+    def _soi_keys(self) -> list[str]:
+        cb = self._soi_callback()
+        assert cb is not None
+        return [cb.ids_key] + ([cb.member_key] if cb.member_key else [])
+
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        """Trainer.train; on an error the finished epochs stay and a run the callback
+        started is marked FAILED."""
+        try:
+            return super().train(*args, **kwargs)
+        except BaseException:
+            cb = self._soi_callback()
+            if cb is not None:
+                cb.abort()
+            raise
+
+    def _set_signature_columns_if_needed(self) -> None:
+        super()._set_signature_columns_if_needed()
+        for key in self._soi_keys():
+            if key not in self._signature_columns:
+                self._signature_columns.append(key)
+
+    def compute_loss(
+        self,
+        model: Any,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> Any:
+        cb = self._soi_callback()
+        assert cb is not None
+        ids = inputs.get(cb.ids_key)
+        member = inputs.get(cb.member_key) if cb.member_key else None
+        labels = inputs.get(cb.labels_key)
+        if ids is None:
+            raise SoiInputError(
+                f"the batch has no {cb.ids_key!r} column: give the data set stable ids "
+                "(soi_mlflow.data.with_example_ids) or set TraceCallback(ids_key=...)"
+            )
+        inputs = {k: v for k, v in inputs.items() if k not in self._soi_keys()}
+        loss, outputs = super().compute_loss(
+            model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
+        )
+        cb.observe(model.training, ids, outputs, labels, member)
+        return (loss, outputs) if return_outputs else loss
+
+    def prediction_step(
+        self,
+        model: Any,
+        inputs: dict[str, Any],
+        prediction_loss_only: bool,
+        ignore_keys: list[str] | None = None,
+    ) -> Any:
+        has_labels = bool(self.label_names) and all(
+            inputs.get(k) is not None for k in self.label_names
+        )
+        if not has_labels:  # compute_loss is not called: the ids must not reach forward
+            cb = self._soi_callback()
+            assert cb is not None
+            cb.unlabelled()
+            inputs = {k: v for k, v in inputs.items() if k not in self._soi_keys()}
+        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+
+    def evaluation_loop(
+        self,
+        dataloader: Any,
+        description: str,
+        prediction_loss_only: bool | None = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ) -> Any:
+        cb = self._soi_callback()
+        assert cb is not None
+        cb.begin_eval(metric_key_prefix)
+        try:
+            output = super().evaluation_loop(
+                dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix
+            )
+        except BaseException:
+            cb._split = None
+            raise
+        cb.end_eval(self.state)
+        return output
+
+
+class TracingTrainer(TraceMixin, Trainer):
+    """``transformers.Trainer`` with per-example traces (see :class:`TraceMixin`)."""
