@@ -12,8 +12,9 @@ import pandas as pd
 
 from soi_mlflow.analysis import figures
 from soi_mlflow.analysis.cartography import DEFAULT_THRESHOLDS, RegionThresholds, regions
+from soi_mlflow.analysis.matrix import MIN_OBSERVED
 from soi_mlflow.analysis.runs import cache_for, soi_table
-from soi_mlflow.analysis.soi import Taxonomy, get_taxonomy
+from soi_mlflow.analysis.soi import TOO_FEW, UNASSIGNED, Taxonomy, get_taxonomy
 from soi_mlflow.analysis.transition_tables import seed_transitions
 from soi_mlflow.tracking.run import log_metric_batch, resolve_tracking_uri
 
@@ -38,8 +39,73 @@ def log_figures(client, run_id: str, figs: Mapping[str, object]) -> None:
 
 
 def soi_fractions(table: pd.DataFrame, taxonomy: str | Taxonomy = "default") -> pd.Series:
-    subsets = get_taxonomy(taxonomy).subsets
-    return table["soi"].astype(str).value_counts(normalize=True).reindex(subsets, fill_value=0.0)
+    """Share of each subset; ``too_few_epochs`` and ``unassigned`` too when any example is
+    in them, so the shares always add up to 1 over every example."""
+    counts = table["soi"].astype(str).value_counts(normalize=True)
+    names = [*get_taxonomy(taxonomy).subsets, *(n for n in (UNASSIGNED, TOO_FEW) if n in counts)]
+    return counts.reindex(names, fill_value=0.0)
+
+
+def coverage_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Per member of an SOI table: how many of its examples the analysis could judge.
+
+    ``examples`` (every example of the table), ``analysed`` (observed in at least the
+    minimum of epochs, so given a subset), ``coverage`` = analysed / examples,
+    ``never_observed`` (in the run's example table, in no trace epoch) and
+    ``mean_observed_epochs``."""
+    observed = table["n_observed"].to_numpy()
+    frame = pd.DataFrame(
+        {
+            "member": table["member"].astype(str).to_numpy(),
+            "analysed": (table["soi"].astype(str) != TOO_FEW).to_numpy(),
+            "never_observed": observed == 0,
+            "observed": observed,
+        }
+    )
+    out = frame.groupby("member").agg(
+        examples=("analysed", "size"),
+        analysed=("analysed", "sum"),
+        never_observed=("never_observed", "sum"),
+        mean_observed_epochs=("observed", "mean"),
+    )
+    out.insert(2, "coverage", out["analysed"] / out["examples"])
+    return out
+
+
+def member_summary(table: pd.DataFrame, taxonomy: str | Taxonomy = "default") -> pd.DataFrame:
+    """The SOI table per member: subset fractions (``<subset>_frac``) and coverage."""
+    fractions = {
+        str(m): soi_fractions(part, taxonomy)
+        for m, part in table.groupby(table["member"].astype(str))
+    }
+    frac = pd.DataFrame(fractions).T.fillna(0.0).add_suffix("_frac")
+    return frac.join(coverage_table(table))
+
+
+def format_run_analysis(tables: Mapping[str, pd.DataFrame]) -> str:
+    """What ``analyze --run-id`` prints: per split, the SOI shares and coverage per member."""
+    lines = []
+    for split, table in tables.items():
+        summary = member_summary(table)
+        need = table.attrs.get("min_observed")
+        epochs = table.attrs.get("epochs")
+        lines.append(
+            f"{split}: {len(table)} examples"
+            + (f", {epochs} epochs" if epochs else "")
+            + (f"; SOI needs {need} observed epoch(s)" if need else "")
+        )
+        shares = summary[[c for c in summary.columns if c.endswith("_frac")]]
+        shares.columns = [c.removesuffix("_frac") for c in shares.columns]
+        with pd.option_context("display.width", 200, "display.max_columns", 50):
+            lines.append(shares.round(3).to_string())
+        for member, row in summary.iterrows():
+            note = f", {int(row['never_observed'])} never observed" if row["never_observed"] else ""
+            lines.append(
+                f"  coverage {member}: {int(row['analysed'])} of {int(row['examples'])} "
+                f"examples analysed ({row['coverage']:.1%}; mean "
+                f"{row['mean_observed_epochs']:.2f} observed epochs{note})"
+            )
+    return "\n".join(lines)
 
 
 def analyze_run(
@@ -48,26 +114,35 @@ def analyze_run(
     taxonomy: str | Taxonomy = "default",
     tracking_uri: str | None = None,
     thresholds: RegionThresholds = DEFAULT_THRESHOLDS,
+    min_observed: int = MIN_OBSERVED,
 ) -> dict[str, pd.DataFrame]:
     """SOI and cartography of a run's splits, logged back to the run.
 
-    Per split: metrics ``soi/<split>/<subset>_frac`` (and per member
-    ``soi/<split>/<member>/<subset>_frac``), ``tables/soi_<split>.parquet``, and the
-    figures ``soi_distribution_<split>.png`` and ``datamap_<split>.png``.
+    Per split: metrics ``soi/<split>/<subset>_frac`` and ``soi/<split>/coverage`` (and
+    per member ``soi/<split>/<member>/<subset>_frac`` and ``.../coverage``: the share of
+    examples observed in enough epochs to be given a subset),
+    ``tables/soi_<split>.parquet`` (per example), ``tables/soi_members_<split>.parquet``
+    (per member: fractions and coverage), and the figures
+    ``soi_distribution_<split>.png`` and ``datamap_<split>.png``.
     """
     client = _client(tracking_uri)
     run_name = client.get_run(run_id).info.run_name
     tax = get_taxonomy(taxonomy)
     out = {}
     for split in splits:
-        table = soi_table(run_id, split, tax, tracking_uri)
+        table = soi_table(run_id, split, tax, tracking_uri, min_observed=min_observed)
         table["region"] = regions(table, thresholds)
         metrics = {f"soi/{split}/{k}_frac": float(v) for k, v in soi_fractions(table, tax).items()}
-        for member, part in table.groupby("member", observed=True):
-            for k, v in soi_fractions(part, tax).items():
-                metrics[f"soi/{split}/{member}/{k}_frac"] = float(v)
+        analysed = table["soi"].astype(str) != TOO_FEW
+        metrics[f"soi/{split}/coverage"] = float(analysed.mean())
+        summary = member_summary(table, tax)
+        for member, row in summary.iterrows():
+            for k, v in row.items():
+                if k.endswith("_frac") or k == "coverage":
+                    metrics[f"soi/{split}/{member}/{k}"] = float(v)
         log_metric_batch(client, run_id, metrics, step=0)
         log_table(client, run_id, table, f"soi_{split}")
+        log_table(client, run_id, summary, f"soi_members_{split}")
         epochs = int(table.attrs.get("epochs", 0)) or None
         what = f"{run_name}, {split} split" + (f", {epochs} epochs" if epochs else "")
         log_figures(
