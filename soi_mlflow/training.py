@@ -15,7 +15,8 @@ from typing import Any
 
 from soi_mlflow.data.mixture import Mixture, MixtureSpec, validate_mixture
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.tracking.run import RunHandle, soi_tags
+from soi_mlflow.tracking.links import md_escape, set_description_section
+from soi_mlflow.tracking.run import RunHandle, resolve_tracking_uri, soi_tags
 from soi_mlflow.tracking.trace_format import CAPTURE_MODES, SCHEMA_VERSION
 
 EXAMPLE_SPLITS = ("train", "validation", "test", "ood")
@@ -149,6 +150,26 @@ def run_tags(config: TrainConfig) -> dict[str, str]:
     return tags | dict(config.tags)
 
 
+def training_note(config: TrainConfig) -> str:
+    """The run's description (Markdown): what was trained and where to look."""
+    spec = config.mixture
+    members = ", ".join(md_escape(m) for m in spec.members)
+    what = "Multi-setting" if spec.setting == "multi" else "Single-setting"
+    text = (
+        f"**{what} training run** on {members} ({md_escape(spec.axis)} axis), "
+        f"seed {config.seed}, {config.epochs} epochs, encoder {md_escape(config.model)}"
+    )
+    if spec.ood:
+        text += f"; held out (OOD): {', '.join(md_escape(m) for m in spec.ood)}"
+    if config.init_from is not None:
+        text += "; continued from a stage-1 checkpoint"
+    return (
+        text + ". Metrics per epoch: `val/<member>/acc`, `test/<member>/acc`, "
+        "`ood/<member>/acc`; per-example traces under `traces/<split>/`, examples under "
+        "`examples/`. `soi-mlflow analyze --run-id` adds an interactive data map."
+    )
+
+
 def default_run_name(config: TrainConfig) -> str:
     spec = config.mixture
     return f"{spec.setting}-{'+'.join(spec.members)}-seed{config.seed}"
@@ -216,7 +237,7 @@ def train(config: TrainConfig) -> TrainResult:
     import lightning.pytorch as pl
 
     from soi_mlflow.data.datamodule import MixtureDataModule
-    from soi_mlflow.tracking.callback import TraceCallback
+    from soi_mlflow.lightning import TraceCallback
 
     pl.seed_everything(config.seed, workers=True, verbose=False)
     mixture = Mixture(config.mixture)
@@ -229,8 +250,9 @@ def train(config: TrainConfig) -> TrainResult:
         config.seed,
         eval_train=config.capture == "eval_pass",
     )
+    opened: list[RunHandle] = []  # the run, once rank 0 has opened it
 
-    def open_run() -> RunHandle:
+    def open_run() -> str:
         run = RunHandle.open(
             config.tracking_uri,
             config.experiment,
@@ -239,16 +261,24 @@ def train(config: TrainConfig) -> TrainResult:
             config.parent_run_id,
         )
         run.log_params(run_params(config))
+        set_description_section(run.client, run.run_id, None, training_note(config))
         _log_examples(run, mixture)
-        return run
+        opened.append(run)
+        return run.run_id
 
+    # the same adapter users put on their own modules: batches carry member and task
+    # indices into the mixture's names, steps return each row's (padded) logits
     callback = TraceCallback(
-        open_run,
-        list(mixture.all_members),
-        mixture.tasks,
-        data.eval_keys,
-        config.capture,
-        config.mixture.axis,
+        labels="label",
+        member="member_idx",
+        task="task_idx",
+        members=list(mixture.all_members),
+        label_names={task: list(names) for task, names in mixture.tasks.items()},
+        eval_splits=[split for split, _ in data.eval_keys],
+        trace_train=config.capture == "train_pass",
+        run_id=open_run,
+        tracking_uri=resolve_tracking_uri(config.tracking_uri),
+        axis=config.mixture.axis,
     )
     callbacks: list[pl.Callback] = [callback]
     affinity = None
@@ -258,7 +288,7 @@ def train(config: TrainConfig) -> TrainResult:
         affinity = AffinityCallback(
             list(mixture.spec.members),
             config.affinity_every,
-            lambda: callback.run,
+            lambda: opened[0] if opened else None,
             config.affinity_step,
         )
         callbacks.append(affinity)
@@ -278,11 +308,11 @@ def train(config: TrainConfig) -> TrainResult:
     )
     try:
         trainer.fit(module, datamodule=data)
-    except BaseException:
-        if callback.run is not None:
-            callback.run.finish("FAILED")
+    except BaseException as exc:
+        if opened:
+            opened[0].finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
-    run = callback.run
+    run = opened[0] if opened else None
     if run is None:
         return TrainResult(None, None, None, {}, None, module, affinity)
     if config.log_checkpoint:

@@ -131,9 +131,10 @@ def test_analyze_run_reports_coverage_as_metric_table_and_text(store) -> None:
     assert metrics["soi/train/big/coverage"] == pytest.approx(2 / 3)
     assert metrics["soi/train/small/coverage"] == 1.0
     assert metrics["soi/train/coverage"] == pytest.approx(3 / 4)
-    logged = pd.read_parquet(cache_for(store).file(run, "tables/soi_members_train.parquet"))
-    assert logged.loc["big", "coverage"] == pytest.approx(2 / 3)
-    assert logged.loc["big", f"{TOO_FEW}_frac"] == pytest.approx(1 / 3)
+    logged = pd.read_parquet(cache_for(store).file(run, "tables/soi_fractions_train.parquet"))
+    assert logged.loc["big", "coverage"] == pytest.approx(2 / 3, abs=1e-4)
+    assert logged.loc["big", TOO_FEW] == pytest.approx(1 / 3, abs=1e-4)
+    assert logged.loc["all", "analysed"] == 3
     text = format_run_analysis(tables)
     assert "coverage" in text and "big" in text and "2 of 3" in text
 
