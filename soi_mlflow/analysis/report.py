@@ -307,8 +307,10 @@ def compare(
         counts = seed_transitions(single_tables, multi_member, member, None, aggregate, tax)
         cov = counts.attrs["coverage"]
         log_table(client, parent_run_id, counts, f"transitions_{member}")
+        ties = counts.attrs.get("ties")
+        tie_note = f", ties kept as 'tie': {ties[0]} / {ties[1]}" if ties else ""
         title = (
-            f"{member}: SOI single -> multi ({split}, {seeds} seed(s), {how}; "
+            f"{member}: SOI single -> multi ({split}, {seeds} seed(s), {how}{tie_note}; "
             f"{cov['matched']} examples matched)"
         )
         figs[f"transitions_{member}"] = figures.transition_heatmap(counts, "single", "multi", title)
