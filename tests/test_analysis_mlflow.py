@@ -79,8 +79,13 @@ def test_analyze_run_logs_metrics_tables_and_figures(runs) -> None:
     tables = analyze_run(multi, ("train", "ood"), tracking_uri=uri)
     client = MlflowClient(uri)
     metrics = client.get_run(multi).data.metrics
-    fracs = {k: v for k, v in metrics.items() if k.startswith("soi/train/") and k.count("/") == 2}
+    fracs = {
+        k: v
+        for k, v in metrics.items()
+        if k.startswith("soi/train/") and k.count("/") == 2 and k.endswith("_frac")
+    }
     assert len(fracs) == 6 and sum(fracs.values()) == pytest.approx(1.0)
+    assert metrics["soi/train/coverage"] == 1.0 == metrics["soi/train/books/coverage"]
     assert "soi/train/books/never_learned_frac" in metrics and "soi/ood/forgotten_frac" in metrics
     figures = {a.path for a in client.list_artifacts(multi, "figures")}
     assert {

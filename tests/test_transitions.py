@@ -6,7 +6,12 @@ import pandas as pd
 import pytest
 
 from soi_mlflow.analysis.soi import DEFAULT
-from soi_mlflow.analysis.transition_tables import majority_soi, seed_transitions, transition_matrix
+from soi_mlflow.analysis.transition_tables import (
+    TIE,
+    majority_soi,
+    seed_transitions,
+    transition_matrix,
+)
 from soi_mlflow.errors import SoiInputError
 
 
@@ -75,7 +80,7 @@ def test_member_filter() -> None:
         transition_matrix(a, b, member="games")
 
 
-def test_majority_over_seeds_breaks_ties_by_taxonomy_order() -> None:
+def test_majority_over_seeds_makes_ties_explicit() -> None:
     s1 = _table([(1, "forgotten"), (2, "never_learned"), (3, "relearned")])
     s2 = _table([(1, "forgotten"), (2, "always_correct"), (3, "late_learned")])
     s3 = _table([(1, "always_correct"), (2, "always_correct"), (4, "late_learned")])
@@ -84,8 +89,11 @@ def test_majority_over_seeds_breaks_ties_by_taxonomy_order() -> None:
         1: "forgotten",
         2: "always_correct",
     }
-    tie = majority_soi([s1, s2]).set_index("example_id")["soi"].astype(str).to_dict()
-    assert tie[2] == "always_correct" and tie[3] == "late_learned"  # earlier in the taxonomy wins
+    two = majority_soi([s1, s2]).set_index("example_id")["soi"].astype(str).to_dict()
+    # one vote each: no subset wins, whatever the taxonomy's order
+    assert two == {1: "forgotten", 2: TIE, 3: TIE}
+    counts = seed_transitions([s1, s2], [s1, s2], aggregate="majority")
+    assert counts.loc[TIE, TIE] == 2 and counts.attrs["ties"] == (2, 2)
 
 
 def test_seed_pairs_sum_and_report_how() -> None:

@@ -104,12 +104,14 @@ def log_synthetic_run(
     member_of: dict[int, str] | None = None,
     run_name: str = "synthetic",
     split: str = "train",
+    extra_examples: dict[int, str] | None = None,
 ) -> str:
     """A real MLflow run holding schema-v1 traces written from known correctness sequences.
 
     ``correct[id][e]`` is the example's correctness at epoch e; ``None`` leaves the example
     out of that epoch (not visited). p_gold is 0.8 when correct, 0.2 when wrong. Also logs
-    ``examples/<split>.parquet``. Returns the run id."""
+    ``examples/<split>.parquet``, with ``extra_examples`` (id -> member) never traced.
+    Returns the run id."""
     import mlflow
 
     from soi_mlflow.tracking.trace_format import build_table, write_trace
@@ -144,12 +146,9 @@ def log_synthetic_run(
             {"epoch": e, "split": split, "capture": "train_pass", "run_id": run.info.run_id},
         )
         client.log_artifact(run.info.run_id, str(path), f"traces/{split}")
+    members = {i: member_of.get(i, "m") for i in correct} | dict(extra_examples or {})
     table = pd.DataFrame(
-        {
-            "example_id": list(correct),
-            "member": [member_of.get(i, "m") for i in correct],
-            "label": 0,
-        }
+        {"example_id": list(members), "member": list(members.values()), "label": 0}
     )
     table.to_parquet(folder / f"{split}.parquet", index=False)
     client.log_artifact(run.info.run_id, str(folder / f"{split}.parquet"), "examples")

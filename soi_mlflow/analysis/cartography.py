@@ -1,5 +1,9 @@
 """Dataset cartography (DESIGN 2.3): per-example training dynamics and map regions.
 
+Computed over the epochs each example was observed in (``matrix.py`` says what an
+observation is); an example with fewer than the stated minimum of observations gets NaN
+confidence, variability and correctness, so it lands in no region.
+
 Sums run epoch by epoch in float64, in order, so the results equal, bit for bit, a plain
 per-example loop over the same definitions (``reference.py``); memory beyond the input is
 a few vectors of N.
@@ -12,7 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from soi_mlflow.analysis.matrix import TraceMatrix
+from soi_mlflow.analysis.matrix import MIN_OBSERVED, TraceMatrix, required_observations
 
 REGIONS = ("easy_to_learn", "ambiguous", "hard_to_learn")
 
@@ -34,11 +38,17 @@ class RegionThresholds:
         return asdict(self)
 
 
-def dynamics(tm: TraceMatrix) -> pd.DataFrame:
-    """Per example: confidence, variability, correctness, forgetting events, first learned.
+def dynamics(tm: TraceMatrix, min_observed: int = MIN_OBSERVED) -> pd.DataFrame:
+    """Per example: confidence, variability, correctness, forgetting events, first learned,
+    over the epochs it was observed in (``n_observed``).
 
-    Accumulates in place over epochs and builds the frame without copying, so the peak
-    memory is the output plus two vectors of N."""
+    Forgetting events count correct -> wrong between consecutive observations;
+    ``first_learned_epoch`` is the (1-based) epoch of the first correct observation, 0 if
+    none. Below ``required_observations(min_observed, E)`` observations confidence,
+    variability and correctness are NaN. Accumulates in place over epochs and builds the
+    frame without copying, so the peak memory is the output plus two vectors of N."""
+    if tm.observed is not None:
+        return _sparse_dynamics(tm, required_observations(min_observed, tm.n_epochs))
     n, e_count = tm.n_examples, tm.n_epochs
     confidence = np.zeros(n)
     for e in range(e_count):
@@ -63,6 +73,71 @@ def dynamics(tm: TraceMatrix) -> pd.DataFrame:
             forgetting += tm.correct[e - 1] > c  # correct, then wrong: a forgetting event
         first[(first == 0) & c] = e + 1
     correctness = n_correct / e_count
+    return _frame(
+        tm,
+        confidence,
+        variability,
+        correctness,
+        forgetting,
+        first,
+        n_correct,
+        tm.correct[-1],
+        tm.n_observed,
+    )
+
+
+def _sparse_dynamics(tm: TraceMatrix, need: int) -> pd.DataFrame:
+    """``dynamics`` when some examples miss some epochs: the same sums over observations
+    only (adding 0.0 for a missing one keeps every sum bit-identical to the reference)."""
+    assert tm.observed is not None
+    n = tm.n_examples
+    n_observed = tm.n_observed
+    confidence = np.zeros(n)
+    for e in range(tm.n_epochs):
+        confidence += np.where(tm.observed[e], tm.p_gold[e], np.float32(0.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        confidence /= n_observed
+    variability = np.zeros(n)
+    scratch = np.empty(n)
+    for e in range(tm.n_epochs):
+        np.subtract(tm.p_gold[e], confidence, out=scratch)
+        scratch *= scratch
+        scratch[~tm.observed[e]] = 0.0
+        variability += scratch
+    with np.errstate(invalid="ignore", divide="ignore"):
+        variability /= n_observed
+    np.sqrt(variability, out=variability)
+    n_correct = np.zeros(n, dtype=np.int32)
+    forgetting = np.zeros(n, dtype=np.int32)
+    first = np.zeros(n, dtype=np.int32)
+    last = np.zeros(n, dtype=bool)  # correctness at the latest observation so far
+    for e in range(tm.n_epochs):
+        seen, c = tm.observed[e], tm.correct[e] & tm.observed[e]
+        n_correct += c
+        forgetting += seen & last & ~c
+        first[(first == 0) & c] = e + 1
+        last = np.where(seen, c, last)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        correctness = n_correct / n_observed
+    too_few = n_observed < need
+    for values in (confidence, variability, correctness):
+        values[too_few] = np.nan
+    return _frame(
+        tm, confidence, variability, correctness, forgetting, first, n_correct, last, n_observed
+    )
+
+
+def _frame(
+    tm: TraceMatrix,
+    confidence: np.ndarray,
+    variability: np.ndarray,
+    correctness: np.ndarray,
+    forgetting: np.ndarray,
+    first: np.ndarray,
+    n_correct: np.ndarray,
+    last_correct: np.ndarray,
+    n_observed: np.ndarray,
+) -> pd.DataFrame:
     columns = {
         "example_id": tm.example_id,
         "member": tm.member,
@@ -72,7 +147,8 @@ def dynamics(tm: TraceMatrix) -> pd.DataFrame:
         "forgetting_events": forgetting,
         "first_learned_epoch": first,
         "n_correct": n_correct,
-        "last_correct": tm.correct[-1],
+        "last_correct": last_correct,
+        "n_observed": n_observed,
     }
     return pd.DataFrame(columns, copy=False)
 

@@ -113,7 +113,7 @@ def best_fit(n, y) -> Fit:
     for form in FORMS:
         try:
             fits.append(fit_curve(n, y, form))
-        except RuntimeError:  # curve_fit found no fit for this form
+        except (RuntimeError, ValueError):  # no fit found, or the start is infeasible
             continue
     if not fits:
         raise SoiInputError("neither curve form could be fitted to these points")

@@ -1,13 +1,17 @@
 """Traces as epoch-major matrices: the shared input of SOI and cartography.
 
-Each epoch's file is sorted by ``example_id``; when every epoch holds the same examples
-(the usual case) the columns are stacked as they are. Otherwise only the examples present
-in every epoch are kept, and how many were dropped is recorded.
+What an epoch's trace means: one observation per example visited in that epoch; an
+example visited several times in an epoch (uniform or temperature sampling over members
+of unequal size) counts with its LAST visit, one not visited has no observation for that
+epoch. Each epoch's file is sorted by ``example_id``; when every epoch holds the same
+examples (the usual case) the columns are stacked as they are (``observed`` is None).
+Otherwise every example seen in any epoch is kept: ``p_gold`` is NaN and ``correct``
+False where it was not observed, and ``observed`` marks the observations.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +22,17 @@ import pyarrow.parquet as pq
 from soi_mlflow.tracking.trace_format import read_metadata
 
 NUMERIC = ["example_id", "gold", "pred", "p_gold"]
+# SOI and cartography of an example need this many observed epochs (fewer when the run has
+# fewer epochs): one observation shows no change, so it can tell no subset or variability.
+MIN_OBSERVED = 2
+
+
+def required_observations(min_observed: int, n_epochs: int) -> int:
+    """The observed epochs an example needs: ``min_observed``, capped by the run's epochs
+    (so a run that observes every example every epoch never leaves one out)."""
+    if min_observed < 1:
+        raise ValueError(f"min_observed must be at least 1, got {min_observed}")
+    return min(min_observed, n_epochs)
 
 
 @dataclass
@@ -26,11 +41,11 @@ class TraceMatrix:
 
     example_id: np.ndarray  # (N,) int64, sorted
     member: pd.Categorical  # (N,)
-    gold: np.ndarray  # (N,) int32, from the last epoch
+    gold: np.ndarray  # (N,) int32, from the last observation
     epochs: list[int]
-    p_gold: np.ndarray  # (E, N) float32
-    correct: np.ndarray  # (E, N) bool
-    dropped: int = 0  # examples missing from some epoch, left out
+    p_gold: np.ndarray  # (E, N) float32, NaN where not observed
+    correct: np.ndarray  # (E, N) bool, False where not observed
+    observed: np.ndarray | None = None  # (E, N) bool; None: every example in every epoch
 
     @property
     def n_examples(self) -> int:
@@ -40,62 +55,122 @@ class TraceMatrix:
     def n_epochs(self) -> int:
         return len(self.epochs)
 
+    @property
+    def n_observed(self) -> np.ndarray:
+        """Per example, the number of epochs it was observed in."""
+        if self.observed is None:
+            return np.full(self.n_examples, self.n_epochs, dtype=np.int32)
+        return self.observed.sum(axis=0, dtype=np.int32)
+
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> TraceMatrix:
-        """From a long trace (schema-v1 columns, several epochs)."""
+        """From a long trace (schema-v1 columns, several epochs; the last of repeated rows
+        of an example within an epoch counts)."""
         epochs = sorted(frame["epoch"].unique().tolist())
-        parts = [_columns(frame[frame["epoch"] == e].sort_values("example_id")) for e in epochs]
-        member = frame[frame["epoch"] == epochs[-1]].sort_values("example_id")["member"]
-        return cls._stack(parts, epochs, member)
+        parts: list[dict[str, np.ndarray]] = []
+        members: list[pd.Categorical] = []
+        for e in epochs:
+            rows = frame[frame["epoch"] == e]
+            part = {c: rows[c].to_numpy() for c in NUMERIC}
+            keep = _last_visits(part["example_id"])
+            member = pd.Categorical(rows["member"].astype(str))
+            if keep is not None:
+                part = {k: v[keep] for k, v in part.items()}
+                member = member[keep]
+            parts.append(part)
+            members.append(member)
+        return cls._stack(parts, epochs, lambda k: members[k])
 
     @classmethod
     def from_files(cls, paths: Sequence[str | Path]) -> TraceMatrix:
         """From one trace file per epoch, reading only the columns needed."""
-        parts, epochs = [], []
+        parts, epochs, fixes = [], [], []
         for path in paths:
             epochs.append(int(read_metadata(path).get("epoch", len(epochs))))
             table = pq.read_table(path, columns=NUMERIC)
-            parts.append({c: table.column(c).to_numpy() for c in NUMERIC})
+            part = {c: table.column(c).to_numpy() for c in NUMERIC}
+            keep = _last_visits(part["example_id"])
+            if keep is not None:
+                part = {k: v[keep] for k, v in part.items()}
+            parts.append(part)
+            fixes.append(keep)
         order = np.argsort(epochs, kind="stable")
-        last = paths[order[-1]]
-        member = pq.read_table(last, columns=["member"]).column("member").to_pandas()
+
+        def member(k: int) -> pd.Categorical:
+            i = order[k]
+            column = pq.read_table(paths[i], columns=["member"]).column("member")
+            values = pd.Categorical(column.to_pandas())
+            return values if fixes[i] is None else values[fixes[i]]
+
         return cls._stack([parts[i] for i in order], [epochs[i] for i in order], member)
 
     @classmethod
     def _stack(
-        cls, parts: list[dict[str, np.ndarray]], epochs: list[int], member: pd.Series
+        cls,
+        parts: list[dict[str, np.ndarray]],
+        epochs: list[int],
+        member_of: Callable[[int], pd.Categorical | np.ndarray],
     ) -> TraceMatrix:
+        """``member_of(k)``: the member column of part k (read only when needed)."""
         if not parts:
             raise ValueError("no trace epochs to analyse")
         ids = parts[0]["example_id"]
-        same = all(np.array_equal(p["example_id"], ids) for p in parts)
-        dropped = 0
-        member_values = np.asarray(member)
-        if not same:
-            common = ids
-            for p in parts[1:]:
-                common = np.intersect1d(common, p["example_id"], assume_unique=True)
-            dropped = len(np.unique(np.concatenate([p["example_id"] for p in parts]))) - len(common)
-            member_values = member_values[np.isin(parts[-1]["example_id"], common)]
-            parts = [{k: v[np.isin(p["example_id"], common)] for k, v in p.items()} for p in parts]
-            ids = common
-        p_gold = np.empty((len(parts), len(ids)), dtype=np.float32)
-        correct = np.empty((len(parts), len(ids)), dtype=bool)
+        if all(np.array_equal(p["example_id"], ids) for p in parts):
+            p_gold = np.empty((len(parts), len(ids)), dtype=np.float32)
+            correct = np.empty((len(parts), len(ids)), dtype=bool)
+            for e, part in enumerate(parts):
+                p_gold[e] = part["p_gold"]
+                np.equal(part["pred"], part["gold"], out=correct[e])
+            return cls(
+                example_id=np.asarray(ids, dtype=np.int64),
+                member=pd.Categorical(member_of(len(parts) - 1)),
+                gold=np.asarray(parts[-1]["gold"], dtype=np.int32),
+                epochs=list(epochs),
+                p_gold=p_gold,
+                correct=correct,
+            )
+        union = _sorted_union([p["example_id"] for p in parts])
+        shape = (len(parts), len(union))
+        p_gold = np.full(shape, np.nan, dtype=np.float32)
+        correct = np.zeros(shape, dtype=bool)
+        observed = np.zeros(shape, dtype=bool)
+        gold = np.zeros(len(union), dtype=np.int32)
+        member = np.empty(len(union), dtype=object)
         for e, part in enumerate(parts):
-            p_gold[e] = part["p_gold"]
-            np.equal(part["pred"], part["gold"], out=correct[e])
+            at = np.searchsorted(union, part["example_id"])
+            p_gold[e, at] = part["p_gold"]
+            correct[e, at] = part["pred"] == part["gold"]
+            observed[e, at] = True
+            gold[at] = part["gold"]  # later epochs overwrite: the last observation
+            member[at] = np.asarray(member_of(e), dtype=object)
         return cls(
-            example_id=np.asarray(ids, dtype=np.int64),
-            member=pd.Categorical(
-                member_values.astype(str) if member_values.dtype != object else member_values
-            ),
-            gold=np.asarray(parts[-1]["gold"], dtype=np.int32),
+            example_id=union.astype(np.int64),
+            member=pd.Categorical(member),
+            gold=gold,
             epochs=list(epochs),
             p_gold=p_gold,
             correct=correct,
-            dropped=dropped,
+            observed=observed,
         )
 
 
-def _columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    return {c: frame[c].to_numpy() for c in NUMERIC}
+def _sorted_union(sorted_ids: list[np.ndarray]) -> np.ndarray:
+    """The sorted distinct ids of several sorted arrays (timsort merges the sorted runs
+    in about linear time, far faster than hashing them)."""
+    ids = np.concatenate(sorted_ids)
+    ids.sort(kind="stable")
+    keep = np.ones(len(ids), dtype=bool)
+    keep[1:] = ids[1:] != ids[:-1]
+    return ids[keep]
+
+
+def _last_visits(ids: np.ndarray) -> np.ndarray | None:
+    """Row positions that sort ``ids`` and keep the last of repeated ids; None when the
+    rows are already sorted and unique (the usual case, checked in one pass)."""
+    if len(ids) < 2 or bool(np.all(ids[1:] > ids[:-1])):
+        return None
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    last = np.ones(len(ids), dtype=bool)
+    last[:-1] = sorted_ids[1:] != sorted_ids[:-1]
+    return order[last]

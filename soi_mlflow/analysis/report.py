@@ -15,8 +15,9 @@ import pandas as pd
 from soi_mlflow.analysis import figures
 from soi_mlflow.analysis.cartography import DEFAULT_THRESHOLDS, RegionThresholds, regions
 from soi_mlflow.analysis.html import data_map_html, transitions_html
+from soi_mlflow.analysis.matrix import MIN_OBSERVED
 from soi_mlflow.analysis.runs import cache_for, load_examples, soi_table
-from soi_mlflow.analysis.soi import Taxonomy, get_taxonomy
+from soi_mlflow.analysis.soi import TOO_FEW, UNASSIGNED, Taxonomy, get_taxonomy
 from soi_mlflow.analysis.transition_tables import majority_soi, seed_transitions
 from soi_mlflow.tracking.links import md_escape, set_description_section
 from soi_mlflow.tracking.recorder import metric_safe
@@ -78,8 +79,65 @@ def log_figures(client, run_id: str, figs: Mapping[str, object]) -> None:
 
 
 def soi_fractions(table: pd.DataFrame, taxonomy: str | Taxonomy = "default") -> pd.Series:
-    subsets = get_taxonomy(taxonomy).subsets
-    return table["soi"].astype(str).value_counts(normalize=True).reindex(subsets, fill_value=0.0)
+    """Share of each subset; ``too_few_epochs`` and ``unassigned`` too when any example is
+    in them, so the shares always add up to 1 over every example."""
+    counts = table["soi"].astype(str).value_counts(normalize=True)
+    names = [*get_taxonomy(taxonomy).subsets, *(n for n in (UNASSIGNED, TOO_FEW) if n in counts)]
+    return counts.reindex(names, fill_value=0.0)
+
+
+COVERAGE_COLUMNS = ("analysed", "coverage", "never_observed", "mean_observed_epochs")
+
+
+def coverage_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Per member of an SOI table: how many of its examples the analysis could judge.
+
+    ``examples`` (every example of the table), ``analysed`` (observed in at least the
+    minimum of epochs, so given a subset), ``coverage`` = analysed / examples,
+    ``never_observed`` (in the run's example table, in no trace epoch) and
+    ``mean_observed_epochs``."""
+    observed = table["n_observed"].to_numpy()
+    frame = pd.DataFrame(
+        {
+            "member": table["member"].astype(str).to_numpy(),
+            "analysed": (table["soi"].astype(str) != TOO_FEW).to_numpy(),
+            "never_observed": observed == 0,
+            "observed": observed,
+        }
+    )
+    out = frame.groupby("member").agg(
+        examples=("analysed", "size"),
+        analysed=("analysed", "sum"),
+        never_observed=("never_observed", "sum"),
+        mean_observed_epochs=("observed", "mean"),
+    )
+    out.insert(2, "coverage", out["analysed"] / out["examples"])
+    return out
+
+
+def format_run_analysis(tables: Mapping[str, pd.DataFrame]) -> str:
+    """What ``analyze --run-id`` prints: per split, the SOI shares and coverage per member."""
+    lines = []
+    for split, table in tables.items():
+        summary = fractions_table(table)
+        need = table.attrs.get("min_observed")
+        epochs = table.attrs.get("epochs")
+        lines.append(
+            f"{split}: {len(table)} examples"
+            + (f", {epochs} epochs" if epochs else "")
+            + (f"; SOI needs {need} observed epoch(s)" if need else "")
+        )
+        shares = summary.drop(columns=[*COVERAGE_COLUMNS, "examples"])
+        with pd.option_context("display.width", 200, "display.max_columns", 50):
+            lines.append(shares.round(3).to_string())
+        for member, row in summary.drop(index="all").iterrows():
+            note = f", {int(row['never_observed'])} never observed" if row["never_observed"] else ""
+            lines.append(
+                f"  coverage {member}: {int(row['analysed'])} of {int(row['examples'])} "
+                f"examples analysed ({row['coverage']:.1%}; mean "
+                f"{row['mean_observed_epochs']:.2f} observed epochs{note})"
+            )
+    return "\n".join(lines)
 
 
 def analyze_run(
@@ -88,12 +146,15 @@ def analyze_run(
     taxonomy: str | Taxonomy = "default",
     tracking_uri: str | None = None,
     thresholds: RegionThresholds = DEFAULT_THRESHOLDS,
+    min_observed: int = MIN_OBSERVED,
 ) -> dict[str, pd.DataFrame]:
     """SOI and cartography of a run's splits, logged back to the run.
 
-    Per split: metrics ``soi/<split>/<subset>_frac`` (and per member
-    ``soi/<split>/<member>/<subset>_frac``), ``tables/soi_<split>.parquet``,
-    ``tables/soi_fractions_<split>`` (Parquet and a previewable JSON), the figures
+    Per split: metrics ``soi/<split>/<subset>_frac`` and ``soi/<split>/coverage`` (and
+    per member ``soi/<split>/<member>/<subset>_frac`` and ``.../coverage``: the share of
+    examples observed in enough epochs to be given a subset),
+    ``tables/soi_<split>.parquet`` (per example), ``tables/soi_fractions_<split>`` (per
+    member: subset shares and coverage; Parquet and a previewable JSON), the figures
     ``soi_distribution_<split>.png`` and ``datamap_<split>.png``, the interactive
     ``html/datamap_<split>.html``, and an "Analysis" section in the run's description.
     """
@@ -102,15 +163,19 @@ def analyze_run(
     tax = get_taxonomy(taxonomy)
     out = {}
     for split in splits:
-        table = soi_table(run_id, split, tax, tracking_uri)
+        table = soi_table(run_id, split, tax, tracking_uri, min_observed=min_observed)
         table["region"] = regions(table, thresholds)
         metrics = {f"soi/{split}/{k}_frac": float(v) for k, v in soi_fractions(table, tax).items()}
+        summary = fractions_table(table, tax)
+        coverage = coverage_table(table)
+        metrics[f"soi/{split}/coverage"] = float((table["soi"].astype(str) != TOO_FEW).mean())
         for member, part in table.groupby("member", observed=True):
+            metrics[f"soi/{split}/{member}/coverage"] = float(coverage.loc[str(member), "coverage"])
             for k, v in soi_fractions(part, tax).items():
                 metrics[f"soi/{split}/{metric_safe(member)}/{k}_frac"] = float(v)
         log_metric_batch(client, run_id, metrics, step=0)
         log_table(client, run_id, table, f"soi_{split}")
-        log_table(client, run_id, fractions_table(table, tax), f"soi_fractions_{split}")
+        log_table(client, run_id, summary, f"soi_fractions_{split}")
         epochs = int(table.attrs.get("epochs", 0)) or None
         what = f"{run_name}, {split} split" + (f", {epochs} epochs" if epochs else "")
         page = data_map_html(
@@ -151,14 +216,19 @@ def analysis_note(splits: Sequence[str]) -> str:
 
 
 def fractions_table(table: pd.DataFrame, taxonomy: str | Taxonomy = "default") -> pd.DataFrame:
-    """Per member (and all together): the number of examples and each subset's share."""
+    """Per member (and all together): the number of examples, each subset's share, and the
+    coverage columns of :func:`coverage_table`."""
     rows = {"all": soi_fractions(table, taxonomy)}
     counts = {"all": len(table)}
     for member, part in table.groupby("member", observed=True, sort=True):
         rows[str(member)] = soi_fractions(part, taxonomy)
         counts[str(member)] = len(part)
-    out = pd.DataFrame(rows).T.round(4)
+    out = pd.DataFrame(rows).T.fillna(0.0).round(4)
     out.insert(0, "examples", pd.Series(counts))
+    if "n_observed" in table.columns:
+        everyone = coverage_table(table.assign(member="all"))
+        cov = pd.concat([everyone, coverage_table(table)])[list(COVERAGE_COLUMNS)]
+        out = out.join(cov.round(4))
     return out.rename_axis("member")
 
 
@@ -238,8 +308,10 @@ def compare(
         counts = seed_transitions(single_tables, multi_member, member, None, aggregate, tax)
         cov = counts.attrs["coverage"]
         log_table(client, parent_run_id, counts, f"transitions_{member}")
+        ties = counts.attrs.get("ties")
+        tie_note = f", ties kept as 'tie': {ties[0]} / {ties[1]}" if ties else ""
         title = (
-            f"{member}: SOI single -> multi ({split}, {seeds} seed(s), {how}; "
+            f"{member}: SOI single -> multi ({split}, {seeds} seed(s), {how}{tie_note}; "
             f"{cov['matched']} examples matched)"
         )
         figs[f"transitions_{member}"] = figures.transition_heatmap(counts, "single", "multi", title)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from soi_mlflow.analysis.cartography import dynamics
-from soi_mlflow.analysis.matrix import TraceMatrix
-from soi_mlflow.analysis.soi import Taxonomy, assign, get_taxonomy
+from soi_mlflow.analysis.matrix import MIN_OBSERVED, TraceMatrix, required_observations
+from soi_mlflow.analysis.soi import TOO_FEW, Taxonomy, assign, get_taxonomy
 from soi_mlflow.analysis.store import ArtifactCache
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.recorder import check_split_name as check_split
@@ -58,12 +59,45 @@ def trace_matrix(run_id: str, split: str = "train", tracking_uri: str | None = N
 
 
 def soi_frame(
-    tm: TraceMatrix, taxonomy: str | Taxonomy = "default", split_epoch: int | None = None
+    tm: TraceMatrix,
+    taxonomy: str | Taxonomy = "default",
+    split_epoch: int | None = None,
+    min_observed: int = MIN_OBSERVED,
 ) -> pd.DataFrame:
-    """SOI and cartography of every example of a trace matrix."""
-    frame = dynamics(tm)
-    frame.insert(2, "soi", assign(frame, tm.n_epochs, taxonomy, split_epoch))
+    """SOI and cartography of every example of a trace matrix, over its observed epochs."""
+    frame = dynamics(tm, min_observed)
+    frame.insert(2, "soi", assign(frame, tm.n_epochs, taxonomy, split_epoch, min_observed))
     return frame
+
+
+def _never_traced(
+    frame: pd.DataFrame, run_id: str, split: str, tracking_uri: str | None
+) -> pd.DataFrame | None:
+    """Rows for the examples of the run's example table that no trace epoch holds (a
+    sampler never visited them), or None when the run logged no example table."""
+    folder = cache_for(tracking_uri).folder(run_id, "examples")
+    path = folder / f"{split}.parquet"
+    if not path.exists():
+        return None
+    examples = pd.read_parquet(path, columns=["example_id", "member"])
+    missing = examples[~examples["example_id"].isin(frame["example_id"])]
+    if missing.empty:
+        return None
+    n = len(missing)
+    rows = {
+        "example_id": missing["example_id"].to_numpy(dtype=np.int64),
+        "member": missing["member"].astype(str).to_numpy(),
+        "soi": TOO_FEW,
+        "confidence": np.nan,
+        "variability": np.nan,
+        "correctness": np.nan,
+        "forgetting_events": np.zeros(n, dtype=np.int32),
+        "first_learned_epoch": np.zeros(n, dtype=np.int32),
+        "n_correct": np.zeros(n, dtype=np.int32),
+        "last_correct": np.zeros(n, dtype=bool),
+        "n_observed": np.zeros(n, dtype=np.int32),
+    }
+    return pd.DataFrame(rows)[frame.columns]
 
 
 def soi_table(
@@ -72,13 +106,32 @@ def soi_table(
     taxonomy: str | Taxonomy = "default",
     tracking_uri: str | None = None,
     split_epoch: int | None = None,
+    min_observed: int = MIN_OBSERVED,
 ) -> pd.DataFrame:
     """Per example: ``example_id, member, soi, confidence, variability, correctness,
-    forgetting_events, first_learned_epoch`` (plus ``n_correct``, ``last_correct``)."""
+    forgetting_events, first_learned_epoch`` (plus ``n_correct``, ``last_correct``,
+    ``n_observed``), over the epochs each example was observed in.
+
+    Every example counts: one observed in fewer than ``min_observed`` epochs (or never,
+    when the run's example table lists it but no trace holds it) is in ``too_few_epochs``
+    with NaN cartography. ``report.coverage_table`` summarises this per member."""
     get_taxonomy(taxonomy)
     tm = trace_matrix(run_id, split, tracking_uri)
-    frame = soi_frame(tm, taxonomy, split_epoch)
-    frame.attrs |= {"run_id": run_id, "split": split, "epochs": tm.n_epochs, "dropped": tm.dropped}
+    frame = soi_frame(tm, taxonomy, split_epoch, min_observed)
+    extra = _never_traced(frame, run_id, split, tracking_uri)
+    if extra is not None:
+        members = sorted(set(frame["member"].astype(str)) | set(extra["member"]))
+        soi = frame["soi"].cat.categories
+        frame = pd.concat([frame, extra], ignore_index=True)
+        frame["member"] = pd.Categorical(frame["member"].astype(str), categories=members)
+        frame["soi"] = pd.Categorical(frame["soi"].astype(str), categories=soi)
+        frame = frame.sort_values("example_id", ignore_index=True)
+    frame.attrs |= {
+        "run_id": run_id,
+        "split": split,
+        "epochs": tm.n_epochs,
+        "min_observed": required_observations(min_observed, tm.n_epochs),
+    }
     return frame
 
 

@@ -5,7 +5,12 @@ the per-example features of ``cartography.dynamics`` plus ``epochs`` and ``split
 split epoch): comparisons, ``and``/``or``/``not``, arithmetic, names and numbers, evaluated
 on whole columns by a small safe evaluator (no calls, no attributes). The first rule that
 holds names the subset, so a taxonomy always partitions the examples (those no rule
-matches are ``unassigned``).
+matches are ``unassigned``). Features are computed over the epochs an example was
+observed in (``n_observed``; every epoch unless sampling skips examples, see
+``matrix.py``); an example with fewer observations than the stated minimum is put in
+``too_few_epochs`` before any rule runs, so it is counted, never dropped. ``epochs`` is the
+run's number of epochs; a rule that means "every observed epoch" should compare with
+``n_observed``, as the default taxonomy does.
 Register your own with :func:`register_taxonomy`; every analysis takes a taxonomy name.
 """
 
@@ -18,9 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from soi_mlflow.analysis.matrix import MIN_OBSERVED, required_observations
 from soi_mlflow.errors import SoiInputError
 
 UNASSIGNED = "unassigned"
+TOO_FEW = "too_few_epochs"  # observed in fewer epochs than the stated minimum
 FEATURES = (
     "confidence",
     "variability",
@@ -29,6 +36,7 @@ FEATURES = (
     "first_learned_epoch",
     "n_correct",
     "last_correct",
+    "n_observed",
     "epochs",
     "split",
 )
@@ -66,7 +74,7 @@ class Taxonomy:
 DEFAULT = Taxonomy(
     "default",
     (
-        ("always_correct", "n_correct == epochs"),
+        ("always_correct", "n_correct == n_observed"),
         ("never_learned", "n_correct == 0"),
         (
             "early_learned",
@@ -93,6 +101,7 @@ def register_taxonomy(taxonomy: Taxonomy) -> Taxonomy:
             "first_learned_epoch": [1],
             "n_correct": [1],
             "last_correct": [True],
+            "n_observed": [2],
         }
     )
     for name, rule in taxonomy.rules:
@@ -179,19 +188,26 @@ def assign(
     epochs: int,
     taxonomy: str | Taxonomy = "default",
     split: int | None = None,
+    min_observed: int = MIN_OBSERVED,
 ) -> pd.Categorical:
-    """The subset of each example (a categorical in the taxonomy's order)."""
+    """The subset of each example (a categorical in the taxonomy's order, then
+    ``unassigned`` and ``too_few_epochs``)."""
     tax = get_taxonomy(taxonomy)
     split = default_split(epochs) if split is None else split
     if not 0 <= split <= epochs:
         raise SoiInputError(
             f"split must be between 0 and the number of epochs ({epochs}), got {split}"
         )
+    if min_observed < 1:
+        raise SoiInputError(f"min_observed must be at least 1, got {min_observed}")
+    if "n_observed" not in features.columns:  # a frame of fully observed examples
+        features = features.assign(n_observed=epochs)
     codes = np.full(len(features), len(tax.rules), dtype=np.int16)
-    free = np.ones(len(features), dtype=bool)
+    free = features["n_observed"].to_numpy() >= required_observations(min_observed, epochs)
+    codes[~free] = len(tax.rules) + 1
     for k, (_, rule) in enumerate(tax.rules):
         hit = free & _evaluate(features, rule, epochs, split)
         codes[hit] = k
         free &= ~hit
-    categories = [*tax.subsets, UNASSIGNED]
+    categories = [*tax.subsets, UNASSIGNED, TOO_FEW]
     return pd.Categorical.from_codes(codes, categories=categories)

@@ -1,8 +1,9 @@
 """Transfer matrices (DESIGN 2.5) and their latent traits.
 
-T[i, j] = score(j | trained with source i) - score(j | trained on j alone), per seed, then
-mean and standard deviation over seeds. Rows are sources, columns targets; the diagonal
-is undefined (NaN). Latent traits: PCA of T (the diagonal read as 0, columns centred):
+T[i, j] = score(j | trained with source i) - score(j | trained on j alone), per seed,
+then mean and sample standard deviation (ddof=1) over seeds. Rows are sources, columns
+targets; the diagonal is undefined (NaN). Latent traits: PCA of T (the diagonal read as
+0, any other missing cell refused, columns centred):
 explained variance, the sources' scores and the targets' loadings, and a biplot.
 """
 
@@ -42,7 +43,9 @@ def transfer_matrix(scores: pd.DataFrame, members: list[str]) -> tuple[pd.DataFr
     frame = transfer_deltas(scores)
     grouped = frame.groupby(["source", "target"])["delta"]
     mean = grouped.mean().unstack().reindex(index=members, columns=members)
-    std = grouped.std(ddof=0).unstack().reindex(index=members, columns=members)
+    # the sample standard deviation (ddof=1): the seeds are a sample of possible runs;
+    # NaN with one seed
+    std = grouped.std(ddof=1).unstack().reindex(index=members, columns=members)
     mean.index.name, mean.columns.name = "source", "target"
     std.index.name, std.columns.name = "source", "target"
     return mean, std
@@ -57,10 +60,19 @@ def transfer_intervals(scores: pd.DataFrame, method: str = "t", level: float = 0
 
 def latent_traits(mean: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """PCA of the transfer matrix: ``explained`` (variance ratio per component),
-    ``source_scores`` (rows: sources) and ``target_loadings`` (rows: targets)."""
+    ``source_scores`` (rows: sources) and ``target_loadings`` (rows: targets).
+
+    The diagonal is read as 0; any other missing cell is refused (reading it as 0 would
+    invent a "no transfer" measurement)."""
     x = mean.to_numpy(dtype=float).copy()
     np.fill_diagonal(x, 0.0)
-    x = np.nan_to_num(x)
+    rows, cols = np.nonzero(np.isnan(x))
+    missing = [f"{mean.index[i]} -> {mean.columns[j]}" for i, j in zip(rows, cols, strict=True)]
+    if missing:
+        raise SoiInputError(
+            f"the transfer matrix has {len(missing)} missing cell(s) ({', '.join(missing)}); "
+            "PCA needs every source-target pair: train the missing pairs or drop the member"
+        )
     centred = x - x.mean(axis=0, keepdims=True)
     u, s, vt = np.linalg.svd(centred, full_matrices=False)
     total = float((s**2).sum())

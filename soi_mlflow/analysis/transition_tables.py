@@ -2,8 +2,10 @@
 
 Examples are matched by ``example_id``; only those present in both runs count, and the
 coverage is reported (``DataFrame.attrs["coverage"]``). With several seeds per setting,
-``aggregate="majority"`` gives each example its most frequent subset per setting (ties go
-to the earlier subset in the taxonomy) and counts examples once; ``aggregate="pairs"``
+``aggregate="majority"`` gives each example its most frequent subset per setting and
+counts examples once; when two or more subsets share the most votes (with an even number
+of seeds this is common) the example is in the explicit ``tie`` category, never given to
+whichever subset the taxonomy lists first; ``aggregate="pairs"``
 sums the matrices of seed pairs (seed k of A with seed k of B) and counts example-pairs.
 """
 
@@ -14,16 +16,18 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from soi_mlflow.analysis.soi import UNASSIGNED, Taxonomy, get_taxonomy
+from soi_mlflow.analysis.soi import TOO_FEW, UNASSIGNED, Taxonomy, get_taxonomy
 from soi_mlflow.errors import SoiInputError
 
 AGGREGATES = ("majority", "pairs")
+TIE = "tie"  # majority over seeds: several subsets share the most votes
 
 
 def _subsets(taxonomy: str | Taxonomy, *frames: pd.DataFrame) -> list[str]:
     names = list(get_taxonomy(taxonomy).subsets)
-    if any((f["soi"] == UNASSIGNED).any() for f in frames):
-        names.append(UNASSIGNED)
+    for extra in (UNASSIGNED, TOO_FEW, TIE):
+        if any((f["soi"].astype(str) == extra).any() for f in frames):
+            names.append(extra)
     return names
 
 
@@ -78,9 +82,8 @@ def transition_matrix(
 def majority_soi(
     tables: Sequence[pd.DataFrame], taxonomy: str | Taxonomy = "default"
 ) -> pd.DataFrame:
-    """One SOI per example over several seeds: the most frequent; ties to the earlier subset.
-
-    Only examples present in every table are kept."""
+    """One SOI per example over several seeds: the most frequent, or ``tie`` when several
+    subsets share the most votes. Only examples present in every table are kept."""
     names = _subsets(taxonomy, *tables)
     ids = tables[0]["example_id"].to_numpy()
     for t in tables[1:]:
@@ -90,15 +93,21 @@ def majority_soi(
         t = t.set_index("example_id").loc[ids]
         codes = pd.Categorical(t["soi"].astype(str), categories=names).codes
         np.add.at(votes, (np.arange(len(ids)), codes), 1)
-    winner = votes.argmax(axis=1)  # argmax takes the first maximum: the earlier subset
+    top = votes.max(axis=1, keepdims=True)
+    tied = (votes == top).sum(axis=1) > 1
+    winner = votes.argmax(axis=1)
+    categories = [*names, TIE] if TIE not in names else names
+    winner[tied] = categories.index(TIE)
     first = tables[0].set_index("example_id").loc[ids]
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "example_id": ids,
             "member": first["member"].to_numpy(),
-            "soi": pd.Categorical.from_codes(winner, categories=names),
+            "soi": pd.Categorical.from_codes(winner, categories=categories),
         }
     )
+    out.attrs["ties"] = int(tied.sum())
+    return out
 
 
 def seed_transitions(
@@ -117,12 +126,11 @@ def seed_transitions(
     if not runs_a or not runs_b:
         raise SoiInputError("transitions need at least one run on each side")
     if aggregate == "majority":
-        out = transition_matrix(
-            majority_soi(runs_a, taxonomy),
-            majority_soi(runs_b, taxonomy),
-            member,
-            normalize,
-            taxonomy,
+        a, b = majority_soi(runs_a, taxonomy), majority_soi(runs_b, taxonomy)
+        out = transition_matrix(a, b, member, normalize, taxonomy)
+        out.attrs["ties"] = (
+            int((a["soi"].astype(str) == TIE).sum()),
+            int((b["soi"].astype(str) == TIE).sum()),
         )
     else:
         if len(runs_a) != len(runs_b):

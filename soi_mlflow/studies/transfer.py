@@ -238,10 +238,16 @@ def log_transfer(
         transfer_intervals,
         transfer_matrix,
     )
+    from soi_mlflow.errors import SoiInputError
 
     mean, std = transfer_matrix(scores, members)
     log_table(parent.client, parent.run_id, transfer_intervals(scores), "transfer_intervals")
-    traits = latent_traits(mean)
+    try:
+        traits = latent_traits(mean)
+    except SoiInputError as exc:  # missing cells: keep the matrix, say why there is no PCA
+        print(f"latent traits skipped: {exc}")
+        parent.client.set_tag(parent.run_id, "soi.latent_traits", f"skipped: {exc}"[:5000])
+        traits = {}
     log_table(parent.client, parent.run_id, scores, "transfer_scores")
     log_table(parent.client, parent.run_id, mean, "transfer_mean")
     parent.log_metrics(
@@ -256,14 +262,10 @@ def log_transfer(
     for name, frame in traits.items():
         log_table(parent.client, parent.run_id, frame, f"transfer_{name}")
     what = f"{mode}, test accuracy, mean ± std over {seeds} seed(s)"
-    log_figures(
-        parent.client,
-        parent.run_id,
-        {
-            "transfer_matrix": heatmap(mean, std, f"Transfer T[source, target] ({what})"),
-            "transfer_biplot": biplot(traits, f"Latent traits of the transfer matrix ({mode})"),
-        },
-    )
+    figs = {"transfer_matrix": heatmap(mean, std, f"Transfer T[source, target] ({what})")}
+    if traits:
+        figs["transfer_biplot"] = biplot(traits, f"Latent traits of the transfer matrix ({mode})")
+    log_figures(parent.client, parent.run_id, figs)
     return mean, std, traits
 
 
