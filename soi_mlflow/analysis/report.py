@@ -12,9 +12,10 @@ import pandas as pd
 
 from soi_mlflow.analysis import figures
 from soi_mlflow.analysis.cartography import DEFAULT_THRESHOLDS, RegionThresholds, regions
-from soi_mlflow.analysis.runs import cache_for, soi_table
+from soi_mlflow.analysis.runs import cache_for, soi_table, warn_if_stale
 from soi_mlflow.analysis.soi import Taxonomy, get_taxonomy
 from soi_mlflow.analysis.transitions import seed_transitions
+from soi_mlflow.tracking.health import get_run
 from soi_mlflow.tracking.run import log_metric_batch, resolve_tracking_uri
 
 
@@ -56,7 +57,8 @@ def analyze_run(
     figures ``soi_distribution_<split>.png`` and ``datamap_<split>.png``.
     """
     client = _client(tracking_uri)
-    run_name = client.get_run(run_id).info.run_name
+    run_name = get_run(client, run_id, resolve_tracking_uri(tracking_uri)).info.run_name
+    warn_if_stale(run_id, tracking_uri)
     tax = get_taxonomy(taxonomy)
     out = {}
     for split in splits:
