@@ -12,10 +12,11 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from soi_mlflow.data.mixture import Mixture, MixtureSpec, validate_mixture
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.run_config import CONFIG_ARTIFACT, run_config_yaml
 from soi_mlflow.tracking.health import (
     check_experiment_name,
     check_tracking,
@@ -23,6 +24,7 @@ from soi_mlflow.tracking.health import (
     get_run,
     sigterm_raises,
 )
+from soi_mlflow.tracking.links import md_escape, set_description_section
 from soi_mlflow.tracking.local import checkpoint_path, run_folder
 from soi_mlflow.tracking.run import RunHandle, resolve_tracking_uri, soi_tags
 from soi_mlflow.tracking.trace_format import CAPTURE_MODES, SCHEMA_VERSION
@@ -32,34 +34,64 @@ EXAMPLE_SPLITS = ("train", "validation", "test", "ood")
 
 @dataclass
 class TrainConfig:
-    """Everything one training run needs; the defaults train the tiny encoder on CPU."""
+    """Everything one training run needs; the defaults train the tiny encoder on CPU.
 
-    mixture: MixtureSpec
+    The field docstrings are the command line's help (``soi_mlflow/run_config.py``)."""
+
+    mixture: MixtureSpec = field(default_factory=MixtureSpec)
+    """the data: suite, axis, members, OOD members, sampling"""
     epochs: int = 3
+    """training epochs"""
     seed: int = 0
+    """training seed: initialisation and example order"""
     model: str = "tiny"
-    capture: str = "train_pass"
+    """tiny, a hub model name, or a local folder with a transformers model"""
+    capture: Literal["train_pass", "eval_pass"] = "train_pass"
+    """train trace from the training step's logits, or from an extra eval pass"""
     batch_size: int = 32
+    """examples per training batch"""
     max_length: int = 64
-    lr: float | None = None  # default: 1e-3 for tiny, 3e-5 for a pretrained encoder
+    """tokens per example"""
+    lr: float | None = None
+    """learning rate (default: 1e-3 for tiny, 3e-5 for a pretrained encoder)"""
     weight_decay: float = 0.01
+    """AdamW weight decay"""
     warmup_ratio: float = 0.1
+    """share of the steps with a linear learning-rate warm-up"""
     experiment: str | None = None
+    """MLflow experiment name (default soi-mlflow; under `mlflow run`, MLflow's)"""
     tracking_uri: str | None = None
+    """MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"""
     run_name: str | None = None
+    """MLflow run name (default: <setting>-<members>-seed<seed>)"""
     parent_run_id: str | None = None
+    """log as a child run of this MLflow run"""
     tags: dict[str, str] = field(default_factory=dict)
+    """extra MLflow run tags, e.g. {team: nlp}"""
     stage: int = 1
-    init_from: str | None = None  # a checkpoint folder (``model/checkpoint.py``) to start from
-    log_checkpoint: bool = False  # log the final weights as ``checkpoint/`` (safetensors)
-    affinity_every: int | None = None  # measure lookahead task affinity every K steps
+    """the soi.stage tag: 1, or 2 for the second stage of two-stage fine-tuning"""
+    init_from: str | None = None
+    """a checkpoint folder (model/checkpoint.py) to start from"""
+    log_checkpoint: bool = False
+    """log the final weights as checkpoint/ (safetensors)"""
+    affinity_every: int | None = field(default=None, metadata={"bare": 20})
+    """measure lookahead task affinity every K steps (multi-member runs; given alone, 20)"""
+    affinity_step: Literal["gradient", "optimizer"] = "gradient"
+    """the affinity lookahead: gradient (TAG: lr x gradient) or optimizer (the run's AdamW step)"""
     accelerator: str = "auto"
+    """Lightning accelerator: auto, cpu, gpu, ..."""
     devices: int = 1
+    """processes or GPUs (DDP when > 1)"""
     strategy: str = "auto"
+    """Lightning strategy, e.g. ddp (the command line picks ddp for auto when devices > 1)"""
     progress: bool = True
-    resume: str | None = None  # a run id: continue that run from its last local checkpoint
-    checkpoint_every: int = 1  # save a resume checkpoint every K epochs (0: never)
-    keep_checkpoint: bool = False  # keep the local resume checkpoint after a finished run
+    """show training progress"""
+    resume: str | None = None
+    """a run id: continue that run from its last local checkpoint (docs/reliability.md)"""
+    checkpoint_every: int = 1
+    """save a resume checkpoint every K epochs (0: never)"""
+    keep_checkpoint: bool = False
+    """keep the local resume checkpoint after the run finishes"""
 
     @property
     def learning_rate(self) -> float:
@@ -117,6 +149,9 @@ def validate_config(config: TrainConfig) -> None:
             )
         if config.devices > 1:
             raise SoiInputError("--affinity-every works with one process; use --devices 1")
+        from soi_mlflow.model.affinity import check_step
+
+        check_step(config.affinity_step)
     if config.init_from is not None:
         from soi_mlflow.model.checkpoint import check_checkpoint
 
@@ -195,6 +230,7 @@ def run_params(config: TrainConfig) -> dict[str, Any]:
         "train_examples": len(spec.train_ids) if spec.train_ids is not None else None,
         "init_from": config.init_from,
         "affinity_every": config.affinity_every,
+        "affinity_step": config.affinity_step if config.affinity_every is not None else None,
     }
 
 
@@ -212,6 +248,26 @@ def run_tags(config: TrainConfig) -> dict[str, str]:
         model=config.model,
     )
     return tags | dict(config.tags)
+
+
+def training_note(config: TrainConfig) -> str:
+    """The run's description (Markdown): what was trained and where to look."""
+    spec = config.mixture
+    members = ", ".join(md_escape(m) for m in spec.members)
+    what = "Multi-setting" if spec.setting == "multi" else "Single-setting"
+    text = (
+        f"**{what} training run** on {members} ({md_escape(spec.axis)} axis), "
+        f"seed {config.seed}, {config.epochs} epochs, encoder {md_escape(config.model)}"
+    )
+    if spec.ood:
+        text += f"; held out (OOD): {', '.join(md_escape(m) for m in spec.ood)}"
+    if config.init_from is not None:
+        text += "; continued from a stage-1 checkpoint"
+    return (
+        text + ". Metrics per epoch: `val/<member>/acc`, `test/<member>/acc`, "
+        "`ood/<member>/acc`; per-example traces under `traces/<split>/`, examples under "
+        "`examples/`. `soi-mlflow analyze --run-id` adds an interactive data map."
+    )
 
 
 def default_run_name(config: TrainConfig) -> str:
@@ -318,6 +374,8 @@ def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
         )
         opened.append(run)  # before anything else can fail: the run must be ended
         run.log_params(run_params(config))
+        run.client.log_text(run.run_id, run_config_yaml(config), CONFIG_ARTIFACT)
+        set_description_section(run.client, run.run_id, None, training_note(config))
         _log_examples(run, mixture)
         return run.run_id
 
@@ -341,7 +399,10 @@ def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
         from soi_mlflow.model.affinity import AffinityCallback
 
         affinity = AffinityCallback(
-            list(mixture.spec.members), config.affinity_every, lambda: opened[0] if opened else None
+            list(mixture.spec.members),
+            config.affinity_every,
+            lambda: opened[0] if opened else None,
+            config.affinity_step,
         )
         callbacks.append(affinity)
     saver: EpochCheckpoint | None = None
@@ -349,6 +410,10 @@ def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
         # the run id is known only once the run is open: the path resolves lazily
         saver = EpochCheckpoint(lambda: checkpoint_path(opened[0].run_id), config.checkpoint_every)
         callbacks.append(saver)
+    if config.progress:
+        from soi_mlflow.epoch_bar import EpochBar
+
+        callbacks.append(EpochBar())
     trainer = pl.Trainer(
         max_epochs=config.epochs,
         accelerator=config.accelerator,

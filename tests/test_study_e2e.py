@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
+import yaml
 from mlflow import MlflowClient
 from nbclient import NotebookClient
 from tracehelp import run_cli
@@ -63,11 +66,15 @@ def study(tmp_path_factory):
 
 
 def test_compare_makes_a_parent_with_children_figures_and_a_summary(study) -> None:
-    uri, _, stdout = study
+    uri, folder, stdout = study
     parents = find_runs(EXPERIMENT, tracking_uri=uri, study="compare")
     assert len(parents) == 1
     parent = parents["run_id"][0]
-    assert f"parent run id: {parent}" in stdout and "id_single" in stdout
+    assert f"parent run id: {parent}" in stdout
+    assert re.search(r"^ ?books +single +0\.\d{3} ", stdout, re.MULTILINE)
+    local = MlflowClient(uri).download_artifacts(parent, "config.yaml", str(folder))
+    config = yaml.safe_load(Path(local).read_text())
+    assert config["seeds"] == 2 and config["members"] == ["books", "movies"]
     children = find_runs(EXPERIMENT, tracking_uri=uri, parent_run_id=parent)
     assert sorted(zip(children["setting"], children["members"], children["seed"], strict=True)) == [
         ("multi", "books,movies", "0"),
@@ -90,6 +97,24 @@ def test_compare_makes_a_parent_with_children_figures_and_a_summary(study) -> No
     }
     tables = {a.path for a in client.list_artifacts(parent, "tables")}
     assert "tables/summary.parquet" in tables and "tables/transitions_books.parquet" in tables
+    assert {"tables/summary.json", "tables/transitions_books.json"} <= tables  # previewable
+    pages = {a.path for a in client.list_artifacts(parent, "html")}
+    assert pages == {"html/transitions_books.html", "html/transitions_movies.html"}
+    run = client.get_run(parent)
+    summary = pd.read_json(
+        client.download_artifacts(parent, "tables/summary.json", str(folder)), orient="split"
+    ).set_index("member")
+    metrics = run.data.metrics
+    assert metrics["summary/books/id_multi"] == pytest.approx(summary.loc["books", "id_multi"])
+    assert metrics["summary/mean/id_gain"] == pytest.approx(
+        (summary["id_multi"] - summary["id_single"]).mean()
+    )
+    note = run.data.tags["mlflow.note.content"]
+    assert note.startswith("**Single vs multi comparison**") and "#### Results" in note
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    link = f"#/experiments/{run.info.experiment_id}/runs/{parent}?workflowType=machine_learning"
+    assert link in stdout
     for child in children["run_id"]:
         metrics = client.get_run(child).data.metrics
         assert "soi/train/never_learned_frac" in metrics and "ood/restaurants/acc" in metrics
@@ -100,7 +125,7 @@ def test_analyze_re_analyses_from_the_parent_without_training(study) -> None:
     parent = find_runs(EXPERIMENT, tracking_uri=uri, study="compare")["run_id"][0]
     before = len(find_runs(EXPERIMENT, tracking_uri=uri))
     out = run_cli(["analyze", "--parent-run-id", parent, "--aggregate", "pairs"], uri, folder, 300)
-    assert "never_learned_single" in out
+    assert re.search(r"^ ?movies +single +0\.\d{3} ", out, re.MULTILINE)
     assert len(find_runs(EXPERIMENT, tracking_uri=uri)) == before  # nothing trained
 
 
@@ -144,7 +169,8 @@ def test_two_stage_and_sequential_transfer_commands(store, tmp_path: Path) -> No
     parent = find_runs(tracking_uri=store, study="two_stage")["run_id"][0]
     client = MlflowClient(store)
     assert {a.path for a in client.list_artifacts(parent, "tables")} == {
-        "tables/two_stage_accuracy.parquet"
+        "tables/two_stage_accuracy.parquet",
+        "tables/two_stage_accuracy.json",
     }
     out = run_cli(
         [
@@ -162,6 +188,8 @@ def test_two_stage_and_sequential_transfer_commands(store, tmp_path: Path) -> No
     )
     assert "trained 4 runs, reused 0" in out
     parent = find_runs(tracking_uri=store, study="transfer")["run_id"][0]
+    # 4 runs of one member's 60 examples for 2 epochs
+    assert client.get_run(parent).data.metrics["compute/example_passes"] == 4 * 60 * 2
     sequences = set(find_runs(tracking_uri=store, parent_run_id=parent)["sequence"].dropna())
     assert sequences == {"sentiment>entailment", "entailment>sentiment"}
     assert "figures/transfer_biplot.png" in {
@@ -179,7 +207,8 @@ def test_learning_curve_command_logs_points_fits_and_figure(store, tmp_path: Pat
     parent = find_runs(tracking_uri=store, study="learning_curve")["run_id"][0]
     client = MlflowClient(store)
     assert {a.path for a in client.list_artifacts(parent, "figures")} == {
-        "figures/learning_curve.png"
+        "figures/learning_curve.png",
+        "figures/learning_curve_worth.png",
     }
     tables = {a.path for a in client.list_artifacts(parent, "tables")}
     assert {"tables/learning_curve_points.parquet", "tables/learning_curve_fits.parquet"} <= tables

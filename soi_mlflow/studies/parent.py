@@ -2,12 +2,45 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from soi_mlflow.tracking.links import md_escape, set_description_section
 from soi_mlflow.tracking.run import RunHandle, soi_tags
 from soi_mlflow.training import TrainConfig, run_params
+
+STUDY_NOTES = {
+    "compare": (
+        "**Single vs multi comparison**: each member trained alone and all together; the "
+        "child runs are listed under this run in the runs table, each with its own "
+        "interactive data map (`html/datamap_train.html`)."
+    ),
+    "two_stage": (
+        "**Two-stage fine-tuning**: stage 1 trains normally, stage 2 continues from its "
+        "checkpoint on the examples selected by their SOI, next to a random control of the "
+        "same size. Look at `tables/two_stage_accuracy.json` and "
+        "`figures/two_stage_accuracy.png`."
+    ),
+    "transfer": (
+        "**Transfer matrix**: the effect of training with each source on each target. Look "
+        "at `tables/transfer_mean.json` (rows: sources, columns: targets), "
+        "`figures/transfer_matrix.png` and the latent traits in `figures/transfer_biplot.png`."
+    ),
+    "learning_curve": (
+        "**Multi-task learning curves** of one target, alone and with auxiliary data. Look "
+        "at `tables/learning_curve_worth.json` (what the auxiliary data is worth in target "
+        "examples), `tables/learning_curve_fits.json` and `figures/learning_curve.png`."
+    ),
+}
+
+
+def study_note(study: str, base: TrainConfig) -> str:
+    """The opening of a study parent's description: what the study is, on which members."""
+    members = ", ".join(md_escape(m) for m in base.mixture.members)
+    intro = STUDY_NOTES.get(study, f"**Study** {md_escape(study)}.")
+    return f"{intro}\n\nMembers: {members} ({md_escape(base.mixture.axis)} axis)."
 
 
 @contextmanager
@@ -16,17 +49,24 @@ def study_parent(
 ) -> Iterator[RunHandle]:
     """Open the parent run of ``study`` (or attach to ``mlflow run``'s) with the
     ``soi.study``/``soi.axis`` tags, ``tags`` and ``base``'s params plus ``params``;
-    end it FINISHED, or FAILED when the block raises."""
+    end it FINISHED, or FAILED when the block raises. With ``base.parent_run_id`` (a
+    study run inside another study) it is a child run of that parent. Every study's
+    wall time is logged as the metric ``compute/wall_seconds``, so studies compare by cost
+    in the MLflow UI (studies that count example-passes log ``compute/example_passes``)."""
     parent = RunHandle.open(
         base.tracking_uri,
         base.experiment,
         base.run_name or name,
         soi_tags(study=study, axis=base.mixture.axis, **tags),
+        base.parent_run_id,
     )
+    start = time.perf_counter()
     try:
         parent.log_params(run_params(base) | dict(params))
+        set_description_section(parent.client, parent.run_id, None, study_note(study, base))
         yield parent
     except BaseException:
         parent.finish("FAILED")
         raise
+    parent.log_metrics({"compute/wall_seconds": time.perf_counter() - start}, step=0)
     parent.finish("FINISHED")

@@ -241,8 +241,7 @@ class TraceRecorder:
             run = self._client.get_run(self._run_id)
         except MlflowException:
             raise SoiInputError(
-                f"run id {self._run_id!r}: no such run in the tracking store "
-                f"{self._tracking_uri!r}"
+                f"run id {self._run_id!r}: no such run in the tracking store {self._tracking_uri!r}"
             ) from None
         if run.info.lifecycle_stage == "deleted":
             raise SoiInputError(f"run {self._run_id} is deleted; restore it or record elsewhere")
@@ -268,7 +267,7 @@ class TraceRecorder:
                 self._label_names[task] = names
         return idx
 
-    def _task_indices(self, task: Any, n: int) -> np.ndarray:
+    def _task_indices(self, task: Any, n: int, check: bool) -> Any:
         if task is None:
             if len(self._tasks.names) > 1:
                 raise SoiInputError(
@@ -276,17 +275,28 @@ class TraceRecorder:
                     "each row belongs to (task=<name> or one name per row)"
                 )
             return np.zeros(n, dtype=np.int32)
-        return self._name_indices(task, n, "task", self._tasks, declare=not self._explicit_labels)
+        return self._name_indices(
+            task, n, "task", self._tasks, declare=not self._explicit_labels, check=check
+        )
 
     def _name_indices(
-        self, values: Any, n: int, what: str, table: _Names, declare: bool = True
-    ) -> np.ndarray:
-        """Row indices into ``table`` from one name, a name per row, or int indices."""
+        self,
+        values: Any,
+        n: int,
+        what: str,
+        table: _Names,
+        declare: bool = True,
+        check: bool = True,
+    ) -> Any:
+        """Row indices into ``table`` from one name, a name per row, or int indices (an
+        integer tensor stays on its device, unchecked unless ``check``)."""
         if isinstance(values, str):
             if values not in table.index and not declare:
                 raise SoiInputError(f"{what} {values!r} is not one of {table.names}")
             idx = self._declare_task(values, None) if what == "task" else table.add(values)
             return np.full(n, idx, dtype=np.int32)
+        if _is_tensor(values) and not values.dtype.is_floating_point and not check:
+            return values.detach().long()  # checked on the split's first batch and at epoch end
         arr = _to_numpy(values)
         if arr.shape != (n,):
             raise SoiInputError(f"{what}: expected one value per row ({n}), got shape {arr.shape}")
@@ -346,7 +356,7 @@ class TraceRecorder:
                 f"{tuple(getattr(scores, 'shape', ()))}"
             )
         width = int(scores.shape[1])
-        task_idx = self._task_indices(task, n)
+        task_idx = self._task_indices(task, n, check=first)
         if not self._tasks.names:
             self._declare_task(DEFAULT_TASK, None)
         gold = self._gold(labels, task_idx, n, split)
@@ -356,7 +366,7 @@ class TraceRecorder:
         if first:
             self._check_first(split, gold, task_idx, classes, width)
         member_idx = (
-            self._name_indices(member, n, "member", self._members)
+            self._name_indices(member, n, "member", self._members, check=first)
             if member is not None
             else self._member_from_task(task_idx)
         )
@@ -370,9 +380,13 @@ class TraceRecorder:
         self._rows.setdefault(split, []).append(row)
         self.cost["calls"] += time.perf_counter() - start
 
-    def _member_from_task(self, task_idx: np.ndarray) -> np.ndarray:
+    def _member_from_task(self, task_idx: Any) -> Any:
         """Without a member, each row's member is its task."""
         mapping = np.array([self._members.add(t) for t in self._tasks.names], dtype=np.int32)
+        if _is_tensor(task_idx):
+            import torch
+
+            return torch.as_tensor(mapping, device=task_idx.device)[task_idx]
         return mapping[task_idx]
 
     def _gold(self, labels: Any, task_idx: np.ndarray, n: int, split: str) -> Any:
@@ -392,7 +406,8 @@ class TraceRecorder:
         if arr.dtype.kind in "iu":
             return arr.astype(np.int64)
         out = np.empty(n, dtype=np.int64)
-        for i, (value, t) in enumerate(zip(arr.tolist(), task_idx.tolist(), strict=True)):
+        tasks = _to_numpy(task_idx).tolist()
+        for i, (value, t) in enumerate(zip(arr.tolist(), tasks, strict=True)):
             index = self._label_index[t]
             if index is None or str(value) not in index:
                 known = list(index) if index else "none (pass label_names=...)"
@@ -413,7 +428,7 @@ class TraceRecorder:
                     f"split {split!r}: task {self._tasks.names[t]!r} has {count} label names "
                     f"but the logits have only {width} columns"
                 )
-        g = _to_numpy(gold)
+        g, task_idx = _to_numpy(gold), _to_numpy(task_idx)
         bad = (g < 0) | (g >= classes[task_idx])
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
@@ -483,6 +498,15 @@ class TraceRecorder:
         }
 
     def _check_rows(self, split: str, rows: dict[str, np.ndarray]) -> None:
+        for key, table in (("member_idx", self._members), ("task_idx", self._tasks)):
+            values = rows[key]
+            if values.min() < 0 or values.max() >= len(table.names):
+                what = key.split("_")[0]
+                raise SoiInputError(
+                    f"split {split!r}: integer {what} indices must lie in "
+                    f"[0, {len(table.names)}) (the declared {what}s {table.names}), got "
+                    f"{values.min()}..{values.max()}"
+                )
         classes = np.array(
             [c if c is not None else np.iinfo(np.int32).max for c in self._classes], np.int64
         )
@@ -664,7 +688,7 @@ def _as_ids(example_ids: Any, split: str) -> Any:
 def _statistics(
     scores: Any,
     gold: Any,
-    task_idx: np.ndarray,
+    task_idx: Any,
     classes: np.ndarray,
     width: int,
     from_probs: bool,
@@ -680,7 +704,8 @@ def _statistics(
         g = gold if _is_tensor(gold) else torch.as_tensor(gold)
         g = g.to(device)
         if (classes < width).any():  # padded multi-head logits: mask each row's extra columns
-            row_classes = torch.as_tensor(classes[task_idx], device=device)
+            per_task = torch.as_tensor(classes, device=device)
+            row_classes = per_task[torch.as_tensor(task_idx, device=device)]
             cols = torch.arange(width, device=device)
             fill = 0.0 if from_probs else float("-inf")
             s = s.masked_fill(cols[None, :] >= row_classes[:, None], fill)
@@ -707,12 +732,12 @@ def _stack(batches: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for key in COLUMNS:
         parts = [b[key] for b in batches]
-        if parts and _is_tensor(parts[0]):
+        if parts and all(_is_tensor(p) for p in parts):
             import torch
 
-            out[key] = torch.cat(parts).cpu().numpy()
+            out[key] = torch.cat([p.to(parts[0].device) for p in parts]).cpu().numpy()
         else:
-            out[key] = np.concatenate([np.asarray(p) for p in parts]) if parts else np.empty(0)
+            out[key] = np.concatenate([_to_numpy(p) for p in parts]) if parts else np.empty(0)
     lengths = [len(b["member_idx"]) for b in batches]
     out["step"] = np.repeat(np.array([b["step"] for b in batches], dtype=np.int64), lengths)
     out["example_id"] = out["example_id"].astype(np.int64, copy=False)
