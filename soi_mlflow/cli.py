@@ -167,11 +167,18 @@ def _analyze(settings: AnalyzeSettings) -> None:
         for k, split in enumerate(splits, 1):
             console.step(k, len(splits), f"analysing the {split} split of run {settings.run_id}")
             tables |= analyze_run(settings.run_id, [split], settings.taxonomy, uri)
+        from soi_mlflow.analysis.report import coverage_table
+
         for split, table in tables.items():
             fractions = (
                 table.groupby("member", observed=True)["soi"].value_counts(normalize=True).unstack()
             )
             console.print_frame(fractions, f"{split}: SOI fractions of {len(table)} examples")
+            console.print_frame(
+                coverage_table(table),
+                f"{split}: coverage (examples observed in at least "
+                f"{table.attrs.get('min_observed', 2)} epochs)",
+            )
         return
     study = cache_for(uri).client.get_run(settings.parent_run_id).data.tags.get("soi.study")
     if study == "transfer":

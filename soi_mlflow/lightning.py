@@ -16,6 +16,13 @@ By default the callback reads ``batch["example_id"]``, ``batch["labels"]`` (or
 - The run: the one of the trainer's ``MLFlowLogger`` if it has one (one run, not two), else
   ``run_id``, else the active MLflow run, else a new run, ended when training ends.
 - Under DDP every rank records and rank 0 writes (the recorder gathers).
+- Resuming: the callback's ``state_dict`` (in every Lightning checkpoint) holds the run id
+  and the next epoch, and is saved only once every finished epoch is stored, so
+  ``Trainer.fit(ckpt_path=...)`` continues in the same run: each epoch's trace once, metrics
+  at their epoch's step. The run is opened at ``on_fit_start``, after Lightning restored it.
+- Whatever ends training (an exception, Ctrl-C, SIGTERM), the writer thread and temporary
+  folder are cleaned up and a run the callback opened ends FAILED or KILLED with the reason
+  in the ``soi.end_reason`` tag; the exception is kept in :attr:`TraceCallback.exception`.
 """
 
 from __future__ import annotations
@@ -89,6 +96,8 @@ class TraceCallback(pl.Callback):
         self.recorder: TraceRecorder | None = None
         self.last_metrics: dict[str, float] = {}
         self._resolved_run: str | None = None
+        self._restored: dict[str, Any] | None = None
+        self.exception: BaseException | None = None  # what ended training, if it failed
         # the recorder's own seconds (its calls, its writer's CPU), summed over recorders
         self.cost = {"calls": 0.0, "background": 0.0}
 
@@ -112,10 +121,11 @@ class TraceCallback(pl.Callback):
         run = self.run_id() if callable(self.run_id) else self.run_id
         return run, self.tracking_uri
 
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+    def _open(self, trainer: pl.Trainer) -> None:
         if self.recorder is not None:
             return
         run_id, uri = self._resolve_run(trainer)
+        restored = self._restored or {}
         self.recorder = TraceRecorder(
             run_id,
             tracking_uri=uri,
@@ -123,29 +133,55 @@ class TraceCallback(pl.Callback):
             capture=self.capture,
             axis=self.axis,
             log_metrics=self.log_metrics,
-            start_epoch=trainer.current_epoch,
+            start_epoch=int(restored.get("epoch", trainer.current_epoch)),
             source="lightning",
             members=self.members,
             tags=self.tags,
+            resume=bool(restored),
         )
         self._resolved_run = self.recorder.run_id
 
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":  # fit opens at on_fit_start, once a checkpoint is restored
+            self._open(trainer)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._open(trainer)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The run and the next epoch, saved in Lightning checkpoints. Waits until every
+        finished epoch is stored, so a checkpoint never claims an epoch the run lacks."""
+        if self.recorder is None:
+            return dict(self._restored or {})
+        self.recorder.flush()
+        return {
+            "run_id": self._resolved_run,
+            "tracking_uri": self.tracking_uri,
+            "epoch": self.recorder.epoch,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("run_id"):
+            self._restored = dict(state_dict)
+            self._resolved_run = str(state_dict["run_id"])
+            self.tracking_uri = self.tracking_uri or state_dict.get("tracking_uri")
+
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._close("FINISHED")
+        self._close(None)
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
-        status = "KILLED" if isinstance(exception, KeyboardInterrupt) else "FAILED"
+        self.exception = exception
         # the training error matters more than a failed last upload
         with contextlib.suppress(Exception):
-            self._close(status)
+            self._close(exception)
 
-    def _close(self, status: str) -> None:
+    def _close(self, exception: BaseException | None) -> None:
         recorder, self.recorder = self.recorder, None
         if recorder is not None:
             try:
-                recorder.close(status)
+                recorder.close(exception=exception)
             finally:
                 for key in self.cost:
                     self.cost[key] += recorder.cost[key]

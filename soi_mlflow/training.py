@@ -8,6 +8,7 @@ only) and writes traces, metrics and example tables as training goes.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,15 @@ from typing import Any, Literal
 from soi_mlflow.data.mixture import Mixture, MixtureSpec, validate_mixture
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.run_config import CONFIG_ARTIFACT, run_config_yaml
+from soi_mlflow.tracking.health import (
+    check_experiment_name,
+    check_tracking,
+    end_run,
+    get_run,
+    sigterm_raises,
+)
 from soi_mlflow.tracking.links import md_escape, set_description_section
+from soi_mlflow.tracking.local import checkpoint_path, run_folder
 from soi_mlflow.tracking.run import RunHandle, resolve_tracking_uri, soi_tags
 from soi_mlflow.tracking.trace_format import CAPTURE_MODES, SCHEMA_VERSION
 
@@ -77,6 +86,12 @@ class TrainConfig:
     """Lightning strategy, e.g. ddp (the command line picks ddp for auto when devices > 1)"""
     progress: bool = True
     """show training progress"""
+    resume: str | None = None
+    """a run id: continue that run from its last local checkpoint (docs/reliability.md)"""
+    checkpoint_every: int = 1
+    """save a resume checkpoint every K epochs (0: never)"""
+    keep_checkpoint: bool = False
+    """keep the local resume checkpoint after the run finishes"""
 
     @property
     def learning_rate(self) -> float:
@@ -97,6 +112,19 @@ class TrainResult:
 def validate_config(config: TrainConfig) -> None:
     """Refuse bad settings before anything is loaded or trained."""
     validate_mixture(config.mixture)
+    if not isinstance(config.seed, int) or isinstance(config.seed, bool) or not (
+        0 <= config.seed < 2**32
+    ):
+        raise SoiInputError(f"seed must be an integer in [0, 2**32), got {config.seed!r}")
+    if not isinstance(config.checkpoint_every, int) or config.checkpoint_every < 0:
+        raise SoiInputError(
+            f"checkpoint-every must be 0 (off) or a positive integer, got "
+            f"{config.checkpoint_every!r}"
+        )
+    if config.resume is not None and config.checkpoint_every == 0:
+        raise SoiInputError("resume needs checkpoints: checkpoint-every must be positive")
+    if config.experiment is not None:
+        check_experiment_name(config.experiment)
     if config.epochs <= 0:
         raise SoiInputError(f"epochs must be a positive integer, got {config.epochs!r}")
     if config.capture not in CAPTURE_MODES:
@@ -128,6 +156,52 @@ def validate_config(config: TrainConfig) -> None:
         from soi_mlflow.model.checkpoint import check_checkpoint
 
         check_checkpoint(Path(config.init_from))
+
+
+def preflight(config: TrainConfig) -> Path | None:
+    """Check the tracking side before any data is loaded: the store answers and can be
+    written, and the parent run, ``MLFLOW_RUN_ID`` and the run to resume exist. Fails in
+    seconds with a message naming the URI (``tracking/health.py``). Returns the checkpoint
+    to resume from, if resuming."""
+    from mlflow import MlflowClient
+
+    uri = resolve_tracking_uri(config.tracking_uri)
+    check_tracking(uri)
+    client = MlflowClient(uri)
+    if config.experiment is not None:
+        found = client.get_experiment_by_name(config.experiment)
+        if found is not None and found.lifecycle_stage == "deleted":
+            raise SoiInputError(
+                f"experiment {config.experiment!r} is deleted in {uri}; restore it or pick "
+                "another name"
+            )
+    if config.parent_run_id is not None:
+        get_run(client, config.parent_run_id, uri, "parent run id")
+    elif os.environ.get("MLFLOW_RUN_ID") and config.resume is None:
+        get_run(client, os.environ["MLFLOW_RUN_ID"], uri, "MLFLOW_RUN_ID")
+    if config.resume is None:
+        return None
+    run = get_run(client, config.resume, uri, "resume run id")
+    if run.info.status == "FINISHED":
+        raise SoiInputError(f"run {config.resume} already FINISHED; there is nothing to resume")
+    ckpt = checkpoint_path(config.resume)
+    if not ckpt.is_file():
+        raise SoiInputError(
+            f"run {config.resume}: no resume checkpoint at {ckpt} (checkpoints are kept on "
+            "the machine that trained; set SOI_MLFLOW_CACHE to the same folder there)"
+        )
+    logged = run.data.params
+    differ = [
+        f"{k}={v} (run has {logged[k]})"
+        for k, v in run_params(config).items()
+        if v is not None and k in logged and k != "epochs" and str(v)[:6000] != logged[k]
+    ]
+    if differ:
+        raise SoiInputError(
+            f"run {config.resume} was trained with other settings; resume with the same "
+            f"ones: {'; '.join(differ)}"
+        )
+    return ckpt
 
 
 def run_params(config: TrainConfig) -> dict[str, Any]:
@@ -258,10 +332,22 @@ def _log_checkpoint(run: RunHandle, module: Any, tokenizer: Any, tasks: dict) ->
 
 
 def train(config: TrainConfig) -> TrainResult:
-    """Train one model on ``config.mixture`` and trace it into one MLflow run."""
+    """Train one model on ``config.mixture`` and trace it into one MLflow run.
+
+    Settings and the tracking store are checked before any data is loaded
+    (:func:`preflight`). Whatever ends training early (an exception in any phase, Ctrl-C,
+    SIGTERM), the run ends FAILED or KILLED with the reason in ``soi.end_reason``.
+    ``config.resume`` continues a run from its last checkpoint, in the same run."""
     validate_config(config)
+    resume_ckpt = preflight(config)
+    with sigterm_raises():
+        return _train(config, resume_ckpt)
+
+
+def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
     import lightning.pytorch as pl
 
+    from soi_mlflow.checkpointing import EpochCheckpoint, EpochSeed
     from soi_mlflow.data.datamodule import MixtureDataModule
     from soi_mlflow.lightning import TraceCallback
 
@@ -278,7 +364,7 @@ def train(config: TrainConfig) -> TrainResult:
     )
     opened: list[RunHandle] = []  # the run, once rank 0 has opened it
 
-    def open_run() -> str:
+    def open_run() -> str:  # not called when resuming: the checkpoint names the run
         run = RunHandle.open(
             config.tracking_uri,
             config.experiment,
@@ -286,11 +372,11 @@ def train(config: TrainConfig) -> TrainResult:
             run_tags(config),
             config.parent_run_id,
         )
+        opened.append(run)  # before anything else can fail: the run must be ended
         run.log_params(run_params(config))
         run.client.log_text(run.run_id, run_config_yaml(config), CONFIG_ARTIFACT)
         set_description_section(run.client, run.run_id, None, training_note(config))
         _log_examples(run, mixture)
-        opened.append(run)
         return run.run_id
 
     # the same adapter users put on their own modules: batches carry member and task
@@ -307,7 +393,7 @@ def train(config: TrainConfig) -> TrainResult:
         tracking_uri=resolve_tracking_uri(config.tracking_uri),
         axis=config.mixture.axis,
     )
-    callbacks: list[pl.Callback] = [callback]
+    callbacks: list[pl.Callback] = [callback, EpochSeed(config.seed)]
     affinity = None
     if config.affinity_every is not None:
         from soi_mlflow.model.affinity import AffinityCallback
@@ -319,6 +405,11 @@ def train(config: TrainConfig) -> TrainResult:
             config.affinity_step,
         )
         callbacks.append(affinity)
+    saver: EpochCheckpoint | None = None
+    if config.checkpoint_every:
+        # the run id is known only once the run is open: the path resolves lazily
+        saver = EpochCheckpoint(lambda: checkpoint_path(opened[0].run_id), config.checkpoint_every)
+        callbacks.append(saver)
     if config.progress:
         from soi_mlflow.epoch_bar import EpochBar
 
@@ -338,17 +429,28 @@ def train(config: TrainConfig) -> TrainResult:
         default_root_dir=os.environ.get("SOI_MLFLOW_LIGHTNING_DIR", tempfile.gettempdir()),
     )
     try:
-        trainer.fit(module, datamodule=data)
+        if config.resume is not None:
+            opened.append(RunHandle.attach(config.tracking_uri, config.resume))
+        trainer.fit(
+            module,
+            datamodule=data,
+            ckpt_path=str(resume_ckpt) if resume_ckpt else None,
+            weights_only=True,
+        )
+        run = opened[0] if opened else None
+        if run is not None and config.log_checkpoint:
+            _log_checkpoint(run, module, tokenizer, mixture.tasks)
     except BaseException as exc:
         if opened:
-            opened[0].finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            # Lightning turns Ctrl-C into SystemExit(1): the callback saw the real cause
+            cause = callback.exception if isinstance(exc, SystemExit) else None
+            end_run(opened[0].client, opened[0].run_id, cause or exc, terminate=opened[0].created)
         raise
-    run = opened[0] if opened else None
     if run is None:
         return TrainResult(None, None, None, {}, None, module, affinity)
-    if config.log_checkpoint:
-        _log_checkpoint(run, module, tokenizer, mixture.tasks)
     run.finish("FINISHED")
+    if saver is not None and not config.keep_checkpoint:
+        shutil.rmtree(run_folder(run.run_id) / "checkpoint", ignore_errors=True)
     return TrainResult(
         run.run_id,
         run.experiment_id,

@@ -16,9 +16,10 @@ from soi_mlflow.analysis import figures
 from soi_mlflow.analysis.cartography import DEFAULT_THRESHOLDS, RegionThresholds, regions
 from soi_mlflow.analysis.html import data_map_html, transitions_html
 from soi_mlflow.analysis.matrix import MIN_OBSERVED
-from soi_mlflow.analysis.runs import cache_for, load_examples, soi_table
+from soi_mlflow.analysis.runs import cache_for, load_examples, soi_table, warn_if_stale
 from soi_mlflow.analysis.soi import TOO_FEW, UNASSIGNED, Taxonomy, get_taxonomy
 from soi_mlflow.analysis.transition_tables import majority_soi, seed_transitions
+from soi_mlflow.tracking.health import get_run
 from soi_mlflow.tracking.links import md_escape, set_description_section
 from soi_mlflow.tracking.recorder import metric_safe
 from soi_mlflow.tracking.run import log_metric_batch, resolve_tracking_uri
@@ -159,7 +160,8 @@ def analyze_run(
     ``html/datamap_<split>.html``, and an "Analysis" section in the run's description.
     """
     client = _client(tracking_uri)
-    run_name = client.get_run(run_id).info.run_name
+    run_name = get_run(client, run_id, resolve_tracking_uri(tracking_uri)).info.run_name
+    warn_if_stale(run_id, tracking_uri)
     tax = get_taxonomy(taxonomy)
     out = {}
     for split in splits:

@@ -13,6 +13,7 @@ from soi_mlflow.analysis.matrix import MIN_OBSERVED, TraceMatrix, required_obser
 from soi_mlflow.analysis.soi import TOO_FEW, Taxonomy, assign, get_taxonomy
 from soi_mlflow.analysis.store import ArtifactCache
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.health import check_tracking, get_run, is_stale, stale_message
 from soi_mlflow.tracking.recorder import check_split_name as check_split
 from soi_mlflow.tracking.run import TAG_PREFIX, resolve_tracking_uri
 from soi_mlflow.tracking.trace_format import read_trace
@@ -143,15 +144,19 @@ def find_runs(
     **tags: Any,
 ) -> pd.DataFrame:
     """Runs of ``experiment`` (all experiments if None) matching an MLflow filter string
-    and ``soi.*`` tags given as keywords: ``find_runs("demo", setting="single", seed=0)``."""
+    and ``soi.*`` tags given as keywords: ``find_runs("demo", setting="single", seed=0)``.
+
+    The ``stale`` column is True for a RUNNING run without progress (a finished epoch) for
+    ``SOI_MLFLOW_STALE_AFTER`` seconds (default 1800): its process most likely died."""
     import mlflow
 
     clauses = [filter_string] if filter_string else []
     for key, value in tags.items():
-        clauses.append(f"tags.`{TAG_PREFIX}{key}` = '{value}'")
+        clauses.append(f"tags.`{TAG_PREFIX}{key}` = '{_quote(value)}'")
     if parent_run_id:
-        clauses.append(f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
+        clauses.append(f"tags.`mlflow.parentRunId` = '{_quote(parent_run_id)}'")
     uri = resolve_tracking_uri(tracking_uri)
+    check_tracking(uri)
     client = mlflow.MlflowClient(uri)
     if experiment is None:
         ids = [e.experiment_id for e in client.search_experiments()]
@@ -168,6 +173,7 @@ def find_runs(
             "run_name": run.info.run_name,
             "experiment_id": run.info.experiment_id,
             "status": run.info.status,
+            "stale": is_stale(run),
             "start_time": pd.to_datetime(run.info.start_time, unit="ms"),
             "parent_run_id": run.data.tags.get("mlflow.parentRunId"),
         }
@@ -177,6 +183,23 @@ def find_runs(
         row |= {f"metrics.{k}": v for k, v in run.data.metrics.items()}
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _quote(value: Any) -> str:
+    """A value inside a single-quoted MLflow filter string."""
+    return str(value).replace("\\", "\\\\").replace("'", "\\'")
+
+
+def warn_if_stale(run_id: str, tracking_uri: str | None = None) -> bool:
+    """Warn (stderr) when ``run_id`` is RUNNING without progress: its traces may stop short."""
+    import sys
+
+    cache = cache_for(tracking_uri)
+    run = get_run(cache.client, run_id, cache.tracking_uri)
+    if is_stale(run):
+        print(f"soi-mlflow: warning: {stale_message(run)}", file=sys.stderr)
+        return True
+    return False
 
 
 def transitions(

@@ -31,7 +31,10 @@ class ArtifactCache:
     def __init__(self, tracking_uri: str | None = None, root: Path | None = None) -> None:
         from mlflow import MlflowClient
 
+        from soi_mlflow.tracking.health import check_tracking
+
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
+        check_tracking(self.tracking_uri)  # a dead server fails in seconds, naming the URI
         self.client = MlflowClient(self.tracking_uri)
         key = hashlib.blake2b(self.tracking_uri.encode(), digest_size=8).hexdigest()
         self.root = (root or cache_root()) / key

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.health import HEARTBEAT_TAG, check_tracking, end_run, end_status
 from soi_mlflow.tracking.trace_format import CAPTURE_MODES, SCHEMA_VERSION, build_table, write_trace
 
 SPLIT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -105,6 +106,8 @@ class TraceRecorder:
         experiment: the experiment of a run the recorder creates.
         margin: also record each row's margin (gold logit minus the largest other; what
             area-under-the-margin needs), ~1.8 bytes per example and epoch.
+        resume: ``run_id`` is a run being resumed: if it ended (FAILED, KILLED) it is set
+            RUNNING again and ended by :meth:`close`; tagged ``soi.resumed``.
     """
 
     def __init__(
@@ -122,6 +125,7 @@ class TraceRecorder:
         tags: Mapping[str, str] | None = None,
         experiment: str | None = None,
         margin: bool = True,
+        resume: bool = False,
     ) -> None:
         if capture not in CAPTURE_MODES:
             raise SoiInputError(
@@ -163,6 +167,7 @@ class TraceRecorder:
         self._pending: list[Future] = []
         self._workdir: Path | None = None
         self._closed = False
+        self._resume = resume
         # seconds of the recorder's own work: in add/end_epoch (caller's thread) and on CPU
         # in the background writer; bench/ reads them
         self.cost = {"calls": 0.0, "background": 0.0}
@@ -190,6 +195,7 @@ class TraceRecorder:
         fluent_uri = mlflow.get_tracking_uri()
         if self._tracking_uri is None:
             self._tracking_uri = fluent_uri
+        check_tracking(self._tracking_uri)  # fail in seconds, not after MLflow's retries
         self._client = mlflow.MlflowClient(self._tracking_uri)
         if self._run_id is None:
             active = mlflow.active_run()
@@ -207,6 +213,7 @@ class TraceRecorder:
         }
         if self.axis:
             tags["soi.axis"] = self.axis
+        tags[HEARTBEAT_TAG] = str(int(time.time()))
         self._set_tags(tags | self.extra_tags)
         self._workdir = Path(tempfile.mkdtemp(prefix="soi-trace-"))
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="soi-trace")
@@ -238,6 +245,12 @@ class TraceRecorder:
             ) from None
         if run.info.lifecycle_stage == "deleted":
             raise SoiInputError(f"run {self._run_id} is deleted; restore it or record elsewhere")
+        if self._resume:
+            count = int(run.data.tags.get("soi.resumed", "0") or 0) + 1
+            self.extra_tags["soi.resumed"] = str(count)
+            if run.info.status != "RUNNING":
+                self._client.update_run(self._run_id, status="RUNNING")
+                self._started_run = True
 
     def _set_tags(self, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag
@@ -549,10 +562,14 @@ class TraceRecorder:
         self.cost["background"] += time.thread_time() - start
 
     def _log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import RunTag
+
         from soi_mlflow.tracking.run import log_metric_batch
 
         start = time.thread_time()
         log_metric_batch(self._client, self._run_id, metrics, step)
+        beat = RunTag(HEARTBEAT_TAG, str(int(time.time())))  # find_runs: progress, not stale
+        self._client.log_batch(self._run_id, tags=[beat])
         self.cost["background"] += time.thread_time() - start
 
     def log_examples(self, split: str, table: Any) -> None:
@@ -601,12 +618,15 @@ class TraceRecorder:
         if errors:
             raise errors[0]
 
-    def close(self, status: str = "FINISHED") -> None:
+    def close(self, status: str | None = None, exception: BaseException | None = None) -> None:
         """Flush, stop the writer, remove the temporary folder, and end the run if this
-        recorder started it (``status``: FINISHED, FAILED or KILLED). Rows added since the
-        last :meth:`end_epoch` are discarded: an unfinished epoch is not a trace."""
+        recorder started it: ``status`` (FINISHED, FAILED or KILLED), by default what
+        ``exception`` calls for (``soi.end_reason`` tag: its type and message). Rows added
+        since the last :meth:`end_epoch` are discarded: an unfinished epoch is not a trace."""
         if self._closed:
             return
+        if status is None:
+            status = end_status(exception)
         self._closed = True
         self._rows = {}
         try:
@@ -619,7 +639,10 @@ class TraceRecorder:
                 shutil.rmtree(self._workdir, ignore_errors=True)
                 self._workdir = None
             if self._started_run:
-                self._client.set_terminated(self._run_id, status)
+                if exception is not None:
+                    end_run(self._client, self._run_id, exception)
+                else:
+                    self._client.set_terminated(self._run_id, status)
 
     def __enter__(self) -> TraceRecorder:
         return self
@@ -628,10 +651,9 @@ class TraceRecorder:
         if exc_type is None:
             self.close()
             return
-        status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
         # the original exception matters more than a failed flush
         with contextlib.suppress(Exception):
-            self.close(status)
+            self.close(exception=exc if exc is not None else exc_type())
 
 
 # -- array helpers ----------------------------------------------------------------------

@@ -65,7 +65,10 @@ class RunHandle:
         experiment unless ``experiment_id`` says otherwise."""
         from mlflow import MlflowClient
 
+        from soi_mlflow.tracking.health import check_tracking
+
         uri = resolve_tracking_uri(tracking_uri)
+        check_tracking(uri)  # seconds, not MLflow's minutes of retries, on a dead server
         client = MlflowClient(uri)
         all_tags = dict(tags)
         if parent_run_id:
@@ -84,6 +87,21 @@ class RunHandle:
             experiment_id = ensure_experiment(client, experiment or DEFAULT_EXPERIMENT)
         run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
         return cls(client, run.info.run_id, experiment_id, uri, created=True)
+
+    @classmethod
+    def attach(cls, tracking_uri: str | None, run_id: str) -> RunHandle:
+        """Reopen ``run_id`` to resume it: RUNNING again, ended by :meth:`finish`."""
+        from mlflow import MlflowClient
+
+        from soi_mlflow.tracking.health import check_tracking, get_run
+
+        uri = resolve_tracking_uri(tracking_uri)
+        check_tracking(uri)
+        client = MlflowClient(uri)
+        run = get_run(client, run_id, uri, "resume run id")
+        if run.info.status != "RUNNING":
+            client.update_run(run_id, status="RUNNING")
+        return cls(client, run_id, run.info.experiment_id, uri, created=True)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag

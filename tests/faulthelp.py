@@ -1,0 +1,105 @@
+"""Helpers of the fault-injection suite: a training child process to kill, traces read
+straight from a run, and the comparison of a disturbed run with an undisturbed one."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+
+from soi_mlflow.tracking.trace_format import read_metadata, read_trace
+
+TESTS = Path(__file__).parent
+
+CHILD = """
+import sys
+sys.path.insert(0, {tests!r})
+from tracehelp import small_config
+from soi_mlflow.training import train
+r = train(small_config({uri!r}, **{settings!r}))
+print("RUN", r.run_id, flush=True)
+"""
+
+
+def start_training(uri: str, cwd: Path, env: dict[str, str], **settings) -> subprocess.Popen:
+    """``train(small_config(uri, **settings))`` in a child process (killable)."""
+    code = CHILD.format(tests=str(TESTS), uri=uri, settings=settings)
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str, proc=None) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{what}: the child ended first:\n{proc.stdout.read()[-3000:]}")
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def run_traces(uri: str, run_id: str, split: str, dst: Path) -> list[tuple[pd.DataFrame, dict]]:
+    """Every trace file of ``split`` in the run, in epoch order, with its metadata."""
+    client = MlflowClient(uri)
+    files = sorted(a.path for a in client.list_artifacts(run_id, f"traces/{split}"))
+    out = []
+    for path in files:
+        local = client.download_artifacts(run_id, path, str(dst))
+        out.append((read_trace(local), read_metadata(local)))
+    return out
+
+
+def assert_same_traces(
+    uri: str, run_a: str, run_b: str, splits, epochs: int, dst: Path, exact_until: int
+) -> int:
+    """Every epoch's trace exactly once in both runs with the same examples, steps and
+    gold labels and the same metadata (except the run id); epochs before ``exact_until``
+    equal value for value. Returns the rows compared."""
+    rows = 0
+    for split in splits:
+        a = run_traces(uri, run_a, split, dst / "a" / split)
+        b = run_traces(uri, run_b, split, dst / "b" / split)
+        assert [m["epoch"] for _, m in a] == list(range(epochs)), (split, run_a)
+        assert [m["epoch"] for _, m in b] == list(range(epochs)), (split, run_b)
+        for (ta, ma), (tb, mb) in zip(a, b, strict=True):
+            assert not ta["example_id"].duplicated().any()
+            where = f"split {split}, epoch {ma['epoch']}"
+            same = ta if ma["epoch"] < exact_until else ta[["example_id", "step", "gold"]]
+            other = tb if ma["epoch"] < exact_until else tb[["example_id", "step", "gold"]]
+            try:
+                pd.testing.assert_frame_equal(same, other, check_exact=True)
+            except AssertionError as exc:
+                raise AssertionError(f"{where}: {exc}") from None
+            ma, mb = dict(ma), dict(mb)
+            assert ma.pop("run_id") == run_a and mb.pop("run_id") == run_b
+            assert ma == mb
+            rows += len(ta)
+    return rows
+
+
+def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
+    hist = MlflowClient(uri).get_metric_history(run_id, key)
+    return sorted({(m.step, m.value) for m in hist})
+
+
+def same_analysis(uri: str, run_a: str, run_b: str) -> None:
+    from soi_mlflow.analysis.runs import soi_table
+
+    ta = soi_table(run_a, "train", tracking_uri=uri).drop(columns=[], errors="ignore")
+    tb = soi_table(run_b, "train", tracking_uri=uri)
+    pd.testing.assert_frame_equal(ta.reset_index(drop=True), tb.reset_index(drop=True))
+    assert np.array_equal(ta["soi"].astype(str), tb["soi"].astype(str))
