@@ -27,6 +27,7 @@ def test_every_public_function_works_twice_through_the_package(store) -> None:
         "transitions": lambda: sa.transitions(single, multi, tracking_uri=store),
         "register_taxonomy": lambda: sa.register_taxonomy(mine),
         "get_taxonomy": lambda: sa.get_taxonomy("learned_or_not"),
+        "compare_runs": lambda: sa.compare_runs(single, multi, into="b", tracking_uri=store),
     }
     functions = {n for n in sa.__all__ if inspect.isfunction(getattr(sa, n))}
     assert functions == set(calls), "add each new public function to this test"
