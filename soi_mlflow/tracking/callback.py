@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from soi_mlflow.model.module import TRACE_KEYS
+from soi_mlflow.tracking.context import mark_recording
 from soi_mlflow.tracking.run import RunHandle
 from soi_mlflow.tracking.trace_format import build_table, write_trace
 
@@ -72,6 +73,7 @@ class TraceCallback(pl.Callback):
         # seconds spent by the callback: in its hooks (training thread) and on CPU in the
         # background writer; bench/trace_overhead.py reports them
         self.cost = {"hooks": 0.0, "background": 0.0}
+        mark_recording()
 
     # -- lifecycle ------------------------------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
