@@ -4,7 +4,7 @@ The same 3-task training with and without ``--affinity-every K`` (default K = 20
 alternating in one process after a warm-up run. Target: at most 10 % of training time
 at the default K.
 
-    .venv/bin/python bench/affinity_cost.py [--every 10] [--repeats 3] [--examples 1000]
+    .venv/bin/python bench/affinity_cost.py [--every 10] [--step optimizer] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 import warnings
 
 from soi_mlflow.data.mixture import MixtureSpec
-from soi_mlflow.model.affinity import DEFAULT_EVERY
+from soi_mlflow.model.affinity import AFFINITY_STEPS, DEFAULT_EVERY
 from soi_mlflow.training import TrainConfig, train
 
 
@@ -26,6 +26,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--every", type=int, default=DEFAULT_EVERY)
+    parser.add_argument("--step", choices=AFFINITY_STEPS, default="gradient")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--examples", type=int, default=1000, help="training examples per member")
     parser.add_argument("--epochs", type=int, default=2)
@@ -48,6 +49,7 @@ def main() -> None:
                 epochs=args.epochs,
                 progress=False,
                 affinity_every=every,
+                affinity_step=args.step,
                 tracking_uri="sqlite:///bench.db",
             )
         )
@@ -67,7 +69,7 @@ def main() -> None:
     a, b = statistics.median(with_aff), statistics.median(without)
     print(
         f"3 tasks x {args.examples} examples, {args.epochs} epochs, batch 32, tiny encoder, "
-        f"every {args.every} steps"
+        f"every {args.every} steps, {args.step} step"
     )
     print(
         f"run time: without {b:.1f} s, with {a:.1f} s (median of {args.repeats}); ratio {a / b:.3f}"

@@ -23,9 +23,9 @@ from mlflow import MlflowClient
 
 from soi_mlflow.data.datamodule import MixtureDataModule
 from soi_mlflow.data.mixture import Mixture, MixtureSpec
+from soi_mlflow.lightning import TraceCallback
 from soi_mlflow.model.encoder import build_tiny
 from soi_mlflow.model.module import MultiTaskClassifier
-from soi_mlflow.tracking.callback import TraceCallback
 from soi_mlflow.tracking.run import RunHandle
 
 MEMBERS = ("books", "movies", "electronics")
@@ -66,12 +66,16 @@ def one_run(
     if traced:
         callbacks.append(
             TraceCallback(
-                lambda: RunHandle.open(uri, "bench", "traced", {}),
-                list(mixture.all_members),
-                mixture.tasks,
-                data.eval_keys,
-                capture,
-                mixture.spec.axis,
+                labels="label",
+                member="member_idx",
+                task="task_idx",
+                members=list(mixture.all_members),
+                label_names={t: list(n) for t, n in mixture.tasks.items()},
+                eval_splits=[split for split, _ in data.eval_keys],
+                trace_train=capture == "train_pass",
+                run_id=lambda: RunHandle.open(uri, "bench", "traced", {}).run_id,
+                tracking_uri=uri,
+                axis=mixture.spec.axis,
             )
         )
     trainer = pl.Trainer(
@@ -88,11 +92,11 @@ def one_run(
     start = time.perf_counter()
     trainer.fit(module, datamodule=data)
     total = time.perf_counter() - start
-    run_id = callbacks[1].run.run_id if traced else None
+    run_id = callbacks[1].run_id_resolved if traced else None
     examples = len(mixture.train) * epochs
     if traced:
         cost = callbacks[1].cost
-        ATTRIBUTED.append((cost["hooks"] + cost["background"]) / clock.seconds)
+        ATTRIBUTED.append((cost["calls"] + cost["background"]) / clock.seconds)
     return examples / clock.seconds, examples / clock.cpu_seconds, total - clock.seconds, run_id
 
 

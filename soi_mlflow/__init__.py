@@ -2,6 +2,18 @@
 
 The package is imported lazily: ``import soi_mlflow`` costs nothing heavy, so the
 command line and the analysis stay fast. Sub-packages follow DESIGN.md section 3.
+``soi_mlflow.TraceRecorder`` records per-example traces from any training code.
 """
 
+from typing import Any
+
 __version__ = "0.1.0"
+__all__ = ["TraceRecorder", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TraceRecorder":
+        from soi_mlflow.tracking.recorder import TraceRecorder
+
+        return TraceRecorder
+    raise AttributeError(f"module 'soi_mlflow' has no attribute {name!r}")

@@ -15,7 +15,7 @@ from typing import Any
 
 from soi_mlflow.data.mixture import Mixture, MixtureSpec, validate_mixture
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.tracking.run import RunHandle, soi_tags
+from soi_mlflow.tracking.run import RunHandle, resolve_tracking_uri, soi_tags
 from soi_mlflow.tracking.trace_format import CAPTURE_MODES, SCHEMA_VERSION
 
 EXAMPLE_SPLITS = ("train", "validation", "test", "ood")
@@ -44,6 +44,8 @@ class TrainConfig:
     init_from: str | None = None  # a checkpoint folder (``model/checkpoint.py``) to start from
     log_checkpoint: bool = False  # log the final weights as ``checkpoint/`` (safetensors)
     affinity_every: int | None = None  # measure lookahead task affinity every K steps
+    # the lookahead: "gradient" (TAG: lr * gradient) or "optimizer" (the run's AdamW step)
+    affinity_step: str = "gradient"
     accelerator: str = "auto"
     devices: int = 1
     strategy: str = "auto"
@@ -92,6 +94,9 @@ def validate_config(config: TrainConfig) -> None:
             )
         if config.devices > 1:
             raise SoiInputError("--affinity-every works with one process; use --devices 1")
+        from soi_mlflow.model.affinity import check_step
+
+        check_step(config.affinity_step)
     if config.init_from is not None:
         from soi_mlflow.model.checkpoint import check_checkpoint
 
@@ -124,6 +129,7 @@ def run_params(config: TrainConfig) -> dict[str, Any]:
         "train_examples": len(spec.train_ids) if spec.train_ids is not None else None,
         "init_from": config.init_from,
         "affinity_every": config.affinity_every,
+        "affinity_step": config.affinity_step if config.affinity_every is not None else None,
     }
 
 
@@ -210,7 +216,7 @@ def train(config: TrainConfig) -> TrainResult:
     import lightning.pytorch as pl
 
     from soi_mlflow.data.datamodule import MixtureDataModule
-    from soi_mlflow.tracking.callback import TraceCallback
+    from soi_mlflow.lightning import TraceCallback
 
     pl.seed_everything(config.seed, workers=True, verbose=False)
     mixture = Mixture(config.mixture)
@@ -223,8 +229,9 @@ def train(config: TrainConfig) -> TrainResult:
         config.seed,
         eval_train=config.capture == "eval_pass",
     )
+    opened: list[RunHandle] = []  # the run, once rank 0 has opened it
 
-    def open_run() -> RunHandle:
+    def open_run() -> str:
         run = RunHandle.open(
             config.tracking_uri,
             config.experiment,
@@ -234,15 +241,22 @@ def train(config: TrainConfig) -> TrainResult:
         )
         run.log_params(run_params(config))
         _log_examples(run, mixture)
-        return run
+        opened.append(run)
+        return run.run_id
 
+    # the same adapter users put on their own modules: batches carry member and task
+    # indices into the mixture's names, steps return each row's (padded) logits
     callback = TraceCallback(
-        open_run,
-        list(mixture.all_members),
-        mixture.tasks,
-        data.eval_keys,
-        config.capture,
-        config.mixture.axis,
+        labels="label",
+        member="member_idx",
+        task="task_idx",
+        members=list(mixture.all_members),
+        label_names={task: list(names) for task, names in mixture.tasks.items()},
+        eval_splits=[split for split, _ in data.eval_keys],
+        trace_train=config.capture == "train_pass",
+        run_id=open_run,
+        tracking_uri=resolve_tracking_uri(config.tracking_uri),
+        axis=config.mixture.axis,
     )
     callbacks: list[pl.Callback] = [callback]
     affinity = None
@@ -250,7 +264,10 @@ def train(config: TrainConfig) -> TrainResult:
         from soi_mlflow.model.affinity import AffinityCallback
 
         affinity = AffinityCallback(
-            list(mixture.spec.members), config.affinity_every, lambda: callback.run
+            list(mixture.spec.members),
+            config.affinity_every,
+            lambda: opened[0] if opened else None,
+            config.affinity_step,
         )
         callbacks.append(affinity)
     trainer = pl.Trainer(
@@ -269,11 +286,11 @@ def train(config: TrainConfig) -> TrainResult:
     )
     try:
         trainer.fit(module, datamodule=data)
-    except BaseException:
-        if callback.run is not None:
-            callback.run.finish("FAILED")
+    except BaseException as exc:
+        if opened:
+            opened[0].finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
-    run = callback.run
+    run = opened[0] if opened else None
     if run is None:
         return TrainResult(None, None, None, {}, None, module, affinity)
     if config.log_checkpoint:

@@ -73,3 +73,15 @@ def test_unknown_schema_version_is_refused(tmp_path: Path) -> None:
         TraceFormatError, match="trace schema version '99'; this soi-mlflow reads version 1"
     ):
         read_trace(tmp_path / "future.parquet")
+
+
+def test_margin_is_optional_and_small(tmp_path: Path) -> None:
+    rows = _rows(4000)
+    rows["margin"] = np.random.default_rng(2).normal(scale=3, size=4000).astype(np.float32)
+    path = write_trace(tmp_path / "m.parquet", build_table(rows, ["a", "b"], ["t"]), {})
+    df = read_trace(path)
+    order = np.argsort(rows["example_id"], kind="stable")
+    np.testing.assert_allclose(df["margin"], rows["margin"][order], rtol=2.0**-9)
+    assert path.stat().st_size / 4000 < 8.5
+    plain = write_trace(tmp_path / "p.parquet", build_table(_rows(10), ["a", "b"], ["t"]), {})
+    assert "margin" not in read_trace(plain).columns  # files without it still read

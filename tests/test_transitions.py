@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from soi_mlflow.analysis.soi import DEFAULT
-from soi_mlflow.analysis.transitions import majority_soi, seed_transitions, transition_matrix
+from soi_mlflow.analysis.transition_tables import majority_soi, seed_transitions, transition_matrix
 from soi_mlflow.errors import SoiInputError
 
 

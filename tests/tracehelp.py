@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -95,3 +96,63 @@ def run_cli(args: list[str], uri: str, cwd: Path, timeout: int = 600) -> str:
     )
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
+
+
+def log_synthetic_run(
+    uri: str,
+    correct: dict[int, list[bool | None]],
+    member_of: dict[int, str] | None = None,
+    run_name: str = "synthetic",
+    split: str = "train",
+) -> str:
+    """A real MLflow run holding schema-v1 traces written from known correctness sequences.
+
+    ``correct[id][e]`` is the example's correctness at epoch e; ``None`` leaves the example
+    out of that epoch (not visited). p_gold is 0.8 when correct, 0.2 when wrong. Also logs
+    ``examples/<split>.parquet``. Returns the run id."""
+    import mlflow
+
+    from soi_mlflow.tracking.trace_format import build_table, write_trace
+
+    member_of = member_of or {}
+    names = sorted(set(member_of.values()) | {"m"})
+    epochs = max(len(seq) for seq in correct.values())
+    folder = Path(tempfile.mkdtemp(prefix="soi-synthetic-"))
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("synthetic") or client.get_experiment(
+        client.create_experiment("synthetic")
+    )
+    run = client.create_run(experiment.experiment_id, run_name=run_name)
+    for e in range(epochs):
+        ids = [i for i, seq in correct.items() if e < len(seq) and seq[e] is not None]
+        hit = np.array([bool(correct[i][e]) for i in ids], dtype=bool)
+        rows = {
+            "example_id": np.array(ids, dtype=np.int64),
+            "epoch": e,
+            "step": np.full(len(ids), e, dtype=np.int64),
+            "member_idx": np.array([names.index(member_of.get(i, "m")) for i in ids]),
+            "task_idx": np.zeros(len(ids), dtype=np.int32),
+            "gold": np.zeros(len(ids), dtype=np.int32),
+            "pred": np.where(hit, 0, 1).astype(np.int32),
+            "p_gold": np.where(hit, 0.8, 0.2).astype(np.float32),
+            "loss": np.ones(len(ids), dtype=np.float32),
+        }
+        path = folder / f"epoch={e:03d}.parquet"
+        write_trace(
+            path,
+            build_table(rows, names, ["t"]),
+            {"epoch": e, "split": split, "capture": "train_pass", "run_id": run.info.run_id},
+        )
+        client.log_artifact(run.info.run_id, str(path), f"traces/{split}")
+    table = pd.DataFrame(
+        {
+            "example_id": list(correct),
+            "member": [member_of.get(i, "m") for i in correct],
+            "label": 0,
+        }
+    )
+    table.to_parquet(folder / f"{split}.parquet", index=False)
+    client.log_artifact(run.info.run_id, str(folder / f"{split}.parquet"), "examples")
+    client.set_terminated(run.info.run_id)
+    mlflow.set_tracking_uri(uri)
+    return run.info.run_id

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from soi_mlflow.analysis.cartography import DEFAULT_THRESHOLDS, RegionThresholds  # noqa: E402
-from soi_mlflow.analysis.transitions import row_normalised  # noqa: E402
+from soi_mlflow.analysis.transition_tables import row_normalised  # noqa: E402
 
 MAX_POINTS = 20_000
 

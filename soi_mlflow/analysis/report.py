@@ -14,7 +14,7 @@ from soi_mlflow.analysis import figures
 from soi_mlflow.analysis.cartography import DEFAULT_THRESHOLDS, RegionThresholds, regions
 from soi_mlflow.analysis.runs import cache_for, soi_table
 from soi_mlflow.analysis.soi import Taxonomy, get_taxonomy
-from soi_mlflow.analysis.transitions import seed_transitions
+from soi_mlflow.analysis.transition_tables import seed_transitions
 from soi_mlflow.tracking.run import log_metric_batch, resolve_tracking_uri
 
 

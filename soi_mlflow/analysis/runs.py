@@ -140,7 +140,7 @@ def transitions(
     """Rows: SOI in ``run_a``; columns: SOI in ``run_b``; ``normalize="row"`` for fractions.
 
     Examples are matched by id; ``attrs["coverage"]`` says how many matched."""
-    from soi_mlflow.analysis.transitions import transition_matrix
+    from soi_mlflow.analysis.transition_tables import transition_matrix
 
     a = soi_table(run_a, split, taxonomy, tracking_uri)
     b = soi_table(run_b, split, taxonomy, tracking_uri)

@@ -1,12 +1,22 @@
 """Task affinity during training (DESIGN 2.5, lookahead as in Task Affinity Grouping).
 
 Every ``every`` steps, the training batch is split by member. For each member i, one
-optimizer step on i's rows is applied to the shared encoder only, and for every member j
+lookahead step on i's rows moves the shared encoder only, and for every member j
 Z[i -> j] = 1 - L_j(theta') / L_j(theta) on j's rows; then the encoder weights, the
 optimizer state, the gradients and the random state are restored exactly, so training
 goes on as if nothing had been measured. Losses are taken in eval mode (no dropout), so a
-measurement draws no random numbers. Per-epoch means are logged as
-``affinity/<i>_to_<j>``; at the end, a heatmap and a figure of each pair over training.
+measurement draws no random numbers.
+
+The lookahead step (``step``):
+- ``gradient`` (default, Task Affinity Grouping's definition): theta' = theta - lr * grad
+  L_i(theta), with lr the optimizer's current learning rate of each parameter. It measures
+  how task i's own gradient moves task j's loss.
+- ``optimizer``: the run's optimizer step (AdamW with its momentum and scaling). Its
+  carried momentum points every task's step in nearly the same direction, so it measures
+  the optimizer's trajectory more than the tasks' gradients.
+Steps where the learning rate is 0 (the first warm-up step) are skipped: every pair
+would read exactly 0 there. Per-epoch means are logged as ``affinity/<i>_to_<j>``; at the
+end, a heatmap and a figure of each pair over training.
 """
 
 from __future__ import annotations
@@ -21,6 +31,20 @@ import torch
 from soi_mlflow.errors import SoiInputError
 
 DEFAULT_EVERY = 20
+AFFINITY_STEPS = ("gradient", "optimizer")
+
+
+def check_step(step: str) -> None:
+    if step not in AFFINITY_STEPS:
+        raise SoiInputError(
+            f"affinity step: expected one of {', '.join(AFFINITY_STEPS)}, got {step!r}"
+        )
+
+
+def _learning_rates(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> list[float]:
+    """The optimizer's current learning rate of each of ``params`` (0 where not optimized)."""
+    by_param = {id(p): float(g["lr"]) for g in optimizer.param_groups for p in g["params"]}
+    return [by_param.get(id(p), 0.0) for p in params]
 
 
 def _member_losses(
@@ -67,16 +91,20 @@ def lookahead_affinity(
     optimizer: torch.optim.Optimizer,
     batch: dict[str, torch.Tensor],
     members: list[int],
+    step: str = "gradient",
 ) -> dict[tuple[int, int], float]:
     """Z[(i, j)] for the members present in ``batch`` (by ``member_idx``), restoring the
-    encoder, the optimizer state, the gradients, the mode and the RNG afterwards."""
+    encoder, the optimizer state, the gradients, the mode and the RNG afterwards. Empty
+    when fewer than two members are present or the encoder's learning rate is 0."""
+    check_step(step)
     present = [m for m in members if bool((batch["member_idx"] == m).any())]
-    if len(present) < 2:
-        return {}
     encoder_params = [p for p in module.encoder.parameters() if p.requires_grad]
+    rates = _learning_rates(optimizer, encoder_params)
+    if len(present) < 2 or not any(rates):
+        return {}
     head_params = list(module.heads.parameters())
     saved_weights = [p.detach().clone() for p in encoder_params]
-    saved_slots = _optimizer_slots(optimizer, encoder_params)
+    saved_slots = _optimizer_slots(optimizer, encoder_params) if step == "optimizer" else None
     saved_grads = [None if p.grad is None else p.grad.detach().clone() for p in module.parameters()]
     saved_rng = torch.random.get_rng_state()
     was_training = module.training
@@ -86,26 +114,25 @@ def lookahead_affinity(
         with torch.no_grad():
             before = _member_losses(module, batch, present)
         for i in present:
-            optimizer.zero_grad(set_to_none=True)
             rows = {k: v[batch["member_idx"] == i] for k, v in batch.items()}
-            with torch.enable_grad():
-                losses, _ = module.per_example(module.encode(rows), rows, with_trace=False)
-                losses.mean().backward()
-            for p in head_params:  # the step moves the shared encoder only
-                p.grad = None
-            optimizer.step()
+            if step == "gradient":
+                _gradient_step(module, rows, encoder_params, rates)
+            else:
+                _optimizer_step(module, optimizer, rows, head_params)
             with torch.no_grad():
                 after = _member_losses(module, batch, present)
                 for j in present:
                     out[(i, j)] = 1.0 - after[j] / before[j]
                 for p, w in zip(encoder_params, saved_weights, strict=True):
                     p.copy_(w)
-            _restore_slots(optimizer, encoder_params, saved_slots)
+            if saved_slots is not None:
+                _restore_slots(optimizer, encoder_params, saved_slots)
     finally:
         with torch.no_grad():
             for p, w in zip(encoder_params, saved_weights, strict=True):
                 p.copy_(w)
-        _restore_slots(optimizer, encoder_params, saved_slots)
+        if saved_slots is not None:
+            _restore_slots(optimizer, encoder_params, saved_slots)
         for p, g in zip(module.parameters(), saved_grads, strict=True):
             p.grad = g
         torch.random.set_rng_state(saved_rng)
@@ -113,14 +140,54 @@ def lookahead_affinity(
     return out
 
 
-class AffinityCallback(pl.Callback):
-    """Measures the lookahead affinity every ``every`` steps; logs per-epoch means."""
+def _gradient_step(
+    module: Any, rows: dict[str, torch.Tensor], params: list[torch.Tensor], rates: list[float]
+) -> None:
+    """theta <- theta - lr * grad of the rows' mean loss, on ``params`` only."""
+    with torch.enable_grad():
+        losses, _ = module.per_example(module.encode(rows), rows, with_trace=False)
+        grads = torch.autograd.grad(losses.mean(), params, allow_unused=True)
+    with torch.no_grad():
+        for p, g, lr in zip(params, grads, rates, strict=True):
+            if g is not None and lr:
+                p.sub_(g, alpha=lr)
 
-    def __init__(self, members: list[str], every: int = DEFAULT_EVERY, run_of: Any = None) -> None:
+
+def _optimizer_step(
+    module: Any,
+    optimizer: torch.optim.Optimizer,
+    rows: dict[str, torch.Tensor],
+    head_params: list[torch.Tensor],
+) -> None:
+    """The optimizer's own step on the rows' mean loss, moving the encoder only."""
+    optimizer.zero_grad(set_to_none=True)
+    with torch.enable_grad():
+        losses, _ = module.per_example(module.encode(rows), rows, with_trace=False)
+        losses.mean().backward()
+    for p in head_params:  # the step moves the shared encoder only
+        p.grad = None
+    optimizer.step()
+
+
+class AffinityCallback(pl.Callback):
+    """Measures the lookahead affinity every ``every`` steps; logs per-epoch means.
+
+    ``skipped`` counts the due measurements left out because the learning rate was 0."""
+
+    def __init__(
+        self,
+        members: list[str],
+        every: int = DEFAULT_EVERY,
+        run_of: Any = None,
+        step: str = "gradient",
+    ) -> None:
         if every <= 0:
             raise SoiInputError(f"affinity-every must be a positive integer, got {every!r}")
+        check_step(step)
         self.members = members
         self.every = every
+        self.step = step
+        self.skipped = 0
         self.run_of = run_of  # a callable giving the MLflow RunHandle (rank 0), or None
         self.history: list[dict[str, float]] = []  # one mean matrix per epoch
         self.measurements = 0
@@ -142,8 +209,12 @@ class AffinityCallback(pl.Callback):
         import time
 
         start = time.perf_counter()
+        optimizer = trainer.optimizers[0]
+        if not any(float(g["lr"]) for g in optimizer.param_groups):
+            self.skipped += 1  # warm-up's first step: every pair would read exactly 0
+            return
         values = lookahead_affinity(
-            pl_module, trainer.optimizers[0], batch, list(range(len(self.members)))
+            pl_module, optimizer, batch, list(range(len(self.members))), self.step
         )
         self.seconds += time.perf_counter() - start
         self.measurements += 1
@@ -173,8 +244,8 @@ class AffinityCallback(pl.Callback):
             run.client,
             run.run_id,
             {
-                "affinity_matrix": _heatmap(matrix, len(self.history), self.every),
-                "affinity_over_training": _curves(self.history),
+                "affinity_matrix": _heatmap(matrix, len(self.history), self.every, self.step),
+                "affinity_over_training": _curves(self.history, self.step),
             },
         )
 
@@ -196,7 +267,7 @@ class AffinityCallback(pl.Callback):
         return out
 
 
-def _heatmap(matrix: Any, epochs: int, every: int):
+def _heatmap(matrix: Any, epochs: int, every: int, step: str):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -214,14 +285,16 @@ def _heatmap(matrix: Any, epochs: int, every: int):
     ax.set_xlabel("member j (loss measured)")
     ax.set_ylabel("member i (lookahead step)")
     ax.set_title(
-        f"Lookahead affinity Z[i -> j], mean over {epochs} epochs (every {every} steps)", fontsize=9
+        f"Lookahead affinity Z[i -> j] ({step} step), mean over {epochs} epochs "
+        f"(every {every} steps)",
+        fontsize=9,
     )
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
     return fig
 
 
-def _curves(history: list[dict[str, float]]):
+def _curves(history: list[dict[str, float]], step: str):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -239,7 +312,7 @@ def _curves(history: list[dict[str, float]]):
     ax.axhline(0, color="grey", lw=0.6)
     ax.set_xlabel("epoch")
     ax.set_ylabel("Z (1 - loss after / loss before)")
-    ax.set_title("Lookahead affinity per pair over training")
+    ax.set_title(f"Lookahead affinity per pair over training ({step} step)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -1,8 +1,8 @@
 """The LightningModule: a shared encoder and one classification head per task.
 
 Members of the ``source`` and ``lang`` axes share their task's head. Each step returns,
-beside the loss, the per-example trace statistics (gold probability, prediction, loss)
-computed from the logits the step already has, so tracing needs no extra forward pass.
+beside the loss, the logits it already computed (each row's own head), which the trace
+callback (``soi_mlflow.lightning``) records, so tracing needs no extra forward pass.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from soi_mlflow.model.encoder import hidden_size
-
-TRACE_KEYS = ("example_id", "member_idx", "task_idx", "gold", "pred", "p_gold", "loss")
 
 
 class MultiTaskClassifier(pl.LightningModule):
@@ -37,8 +35,6 @@ class MultiTaskClassifier(pl.LightningModule):
         self.dropout = nn.Dropout(dropout)
         width = hidden_size(encoder)
         self.heads = nn.ModuleList(nn.Linear(width, n) for n in task_sizes)
-        # Set by the trace callback in train_pass mode; off, the step computes no trace.
-        self.trace_train = False
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The first token's final hidden state, one row per example."""
@@ -48,9 +44,10 @@ class MultiTaskClassifier(pl.LightningModule):
         return self.encoder(**inputs).last_hidden_state[:, 0]
 
     def per_example(
-        self, hidden: torch.Tensor, batch: dict[str, torch.Tensor], with_trace: bool
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
-        """Per-example losses and, if asked, the trace statistics of the same logits.
+        self, hidden: torch.Tensor, batch: dict[str, torch.Tensor], with_trace: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-example losses and, if asked, each row's logits from its own task's head,
+        padded with -inf to the widest head (what the trace records).
 
         Every head runs on the whole batch, so all parameters take part in every step's
         graph (DDP requires it); each example's loss uses its own task's head.
@@ -58,49 +55,35 @@ class MultiTaskClassifier(pl.LightningModule):
         labels, tasks = batch["label"], batch["task_idx"]
         losses = hidden.new_zeros(len(labels))
         unused = hidden.new_zeros(())
-        trace = None
+        chosen_logits = None
         if with_trace:
-            p_gold = hidden.new_zeros(len(labels))
-            pred = torch.zeros_like(labels)
+            width = max(head.out_features for head in self.heads)
+            chosen_logits = hidden.new_full((len(labels), width), float("-inf"))
         for t, head in enumerate(self.heads):
             logits = head(hidden)
             mask = tasks == t
             if not bool(mask.any()):
                 unused = unused + 0.0 * logits.sum()
                 continue
+            rows = mask.nonzero(as_tuple=True)[0]
             chosen, gold = logits[mask], labels[mask]
-            losses = losses.index_put(
-                (mask.nonzero(as_tuple=True)[0],), F.cross_entropy(chosen, gold, reduction="none")
-            )
-            if with_trace:
-                with torch.no_grad():
-                    probs = chosen.float().softmax(-1)
-                    p_gold[mask] = probs.gather(1, gold[:, None]).squeeze(1)
-                    pred[mask] = probs.argmax(-1)
-        if with_trace:
-            trace = {
-                "example_id": batch["example_id"],
-                "member_idx": batch["member_idx"],
-                "task_idx": tasks,
-                "gold": labels,
-                "pred": pred,
-                "p_gold": p_gold,
-                "loss": losses.detach(),
-            }
-        return losses + unused, trace
+            losses = losses.index_put((rows,), F.cross_entropy(chosen, gold, reduction="none"))
+            if chosen_logits is not None:
+                chosen_logits[rows, : chosen.shape[1]] = chosen.detach()
+        return losses + unused, chosen_logits
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> Any:
         hidden = self.dropout(self.encode(batch))
-        losses, trace = self.per_example(hidden, batch, with_trace=self.trace_train)
+        losses, logits = self.per_example(hidden, batch, with_trace=True)
         loss = losses.mean()
         self.log("loss", loss, prog_bar=True, logger=False, batch_size=len(losses))
-        return {"loss": loss, "trace": trace} if trace is not None else loss
+        return {"loss": loss, "logits": logits}
 
     def validation_step(
         self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
     ) -> Any:
-        _, trace = self.per_example(self.encode(batch), batch, with_trace=True)
-        return {"trace": trace}
+        _, logits = self.per_example(self.encode(batch), batch, with_trace=True)
+        return {"logits": logits}
 
     def configure_optimizers(self) -> Any:
         from transformers import get_linear_schedule_with_warmup

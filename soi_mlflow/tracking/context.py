@@ -1,31 +1,29 @@
-"""The ``mlflow.run_context_provider`` entry point: soi tags on runs started with
-``mlflow.start_run`` while a soi-mlflow trace is recorded in the process.
+"""The ``mlflow.run_context_provider`` entry point: soi tags on runs that MLflow's fluent
+API starts in a process that records soi-mlflow traces.
 
-soi-mlflow's own runs are tagged when it opens them; this covers runs that someone else's
-code opens through MLflow's fluent API (a user's loop, ``transformers``' MLflow callback)
-around a soi-mlflow trace recorder: they get the package version and the trace schema, so
-a reader can tell which soi-mlflow wrote their traces. MLflow loads every registered
-provider whenever it resolves run tags, so this module imports nothing heavy.
+soi-mlflow tags the runs it opens itself; this covers runs that other code opens with
+``mlflow.start_run`` around a soi-mlflow trace recorder (a user's own loop, as in
+``with mlflow.start_run(), TraceRecorder(...)``, or ``transformers``' MLflow callback): they
+get the package version and the trace schema when they are created, so a reader can tell
+which soi-mlflow wrote their traces and filter on it. A process counts as recording once it
+has imported the recorder. MLflow loads every registered provider whenever it resolves run
+tags, so this module imports nothing heavy.
 """
 
 from __future__ import annotations
 
+import sys
+
 from mlflow.tracking.context.abstract_context import RunContextProvider
 
-_recording = False
-
-
-def mark_recording() -> None:
-    """Called by the trace recorder when it is built: from now on, fluent runs get tags."""
-    global _recording
-    _recording = True
+RECORDER_MODULE = "soi_mlflow.tracking.recorder"
 
 
 class SoiRunContext(RunContextProvider):
-    """Tags ``soi.version`` and ``soi.trace_schema`` while a soi trace is recorded."""
+    """Tags ``soi.version`` and ``soi.trace_schema`` in a process that records traces."""
 
     def in_context(self) -> bool:
-        return _recording
+        return RECORDER_MODULE in sys.modules
 
     def tags(self) -> dict[str, str]:
         from soi_mlflow import __version__

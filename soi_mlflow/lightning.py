@@ -1,0 +1,250 @@
+"""Per-example traces from any LightningModule: a thin adapter over :class:`TraceRecorder`.
+
+::
+
+    trainer = pl.Trainer(logger=MLFlowLogger(tracking_uri="sqlite:///mlflow.db"),
+                         callbacks=[TraceCallback(label_names=["neg", "pos"])])
+
+By default the callback reads ``batch["example_id"]``, ``batch["labels"]`` (or
+``batch["label"]``) and ``outputs["logits"]``, where ``outputs`` is what ``training_step`` /
+``validation_step`` / ``test_step`` return. Say otherwise with key names, or with
+``select(outputs, batch)`` returning a dict of :meth:`TraceRecorder.add`'s arguments.
+
+- Training batches are the ``train`` split (``train_pass``: the step's own logits).
+- Every validation dataloader is a split (``validation``, ``validation_1``, ... or the
+  names in ``eval_splits``), and every test dataloader too (``test``, ... or ``test_splits``).
+- The run: the one of the trainer's ``MLFlowLogger`` if it has one (one run, not two), else
+  ``run_id``, else the active MLflow run, else a new run, ended when training ends.
+- Under DDP every rank records and rank 0 writes (the recorder gathers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+
+from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.recorder import TraceRecorder, check_split_name
+
+Selector = Callable[[Any, Any], Mapping[str, Any]]
+
+
+class TraceCallback(pl.Callback):
+    """Records a per-example trace of training and evaluation into an MLflow run.
+
+    Args:
+        ids, labels, logits: where the example ids and gold labels are in the batch, and the
+            logits in the step's outputs (dict keys or attribute names).
+        member, task: optional batch keys with each row's member / task (names, or integer
+            indices into ``members`` / the tasks of ``label_names``).
+        select: ``(outputs, batch) -> {"example_ids", "logits" or "probs", "labels",
+            "member", "task"}``; replaces the key look-ups.
+        label_names: class names (one task) or ``{task: names}``.
+        eval_splits, test_splits: a split name per validation / test dataloader.
+        trace_train: record training batches (``train_pass``); off when the ``train`` split
+            comes from an evaluation pass over the training set instead (``eval_pass``).
+        run_id: a run id, or a function returning one (called once, on rank 0).
+    """
+
+    def __init__(
+        self,
+        *,
+        ids: str = "example_id",
+        labels: str = "labels",
+        logits: str = "logits",
+        member: str | None = None,
+        task: str | None = None,
+        select: Selector | None = None,
+        label_names: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+        members: Sequence[str] | None = None,
+        eval_splits: Sequence[str] | None = None,
+        test_splits: Sequence[str] | None = None,
+        trace_train: bool = True,
+        capture: str | None = None,
+        run_id: str | Callable[[], str] | None = None,
+        tracking_uri: str | None = None,
+        axis: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        log_metrics: bool = True,
+    ) -> None:
+        for name in (*(eval_splits or ()), *(test_splits or ())):
+            check_split_name(name)
+        self.keys = {"ids": ids, "labels": labels, "logits": logits}
+        self.member_key, self.task_key = member, task
+        self.select = select
+        self.label_names = label_names
+        self.members = members
+        self.eval_splits = list(eval_splits) if eval_splits else None
+        self.test_splits = list(test_splits) if test_splits else None
+        self.trace_train = trace_train
+        self.capture = capture or ("train_pass" if trace_train else "eval_pass")
+        self.run_id = run_id
+        self.tracking_uri = tracking_uri
+        self.axis = axis
+        self.tags = dict(tags or {})
+        self.log_metrics = log_metrics
+        self.recorder: TraceRecorder | None = None
+        self.last_metrics: dict[str, float] = {}
+        self._resolved_run: str | None = None
+        # the recorder's own seconds (its calls, its writer's CPU), summed over recorders
+        self.cost = {"calls": 0.0, "background": 0.0}
+
+    @property
+    def run_id_resolved(self) -> str | None:
+        """The run written into, once training has set up (rank 0)."""
+        return self._resolved_run
+
+    # -- the run and the recorder ---------------------------------------------------
+    def _resolve_run(self, trainer: pl.Trainer) -> tuple[str | None, str | None]:
+        if self._resolved_run is not None:
+            return self._resolved_run, self.tracking_uri
+        if not trainer.is_global_zero:
+            return None, self.tracking_uri
+        from lightning.pytorch.loggers import MLFlowLogger
+
+        for logger in trainer.loggers:
+            if isinstance(logger, MLFlowLogger):
+                self.tracking_uri = self.tracking_uri or getattr(logger, "_tracking_uri", None)
+                return logger.run_id, self.tracking_uri
+        run = self.run_id() if callable(self.run_id) else self.run_id
+        return run, self.tracking_uri
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.recorder is not None:
+            return
+        run_id, uri = self._resolve_run(trainer)
+        self.recorder = TraceRecorder(
+            run_id,
+            tracking_uri=uri,
+            label_names=self.label_names,
+            capture=self.capture,
+            axis=self.axis,
+            log_metrics=self.log_metrics,
+            start_epoch=trainer.current_epoch,
+            source="lightning",
+            members=self.members,
+            tags=self.tags,
+        )
+        self._resolved_run = self.recorder.run_id
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._close("FINISHED")
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        status = "KILLED" if isinstance(exception, KeyboardInterrupt) else "FAILED"
+        # the training error matters more than a failed last upload
+        with contextlib.suppress(Exception):
+            self._close(status)
+
+    def _close(self, status: str) -> None:
+        recorder, self.recorder = self.recorder, None
+        if recorder is not None:
+            try:
+                recorder.close(status)
+            finally:
+                for key in self.cost:
+                    self.cost[key] += recorder.cost[key]
+
+    # -- collecting -----------------------------------------------------------------
+    def _add(self, split: str, outputs: Any, batch: Any, step: int) -> None:
+        assert self.recorder is not None, "TraceCallback.setup was not called"
+        if self.select is not None:
+            found = dict(self.select(outputs, batch))
+            example_ids = found.pop("example_ids", None)
+            self.recorder.add(split, example_ids, step=step, **found)
+            return
+        logits = _lookup(outputs, self.keys["logits"])
+        if logits is None:
+            raise SoiInputError(
+                f"split {split!r}: the step's outputs have no {self.keys['logits']!r}; return "
+                f"{{'loss': loss, {self.keys['logits']!r}: logits}} from the step, or pass "
+                "TraceCallback(logits=<key>) or select=<function of (outputs, batch)>"
+            )
+        ids = _lookup(batch, self.keys["ids"])
+        if ids is None:
+            raise SoiInputError(
+                f"split {split!r}: the batch has no {self.keys['ids']!r}; keep the example ids "
+                "in the batch (soi_mlflow.data.with_example_ids) or pass TraceCallback(ids=<key>)"
+            )
+        labels = _lookup(batch, self.keys["labels"])
+        if labels is None and self.keys["labels"] == "labels":
+            labels = _lookup(batch, "label")
+        if labels is None:
+            raise SoiInputError(
+                f"split {split!r}: the batch has no {self.keys['labels']!r}; pass "
+                "TraceCallback(labels=<key>)"
+            )
+        member = _lookup(batch, self.member_key) if self.member_key else None
+        task = _lookup(batch, self.task_key) if self.task_key else None
+        self.recorder.add(split, ids, logits, labels, member=member, task=task, step=step)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+        batch_idx: int,
+    ) -> None:
+        if self.trace_train:
+            self._add("train", outputs, batch, trainer.global_step)
+
+    def on_validation_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+        batch_idx: int, dataloader_idx: int = 0,
+    ) -> None:
+        if not trainer.sanity_checking:
+            split = _split_name(self.eval_splits, "validation", dataloader_idx)
+            self._add(split, outputs, batch, trainer.global_step)
+
+    def on_test_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+        batch_idx: int, dataloader_idx: int = 0,
+    ) -> None:
+        split = _split_name(self.test_splits, "test", dataloader_idx)
+        self._add(split, outputs, batch, trainer.global_step)
+
+    # -- writing --------------------------------------------------------------------
+    def _end_epoch(self, trainer: pl.Trainer) -> None:
+        assert self.recorder is not None
+        self.last_metrics |= self.recorder.end_epoch(trainer.current_epoch)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._end_epoch(trainer)  # validation of this epoch has run by now
+
+    def on_validation_epoch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule
+    ) -> None:
+        if not trainer.sanity_checking and trainer.state.fn != "fit":
+            self._end_epoch(trainer)  # trainer.validate(): no training epoch to end
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._end_epoch(trainer)
+
+    def flush(self) -> None:
+        """Wait until every finished epoch is in the run."""
+        if self.recorder is not None:
+            self.recorder.flush()
+
+
+def _lookup(container: Any, key: str) -> Any:
+    """``container[key]`` for mappings (and ``ModelOutput``), else the attribute, else None."""
+    if container is None:
+        return None
+    if isinstance(container, Mapping) or hasattr(container, "keys"):
+        try:
+            return container[key]
+        except (KeyError, TypeError):
+            return None
+    return getattr(container, key, None)
+
+
+def _split_name(names: list[str] | None, default: str, idx: int) -> str:
+    if names is not None:
+        if idx >= len(names):
+            raise SoiInputError(
+                f"dataloader {idx} has no split name: {default} split names are {names}"
+            )
+        return names[idx]
+    return default if idx == 0 else f"{default}_{idx}"
