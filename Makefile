@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The tested versions, torch 2.13.0 CPU build included, come from constraints.txt.
 PIP_INSTALL := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup browser demo test test-fast lint bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,10 +15,18 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 setup: $(VENV)/.installed
 
+# Debian's Chromium for the browser test (tests/test_browser_e2e.py), installed when run
+# as root (as CI does); elsewhere that test is skipped and says why.
+browser:
+	@if [ "$$(id -u)" = 0 ] && ! command -v chromedriver >/dev/null 2>&1; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			chromium chromium-driver; \
+	fi
+
 demo: setup
 	$(BIN)/soi-mlflow demo
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest
 
 test-fast: setup

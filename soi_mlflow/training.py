@@ -15,6 +15,7 @@ from typing import Any
 
 from soi_mlflow.data.mixture import Mixture, MixtureSpec, validate_mixture
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.links import md_escape, set_description_section
 from soi_mlflow.tracking.run import RunHandle, resolve_tracking_uri, soi_tags
 from soi_mlflow.tracking.trace_format import CAPTURE_MODES, SCHEMA_VERSION
 
@@ -149,6 +150,26 @@ def run_tags(config: TrainConfig) -> dict[str, str]:
     return tags | dict(config.tags)
 
 
+def training_note(config: TrainConfig) -> str:
+    """The run's description (Markdown): what was trained and where to look."""
+    spec = config.mixture
+    members = ", ".join(md_escape(m) for m in spec.members)
+    what = "Multi-setting" if spec.setting == "multi" else "Single-setting"
+    text = (
+        f"**{what} training run** on {members} ({md_escape(spec.axis)} axis), "
+        f"seed {config.seed}, {config.epochs} epochs, encoder {md_escape(config.model)}"
+    )
+    if spec.ood:
+        text += f"; held out (OOD): {', '.join(md_escape(m) for m in spec.ood)}"
+    if config.init_from is not None:
+        text += "; continued from a stage-1 checkpoint"
+    return (
+        text + ". Metrics per epoch: `val/<member>/acc`, `test/<member>/acc`, "
+        "`ood/<member>/acc`; per-example traces under `traces/<split>/`, examples under "
+        "`examples/`. `soi-mlflow analyze --run-id` adds an interactive data map."
+    )
+
+
 def default_run_name(config: TrainConfig) -> str:
     spec = config.mixture
     return f"{spec.setting}-{'+'.join(spec.members)}-seed{config.seed}"
@@ -240,6 +261,7 @@ def train(config: TrainConfig) -> TrainResult:
             config.parent_run_id,
         )
         run.log_params(run_params(config))
+        set_description_section(run.client, run.run_id, None, training_note(config))
         _log_examples(run, mixture)
         opened.append(run)
         return run.run_id

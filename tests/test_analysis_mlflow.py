@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -90,6 +91,38 @@ def test_analyze_run_logs_metrics_tables_and_figures(runs) -> None:
     logged = pd.read_parquet(cache_for(uri).file(multi, "tables/soi_train.parquet"))
     assert logged["example_id"].tolist() == tables["train"]["example_id"].tolist()
     assert logged["soi"].astype(str).tolist() == tables["train"]["soi"].astype(str).tolist()
+    fractions = pd.read_json(
+        cache_for(uri).file(multi, "tables/soi_fractions_train.json"), orient="split"
+    ).set_index("member")
+    assert fractions.loc["all", "examples"] == 160 and fractions.loc["books", "examples"] == 80
+    share = tables["train"]["soi"].astype(str).value_counts(normalize=True)
+    assert fractions.loc["all", "never_learned"] == pytest.approx(
+        share.get("never_learned", 0.0), abs=1e-4
+    )
+    run = client.get_run(multi)
+    assert {"path": "tables/soi_fractions_train.json", "type": "table"} in json.loads(
+        run.data.tags["mlflow.loggedArtifacts"]
+    )
+    note = run.data.tags["mlflow.note.content"]
+    assert note.startswith("**Multi-setting training run** on books, movies")
+    assert "#### Analysis" in note and "html/datamap_ood.html" in note
+
+
+def test_analysis_logs_an_interactive_data_map_with_the_texts(runs) -> None:
+    uri, multi, _ = runs
+    analyze_run(multi, ("train",), tracking_uri=uri)
+    analyze_run(multi, ("train",), tracking_uri=uri)  # again: sections replaced, not doubled
+    client = MlflowClient(uri)
+    assert client.get_run(multi).data.tags["mlflow.note.content"].count("#### Analysis") == 1
+    page = cache_for(uri).file(multi, "html/datamap_train.html").read_text()
+    data = json.loads(page.split('id="soi-data">', 1)[1].split("</script>", 1)[0])
+    examples = load_examples(multi, tracking_uri=uri).set_index("example_id")
+    assert data["total"] == data["shown"] == 160
+    for k in (0, 77, 159):
+        example = examples.loc[int(data["cols"]["id"][k])]
+        assert data["cols"]["text"][k] == example["text"]
+        assert data["cats"]["member"][data["cols"]["member"][k]] == example["member"]
+        assert data["cats"]["planted"][data["cols"]["planted"][k]] == example["planted"]
 
 
 def test_transitions_between_a_single_and_a_multi_run(runs) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from nbclient import NotebookClient
@@ -63,7 +64,7 @@ def study(tmp_path_factory):
 
 
 def test_compare_makes_a_parent_with_children_figures_and_a_summary(study) -> None:
-    uri, _, stdout = study
+    uri, folder, stdout = study
     parents = find_runs(EXPERIMENT, tracking_uri=uri, study="compare")
     assert len(parents) == 1
     parent = parents["run_id"][0]
@@ -90,6 +91,24 @@ def test_compare_makes_a_parent_with_children_figures_and_a_summary(study) -> No
     }
     tables = {a.path for a in client.list_artifacts(parent, "tables")}
     assert "tables/summary.parquet" in tables and "tables/transitions_books.parquet" in tables
+    assert {"tables/summary.json", "tables/transitions_books.json"} <= tables  # previewable
+    pages = {a.path for a in client.list_artifacts(parent, "html")}
+    assert pages == {"html/transitions_books.html", "html/transitions_movies.html"}
+    run = client.get_run(parent)
+    summary = pd.read_json(
+        client.download_artifacts(parent, "tables/summary.json", str(folder)), orient="split"
+    ).set_index("member")
+    metrics = run.data.metrics
+    assert metrics["summary/books/id_multi"] == pytest.approx(summary.loc["books", "id_multi"])
+    assert metrics["summary/mean/id_gain"] == pytest.approx(
+        (summary["id_multi"] - summary["id_single"]).mean()
+    )
+    note = run.data.tags["mlflow.note.content"]
+    assert note.startswith("**Single vs multi comparison**") and "#### Results" in note
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    link = f"#/experiments/{run.info.experiment_id}/runs/{parent}?workflowType=machine_learning"
+    assert link in stdout
     for child in children["run_id"]:
         metrics = client.get_run(child).data.metrics
         assert "soi/train/never_learned_frac" in metrics and "ood/restaurants/acc" in metrics
@@ -144,7 +163,8 @@ def test_two_stage_and_sequential_transfer_commands(store, tmp_path: Path) -> No
     parent = find_runs(tracking_uri=store, study="two_stage")["run_id"][0]
     client = MlflowClient(store)
     assert {a.path for a in client.list_artifacts(parent, "tables")} == {
-        "tables/two_stage_accuracy.parquet"
+        "tables/two_stage_accuracy.parquet",
+        "tables/two_stage_accuracy.json",
     }
     out = run_cli(
         [

@@ -80,6 +80,13 @@ def test_stage2_trains_on_exactly_the_selected_examples(stage1, monkeypatch, tmp
     assert artifacts == {"figures/two_stage_accuracy.png"}
     assert list(out.table.columns) == ["stage 1", "stage 2", "control"]
     assert list(out.table.index) == ["books (test)", "restaurants (ood)"]
+    headline = client.get_run(out.parent_run_id).data.metrics
+    assert headline["summary/stage_2/test_acc"] == pytest.approx(
+        out.table.loc["books (test)", "stage 2"]
+    )
+    assert headline["summary/test_acc_stage2_minus_control"] == pytest.approx(
+        out.table.loc["books (test)", "stage 2"] - out.table.loc["books (test)", "control"]
+    )
 
 
 def test_bad_stage2_selections(stage1) -> None:
@@ -158,6 +165,9 @@ def test_transfer_matrix_from_constructed_runs_reuses_them(store) -> None:
     ) == list(t.index)
     files = {a.path for a in client.list_artifacts(result.parent_run_id, "figures")}
     assert files == {"figures/transfer_matrix.png", "figures/transfer_biplot.png"}
+    metrics = client.get_run(result.parent_run_id).data.metrics
+    assert metrics["transfer/sentiment/entailment"] == pytest.approx(0.75 - 0.60)
+    assert "transfer/sentiment/sentiment" not in metrics  # the diagonal is undefined
 
 
 def test_bad_transfer_studies(store) -> None:

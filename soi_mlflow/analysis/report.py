@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -12,9 +14,11 @@ import pandas as pd
 
 from soi_mlflow.analysis import figures
 from soi_mlflow.analysis.cartography import DEFAULT_THRESHOLDS, RegionThresholds, regions
-from soi_mlflow.analysis.runs import cache_for, soi_table
+from soi_mlflow.analysis.html import data_map_html, transitions_html
+from soi_mlflow.analysis.runs import cache_for, load_examples, soi_table
 from soi_mlflow.analysis.soi import Taxonomy, get_taxonomy
-from soi_mlflow.analysis.transition_tables import seed_transitions
+from soi_mlflow.analysis.transition_tables import majority_soi, seed_transitions
+from soi_mlflow.tracking.links import md_escape, set_description_section
 from soi_mlflow.tracking.run import log_metric_batch, resolve_tracking_uri
 
 
@@ -22,13 +26,48 @@ def _client(tracking_uri: str | None):
     return cache_for(resolve_tracking_uri(tracking_uri)).client
 
 
+PREVIEW_ROWS = 2_000  # tables up to this size also get a copy the artifact viewer shows
+
+
 def log_table(client, run_id: str, frame: pd.DataFrame, name: str) -> None:
-    """``tables/<name>.parquet`` on the run (index kept when it carries labels)."""
+    """``tables/<name>.parquet`` on the run (index kept when it carries labels), and for
+    a table a person reads (at most ``PREVIEW_ROWS`` rows) ``tables/<name>.json`` in
+    MLflow's table format, which the run's artifact viewer shows as a table."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{name}.parquet"
         keep_index = not isinstance(frame.index, pd.RangeIndex)
         frame.to_parquet(path, index=keep_index)
         client.log_artifact(run_id, str(path), "tables")
+    if len(frame) <= PREVIEW_ROWS:
+        log_preview_table(client, run_id, frame.reset_index() if keep_index else frame, name)
+
+
+def log_preview_table(client, run_id: str, frame: pd.DataFrame, name: str) -> None:
+    """``tables/<name>.json`` as ``MlflowClient.log_table`` writes it (split orient, the
+    ``mlflow.loggedArtifacts`` tag), but replaced rather than appended to on a re-run."""
+    path_in_run = f"tables/{name}.json"
+    frame = frame.copy()
+    frame.columns = [str(c) for c in frame.columns]
+    for col in frame.columns:
+        if isinstance(frame[col].dtype, pd.CategoricalDtype):
+            frame[col] = frame[col].astype(str)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{name}.json"
+        frame.to_json(path, orient="split", index=False, double_precision=6)
+        client.log_artifact(run_id, str(path), "tables")
+    tags = client.get_run(run_id).data.tags
+    logged = json.loads(tags.get("mlflow.loggedArtifacts", "[]"))
+    entry = {"path": path_in_run, "type": "table"}
+    if entry not in logged:
+        client.set_tag(run_id, "mlflow.loggedArtifacts", json.dumps([*logged, entry]))
+
+
+def log_html(client, run_id: str, page: str, path_in_run: str) -> None:
+    """One self-contained HTML page as an artifact (the viewer shows it in a sandbox)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(path_in_run).name
+        path.write_text(page, encoding="utf-8")
+        client.log_artifact(run_id, str(path), str(Path(path_in_run).parent))
 
 
 def log_figures(client, run_id: str, figs: Mapping[str, object]) -> None:
@@ -52,8 +91,10 @@ def analyze_run(
     """SOI and cartography of a run's splits, logged back to the run.
 
     Per split: metrics ``soi/<split>/<subset>_frac`` (and per member
-    ``soi/<split>/<member>/<subset>_frac``), ``tables/soi_<split>.parquet``, and the
-    figures ``soi_distribution_<split>.png`` and ``datamap_<split>.png``.
+    ``soi/<split>/<member>/<subset>_frac``), ``tables/soi_<split>.parquet``,
+    ``tables/soi_fractions_<split>`` (Parquet and a previewable JSON), the figures
+    ``soi_distribution_<split>.png`` and ``datamap_<split>.png``, the interactive
+    ``html/datamap_<split>.html``, and an "Analysis" section in the run's description.
     """
     client = _client(tracking_uri)
     run_name = client.get_run(run_id).info.run_name
@@ -68,8 +109,16 @@ def analyze_run(
                 metrics[f"soi/{split}/{member}/{k}_frac"] = float(v)
         log_metric_batch(client, run_id, metrics, step=0)
         log_table(client, run_id, table, f"soi_{split}")
+        log_table(client, run_id, fractions_table(table, tax), f"soi_fractions_{split}")
         epochs = int(table.attrs.get("epochs", 0)) or None
         what = f"{run_name}, {split} split" + (f", {epochs} epochs" if epochs else "")
+        page = data_map_html(
+            table,
+            title=f"Data map ({what})",
+            examples=_examples_or_none(client, run_id, split, tracking_uri),
+            thresholds=thresholds,
+        )
+        log_html(client, run_id, page, f"html/datamap_{split}.html")
         log_figures(
             client,
             run_id,
@@ -81,7 +130,44 @@ def analyze_run(
             },
         )
         out[split] = table
+    set_description_section(client, run_id, "Analysis", analysis_note(list(out)))
     return out
+
+
+def analysis_note(splits: Sequence[str]) -> str:
+    """What ``analyze_run`` added to a run and where to look (Markdown)."""
+    lines = []
+    for split in splits:
+        lines += [
+            f"- **`html/datamap_{split}.html`** (Artifacts): the interactive data map of the "
+            f"{split} split; hover a point to see the example, filter by member or subset",
+            f"- `tables/soi_fractions_{split}.json`: SOI fractions per member; "
+            f"`tables/soi_{split}.parquet`: SOI and cartography per example (for Python)",
+            f"- `figures/datamap_{split}.png`, `figures/soi_distribution_{split}.png`; "
+            f"metrics `soi/{split}/<subset>_frac`",
+        ]
+    return "\n".join(lines)
+
+
+def fractions_table(table: pd.DataFrame, taxonomy: str | Taxonomy = "default") -> pd.DataFrame:
+    """Per member (and all together): the number of examples and each subset's share."""
+    rows = {"all": soi_fractions(table, taxonomy)}
+    counts = {"all": len(table)}
+    for member, part in table.groupby("member", observed=True, sort=True):
+        rows[str(member)] = soi_fractions(part, taxonomy)
+        counts[str(member)] = len(part)
+    out = pd.DataFrame(rows).T.round(4)
+    out.insert(0, "examples", pd.Series(counts))
+    return out.rename_axis("member")
+
+
+def _examples_or_none(client, run_id: str, split: str, tracking_uri: str | None):
+    """The run's example table of ``split`` (texts, labels), or None when it has none
+    (runs traced by a user's own loop may not log one)."""
+    names = {a.path for a in client.list_artifacts(run_id, "examples")}
+    if f"examples/{split}.parquet" not in names:
+        return None
+    return load_examples(run_id, split, tracking_uri)
 
 
 @dataclass
@@ -133,7 +219,9 @@ def compare(
 
     Figures: ``transitions_<member>.png`` (counts and row-normalised),
     ``soi_single_vs_multi.png``, ``accuracy_single_vs_multi.png``. Tables:
-    ``transitions_<member>``, ``summary``.
+    ``transitions_<member>``, ``summary`` (each also as previewable JSON). Pages:
+    ``html/transitions_<member>.html``. Metrics: :func:`headline_metrics`. A "Results"
+    section in the parent's description says where to look.
     """
     client = _client(tracking_uri)
     tax = get_taxonomy(taxonomy)
@@ -154,6 +242,12 @@ def compare(
             f"{cov['matched']} examples matched)"
         )
         figs[f"transitions_{member}"] = figures.transition_heatmap(counts, "single", "multi", title)
+        log_html(
+            client,
+            parent_run_id,
+            _transitions_page(runs, single_tables, multi_member, member, split, tax, tracking_uri),
+            f"html/transitions_{member}.html",
+        )
         fractions[(member, "single")] = soi_fractions(pd.concat(single_tables), tax)
         fractions[(member, "multi")] = soi_fractions(pd.concat(multi_member), tax)
         for subset in tax.subsets:
@@ -174,4 +268,87 @@ def compare(
     )
     log_figures(client, parent_run_id, figs)
     log_table(client, parent_run_id, summary, "summary")
+    log_metric_batch(client, parent_run_id, headline_metrics(summary), step=0)
+    set_description_section(
+        client, parent_run_id, "Results", comparison_note(summary, list(comparison.single))
+    )
     return summary
+
+
+_METRIC_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. :]")
+
+
+def metric_part(name: object) -> str:
+    """A data value (a member name) as one safe piece of a metric key."""
+    return _METRIC_UNSAFE.sub("_", str(name)) or "_"
+
+
+def headline_metrics(summary: pd.DataFrame) -> dict[str, float]:
+    """The comparison's accuracy columns as parent metrics: ``summary/<member>/<col>``,
+    the mean over members ``summary/mean/<col>``, and the mean gain of multi over single
+    ``summary/mean/id_gain`` (and ``ood_gain``)."""
+    cols = [c for c in summary.columns if c.startswith(("id_", "ood_"))]
+    out = {}
+    for member, row in summary[cols].iterrows():
+        for col in cols:
+            out[f"summary/{metric_part(member)}/{col}"] = float(row[col])
+    means = summary[cols].mean()
+    for col in cols:
+        out[f"summary/mean/{col}"] = float(means[col])
+    for kind in ("id", "ood"):
+        if f"{kind}_single" in means and f"{kind}_multi" in means:
+            out[f"summary/mean/{kind}_gain"] = float(
+                means[f"{kind}_multi"] - means[f"{kind}_single"]
+            )
+    return {k: v for k, v in out.items() if np.isfinite(v)}
+
+
+def comparison_note(summary: pd.DataFrame, members: Sequence[str]) -> str:
+    """Where to look on a comparison's parent run (Markdown)."""
+    lines = [
+        "- **`tables/summary.json`** (Artifacts): per member, test accuracy in-distribution "
+        "and OOD, single vs multi, and the SOI fractions; metrics `summary/mean/id_gain`, "
+        "`summary/mean/ood_gain` (multi minus single, mean over members)",
+    ]
+    for member in members:
+        lines.append(
+            f"- **`html/transitions_{md_escape(member)}.html`**: how {md_escape(member)}'s "
+            "examples move between subsets, single to multi; click a cell to list them"
+        )
+    lines.append(
+        "- `figures/accuracy_single_vs_multi.png`, `figures/soi_single_vs_multi.png`, "
+        "`figures/transitions_<member>.png`; each child run has its own interactive data map"
+    )
+    return "\n".join(lines)
+
+
+def _transitions_page(
+    single_runs: Sequence[str],
+    single_tables: Sequence[pd.DataFrame],
+    multi_tables: Sequence[pd.DataFrame],
+    member: str,
+    split: str,
+    taxonomy: Taxonomy,
+    tracking_uri: str | None,
+) -> str:
+    """The interactive transition page of one member: per example, its SOI in the single
+    run and in the multi run (the majority over seeds when there are several)."""
+    if len(single_tables) == 1 and len(multi_tables) == 1:
+        a, b, note = single_tables[0], multi_tables[0], ""
+    else:
+        a, b = majority_soi(single_tables, taxonomy), majority_soi(multi_tables, taxonomy)
+        note = (
+            f"Each example's SOI is the most frequent over the seeds "
+            f"({len(single_tables)} single, {len(multi_tables)} multi)."
+        )
+    client = _client(tracking_uri)
+    return transitions_html(
+        a,
+        b,
+        title=f"{member}: SOI single -> multi ({split} split)",
+        label_a="single",
+        label_b="multi",
+        examples=_examples_or_none(client, single_runs[0], split, tracking_uri),
+        subsets=[*taxonomy.subsets],
+        note=note,
+    )

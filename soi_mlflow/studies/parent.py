@@ -6,8 +6,40 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from soi_mlflow.tracking.links import md_escape, set_description_section
 from soi_mlflow.tracking.run import RunHandle, soi_tags
 from soi_mlflow.training import TrainConfig, run_params
+
+STUDY_NOTES = {
+    "compare": (
+        "**Single vs multi comparison**: each member trained alone and all together; the "
+        "child runs are listed under this run in the runs table, each with its own "
+        "interactive data map (`html/datamap_train.html`)."
+    ),
+    "two_stage": (
+        "**Two-stage fine-tuning**: stage 1 trains normally, stage 2 continues from its "
+        "checkpoint on the examples selected by their SOI, next to a random control of the "
+        "same size. Look at `tables/two_stage_accuracy.json` and "
+        "`figures/two_stage_accuracy.png`."
+    ),
+    "transfer": (
+        "**Transfer matrix**: the effect of training with each source on each target. Look "
+        "at `tables/transfer_mean.json` (rows: sources, columns: targets), "
+        "`figures/transfer_matrix.png` and the latent traits in `figures/transfer_biplot.png`."
+    ),
+    "learning_curve": (
+        "**Multi-task learning curves** of one target, alone and with auxiliary data. Look "
+        "at `tables/learning_curve_worth.json` (what the auxiliary data is worth in target "
+        "examples), `tables/learning_curve_fits.json` and `figures/learning_curve.png`."
+    ),
+}
+
+
+def study_note(study: str, base: TrainConfig) -> str:
+    """The opening of a study parent's description: what the study is, on which members."""
+    members = ", ".join(md_escape(m) for m in base.mixture.members)
+    intro = STUDY_NOTES.get(study, f"**Study** {md_escape(study)}.")
+    return f"{intro}\n\nMembers: {members} ({md_escape(base.mixture.axis)} axis)."
 
 
 @contextmanager
@@ -25,6 +57,7 @@ def study_parent(
     )
     try:
         parent.log_params(run_params(base) | dict(params))
+        set_description_section(parent.client, parent.run_id, None, study_note(study, base))
         yield parent
     except BaseException:
         parent.finish("FAILED")

@@ -188,13 +188,21 @@ def log_transfer(
     parent: RunHandle, scores: pd.DataFrame, members: list[str], mode: str, seeds: int
 ):
     """The matrix, its latent traits, their figures and the scores, logged to ``parent``."""
-    from soi_mlflow.analysis.report import log_figures, log_table
+    from soi_mlflow.analysis.report import log_figures, log_table, metric_part
     from soi_mlflow.analysis.transfer import biplot, heatmap, latent_traits, transfer_matrix
 
     mean, std = transfer_matrix(scores, members)
     traits = latent_traits(mean)
     log_table(parent.client, parent.run_id, scores, "transfer_scores")
     log_table(parent.client, parent.run_id, mean, "transfer_mean")
+    parent.log_metrics(
+        {
+            f"transfer/{metric_part(src)}/{metric_part(tgt)}": float(v)
+            for (src, tgt), v in mean.stack().items()
+            if pd.notna(v)
+        },
+        step=0,
+    )
     log_table(parent.client, parent.run_id, std, "transfer_std")
     for name, frame in traits.items():
         log_table(parent.client, parent.run_id, frame, f"transfer_{name}")

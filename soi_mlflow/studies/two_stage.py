@@ -103,6 +103,21 @@ def accuracy_rows(client, runs: dict[str, str], members: list[str], ood: list[st
     return pd.DataFrame(rows)
 
 
+def two_stage_headline(acc: pd.DataFrame) -> dict[str, float]:
+    """Mean accuracy over members per run and split (``summary/stage_2/test_acc``, ...)
+    and stage 2's gain over its random control (``summary/test_acc_stage2_minus_control``)."""
+    means = acc.dropna(subset=["acc"]).groupby(["run", "split"])["acc"].mean()
+    out = {
+        f"summary/{run.replace(' ', '_')}/{split}_acc": float(v)
+        for (run, split), v in means.items()
+    }
+    for split in ("test", "ood"):
+        if ("stage 2", split) in means and ("control", split) in means:
+            gain = means[("stage 2", split)] - means[("control", split)]
+            out[f"summary/{split}_acc_stage2_minus_control"] = float(gain)
+    return out
+
+
 def run_two_stage(
     base: TrainConfig,
     selection: Selection,
@@ -181,6 +196,7 @@ def run_two_stage(
         }
         acc = accuracy_rows(parent.client, runs, list(spec.members), list(spec.ood))
         log_table(parent.client, parent.run_id, acc, "two_stage_accuracy")
+        parent.log_metrics(two_stage_headline(acc), step=0)
         wide = acc.pivot_table(index=["member", "split"], columns="run", values="acc")[list(runs)]
         wide.index = [f"{m} ({s})" for m, s in wide.index]
         title = (

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.links import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "soi-mlflow"
@@ -127,11 +128,11 @@ class RunHandle:
             self.client.set_terminated(self.run_id, status)
 
     def ui_command(self) -> str:
-        """The command that opens the MLflow UI on this run's tracking store."""
-        url_path = f"#/experiments/{self.experiment_id}/runs/{self.run_id}"
-        if self.tracking_uri.startswith(("http://", "https://")):
-            return f"open {self.tracking_uri.rstrip('/')}/{url_path}"
-        return f"mlflow ui --backend-store-uri {self.tracking_uri}  # then open http://127.0.0.1:5000/{url_path}"
+        """What to open to see this run: the runs table and the run, in the MLflow UI's
+        model-training view (with the ``mlflow ui`` command first for a local store)."""
+        from soi_mlflow.tracking.links import ui_command
+
+        return ui_command(self.tracking_uri, self.experiment_id, self.run_id)
 
 
 def log_metric_batch(client: Any, run_id: str, metrics: Mapping[str, float], step: int) -> None:
@@ -145,7 +146,8 @@ def log_metric_batch(client: Any, run_id: str, metrics: Mapping[str, float], ste
 
 
 def ensure_experiment(client: Any, name: str) -> str:
-    """The id of experiment ``name``, created if missing (safe when two processes race)."""
+    """The id of experiment ``name``, created if missing (safe when two processes race)
+    and tagged as a model-training experiment, so the MLflow UI opens on its runs."""
     from mlflow.exceptions import MlflowException
 
     found = client.get_experiment_by_name(name)
@@ -154,7 +156,7 @@ def ensure_experiment(client: Any, name: str) -> str:
             raise SoiInputError(f"experiment {name!r} is deleted; restore it or pick another name")
         return found.experiment_id
     try:
-        return client.create_experiment(name)
+        return client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     except MlflowException:
         found = client.get_experiment_by_name(name)
         if found is None:
