@@ -15,6 +15,7 @@ from typing import Any
 
 from soi_mlflow.data.mixture import Mixture, MixtureSpec, validate_mixture
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.server.links import soi_pages_note
 from soi_mlflow.tracking.links import md_escape, set_description_section
 from soi_mlflow.tracking.run import RunHandle, resolve_tracking_uri, soi_tags
 from soi_mlflow.tracking.trace_format import CAPTURE_MODES, SCHEMA_VERSION
@@ -261,7 +262,8 @@ def train(config: TrainConfig) -> TrainResult:
             config.parent_run_id,
         )
         run.log_params(run_params(config))
-        set_description_section(run.client, run.run_id, None, training_note(config))
+        note = f"{training_note(config)}\n\n{soi_pages_note(run.run_id)}"
+        set_description_section(run.client, run.run_id, None, note)
         _log_examples(run, mixture)
         opened.append(run)
         return run.run_id

@@ -60,8 +60,13 @@ class UserModule(pl.LightningModule):
 def _fit(callback: TraceCallback, logger=False, epochs: int = 3) -> pl.Trainer:
     pl.seed_everything(0, verbose=False)
     trainer = pl.Trainer(
-        max_epochs=epochs, logger=logger, callbacks=[callback], enable_progress_bar=False,
-        enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
+        max_epochs=epochs,
+        logger=logger,
+        callbacks=[callback],
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
         accelerator="cpu",
     )
     train = DataLoader(Points(N_TRAIN, 0), batch_size=16, shuffle=True)
@@ -72,8 +77,9 @@ def _fit(callback: TraceCallback, logger=False, epochs: int = 3) -> pl.Trainer:
 
 def test_a_user_module_with_its_own_logger_gives_one_complete_run(module_store) -> None:
     logger = MLFlowLogger(experiment_name="user", tracking_uri=module_store)
-    callback = TraceCallback(ids="uid", labels="target", logits="scores",
-                             label_names=["left", "right"])
+    callback = TraceCallback(
+        ids="uid", labels="target", logits="scores", label_names=["left", "right"]
+    )
     _fit(callback, logger)
     client = MlflowClient(module_store)
     experiment = client.get_experiment_by_name("user")
@@ -82,17 +88,21 @@ def test_a_user_module_with_its_own_logger_gives_one_complete_run(module_store) 
     run = runs[0]
     assert "my_train_loss" in run.data.metrics and "my_val_loss" in run.data.metrics
     assert run.data.metrics["val/default/acc"] >= 0.0 and run.data.tags["soi.recorder"] == (
-        "lightning")
+        "lightning"
+    )
     assert trace_files(module_store, run.info.run_id, "train") == [
-        f"traces/train/epoch={e:03d}.parquet" for e in range(3)]
+        f"traces/train/epoch={e:03d}.parquet" for e in range(3)
+    ]
     for epoch in range(3):
-        trace, meta = load_trace(module_store, run.info.run_id,
-                                 f"traces/train/epoch={epoch:03d}.parquet")
+        trace, meta = load_trace(
+            module_store, run.info.run_id, f"traces/train/epoch={epoch:03d}.parquet"
+        )
         # every training example exactly once per epoch, with the user's own ids
         assert trace["example_id"].tolist() == list(range(10_000, 10_000 + N_TRAIN))
         assert meta["capture"] == "train_pass" and trace["epoch"].eq(epoch).all()
-        val, vmeta = load_trace(module_store, run.info.run_id,
-                                f"traces/validation/epoch={epoch:03d}.parquet")
+        val, vmeta = load_trace(
+            module_store, run.info.run_id, f"traces/validation/epoch={epoch:03d}.parquet"
+        )
         assert val["example_id"].tolist() == list(range(20_000, 20_000 + N_VAL))
         assert vmeta["capture"] == "eval_pass"
     y = Points(N_VAL, 1).y.numpy()
@@ -100,8 +110,7 @@ def test_a_user_module_with_its_own_logger_gives_one_complete_run(module_store) 
 
 
 def test_without_a_logger_the_callback_starts_and_ends_a_run(module_store) -> None:
-    callback = TraceCallback(ids="uid", labels="target", logits="scores",
-                             tracking_uri=module_store)
+    callback = TraceCallback(ids="uid", labels="target", logits="scores", tracking_uri=module_store)
     _fit(callback, epochs=1)
     run = MlflowClient(module_store).get_run(callback.run_id_resolved)
     assert run.info.status == "FINISHED"
@@ -131,8 +140,7 @@ def test_builtin_trainer_and_the_adapter_by_hand_give_identical_traces(store) ->
     from soi_mlflow.data.mixture import Mixture, MixtureSpec
     from soi_mlflow.training import TrainConfig, build_model, train
 
-    spec = MixtureSpec(suite="builtin", axis="source", members=("books", "movies"),
-                       max_examples=40)
+    spec = MixtureSpec(suite="builtin", axis="source", members=("books", "movies"), max_examples=40)
     config = TrainConfig(mixture=spec, epochs=2, seed=3, tracking_uri=store, progress=False)
     builtin = train(config)
 
@@ -143,18 +151,30 @@ def test_builtin_trainer_and_the_adapter_by_hand_give_identical_traces(store) ->
     logger = MLFlowLogger(experiment_name="by-hand", tracking_uri=store)
 
     def select(outputs, batch):
-        return {"example_ids": batch["example_id"], "logits": outputs["logits"],
-                "labels": batch["label"], "member": batch["member_idx"],
-                "task": batch["task_idx"]}
+        return {
+            "example_ids": batch["example_id"],
+            "logits": outputs["logits"],
+            "labels": batch["label"],
+            "member": batch["member_idx"],
+            "task": batch["task_idx"],
+        }
 
     callback = TraceCallback(
-        select=select, members=list(mixture.all_members),
+        select=select,
+        members=list(mixture.all_members),
         label_names={t: list(n) for t, n in mixture.tasks.items()},
         eval_splits=[split for split, _ in data.eval_keys],
     )
-    pl.Trainer(max_epochs=2, logger=logger, callbacks=[callback], enable_progress_bar=False,
-               enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
-               deterministic="warn").fit(module, datamodule=data)
+    pl.Trainer(
+        max_epochs=2,
+        logger=logger,
+        callbacks=[callback],
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        deterministic="warn",
+    ).fit(module, datamodule=data)
     for split in ("train", "validation", "test"):
         files = trace_files(store, builtin.run_id, split)
         assert files == trace_files(store, logger.run_id, split) and files

@@ -35,13 +35,19 @@ def test_three_calls_in_a_plain_loop_give_one_file_per_split_and_epoch(module_st
             logits = _logits(epoch)
             for start in range(0, len(IDS), 8):  # batches, as tensors
                 rows = slice(start, start + 8)
-                rec.add("train", torch.as_tensor(IDS[rows]), torch.as_tensor(logits[rows]),
-                        torch.as_tensor(_labels()[rows]))
+                rec.add(
+                    "train",
+                    torch.as_tensor(IDS[rows]),
+                    torch.as_tensor(logits[rows]),
+                    torch.as_tensor(_labels()[rows]),
+                )
             rec.add("validation", IDS[:5], _logits(9, 5), ["a", "b", "c", "a", "b"])  # names
             metrics = rec.end_epoch()
             assert set(metrics) >= {"train/loss", "train/default/acc", "val/default/acc"}
     assert trace_files(module_store, run.info.run_id, "train") == [
-        "traces/train/epoch=000.parquet", "traces/train/epoch=001.parquet"]
+        "traces/train/epoch=000.parquet",
+        "traces/train/epoch=001.parquet",
+    ]
     assert len(trace_files(module_store, run.info.run_id, "validation")) == 2
     trace, meta = load_trace(module_store, run.info.run_id, "traces/train/epoch=001.parquet")
     assert trace["example_id"].tolist() == IDS.tolist()  # each example once, sorted
@@ -51,8 +57,9 @@ def test_three_calls_in_a_plain_loop_give_one_file_per_split_and_epoch(module_st
     assert trace["pred"].tolist() == _logits(1).argmax(1).tolist()
     logits = _logits(1)
     others = np.where(np.eye(3, dtype=bool)[_labels()], -np.inf, logits).max(1)
-    np.testing.assert_allclose(trace["margin"], logits[np.arange(20), _labels()] - others,
-                               rtol=2.0**-8, atol=1e-5)
+    np.testing.assert_allclose(
+        trace["margin"], logits[np.arange(20), _labels()] - others, rtol=2.0**-8, atol=1e-5
+    )
     assert meta["capture"] == "train_pass" and meta["label_names"] == {"default": ["a", "b", "c"]}
     tags = MlflowClient(module_store).get_run(run.info.run_id).data.tags
     assert tags["soi.trace_schema"] == "1" and tags["soi.recorder"] == "recorder"
@@ -78,8 +85,9 @@ def test_padded_multi_head_logits_and_members(module_store) -> None:
     names = {"sentiment": ["neg", "pos"], "nli": ["e", "n", "c"]}
     rec = TraceRecorder(tracking_uri=module_store, label_names=names)
     logits = np.array([[0.0, 1.0, 9.0], [0.0, 0.0, 1.0]], dtype=np.float32)
-    rec.add("train", [7, 8], logits, ["pos", "c"], task=["sentiment", "nli"],
-            member=["books", "snli"])
+    rec.add(
+        "train", [7, 8], logits, ["pos", "c"], task=["sentiment", "nli"], member=["books", "snli"]
+    )
     rec.end_epoch()
     rec.close()
     trace, meta = load_trace(module_store, rec.run_id, "traces/train/epoch=000.parquet")
@@ -140,12 +148,15 @@ def test_a_run_killed_mid_epoch_keeps_its_finished_epochs(module_store, tmp_path
             rec.flush()
         """
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
     assert proc.returncode == -9, proc.stderr
     run_id = proc.stdout.split()[0]
     assert trace_files(module_store, run_id, "train") == [
-        "traces/train/epoch=000.parquet", "traces/train/epoch=001.parquet"]
+        "traces/train/epoch=000.parquet",
+        "traces/train/epoch=001.parquet",
+    ]
     for epoch in (0, 1):
         trace, _ = load_trace(module_store, run_id, f"traces/train/epoch={epoch:03d}.parquet")
         assert trace["example_id"].tolist() == list(range(50))

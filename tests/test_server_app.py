@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import secrets
 import urllib.error
 import urllib.request
@@ -20,6 +21,8 @@ import pytest
 from mlflow import MlflowClient
 from plantruns import HOSTILE, PATTERNS, plant_run
 from servers import mlflow_server
+
+from soi_mlflow.server.links import soi_pages_note
 
 pytestmark = pytest.mark.e2e
 
@@ -206,3 +209,27 @@ def test_others_are_refused(auth_server) -> None:
     assert get(f"{uri}/soi/run?run_id={private}", ALICE)[0] == 403
     # a run that does not exist is refused, not reported
     assert get(f"{uri}/soi/run?run_id={'0' * 32}", ALICE)[0] == 403
+
+
+def test_the_interactive_pages_are_served_sandboxed(soi_server) -> None:
+    uri, runs = soi_server
+    status, headers, body = get(f"{uri}/soi/datamap?run_id={runs['a']}&split=train")
+    assert status == 200 and headers["Content-Security-Policy"].startswith("sandbox allow-scripts")
+    assert "application/json" in body and HOSTILE not in body and "<img src=x" not in body
+    assert "1004" in body  # the hostile example is on the map, as data
+    status, headers, body = get(f"{uri}/soi/heatmap?run_a={runs['a']}&run_b={runs['b']}")
+    assert status == 200 and "sandbox" in headers["Content-Security-Policy"]
+    assert "multi &lt;i&gt;x&lt;/i&gt;" in body or "multi \\u003ci\\u003e" in body
+    assert "<i>x</i>" not in body
+
+
+def test_the_description_link_opens_the_runs_page(soi_server) -> None:
+    uri, runs = soi_server
+    note = soi_pages_note(runs["a"])
+    targets = re.findall(r"\]\(([^)]+)\)", note)
+    assert len(targets) == 2
+    for target in targets:  # relative to the UI's root, as the MLflow UI resolves them
+        status, _, body = get(f"{uri}/{target}")
+        assert status == 200 and (
+            "Subsets of interest: single" in body or "Data map: single" in body
+        )

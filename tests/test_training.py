@@ -140,8 +140,10 @@ def test_every_head_takes_part_in_every_step() -> None:
     # each row's own head, padded with -inf to the widest head (3 classes)
     torch.testing.assert_close(logits[:, :2], expected)
     assert torch.isinf(logits[:, 2]).all()
-    torch.testing.assert_close(losses.detach(), torch.nn.functional.cross_entropy(
-        expected, batch["label"], reduction="none"))
+    torch.testing.assert_close(
+        losses.detach(),
+        torch.nn.functional.cross_entropy(expected, batch["label"], reduction="none"),
+    )
 
 
 def test_bad_training_settings_fail_before_any_run(store) -> None:

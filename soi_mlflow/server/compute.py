@@ -82,7 +82,7 @@ class RunData:
         return all(self.run(r).info.status == "FINISHED" for r in run_ids)
 
     def soi_table(self, run_id: str, split: str) -> pd.DataFrame:
-        """SOI and cartography per example, joined with the example table's text columns."""
+        """SOI and cartography per example (the analysis package's ``soi_table``)."""
         split = check_split(split)
 
         def make() -> pd.DataFrame:
@@ -92,10 +92,6 @@ class RunData:
                 raise MissingData(f"run {run_id} has no traces of split {split!r}")
             tm = TraceMatrix.from_files(paths)
             table = soi_frame(tm)
-            examples = self.examples(run_id, split)
-            if examples is not None:
-                keep = ["example_id", *(c for c in EXAMPLE_COLUMNS if c in examples)]
-                table = table.merge(examples[keep], on="example_id", how="left")
             table.attrs |= {"run_id": run_id, "split": split, "epochs": tm.n_epochs}
             return table
 
@@ -103,10 +99,28 @@ class RunData:
 
     def examples(self, run_id: str, split: str) -> pd.DataFrame | None:
         """The run's example table of ``split``, or None when the run logged none."""
-        listing = self.client.list_artifacts(run_id, "examples")
-        if not any(a.path.endswith(f"/{split}.parquet") for a in listing):
-            return None
-        return pd.read_parquet(self.cache.file(run_id, f"examples/{split}.parquet"))
+        split = check_split(split)
+
+        def make() -> pd.DataFrame | None:
+            listing = self.client.list_artifacts(run_id, "examples")
+            if not any(a.path.endswith(f"/{split}.parquet") for a in listing):
+                return None
+            return pd.read_parquet(self.cache.file(run_id, f"examples/{split}.parquet"))
+
+        return self.results.get_or_make(
+            ("examples", run_id, split), make, keep=self.finished(run_id)
+        )
+
+    def joined(self, run_id: str, split: str) -> pd.DataFrame:
+        """The SOI table with the example table's text and label columns."""
+        table = self.soi_table(run_id, split)
+        examples = self.examples(run_id, split)
+        if examples is None:
+            return table
+        keep = ["example_id", *(c for c in EXAMPLE_COLUMNS if c in examples)]
+        out = table.merge(examples[keep], on="example_id", how="left")
+        out.attrs = dict(table.attrs)
+        return out
 
     def transitions(self, run_a: str, run_b: str, split: str) -> pd.DataFrame:
         """Counts of examples by (SOI in ``run_a``, SOI in ``run_b``), with coverage."""

@@ -78,7 +78,7 @@ def run_page() -> Response:
     data, split = run_data(), check_split(request.args.get("split"))
     run_id = request.args.get("run_id", "")
     run = data.run(run_id)
-    table = data.soi_table(run_id, split)
+    table = data.joined(run_id, split)
     html = pages.run_page(run, split, table, data.siblings(run_id), _splits_of(data, run_id))
     return _respond(html)
 
@@ -88,7 +88,7 @@ def table_csv() -> Response:
     data, split = run_data(), check_split(request.args.get("split"))
     run_id = request.args.get("run_id", "")
     data.run(run_id)
-    table = data.soi_table(run_id, split).copy()
+    table = data.joined(run_id, split).copy()
     for col in table.columns:
         if table[col].dtype == object or isinstance(table[col].dtype, pd.CategoricalDtype):
             table[col] = table[col].astype("string").map(_defuse_formula, na_action="ignore")
@@ -115,7 +115,7 @@ def datamap() -> Response:
     title = f"Data map: {run.info.run_name or run_id} ({split})"
     html = data.results.get_or_make(
         ("datamap", run_id, split),
-        lambda: data_map_html(table, title=title),
+        lambda: data_map_html(table, title=title, examples=data.examples(run_id, split)),
         keep=data.finished(run_id),
     )
     return _respond(html, csp=CSP_SCRIPTED)
@@ -142,7 +142,12 @@ def heatmap() -> Response:
     html = data.results.get_or_make(
         ("heatmap", run_a, run_b, split),
         lambda: transitions_html(
-            data.soi_table(run_a, split), data.soi_table(run_b, split), title=title
+            data.soi_table(run_a, split),
+            data.soi_table(run_b, split),
+            title=title,
+            label_a=ra.info.run_name or run_a,
+            label_b=rb.info.run_name or run_b,
+            examples=data.examples(run_b, split),
         ),
         keep=data.finished(run_a, run_b),
     )
