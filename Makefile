@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The tested versions, torch 2.13.0 CPU build included, come from constraints.txt.
 PIP_INSTALL := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: setup browser demo test test-fast lint bench clean
+.PHONY: setup browser demo test test-fast lint mlproject bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/ruff check soi_mlflow tests bench
+
+# MLproject is written from the commands' settings dataclasses; a test checks it is current.
+mlproject: setup
+	$(BIN)/python -m soi_mlflow.mlproject > MLproject
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,301 +1,418 @@
-"""The ``soi-mlflow`` command. Heavy libraries are imported inside each command, so
-``soi-mlflow --help`` answers at once."""
+"""The ``soi-mlflow`` command.
+
+Adding a command takes three things:
+
+1. a settings dataclass whose fields (type, default, docstring line or
+   ``field(metadata={"help": ...})``) are its options, beside the code it configures;
+2. a function here that takes one instance of each settings class, in order;
+3. one line in ``COMMANDS``: name, summary, function, the settings as "module:Class"
+   strings (imported only when that command runs, so ``soi-mlflow --help`` stays fast),
+   and two examples for its ``--help``; then ``make mlproject`` adds its entry point.
+
+``TrainConfig`` brings every training and data option (``MixtureSpec`` is flattened
+into it). From the same declaration come the flags (``--max-examples``), the keys of
+``--config FILE.yaml``, ``--print-config``, the MLproject parameters (regenerate with
+``make mlproject``; ``tests/test_cli_config.py`` checks them) and the ``config.yaml``
+every training run logs. Print through ``soi_mlflow.console``: ``step(k, n, what)`` for
+each unit of long work, ``print_table``/``print_frame`` for results (under 100 columns),
+``print_links`` for run ids and the UI command.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
-from soi_mlflow.cli_options import (
-    add_data_flags,
-    add_train_flags,
-    csv_list,
-    int_list,
-    mixture_spec_from_args,
-    parse,
-    positive_int,
-    train_config_from_args,
-)
+from soi_mlflow import console
+from soi_mlflow.cli_options import Command, parse, resolved_yaml, version
 from soi_mlflow.errors import SoiInputError
 
+TRAIN = "soi_mlflow.training:TrainConfig"
+MIXTURE = "soi_mlflow.data.mixture:MixtureSpec"
 
-def _cmd_train(args: argparse.Namespace) -> int:
+
+@dataclass
+class PreviewSettings:
+    """What the preview shows."""
+
+    examples: int = 2
+    """examples shown per member"""
+
+
+@dataclass
+class AnalyzeSettings:
+    """Which runs to analyse and how."""
+
+    run_id: str | None = None
+    """analyse one run"""
+    parent_run_id: str | None = None
+    """re-analyse a study (comparison or transfer) from its parent run"""
+    split: tuple[str, ...] = ("train",)
+    """splits to analyse: train, validation, test, ood"""
+    taxonomy: str = "default"
+    """a registered SOI taxonomy"""
+    aggregate: Literal["majority", "pairs"] = "majority"
+    """how seeds combine in transitions"""
+    tracking_uri: str | None = None
+    """MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"""
+
+
+@dataclass
+class DemoSettings:
+    """The demo: the source-axis comparison of the built-in suite with the tiny encoder."""
+
+    epochs: int = 5
+    """training epochs"""
+    seeds: int = 2
+    """seeds per setting"""
+    experiment: str = "soi-demo"
+    """MLflow experiment name"""
+    tracking_uri: str | None = None
+    """MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"""
+
+
+# -- the commands ------------------------------------------------------------------------
+
+
+def _for_cli(config: Any) -> Any:
+    """Command-line conveniences on a TrainConfig: DDP when several devices are asked for."""
+    if config.devices > 1 and config.strategy == "auto":
+        return replace(config, strategy="ddp")
+    return config
+
+
+def _log_study_config(command: str, run_id: str, config: Any, settings: Any) -> None:
+    """Log the study's resolved options to its parent run, as each training run does."""
+    from mlflow import MlflowClient
+
+    from soi_mlflow.run_config import CONFIG_ARTIFACT
+    from soi_mlflow.tracking.run import resolve_tracking_uri
+
+    header = "The resolved options of this study. Repeat it with:\n"
+    header += f"  soi-mlflow {command} --config config.yaml"
+    text = resolved_yaml([config, settings], header)
+    MlflowClient(resolve_tracking_uri(config.tracking_uri)).log_text(run_id, text, CONFIG_ARTIFACT)
+
+
+def _preview(spec: Any, settings: PreviewSettings) -> None:
+    from soi_mlflow.data.mixture import validate_mixture
+    from soi_mlflow.data.preview import print_preview
+
+    validate_mixture(spec)
+    print_preview(spec, examples=settings.examples)
+
+
+def _train(config: Any) -> None:
     from soi_mlflow.training import train, validate_config
 
-    config = train_config_from_args(args)
+    config = _for_cli(config)
     validate_config(config)
     result = train(config)
     if result.run_id is not None:
-        print(f"\nrun id: {result.run_id}")
-        print(f"experiment id: {result.experiment_id}")
-        print(f"open the MLflow UI: {result.ui_command}")
-    return 0
+        console.print_accuracy(result.metrics, "accuracy after the last epoch")
+        console.print_links([("run id", result.run_id)], result.ui_command)
 
 
-def _cmd_compare(args: argparse.Namespace) -> int:
-    from soi_mlflow.studies.compare import format_summary, run_compare, validate_compare
+def _compare(config: Any, settings: Any) -> None:
+    from soi_mlflow.studies.compare import run_compare, validate_compare
 
-    config = train_config_from_args(args)
-    validate_compare(config, args.seeds)
-    result = run_compare(config, seeds=args.seeds)
-    print("\nsingle vs multi (test accuracy in-distribution and OOD; SOI fractions on train):")
-    print(format_summary(result.summary))
-    print(f"\nparent run id: {result.parent_run_id}")
-    print(f"open the MLflow UI: {result.ui_command}")
-    return 0
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    argv = [
-        "compare",
-        "--suite",
-        "builtin",
-        "--axis",
-        "source",
-        "--members",
-        "books,movies,electronics",
-        "--ood",
-        "restaurants",
-        "--epochs",
-        str(args.epochs),
-        "--seeds",
-        str(args.seeds),
-        "--experiment",
-        args.experiment,
-        "--no-progress",
+    config = _for_cli(config)
+    validate_compare(config, settings.seeds)
+    result = run_compare(config, seeds=settings.seeds)
+    _log_study_config("compare", result.parent_run_id, config, settings)
+    _print_comparison(result.summary)
+    runs = [("parent run id", result.parent_run_id)]
+    multi = "+".join(config.mixture.members)
+    runs += [(f"multi {multi} seed {config.seed + s}", r) for s, r in enumerate(result.multi)]
+    runs += [
+        (f"single {m} seed {config.seed + s}", r)
+        for m, ids in result.single.items()
+        for s, r in enumerate(ids)
     ]
-    if args.tracking_uri:
-        argv += ["--tracking-uri", args.tracking_uri]
-    print("demo: the source-axis comparison on the built-in suite, tiny encoder: " + " ".join(argv))
-    return _cmd_compare(build_parser().parse_args(argv))
+    console.print_links(runs, result.ui_command)
 
 
-def _cmd_analyze(args: argparse.Namespace) -> int:
+def _print_comparison(summary: Any) -> None:
+    from soi_mlflow.studies.compare import summary_rows
+
+    columns, rows = summary_rows(summary)
+    console.print_table(
+        rows,
+        columns,
+        "single vs multi: test accuracy (ID, OOD) and SOI fractions of the training set",
+    )
+
+
+def _analyze(settings: AnalyzeSettings) -> None:
     from soi_mlflow.analysis.report import analyze_run, compare
-    from soi_mlflow.studies.children import comparison_of
-    from soi_mlflow.studies.compare import format_summary
-
-    if bool(args.run_id) == bool(args.parent_run_id):
-        raise SoiInputError("give exactly one of --run-id or --parent-run-id")
-    splits = args.split or ["train"]
-    if args.run_id:
-        tables = analyze_run(args.run_id, splits, args.taxonomy, args.tracking_uri)
-        for split, table in tables.items():
-            print(f"{split}: {len(table)} examples")
-            print(
-                table.groupby("member", observed=True)["soi"]
-                .value_counts(normalize=True)
-                .unstack()
-                .round(3)
-                .to_string()
-            )
-        return 0
     from soi_mlflow.analysis.runs import cache_for
 
-    study = (
-        cache_for(args.tracking_uri).client.get_run(args.parent_run_id).data.tags.get("soi.study")
-    )
+    if bool(settings.run_id) == bool(settings.parent_run_id):
+        raise SoiInputError("give exactly one of --run-id or --parent-run-id")
+    splits = list(settings.split) or ["train"]
+    uri = settings.tracking_uri
+    if settings.run_id:
+        tables = {}
+        for k, split in enumerate(splits, 1):
+            console.step(k, len(splits), f"analysing the {split} split of run {settings.run_id}")
+            tables |= analyze_run(settings.run_id, [split], settings.taxonomy, uri)
+        for split, table in tables.items():
+            fractions = (
+                table.groupby("member", observed=True)["soi"].value_counts(normalize=True).unstack()
+            )
+            console.print_frame(fractions, f"{split}: SOI fractions of {len(table)} examples")
+        return
+    study = cache_for(uri).client.get_run(settings.parent_run_id).data.tags.get("soi.study")
     if study == "transfer":
         from soi_mlflow.studies.transfer import reanalyze_transfer
 
-        mean, _, _ = reanalyze_transfer(args.parent_run_id, args.tracking_uri)
-        print("transfer matrix (rows: sources, columns: targets):")
-        print(mean.round(3).to_string())
-        return 0
-    comparison = comparison_of(args.parent_run_id, args.tracking_uri)
-    for run_id in [*comparison.multi, *(r for runs in comparison.single.values() for r in runs)]:
-        analyze_run(run_id, splits, args.taxonomy, args.tracking_uri)
+        mean, _, _ = reanalyze_transfer(settings.parent_run_id, uri)
+        console.print_frame(mean, "transfer matrix (rows: sources, columns: targets)")
+        return
+    from soi_mlflow.studies.children import comparison_of
+
+    comparison = comparison_of(settings.parent_run_id, uri)
+    run_ids = [*comparison.multi, *(r for runs in comparison.single.values() for r in runs)]
+    for k, run_id in enumerate(run_ids, 1):
+        console.step(k, len(run_ids), f"analysing run {run_id}")
+        analyze_run(run_id, splits, settings.taxonomy, uri)
+    print("comparing single and multi runs (transitions, figures)", flush=True)
     summary = compare(
-        args.parent_run_id, comparison, splits[0], args.taxonomy, args.aggregate, args.tracking_uri
+        settings.parent_run_id, comparison, splits[0], settings.taxonomy, settings.aggregate, uri
     )
-    print(format_summary(summary))
-    return 0
+    _print_comparison(summary)
 
 
-def _selection_from_args(args: argparse.Namespace):
-    from soi_mlflow.studies.two_stage import Selection, parse_top
+def _demo(settings: DemoSettings) -> None:
+    from soi_mlflow.data.mixture import MixtureSpec
+    from soi_mlflow.studies.compare import CompareSettings
+    from soi_mlflow.training import TrainConfig
 
-    if args.stage2_top or args.stage2_bottom:
-        metric, fraction = parse_top(args.stage2_top or args.stage2_bottom)
-        return Selection(metric=metric, fraction=fraction, highest=bool(args.stage2_top))
-    return Selection(subsets=tuple(args.stage2_subsets or ()), region=args.stage2_region)
+    config = TrainConfig(
+        MixtureSpec("builtin", "source", ("books", "movies", "electronics"), ("restaurants",)),
+        epochs=settings.epochs,
+        experiment=settings.experiment,
+        tracking_uri=settings.tracking_uri,
+    )
+    print(
+        "demo: books, movies, electronics alone and together; "
+        f"{settings.epochs} epochs, {settings.seeds} seed(s); restaurants held out (OOD)"
+    )
+    _compare(config, CompareSettings(seeds=settings.seeds))
 
 
-def _cmd_two_stage(args: argparse.Namespace) -> int:
+def _two_stage(config: Any, settings: Any) -> None:
     from soi_mlflow.studies.two_stage import run_two_stage
 
-    config = train_config_from_args(args)
+    config = _for_cli(config)
     result = run_two_stage(
-        config, _selection_from_args(args), args.stage2_epochs, args.stage1_run_id
+        config, settings.selection(), settings.stage2_epochs, settings.stage1_run_id
     )
-    print(
-        f"\nstage 2 trained on {result.selected} selected examples; "
-        "accuracy (test = ID, ood = OOD):"
+    _log_study_config("two-stage", result.parent_run_id, config, settings)
+    console.print_frame(
+        result.table,
+        f"accuracy (test = ID, ood = OOD); stage 2 trained on {result.selected} selected examples",
     )
-    print(result.table.round(3).to_string())
-    print(f"\nparent run id: {result.parent_run_id}")
-    print(f"open the MLflow UI: {result.ui_command}")
-    return 0
+    runs = [
+        ("parent run id", result.parent_run_id),
+        ("stage 1", result.stage1_run_id),
+        ("stage 2", result.stage2_run_id),
+        ("control", result.control_run_id),
+    ]
+    console.print_links(runs, result.ui_command)
 
 
-def _cmd_transfer(args: argparse.Namespace) -> int:
+def _transfer(config: Any, settings: Any) -> None:
     from soi_mlflow.studies.transfer import run_transfer
 
-    config = train_config_from_args(args)
-    result = run_transfer(config, args.mode, args.seeds, reuse=args.reuse)
-    print(
-        f"\ntransfer matrix ({args.mode}; rows: sources, columns: targets; mean over "
-        f"{args.seeds} seed(s)):"
+    config = _for_cli(config)
+    result = run_transfer(config, settings.mode, settings.seeds, reuse=settings.reuse)
+    _log_study_config("transfer", result.parent_run_id, config, settings)
+    console.print_frame(
+        result.mean,
+        f"transfer matrix ({settings.mode}; rows: sources, columns: targets; mean over "
+        f"{settings.seeds} seed(s))",
+        caption=f"trained {result.trained} runs, reused {result.reused}",
     )
-    print(result.mean.round(3).to_string())
-    print(f"trained {result.trained} runs, reused {result.reused}")
-    print(f"\nparent run id: {result.parent_run_id}")
-    print(f"open the MLflow UI: {result.ui_command}")
-    return 0
+    console.print_links([("parent run id", result.parent_run_id)], result.ui_command)
 
 
-def _cmd_learning_curve(args: argparse.Namespace) -> int:
-    from soi_mlflow.studies.learning_curve import run_learning_curve
+def _learning_curve(config: Any, settings: Any) -> None:
+    from soi_mlflow.studies.learning_curve import learning_curve
 
-    args.members = [args.target, *args.aux]
-    config = train_config_from_args(args)
-    result = run_learning_curve(
-        config, args.target, args.aux, args.sizes, args.seeds, approx=args.approx
-    )
-    print("\nfits:")
-    print(result.fits.round(5).to_string(index=False))
-    print("\nwhat the auxiliary data is worth, in target examples:")
-    print(result.worth.round(3).to_string(index=False))
-    passes = int(result.points["example_passes"].sum())
-    seconds = float(result.points["seconds"].sum())
-    print(f"\ncompute: {passes:,} training example-passes, {seconds:.0f} s of training")
-    print(f"\nparent run id: {result.parent_run_id}")
-    print(f"open the MLflow UI: {result.ui_command}")
-    return 0
-
-
-def _cmd_preview(args: argparse.Namespace) -> int:
-    from soi_mlflow.data.preview import print_preview
-
-    print_preview(mixture_spec_from_args(args), examples=args.examples)
-    return 0
+    config = _for_cli(config)
+    result = learning_curve(config, settings)
+    _log_study_config("learning-curve", result.parent_run_id, config, settings)
+    console.print_frame(result.fits.set_index(result.fits.columns[0]), "fits", digits=5)
+    for name, title in (
+        ("learning_curve_worth_over_sizes", "what each auxiliary set is worth, in target "
+         "examples (median over sizes, interval over seeds)"),
+        ("learning_curve_interaction_over_sizes", "interaction: all together minus the sum "
+         "of the pairs"),
+        ("learning_curve_contextual", "contextual fit"),
+    ):
+        table = result.tables.get(name)
+        if table is not None and len(table):
+            console.print_frame(table, title, digits=4)
+    passes = result.compute.get("compute/example_passes")
+    seconds = result.compute.get("compute/wall_seconds")
+    if passes is not None and seconds is not None:
+        print(f"compute: {int(passes):,} training example-passes, {seconds:.0f} s")
+    console.print_links([("parent run id", result.parent_run_id)], result.ui_command)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="soi-mlflow",
-        description="Subsets of Interest for multi-task, multi-source and multi-lingual "
-        "fine-tuning, tracked in MLflow.",
+def _views(config: Any, settings: Any) -> None:
+    from soi_mlflow.studies.views import run_views
+
+    config = _for_cli(config)
+    result = run_views(config, settings)
+    _log_study_config("views", result.parent_run_id, config, settings)
+    console.print_frame(result.significance, "each view's transfers, with intervals over seeds",
+                        digits=3)
+    console.print_frame(result.agreement, "rank agreement between the views (Spearman)", digits=3)
+    console.print_frame(result.compute, "compute per view", digits=4)
+    console.print_links([("parent run id", result.parent_run_id)], result.ui_command)
+
+
+def _noise_benchmark(settings: Any) -> None:
+    from soi_mlflow.studies.noise_benchmark import METRICS, run_noise_benchmark
+
+    result = run_noise_benchmark(settings)
+    summary = result.summary
+    rows = []
+    for name, row in summary.iterrows():
+        cells = [f"{row[f'{m}_mean']:.3f} ± {row[f'{m}_std']:.3f}" for m in METRICS]
+        sets = [row.get(c, float("nan")) for c in ("set_size", "set_precision", "set_recall")]
+        rows.append([name, *cells, *sets])
+    console.print_table(
+        rows,
+        ["detector", "AUROC", "AP", "P@k", "set\nsize", "set\nprecision", "set\nrecall"],
+        f"label-noise detection over {settings.seeds} seed(s): mean ± std",
+        caption=f"noise share {summary['base_rate'].iloc[0]:.3f}: the AP of a random order",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    preview = sub.add_parser("preview", help="show a mixture's data: sizes, labels, planted kinds")
-    add_data_flags(preview)
-    preview.add_argument("--examples", type=int, default=2, help="examples shown per member")
-    preview.set_defaults(func=_cmd_preview, subparser=preview)
-    train = sub.add_parser("train", help="train one model (one member or a mixture) with traces")
-    add_train_flags(train)
-    train.set_defaults(func=_cmd_train, subparser=train)
-    comp = sub.add_parser("compare", help="each member alone vs all together, analysed in MLflow")
-    add_train_flags(comp)
-    comp.add_argument("--seeds", type=positive_int, default=1, help="seeds per setting (default 1)")
-    comp.set_defaults(func=_cmd_compare, subparser=comp)
-    two = sub.add_parser(
-        "two-stage", help="stage 2 on SOI-selected examples, with a random control"
+    console.print_links([("parent run id", result.parent_run_id)], result.ui_command)
+
+
+# -- the registry ------------------------------------------------------------------------
+
+_HERE = __name__
+COMMANDS: dict[str, Command] = {
+    c.name: c
+    for c in (
+        Command("preview", "show a mixture's data: sizes, labels, planted kinds", _preview,
+                (MIXTURE, f"{_HERE}:PreviewSettings"),
+                ("soi-mlflow preview --axis task --max-examples 200",
+                 "soi-mlflow preview --config my-mixture.yaml --examples 0")),
+        Command("train", "train one model (one member or a mixture) with per-example traces",
+                _train, (TRAIN,),
+                ("soi-mlflow train --members books,movies --ood restaurants --epochs 3",
+                 "soi-mlflow train --config config.yaml   # repeat a run from its config.yaml")),
+        Command("compare", "each member alone vs all together, analysed in MLflow", _compare,
+                (TRAIN, "soi_mlflow.studies.compare:CompareSettings"),
+                ("soi-mlflow compare --axis task --members sentiment,paraphrase,entailment",
+                 "soi-mlflow compare --members books,movies --seeds 3 --epochs 5")),
+        Command("analyze", "SOI, data maps and comparisons of runs already in MLflow", _analyze,
+                (f"{_HERE}:AnalyzeSettings",),
+                ("soi-mlflow analyze --run-id RUN_ID --split train,ood",
+                 "soi-mlflow analyze --parent-run-id PARENT_ID --aggregate pairs")),
+        Command("demo", "the built-in source-axis comparison, end to end (about 2 minutes)",
+                _demo, (f"{_HERE}:DemoSettings",),
+                ("soi-mlflow demo",
+                 "soi-mlflow demo --epochs 3 --seeds 1 --tracking-uri sqlite:///demo.db")),
+        Command("two-stage", "stage 2 on SOI-selected examples, with a random control",
+                _two_stage, (TRAIN, "soi_mlflow.studies.two_stage:TwoStageSettings"),
+                ("soi-mlflow two-stage --members books,movies "
+                 "--stage2-subsets forgettable,never_learned",
+                 "soi-mlflow two-stage --stage1-run-id RUN_ID --stage2-top variability:0.3")),
+        Command("transfer", "transfer matrix between members, with its latent traits",
+                _transfer, (TRAIN, "soi_mlflow.studies.transfer:TransferSettings"),
+                ("soi-mlflow transfer --axis task --members sentiment,paraphrase,entailment",
+                 "soi-mlflow transfer --axis task --mode sequential --seeds 2 --reuse true")),
+        Command("noise-benchmark", "score label-noise detectors against planted noise",
+                _noise_benchmark, ("soi_mlflow.studies.noise_benchmark:NoiseBenchmarkSettings",),
+                ("soi-mlflow noise-benchmark --seeds 1 --cl-folds 0 --epochs 4",
+                 "soi-mlflow noise-benchmark --noise uniform --mislabeled-rate 0.1 --seeds 3")),
+        Command("learning-curve", "target alone vs with auxiliary members, by training size",
+                _learning_curve, (TRAIN, "soi_mlflow.studies.learning_curve:CurveSettings"),
+                ("soi-mlflow learning-curve --axis task --target entailment --aux sentiment",
+                 "soi-mlflow learning-curve --config curve.yaml --sizes 50,100,200 --approx true")),
+        Command("views", "transfer matrix, affinity and learning curves compared on one set-up",
+                _views, (TRAIN, "soi_mlflow.studies.views:ViewsSettings"),
+                ("soi-mlflow views --axis task --members sentiment,paraphrase,entailment",
+                 "soi-mlflow views --members sentiment,paraphrase,entailment --seeds 2 "
+                 "--sizes 50,150")),
     )
-    add_train_flags(two)
-    g = two.add_argument_group("stage 2")
-    g.add_argument(
-        "--stage2-subsets",
-        type=csv_list,
-        help="SOI names or groups, e.g. forgettable,never_learned",
-    )
-    g.add_argument(
-        "--stage2-region", help="a cartography region: easy_to_learn, ambiguous, hard_to_learn"
-    )
-    g.add_argument(
-        "--stage2-top", help="METRIC:FRACTION, the highest fraction by a cartography metric"
-    )
-    g.add_argument(
-        "--stage2-bottom", help="METRIC:FRACTION, the lowest fraction by a cartography metric"
-    )
-    g.add_argument(
-        "--stage2-epochs", type=positive_int, default=2, help="stage-2 epochs (default 2)"
-    )
-    g.add_argument("--stage1-run-id", help="use this finished run (with a checkpoint) as stage 1")
-    two.set_defaults(func=_cmd_two_stage, subparser=two)
-    transfer = sub.add_parser(
-        "transfer", help="transfer matrix between members, with its latent traits"
-    )
-    add_train_flags(transfer)
-    transfer.add_argument("--mode", default="joint", choices=("joint", "sequential"))
-    transfer.add_argument("--seeds", type=positive_int, default=1, help="seeds per run (default 1)")
-    transfer.add_argument("--reuse", action="store_true", help="reuse matching finished runs")
-    transfer.set_defaults(func=_cmd_transfer, subparser=transfer)
-    curve = sub.add_parser("learning-curve", help="target alone vs with auxiliary members, by size")
-    add_train_flags(curve)
-    curve.add_argument("--target", required=True, help="the member whose curve is measured")
-    curve.add_argument(
-        "--aux", type=csv_list, required=True, help="comma-separated auxiliary members"
-    )
-    curve.add_argument(
-        "--sizes",
-        type=int_list,
-        default=[50, 100, 200, 400, 800],
-        help="target training sizes (default 50,100,200,400,800)",
-    )
-    curve.add_argument("--seeds", type=positive_int, default=1)
-    curve.add_argument(
-        "--approx",
-        action="store_true",
-        help="warm-start each size from the previous one (about one run per curve)",
-    )
-    curve.set_defaults(func=_cmd_learning_curve, subparser=curve)
-    analyze = sub.add_parser("analyze", help="SOI, cartography and comparisons of existing runs")
-    analyze.add_argument("--run-id", help="analyse one run")
-    analyze.add_argument(
-        "--parent-run-id", help="re-analyse a comparison study from its parent run"
-    )
-    analyze.add_argument("--split", type=csv_list, help="splits to analyse (default train)")
-    analyze.add_argument("--taxonomy", default="default", help="a registered SOI taxonomy")
-    analyze.add_argument(
-        "--aggregate",
-        default="majority",
-        choices=("majority", "pairs"),
-        help="how seeds combine in transitions (default majority)",
-    )
-    analyze.add_argument(
-        "--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db"
-    )
-    analyze.add_argument("--config", type=Path, help="YAML file with any of these options")
-    analyze.set_defaults(func=_cmd_analyze, subparser=analyze)
-    demo = sub.add_parser(
-        "demo", help="the main job: the built-in source-axis comparison, end to end"
-    )
-    demo.add_argument("--epochs", type=positive_int, default=5)
-    demo.add_argument("--seeds", type=positive_int, default=2)
-    demo.add_argument("--experiment", default="soi-demo")
-    demo.add_argument(
-        "--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db"
-    )
-    demo.set_defaults(func=_cmd_demo, subparser=demo)
-    return parser
+}  # fmt: skip
+START_WITH = (
+    ("soi-mlflow demo", "run the main job: a whole study on the built-in suite"),
+    ("soi-mlflow preview", "look at a mixture's data before training on it"),
+    ("soi-mlflow train --help", "the options of one training run"),
+)
+
+
+def overview() -> str:
+    """``soi-mlflow --help``: every command in one line, and where to start."""
+    width = max(len(name) for name in COMMANDS) + 2
+    lines = [
+        "usage: soi-mlflow [--version] COMMAND [--config FILE.yaml] [options]",
+        "",
+        "Subsets of Interest for multi-task, multi-source and multi-lingual fine-tuning,",
+        "tracked in MLflow.",
+        "",
+        "Start with:",
+        *(f"  {cmd:<26}{what}" for cmd, what in START_WITH),
+        "",
+        "Commands:",
+        *(f"  {c.name:<{width}}{c.summary}" for c in COMMANDS.values()),
+        "",
+        "Every command takes --config FILE.yaml (any of its options; flags win), --print-config",
+        "(the resolved options as YAML) and --verbose (the libraries' own messages too).",
+        "soi-mlflow COMMAND --help lists its options and two examples.",
+    ]
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(overview())
+        return 0
+    if argv[0] == "--version":
+        print(f"soi-mlflow {version()}")
+        return 0
+    if argv[0] == "--verbose":  # `soi-mlflow --verbose COMMAND ...`
+        argv = [*argv[1:2], "--verbose", *argv[2:]]
+    command = COMMANDS.get(argv[0])
+    if command is None:
+        print(
+            f"soi-mlflow: error: unknown command {argv[0]!r}; commands are: "
+            + ", ".join(COMMANDS)
+            + " (soi-mlflow --help)",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        args = parse(parser, argv)
-        func: Callable[[argparse.Namespace], int] = args.func
-        return func(args)
-    except SoiInputError as exc:
-        print(f"soi-mlflow: error: {exc}", file=sys.stderr)
+        console.quiet(verbose="--verbose" in argv)
+        instances, namespace = parse(command, argv[1:])
+        if namespace.print_config:
+            print(resolved_yaml(instances), end="")
+            return 0
+        command.run(*instances)
+        return 0
+    except (SoiInputError, argparse.ArgumentError) as exc:
+        print(f"soi-mlflow {command.name}: error: {exc}", file=sys.stderr)
+        print(f"(soi-mlflow {command.name} --help lists the options)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("soi-mlflow: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `soi-mlflow ... | head`: the reader has gone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

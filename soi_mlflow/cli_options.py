@@ -1,208 +1,220 @@
-"""The command line's options: shared flags, ``--config`` files, and the data and training
-settings they build. Heavy libraries are imported inside the builders only."""
+"""The machinery of the commands: a :class:`Command`'s parser, built with jsonargparse
+from its settings dataclasses, and the settings instances parsed from ``argv``.
+
+The dataclasses are the only declaration of the options (see ``run_config.py``): each
+field gives one flag (``--max-examples``; ``--max_examples`` works too), one key of a
+``--config`` YAML file (``max_examples``) and one MLproject parameter. jsonargparse
+checks every value against the field's type and refuses unknown keys, naming the key.
+
+On top of jsonargparse, :func:`normalize_argv` keeps the flags researchers already type:
+comma-separated lists (``--members books,movies``), bare switches (``--approx`` for
+``--approx true``, ``--no-progress`` for ``--progress false``), and ``--config`` read
+first wherever it stands, so flags win.
+"""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
-from pathlib import Path
+import dataclasses
+import importlib
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from soi_mlflow.errors import SoiInputError
+from soi_mlflow.run_config import build, flat_values, nested_settings, option_fields, to_yaml
 
-
-def csv_list(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return n
+META_OPTIONS = ("config", "print_config", "verbose", "help")
 
 
-def add_data_flags(p: argparse.ArgumentParser) -> None:
-    """Flags that choose the data, shared by every command that loads a mixture."""
-    g = p.add_argument_group("data")
-    g.add_argument("--config", type=Path, help="YAML file with any of these options; flags win")
-    g.add_argument(
-        "--suite",
-        default="builtin",
-        help="builtin, a preset (glue_multitask, multisource_sentiment, massive_intent) "
-        "or a suite YAML file (default: builtin)",
+def _formatter() -> type:
+    from jsonargparse import DefaultHelpFormatter
+
+    class Formatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
+        """jsonargparse's help (types, defaults) with the epilog's examples kept as written."""
+
+    return Formatter
+
+
+def add_settings(parser: Any, cls: type) -> list[str]:
+    """Add the options of settings dataclass ``cls`` (nested settings first); returns
+    their keys."""
+    nested = nested_settings(cls)
+    keys: list[str] = []
+    for sub in nested.values():
+        keys += add_settings(parser, sub)
+    hidden = {f.name for f in dataclasses.fields(cls)} - {f.name for f in option_fields(cls)}
+    keys += parser.add_class_arguments(cls, None, skip=hidden | set(nested), as_group=True)
+    by_dest = {a.dest: a for a in parser._actions}
+    for f in option_fields(cls):
+        if "help" in f.metadata and f.name in by_dest:
+            by_dest[f.name].help = f.metadata["help"]
+        if "bare" in f.metadata and f.name in by_dest:  # the value of a flag given alone
+            by_dest[f.name].bare_value = str(f.metadata["bare"])
+    return keys
+
+
+def _dash_aliases(parser: Any) -> None:
+    """Show each ``--snake_case`` flag as ``--kebab-case``; both spellings are accepted."""
+    for action in parser._actions:
+        shown = []
+        for flag in action.option_strings:
+            if flag.startswith("--") and "_" in flag:
+                dashed = flag.replace("_", "-")
+                parser._option_string_actions[dashed] = action
+                shown.append(dashed)
+            else:
+                shown.append(flag)
+        action.option_strings = shown
+        if action.dest.endswith(".help"):  # jsonargparse's help of a class-typed option
+            action.help = argparse.SUPPRESS
+
+
+def build_parser(
+    prog: str, description: str, settings: Sequence[type], epilog: str = ""
+) -> tuple[Any, list[str]]:
+    """The parser of one command from its settings dataclasses; also returns the keys."""
+    from jsonargparse import ActionConfigFile, ArgumentParser, set_parsing_settings
+
+    set_parsing_settings(docstring_parse_attribute_docstrings=True)
+    parser = ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog=epilog,
+        formatter_class=_formatter(),
+        print_config=None,
+        default_env=False,
+        exit_on_error=False,
     )
-    g.add_argument("--axis", help="task | source | lang (default: the suite's)")
-    g.add_argument("--members", type=csv_list, help="comma-separated members; one = single-setting")
-    g.add_argument(
-        "--ood", type=csv_list, help="comma-separated members evaluated but not trained on"
+    parser.add_argument(
+        "--config",
+        action=ActionConfigFile,
+        help="a YAML file of these options (as --print-config writes it); flags win over it",
     )
-    g.add_argument("--max-examples", type=positive_int, help="training examples per member")
-    g.add_argument(
-        "--data-seed", type=int, default=0, help="seed of the max-examples draw (default 0)"
+    parser.add_argument(
+        "--print_config",
+        action="store_true",
+        help="print the resolved options as YAML that --config reads back, and stop",
     )
-    g.add_argument("--data-dir", type=Path, help="local copies of a preset's hub data sets")
-    g.add_argument(
-        "--sampling",
-        default="proportional",
-        choices=("proportional", "uniform", "temperature"),
-        help="how members share a training epoch (default proportional)",
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show the libraries' own messages (Lightning banners, warnings)",
     )
-    g.add_argument("--temperature", type=float, default=2.0, help="for --sampling temperature")
+    keys: list[str] = []
+    for cls in settings:
+        keys += add_settings(parser, cls)
+    _dash_aliases(parser)
+    return parser, keys
 
 
-def _config_flags(sub: argparse.ArgumentParser, path: Path) -> list[str]:
-    """The options of a ``--config`` YAML file, as flags of the sub-command ``sub``."""
-    import yaml
+def _is_sequence(hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (list, tuple, set, frozenset):
+        return True
+    return any(_is_sequence(arg) for arg in typing.get_args(hint) if arg is not type(None))
 
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise SoiInputError(
-            f"cannot read config file {str(path)!r}: {exc.strerror or exc}"
-        ) from exc
-    except yaml.YAMLError as exc:
-        raise SoiInputError(f"config file {str(path)!r} is not valid YAML: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise SoiInputError(f"config file {str(path)!r}: expected a mapping of option: value")
-    actions = {
-        a.dest: a for a in sub._actions if a.option_strings and a.dest not in ("help", "config")
-    }
-    flags: list[str] = []
-    for key, value in doc.items():
-        action = actions.get(str(key).replace("-", "_"))
-        if action is None:
-            raise SoiInputError(
-                f"config file {str(path)!r}: unknown option {key!r}; options are: "
-                + ", ".join(sorted(a.option_strings[0][2:] for a in actions.values()))
-            )
-        flag = action.option_strings[0]
-        if action.nargs == 0:  # store_true / store_false
-            flags += [flag] if bool(value) == isinstance(action, argparse._StoreTrueAction) else []
+
+def normalize_argv(parser: Any, argv: Sequence[str]) -> list[str]:
+    """``argv`` in jsonargparse's terms: comma lists as YAML lists, ``--FLAG`` and
+    ``--no-FLAG`` as ``--FLAG true|false``, and ``--config FILE`` moved first so that
+    flags win over the file."""
+    actions = parser._option_string_actions
+    configs: list[str] = []
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        flag, eq, inline = token.partition("=")
+        action = actions.get(flag) if flag.startswith("--") else None
+        if action is None and flag.startswith("--no-") and eq == "":
+            positive = actions.get("--" + flag[len("--no-") :])
+            if positive is not None and getattr(positive, "_typehint", None) is bool:
+                out += [positive.option_strings[0], "false"]
+                i += 1
+                continue
+        if action is None or action.nargs == 0:
+            out.append(token)
+            i += 1
+            continue
+        bare = "true" if getattr(action, "_typehint", None) is bool else None
+        bare = getattr(action, "bare_value", bare)
+        if bare and not eq and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
+            out += [flag, bare]  # given alone: ``--approx`` means ``--approx true``
+            i += 1
+            continue
+        if eq:
+            value, i = inline, i + 1
+        elif i + 1 < len(argv):
+            value, i = argv[i + 1], i + 2
         else:
-            flags += [flag, ",".join(map(str, value)) if isinstance(value, list) else str(value)]
-    return flags
+            out.append(token)
+            break
+        if action.dest == "config":
+            configs += [flag, value]
+            continue
+        hint = getattr(action, "_typehint", None)
+        if hint is not None and _is_sequence(hint) and not value.lstrip().startswith(("[", "{")):
+            value = "[" + value + "]" if value.strip() not in ("null", "None") else value
+        out += [flag, value]
+    return configs + out
 
 
-def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
-    """Parse ``argv``; options from ``--config FILE`` come first, so flags win over them."""
-    args = parser.parse_args(argv)
-    config = getattr(args, "config", None)
-    if config is None:
-        return args
-    position = argv.index(args.command)
-    extra = _config_flags(args.subparser, config)
-    return parser.parse_args([*argv[: position + 1], *extra, *argv[position + 1 :]])
+def values_of(namespace: Any, keys: Sequence[str]) -> dict[str, Any]:
+    """The parsed values of ``keys`` (the settings' options, not the meta options)."""
+    return {key: namespace[key] for key in keys}
 
 
-def mixture_spec_from_args(args: argparse.Namespace):
-    """A validated :class:`MixtureSpec` from the data flags and the suite's defaults."""
-    from soi_mlflow.data.mixture import MixtureSpec, validate_mixture
-    from soi_mlflow.data.suites import get_suite
-
-    suite = get_suite(args.suite, args.data_dir)
-    axis = args.axis or suite.defaults.get("axis")
-    if axis is None:
-        raise SoiInputError(f"--axis is needed: suite {suite.name!r} has no default axis")
-    same_axis = suite.defaults.get("axis") == axis
-    if args.members:
-        members = args.members
-    elif same_axis and suite.defaults.get("members"):
-        members = suite.defaults["members"]
-    else:
-        members = suite.on_axis(axis)
-    if args.ood is not None:
-        ood = args.ood
-    elif not args.members and same_axis:
-        ood = suite.defaults.get("ood", [])
-    else:
-        ood = []
-    spec = MixtureSpec(
-        suite=suite,
-        axis=axis,
-        members=tuple(members),
-        ood=tuple(ood),
-        sampling=args.sampling,
-        temperature=args.temperature,
-        max_examples=args.max_examples,
-        data_seed=args.data_seed,
-    )
-    validate_mixture(spec)
-    return spec
+# -- commands ----------------------------------------------------------------------------
 
 
-def add_train_flags(p: argparse.ArgumentParser) -> None:
-    """Flags of one training run (with the data flags)."""
-    add_data_flags(p)
-    g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=positive_int, default=3, help="training epochs (default 3)")
-    g.add_argument(
-        "--seed", type=int, default=0, help="training seed: initialisation, order (default 0)"
-    )
-    g.add_argument(
-        "--model", default="tiny", help="tiny (default), a hub model name, or a local folder"
-    )
-    g.add_argument(
-        "--capture",
-        default="train_pass",
-        choices=("train_pass", "eval_pass"),
-        help="train trace from the training step's logits (default) or an extra eval pass",
-    )
-    g.add_argument("--batch-size", type=positive_int, default=32)
-    g.add_argument("--max-length", type=positive_int, default=64, help="tokens per example")
-    g.add_argument("--lr", type=float, help="learning rate (default 1e-3 tiny, 3e-5 pretrained)")
-    g.add_argument("--accelerator", default="auto", help="Lightning accelerator (default auto)")
-    g.add_argument("--devices", type=positive_int, default=1, help="processes/GPUs (DDP when > 1)")
-    g.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp (default auto)")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    g.add_argument(
-        "--affinity-every",
-        type=positive_int,
-        nargs="?",
-        const=20,
-        metavar="K",
-        help="measure lookahead task affinity every K steps (multi-member runs; K defaults to 20)",
-    )
-    m = p.add_argument_group("mlflow")
-    m.add_argument(
-        "--experiment", help="experiment name (default soi-mlflow; under `mlflow run`, MLflow's)"
-    )
-    m.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")
-    m.add_argument("--run-name", help="default: <setting>-<members>-seed<seed>")
+@dataclass(frozen=True)
+class Command:
+    """One command: its summary line, function, settings classes and two examples."""
+
+    name: str
+    summary: str
+    run: Callable[..., None]
+    settings: tuple[str, ...]
+    examples: tuple[str, str]
+
+    def settings_classes(self) -> list[type]:
+        refs = [ref.partition(":") for ref in self.settings]
+        return [getattr(importlib.import_module(module), name) for module, _, name in refs]
 
 
-def train_config_from_args(args: argparse.Namespace):
-    from soi_mlflow.training import TrainConfig
-
-    strategy = args.strategy
-    if args.devices > 1 and strategy == "auto":
-        strategy = "ddp"
-    return TrainConfig(
-        mixture=mixture_spec_from_args(args),
-        epochs=args.epochs,
-        seed=args.seed,
-        model=args.model,
-        capture=args.capture,
-        batch_size=args.batch_size,
-        max_length=args.max_length,
-        lr=args.lr,
-        experiment=args.experiment,
-        tracking_uri=args.tracking_uri,
-        run_name=args.run_name,
-        accelerator=args.accelerator,
-        devices=args.devices,
-        strategy=strategy,
-        progress=not args.no_progress,
-        affinity_every=args.affinity_every,
-    )
+def command_parser(command: Command) -> tuple[Any, list[str], list[type]]:
+    """The jsonargparse parser of ``command``, its option keys and settings classes."""
+    classes = command.settings_classes()
+    epilog = "examples:\n" + "\n".join(f"  {e}" for e in command.examples)
+    parser, keys = build_parser(f"soi-mlflow {command.name}", command.summary, classes, epilog)
+    return parser, keys, classes
 
 
-def int_list(value: str) -> list[int]:
+def parse(command: Command, argv: Sequence[str]) -> tuple[list[Any], Any]:
+    """The settings instances of ``command`` from ``argv`` (and its ``--config`` files),
+    plus the parsed namespace (``print_config``, ``verbose``)."""
+    parser, keys, classes = command_parser(command)
+    namespace = parser.parse_args(normalize_argv(parser, argv))
+    values = values_of(namespace, keys)
+    return [build(cls, values) for cls in classes], namespace
+
+
+def resolved_yaml(instances: Sequence[Any], header: str = "") -> str:
+    """The YAML of ``--print-config``: every option of the command, resolved."""
+    values: dict[str, Any] = {}
+    for instance in instances:
+        values.update(flat_values(instance))
+    return to_yaml(values, header)
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    from soi_mlflow import __version__
+
     try:
-        return [int(v) for v in csv_list(value)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {value!r}"
-        ) from None
+        return dist_version("soi-mlflow")
+    except PackageNotFoundError:
+        return __version__

@@ -11,10 +11,11 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from soi_mlflow.data.mixture import Mixture, MixtureSpec, validate_mixture
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.run_config import CONFIG_ARTIFACT, run_config_yaml
 from soi_mlflow.server.links import soi_pages_note
 from soi_mlflow.tracking.links import md_escape, set_description_section
 from soi_mlflow.tracking.run import RunHandle, resolve_tracking_uri, soi_tags
@@ -25,33 +26,58 @@ EXAMPLE_SPLITS = ("train", "validation", "test", "ood")
 
 @dataclass
 class TrainConfig:
-    """Everything one training run needs; the defaults train the tiny encoder on CPU."""
+    """Everything one training run needs; the defaults train the tiny encoder on CPU.
 
-    mixture: MixtureSpec
+    The field docstrings are the command line's help (``soi_mlflow/run_config.py``)."""
+
+    mixture: MixtureSpec = field(default_factory=MixtureSpec)
+    """the data: suite, axis, members, OOD members, sampling"""
     epochs: int = 3
+    """training epochs"""
     seed: int = 0
+    """training seed: initialisation and example order"""
     model: str = "tiny"
-    capture: str = "train_pass"
+    """tiny, a hub model name, or a local folder with a transformers model"""
+    capture: Literal["train_pass", "eval_pass"] = "train_pass"
+    """train trace from the training step's logits, or from an extra eval pass"""
     batch_size: int = 32
+    """examples per training batch"""
     max_length: int = 64
-    lr: float | None = None  # default: 1e-3 for tiny, 3e-5 for a pretrained encoder
+    """tokens per example"""
+    lr: float | None = None
+    """learning rate (default: 1e-3 for tiny, 3e-5 for a pretrained encoder)"""
     weight_decay: float = 0.01
+    """AdamW weight decay"""
     warmup_ratio: float = 0.1
+    """share of the steps with a linear learning-rate warm-up"""
     experiment: str | None = None
+    """MLflow experiment name (default soi-mlflow; under `mlflow run`, MLflow's)"""
     tracking_uri: str | None = None
+    """MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"""
     run_name: str | None = None
+    """MLflow run name (default: <setting>-<members>-seed<seed>)"""
     parent_run_id: str | None = None
+    """log as a child run of this MLflow run"""
     tags: dict[str, str] = field(default_factory=dict)
+    """extra MLflow run tags, e.g. {team: nlp}"""
     stage: int = 1
-    init_from: str | None = None  # a checkpoint folder (``model/checkpoint.py``) to start from
-    log_checkpoint: bool = False  # log the final weights as ``checkpoint/`` (safetensors)
-    affinity_every: int | None = None  # measure lookahead task affinity every K steps
-    # the lookahead: "gradient" (TAG: lr * gradient) or "optimizer" (the run's AdamW step)
-    affinity_step: str = "gradient"
+    """the soi.stage tag: 1, or 2 for the second stage of two-stage fine-tuning"""
+    init_from: str | None = None
+    """a checkpoint folder (model/checkpoint.py) to start from"""
+    log_checkpoint: bool = False
+    """log the final weights as checkpoint/ (safetensors)"""
+    affinity_every: int | None = field(default=None, metadata={"bare": 20})
+    """measure lookahead task affinity every K steps (multi-member runs; given alone, 20)"""
+    affinity_step: Literal["gradient", "optimizer"] = "gradient"
+    """the affinity lookahead: gradient (TAG: lr x gradient) or optimizer (the run's AdamW step)"""
     accelerator: str = "auto"
+    """Lightning accelerator: auto, cpu, gpu, ..."""
     devices: int = 1
+    """processes or GPUs (DDP when > 1)"""
     strategy: str = "auto"
+    """Lightning strategy, e.g. ddp (the command line picks ddp for auto when devices > 1)"""
     progress: bool = True
+    """show training progress"""
 
     @property
     def learning_rate(self) -> float:
@@ -262,6 +288,7 @@ def train(config: TrainConfig) -> TrainResult:
             config.parent_run_id,
         )
         run.log_params(run_params(config))
+        run.client.log_text(run.run_id, run_config_yaml(config), CONFIG_ARTIFACT)
         note = f"{training_note(config)}\n\n{soi_pages_note(run.run_id)}"
         set_description_section(run.client, run.run_id, None, note)
         _log_examples(run, mixture)
@@ -294,6 +321,10 @@ def train(config: TrainConfig) -> TrainResult:
             config.affinity_step,
         )
         callbacks.append(affinity)
+    if config.progress:
+        from soi_mlflow.epoch_bar import EpochBar
+
+        callbacks.append(EpochBar())
     trainer = pl.Trainer(
         max_epochs=config.epochs,
         accelerator=config.accelerator,

@@ -44,8 +44,8 @@ def test_exponential_parameters_are_recovered() -> None:
 
 
 def test_contextual_form_separates_own_and_auxiliary_data() -> None:
-    n_t = np.concatenate([SIZES, SIZES])
-    n_x = np.concatenate([np.zeros(len(SIZES)), np.full(len(SIZES), 2000.0)])
+    n_t = np.tile(SIZES, 3)
+    n_x = np.repeat([0.0, 1000.0, 2000.0], len(SIZES))
     y = _noisy(contextual((n_t, n_x), 0.9, -0.2, 0.0015, 0.0005), seed=1, scale=0.002)
     fit = fit_contextual(n_t, n_x, y)
     assert fit.params["a_t"] == pytest.approx(0.0015, rel=0.15)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
 import pandas as pd
 import pytest
+import yaml
 from mlflow import MlflowClient
 from nbclient import NotebookClient
 from tracehelp import run_cli
@@ -68,7 +70,11 @@ def test_compare_makes_a_parent_with_children_figures_and_a_summary(study) -> No
     parents = find_runs(EXPERIMENT, tracking_uri=uri, study="compare")
     assert len(parents) == 1
     parent = parents["run_id"][0]
-    assert f"parent run id: {parent}" in stdout and "id_single" in stdout
+    assert f"parent run id: {parent}" in stdout
+    assert re.search(r"^ ?books +single +0\.\d{3} ", stdout, re.MULTILINE)
+    local = MlflowClient(uri).download_artifacts(parent, "config.yaml", str(folder))
+    config = yaml.safe_load(Path(local).read_text())
+    assert config["seeds"] == 2 and config["members"] == ["books", "movies"]
     children = find_runs(EXPERIMENT, tracking_uri=uri, parent_run_id=parent)
     assert sorted(zip(children["setting"], children["members"], children["seed"], strict=True)) == [
         ("multi", "books,movies", "0"),
@@ -119,7 +125,7 @@ def test_analyze_re_analyses_from_the_parent_without_training(study) -> None:
     parent = find_runs(EXPERIMENT, tracking_uri=uri, study="compare")["run_id"][0]
     before = len(find_runs(EXPERIMENT, tracking_uri=uri))
     out = run_cli(["analyze", "--parent-run-id", parent, "--aggregate", "pairs"], uri, folder, 300)
-    assert "never_learned_single" in out
+    assert re.search(r"^ ?movies +single +0\.\d{3} ", out, re.MULTILINE)
     assert len(find_runs(EXPERIMENT, tracking_uri=uri)) == before  # nothing trained
 
 
@@ -182,6 +188,8 @@ def test_two_stage_and_sequential_transfer_commands(store, tmp_path: Path) -> No
     )
     assert "trained 4 runs, reused 0" in out
     parent = find_runs(tracking_uri=store, study="transfer")["run_id"][0]
+    # 4 runs of one member's 60 examples for 2 epochs
+    assert client.get_run(parent).data.metrics["compute/example_passes"] == 4 * 60 * 2
     sequences = set(find_runs(tracking_uri=store, parent_run_id=parent)["sequence"].dropna())
     assert sequences == {"sentiment>entailment", "entailment>sentiment"}
     assert "figures/transfer_biplot.png" in {
@@ -199,7 +207,8 @@ def test_learning_curve_command_logs_points_fits_and_figure(store, tmp_path: Pat
     parent = find_runs(tracking_uri=store, study="learning_curve")["run_id"][0]
     client = MlflowClient(store)
     assert {a.path for a in client.list_artifacts(parent, "figures")} == {
-        "figures/learning_curve.png"
+        "figures/learning_curve.png",
+        "figures/learning_curve_worth.png",
     }
     tables = {a.path for a in client.list_artifacts(parent, "tables")}
     assert {"tables/learning_curve_points.parquet", "tables/learning_curve_fits.parquet"} <= tables

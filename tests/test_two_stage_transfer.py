@@ -165,7 +165,11 @@ def test_transfer_matrix_from_constructed_runs_reuses_them(store) -> None:
     ) == list(t.index)
     files = {a.path for a in client.list_artifacts(result.parent_run_id, "figures")}
     assert files == {"figures/transfer_matrix.png", "figures/transfer_biplot.png"}
+    tables = {a.path for a in client.list_artifacts(result.parent_run_id, "tables")}
+    assert "tables/transfer_intervals.parquet" in tables
     metrics = client.get_run(result.parent_run_id).data.metrics
+    assert metrics["compute/example_passes"] == 0 and metrics["compute/runs"] == 0  # all reused
+    assert metrics["compute/wall_seconds"] > 0
     assert metrics["transfer/sentiment/entailment"] == pytest.approx(0.75 - 0.60)
     assert "transfer/sentiment/sentiment" not in metrics  # the diagonal is undefined
 

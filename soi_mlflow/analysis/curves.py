@@ -6,7 +6,10 @@ Forms, in the score y of a target at its training-set size n:
 - contextual   y = c - exp(b - a_t * n_t - a_x * n_x), with n_x the auxiliary examples.
 Fits use scipy's ``curve_fit`` (standard errors from the covariance); the better of the
 first two is chosen by AIC. In the contextual form n_x auxiliary examples act like
-(a_x / a_t) * n_x target examples.
+(a_x / a_t) * n_x target examples. The contextual form is fitted only on a design that
+identifies it (``contextual_design_problem``): at least 3 target sizes and the auxiliary
+data at 2 or more sizes; with one auxiliary size, a_x rests on a single jump that
+confounds "how much auxiliary data" with "any auxiliary task at all".
 """
 
 from __future__ import annotations
@@ -43,6 +46,15 @@ class Fit:
     rss: float
     points: int
     names: tuple[str, ...] = field(default=())
+    cov: np.ndarray | None = None  # covariance of the parameters, in ``names`` order
+
+    def interval(self, name: str, level: float = 0.95) -> tuple[float, float]:
+        """Wald interval of one parameter (Student t with points - parameters dof)."""
+        from scipy.stats import t
+
+        dof = max(self.points - len(self.params), 1)
+        half = float(t.ppf(0.5 + level / 2, dof)) * self.stderr[name]
+        return self.params[name] - half, self.params[name] + half
 
     @property
     def aic(self) -> float:
@@ -91,6 +103,7 @@ def fit_curve(n, y, form: str) -> Fit:
         rss,
         len(n),
         names,
+        np.asarray(pcov, float),
     )
 
 
@@ -107,12 +120,37 @@ def best_fit(n, y) -> Fit:
     return min(fits, key=lambda f: f.aic)
 
 
+def contextual_design_problem(n_t, n_x) -> str | None:
+    """Why points at (n_t, n_x) cannot identify ``c, b, a_t, a_x``; None when they can."""
+    n_t, n_x = np.asarray(n_t, float), np.asarray(n_x, float)
+    if len(np.unique(n_t)) < 3:
+        return (
+            f"the contextual fit needs at least 3 different target sizes, "
+            f"got {sorted(set(n_t.tolist()))}"
+        )
+    positive = sorted(set(n_x[n_x > 0].tolist()))
+    if len(positive) < 2:
+        one = f"one auxiliary size ({positive[0]:g})" if positive else "no auxiliary data"
+        return (
+            f"the contextual fit cannot identify a_x with {one}: the auxiliary data must "
+            "come at 2 or more sizes (learning-curve --aux-sizes), otherwise a_x rests on "
+            "a single jump that confounds the amount of auxiliary data with its presence"
+        )
+    design = np.column_stack([np.ones_like(n_t), n_t, n_x])
+    if np.linalg.matrix_rank(design / np.maximum(np.abs(design).max(axis=0), 1.0)) < 3:
+        return (
+            "the target and auxiliary sizes vary together (collinear): a_t and a_x are confounded"
+        )
+    return None
+
+
 def fit_contextual(n_t, n_x, y) -> Fit:
-    """The contextual form on points with and without auxiliary data."""
+    """The contextual form on points with and without auxiliary data; refused (with the
+    reason) on a design that does not identify its parameters."""
     n_t, n_x, y = (np.asarray(v, float) for v in (n_t, n_x, y))
-    _check(n_t, y, 3)
-    if len(np.unique(n_x)) < 2:
-        raise SoiInputError("the contextual fit needs points with and without auxiliary data")
+    problem = contextual_design_problem(n_t, n_x)
+    if problem:
+        raise SoiInputError(problem)
     c0 = float(y.max()) + 0.02
     scale = 1.0 / float(np.median(n_t))
     p0 = [c0, np.log(max(c0 - float(y.min()), 1e-3)), scale, scale / 10]
@@ -122,6 +160,11 @@ def fit_contextual(n_t, n_x, y) -> Fit:
         popt, pcov = curve_fit(contextual, (n_t, n_x), y, p0=p0, bounds=bounds, maxfev=40000)
     err = np.sqrt(np.clip(np.diag(pcov), 0, None))
     names = ("c", "b", "a_t", "a_x")
+    if not np.all(np.isfinite(err)):
+        raise SoiInputError(
+            "the contextual fit is not identified by these points (singular covariance); "
+            "add target or auxiliary sizes"
+        )
     rss = float(((contextual((n_t, n_x), *popt) - y) ** 2).sum())
     return Fit(
         "contextual",
@@ -130,7 +173,21 @@ def fit_contextual(n_t, n_x, y) -> Fit:
         rss,
         len(y),
         names,
+        np.asarray(pcov, float),
     )
+
+
+def contextual_ratio(fit: Fit) -> tuple[float, float]:
+    """a_x / a_t (target examples one auxiliary example is worth) and its standard error
+    by the delta method from the fit's covariance."""
+    a_t, a_x = fit.params["a_t"], fit.params["a_x"]
+    if a_t <= 0 or fit.cov is None:
+        return float("nan"), float("nan")
+    ratio = a_x / a_t
+    i_t, i_x = fit.names.index("a_t"), fit.names.index("a_x")
+    grad = np.zeros(len(fit.names))
+    grad[i_t], grad[i_x] = -a_x / a_t**2, 1.0 / a_t
+    return ratio, float(np.sqrt(max(grad @ fit.cov @ grad, 0.0)))
 
 
 def worth_from_contextual(fit: Fit, n_x: float) -> float:

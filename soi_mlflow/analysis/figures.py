@@ -131,3 +131,27 @@ def side_by_side(fractions: pd.DataFrame, title: str, ylabel: str) -> plt.Figure
 def close(figures: Mapping[str, plt.Figure]) -> None:
     for fig in figures.values():
         plt.close(fig)
+
+
+def detector_scores(summary: pd.DataFrame, title: str) -> plt.Figure:
+    """AUROC, average precision and precision at k per detector (mean, std as error bars),
+    with the noise share: the AP and precision of a random order."""
+    metrics = [("auroc", "AUROC"), ("ap", "average precision"), ("p_at_k", "precision at k")]
+    detectors = list(summary.index)
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.3 * len(detectors)), 4.2))
+    width = 0.8 / len(metrics)
+    x = np.arange(len(detectors))
+    for k, (key, label) in enumerate(metrics):
+        std = summary[f"{key}_std"].fillna(0.0)
+        bars = ax.bar(
+            x + k * width, summary[f"{key}_mean"], width, yerr=std, capsize=2, label=label
+        )
+        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
+    ax.axhline(summary["base_rate"].iloc[0], color="grey", ls="--", lw=1, label="noise share")
+    ax.set_xticks(x + width, detectors, rotation=15)
+    ax.set_ylim(0, 1.25)
+    ax.set_ylabel("score (higher is better)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8, loc="upper center", ncol=4)
+    fig.tight_layout()
+    return fig

@@ -14,9 +14,9 @@ import pandas as pd
 from soi_mlflow.errors import SoiInputError
 
 
-def transfer_matrix(scores: pd.DataFrame, members: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Mean and std of T over seeds from rows ``seed, source, target, score``; ``source``
-    is None for a target trained alone."""
+def transfer_deltas(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per seed and (source, target): ``delta`` = score with the source - score alone, from
+    rows ``seed, source, target, score`` (``source`` None for a target trained alone)."""
     alone = scores[scores["source"].isna()].set_index(["seed", "target"])["score"]
     pairs = scores[scores["source"].notna()]
     deltas = []
@@ -34,13 +34,25 @@ def transfer_matrix(scores: pd.DataFrame, members: list[str]) -> tuple[pd.DataFr
                 "delta": row["score"] - base,
             }
         )
-    frame = pd.DataFrame(deltas)
+    return pd.DataFrame(deltas, columns=["seed", "source", "target", "delta"])
+
+
+def transfer_matrix(scores: pd.DataFrame, members: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Mean and std of T over seeds (see ``transfer_deltas`` for the rows expected)."""
+    frame = transfer_deltas(scores)
     grouped = frame.groupby(["source", "target"])["delta"]
     mean = grouped.mean().unstack().reindex(index=members, columns=members)
     std = grouped.std(ddof=0).unstack().reindex(index=members, columns=members)
     mean.index.name, mean.columns.name = "source", "target"
     std.index.name, std.columns.name = "source", "target"
     return mean, std
+
+
+def transfer_intervals(scores: pd.DataFrame, method: str = "t", level: float = 0.95):
+    """Each cell's mean over seeds with its interval and whether it excludes 0."""
+    from soi_mlflow.analysis.intervals import summarize
+
+    return summarize(transfer_deltas(scores), ["source", "target"], "delta", method, level)
 
 
 def latent_traits(mean: pd.DataFrame) -> dict[str, pd.DataFrame]:

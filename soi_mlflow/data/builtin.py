@@ -23,7 +23,9 @@ slot values are identical in every language.
 
 Planted kinds (column ``planted``): ``clean``; ``ambiguous``, whose evidence is balanced
 between two labels and whose gold label is one of them at random; ``mislabeled``, a clean
-example whose gold label was flipped to another label.
+example whose gold label was flipped to another label. Option ``noise`` picks how flips
+are planted (``noise.py``): uniformly (the default) or near the decision boundary,
+class-conditionally, and as near duplicates with conflicting labels.
 """
 
 from __future__ import annotations
@@ -35,6 +37,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from soi_mlflow.data.lexicon import DOMAINS, INTENTS, LANGS, TOPICS, Lexicon, lexicon
+from soi_mlflow.data.noise import (
+    DEFAULT_NOISE,
+    NoisePlan,
+    duplicate_block,
+    flip_uniform,
+    near_duplicate,
+    parse_noise,
+)
 from soi_mlflow.data.spec import BuiltinSource, MemberSpec, SplitSource, SuiteSpec
 from soi_mlflow.errors import SoiInputError
 
@@ -56,8 +66,15 @@ class BuiltinOptions:
     )
     ambiguous_rate: float = 0.04
     mislabeled_rate: float = 0.04
+    noise: tuple[str, ...] = DEFAULT_NOISE  # mechanisms sharing mislabeled_rate (noise.py)
+    boundary_share: float = 0.2  # clean near-boundary examples, with noise "boundary"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "noise", parse_noise(self.noise))
+        if not 0.0 <= self.boundary_share < 0.5:
+            raise SoiInputError(
+                f"builtin suite: boundary_share must be in [0, 0.5), got {self.boundary_share!r}"
+            )
         for split, n in self.sizes.items():
             if split not in _SPLIT_CODE:
                 raise SoiInputError(
@@ -80,6 +97,7 @@ class _Example:
     label: int
     planted: str
     text_pair: str | None = None
+    rival: int | None = None  # the runner-up label of a weak (near-boundary) example
 
 
 def _pick(rng: np.random.Generator, words: Sequence[str], k: int) -> list[str]:
@@ -93,15 +111,6 @@ def _render(
     return " ".join(words[i] for i in rng.permutation(len(words)))
 
 
-def _kind(rng: np.random.Generator, ambiguous: float, mislabeled: float) -> str:
-    u = rng.random()
-    return "ambiguous" if u < ambiguous else "mislabeled" if u < ambiguous + mislabeled else "clean"
-
-
-def _flip(rng: np.random.Generator, label: int, n_labels: int) -> int:
-    return int((label + rng.integers(1, n_labels)) % n_labels)
-
-
 def _polar(lex: Lexicon, positive: bool) -> tuple[str, ...]:
     return lex.positive if positive else lex.negative
 
@@ -111,9 +120,20 @@ def _sentiment(rng, lex: Lexicon, kind: str) -> _Example:
     topic = lex.topics[rng.integers(TOPICS)]
     if kind == "ambiguous":
         pol = _pick(rng, lex.positive, 2) + _pick(rng, lex.negative, 2)
+    elif kind == "weak":  # n + 1 words of the label's polarity, n of the other
+        n = int(rng.integers(1, 3))
+        pol = _pick(rng, _polar(lex, y == 1), n + 1) + _pick(rng, _polar(lex, y == 0), n)
     else:
         pol = _pick(rng, _polar(lex, y == 1), int(rng.integers(2, 4)))
-    return _Example(_render(rng, lex, pol + _pick(rng, topic, 2), (3, 7)), y, kind)
+    text = _render(rng, lex, pol + _pick(rng, topic, 2), (3, 7))
+    return _weak(_Example(text, y, kind), kind, 1 - y)
+
+
+def _weak(ex: _Example, kind: str, rival: int) -> _Example:
+    """A near-boundary example is a clean one whose runner-up label is ``rival``."""
+    if kind == "weak":
+        ex.planted, ex.rival = "clean", rival
+    return ex
 
 
 SHIFT_CUE = 0.7  # chance that a topic change is marked by a shift word
@@ -136,6 +156,11 @@ def _paraphrase(rng, lex: Lexicon, kind: str) -> _Example:
     first = _topic_text(rng, lex, [ta], [3])
     if kind == "ambiguous":
         second = _topic_text(rng, lex, [ta, tb], [2, 2])
+    elif kind == "weak":  # the second text's majority topic decides, by one word
+        main, minor = (ta, tb) if y == 1 else (tb, ta)
+        shift = y == 0 and rng.random() < SHIFT_CUE
+        second = _topic_text(rng, lex, [main, minor], [2, 1], shift=shift)
+        return _weak(_Example(first, y, kind, second), kind, 1 - y)
     elif y == 1:
         second = _topic_text(rng, lex, [ta], [3])
     else:
@@ -155,6 +180,19 @@ def _entailment(rng, lex: Lexicon, kind: str) -> _Example:
         y = int(rng.choice([0, 2]))
         hyp_words = _pick(rng, lex.topics[t], 2) + _pick(rng, lex.positive, 1)
         hyp_words += _pick(rng, lex.negative, 1)
+    elif kind == "weak" and y == 1:  # neutral by one topic word
+        hyp_pos = bool(rng.integers(2))
+        hyp_words = _pick(rng, lex.topics[other], 2) + _pick(rng, lex.topics[t], 1)
+        hyp_words += _pick(rng, _polar(lex, hyp_pos), 2)
+        hyp_words += _pick(rng, lex.shift, 1) if rng.random() < SHIFT_CUE else []
+        rival = 0 if hyp_pos == s else 2
+        return _weak(_Example(premise, y, kind, _render(rng, lex, hyp_words, (1, 4))), kind, rival)
+    elif kind == "weak":  # same topic; the hypothesis's polarity wins by one word
+        agree = s == (y == 0)
+        hyp_words = _pick(rng, lex.topics[t], 2) + _pick(rng, _polar(lex, agree), 2)
+        hyp_words += _pick(rng, _polar(lex, not agree), 1)
+        ex = _Example(premise, y, kind, _render(rng, lex, hyp_words, (1, 4)))
+        return _weak(ex, kind, 2 - y)
     elif y == 1:
         hyp_words = _pick(rng, lex.topics[other], 2)
         hyp_words += _pick(rng, _polar(lex, bool(rng.integers(2))), 2)
@@ -171,11 +209,15 @@ def _domain_sentiment(domain: str) -> Callable[..., _Example]:
         if kind == "ambiguous":
             words = _pick(rng, lex.positive, 1) + _pick(rng, lex.negative, 1)
             words += _pick(rng, pos, 1) + _pick(rng, neg, 1)
+        elif kind == "weak":  # one general and one domain word for the label, one against
+            own, against = (pos, neg) if y == 1 else (neg, pos)
+            words = _pick(rng, _polar(lex, y == 1), 1) + _pick(rng, own, 1)
+            words += _pick(rng, _polar(lex, y == 0) if rng.random() < 0.5 else against, 1)
         else:
             words = _pick(rng, _polar(lex, y == 1), int(rng.integers(1, 3)))
             words += _pick(rng, pos if y == 1 else neg, int(rng.integers(1, 3)))
         words += _pick(rng, lex.domain_topic[domain], int(rng.integers(2, 4)))
-        return _Example(_render(rng, lex, words, (2, 5)), y, kind)
+        return _weak(_Example(_render(rng, lex, words, (2, 5)), y, kind), kind, 1 - y)
 
     return generate
 
@@ -193,13 +235,17 @@ def _intent(lang: str) -> Callable[..., _Example]:
             obj_word = (
                 _pick(rng, objs[obj], 1)[0] + " " + _pick(rng, objs[INTENTS[partner][2]], 1)[0]
             )
+        elif kind == "weak":  # two words of the object, one of the partner's (same verb)
+            objs = lex.objects[lang]
+            both = _pick(rng, objs[obj], 2) + _pick(rng, objs[INTENTS[y ^ 1][2]], 1)
+            obj_word = " ".join(both[i] for i in rng.permutation(3))
         else:
             obj_word = _pick(rng, lex.objects[lang][obj], 1)[0]
         verb_word = _pick(rng, lex.verbs[lang][verb], 1)[0]
         slot = _pick(rng, lex.slots, 1)[0] if rng.random() < 0.6 else ""
         parts = [fn[0], verb_word, fn[1], obj_word, slot]
         text = " ".join(p for p in (parts[i] for i in WORD_ORDER[lang]) if p)
-        return _Example(text, y, kind)
+        return _weak(_Example(text, y, kind), kind, y ^ 1)
 
     return generate
 
@@ -214,7 +260,7 @@ _FAMILIES: dict[str, Callable[..., _Example]] = {
 
 
 def _member(
-    seed: int,
+    options: BuiltinOptions,
     name: str,
     axis: str,
     task: str,
@@ -229,21 +275,34 @@ def _member(
         label_names=tuple(labels),
         source=BuiltinSource(family),
         splits={s: SplitSource(s) for s in _SPLIT_CODE},
-        identity=(f"soi-builtin/{name}", f"v1-seed{seed}"),
+        identity=(f"soi-builtin/{name}", _config_name(options)),
         text_pair_column="text_pair" if pair else None,
-        metadata_columns=("planted",),
+        metadata_columns=("planted",) if options.noise == DEFAULT_NOISE else NOISE_COLUMNS,
     )
+
+
+NOISE_COLUMNS = ("planted", "evidence", "noise")
+
+
+def _config_name(options: BuiltinOptions) -> str:
+    """Part of every id: other noise mechanisms make other examples, so other ids."""
+    name = f"v1-seed{options.seed}"
+    if options.noise != DEFAULT_NOISE:
+        name += f"-noise-{'+'.join(options.noise)}-b{options.boundary_share:g}"
+    return name
+
+
+BINARY = ["negative", "positive"]
 
 
 def builtin_suite(options: BuiltinOptions | None = None) -> SuiteSpec:
     """The built-in suite's members; ``options`` sets its seed, sizes and planted rates."""
     options = options or BuiltinOptions()
     intents = [name for name, _, _ in INTENTS]
-    seed = options.seed
     members = [
-        _member(seed, "sentiment", "task", "sentiment", ["negative", "positive"], "sentiment"),
+        _member(options, "sentiment", "task", "sentiment", BINARY, "sentiment"),
         _member(
-            seed,
+            options,
             "paraphrase",
             "task",
             "paraphrase",
@@ -252,7 +311,7 @@ def builtin_suite(options: BuiltinOptions | None = None) -> SuiteSpec:
             True,
         ),
         _member(
-            seed,
+            options,
             "entailment",
             "task",
             "entailment",
@@ -261,10 +320,10 @@ def builtin_suite(options: BuiltinOptions | None = None) -> SuiteSpec:
             True,
         ),
         *(
-            _member(seed, d, "source", "review_sentiment", ["negative", "positive"], f"domain:{d}")
+            _member(options, d, "source", "review_sentiment", BINARY, f"domain:{d}")
             for d in DOMAINS
         ),
-        *(_member(seed, lang, "lang", "intent", intents, f"intent:{lang}") for lang in LANGS),
+        *(_member(options, lang, "lang", "intent", intents, f"intent:{lang}") for lang in LANGS),
     ]
     return SuiteSpec(
         name="builtin",
@@ -280,22 +339,76 @@ def generate(
 ) -> dict[str, list]:
     """The rows ``indices`` of one member's split, as columns."""
     assert isinstance(spec.source, BuiltinSource)
-    make = _FAMILIES[spec.source.family]
-    lex = lexicon(options.seed)
-    member_code = zlib.crc32(spec.name.encode())
-    mislabeled = DOMAIN_NOISE.get(spec.name, options.mislabeled_rate)
-    n_labels = len(spec.label_names or ())
-    cols: dict[str, list] = {"text": [], "label": [], "planted": []}
+    plan = NoisePlan(
+        options.noise,
+        DOMAIN_NOISE.get(spec.name, options.mislabeled_rate),
+        options.ambiguous_rate,
+        options.boundary_share,
+        len(spec.label_names or ()),
+    )
+    rows = _Rows(spec, split, options, plan)
+    cols: dict[str, list] = {c: [] for c in ("text", "label", *spec.metadata_columns)}
     if spec.is_pair:
         cols["text_pair"] = []
     for i in indices:
-        rng = np.random.default_rng([options.seed, member_code, _SPLIT_CODE[split], int(i)])
-        kind = _kind(rng, options.ambiguous_rate, mislabeled)
-        ex = make(rng, lex, kind)
-        label = _flip(rng, ex.label, n_labels) if kind == "mislabeled" else ex.label
+        ex, label, evidence, noise = rows.row(int(i))
         cols["text"].append(ex.text)
         cols["label"].append(label)
         cols["planted"].append(ex.planted)
+        if "noise" in cols:
+            cols["evidence"].append(evidence)
+            cols["noise"].append(noise)
         if spec.is_pair:
             cols["text_pair"].append(ex.text_pair)
     return cols
+
+
+class _Rows:
+    """One member split's rows: example, label, evidence strength and noise mechanism."""
+
+    def __init__(
+        self, spec: MemberSpec, split: str, options: BuiltinOptions, plan: NoisePlan
+    ) -> None:
+        assert isinstance(spec.source, BuiltinSource)
+        self.make = _FAMILIES[spec.source.family]
+        self.lex = lexicon(options.seed)
+        self.key = (options.seed, zlib.crc32(spec.name.encode()), _SPLIT_CODE[split])
+        self.plan = plan
+        self.flip_odd = plan.asymmetric_flip_rate(spec.name) if plan.uses("asymmetric") else 0.0
+        lex = self.lex
+        self.neutral = (lex.filler, lex.slots, *lex.function.values())
+
+    def _rng(self, row: int) -> np.random.Generator:
+        return np.random.default_rng([*self.key, row])
+
+    def row(self, i: int) -> tuple[_Example, int, str, str]:
+        if duplicate_block(*self.key, i, self.plan):
+            return self._duplicate(i)
+        rng = self._rng(i)
+        kind, noise = self.plan.kind(rng)
+        ex = self.make(rng, self.lex, kind)
+        label = ex.label
+        if kind == "mislabeled":
+            label = flip_uniform(rng, label, self.plan.n_labels)
+        elif noise == "boundary":
+            assert ex.rival is not None
+            label, ex.planted = ex.rival, "mislabeled"
+        elif (
+            self.flip_odd and kind != "ambiguous" and label % 2 == 1
+        ) and rng.random() < self.flip_odd:
+            label, ex.planted, noise = label ^ 1, "mislabeled", "asymmetric"
+        evidence = {"ambiguous": "balanced", "weak": "weak"}.get(kind, "strong")
+        return ex, label, evidence, noise
+
+    def _duplicate(self, i: int) -> tuple[_Example, int, str, str]:
+        """Row 2k: a clean original; row 2k+1: its near copy with another label."""
+        rng = self._rng(i - i % 2)
+        rng.random()  # the kind draw, unused: an original is always clean
+        original = self.make(rng, self.lex, "clean")
+        if i % 2 == 0:
+            return original, original.label, "strong", ""
+        rng = self._rng(i)
+        text = near_duplicate(rng, original.text, self.neutral)
+        label = flip_uniform(rng, original.label, self.plan.n_labels)
+        copy = _Example(text, label, "mislabeled", original.text_pair)
+        return copy, label, "strong", "duplicate"

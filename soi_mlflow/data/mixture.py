@@ -6,9 +6,10 @@ A mixture with one member is the single-setting case; everything else is the sam
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,8 @@ from soi_mlflow.data.spec import MemberSpec, SuiteSpec, check_axis
 from soi_mlflow.data.suites import SuiteRef, get_suite
 from soi_mlflow.errors import SoiInputError
 
-SAMPLING = ("proportional", "uniform", "temperature")
+Sampling = Literal["proportional", "uniform", "temperature"]
+SAMPLING: tuple[str, ...] = get_args(Sampling)
 # Evaluation splits: ID members' validation and test sets, OOD members' test sets.
 EVAL_SPLITS = ("validation", "test", "ood")
 _COMMON = Features(
@@ -37,24 +39,67 @@ _COMMON = Features(
 
 @dataclass(frozen=True)
 class MixtureSpec:
-    """What to train on: members of one axis, OOD members, sampling and subsampling."""
+    """What to train on: members of one axis, OOD members, sampling and subsampling.
 
-    suite: SuiteRef
-    axis: str
-    members: tuple[str, ...]
-    ood: tuple[str, ...] = ()
-    sampling: str = "proportional"
+    Left out, ``axis``, ``members`` and ``ood`` come from the suite's defaults (its
+    ``defaults:`` block, else every member of the axis), so ``MixtureSpec()`` is the
+    built-in suite's default mixture. The field docstrings are the command line's help."""
+
+    suite: SuiteRef = "builtin"
+    """builtin, a preset (glue_multitask, multisource_sentiment, massive_intent) or a suite
+    YAML file"""
+    axis: str | None = None
+    """task, source or lang (default: the suite's)"""
+    members: tuple[str, ...] | None = None
+    """members trained on together; one member = single-setting (default: the suite's)"""
+    ood: tuple[str, ...] | None = None
+    """members evaluated but not trained on (default: the suite's when members are too)"""
+    sampling: Sampling = "proportional"
+    """how members share a training epoch: proportional, uniform or temperature"""
     temperature: float = 2.0
+    """sampling temperature, for sampling: temperature"""
     max_examples: int | None = None
+    """training examples per member (default: all)"""
     data_seed: int = 0
+    """seed of the max_examples draw"""
     data_dir: str | Path | None = None
+    """folder with local copies of a preset's hub data sets"""
     eval_max_examples: int | None = None
-    train_ids: frozenset[int] | None = None  # keep only these training examples (stage 2)
-    member_max_examples: tuple[tuple[str, int], ...] = ()  # per-member max_examples overrides
+    """validation/test/OOD examples per member (default: all)"""
+    train_ids: frozenset[int] | None = field(default=None, metadata={"cli": False})
+    """keep only these training examples (stage 2)"""
+    member_max_examples: tuple[tuple[str, int], ...] = field(default=(), metadata={"cli": False})
+    """per-member max_examples overrides (learning curves)"""
+
+    def __post_init__(self) -> None:
+        if self.axis is None or self.members is None or self.ood is None:
+            _fill_from_suite(self)
 
     @property
     def setting(self) -> str:
         return "single" if len(self.members) == 1 else "multi"
+
+
+def _fill_from_suite(spec: MixtureSpec) -> None:
+    """Fill a spec's left-out axis, members and ood from its suite's defaults."""
+    suite = get_suite(spec.suite, spec.data_dir)
+    axis = spec.axis or suite.defaults.get("axis")
+    if axis is None:
+        raise SoiInputError(f"axis is needed: suite {suite.name!r} has no default axis")
+    same_axis = suite.defaults.get("axis") == axis
+    members = spec.members
+    if members is None:
+        members = tuple(
+            suite.defaults["members"]
+            if same_axis and suite.defaults.get("members")
+            else suite.on_axis(axis)
+        )
+    ood = spec.ood
+    if ood is None:
+        ood = tuple(suite.defaults.get("ood", ())) if spec.members is None and same_axis else ()
+    object.__setattr__(spec, "axis", axis)
+    object.__setattr__(spec, "members", tuple(members))
+    object.__setattr__(spec, "ood", tuple(ood))
 
 
 def validate_mixture(spec: MixtureSpec) -> SuiteSpec:
@@ -76,6 +121,10 @@ def validate_mixture(spec: MixtureSpec) -> SuiteSpec:
         raise SoiInputError(
             f"sampling: expected one of {', '.join(SAMPLING)}, got {spec.sampling!r}"
         )
+    for name in ("max_examples", "eval_max_examples"):
+        value = getattr(spec, name)
+        if value is not None and value <= 0:
+            raise SoiInputError(f"{name} must be a positive integer, got {value!r}")
     if not spec.temperature > 0:
         raise SoiInputError(f"temperature must be > 0, got {spec.temperature!r}")
     return suite

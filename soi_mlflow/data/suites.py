@@ -47,14 +47,15 @@ def suite_from_file(path: str | Path) -> SuiteSpec:
 
 
 def builtin_options(node: Any, origin: str = "builtin options") -> BuiltinOptions:
-    """Built-in suite options from a mapping (``seed``, ``sizes``, ``*_rate``)."""
+    """Built-in suite options from a mapping (``seed``, ``sizes``, ``*_rate``, ``noise``,
+    ``boundary_share``)."""
     if node is None:
         return BuiltinOptions()
     if isinstance(node, BuiltinOptions):
         return node
     if not isinstance(node, dict):
         raise SoiInputError(f"{origin}: 'builtin' must be a mapping, got {node!r}")
-    allowed = {"seed", "sizes", "ambiguous_rate", "mislabeled_rate"}
+    allowed = {"seed", "sizes", "ambiguous_rate", "mislabeled_rate", "noise", "boundary_share"}
     unknown = sorted(set(node) - allowed)
     if unknown:
         raise SoiInputError(
@@ -67,6 +68,8 @@ def builtin_options(node: Any, origin: str = "builtin options") -> BuiltinOption
         sizes={**defaults.sizes, **(node.get("sizes") or {})},
         ambiguous_rate=float(node.get("ambiguous_rate", defaults.ambiguous_rate)),
         mislabeled_rate=float(node.get("mislabeled_rate", defaults.mislabeled_rate)),
+        noise=node.get("noise", defaults.noise),
+        boundary_share=float(node.get("boundary_share", defaults.boundary_share)),
     )
 
 

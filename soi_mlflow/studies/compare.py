@@ -7,9 +7,18 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
+from soi_mlflow.console import step
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.training import TrainConfig, train, validate_config
+
+
+@dataclass
+class CompareSettings:
+    """The comparison study's own options (the training options are TrainConfig's)."""
+
+    seeds: int = 1
+    """seeds per setting: each member alone and the mixture are trained this many times"""
 
 
 @dataclass
@@ -53,7 +62,7 @@ def run_compare(
         for k, (s, member) in enumerate(plan, 1):
             members = (member,) if member else spec.members
             what = f"single {member}" if member else f"multi {'+'.join(members)}"
-            print(f"[{k}/{len(plan)}] training {what}, seed {base.seed + s}", flush=True)
+            step(k, len(plan), f"{what} seed {base.seed + s}")
             config = replace(
                 base,
                 mixture=replace(spec, members=members),
@@ -64,8 +73,9 @@ def run_compare(
             )
             result = train(config)
             (single[member] if member else multi).append(result.run_id)
-        print("analysing runs", flush=True)
-        for run_id in [*multi, *(r for runs in single.values() for r in runs)]:
+        run_ids = [*multi, *(r for runs in single.values() for r in runs)]
+        for k, run_id in enumerate(run_ids, 1):
+            step(k, len(run_ids), f"analysing run {run_id}")
             analyze_run(run_id, analyze_splits, tracking_uri=parent.tracking_uri)
         summary = compare(
             parent.run_id,
@@ -75,10 +85,20 @@ def run_compare(
     return CompareResult(parent.run_id, summary, single, multi, parent.ui_command())
 
 
-def format_summary(summary: pd.DataFrame) -> str:
-    """The per-member table the commands print: accuracy and key SOI fractions."""
-    cols = [c for c in summary.columns if c.startswith(("id_", "ood_"))]
-    for subset in ("always_correct", "never_learned", "forgotten", "relearned"):
-        cols += [c for c in (f"{subset}_single", f"{subset}_multi") if c in summary.columns]
-    with pd.option_context("display.width", 200, "display.max_columns", 50):
-        return summary[cols].round(3).to_string()
+def summary_rows(summary: pd.DataFrame) -> tuple[list[str], list[list]]:
+    """The summary as a narrow table (columns, rows): one row per member and setting
+    with its test accuracy in-distribution and OOD and its training-set SOI fractions."""
+    subsets = list(
+        dict.fromkeys(c.rsplit("_", 1)[0] for c in summary.columns if c.endswith("_single"))
+    )
+    subsets = [s for s in subsets if s not in ("id", "ood")]
+    has_ood = "ood_single" in summary.columns
+    columns = ["member", "run", "ID\nacc", *(["OOD\nacc"] if has_ood else [])]
+    columns += [s.replace("_", "\n") for s in subsets]
+    rows = []
+    for member, row in summary.iterrows():
+        for setting in ("single", "multi"):
+            acc = [row[f"id_{setting}"], *([row[f"ood_{setting}"]] if has_ood else [])]
+            fractions = [row.get(f"{s}_{setting}", float("nan")) for s in subsets]
+            rows.append([member if setting == "single" else "", setting, *acc, *fractions])
+    return columns, rows

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import pandas as pd
 
+from soi_mlflow.console import step
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.tracking.run import RunHandle, soi_tags
@@ -39,6 +41,7 @@ class TransferResult:
     trained: int
     reused: int
     ui_command: str
+    scores: pd.DataFrame | None = None  # seed, source, target, score, run_id
 
 
 def validate_transfer(base: TrainConfig, mode: str, seeds: int) -> None:
@@ -51,6 +54,18 @@ def validate_transfer(base: TrainConfig, mode: str, seeds: int) -> None:
     validate_config(base)
 
 
+@dataclass
+class TransferSettings:
+    """The transfer study's own options (the training options are TrainConfig's)."""
+
+    mode: Literal["joint", "sequential"] = "joint"
+    """joint: i and j trained together; sequential: fine-tuned on i, then on j"""
+    seeds: int = 1
+    """seeds per run"""
+    reuse: bool = False
+    """reuse matching finished runs of the experiment instead of training them again"""
+
+
 class _Runner:
     """Finds a matching finished run (with ``reuse``) or trains one."""
 
@@ -60,6 +75,8 @@ class _Runner:
             k: str(v) for k, v in run_params(base).items() if k in MATCHING_PARAMS and v is not None
         }
         self.trained = self.reused = 0
+        self.total = 0  # runs this study needs, for the progress lines
+        self.example_passes = 0  # training example-passes of the runs trained here
 
     def find(
         self, members: tuple[str, ...], seed: int, sequence: str | None, checkpoint: bool
@@ -88,11 +105,15 @@ class _Runner:
         init_from: str | None = None,
         checkpoint: bool = False,
     ) -> str:
+        k = self.trained + self.reused + 1
+        what = f"{sequence or '+'.join(members)} seed {seed}"
         if self.reuse:
             found = self.find(members, seed, sequence, checkpoint)
             if found:
                 self.reused += 1
+                step(k, self.total, f"{what}: reusing run {found}")
                 return found
+        step(k, self.total, what)
         tags = {**self.base.tags, "soi.study_run": self.parent.run_id}
         if sequence:
             tags["soi.sequence"] = sequence
@@ -106,8 +127,12 @@ class _Runner:
             log_checkpoint=checkpoint,
             run_name=None,
         )
+        from soi_mlflow.data.mixture import Mixture
+
         self.trained += 1
-        return train(config).run_id
+        run_id = train(config).run_id
+        self.example_passes += sum(Mixture(config.mixture).member_sizes().values()) * config.epochs
+        return run_id
 
 
 def _score(client, run_id: str, target: str) -> float:
@@ -137,6 +162,8 @@ def run_transfer(
         seeds=seeds,
     ) as parent:
         runner = _Runner(base, parent, reuse)
+        pairs = len(members) * (len(members) - 1) // (2 if mode == "joint" else 1)
+        runner.total = seeds * (len(members) + pairs)
         for s in range(seeds):
             seed = base.seed + s
             alone = {m: runner.run((m,), seed, checkpoint=mode == "sequential") for m in members}
@@ -179,8 +206,22 @@ def run_transfer(
                     )
         scores = pd.DataFrame(rows)
         mean, std, traits = log_transfer(parent, scores, members, mode, seeds)
+        parent.log_metrics(
+            {
+                "compute/example_passes": float(runner.example_passes),
+                "compute/runs": float(runner.trained),
+            },
+            step=0,
+        )
     return TransferResult(
-        parent.run_id, mean, std, traits, runner.trained, runner.reused, parent.ui_command()
+        parent.run_id,
+        mean,
+        std,
+        traits,
+        runner.trained,
+        runner.reused,
+        parent.ui_command(),
+        scores,
     )
 
 
@@ -189,9 +230,16 @@ def log_transfer(
 ):
     """The matrix, its latent traits, their figures and the scores, logged to ``parent``."""
     from soi_mlflow.analysis.report import log_figures, log_table, metric_part
-    from soi_mlflow.analysis.transfer import biplot, heatmap, latent_traits, transfer_matrix
+    from soi_mlflow.analysis.transfer import (
+        biplot,
+        heatmap,
+        latent_traits,
+        transfer_intervals,
+        transfer_matrix,
+    )
 
     mean, std = transfer_matrix(scores, members)
+    log_table(parent.client, parent.run_id, transfer_intervals(scores), "transfer_intervals")
     traits = latent_traits(mean)
     log_table(parent.client, parent.run_id, scores, "transfer_scores")
     log_table(parent.client, parent.run_id, mean, "transfer_mean")

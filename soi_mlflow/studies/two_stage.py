@@ -10,6 +10,7 @@ import pandas as pd
 
 from soi_mlflow.analysis.cartography import REGIONS, regions
 from soi_mlflow.analysis.soi import DEFAULT
+from soi_mlflow.console import step
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.training import TrainConfig, train, validate_config
@@ -74,6 +75,31 @@ def parse_top(value: str) -> tuple[str, float]:
         raise SoiInputError(
             f"expected METRIC:FRACTION such as variability:0.3, got {value!r}"
         ) from None
+
+
+@dataclass
+class TwoStageSettings:
+    """Two-stage fine-tuning's own options: exactly one stage-2 selection, stage 2's
+    length, and optionally an existing stage-1 run (the training options are TrainConfig's)."""
+
+    stage2_subsets: tuple[str, ...] = ()
+    """SOI names or groups to train stage 2 on, e.g. forgettable,never_learned"""
+    stage2_region: str | None = None
+    """a cartography region: easy_to_learn, ambiguous or hard_to_learn"""
+    stage2_top: str | None = None
+    """METRIC:FRACTION, the highest fraction by a cartography metric, e.g. variability:0.3"""
+    stage2_bottom: str | None = None
+    """METRIC:FRACTION, the lowest fraction by a cartography metric"""
+    stage2_epochs: int = 2
+    """stage-2 epochs"""
+    stage1_run_id: str | None = None
+    """use this finished run (with a checkpoint) as stage 1 instead of training one"""
+
+    def selection(self) -> Selection:
+        if self.stage2_top or self.stage2_bottom:
+            metric, fraction = parse_top(self.stage2_top or self.stage2_bottom or "")
+            return Selection(metric=metric, fraction=fraction, highest=bool(self.stage2_top))
+        return Selection(subsets=tuple(self.stage2_subsets), region=self.stage2_region)
 
 
 @dataclass
@@ -145,7 +171,7 @@ def run_two_stage(
     ) as parent:
         tags = {**base.tags, "soi.study": parent.run_id}
         if stage1_run_id is None:
-            print("[1/3] stage 1", flush=True)
+            step(1, 3, "stage 1")
             stage1 = train(
                 replace(
                     base,
@@ -169,8 +195,8 @@ def run_two_stage(
         rng = np.random.default_rng([base.seed, 0x2517])
         control_ids = rng.choice(table["example_id"].to_numpy(), size=len(chosen), replace=False)
         results = {}
-        for step, (label, ids) in enumerate((("stage2", chosen), ("control", control_ids)), 2):
-            print(f"[{step}/3] {label} on {len(ids)} examples", flush=True)
+        for k, (label, ids) in enumerate((("stage2", chosen), ("control", control_ids)), 2):
+            step(k, 3, f"{label} on {len(ids)} examples")
             config = replace(
                 base,
                 mixture=replace(spec, train_ids=frozenset(int(i) for i in ids)),

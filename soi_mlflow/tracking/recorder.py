@@ -234,8 +234,7 @@ class TraceRecorder:
             run = self._client.get_run(self._run_id)
         except MlflowException:
             raise SoiInputError(
-                f"run id {self._run_id!r}: no such run in the tracking store "
-                f"{self._tracking_uri!r}"
+                f"run id {self._run_id!r}: no such run in the tracking store {self._tracking_uri!r}"
             ) from None
         if run.info.lifecycle_stage == "deleted":
             raise SoiInputError(f"run {self._run_id} is deleted; restore it or record elsewhere")
@@ -268,7 +267,12 @@ class TraceRecorder:
         )
 
     def _name_indices(
-        self, values: Any, n: int, what: str, table: _Names, declare: bool = True,
+        self,
+        values: Any,
+        n: int,
+        what: str,
+        table: _Names,
+        declare: bool = True,
         check: bool = True,
     ) -> Any:
         """Row indices into ``table`` from one name, a name per row, or int indices (an

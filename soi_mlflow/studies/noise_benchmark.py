@@ -1,0 +1,352 @@
+"""The label-noise detection benchmark (docs/noise.md): train on a built-in noise setting
+over several seeds and score each detector against the planted truth.
+
+Per seed *s*, the built-in suite is generated with seed *s* (other words, other examples,
+other flips) and a model is trained with seed *s*; its training trace gives the trace
+detectors (``analysis/noise.py``). With ``cl_folds = k >= 2`` the same data is also split
+into k folds and k more models are trained, each without one fold, to get out-of-sample
+probabilities for confident learning (and their plain 1 - p(label), ``oos_confidence``).
+Everything is logged under one parent run: a table per seed, a summary with the spread
+over seeds (standard deviation with ddof=1), a breakdown of what each detector's top-k
+holds, and a figure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from soi_mlflow.data.builtin import BuiltinOptions, builtin_suite
+from soi_mlflow.data.mixture import MixtureSpec
+from soi_mlflow.errors import SoiInputError
+from soi_mlflow.studies.parent import study_parent
+from soi_mlflow.training import TrainConfig, train, validate_config
+
+HARDEST = "boundary+asymmetric+duplicates"
+METRICS = ("auroc", "ap", "p_at_k")
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class NoiseBenchmarkSettings:
+    """What the noise benchmark trains on and how (defaults: the hardest built-in noise)."""
+
+    members: tuple[str, ...] = field(
+        default=("sentiment",), metadata=_help("built-in members trained together")
+    )
+    axis: str = field(default="task", metadata=_help("the members' axis: task, source or lang"))
+    noise: str = field(
+        default=HARDEST,
+        metadata=_help("noise mechanisms, '+'-joined: uniform, boundary, asymmetric, duplicates"),
+    )
+    mislabeled_rate: float = field(
+        default=0.15, metadata=_help("share of mislabeled examples (domains keep their own)")
+    )
+    ambiguous_rate: float = field(default=0.04, metadata=_help("share of ambiguous examples"))
+    boundary_share: float = field(
+        default=0.2, metadata=_help("share of clean near-boundary examples (noise 'boundary')")
+    )
+    train_size: int = field(default=600, metadata=_help("training examples per member"))
+    eval_size: int = field(default=100, metadata=_help("validation and test examples per member"))
+    seeds: int = field(default=3, metadata=_help("number of seeds (data and training)"))
+    first_seed: int = field(default=0, metadata=_help("the first seed"))
+    epochs: int = field(default=8, metadata=_help("training epochs"))
+    cl_folds: int = field(
+        default=3,
+        metadata=_help("cross-validation folds for confident learning (k more trainings); 0: off"),
+    )
+    model: str = field(default="tiny", metadata=_help("encoder: tiny, a model name or a folder"))
+    batch_size: int = field(default=16, metadata=_help("batch size"))
+    lr: float | None = field(default=None, metadata=_help("learning rate (default per model)"))
+    experiment: str | None = field(default=None, metadata=_help("MLflow experiment name"))
+    tracking_uri: str | None = field(default=None, metadata=_help("MLflow tracking URI"))
+    run_name: str | None = field(default=None, metadata=_help("name of the parent run"))
+    progress: bool = field(default=False, metadata=_help("show training progress bars"))
+
+
+@dataclass
+class NoiseBenchmarkResult:
+    parent_run_id: str
+    per_seed: pd.DataFrame  # seed, detector, auroc, ap, p_at_k, base_rate
+    summary: pd.DataFrame  # per detector: mean and std of each metric over seeds
+    breakdown: pd.DataFrame  # per seed and detector: what the top k holds
+    ui_command: str
+
+
+def _options(settings: NoiseBenchmarkSettings, seed: int) -> BuiltinOptions:
+    sizes = {"train": settings.train_size, "validation": settings.eval_size}
+    return BuiltinOptions(
+        seed=seed,
+        sizes=sizes | {"test": settings.eval_size},
+        ambiguous_rate=settings.ambiguous_rate,
+        mislabeled_rate=settings.mislabeled_rate,
+        noise=settings.noise,
+        boundary_share=settings.boundary_share,
+    )
+
+
+def _config(settings: NoiseBenchmarkSettings, seed: int) -> TrainConfig:
+    spec = MixtureSpec(builtin_suite(_options(settings, seed)), settings.axis, settings.members)
+    return TrainConfig(
+        spec,
+        epochs=settings.epochs,
+        seed=seed,
+        model=settings.model,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        experiment=settings.experiment,
+        tracking_uri=settings.tracking_uri,
+        progress=settings.progress,
+    )
+
+
+def validate_benchmark(settings: NoiseBenchmarkSettings) -> TrainConfig:
+    """Refuse bad settings before any training; returns the first seed's config."""
+    for name in ("seeds", "train_size", "eval_size"):
+        if getattr(settings, name) < 1:
+            raise SoiInputError(
+                f"{name} must be a positive integer, got {getattr(settings, name)!r}"
+            )
+    if settings.cl_folds == 1 or settings.cl_folds < 0:
+        raise SoiInputError(f"cl_folds must be 0 (off) or at least 2, got {settings.cl_folds!r}")
+    config = _config(settings, settings.first_seed)
+    validate_config(config)
+    if settings.cl_folds:
+        try:
+            import cleanlab  # noqa: F401
+        except ImportError as exc:
+            raise SoiInputError(
+                "cl_folds > 0 needs cleanlab: pip install 'soi-mlflow[noise]', or set cl_folds 0"
+            ) from exc
+    return config
+
+
+def run_noise_benchmark(settings: NoiseBenchmarkSettings) -> NoiseBenchmarkResult:
+    """Train ``settings.seeds`` models (plus ``cl_folds`` each), score every detector."""
+    from soi_mlflow.analysis.noise import score_detectors
+
+    base = validate_benchmark(settings)
+    name = settings.run_name or f"noise-benchmark-{settings.noise}-{'+'.join(settings.members)}"
+    params = {
+        "noise": settings.noise,
+        "mislabeled_rate": settings.mislabeled_rate,
+        "ambiguous_rate": settings.ambiguous_rate,
+        "boundary_share": settings.boundary_share,
+        "train_size": settings.train_size,
+        "seeds": settings.seeds,
+        "cl_folds": settings.cl_folds,
+    }
+    rows, breakdowns = [], []
+    with study_parent(
+        replace(base, run_name=name),
+        "noise_benchmark",
+        name,
+        params,
+        members=list(settings.members),
+        setting="study",
+        noise=settings.noise,
+    ) as parent:
+        for k in range(settings.seeds):
+            seed = settings.first_seed + k
+            print(f"[seed {k + 1}/{settings.seeds}] seed {seed}", flush=True)
+            config = replace(
+                _config(settings, seed),
+                parent_run_id=parent.run_id,
+                tags={"soi.study": parent.run_id, "soi.role": "detect"},
+            )
+            scores = seed_scores(config, settings.cl_folds, parent.tracking_uri)
+            truth = (scores["planted"] == "mislabeled").to_numpy()
+            detectors = [c for c in DETECTOR_COLUMNS if c in scores.columns]
+            table = score_detectors(scores[detectors], truth).reset_index()
+            table = table.merge(flag_sets(scores, truth), on="detector", how="left")
+            rows.append(table.assign(seed=seed))
+            breakdowns.append(top_k_breakdown(scores, detectors).assign(seed=seed))
+        per_seed = pd.concat(rows, ignore_index=True)
+        breakdown = pd.concat(breakdowns, ignore_index=True)
+        summary = summarize(per_seed)
+        _log(parent, per_seed, summary, breakdown, settings)
+    return NoiseBenchmarkResult(parent.run_id, per_seed, summary, breakdown, parent.ui_command())
+
+
+DETECTOR_COLUMNS = (
+    "confidence",
+    "aum",
+    "forgetting",
+    "soi_flag",
+    "oos_confidence",
+    "confident_learning",
+)
+
+
+def seed_scores(config: TrainConfig, cl_folds: int, tracking_uri: str) -> pd.DataFrame:
+    """Train once (and ``cl_folds`` times more); every detector's score per example,
+    with the example table's ``label``, ``planted``, ``evidence`` and ``noise``."""
+    from soi_mlflow.analysis.noise import detector_scores
+    from soi_mlflow.analysis.runs import load_examples, load_traces
+
+    result = train(replace(config, run_name=f"detect-seed{config.seed}"))
+    trace = load_traces(result.run_id, "train", tracking_uri)
+    examples = load_examples(result.run_id, "train", tracking_uri)
+    suite = config.mixture.suite
+    members = [suite.member(m) for m in config.mixture.members]
+    binary = {m.task for m in members if len(m.label_names or ()) == 2}
+    scores = detector_scores(trace, binary)
+    keep = [c for c in ("example_id", "label", "planted", "evidence", "noise") if c in examples]
+    scores = scores.merge(examples[keep], on="example_id", how="left", validate="1:1")
+    if scores["planted"].isna().any():
+        raise SoiInputError(f"run {result.run_id}: traced examples missing from its example table")
+    if cl_folds:
+        scores = scores.join(_cross_validated(config, scores, cl_folds), on="example_id")
+    return scores
+
+
+def _cross_validated(config: TrainConfig, scores: pd.DataFrame, folds: int) -> pd.DataFrame:
+    """``oos_confidence`` and ``confident_learning`` from ``folds`` trainings, each
+    without one fold, scored on that fold; confident learning runs per task."""
+    from soi_mlflow.analysis.noise import confident_learning
+    from soi_mlflow.studies.heldout import heldout_probabilities
+
+    ids = scores["example_id"].to_numpy()
+    order = np.random.default_rng([config.seed, 0xC1]).permutation(len(ids))
+    fold_of = np.empty(len(ids), dtype=int)
+    fold_of[order] = np.arange(len(ids)) % folds
+    probs: dict[int, np.ndarray] = {}
+    for f in range(folds):
+        print(f"  cross-validation fold {f + 1}/{folds}", flush=True)
+        fold_config = replace(
+            config,
+            mixture=replace(config.mixture, train_ids=frozenset(ids[fold_of != f].tolist())),
+            run_name=f"cv{f}-seed{config.seed}",
+            tags={**config.tags, "soi.role": "cross_validation", "soi.fold": str(f)},
+        )
+        result = train(fold_config)
+        probs |= heldout_probabilities(fold_config, result.module, ids[fold_of == f])
+    out = pd.DataFrame(index=pd.Index(ids, name="example_id"))
+    out["oos_confidence"] = np.nan
+    out["confident_learning"] = np.nan
+    out["cl_issue"] = False
+    suite = config.mixture.suite
+    task_of = {m: suite.member(m).task for m in config.mixture.members}
+    tasks = scores["member"].map(task_of).to_numpy()
+    for task in np.unique(tasks):
+        rows = scores[tasks == task]
+        labels = rows["label"].to_numpy(dtype=int)
+        matrix = np.stack([probs[int(i)] for i in rows["example_id"]])
+        issues, suspicion = confident_learning(labels, matrix)
+        out.loc[rows["example_id"], "confident_learning"] = suspicion
+        out.loc[rows["example_id"], "cl_issue"] = issues
+        out.loc[rows["example_id"], "oos_confidence"] = 1.0 - matrix[np.arange(len(rows)), labels]
+    return out
+
+
+FLAG_SETS = {"soi_flag": "soi_flag", "confident_learning": "cl_issue"}
+
+
+def flag_sets(scores: pd.DataFrame, truth: np.ndarray) -> pd.DataFrame:
+    """Detectors that also decide *which* examples are noisy (the SOI flags, confident
+    learning's issues): the set's size, precision and recall."""
+    rows = []
+    for detector, column in FLAG_SETS.items():
+        if column in scores:
+            flagged = scores[column].to_numpy(dtype=bool)
+            rows.append(
+                {
+                    "detector": detector,
+                    "set_size": int(flagged.sum()),
+                    "set_precision": truth[flagged].mean() if flagged.any() else float("nan"),
+                    "set_recall": flagged[truth].mean() if truth.any() else float("nan"),
+                }
+            )
+    return pd.DataFrame(rows, columns=["detector", "set_size", "set_precision", "set_recall"])
+
+
+def top_k_breakdown(scores: pd.DataFrame, detectors: list[str]) -> pd.DataFrame:
+    """Per detector, what its k highest scores hold (k = the true noise count; ties broken
+    at random, seeded): the share of each noise mechanism's examples caught
+    (``caught_<noise>``) and the share of the top k that is clean near-boundary,
+    clean strong, or ambiguous (``top_<evidence>``)."""
+    truth = (scores["planted"] == "mislabeled").to_numpy()
+    k = int(truth.sum())
+    noise = scores["noise"].fillna("uniform") if "noise" in scores else None
+    evidence = scores.get("evidence")
+    rng = np.random.default_rng(0)
+    rows = []
+    for name in detectors:
+        s = scores[name].to_numpy(dtype=float)
+        if np.isnan(s).any() or not k:
+            continue
+        top = np.zeros(len(s), dtype=bool)
+        top[np.lexsort((rng.random(len(s)), -s))[:k]] = True
+        row: dict[str, object] = {"detector": name}
+        if noise is not None:
+            for mech in sorted(set(noise[truth])):
+                mine = truth & (noise == mech).to_numpy()
+                row[f"caught_{mech}"] = top[mine].mean()
+        weak = (evidence == "weak").to_numpy() if evidence is not None else np.zeros_like(top)
+        ambiguous = (scores["planted"] == "ambiguous").to_numpy()
+        clean = top & ~truth & ~ambiguous
+        row["top_clean_weak"] = (clean & weak).sum() / k
+        row["top_ambiguous"] = (top & ambiguous).sum() / k
+        row["top_clean_strong"] = (clean & ~weak).sum() / k
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summarize(per_seed: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation (ddof=1; NaN for one seed) of each metric per detector,
+    best average precision first."""
+    grouped = per_seed.groupby("detector")[list(METRICS)]
+    mean, std = grouped.mean(), grouped.std(ddof=1)
+    out = pd.concat({"mean": mean, "std": std}, axis=1)
+    out.columns = [f"{metric}_{stat}" for stat, metric in out.columns]
+    out = out[[f"{m}_{s}" for m in METRICS for s in ("mean", "std")]]
+    sets = [c for c in ("set_size", "set_precision", "set_recall") if c in per_seed]
+    if sets:
+        out = out.join(per_seed.groupby("detector")[sets].mean())
+    out["seeds"] = per_seed.groupby("detector").size()
+    out["base_rate"] = per_seed.groupby("detector")["base_rate"].mean()
+    return out.sort_values("ap_mean", ascending=False)
+
+
+def format_summary(summary: pd.DataFrame) -> str:
+    """The table the command prints: mean ± std over seeds."""
+    lines = [f"{'detector':<20} {'AUROC':>15} {'AP':>15} {'P@k':>15}"]
+    for name, row in summary.iterrows():
+        cells = [f"{row[f'{m}_mean']:.3f} ± {row[f'{m}_std']:.3f}" for m in METRICS]
+        line = f"{name:<20} " + " ".join(f"{c:>15}" for c in cells)
+        if pd.notna(row.get("set_size")):
+            line += (
+                f"   set of {row['set_size']:.0f}: precision {row['set_precision']:.3f}, "
+                f"recall {row['set_recall']:.3f}"
+            )
+        lines.append(line)
+    lines.append(f"(noise share {summary['base_rate'].iloc[0]:.3f}: the AP of a random order)")
+    return "\n".join(lines)
+
+
+def _log(parent, per_seed, summary, breakdown, settings: NoiseBenchmarkSettings) -> None:
+    from soi_mlflow.analysis import figures
+    from soi_mlflow.analysis.report import log_figures, log_table
+
+    client, run_id = parent.client, parent.run_id
+    log_table(client, run_id, per_seed, "noise_benchmark_seeds")
+    log_table(client, run_id, summary, "noise_benchmark_summary")
+    log_table(client, run_id, breakdown, "noise_benchmark_top_k")
+    client.log_text(run_id, summary.round(4).to_csv(), "tables/noise_benchmark_summary.csv")
+    metrics = {
+        f"noise/{det}/{col}": float(v)
+        for det, row in summary.iterrows()
+        for col, v in row.items()
+        if col.endswith("_mean") and np.isfinite(v)
+    }
+    parent.log_metrics(metrics, step=0)
+    title = (
+        f"Noise detection on {'+'.join(settings.members)}, noise {settings.noise} "
+        f"(rate {settings.mislabeled_rate})\nmean ± std (ddof=1) over {settings.seeds} seed(s)"
+    )
+    log_figures(client, run_id, {"noise_benchmark": figures.detector_scores(summary, title)})

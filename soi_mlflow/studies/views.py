@@ -1,0 +1,323 @@
+"""Three views of transfer on the same members and seeds, and how well they agree.
+
+For members m_1..m_k and each seed:
+- the transfer matrix (joint): T[i -> j] = score(j | trained with i) - score(j alone);
+- task affinity: one run of all members with lookahead affinity, Z[i -> j] (mean over
+  epochs);
+- learning curves: for each target j, j alone and j with each other member i at several
+  sizes of j; L[i -> j] = the mean over sizes of j's test-accuracy gain with i's data.
+  (The worth of i's data in j examples is in each curve study's own tables; it is left
+  out here because it is undefined where j alone stays at chance over the sizes, which
+  the built-in pair tasks do at small sizes.)
+
+Each view's value of every ordered pair gets an interval over seeds (and is called
+significant when it excludes 0); the views' rank agreement over the pairs is Spearman's
+rho of their seed means with a bootstrap interval over seeds. Every view's compute
+(training example-passes, seconds) is logged as metrics on the study's parent run, with
+a table and a figure of the agreement.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from itertools import combinations
+
+import pandas as pd
+
+from soi_mlflow.errors import SoiInputError
+from soi_mlflow.studies.parent import study_parent
+from soi_mlflow.tracking.run import RunHandle
+from soi_mlflow.training import TrainConfig, train
+
+VIEWS = ("transfer", "affinity", "curves")
+
+
+@dataclass
+class ViewsSettings:
+    """What the three-views study measures (the training settings are a TrainConfig)."""
+
+    seeds: int = field(default=3, metadata={"help": "training seeds (each a full replicate)"})
+    sizes: tuple[int, ...] = field(
+        default=(50, 150, 450), metadata={"help": "target sizes of the learning curves"}
+    )
+    affinity_interval: int = field(
+        default=10, metadata={"help": "measure lookahead affinity every K steps"}
+    )
+    interval: str = field(
+        default="t", metadata={"help": "interval over seeds: t (Student) or bootstrap"}
+    )
+    level: float = field(default=0.95, metadata={"help": "confidence level of the intervals"})
+
+
+@dataclass
+class ViewsResult:
+    parent_run_id: str
+    values: pd.DataFrame  # per seed: view, source, target, value
+    significance: pd.DataFrame  # per view and pair: mean, low, high, significant
+    agreement: pd.DataFrame  # per pair of views: spearman, low, high
+    compute: pd.DataFrame  # per view: example_passes, seconds, runs
+    ui_command: str
+
+
+def validate_views(base: TrainConfig, settings: ViewsSettings) -> None:
+    from soi_mlflow.studies.learning_curve import CurveSettings, validate_curve
+
+    members = list(base.mixture.members)
+    if len(members) < 3:
+        raise SoiInputError(
+            "the three-views study needs at least 3 members (rank agreement over their pairs)"
+        )
+    if settings.seeds < 2:
+        raise SoiInputError(f"seeds: intervals over seeds need at least 2, got {settings.seeds!r}")
+    if settings.affinity_interval <= 0:
+        raise SoiInputError(
+            f"affinity-interval must be a positive integer, got {settings.affinity_interval!r}"
+        )
+    for target in members:
+        aux = tuple(m for m in members if m != target)
+        validate_curve(
+            base,
+            CurveSettings(
+                target,
+                aux,
+                settings.sizes,
+                seeds=settings.seeds,
+                sets="pairwise",
+                interval=settings.interval,
+                level=settings.level,
+            ),
+        )
+
+
+def _passes(config: TrainConfig, sizes: dict[str, int]) -> int:
+    return sum(sizes[m] for m in config.mixture.members) * config.epochs
+
+
+def run_views(base: TrainConfig, settings: ViewsSettings) -> ViewsResult:
+    """Run the three views on ``base.mixture.members`` and compare them."""
+    from soi_mlflow.analysis.agreement import transfer_gains
+    from soi_mlflow.data.mixture import Mixture
+    from soi_mlflow.studies.learning_curve import CurveSettings, learning_curve
+    from soi_mlflow.studies.transfer import run_transfer
+
+    base = replace(base, mixture=replace(base.mixture, ood=()))
+    validate_views(base, settings)
+    members = list(base.mixture.members)
+    sizes = Mixture(base.mixture).member_sizes()
+    values, compute = [], []
+    with study_parent(
+        base,
+        "views",
+        f"views-{'+'.join(members)}",
+        {"seeds": settings.seeds, "sizes": ",".join(map(str, settings.sizes))},
+        members=members,
+        seeds=settings.seeds,
+    ) as parent:
+        child = replace(
+            base, parent_run_id=parent.run_id, tags={**base.tags, "soi.views": parent.run_id}
+        )
+        # 1. the transfer matrix (its own parent under this one)
+        start = time.perf_counter()
+        transfer = run_transfer(replace(child, run_name=None), "joint", settings.seeds)
+        seconds = time.perf_counter() - start
+        from soi_mlflow.analysis.transfer import transfer_deltas
+
+        deltas = transfer_deltas(transfer.scores)
+        values += [
+            {
+                "view": "transfer",
+                "seed": r.seed,
+                "source": r.source,
+                "target": r.target,
+                "value": r.delta,
+            }
+            for r in deltas.itertuples()
+        ]
+        alone = sum(sizes[m] for m in members)
+        pairs = sum(sizes[i] + sizes[j] for i, j in combinations(members, 2))
+        passes = settings.seeds * (alone + pairs) * base.epochs
+        compute.append(
+            {
+                "view": "transfer",
+                "example_passes": passes,
+                "seconds": seconds,
+                "runs": transfer.trained,
+            }
+        )
+        # 2. affinity: one run of all members per seed
+        start, passes = time.perf_counter(), 0
+        for s in range(settings.seeds):
+            config = replace(
+                child, seed=base.seed + s, affinity_every=settings.affinity_interval, run_name=None
+            )
+            result = train(config)
+            passes += _passes(config, sizes)
+            matrix = result.affinity.mean_matrix()
+            values += [
+                {
+                    "view": "affinity",
+                    "seed": base.seed + s,
+                    "source": i,
+                    "target": j,
+                    "value": float(matrix.loc[i, j]),
+                }
+                for i in members
+                for j in members
+                if i != j
+            ]
+        compute.append(
+            {
+                "view": "affinity",
+                "example_passes": passes,
+                "seconds": time.perf_counter() - start,
+                "runs": settings.seeds,
+            }
+        )
+        # 3. learning curves: each member as target, each other member as auxiliary
+        start, passes, runs = time.perf_counter(), 0, 0
+        for target in members:
+            aux = tuple(m for m in members if m != target)
+            curve = learning_curve(
+                replace(child, run_name=f"views-curve-{target}"),
+                CurveSettings(
+                    target,
+                    aux,
+                    settings.sizes,
+                    seeds=settings.seeds,
+                    sets="pairwise",
+                    interval=settings.interval,
+                    level=settings.level,
+                ),
+            )
+            passes += int(curve.points["example_passes"].sum())
+            runs += len(curve.points)
+            gains = transfer_gains(curve.points)
+            per_seed = gains.groupby(["seed", "curve"], as_index=False)["value"].mean()
+            values += [
+                {
+                    "view": "curves",
+                    "seed": r.seed,
+                    "source": r.curve,
+                    "target": target,
+                    "value": r.value,
+                }
+                for r in per_seed.itertuples()
+            ]
+        compute.append(
+            {
+                "view": "curves",
+                "example_passes": passes,
+                "seconds": time.perf_counter() - start,
+                "runs": runs,
+            }
+        )
+        frame = pd.DataFrame(values)
+        result = compare_views(frame, settings)
+        compute_table = pd.DataFrame(compute)
+        _log(parent, frame, result, compute_table, settings)
+    return ViewsResult(
+        parent.run_id,
+        frame,
+        result["significance"],
+        result["agreement"],
+        compute_table,
+        parent.ui_command(),
+    )
+
+
+def compare_views(values: pd.DataFrame, settings: ViewsSettings) -> dict[str, pd.DataFrame]:
+    """Significance per view and pair, and the rank agreement of every two views."""
+    from soi_mlflow.analysis.agreement import rank_agreement
+    from soi_mlflow.analysis.intervals import summarize
+
+    significance = summarize(
+        values, ["view", "source", "target"], "value", settings.interval, settings.level
+    )
+    rows = []
+    present = [v for v in VIEWS if v in set(values["view"])]
+    for a, b in combinations(present, 2):
+        rho, low, high = rank_agreement(
+            values[values["view"] == a],
+            values[values["view"] == b],
+            ["source", "target"],
+            level=settings.level,
+        )
+        rows.append(
+            {
+                "first": a,
+                "second": b,
+                "spearman": rho,
+                "low": low,
+                "high": high,
+                "pairs": int(values[values["view"] == a].groupby(["source", "target"]).ngroups),
+            }
+        )
+    return {"significance": significance, "agreement": pd.DataFrame(rows)}
+
+
+def _log(parent: RunHandle, values, result, compute, settings: ViewsSettings) -> None:
+    from soi_mlflow.analysis.report import log_figures, log_table
+
+    metrics = {}
+    for row in compute.itertuples():
+        metrics[f"compute/{row.view}/example_passes"] = float(row.example_passes)
+        metrics[f"compute/{row.view}/seconds"] = float(row.seconds)
+    metrics["compute/example_passes"] = float(compute["example_passes"].sum())
+    metrics["compute/train_seconds"] = float(compute["seconds"].sum())
+    for row in result["agreement"].itertuples():
+        metrics[f"agreement/{row.first}_vs_{row.second}/spearman"] = float(row.spearman)
+    parent.log_metrics(metrics, step=0)
+    log_table(parent.client, parent.run_id, values, "views_values")
+    log_table(parent.client, parent.run_id, result["significance"], "views_significance")
+    log_table(parent.client, parent.run_id, result["agreement"], "views_agreement")
+    log_table(parent.client, parent.run_id, compute, "views_compute")
+    log_figures(parent.client, parent.run_id, {"views_agreement": _figure(result, settings)})
+
+
+def _figure(result, settings: ViewsSettings):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    sig, agree = result["significance"], result["agreement"]
+    fig, axes = plt.subplots(1, len(VIEWS) + 1, figsize=(4 * (len(VIEWS) + 1), 4))
+    for ax, view in zip(axes, VIEWS, strict=False):
+        part = sig[sig["view"] == view]
+        labels = [f"{s} -> {t}" for s, t in zip(part["source"], part["target"], strict=True)]
+        err = np.vstack([part["mean"] - part["low"], part["high"] - part["mean"]])
+        colors = ["tab:red" if s else "tab:gray" for s in part["significant"]]
+        ax.errorbar(
+            part["mean"],
+            range(len(part)),
+            xerr=np.clip(np.nan_to_num(err), 0, None),
+            fmt="none",
+            ecolor="gray",
+            capsize=3,
+        )
+        ax.scatter(part["mean"], range(len(part)), c=colors, zorder=3)
+        ax.axvline(0, color="grey", lw=0.6)
+        ax.set_yticks(range(len(part)), labels, fontsize=7)
+        ax.set_title(f"{view} (red: interval excludes 0)", fontsize=8)
+    ax = axes[-1]
+    labels = [f"{a} vs {b}" for a, b in zip(agree["first"], agree["second"], strict=True)]
+    err = np.vstack([agree["spearman"] - agree["low"], agree["high"] - agree["spearman"]])
+    ax.errorbar(
+        agree["spearman"],
+        range(len(agree)),
+        xerr=np.clip(np.nan_to_num(err), 0, None),
+        fmt="o",
+        capsize=3,
+    )
+    ax.axvline(0, color="grey", lw=0.6)
+    ax.set_xlim(-1.05, 1.05)
+    ax.set_yticks(range(len(agree)), labels, fontsize=7)
+    ax.set_title("rank agreement (Spearman, bootstrap)", fontsize=8)
+    fig.suptitle(
+        f"Three views of transfer, {settings.level:.0%} intervals over {settings.seeds} seeds",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return fig
