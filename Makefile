@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The tested versions, torch 2.13.0 CPU build included, come from constraints.txt.
 PIP_INSTALL := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: setup browser demo test test-fast lint mlproject bench clean
+.PHONY: setup system-deps demo test test-fast lint mlproject bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,18 +15,19 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 setup: $(VENV)/.installed
 
-# Debian's Chromium for the browser test (tests/test_browser_e2e.py), installed when run
-# as root (as CI does); elsewhere that test is skipped and says why.
-browser:
-	@if [ "$$(id -u)" = 0 ] && ! command -v chromedriver >/dev/null 2>&1; then \
+# Debian's Chromium (tests/test_browser_e2e.py) and PostgreSQL (tests/test_team_server.py),
+# installed when run as root (as CI does); elsewhere those tests are skipped and say why.
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && { ! command -v chromedriver >/dev/null 2>&1 || \
+		! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }; then \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-			chromium chromium-driver; \
+			chromium chromium-driver postgresql; \
 	fi
 
 demo: setup
 	$(BIN)/soi-mlflow demo
 
-test: setup browser
+test: setup system-deps
 	$(BIN)/python -m pytest
 
 test-fast: setup

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from soi_mlflow.data.mixture import Mixture, MixtureSpec, validate_mixture
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.run_config import CONFIG_ARTIFACT, run_config_yaml
+from soi_mlflow.server.links import soi_pages_note
 from soi_mlflow.tracking.health import (
     check_experiment_name,
     check_tracking,
@@ -375,7 +376,8 @@ def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
         opened.append(run)  # before anything else can fail: the run must be ended
         run.log_params(run_params(config))
         run.client.log_text(run.run_id, run_config_yaml(config), CONFIG_ARTIFACT)
-        set_description_section(run.client, run.run_id, None, training_note(config))
+        note = f"{training_note(config)}\n\n{soi_pages_note(run.run_id)}"
+        set_description_section(run.client, run.run_id, None, note)
         _log_examples(run, mixture)
         return run.run_id
 

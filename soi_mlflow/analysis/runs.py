@@ -16,6 +16,7 @@ from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.health import check_tracking, get_run, is_stale, stale_message
 from soi_mlflow.tracking.recorder import check_split_name as check_split
 from soi_mlflow.tracking.run import TAG_PREFIX, resolve_tracking_uri
+from soi_mlflow.tracking.search import PAGE_SIZE, all_experiment_ids, search_all
 from soi_mlflow.tracking.trace_format import read_trace
 
 SPLITS = ("train", "validation", "test", "ood")  # the built-in trainer's; any valid name works
@@ -141,31 +142,31 @@ def find_runs(
     filter_string: str | None = None,
     tracking_uri: str | None = None,
     parent_run_id: str | None = None,
+    page_size: int = PAGE_SIZE,
     **tags: Any,
 ) -> pd.DataFrame:
     """Runs of ``experiment`` (all experiments if None) matching an MLflow filter string
     and ``soi.*`` tags given as keywords: ``find_runs("demo", setting="single", seed=0)``.
 
     The ``stale`` column is True for a RUNNING run without progress (a finished epoch) for
-    ``SOI_MLFLOW_STALE_AFTER`` seconds (default 1800): its process most likely died."""
+    ``SOI_MLFLOW_STALE_AFTER`` seconds (default 1800): its process most likely died.
+    Tag values are quoted safely whatever they hold, and every page of results is read."""
     import mlflow
 
-    clauses = [filter_string] if filter_string else []
-    for key, value in tags.items():
-        clauses.append(f"tags.`{TAG_PREFIX}{key}` = '{_quote(value)}'")
+    wanted = {f"{TAG_PREFIX}{key}": str(value) for key, value in tags.items()}
     if parent_run_id:
-        clauses.append(f"tags.`mlflow.parentRunId` = '{_quote(parent_run_id)}'")
+        wanted["mlflow.parentRunId"] = parent_run_id
     uri = resolve_tracking_uri(tracking_uri)
     check_tracking(uri)
     client = mlflow.MlflowClient(uri)
     if experiment is None:
-        ids = [e.experiment_id for e in client.search_experiments()]
+        ids = all_experiment_ids(client)
     else:
         found = client.get_experiment_by_name(experiment)
         if found is None:
             raise SoiInputError(f"no experiment named {experiment!r} in {uri}")
         ids = [found.experiment_id]
-    runs = client.search_runs(ids, " and ".join(clauses), max_results=50_000)
+    runs = search_all(client, ids, filter_string, wanted, page_size)
     rows = []
     for run in runs:
         row = {
@@ -183,11 +184,6 @@ def find_runs(
         row |= {f"metrics.{k}": v for k, v in run.data.metrics.items()}
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def _quote(value: Any) -> str:
-    """A value inside a single-quoted MLflow filter string."""
-    return str(value).replace("\\", "\\\\").replace("'", "\\'")
 
 
 def warn_if_stale(run_id: str, tracking_uri: str | None = None) -> bool:

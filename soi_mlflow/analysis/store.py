@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from soi_mlflow.tracking.run import resolve_tracking_uri
 
@@ -28,14 +29,19 @@ def cache_root() -> Path:
 class ArtifactCache:
     """Downloads artifacts of runs of one tracking store into a local folder, once."""
 
-    def __init__(self, tracking_uri: str | None = None, root: Path | None = None) -> None:
+    def __init__(
+        self, tracking_uri: str | None = None, root: Path | None = None, client: Any = None
+    ) -> None:
+        """``client`` (default an ``MlflowClient`` of the store) needs only ``get_run``,
+        ``list_artifacts`` and ``download_artifacts``; the server app passes its own."""
         from mlflow import MlflowClient
 
         from soi_mlflow.tracking.health import check_tracking
 
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
-        check_tracking(self.tracking_uri)  # a dead server fails in seconds, naming the URI
-        self.client = MlflowClient(self.tracking_uri)
+        if client is None:
+            check_tracking(self.tracking_uri)  # a dead server fails in seconds, naming the URI
+        self.client = client if client is not None else MlflowClient(self.tracking_uri)
         key = hashlib.blake2b(self.tracking_uri.encode(), digest_size=8).hexdigest()
         self.root = (root or cache_root()) / key
         self.downloads = 0  # files fetched from the store by this object (for tests)

@@ -13,6 +13,7 @@ from soi_mlflow.console import step
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.tracking.run import RunHandle, soi_tags
+from soi_mlflow.tracking.search import search_all
 from soi_mlflow.training import TrainConfig, run_params, train, validate_config
 
 MODES = ("joint", "sequential")
@@ -81,10 +82,8 @@ class _Runner:
         self, members: tuple[str, ...], seed: int, sequence: str | None, checkpoint: bool
     ) -> str | None:
         tags = soi_tags(axis=self.base.mixture.axis, members=list(members), seed=seed, stage=1)
-        clauses = [f"tags.`{k}` = '{v}'" for k, v in tags.items()]
-        clauses.append("attributes.status = 'FINISHED'")
-        for run in self.parent.client.search_runs(
-            [self.parent.experiment_id], " and ".join(clauses)
+        for run in search_all(
+            self.parent.client, [self.parent.experiment_id], "attributes.status = 'FINISHED'", tags
         ):
             if (
                 run.data.tags.get("soi.sequence") != sequence
