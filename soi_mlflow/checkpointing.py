@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,12 +42,14 @@ class EpochCheckpoint(pl.Callback):
         last = epoch + 1 >= (trainer.max_epochs or 0)
         if (epoch + 1) % self.every and not last:
             return
+        if not trainer.is_global_zero:  # collective, but only rank 0 writes (and knows the run)
+            trainer.save_checkpoint(Path(tempfile.gettempdir()) / "unused.ckpt", weights_only=False)
+            return
         path = self.path
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         trainer.save_checkpoint(tmp, weights_only=False)  # the full state; collective
-        if trainer.is_global_zero:
-            os.replace(tmp, path)
+        os.replace(tmp, path)
 
 
 class EpochSeed(pl.Callback):

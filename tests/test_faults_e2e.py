@@ -67,6 +67,10 @@ def _check_equal(uri: str, baseline: str, run_id: str, tmp_path: Path, resumed_a
 def test_sigkill_mid_epoch_then_resume(store, baseline, tmp_path):
     """SIGKILL while epoch 3 of 6 trains, then ``train(resume=run id)``: the same run
     finishes with every epoch once, bit-equal to the undisturbed run."""
+    import torch
+
+    from soi_mlflow.tracking.local import checkpoint_path
+
     cwd = Path.cwd()
     child = start_training(store, cwd, dict(os.environ), epochs=EPOCHS)
     try:
@@ -80,6 +84,14 @@ def test_sigkill_mid_epoch_then_resume(store, baseline, tmp_path):
             "epoch 2's trace",
             child,
         )
+        # the trace of epoch 1 can be uploaded before epoch 1's checkpoint is renamed in
+        ckpt = checkpoint_path(found[0].parents[3].name)
+        wait_for(
+            lambda: ckpt.is_file() and torch.load(ckpt, weights_only=True)["epoch"] >= 1,
+            120,
+            "epoch 2's checkpoint",
+            child,
+        )
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
     finally:
@@ -89,10 +101,6 @@ def test_sigkill_mid_epoch_then_resume(store, baseline, tmp_path):
     run_id = found[0].parents[3].name
     client = MlflowClient(store)
     assert client.get_run(run_id).info.status == "RUNNING"  # SIGKILL: nothing could end it
-    import torch
-
-    from soi_mlflow.tracking.local import checkpoint_path
-
     resumed_at = torch.load(checkpoint_path(run_id), weights_only=True)["epoch"] + 1
     assert resumed_at >= 2
     result = train(small_config(store, epochs=EPOCHS, resume=run_id))

@@ -19,6 +19,7 @@ from soi_mlflow.tracking.run import TAG_PREFIX, resolve_tracking_uri
 from soi_mlflow.tracking.search import PAGE_SIZE, all_experiment_ids, search_all
 from soi_mlflow.tracking.trace_format import read_trace
 
+DEFAULT_MEMBER = "default"  # the recorder's member when none is given
 SPLITS = ("train", "validation", "test", "ood")  # the built-in trainer's; any valid name works
 
 
@@ -81,7 +82,12 @@ def _never_traced(
     path = folder / f"{split}.parquet"
     if not path.exists():
         return None
-    examples = pd.read_parquet(path, columns=["example_id", "member"])
+    import pyarrow.parquet as pq
+
+    has_member = "member" in pq.read_schema(path).names  # a user's own table may lack it
+    examples = pd.read_parquet(path, columns=["example_id", "member"] if has_member else None)
+    if not has_member:
+        examples = examples[["example_id"]].assign(member=DEFAULT_MEMBER)
     missing = examples[~examples["example_id"].isin(frame["example_id"])]
     if missing.empty:
         return None
