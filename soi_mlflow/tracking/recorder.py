@@ -41,11 +41,20 @@ import numpy as np
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.health import HEARTBEAT_TAG, check_tracking, end_run, end_status
 from soi_mlflow.tracking.trace_format import CAPTURE_MODES, SCHEMA_VERSION, build_table, write_trace
+from soi_mlflow.tracking.trace_rows import (
+    COLUMNS,
+    as_ids,
+    dist_rank_world,
+    is_tensor,
+    last_visit,
+    stack,
+    statistics,
+    to_numpy,
+)
 
 SPLIT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 METRIC_PREFIX = {"train": "train", "validation": "val", "test": "test", "ood": "ood"}
 DEFAULT_TASK = "default"
-COLUMNS = ("example_id", "member_idx", "task_idx", "gold", "pred", "p_gold", "loss", "margin")
 
 
 def trace_artifact_path(split: str) -> str:
@@ -158,7 +167,7 @@ class TraceRecorder:
         self._epoch = start_epoch
         self._batches = 0
         self.last_metrics: dict[str, float] = {}
-        self._rank, self._world = _dist_rank_world()
+        self._rank, self._world = dist_rank_world()
         self._run_id = run_id
         self._tracking_uri = tracking_uri
         self._client: Any = None
@@ -295,9 +304,9 @@ class TraceRecorder:
                 raise SoiInputError(f"{what} {values!r} is not one of {table.names}")
             idx = self._declare_task(values, None) if what == "task" else table.add(values)
             return np.full(n, idx, dtype=np.int32)
-        if _is_tensor(values) and not values.dtype.is_floating_point and not check:
+        if is_tensor(values) and not values.dtype.is_floating_point and not check:
             return values.detach().long()  # checked on the split's first batch and at epoch end
-        arr = _to_numpy(values)
+        arr = to_numpy(values)
         if arr.shape != (n,):
             raise SoiInputError(f"{what}: expected one value per row ({n}), got shape {arr.shape}")
         if arr.dtype.kind in "iu":
@@ -347,7 +356,7 @@ class TraceRecorder:
         if labels is None:
             raise SoiInputError(f"split {split!r}: labels are missing (gold class per row)")
         scores = logits if logits is not None else probs
-        ids = _as_ids(example_ids, split)
+        ids = as_ids(example_ids, split)
         n = int(ids.shape[0])
         if getattr(scores, "ndim", None) != 2 or int(scores.shape[0]) != n:
             raise SoiInputError(
@@ -370,7 +379,7 @@ class TraceRecorder:
             if member is not None
             else self._member_from_task(task_idx)
         )
-        row = _statistics(scores, gold, task_idx, classes, width, from_probs=logits is None)
+        row = statistics(scores, gold, task_idx, classes, width, from_probs=logits is None)
         row["example_id"] = ids
         row["member_idx"] = member_idx
         row["task_idx"] = task_idx
@@ -383,7 +392,7 @@ class TraceRecorder:
     def _member_from_task(self, task_idx: Any) -> Any:
         """Without a member, each row's member is its task."""
         mapping = np.array([self._members.add(t) for t in self._tasks.names], dtype=np.int32)
-        if _is_tensor(task_idx):
+        if is_tensor(task_idx):
             import torch
 
             return torch.as_tensor(mapping, device=task_idx.device)[task_idx]
@@ -391,14 +400,14 @@ class TraceRecorder:
 
     def _gold(self, labels: Any, task_idx: np.ndarray, n: int, split: str) -> Any:
         """Gold class indices, on the labels' own device when they are a tensor."""
-        if _is_tensor(labels):
+        if is_tensor(labels):
             if labels.shape != (n,):
                 raise SoiInputError(
                     f"split {split!r}: labels must have one value per id ({n}), got shape "
                     f"{tuple(labels.shape)}"
                 )
             return labels.long()
-        arr = _to_numpy(labels)
+        arr = to_numpy(labels)
         if arr.shape != (n,):
             raise SoiInputError(
                 f"split {split!r}: labels must have one value per id ({n}), got shape {arr.shape}"
@@ -406,7 +415,7 @@ class TraceRecorder:
         if arr.dtype.kind in "iu":
             return arr.astype(np.int64)
         out = np.empty(n, dtype=np.int64)
-        tasks = _to_numpy(task_idx).tolist()
+        tasks = to_numpy(task_idx).tolist()
         for i, (value, t) in enumerate(zip(arr.tolist(), tasks, strict=True)):
             index = self._label_index[t]
             if index is None or str(value) not in index:
@@ -428,7 +437,7 @@ class TraceRecorder:
                     f"split {split!r}: task {self._tasks.names[t]!r} has {count} label names "
                     f"but the logits have only {width} columns"
                 )
-        g, task_idx = _to_numpy(gold), _to_numpy(task_idx)
+        g, task_idx = to_numpy(gold), to_numpy(task_idx)
         bad = (g < 0) | (g >= classes[task_idx])
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
@@ -446,12 +455,12 @@ class TraceRecorder:
         self._raise_failed()
         epoch = self._epoch if epoch is None else int(epoch)
         collected, self._rows = self._rows, {}
-        local = {split: _stack(batches) for split, batches in collected.items()}
+        local = {split: stack(batches) for split, batches in collected.items()}
         merged = self._gather(local)
         metrics: dict[str, float] = {}
         if merged is not None:
             for split in sorted(merged):
-                rows = _last_visit(merged[split])
+                rows = last_visit(merged[split])
                 if not len(rows["example_id"]):
                     continue
                 self._check_rows(split, rows)
@@ -654,112 +663,3 @@ class TraceRecorder:
         # the original exception matters more than a failed flush
         with contextlib.suppress(Exception):
             self.close(exception=exc if exc is not None else exc_type())
-
-
-# -- array helpers ----------------------------------------------------------------------
-def _is_tensor(x: Any) -> bool:
-    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
-
-
-def _to_numpy(x: Any) -> np.ndarray:
-    if _is_tensor(x):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def _as_ids(example_ids: Any, split: str) -> Any:
-    """Ids as a 1-D int64 tensor or array (a tensor stays on its device)."""
-    if _is_tensor(example_ids):
-        if example_ids.ndim != 1 or example_ids.dtype.is_floating_point:
-            raise SoiInputError(
-                f"split {split!r}: example_ids must be a 1-D integer tensor, got "
-                f"{example_ids.dtype} of shape {tuple(example_ids.shape)}"
-            )
-        return example_ids.detach().long()
-    arr = np.asarray(example_ids)
-    if arr.ndim != 1 or arr.dtype.kind not in "iu":
-        raise SoiInputError(
-            f"split {split!r}: example_ids must be 1-D integers (one stable id per row; see "
-            f"soi_mlflow.data.with_example_ids), got {arr.dtype} of shape {arr.shape}"
-        )
-    return arr.astype(np.int64)
-
-
-def _statistics(
-    scores: Any,
-    gold: Any,
-    task_idx: Any,
-    classes: np.ndarray,
-    width: int,
-    from_probs: bool,
-) -> dict[str, Any]:
-    """Gold probability, prediction, loss and margin of each row, computed with torch on
-    the scores' device (no host sync); tensors stay there until the epoch ends."""
-    import torch
-
-    with torch.no_grad():
-        s = scores.detach() if _is_tensor(scores) else torch.as_tensor(np.asarray(scores))
-        s = s.float()
-        device = s.device
-        g = gold if _is_tensor(gold) else torch.as_tensor(gold)
-        g = g.to(device)
-        if (classes < width).any():  # padded multi-head logits: mask each row's extra columns
-            per_task = torch.as_tensor(classes, device=device)
-            row_classes = per_task[torch.as_tensor(task_idx, device=device)]
-            cols = torch.arange(width, device=device)
-            fill = 0.0 if from_probs else float("-inf")
-            s = s.masked_fill(cols[None, :] >= row_classes[:, None], fill)
-        logp = torch.log(s.clamp_min(1e-30)) if from_probs else torch.log_softmax(s, dim=-1)
-        if from_probs:  # renormalise, in case the given probabilities do not sum to 1
-            logp = logp - torch.logsumexp(logp, dim=-1, keepdim=True)
-        valid = (g >= 0) & (g < width)
-        safe = torch.where(valid, g, torch.zeros_like(g))
-        logp_gold = logp.gather(1, safe[:, None]).squeeze(1)
-        logp_gold = torch.where(valid, logp_gold, torch.full_like(logp_gold, float("nan")))
-        others = logp.scatter(1, safe[:, None], float("-inf"))
-        margin = logp_gold - others.max(dim=1).values
-        return {
-            "gold": g,
-            "pred": logp.argmax(dim=1),
-            "p_gold": logp_gold.exp(),
-            "loss": -logp_gold,
-            "margin": margin,
-        }
-
-
-def _stack(batches: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    """One numpy column per field from an epoch's batches (one device-to-host copy each)."""
-    out: dict[str, np.ndarray] = {}
-    for key in COLUMNS:
-        parts = [b[key] for b in batches]
-        if parts and all(_is_tensor(p) for p in parts):
-            import torch
-
-            out[key] = torch.cat([p.to(parts[0].device) for p in parts]).cpu().numpy()
-        else:
-            out[key] = np.concatenate([_to_numpy(p) for p in parts]) if parts else np.empty(0)
-    lengths = [len(b["member_idx"]) for b in batches]
-    out["step"] = np.repeat(np.array([b["step"] for b in batches], dtype=np.int64), lengths)
-    out["example_id"] = out["example_id"].astype(np.int64, copy=False)
-    return out
-
-
-def _last_visit(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Keep each example's last row (rows are in visiting order)."""
-    ids = rows["example_id"]
-    reverse_first = np.unique(ids[::-1], return_index=True)[1]
-    keep = len(ids) - 1 - reverse_first
-    if len(keep) == len(ids):
-        return rows
-    keep.sort()
-    return {k: v[keep] for k, v in rows.items()}
-
-
-def _dist_rank_world() -> tuple[int, int]:
-    try:
-        import torch.distributed as dist
-    except ImportError:  # pragma: no cover - torch always has it
-        return 0, 1
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1

@@ -1,0 +1,120 @@
+"""Per-row arrays of the trace recorder: ids and statistics from a batch's logits, an
+epoch's batches stacked, and the last-visit rule. Torch is used where the logits are."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from soi_mlflow.errors import SoiInputError
+
+COLUMNS = ("example_id", "member_idx", "task_idx", "gold", "pred", "p_gold", "loss", "margin")
+
+
+def is_tensor(x: Any) -> bool:
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    if is_tensor(x):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def as_ids(example_ids: Any, split: str) -> Any:
+    """Ids as a 1-D int64 tensor or array (a tensor stays on its device)."""
+    if is_tensor(example_ids):
+        if example_ids.ndim != 1 or example_ids.dtype.is_floating_point:
+            raise SoiInputError(
+                f"split {split!r}: example_ids must be a 1-D integer tensor, got "
+                f"{example_ids.dtype} of shape {tuple(example_ids.shape)}"
+            )
+        return example_ids.detach().long()
+    arr = np.asarray(example_ids)
+    if arr.ndim != 1 or arr.dtype.kind not in "iu":
+        raise SoiInputError(
+            f"split {split!r}: example_ids must be 1-D integers (one stable id per row; see "
+            f"soi_mlflow.data.with_example_ids), got {arr.dtype} of shape {arr.shape}"
+        )
+    return arr.astype(np.int64)
+
+
+def statistics(
+    scores: Any,
+    gold: Any,
+    task_idx: Any,
+    classes: np.ndarray,
+    width: int,
+    from_probs: bool,
+) -> dict[str, Any]:
+    """Gold probability, prediction, loss and margin of each row, computed with torch on
+    the scores' device (no host sync); tensors stay there until the epoch ends."""
+    import torch
+
+    with torch.no_grad():
+        s = scores.detach() if is_tensor(scores) else torch.as_tensor(np.asarray(scores))
+        s = s.float()
+        device = s.device
+        g = gold if is_tensor(gold) else torch.as_tensor(gold)
+        g = g.to(device)
+        if (classes < width).any():  # padded multi-head logits: mask each row's extra columns
+            per_task = torch.as_tensor(classes, device=device)
+            row_classes = per_task[torch.as_tensor(task_idx, device=device)]
+            cols = torch.arange(width, device=device)
+            fill = 0.0 if from_probs else float("-inf")
+            s = s.masked_fill(cols[None, :] >= row_classes[:, None], fill)
+        logp = torch.log(s.clamp_min(1e-30)) if from_probs else torch.log_softmax(s, dim=-1)
+        if from_probs:  # renormalise, in case the given probabilities do not sum to 1
+            logp = logp - torch.logsumexp(logp, dim=-1, keepdim=True)
+        valid = (g >= 0) & (g < width)
+        safe = torch.where(valid, g, torch.zeros_like(g))
+        logp_gold = logp.gather(1, safe[:, None]).squeeze(1)
+        logp_gold = torch.where(valid, logp_gold, torch.full_like(logp_gold, float("nan")))
+        others = logp.scatter(1, safe[:, None], float("-inf"))
+        margin = logp_gold - others.max(dim=1).values
+        return {
+            "gold": g,
+            "pred": logp.argmax(dim=1),
+            "p_gold": logp_gold.exp(),
+            "loss": -logp_gold,
+            "margin": margin,
+        }
+
+
+def stack(batches: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """One numpy column per field from an epoch's batches (one device-to-host copy each)."""
+    out: dict[str, np.ndarray] = {}
+    for key in COLUMNS:
+        parts = [b[key] for b in batches]
+        if parts and all(is_tensor(p) for p in parts):
+            import torch
+
+            out[key] = torch.cat([p.to(parts[0].device) for p in parts]).cpu().numpy()
+        else:
+            out[key] = np.concatenate([to_numpy(p) for p in parts]) if parts else np.empty(0)
+    lengths = [len(b["member_idx"]) for b in batches]
+    out["step"] = np.repeat(np.array([b["step"] for b in batches], dtype=np.int64), lengths)
+    out["example_id"] = out["example_id"].astype(np.int64, copy=False)
+    return out
+
+
+def last_visit(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Keep each example's last row (rows are in visiting order)."""
+    ids = rows["example_id"]
+    reverse_first = np.unique(ids[::-1], return_index=True)[1]
+    keep = len(ids) - 1 - reverse_first
+    if len(keep) == len(ids):
+        return rows
+    keep.sort()
+    return {k: v[keep] for k, v in rows.items()}
+
+
+def dist_rank_world() -> tuple[int, int]:
+    try:
+        import torch.distributed as dist
+    except ImportError:  # pragma: no cover - torch always has it
+        return 0, 1
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
