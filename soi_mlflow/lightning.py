@@ -33,8 +33,11 @@ from typing import Any
 
 import lightning.pytorch as pl
 
+from soi_mlflow.checkpointing import EpochSeed
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.recorder import TraceRecorder, check_split_name
+
+__all__ = ["EpochSeed", "TraceCallback"]
 
 Selector = Callable[[Any, Any], Mapping[str, Any]]
 

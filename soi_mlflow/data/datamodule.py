@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
 from torch.utils.data import DataLoader
 
 from soi_mlflow.data.batching import Collator, MixtureSampler, loader_view
@@ -64,15 +63,7 @@ class MixtureDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         sampler = MixtureSampler(self.mixture, self.seed, epoch_fn=self._epoch)
         return DataLoader(
-            self._train,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            collate_fn=self.collate,
-            # its own generator: without one, every iterator draws its base seed from the
-            # global torch RNG, and Lightning creates the iterator before the epoch's
-            # reseeding (``checkpointing.EpochSeed``) on the first and the resumed epoch but
-            # after it on the others, which shifted a resumed run's dropout by one draw
-            generator=torch.Generator().manual_seed(self.seed),
+            self._train, batch_size=self.batch_size, sampler=sampler, collate_fn=self.collate
         )
 
     def val_dataloader(self) -> list[DataLoader]:
