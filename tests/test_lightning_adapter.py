@@ -136,7 +136,8 @@ def test_a_step_that_returns_no_logits_is_named(module_store) -> None:
 @pytest.mark.e2e
 def test_builtin_trainer_and_the_adapter_by_hand_give_identical_traces(store) -> None:
     """The built-in trainer is one user of the adapter: the same module, data and seed
-    traced through a hand-made Trainer + MLFlowLogger give the same files' contents."""
+    traced through a hand-made Trainer + MLFlowLogger + TraceCallback + EpochSeed (the
+    set-up docs/integrations.md gives) give the same files' contents."""
     from soi_mlflow.data.datamodule import MixtureDataModule
     from soi_mlflow.data.mixture import Mixture, MixtureSpec
     from soi_mlflow.training import TrainConfig, build_model, train
