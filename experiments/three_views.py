@@ -14,7 +14,7 @@ come from:
 ``--budget`` gives each view the same training example-passes: each runs as many seeds
 as the budget pays for (here the curves 2, the transfer matrix 6, affinity 18).
 ``--lock FILE`` holds an exclusive ``flock`` on FILE around each view's training only
-(per affinity run and per curve target), so a long study shares a machine in chunks;
+(one chunk per view, each under 5 minutes here), so a long study shares a machine;
 do not also wrap the script in ``flock FILE`` (it would wait for itself).
 """
 

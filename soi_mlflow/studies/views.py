@@ -159,8 +159,8 @@ def run_views(
 ) -> ViewsResult:
     """Run the three views on ``base.mixture.members`` and compare them.
 
-    ``around_view(view)``, when given, is entered around each view's training (an
-    experiment script holds a shared machine lock per view with it)."""
+    ``around_view(view)``, when given, is entered around each view's training, once per
+    view (an experiment script holds a shared machine lock per view with it)."""
     from soi_mlflow.analysis.agreement import transfer_gains
     from soi_mlflow.data.mixture import Mixture
     from soi_mlflow.studies.learning_curve import learning_curve
@@ -217,28 +217,31 @@ def run_views(
         )
         # 2. affinity: one run of all members per seed
         passes, seconds = 0, 0.0
-        for s in range(seeds["affinity"]):
-            config = replace(
-                child, seed=base.seed + s, affinity_every=settings.affinity_interval, run_name=None
-            )
-            with guard("affinity"):
+        with guard("affinity"):
+            for s in range(seeds["affinity"]):
+                config = replace(
+                    child,
+                    seed=base.seed + s,
+                    affinity_every=settings.affinity_interval,
+                    run_name=None,
+                )
                 start = time.perf_counter()
                 result = train(config)
                 seconds += time.perf_counter() - start
-            passes += per_seed_passes(members, sizes, (), base.epochs)["affinity"]
-            matrix = result.affinity.mean_matrix()
-            values += [
-                {
-                    "view": "affinity",
-                    "seed": base.seed + s,
-                    "source": i,
-                    "target": j,
-                    "value": float(matrix.loc[i, j]),
-                }
-                for i in members
-                for j in members
-                if i != j
-            ]
+                passes += per_seed_passes(members, sizes, (), base.epochs)["affinity"]
+                matrix = result.affinity.mean_matrix()
+                values += [
+                    {
+                        "view": "affinity",
+                        "seed": base.seed + s,
+                        "source": i,
+                        "target": j,
+                        "value": float(matrix.loc[i, j]),
+                    }
+                    for i in members
+                    for j in members
+                    if i != j
+                ]
         compute.append(
             {
                 "view": "affinity",
@@ -250,28 +253,28 @@ def run_views(
         )
         # 3. learning curves: each member as target, each other member as auxiliary
         passes, runs, seconds = 0, 0, 0.0
-        for target in members:
-            with guard("curves"):
+        with guard("curves"):
+            for target in members:
                 start = time.perf_counter()
                 curve = learning_curve(
                     replace(child, run_name=f"views-curve-{target}"),
                     _curve_settings(members, target, settings, seeds["curves"]),
                 )
                 seconds += time.perf_counter() - start
-            passes += int(curve.points["example_passes"].sum())
-            runs += len(curve.points)
-            gains = transfer_gains(curve.points)
-            per_seed = gains.groupby(["seed", "curve"], as_index=False)["value"].mean()
-            values += [
-                {
-                    "view": "curves",
-                    "seed": r.seed,
-                    "source": r.curve,
-                    "target": target,
-                    "value": r.value,
-                }
-                for r in per_seed.itertuples()
-            ]
+                passes += int(curve.points["example_passes"].sum())
+                runs += len(curve.points)
+                gains = transfer_gains(curve.points)
+                per_seed = gains.groupby(["seed", "curve"], as_index=False)["value"].mean()
+                values += [
+                    {
+                        "view": "curves",
+                        "seed": r.seed,
+                        "source": r.curve,
+                        "target": target,
+                        "value": r.value,
+                    }
+                    for r in per_seed.itertuples()
+                ]
         compute.append(
             {
                 "view": "curves",
