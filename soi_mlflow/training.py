@@ -283,12 +283,26 @@ def training_note(config: TrainConfig) -> str:
     if spec.ood:
         text += f"; held out (OOD): {', '.join(md_escape(m) for m in spec.ood)}"
     if config.init_from is not None:
-        text += "; continued from a stage-1 checkpoint"
-    return (
-        text + ". Metrics per epoch: `val/<member>/acc`, `test/<member>/acc`, "
+        from soi_mlflow.model.mlflow_model import is_model_uri
+
+        text += (
+            f"; continued from the model {md_escape(config.init_from)}"
+            if is_model_uri(config.init_from)
+            else "; continued from a stage-1 checkpoint"
+        )
+    text += (
+        ". Metrics per epoch: `val/<member>/acc`, `test/<member>/acc`, "
         "`ood/<member>/acc`; per-example traces under `traces/<split>/`, examples under "
         "`examples/`. `soi-mlflow analyze --run-id` adds an interactive data map."
     )
+    if config.log_model:
+        text += (
+            " The trained model is the logged MLflow Model `model` (`mlflow.pyfunc."
+            'load_model("runs:/<run id>/model")`, no pickle)'
+            + (f", registered as {md_escape(config.register_as)}" if config.register_as else "")
+            + "."
+        )
+    return text
 
 
 def default_run_name(config: TrainConfig) -> str:

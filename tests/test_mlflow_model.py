@@ -14,7 +14,9 @@ from mlflow import MlflowClient
 from tracehelp import load_examples, load_trace, scratch_store, small_config
 
 from soi_mlflow.analysis import soi_table
+from soi_mlflow.data.batching import Collator, loader_view
 from soi_mlflow.data.mixture import Mixture
+from soi_mlflow.data.tokenize import tokenize
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.model.mlflow_model import using_tracking_uri
 from soi_mlflow.studies.two_stage import Selection, run_two_stage
@@ -76,6 +78,28 @@ def test_the_logged_model_predicts_what_training_recorded(stage1, monkeypatch) -
     assert registered.equals(out)
 
 
+def test_the_logged_model_gives_the_training_modules_logits(stage1) -> None:
+    """The served logits equal the trained module's own forward pass (its batching)."""
+    uri, result = stage1
+    config = _config(uri)
+    mixture = Mixture(config.mixture)
+    _, tokenizer = build_model(replace(config, init_from=f"runs:/{result.run_id}/model"), mixture)
+    with using_tracking_uri(uri):
+        model = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model")
+    module = result.module.eval()
+    for member in config.mixture.members:
+        rows = mixture.eval_set("validation", member)
+        ds = loader_view(tokenize(rows, tokenizer, config.max_length))
+        batch = Collator(tokenizer.pad_token_id)([ds[i] for i in range(len(ds))])
+        with torch.no_grad():
+            _, expected = module.per_example(module.encode(batch), batch, with_trace=True)
+        out = model.predict(_inputs(rows.to_pandas()))
+        width = len(mixture.tasks[member])
+        served = np.array(out["logits"].tolist())
+        assert served.shape == (len(rows), width)
+        np.testing.assert_allclose(served, expected[:, :width].numpy(), atol=1e-5)
+
+
 def test_the_model_is_code_and_safetensors_with_a_signature(stage1) -> None:
     uri, result = stage1
     client = MlflowClient(uri)
@@ -101,6 +125,8 @@ def test_the_model_is_code_and_safetensors_with_a_signature(stage1) -> None:
     assert logged.experiment_id == result.experiment_id and str(logged.status) == "READY"
     assert {"val/sentiment/acc", "val/entailment/acc"} <= {m.key for m in logged.metrics}
     assert len(client.get_metric_history(result.run_id, "val/sentiment/acc")) == 1  # 1 epoch
+    note = run.data.tags["mlflow.note.content"]
+    assert 'load_model("runs:/<run id>/model")' in note and "registered as soi" in note
 
 
 def test_stage2_starts_from_a_registered_model(stage1, tmp_path, monkeypatch) -> None:
@@ -125,6 +151,7 @@ def test_stage2_starts_from_a_registered_model(stage1, tmp_path, monkeypatch) ->
     run = MlflowClient(uri).get_run(out.stage2_run_id)
     assert run.data.params["init_from"] == f"models:/{NAME}/1"
     assert run.data.tags["soi.stage1_run_id"] == result.run_id
+    assert "continued from the model models:/soi" in run.data.tags["mlflow.note.content"]
     versions = MlflowClient(uri).search_model_versions(f"name='{NAME}'")
     assert [str(v.version) for v in versions] == ["1"]  # stage 2 and control: not registered
 
