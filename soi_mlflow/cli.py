@@ -240,7 +240,8 @@ def _two_stage(config: Any, settings: Any) -> None:
 
     config = _for_cli(config)
     result = run_two_stage(
-        config, settings.selection(), settings.stage2_epochs, settings.stage1_run_id
+        config, settings.selection(), settings.stage2_epochs, settings.stage1_run_id,
+        settings.stage1_model,
     )
     _log_study_config("two-stage", result.parent_run_id, config, settings)
     console.print_frame(

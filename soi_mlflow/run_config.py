@@ -98,6 +98,8 @@ def to_yaml(values: Mapping[str, Any], header: str = "") -> str:
 def run_config_yaml(config: Any) -> str:
     """The ``config.yaml`` a training run logs: its resolved settings, with the links to a
     study (parent run, study tags) cleared so that a repeat is a run of its own."""
+    from soi_mlflow.model.mlflow_model import is_model_uri
+
     values = flat_values(config)
     values["parent_run_id"] = None
     values["tags"] = {k: v for k, v in values.get("tags", {}).items() if not k.startswith("soi.")}
@@ -111,7 +113,7 @@ def run_config_yaml(config: Any) -> str:
             f"Its suite was built in Python (suite {values.get('suite')!r} with its own "
             "options): this file names the suite only, so a repeat uses that suite's defaults."
         )
-    if values.get("init_from"):
+    if values.get("init_from") and not is_model_uri(values["init_from"]):
         lines.append(
             "It started from a checkpoint folder (init_from) of the machine that ran it: "
             "download that run's checkpoint/ and point init_from at it."

@@ -72,9 +72,13 @@ class TrainConfig:
     stage: int = 1
     """the soi.stage tag: 1, or 2 for the second stage of two-stage fine-tuning"""
     init_from: str | None = None
-    """a checkpoint folder (model/checkpoint.py) to start from"""
+    """start from a checkpoint folder or a model URI: models:/NAME/VERSION, runs:/RUN_ID/model"""
     log_checkpoint: bool = False
     """log the final weights as checkpoint/ (safetensors)"""
+    log_model: bool = True
+    """log the trained model as an MLflow Model (runs:/RUN_ID/model; docs/training.md)"""
+    register_as: str | None = None
+    """register the logged model under this name in the MLflow model registry"""
     affinity_every: int | None = field(default=None, metadata={"bare": 20})
     """measure lookahead task affinity every K steps (multi-member runs; given alone, 20)"""
     affinity_step: Literal["gradient", "optimizer"] = "gradient"
@@ -153,7 +157,19 @@ def validate_config(config: TrainConfig) -> None:
         from soi_mlflow.model.affinity import check_step
 
         check_step(config.affinity_step)
-    if config.init_from is not None:
+    _validate_model_options(config)
+
+
+def _validate_model_options(config: TrainConfig) -> None:
+    from soi_mlflow.model.mlflow_model import check_model_uri, check_registered_name, is_model_uri
+
+    if config.register_as is not None:
+        if not config.log_model:
+            raise SoiInputError("register-as needs the logged model: drop --log-model false")
+        check_registered_name(config.register_as)
+    if is_model_uri(config.init_from):
+        check_model_uri(str(config.init_from))
+    elif config.init_from is not None:
         from soi_mlflow.model.checkpoint import check_checkpoint
 
         check_checkpoint(Path(config.init_from))
@@ -166,6 +182,8 @@ def preflight(config: TrainConfig) -> Path | None:
     to resume from, if resuming."""
     from mlflow import MlflowClient
 
+    from soi_mlflow.model.mlflow_model import is_model_uri, model_run_id
+
     uri = resolve_tracking_uri(config.tracking_uri)
     check_tracking(uri)
     client = MlflowClient(uri)
@@ -176,6 +194,8 @@ def preflight(config: TrainConfig) -> Path | None:
                 f"experiment {config.experiment!r} is deleted in {uri}; restore it or pick "
                 "another name"
             )
+    if is_model_uri(config.init_from):
+        model_run_id(str(config.init_from), uri)  # the model exists: fail now, not after data
     if config.parent_run_id is not None:
         get_run(client, config.parent_run_id, uri, "parent run id")
     elif os.environ.get("MLFLOW_RUN_ID") and config.resume is None:
@@ -263,12 +283,26 @@ def training_note(config: TrainConfig) -> str:
     if spec.ood:
         text += f"; held out (OOD): {', '.join(md_escape(m) for m in spec.ood)}"
     if config.init_from is not None:
-        text += "; continued from a stage-1 checkpoint"
-    return (
-        text + ". Metrics per epoch: `val/<member>/acc`, `test/<member>/acc`, "
+        from soi_mlflow.model.mlflow_model import is_model_uri
+
+        text += (
+            f"; continued from the model {md_escape(config.init_from)}"
+            if is_model_uri(config.init_from)
+            else "; continued from a stage-1 checkpoint"
+        )
+    text += (
+        ". Metrics per epoch: `val/<member>/acc`, `test/<member>/acc`, "
         "`ood/<member>/acc`; per-example traces under `traces/<split>/`, examples under "
         "`examples/`. `soi-mlflow analyze --run-id` adds an interactive data map."
     )
+    if config.log_model:
+        text += (
+            " The trained model is the logged MLflow Model `model` (`mlflow.pyfunc."
+            'load_model("runs:/<run id>/model")`, no pickle)'
+            + (f", registered as {md_escape(config.register_as)}" if config.register_as else "")
+            + "."
+        )
+    return text
 
 
 def default_run_name(config: TrainConfig) -> str:
@@ -300,13 +334,21 @@ def _log_examples(run: RunHandle, mixture: Mixture) -> None:
 def build_model(config: TrainConfig, mixture: Mixture) -> tuple[Any, Any]:
     """The module and tokenizer: fresh, or from ``config.init_from`` (encoder, tokenizer
     and the heads of the tasks it shares with this mixture)."""
+    from soi_mlflow.model.mlflow_model import is_model_uri, model_checkpoint
+
+    if is_model_uri(config.init_from):
+        uri = resolve_tracking_uri(config.tracking_uri)
+        with model_checkpoint(str(config.init_from), uri) as folder:
+            return _build_model(config, mixture, folder)
+    return _build_model(config, mixture, Path(config.init_from) if config.init_from else None)
+
+
+def _build_model(config: TrainConfig, mixture: Mixture, init: Path | None) -> tuple[Any, Any]:
     from soi_mlflow.model.encoder import build_encoder, build_pretrained
     from soi_mlflow.model.module import MultiTaskClassifier
 
-    if config.init_from is not None:
-        encoder, tokenizer = build_pretrained(
-            str(Path(config.init_from) / "encoder"), config.max_length
-        )
+    if init is not None:
+        encoder, tokenizer = build_pretrained(str(init / "encoder"), config.max_length)
     else:
         texts = list(mixture.train["text"]) + [t for t in mixture.train["text_pair"] if t]
         encoder, tokenizer = build_encoder(config.model, texts, config.max_length, config.seed)
@@ -317,19 +359,35 @@ def build_model(config: TrainConfig, mixture: Mixture) -> tuple[Any, Any]:
         weight_decay=config.weight_decay,
         warmup_ratio=config.warmup_ratio,
     )
-    if config.init_from is not None:
+    if init is not None:
         from soi_mlflow.model.checkpoint import load_heads
 
-        load_heads(module, mixture.tasks, Path(config.init_from))
+        load_heads(module, mixture.tasks, init)
     return module, tokenizer
 
 
-def _log_checkpoint(run: RunHandle, module: Any, tokenizer: Any, tasks: dict) -> None:
+def _log_weights(
+    run: RunHandle, config: TrainConfig, module: Any, tokenizer: Any, mixture: Mixture
+) -> None:
+    """The final weights as ``checkpoint/`` and/or the run's MLflow Model (``model/``)."""
     from soi_mlflow.model.checkpoint import save_checkpoint
+    from soi_mlflow.model.mlflow_model import input_example, log_model
 
     with tempfile.TemporaryDirectory(prefix="soi-ckpt-") as tmp:
-        folder = save_checkpoint(module, tokenizer, tasks, Path(tmp) / "checkpoint")
-        run.client.log_artifacts(run.run_id, str(folder), "checkpoint")
+        folder = save_checkpoint(module, tokenizer, mixture.tasks, Path(tmp) / "checkpoint")
+        if config.log_checkpoint:
+            run.client.log_artifacts(run.run_id, str(folder), "checkpoint")
+        if config.log_model:
+            table = mixture.example_table("validation").groupby("member", sort=False).head(1)
+            table["task"] = [mixture.suite.member(m).task for m in table["member"]]
+            log_model(
+                run.tracking_uri,
+                run.run_id,
+                folder,
+                input_example(table),
+                config.register_as,
+                step=config.epochs - 1,
+            )
 
 
 def mixture_trace_callback(
@@ -462,8 +520,8 @@ def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
             weights_only=True,
         )
         run = opened[0] if opened else None
-        if run is not None and config.log_checkpoint:
-            _log_checkpoint(run, module, tokenizer, mixture.tasks)
+        if run is not None and (config.log_checkpoint or config.log_model):
+            _log_weights(run, config, module, tokenizer, mixture)
     except BaseException as exc:
         if opened:
             # Lightning turns Ctrl-C into SystemExit(1): the callback saw the real cause

@@ -62,7 +62,10 @@ def small_config(
     eval_max_examples: int = 50,
     **settings,
 ) -> TrainConfig:
-    """A built-in-suite training config small enough for a test (2 epochs, batch 16)."""
+    """A built-in-suite training config small enough for a test (2 epochs, batch 16).
+
+    No MLflow Model is logged unless asked (``log_model=True``): it costs 0.3-0.4 s a run
+    here, 1 s for the first in a process; tests/test_mlflow_model.py covers it."""
     spec = MixtureSpec(
         "builtin",
         axis,
@@ -72,7 +75,9 @@ def small_config(
         eval_max_examples=eval_max_examples,
     )
     return TrainConfig(
-        spec, tracking_uri=uri, **{"epochs": 2, "batch_size": 16, "progress": False, **settings}
+        spec,
+        tracking_uri=uri,
+        **{"epochs": 2, "batch_size": 16, "progress": False, "log_model": False, **settings},
     )
 
 

@@ -94,6 +94,8 @@ class TwoStageSettings:
     """stage-2 epochs"""
     stage1_run_id: str | None = None
     """use this finished run (with a checkpoint) as stage 1 instead of training one"""
+    stage1_model: str | None = None
+    """start stage 2 from this logged or registered model (models:/NAME/VERSION, runs:/ID/model)"""
 
     def selection(self) -> Selection:
         if self.stage2_top or self.stage2_bottom:
@@ -144,13 +146,28 @@ def two_stage_headline(acc: pd.DataFrame) -> dict[str, float]:
     return out
 
 
+def _model_run(base: TrainConfig, stage1_run_id: str | None, stage1_model: str) -> str:
+    """The run a stage-1 model was logged from, checked before any work."""
+    from soi_mlflow.model.mlflow_model import check_model_uri, model_run_id
+    from soi_mlflow.tracking.run import resolve_tracking_uri
+
+    if stage1_run_id is not None:
+        raise SoiInputError("give stage1-run-id or stage1-model, not both")
+    check_model_uri(stage1_model)
+    return model_run_id(stage1_model, resolve_tracking_uri(base.tracking_uri))
+
+
 def run_two_stage(
     base: TrainConfig,
     selection: Selection,
     stage2_epochs: int,
     stage1_run_id: str | None = None,
+    stage1_model: str | None = None,
 ) -> TwoStageResult:
-    """Stage 1 (or an existing stage-1 run), then stage 2 and its random control."""
+    """Stage 1 (or an existing stage-1 run, or a model logged by one), then stage 2 and its
+    random control. ``stage1_model`` is a model URI (``models:/NAME/VERSION``,
+    ``runs:/RUN_ID/model``): stage 2 starts from its weights, and its run's traces give
+    the SOI table."""
     from soi_mlflow.analysis import figures
     from soi_mlflow.analysis.report import log_figures, log_table
     from soi_mlflow.analysis.runs import cache_for, soi_table
@@ -160,6 +177,8 @@ def run_two_stage(
     if stage2_epochs <= 0:
         raise SoiInputError(f"stage-2 epochs must be a positive integer, got {stage2_epochs!r}")
     spec = base.mixture
+    if stage1_model is not None:
+        stage1_run_id = _model_run(base, stage1_run_id, stage1_model)
     with study_parent(
         base,
         "two_stage",
@@ -183,8 +202,7 @@ def run_two_stage(
                 )
             )
             stage1_run_id = stage1.run_id
-        cache = cache_for(parent.tracking_uri)
-        checkpoint = cache.checkpoint(stage1_run_id)
+        init_from = stage1_model or str(cache_for(parent.tracking_uri).checkpoint(stage1_run_id))
         table = soi_table(stage1_run_id, tracking_uri=parent.tracking_uri)
         chosen = selection.select(table)
         if len(chosen) == 0:
@@ -201,7 +219,8 @@ def run_two_stage(
                 base,
                 mixture=replace(spec, train_ids=frozenset(int(i) for i in ids)),
                 epochs=stage2_epochs,
-                init_from=str(checkpoint),
+                init_from=init_from,
+                register_as=None,  # a study registers its stage-1 model only
                 stage=2,
                 parent_run_id=parent.run_id,
                 run_name=f"{label}-{'+'.join(spec.members)}-seed{base.seed}",
