@@ -21,13 +21,13 @@ from soi_mlflow.server.links import soi_pages_note
 from soi_mlflow.tracking.health import (
     check_experiment_name,
     check_tracking,
-    end_run,
     get_run,
     sigterm_raises,
 )
 from soi_mlflow.tracking.links import md_escape, set_description_section
 from soi_mlflow.tracking.local import checkpoint_path, run_folder
 from soi_mlflow.tracking.run import RunHandle, resolve_tracking_uri, soi_tags
+from soi_mlflow.tracking.spool import Spool, end_run
 from soi_mlflow.tracking.trace_format import CAPTURE_MODES, SCHEMA_VERSION
 
 EXAMPLE_SPLITS = ("train", "validation", "test", "ood")
@@ -277,24 +277,22 @@ def default_run_name(config: TrainConfig) -> str:
 
 
 def _log_examples(run: RunHandle, mixture: Mixture) -> None:
-    """Example tables (``examples/<split>.parquet``) and the data sets as run inputs."""
-    folder = Path(tempfile.mkdtemp(prefix="soi-examples-"))
-    try:
-        for split in EXAMPLE_SPLITS:
-            if split == "ood" and not mixture.spec.ood:
-                continue
-            table = mixture.example_table(split)
-            path = folder / f"{split}.parquet"
-            table.to_parquet(path, compression="zstd", index=False)
-            run.log_artifact(path, "examples")
-            for member, part in table.groupby("member", sort=False):
-                run.log_dataset(
-                    part[["example_id", "label"]].reset_index(drop=True), f"{member}/{split}", split
-                )
-    finally:
-        for p in folder.iterdir():
-            p.unlink()
-        folder.rmdir()
+    """Example tables (``examples/<split>.parquet``, through the run's spool: the trace
+    recorder sends them) and the data sets as run inputs."""
+    spool = Spool(run.run_id, run.tracking_uri)
+    for split in EXAMPLE_SPLITS:
+        if split == "ood" and not mixture.spec.ood:
+            continue
+        table = mixture.example_table(split)
+        spool.put_artifact(
+            f"{split}.parquet",
+            "examples",
+            lambda p, t=table: t.to_parquet(p, compression="zstd", index=False),
+        )
+        for member, part in table.groupby("member", sort=False):
+            run.log_dataset(
+                part[["example_id", "label"]].reset_index(drop=True), f"{member}/{split}", split
+            )
 
 
 def build_model(config: TrainConfig, mixture: Mixture) -> tuple[Any, Any]:
@@ -325,11 +323,14 @@ def build_model(config: TrainConfig, mixture: Mixture) -> tuple[Any, Any]:
 
 
 def _log_checkpoint(run: RunHandle, module: Any, tokenizer: Any, tasks: dict) -> None:
+    """The final weights as ``checkpoint/``, through the run's spool."""
     from soi_mlflow.model.checkpoint import save_checkpoint
 
+    spool = Spool(run.run_id, run.tracking_uri)
     with tempfile.TemporaryDirectory(prefix="soi-ckpt-") as tmp:
         folder = save_checkpoint(module, tokenizer, tasks, Path(tmp) / "checkpoint")
-        run.client.log_artifacts(run.run_id, str(folder), "checkpoint")
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            spool.put_file(path, "/".join(("checkpoint", *path.relative_to(folder).parts[:-1])))
 
 
 def train(config: TrainConfig) -> TrainResult:
@@ -446,11 +447,13 @@ def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
         if opened:
             # Lightning turns Ctrl-C into SystemExit(1): the callback saw the real cause
             cause = callback.exception if isinstance(exc, SystemExit) else None
-            end_run(opened[0].client, opened[0].run_id, cause or exc, terminate=opened[0].created)
+            end = opened[0]
+            end_run(end.client, end.tracking_uri, end.run_id, cause or exc, end.created)
         raise
     if run is None:
         return TrainResult(None, None, None, {}, None, module, affinity)
-    run.finish("FINISHED")
+    # after whatever still waits in the spool (an outage: stderr names the run and `sync`)
+    end_run(run.client, run.tracking_uri, run.run_id, None, terminate=run.created)
     if saver is not None and not config.keep_checkpoint:
         shutil.rmtree(run_folder(run.run_id) / "checkpoint", ignore_errors=True)
     return TrainResult(
