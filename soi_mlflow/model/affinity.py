@@ -230,7 +230,11 @@ class AffinityCallback(pl.Callback):
         self.history.append(means)
         run = self.run_of() if self.run_of else None
         if run is not None and means:
-            run.log_metrics(means, step=trainer.current_epoch)
+            from soi_mlflow.tracking.spool import Spool
+
+            # through the run's spool, after the epoch's traces (the trace recorder sends it)
+            spool = Spool(run.run_id, run.tracking_uri)
+            spool.put_metrics(means, trainer.current_epoch, heartbeat=False)
 
     def on_fit_end(self, trainer, pl_module) -> None:
         run = self.run_of() if self.run_of else None
