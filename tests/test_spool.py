@@ -54,7 +54,7 @@ def test_an_unreachable_server_keeps_everything_and_sync_sends_it_later(module_s
     result = spool.send()
     assert (result.sent, result.pending) == (0, 4) and dead in result.error
     assert MlflowClient(module_store).get_run(run_id).info.status == "RUNNING"
-    with pytest.raises(SoiInputError, match="not reachable"):
+    with pytest.raises(SoiInputError, match="does not answer: nothing was sent"):
         sync(SyncSettings(run_id=run_id))  # still down: a clear error, nothing lost
     assert len(Spool.of_run(run_id).pending()) == 4
     # the server moved: send to where the run now lives

@@ -328,7 +328,13 @@ def sync(settings: SyncSettings) -> dict[str, SendResult]:
     for run_id in runs:
         spool = Spool.of_run(run_id, settings.tracking_uri)
         waiting = len(spool.pending())
-        check_tracking(spool.tracking_uri)  # seconds, with a clear message, if still down
+        if not answers(spool.tracking_uri):
+            raise SoiInputError(
+                f"tracking server {spool.tracking_uri} does not answer: nothing was sent, "
+                f"the spool of run {run_id} stays in {spool.folder}. Run soi-mlflow sync "
+                "again once the server is up (or --tracking-uri where the run lives now)."
+            )
+        check_tracking(spool.tracking_uri)  # a store that answers but cannot be used
         result = spool.send()
         results[run_id] = result
         state = "complete" if not result.pending else f"{result.pending} still waiting"
