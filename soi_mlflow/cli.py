@@ -102,6 +102,12 @@ def _log_study_config(command: str, run_id: str, config: Any, settings: Any) -> 
     MlflowClient(resolve_tracking_uri(config.tracking_uri)).log_text(run_id, text, CONFIG_ARTIFACT)
 
 
+def _sync(settings: Any) -> None:
+    from soi_mlflow.tracking.spool import sync
+
+    sync(settings)
+
+
 def _preview(spec: Any, settings: PreviewSettings) -> None:
     from soi_mlflow.data.mixture import validate_mixture
     from soi_mlflow.data.preview import print_preview
@@ -380,6 +386,9 @@ COMMANDS: dict[str, Command] = {
                 ("soi-mlflow views --axis task --members sentiment,paraphrase,entailment",
                  "soi-mlflow views --members sentiment,paraphrase,entailment --seeds 2 "
                  "--sizes 50,150")),
+        Command("sync", "send the spooled traces and metrics of runs a server outage left "
+                "incomplete", _sync, ("soi_mlflow.tracking.spool:SyncSettings",),
+                ("soi-mlflow sync", "soi-mlflow sync --run-id RUN_ID --tracking-uri URI")),
     )
 }  # fmt: skip
 START_WITH = (

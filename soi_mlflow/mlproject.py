@@ -97,7 +97,7 @@ def render() -> str:
     lines = [HEADER.rstrip("\n"), "", "entry_points:"]
     for name, point in entry_points().items():
         lines.append(f"  {name}:")
-        lines.append("    parameters:")
+        lines.append("    parameters:" if point["parameters"] else "    parameters: {}")
         for param, spec in point["parameters"].items():
             fields = [f"type: {spec['type']}"]
             if "default" in spec:

@@ -21,13 +21,13 @@ from soi_mlflow.server.links import soi_pages_note
 from soi_mlflow.tracking.health import (
     check_experiment_name,
     check_tracking,
-    end_run,
     get_run,
     sigterm_raises,
 )
 from soi_mlflow.tracking.links import md_escape, set_description_section
 from soi_mlflow.tracking.local import checkpoint_path, run_folder
 from soi_mlflow.tracking.run import RunHandle, resolve_tracking_uri, soi_tags
+from soi_mlflow.tracking.spool import Spool, end_run
 from soi_mlflow.tracking.trace_format import CAPTURE_MODES, SCHEMA_VERSION
 
 EXAMPLE_SPLITS = ("train", "validation", "test", "ood")
@@ -311,24 +311,22 @@ def default_run_name(config: TrainConfig) -> str:
 
 
 def _log_examples(run: RunHandle, mixture: Mixture) -> None:
-    """Example tables (``examples/<split>.parquet``) and the data sets as run inputs."""
-    folder = Path(tempfile.mkdtemp(prefix="soi-examples-"))
-    try:
-        for split in EXAMPLE_SPLITS:
-            if split == "ood" and not mixture.spec.ood:
-                continue
-            table = mixture.example_table(split)
-            path = folder / f"{split}.parquet"
-            table.to_parquet(path, compression="zstd", index=False)
-            run.log_artifact(path, "examples")
-            for member, part in table.groupby("member", sort=False):
-                run.log_dataset(
-                    part[["example_id", "label"]].reset_index(drop=True), f"{member}/{split}", split
-                )
-    finally:
-        for p in folder.iterdir():
-            p.unlink()
-        folder.rmdir()
+    """Example tables (``examples/<split>.parquet``, through the run's spool: the trace
+    recorder sends them) and the data sets as run inputs."""
+    spool = Spool(run.run_id, run.tracking_uri)
+    for split in EXAMPLE_SPLITS:
+        if split == "ood" and not mixture.spec.ood:
+            continue
+        table = mixture.example_table(split)
+        spool.put_artifact(
+            f"{split}.parquet",
+            "examples",
+            lambda p, t=table: t.to_parquet(p, compression="zstd", index=False),
+        )
+        for member, part in table.groupby("member", sort=False):
+            run.log_dataset(
+                part[["example_id", "label"]].reset_index(drop=True), f"{member}/{split}", split
+            )
 
 
 def build_model(config: TrainConfig, mixture: Mixture) -> tuple[Any, Any]:
@@ -369,25 +367,42 @@ def _build_model(config: TrainConfig, mixture: Mixture, init: Path | None) -> tu
 def _log_weights(
     run: RunHandle, config: TrainConfig, module: Any, tokenizer: Any, mixture: Mixture
 ) -> None:
-    """The final weights as ``checkpoint/`` and/or the run's MLflow Model (``model/``)."""
+    """The final weights as ``checkpoint/`` (through the run's spool) and/or the run's
+    MLflow Model (``model/``). A model that cannot be logged (the server went away)
+    leaves its weights in the spool as ``checkpoint/`` instead: nothing trained is lost."""
+    import sys
+
     from soi_mlflow.model.checkpoint import save_checkpoint
     from soi_mlflow.model.mlflow_model import input_example, log_model
 
+    spool = Spool(run.run_id, run.tracking_uri)
     with tempfile.TemporaryDirectory(prefix="soi-ckpt-") as tmp:
         folder = save_checkpoint(module, tokenizer, mixture.tasks, Path(tmp) / "checkpoint")
-        if config.log_checkpoint:
-            run.client.log_artifacts(run.run_id, str(folder), "checkpoint")
+        spool_checkpoint = config.log_checkpoint
         if config.log_model:
             table = mixture.example_table("validation").groupby("member", sort=False).head(1)
             table["task"] = [mixture.suite.member(m).task for m in table["member"]]
-            log_model(
-                run.tracking_uri,
-                run.run_id,
-                folder,
-                input_example(table),
-                config.register_as,
-                step=config.epochs - 1,
-            )
+            try:
+                log_model(
+                    run.tracking_uri,
+                    run.run_id,
+                    folder,
+                    input_example(table),
+                    config.register_as,
+                    step=config.epochs - 1,
+                )
+            except Exception as exc:  # an outage must not fail a finished training
+                print(
+                    f"soi-mlflow: run {run.run_id}: the MLflow Model was not logged "
+                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); its weights "
+                    "go to the run's checkpoint/ through the spool instead",
+                    file=sys.stderr,
+                )
+                spool_checkpoint = True
+        if spool_checkpoint:
+            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                parts = path.relative_to(folder).parts[:-1]
+                spool.put_file(path, "/".join(("checkpoint", *parts)))
 
 
 def mixture_trace_callback(
@@ -526,11 +541,13 @@ def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
         if opened:
             # Lightning turns Ctrl-C into SystemExit(1): the callback saw the real cause
             cause = callback.exception if isinstance(exc, SystemExit) else None
-            end_run(opened[0].client, opened[0].run_id, cause or exc, terminate=opened[0].created)
+            end = opened[0]
+            end_run(end.client, end.tracking_uri, end.run_id, cause or exc, end.created)
         raise
     if run is None:
         return TrainResult(None, None, None, {}, None, module, affinity)
-    run.finish("FINISHED")
+    # after whatever still waits in the spool (an outage: stderr names the run and `sync`)
+    end_run(run.client, run.tracking_uri, run.run_id, None, terminate=run.created)
     if saver is not None and not config.keep_checkpoint:
         shutil.rmtree(run_folder(run.run_id) / "checkpoint", ignore_errors=True)
     return TrainResult(

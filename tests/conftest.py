@@ -30,3 +30,16 @@ def module_store(tmp_path_factory: pytest.TempPathFactory):
         mp.delenv("MLFLOW_RUN_ID", raising=False)
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         yield f"sqlite:///{folder}/mlflow.db"
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The fault-injection suite's one-line summary (docs/reliability.md quotes it)."""
+    import sys
+
+    faults = sys.modules.get("faulthelp")
+    if faults is not None and faults.SUMMARY["faults"]:
+        s = faults.SUMMARY
+        terminalreporter.write_line(
+            f"fault injection: {s['faults']} faults injected, {s['recovered']} runs "
+            f"recovered, {s['rows']} trace rows compared, rows lost: {s['lost']}"
+        )

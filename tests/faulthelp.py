@@ -17,19 +17,28 @@ from soi_mlflow.tracking.trace_format import read_metadata, read_trace
 
 TESTS = Path(__file__).parent
 
+# the fault-injection suite's tally; conftest.py prints it at the end of the session
+SUMMARY = {"faults": 0, "recovered": 0, "rows": 0, "lost": 0}
+
 CHILD = """
 import sys
 sys.path.insert(0, {tests!r})
+from faulthelp import add_gates
 from tracehelp import small_config
 from soi_mlflow.training import train
+add_gates({gates!r})
 r = train(small_config({uri!r}, **{settings!r}))
 print("RUN", r.run_id, flush=True)
 """
 
 
-def start_training(uri: str, cwd: Path, env: dict[str, str], **settings) -> subprocess.Popen:
-    """``train(small_config(uri, **settings))`` in a child process (killable)."""
-    code = CHILD.format(tests=str(TESTS), uri=uri, settings=settings)
+def start_training(
+    uri: str, cwd: Path, env: dict[str, str], gates: Path | None = None, **settings
+) -> subprocess.Popen:
+    """``train(small_config(uri, **settings))`` in a child process (killable). With
+    ``gates``, epoch ``k`` waits to start while the file ``gates/epoch-k`` exists."""
+    gate_dir = str(gates) if gates is not None else None
+    code = CHILD.format(tests=str(TESTS), uri=uri, settings=settings, gates=gate_dir)
     return subprocess.Popen(
         [sys.executable, "-c", code],
         cwd=cwd,
@@ -38,6 +47,41 @@ def start_training(uri: str, cwd: Path, env: dict[str, str], **settings) -> subp
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def add_gates(folder: str | None) -> None:
+    """In the training child: before epoch ``k`` starts, if ``folder/epoch-k`` exists,
+    write ``folder/epoch-k.reached`` and wait until the test removes the gate. The test
+    injects its faults between epochs this way; nothing else changes (the epoch's seed is
+    set after the wait, by the trainer's own EpochSeed)."""
+    if folder is None:
+        return
+    from soi_mlflow.checkpointing import EpochSeed
+
+    original = EpochSeed.on_train_epoch_start
+
+    def gated(self, trainer, pl_module) -> None:
+        gate = Path(folder) / f"epoch-{trainer.current_epoch}"
+        if gate.exists():
+            gate.with_name(gate.name + ".reached").touch()
+            while gate.exists():
+                time.sleep(0.02)
+        original(self, trainer, pl_module)
+
+    EpochSeed.on_train_epoch_start = gated
+
+
+def close_gate(folder: Path, epoch: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    gate = folder / f"epoch-{epoch}"
+    gate.touch()
+    return gate
+
+
+def at_gate(gate: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
+    """Wait until the child waits at ``gate``."""
+    reached = gate.with_name(gate.name + ".reached")
+    wait_for(reached.exists, timeout, f"the child at {gate.name}", proc)
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str, proc=None) -> object:
@@ -64,15 +108,23 @@ def run_traces(uri: str, run_id: str, split: str, dst: Path) -> list[tuple[pd.Da
 
 
 def assert_same_traces(
-    uri: str, run_a: str, run_b: str, splits, epochs: int, dst: Path, exact_until: int
+    uri: str,
+    run_a: str,
+    run_b: str,
+    splits,
+    epochs: int,
+    dst: Path,
+    exact_until: int,
+    uri_b: str | None = None,
 ) -> int:
-    """Every epoch's trace exactly once in both runs with the same examples, steps and
-    gold labels and the same metadata (except the run id); epochs before ``exact_until``
-    equal value for value. Returns the rows compared."""
+    """Every epoch's trace exactly once in both runs (``run_b`` in ``uri_b`` if given) with
+    the same examples, steps and gold labels and the same metadata (except the run id);
+    epochs before ``exact_until`` equal value for value. Returns the rows compared."""
     rows = 0
     for split in splits:
         a = run_traces(uri, run_a, split, dst / "a" / split)
-        b = run_traces(uri, run_b, split, dst / "b" / split)
+        b = run_traces(uri_b or uri, run_b, split, dst / "b" / split)
+        SUMMARY["lost"] += rows_lost(a, b)
         assert [m["epoch"] for _, m in a] == list(range(epochs)), (split, run_a)
         assert [m["epoch"] for _, m in b] == list(range(epochs)), (split, run_b)
         for (ta, ma), (tb, mb) in zip(a, b, strict=True):
@@ -91,15 +143,27 @@ def assert_same_traces(
     return rows
 
 
+def rows_lost(a: list[tuple[pd.DataFrame, dict]], b: list[tuple[pd.DataFrame, dict]]) -> int:
+    """Rows of ``a``'s epochs whose example is missing from ``b``'s same epoch."""
+    found = {}
+    for table, meta in b:
+        found.setdefault(meta["epoch"], set()).update(table["example_id"].tolist())
+    return sum(
+        int((~table["example_id"].isin(found.get(meta["epoch"], set()))).sum())
+        for table, meta in a
+    )
+
+
 def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
     hist = MlflowClient(uri).get_metric_history(run_id, key)
     return sorted({(m.step, m.value) for m in hist})
 
 
-def same_analysis(uri: str, run_a: str, run_b: str) -> None:
+def same_analysis(uri: str, run_a: str, run_b: str, uri_b: str | None = None) -> None:
+    """``soi_table`` of the train split equal for both runs (``run_b`` in ``uri_b``)."""
     from soi_mlflow.analysis.runs import soi_table
 
-    ta = soi_table(run_a, "train", tracking_uri=uri).drop(columns=[], errors="ignore")
-    tb = soi_table(run_b, "train", tracking_uri=uri)
+    ta = soi_table(run_a, "train", tracking_uri=uri)
+    tb = soi_table(run_b, "train", tracking_uri=uri_b or uri)
     pd.testing.assert_frame_equal(ta.reset_index(drop=True), tb.reset_index(drop=True))
     assert np.array_equal(ta["soi"].astype(str), tb["soi"].astype(str))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -52,6 +53,88 @@ def plugin_path(folder: Path) -> str:
     return os.pathsep.join(parts)
 
 
+class MlflowServer:
+    """A real ``mlflow server`` on 127.0.0.1 with proxied artifacts in ``folder`` (SQLite
+    there unless ``backend_uri``), optionally ``--app-name APP`` with soi-mlflow's entry
+    points visible. :meth:`stop` and :meth:`start` again keep its port and its store, as
+    a restarted server would."""
+
+    def __init__(
+        self,
+        folder: Path,
+        app_name: str | None = None,
+        backend_uri: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            backend_uri or f"sqlite:///{folder}/server.db",
+            "--artifacts-destination",
+            str(folder / "artifacts"),
+        ]
+        # MLflow's job runner (GenAI scorers) starts a dozen worker processes: not needed here
+        self.env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})}
+        if app_name:
+            self.cmd += ["--app-name", app_name]
+            self.env["PYTHONPATH"] = plugin_path(folder / "plugin")
+        self.proc: subprocess.Popen | None = None
+        self.log_path = folder / "server.log"
+
+    def start(self, timeout_s: float = 90) -> str:
+        """Start (again) and wait until ``/health`` answers; return the URI."""
+        log = open(self.log_path, "a")  # noqa: SIM115 - the child holds it; closed by stop
+        self.proc = subprocess.Popen(
+            self.cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=self.folder,
+            env=self.env,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return self.uri
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"mlflow server did not start: {self.log()[-2000:]}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        """Stop the server (its whole process group) and wait until it has gone."""
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
 @contextmanager
 def mlflow_server(
     folder: Path,
@@ -60,61 +143,9 @@ def mlflow_server(
     backend_uri: str | None = None,
     env: dict[str, str] | None = None,
 ) -> Iterator[str]:
-    """Start a server with proxied artifacts in ``folder`` (SQLite there unless
-    ``backend_uri``), optionally ``--app-name APP`` with soi-mlflow's entry points
-    visible; yield its URI."""
-    port = free_port()
-    log = open(folder / "server.log", "w")  # noqa: SIM115 - closed below
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--backend-store-uri",
-        backend_uri or f"sqlite:///{folder}/server.db",
-        "--artifacts-destination",
-        str(folder / "artifacts"),
-    ]
-    # MLflow's job runner (GenAI scorers) starts a dozen worker processes: not needed here
-    child_env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})}
-    if app_name:
-        cmd += ["--app-name", app_name]
-        child_env["PYTHONPATH"] = plugin_path(folder / "plugin")
-    proc = subprocess.Popen(
-        cmd,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        cwd=folder,
-        env=child_env,
-    )
-    uri = f"http://127.0.0.1:{port}"
+    """Start a :class:`MlflowServer` in ``folder``; yield its URI; stop it."""
+    server = MlflowServer(folder, app_name, backend_uri, env)
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"mlflow server did not start: {(folder / 'server.log').read_text()[-2000:]}"
-                )
-            time.sleep(0.5)
-        yield uri
+        yield server.start(timeout_s)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        server.stop()

@@ -230,24 +230,36 @@ class AffinityCallback(pl.Callback):
         self.history.append(means)
         run = self.run_of() if self.run_of else None
         if run is not None and means:
-            run.log_metrics(means, step=trainer.current_epoch)
+            from soi_mlflow.tracking.spool import Spool
+
+            # through the run's spool, after the epoch's traces (the trace recorder sends it)
+            spool = Spool(run.run_id, run.tracking_uri)
+            spool.put_metrics(means, trainer.current_epoch, heartbeat=False)
 
     def on_fit_end(self, trainer, pl_module) -> None:
         run = self.run_of() if self.run_of else None
         if run is None or not any(self.history):
             return
+        from soi_mlflow.analysis import figures
         from soi_mlflow.analysis.report import log_figures, log_table
+        from soi_mlflow.tracking.spool import Spool
 
         matrix = self.mean_matrix()
-        log_table(run.client, run.run_id, matrix, "affinity")
-        log_figures(
-            run.client,
-            run.run_id,
-            {
-                "affinity_matrix": _heatmap(matrix, len(self.history), self.every, self.step),
-                "affinity_over_training": _curves(self.history, self.step),
-            },
-        )
+        figs = {
+            "affinity_matrix": _heatmap(matrix, len(self.history), self.every, self.step),
+            "affinity_over_training": _curves(self.history, self.step),
+        }
+        try:
+            log_table(run.client, run.run_id, matrix, "affinity")
+            log_figures(run.client, run.run_id, figs)
+        except Exception:  # noqa: BLE001 - the tracking server is away: keep them in the spool
+            spool = Spool(run.run_id, run.tracking_uri)
+            spool.put_artifact("affinity.parquet", "tables", matrix.to_parquet)
+            for name, fig in figs.items():
+                spool.put_artifact(
+                    f"{name}.png", "figures", lambda p, f=fig: f.savefig(p, format="png")
+                )
+            figures.close(figs)
 
     def mean_matrix(self) -> Any:
         """Mean over epochs of the per-epoch means (rows: i, columns: j)."""

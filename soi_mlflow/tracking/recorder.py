@@ -17,6 +17,10 @@ Three calls in a plain loop, as AUM's calculator takes them::
   example seen several times in an epoch (over-sampling, a distributed sampler's padding)
   keeps its last visit; an example not seen has no row for that epoch.
 - A crash keeps every finished epoch: each is uploaded as soon as it ends.
+- Files and metrics go through the run's spool (``tracking/spool.py``): written to local
+  disk first, then sent in order. If the tracking server goes away, training goes on and
+  they wait there; they are sent when it answers again, at the latest by :meth:`close`,
+  else by ``soi-mlflow sync`` (``close`` says so on stderr).
 - Under ``torch.distributed`` every rank calls ``add`` and ``end_epoch``; rows are gathered
   to rank 0, which alone owns the run and writes.
 - Bad input (no ids, lengths that differ, labels outside the classes, a split name that
@@ -27,19 +31,17 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.tracking.health import HEARTBEAT_TAG, check_tracking, end_run, end_status
+from soi_mlflow.tracking.health import HEARTBEAT_TAG, check_tracking, end_status
+from soi_mlflow.tracking.spool import SendResult, Spool, report_incomplete
 from soi_mlflow.tracking.trace_format import CAPTURE_MODES, SCHEMA_VERSION, build_table, write_trace
 from soi_mlflow.tracking.trace_rows import (
     COLUMNS,
@@ -174,7 +176,8 @@ class TraceRecorder:
         self._started_run = False
         self._executor: ThreadPoolExecutor | None = None
         self._pending: list[Future] = []
-        self._workdir: Path | None = None
+        self._spool: Spool | None = None
+        self.unsent = SendResult(0, 0)  # what the last round of sending left in the spool
         self._closed = False
         self._resume = resume
         # seconds of the recorder's own work: in add/end_epoch (caller's thread) and on CPU
@@ -224,8 +227,9 @@ class TraceRecorder:
             tags["soi.axis"] = self.axis
         tags[HEARTBEAT_TAG] = str(int(time.time()))
         self._set_tags(tags | self.extra_tags)
-        self._workdir = Path(tempfile.mkdtemp(prefix="soi-trace-"))
+        self._spool = Spool(self._run_id, self._tracking_uri)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="soi-trace")
+        self._submit(self._send)  # a resumed run may have entries waiting from before
 
     def _create_run(self) -> str:
         """A new run in ``experiment`` (else MLflow's environment variables, else the
@@ -549,12 +553,11 @@ class TraceRecorder:
         return out
 
     def _persist(self, split: str, epoch: int, rows: dict[str, np.ndarray], capture: str) -> None:
-        assert self._workdir is not None
+        assert self._spool is not None
         start = time.thread_time()
         if not self._margin:
             rows = {k: v for k, v in rows.items() if k != "margin"}
         table = build_table(rows, list(self._members.names), list(self._tasks.names))
-        local = self._workdir / split / trace_file_name(epoch)
         meta = {
             "run_id": self._run_id,
             "split": split,
@@ -565,21 +568,22 @@ class TraceRecorder:
         }
         if self.axis:
             meta["axis"] = self.axis
-        write_trace(local, table, meta)
-        self._client.log_artifact(self._run_id, str(local), trace_artifact_path(split))
-        local.unlink()
+        name, folder = trace_file_name(epoch), trace_artifact_path(split)
+        self._spool.put_artifact(name, folder, lambda p: write_trace(p, table, meta))
+        self._send()
         self.cost["background"] += time.thread_time() - start
 
     def _log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        from mlflow.entities import RunTag
-
-        from soi_mlflow.tracking.run import log_metric_batch
-
+        assert self._spool is not None
         start = time.thread_time()
-        log_metric_batch(self._client, self._run_id, metrics, step)
-        beat = RunTag(HEARTBEAT_TAG, str(int(time.time())))  # find_runs: progress, not stale
-        self._client.log_batch(self._run_id, tags=[beat])
+        self._spool.put_metrics(metrics, step)  # with the heartbeat: progress, not stale
+        self._send()
         self.cost["background"] += time.thread_time() - start
+
+    def _send(self) -> None:
+        """Send what waits in the spool, in order; an outage leaves it there."""
+        assert self._spool is not None
+        self.unsent = self._spool.send(self._client)
 
     def log_examples(self, split: str, table: Any) -> None:
         """Log the example table of ``split`` (``examples/<split>.parquet``): a pandas
@@ -600,12 +604,13 @@ class TraceRecorder:
         self._submit(self._persist_examples, split, frame)
 
     def _persist_examples(self, split: str, frame: Any) -> None:
-        assert self._workdir is not None
-        local = self._workdir / "examples" / f"{split}.parquet"
-        local.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_parquet(local, compression="zstd", index=False)
-        self._client.log_artifact(self._run_id, str(local), "examples")
-        local.unlink()
+        assert self._spool is not None
+        self._spool.put_artifact(
+            f"{split}.parquet",
+            "examples",
+            lambda p: frame.to_parquet(p, compression="zstd", index=False),
+        )
+        self._send()
 
     # -- the background writer ------------------------------------------------------
     def _submit(self, fn: Any, *args: Any) -> None:
@@ -621,17 +626,20 @@ class TraceRecorder:
                 raise f.exception()
 
     def flush(self) -> None:
-        """Wait until every queued file and metric is in the run; re-raise a failure."""
+        """Wait until every queued file and metric is in the run or, while the tracking
+        server is away, in the spool; re-raise a failure to write them."""
         pending, self._pending = self._pending, []
         errors = [f.exception() for f in pending if f.exception() is not None]
         if errors:
             raise errors[0]
 
     def close(self, status: str | None = None, exception: BaseException | None = None) -> None:
-        """Flush, stop the writer, remove the temporary folder, and end the run if this
+        """Flush, stop the writer, send what waits in the spool, and end the run if this
         recorder started it: ``status`` (FINISHED, FAILED or KILLED), by default what
         ``exception`` calls for (``soi.end_reason`` tag: its type and message). Rows added
-        since the last :meth:`end_epoch` are discarded: an unfinished epoch is not a trace."""
+        since the last :meth:`end_epoch` are discarded: an unfinished epoch is not a trace.
+        If the tracking server still does not answer, everything stays in the spool and
+        stderr names the incomplete run and ``soi-mlflow sync``."""
         if self._closed:
             return
         if status is None:
@@ -644,14 +652,19 @@ class TraceRecorder:
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
                 self._executor = None
-            if self._workdir is not None:
-                shutil.rmtree(self._workdir, ignore_errors=True)
-                self._workdir = None
-            if self._started_run:
-                if exception is not None:
-                    end_run(self._client, self._run_id, exception)
-                else:
-                    self._client.set_terminated(self._run_id, status)
+            self._finish(status, exception)
+
+    def _finish(self, status: str, exception: BaseException | None) -> None:
+        """The last round of sending, with the run's end if this recorder started it."""
+        from soi_mlflow.tracking.health import end_reason
+
+        if self._spool is None:
+            return
+        if self._started_run:
+            reason = end_reason(exception) if exception is not None else None
+            self._spool.put_end(status, reason)
+        self.unsent = self._spool.send(self._client)
+        report_incomplete(self._run_id, self._tracking_uri, self.unsent)
 
     def __enter__(self) -> TraceRecorder:
         return self
