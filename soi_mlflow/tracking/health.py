@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -42,6 +43,9 @@ PROBE_TOTAL_S = PROBE_ATTEMPTS * PROBE_TIMEOUT_S + (PROBE_ATTEMPTS - 1) * PROBE_
 STALE_AFTER_S = 1800.0  # default; SOI_MLFLOW_STALE_AFTER (seconds) overrides
 HEARTBEAT_TAG = "soi.heartbeat"
 END_REASON_TAG = "soi.end_reason"
+
+# MLflow's own rule for run ids (mlflow/utils/validation.py): ours are 32 hex digits
+RUN_ID_PATTERN = re.compile(r"^[a-zA-Z0-9][\w\-]{0,255}$")
 
 _checked: dict[str, float] = {}  # tracking URI -> when it last passed check_tracking
 
@@ -150,10 +154,9 @@ def get_run(client: Any, run_id: Any, uri: str, what: str = "run id") -> Any:
     """``client.get_run(run_id)``, or a clear error naming the id, the store and what to do."""
     from mlflow.exceptions import MlflowException
 
-    if not isinstance(run_id, str) or not run_id.strip() or len(run_id) > 64:
-        raise SoiInputError(f"{what} {run_id!r}: expected an MLflow run id (32 hex digits)")
+    run_id = check_run_id(run_id, what)
     try:
-        run = client.get_run(run_id.strip())
+        run = client.get_run(run_id)
     except MlflowException as exc:
         if getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             raise SoiInputError(
@@ -165,6 +168,18 @@ def get_run(client: Any, run_id: Any, uri: str, what: str = "run id") -> Any:
     if run.info.lifecycle_stage == "deleted":
         raise SoiInputError(f"{what} {run_id}: the run is deleted; restore it first")
     return run
+
+
+def check_run_id(run_id: Any, what: str = "run id") -> str:
+    """A run id a user typed, stripped; refused unless it is shaped like one (MLflow's
+    rule: letters, digits, ``_`` and ``-``, e.g. 32 hex digits), before any store is asked."""
+    text = run_id.strip() if isinstance(run_id, str) else ""
+    if not RUN_ID_PATTERN.match(text):
+        raise SoiInputError(
+            f"{what} {run_id!r}: expected an MLflow run id (32 hex digits, as the run page "
+            "or `mlflow runs list` shows it)"
+        )
+    return text
 
 
 def check_experiment_name(name: Any) -> str:
