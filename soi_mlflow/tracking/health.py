@@ -74,14 +74,37 @@ def check_tracking(uri: str, *, force: bool = False) -> None:
     if not force and uri in _checked:
         return
     bound_http_retries()
+    db = None
     if uri.startswith(("http://", "https://")):
         _probe_http(uri)
     elif uri.startswith("sqlite:"):
-        _check_sqlite(uri)
+        db = _check_sqlite(uri)
     elif uri.startswith("file:") or "://" not in uri:
         _check_folder(Path(uri.removeprefix("file://").removeprefix("file:")), uri)
-    _api_call(uri)
+    with _creation_lock(db):
+        _api_call(uri)
     _checked[uri] = time.time()
+
+
+@contextmanager
+def _creation_lock(db: Path | None) -> Iterator[None]:
+    """Hold an exclusive lock on ``.<db name>.lock`` beside a SQLite database while MLflow
+    first opens it: two processes that start on a new database at once would otherwise
+    both create its tables, and one fails ("table experiments already exists")."""
+    try:
+        import fcntl
+    except ImportError:  # not on POSIX: no lock
+        fcntl = None
+    if db is None or fcntl is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.parent / f".{db.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _probe_http(uri: str) -> None:
@@ -105,15 +128,17 @@ def _probe_http(uri: str) -> None:
     )
 
 
-def _check_sqlite(uri: str) -> None:
+def _check_sqlite(uri: str) -> Path | None:
+    """The database file of a SQLite URI, once its folder is known to be writable."""
     path = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else ""
     if not path or path == ":memory:":
-        return
+        return None
     path = "/" + path.lstrip("/") if uri.startswith("sqlite:////") else path
     db = Path(path)
     if db.exists() and not os.access(db, os.W_OK):
         raise TrackingUnavailable(f"tracking store {uri}: the file {db} is not writable")
     _check_folder(db.parent, uri)
+    return db
 
 
 def _check_folder(folder: Path, uri: str) -> None:
