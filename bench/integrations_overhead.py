@@ -2,11 +2,13 @@
 adapters on a user-style model, side by side with the same training untraced.
 
 One process, alternating untraced and traced runs (same data, seed and model), median of
-``--repeats``. Reports the wall-time overhead and the training trace's bytes per example
-per epoch. The model: a small BERT for sequence classification (transformers), on the
-built-in suite's book reviews, as a user would write it.
+``--repeats``. Reports the overhead in wall time and in the process's CPU time (all
+threads, so the recorder's background writer counts; far less sensitive than wall time to
+other jobs on a shared machine), and the training trace's bytes per example per epoch.
+The model: a small BERT for sequence classification (transformers), on the built-in
+suite's book reviews, as a user would write it.
 
-    python bench/integrations_overhead.py --examples 2000 --epochs 2 --repeats 3
+    python bench/integrations_overhead.py --examples 2000 --epochs 2 --repeats 7 --threads 1
 """
 
 from __future__ import annotations
@@ -36,15 +38,21 @@ from soi_mlflow.model.tokenizer import train_wordpiece
 from soi_mlflow.transformers import TraceCallback as HFTrace
 from soi_mlflow.transformers import TracingTrainer
 
+# (hidden size, layers, heads): "mini" has the shape of Google's BERT-mini, the smallest
+# encoder people fine-tune in earnest; "tiny" is the built-in test encoder's size.
+SIZES = {"tiny": (64, 2, 2), "mini": (256, 4, 4)}
+SIZE = "mini"
+
 
 def model() -> BertForSequenceClassification:
     torch.manual_seed(0)
+    hidden, layers, heads = SIZES[SIZE]
     config = BertConfig(
         vocab_size=2000,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=128,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden,
         max_position_embeddings=64,
         num_labels=2,
     )
@@ -77,7 +85,7 @@ def own_time(name: str, callback, seconds: float) -> None:
     OWN[name].append((callback.cost["calls"] + callback.cost["background"]) / seconds)
 
 
-def run_lightning(data, tok, epochs: int, run_id: str | None, uri: str) -> float:
+def run_lightning(data, tok, epochs: int, run_id: str | None, uri: str) -> tuple[float, float]:
     pl.seed_everything(0, verbose=False)
     loader = DataLoader(
         data.remove_columns(["text", "member", "planted"]),
@@ -95,15 +103,17 @@ def run_lightning(data, tok, epochs: int, run_id: str | None, uri: str) -> float
         enable_model_summary=False,
         accelerator="cpu",
     )
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     trainer.fit(UserModule(), loader)
     seconds = time.perf_counter() - start
     if callbacks:
         own_time("lightning", callbacks[0], seconds)
-    return seconds
+    return seconds, time.process_time() - cpu
 
 
-def run_trainer(data, tok, epochs: int, run_id: str | None, uri: str, out: str) -> float:
+def run_trainer(
+    data, tok, epochs: int, run_id: str | None, uri: str, out: str
+) -> tuple[float, float]:
     args = TrainingArguments(
         output_dir=out,
         num_train_epochs=epochs,
@@ -119,12 +129,12 @@ def run_trainer(data, tok, epochs: int, run_id: str | None, uri: str, out: str) 
     common["data_collator"] = DataCollatorWithPadding(tok)
     callback = HFTrace(run_id=run_id, tracking_uri=uri)
     trainer = TracingTrainer(**common, callbacks=[callback]) if run_id else Trainer(**common)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     trainer.train()
     seconds = time.perf_counter() - start
     if run_id:
         own_time("trainer", callback, seconds)
-    return seconds
+    return seconds, time.process_time() - cpu
 
 
 def trace_bytes(client: MlflowClient, run_id: str) -> int:
@@ -135,9 +145,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: no spinning threads)"
+    )
+    parser.add_argument("--size", choices=sorted(SIZES), default="mini", help="encoder size")
     opts = parser.parse_args()
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    global SIZE
+    SIZE = opts.size
+    torch.set_num_threads(opts.threads)
     folder = Path(tempfile.mkdtemp(prefix="soi-bench-"))
     uri = f"sqlite:///{folder}/mlflow.db"
     mlflow.set_tracking_uri(uri)
@@ -156,19 +172,27 @@ def main() -> None:
     for name, runner in runners.items():
         runner(None)  # warm-up: imports, first-call costs
         plain, traced, sizes = [], [], []
-        for _ in range(opts.repeats):
-            plain.append(runner(None))
-            run_id = client.create_run(experiment, run_name=f"{name}-traced").info.run_id
-            traced.append(runner(run_id))
-            sizes.append(trace_bytes(client, run_id) / (len(data) * opts.epochs))
-        p, t = statistics.median(plain), statistics.median(traced)
-        pairs = ", ".join(f"{100 * (b / a - 1):+.1f}" for a, b in zip(plain, traced, strict=True))
+        for r in range(opts.repeats):
+            for is_traced in (False, True) if r % 2 == 0 else (True, False):
+                run_id = None
+                if is_traced:
+                    run_id = client.create_run(experiment, run_name=f"{name}-traced").info.run_id
+                (traced if is_traced else plain).append(runner(run_id))
+                if is_traced:
+                    sizes.append(trace_bytes(client, run_id) / (len(data) * opts.epochs))
+        print(f"{name}: {opts.size} encoder, {opts.repeats} pairs, torch threads {opts.threads}")
+        for i, clock in enumerate(("wall", "CPU")):
+            p = statistics.median(run[i] for run in plain)
+            t = statistics.median(run[i] for run in traced)
+            ratios = [b[i] / a[i] - 1 for a, b in zip(plain, traced, strict=True)]
+            pairs = ", ".join(f"{100 * x:+.1f}" for x in ratios)
+            print(
+                f"  {clock:4s} time: untraced {p:6.2f} s, traced {t:6.2f} s (medians), "
+                f"overhead {100 * (t / p - 1):+.1f} % [per pair: {pairs}]"
+            )
         print(
-            f"{name:9s}: untraced {p:6.2f} s, traced {t:6.2f} s (medians of {opts.repeats}), "
-            f"overhead {100 * (t / p - 1):+.1f} % "
-            f"[per pair: {pairs}]"
-            f"; callback's own time {100 * statistics.median(OWN[name]):.1f} % of the "
-            f"traced run; train trace {statistics.median(sizes):.1f} bytes/example/epoch"
+            f"  callback's own time {100 * statistics.median(OWN[name]):.1f} % of the traced "
+            f"run; train trace {statistics.median(sizes):.1f} bytes/example/epoch"
         )
 
 

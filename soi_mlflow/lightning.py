@@ -20,6 +20,10 @@ By default the callback reads ``batch["example_id"]``, ``batch["labels"]`` (or
   and the next epoch, and is saved only once every finished epoch is stored, so
   ``Trainer.fit(ckpt_path=...)`` continues in the same run: each epoch's trace once, metrics
   at their epoch's step. The run is opened at ``on_fit_start``, after Lightning restored it.
+- Reproducible traces: add :class:`EpochSeed` ``(seed)`` (re-exported here from
+  ``checkpointing.py``); each epoch's dropout and order then depend on (seed, epoch) only,
+  so a run resumed from an end-of-epoch checkpoint, or a second run of the seed, gives a
+  bit-identical trace, the built-in trainer's one for the same module and data.
 - Whatever ends training (an exception, Ctrl-C, SIGTERM), the writer thread and temporary
   folder are cleaned up and a run the callback opened ends FAILED or KILLED with the reason
   in the ``soi.end_reason`` tag; the exception is kept in :attr:`TraceCallback.exception`.
@@ -33,8 +37,11 @@ from typing import Any
 
 import lightning.pytorch as pl
 
+from soi_mlflow.checkpointing import EpochSeed
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.recorder import TraceRecorder, check_split_name
+
+__all__ = ["EpochSeed", "TraceCallback"]
 
 Selector = Callable[[Any, Any], Mapping[str, Any]]
 
