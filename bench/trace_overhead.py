@@ -27,6 +27,7 @@ from soi_mlflow.lightning import TraceCallback
 from soi_mlflow.model.encoder import build_tiny
 from soi_mlflow.model.module import MultiTaskClassifier
 from soi_mlflow.tracking.run import RunHandle
+from soi_mlflow.training import mixture_trace_callback
 
 MEMBERS = ("books", "movies", "electronics")
 # per traced run: the callback's own time (hooks + background CPU) / training time
@@ -65,17 +66,12 @@ def one_run(
     callbacks: list[pl.Callback] = [clock]
     if traced:
         callbacks.append(
-            TraceCallback(
-                labels="label",
-                member="member_idx",
-                task="task_idx",
-                members=list(mixture.all_members),
-                label_names={t: list(n) for t, n in mixture.tasks.items()},
-                eval_splits=[split for split, _ in data.eval_keys],
+            mixture_trace_callback(
+                mixture,
+                [split for split, _ in data.eval_keys],
                 trace_train=capture == "train_pass",
                 run_id=lambda: RunHandle.open(uri, "bench", "traced", {}).run_id,
                 tracking_uri=uri,
-                axis=mixture.spec.axis,
             )
         )
     trainer = pl.Trainer(

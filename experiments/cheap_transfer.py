@@ -8,6 +8,8 @@ For each target of the built-in task suite, with the other two tasks as auxiliar
   the reference sweep; its runs at 250 are the "small auxiliary" approximation.
 - ``warm``: the warm-start approximation (``--approx``) with 250 auxiliary examples.
 - ``warm-all``: the warm-start approximation with all 1,000 auxiliary examples.
+- ``full-all``: the reference sweep alone (all 1,000 auxiliary examples, no 250), for
+  more seeds (``--first-seed 3`` runs seeds 3-5; experiments/cheap_tradeoff.py uses them).
 
 A transfer estimate is the test-accuracy gain of the target with one auxiliary member
 over the target alone, per (target, auxiliary member, target size), averaged over seeds.
@@ -51,7 +53,8 @@ def study(args) -> None:
         progress=False,
         tracking_uri=args.tracking_uri,
         experiment=EXPERIMENT,
-        run_name=f"{args.variant}-{args.target}",
+        run_name=study_name(args.variant, args.target, args.first_seed),
+        seed=args.first_seed,
     )
     settings = CurveSettings(
         args.target,
@@ -70,10 +73,16 @@ def study(args) -> None:
     print(result.compute)
 
 
-def _points(client, cache, target: str, variant: str, required: bool = True):
+def study_name(variant: str, target: str, first_seed: int = 0) -> str:
+    """The run name of one study; studies of later seeds carry their first seed."""
+    return f"{variant}-{target}" + (f"-s{first_seed}" if first_seed else "")
+
+
+def _points(client, cache, target: str, variant: str, required: bool = True, first_seed=0):
     runs = client.search_runs(
         [client.get_experiment_by_name(EXPERIMENT).experiment_id],
-        f"tags.`mlflow.runName` = '{variant}-{target}' and attributes.status = 'FINISHED'",
+        f"tags.`mlflow.runName` = '{study_name(variant, target, first_seed)}' "
+        "and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
@@ -236,7 +245,10 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--target", default="entailment")
-    parser.add_argument("--variant", choices=("full", "warm", "warm-all"), default="full")
+    parser.add_argument(
+        "--variant", choices=("full", "warm", "warm-all", "full-all"), default="full"
+    )
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds from this one on")
     parser.add_argument("--report", action="store_true", help="compare the finished studies")
     parser.add_argument("--targets", default="entailment,paraphrase", help="targets to report")
     parser.add_argument("--sizes", default="50,100,200,400")

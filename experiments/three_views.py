@@ -8,12 +8,21 @@ affinity (TAG's gradient step, every 10 steps) and pairwise learning curves (tar
 bootstrap interval over seeds) and each view's compute. The figures in docs/learning.md
 come from:
 
-    python experiments/three_views.py
+    python experiments/three_views.py                    # every view 3 seeds
+    python experiments/three_views.py --budget 99900 --lock /tmp/soi-heavy.lock
+
+``--budget`` gives each view the same training example-passes: each runs as many seeds
+as the budget pays for (here the curves 2, the transfer matrix 6, affinity 18).
+``--lock FILE`` holds an exclusive ``flock`` on FILE around each view's training only
+(one chunk per view, each under 5 minutes here), so a long study shares a machine;
+do not also wrap the script in ``flock FILE`` (it would wait for itself).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import warnings
 
 from soi_mlflow.data.mixture import MixtureSpec
@@ -30,6 +39,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="50,150,450")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--budget", type=int, default=0, help="example-passes per view")
+    parser.add_argument("--lock", default=None, help="flock this file around each view")
     parser.add_argument("--tracking-uri", default="sqlite:///three-views.db")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -42,8 +53,20 @@ def main() -> None:
         tracking_uri=args.tracking_uri,
         experiment="three-views",
     )
-    settings = ViewsSettings(args.seeds, tuple(int(s) for s in args.sizes.split(",")))
-    result = run_views(base, settings)
+    settings = ViewsSettings(
+        args.seeds, budget=args.budget, sizes=tuple(int(s) for s in args.sizes.split(","))
+    )
+
+    @contextlib.contextmanager
+    def locked(view: str):
+        with open(args.lock, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    result = run_views(base, settings, locked if args.lock else None)
     print("\nper view and ordered pair (mean over seeds, interval, significant):")
     print(result.significance.round(4).to_string(index=False))
     print("\nrank agreement between the views:")

@@ -330,6 +330,36 @@ def _log_checkpoint(run: RunHandle, module: Any, tokenizer: Any, tasks: dict) ->
         run.client.log_artifacts(run.run_id, str(folder), "checkpoint")
 
 
+def mixture_trace_callback(
+    mixture: Mixture,
+    eval_splits: list[str],
+    *,
+    trace_train: bool,
+    run_id: Any,
+    tracking_uri: str,
+) -> Any:
+    """The Lightning trace adapter set up for a mixture's batches and module.
+
+    The same adapter users put on their own modules: batches carry member and task
+    indices into the mixture's names, steps return each row's (padded) logits.
+    ``run_id`` may be a callable that opens the run when training starts.
+    """
+    from soi_mlflow.lightning import TraceCallback
+
+    return TraceCallback(
+        labels="label",
+        member="member_idx",
+        task="task_idx",
+        members=list(mixture.all_members),
+        label_names={task: list(names) for task, names in mixture.tasks.items()},
+        eval_splits=eval_splits,
+        trace_train=trace_train,
+        run_id=run_id,
+        tracking_uri=tracking_uri,
+        axis=mixture.spec.axis,
+    )
+
+
 def train(config: TrainConfig) -> TrainResult:
     """Train one model on ``config.mixture`` and trace it into one MLflow run.
 
@@ -348,7 +378,6 @@ def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
 
     from soi_mlflow.checkpointing import EpochCheckpoint, EpochSeed
     from soi_mlflow.data.datamodule import MixtureDataModule
-    from soi_mlflow.lightning import TraceCallback
 
     pl.seed_everything(config.seed, workers=True, verbose=False)
     mixture = Mixture(config.mixture)
@@ -379,19 +408,12 @@ def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
         _log_examples(run, mixture)
         return run.run_id
 
-    # the same adapter users put on their own modules: batches carry member and task
-    # indices into the mixture's names, steps return each row's (padded) logits
-    callback = TraceCallback(
-        labels="label",
-        member="member_idx",
-        task="task_idx",
-        members=list(mixture.all_members),
-        label_names={task: list(names) for task, names in mixture.tasks.items()},
-        eval_splits=[split for split, _ in data.eval_keys],
+    callback = mixture_trace_callback(
+        mixture,
+        [split for split, _ in data.eval_keys],
         trace_train=config.capture == "train_pass",
         run_id=open_run,
         tracking_uri=resolve_tracking_uri(config.tracking_uri),
-        axis=config.mixture.axis,
     )
     callbacks: list[pl.Callback] = [callback, EpochSeed(config.seed)]
     affinity = None

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from soi_mlflow.data import BuiltinOptions, builtin_suite, get_suite, load_member
-from soi_mlflow.data.builtin import DOMAIN_NOISE, PLANTED, WORD_ORDER
+from soi_mlflow.data.builtin import DOMAIN_NOISE, PLANTED
+from soi_mlflow.data.builtin_tasks import WORD_ORDER
 from soi_mlflow.data.lexicon import DOMAINS, INTENTS, LANGS, lexicon
 from soi_mlflow.errors import SoiInputError
 

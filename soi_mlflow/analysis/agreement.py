@@ -2,8 +2,10 @@
 correlation of their seed-mean estimates, with a bootstrap interval over seeds.
 
 Both inputs are per-seed tables (``seed``, the key columns, ``value``). A bootstrap
-resample draws seeds with replacement and applies the same draw to both estimates,
-so the interval reflects the seed-to-seed noise of both.
+resample draws seeds with replacement. When both tables hold the same seeds it applies
+the same draw to both (paired); when they hold different seeds (two methods run at one
+compute budget, so the cheaper one runs more seeds) each table's seeds are drawn
+independently. Either way the interval reflects the seed-to-seed noise of both.
 """
 
 from __future__ import annotations
@@ -48,29 +50,30 @@ def rank_agreement(
     rng: int = 0,
 ) -> tuple[float, float, float]:
     """(rho of the seed means, low, high) between two per-seed estimate tables: a
-    percentile bootstrap over the seeds both share, the same draw for both tables."""
+    percentile bootstrap over seeds, the same draw for both tables when they hold the
+    same seeds, independent draws over each table's own seeds when they do not."""
     for name, frame in (("first", first), ("second", second)):
         missing = {"seed", "value", *keys} - set(frame.columns)
         if missing:
             raise SoiInputError(f"rank agreement: the {name} table lacks {sorted(missing)}")
-    seeds = sorted(set(first["seed"]) & set(second["seed"]))
-    if not seeds:
-        raise SoiInputError("rank agreement: the two tables share no seed")
+    own = [sorted(set(f["seed"])) for f in (first, second)]
+    paired = own[0] == own[1]
+    if not (own[0] and own[1]):
+        raise SoiInputError("rank agreement: a table has no seed")
     # seeds x items, one mean value per seed and item
-    a, b = (
-        f[f["seed"].isin(seeds)].groupby(["seed", *keys])["value"].mean().unstack(keys)
-        for f in (first, second)
-    )
+    a, b = (f.groupby(["seed", *keys])["value"].mean().unstack(keys) for f in (first, second))
     items = a.columns.intersection(b.columns)
-    a, b = a.reindex(index=seeds, columns=items), b.reindex(index=seeds, columns=items)
+    a, b = (t.reindex(index=s, columns=items) for t, s in zip((a, b), own, strict=True))
     estimate = spearman(a.mean(), b.mean())
-    if len(seeds) < 2:
+    if min(len(own[0]), len(own[1])) < 2:
         return estimate, float("nan"), float("nan")
     x, y = a.to_numpy(float), b.to_numpy(float)
-    draws = np.random.default_rng(rng).integers(0, len(seeds), size=(samples, len(seeds)))
+    gen = np.random.default_rng(rng)
+    draws_x = gen.integers(0, len(x), size=(samples, len(x)))
+    draws_y = draws_x if paired else gen.integers(0, len(y), size=(samples, len(y)))
     with warnings.catch_warnings():  # an item with no value in a draw gives NaN
         warnings.simplefilter("ignore", RuntimeWarning)
-        mx, my = np.nanmean(x[draws], axis=1), np.nanmean(y[draws], axis=1)
+        mx, my = np.nanmean(x[draws_x], axis=1), np.nanmean(y[draws_y], axis=1)
     values = np.array([_rho(u, v) for u, v in zip(mx, my, strict=True)])
     values = values[~np.isnan(values)]
     if len(values) == 0:

@@ -15,11 +15,21 @@ significant when it excludes 0); the views' rank agreement over the pairs is Spe
 rho of their seed means with a bootstrap interval over seeds. Every view's compute
 (training example-passes, seconds) is logged as metrics on the study's parent run, with
 a table and a figure of the agreement.
+
+Compute budget. The views cost very different amounts per seed (one affinity run trains
+every member once; the transfer matrix trains every member alone and every pair; the
+curves train every target at every size with every other member's data). With
+``budget`` (training example-passes per view) each view runs as many seeds as that
+budget pays for, computed before training from the data sizes, so the views' power and
+agreement are compared at the same compute instead of at the same number of seeds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from itertools import combinations
 
@@ -38,7 +48,16 @@ VIEWS = ("transfer", "affinity", "curves")
 class ViewsSettings:
     """What the three-views study measures (the training settings are a TrainConfig)."""
 
-    seeds: int = field(default=3, metadata={"help": "training seeds (each a full replicate)"})
+    seeds: int = field(
+        default=3, metadata={"help": "training seeds of every view (without --budget)"}
+    )
+    budget: int = field(
+        default=0,
+        metadata={
+            "help": "training example-passes per view: each view runs as many seeds as "
+            "this pays for (at least 2); 0 = every view runs --seeds seeds"
+        },
+    )
     sizes: tuple[int, ...] = field(
         default=(50, 150, 450), metadata={"help": "target sizes of the learning curves"}
     )
@@ -57,12 +76,13 @@ class ViewsResult:
     values: pd.DataFrame  # per seed: view, source, target, value
     significance: pd.DataFrame  # per view and pair: mean, low, high, significant
     agreement: pd.DataFrame  # per pair of views: spearman, low, high
-    compute: pd.DataFrame  # per view: example_passes, seconds, runs
+    compute: pd.DataFrame  # per view: seeds, example_passes, seconds, runs
     ui_command: str
 
 
-def validate_views(base: TrainConfig, settings: ViewsSettings) -> None:
-    from soi_mlflow.studies.learning_curve import CurveSettings, validate_curve
+def validate_views(base: TrainConfig, settings: ViewsSettings) -> dict[str, int]:
+    """Check everything before training; returns the seeds each view will run."""
+    from soi_mlflow.studies.learning_curve import validate_curve
 
     members = list(base.mixture.members)
     if len(members) < 3:
@@ -72,39 +92,85 @@ def validate_views(base: TrainConfig, settings: ViewsSettings) -> None:
     if settings.seeds < 2:
         raise SoiInputError(f"seeds: intervals over seeds need at least 2, got {settings.seeds!r}")
     check_seed(base.seed, "seed", settings.seeds)
+    if settings.budget < 0:
+        raise SoiInputError(
+            f"budget: expected example-passes >= 0 (0: no budget), got {settings.budget!r}"
+        )
     if settings.affinity_interval <= 0:
         raise SoiInputError(
             f"affinity-interval must be a positive integer, got {settings.affinity_interval!r}"
         )
+    sizes: dict[str, int] = {}
     for target in members:
-        aux = tuple(m for m in members if m != target)
-        validate_curve(
-            base,
-            CurveSettings(
-                target,
-                aux,
-                settings.sizes,
-                seeds=settings.seeds,
-                sets="pairwise",
-                interval=settings.interval,
-                level=settings.level,
-            ),
+        sizes = validate_curve(base, _curve_settings(members, target, settings, 1))
+    return view_seeds(per_seed_passes(members, sizes, settings.sizes, base.epochs), settings)
+
+
+def per_seed_passes(
+    members: list[str], sizes: dict[str, int], curve_sizes, epochs: int
+) -> dict[str, int]:
+    """Training example-passes of one seed of each view, from the members' training sizes:
+    the transfer matrix trains every member alone and every pair, affinity one run of all
+    members, the curves every target alone and with each other member at every size."""
+    total = sum(sizes[m] for m in members)
+    curves = sum(
+        sum(curve_sizes) + sum(n + sizes[a] for a in members if a != t for n in curve_sizes)
+        for t in members
+    )
+    return {
+        "transfer": (total + (len(members) - 1) * total) * epochs,
+        "affinity": total * epochs,
+        "curves": curves * epochs,
+    }
+
+
+def view_seeds(cost: dict[str, int], settings: ViewsSettings) -> dict[str, int]:
+    """Seeds per view: ``settings.seeds`` each, or with a budget as many as it pays for."""
+    if not settings.budget:
+        return {view: settings.seeds for view in VIEWS}
+    seeds = {view: settings.budget // cost[view] for view in VIEWS}
+    short = [view for view in VIEWS if seeds[view] < 2]
+    if short:
+        costs = ", ".join(f"{v} {cost[v]:,}" for v in VIEWS)
+        raise SoiInputError(
+            f"budget: {settings.budget:,} example-passes pays for fewer than 2 seeds of "
+            f"{' and '.join(short)} (per seed: {costs}); give at least "
+            f"{2 * max(cost.values()):,}, or fewer examples or smaller --sizes"
         )
+    return seeds
 
 
-def _passes(config: TrainConfig, sizes: dict[str, int]) -> int:
-    return sum(sizes[m] for m in config.mixture.members) * config.epochs
+def _curve_settings(members, target: str, settings: ViewsSettings, seeds: int):
+    from soi_mlflow.studies.learning_curve import CurveSettings
+
+    return CurveSettings(
+        target,
+        tuple(m for m in members if m != target),
+        settings.sizes,
+        seeds=seeds,
+        sets="pairwise",
+        interval=settings.interval,
+        level=settings.level,
+    )
 
 
-def run_views(base: TrainConfig, settings: ViewsSettings) -> ViewsResult:
-    """Run the three views on ``base.mixture.members`` and compare them."""
+def run_views(
+    base: TrainConfig,
+    settings: ViewsSettings,
+    around_view: Callable[[str], AbstractContextManager] | None = None,
+) -> ViewsResult:
+    """Run the three views on ``base.mixture.members`` and compare them.
+
+    ``around_view(view)``, when given, is entered around each view's training, once per
+    view (an experiment script holds a shared machine lock per view with it)."""
     from soi_mlflow.analysis.agreement import transfer_gains
     from soi_mlflow.data.mixture import Mixture
-    from soi_mlflow.studies.learning_curve import CurveSettings, learning_curve
+    from soi_mlflow.studies.learning_curve import learning_curve
     from soi_mlflow.studies.transfer import run_transfer
 
     base = replace(base, mixture=replace(base.mixture, ood=()))
-    validate_views(base, settings)
+    seeds = validate_views(base, settings)
+    guard = around_view or (lambda view: contextlib.nullcontext())
     members = list(base.mixture.members)
     sizes = Mixture(base.mixture).member_sizes()
     values, compute = [], []
@@ -112,17 +178,22 @@ def run_views(base: TrainConfig, settings: ViewsSettings) -> ViewsResult:
         base,
         "views",
         f"views-{'+'.join(members)}",
-        {"seeds": settings.seeds, "sizes": ",".join(map(str, settings.sizes))},
+        {
+            "seeds": ",".join(f"{v}={seeds[v]}" for v in VIEWS),
+            "budget": settings.budget,
+            "sizes": ",".join(map(str, settings.sizes)),
+        },
         members=members,
-        seeds=settings.seeds,
+        seeds=max(seeds.values()),
     ) as parent:
         child = replace(
             base, parent_run_id=parent.run_id, tags={**base.tags, "soi.views": parent.run_id}
         )
         # 1. the transfer matrix (its own parent under this one)
-        start = time.perf_counter()
-        transfer = run_transfer(replace(child, run_name=None), "joint", settings.seeds)
-        seconds = time.perf_counter() - start
+        with guard("transfer"):
+            start = time.perf_counter()
+            transfer = run_transfer(replace(child, run_name=None), "joint", seeds["transfer"])
+            seconds = time.perf_counter() - start
         from soi_mlflow.analysis.transfer import transfer_deltas
 
         deltas = transfer_deltas(transfer.scores)
@@ -136,87 +207,90 @@ def run_views(base: TrainConfig, settings: ViewsSettings) -> ViewsResult:
             }
             for r in deltas.itertuples()
         ]
-        alone = sum(sizes[m] for m in members)
-        pairs = sum(sizes[i] + sizes[j] for i, j in combinations(members, 2))
-        passes = settings.seeds * (alone + pairs) * base.epochs
+        passes = seeds["transfer"] * per_seed_passes(members, sizes, (), base.epochs)["transfer"]
         compute.append(
             {
                 "view": "transfer",
+                "seeds": seeds["transfer"],
                 "example_passes": passes,
                 "seconds": seconds,
                 "runs": transfer.trained,
             }
         )
         # 2. affinity: one run of all members per seed
-        start, passes = time.perf_counter(), 0
-        for s in range(settings.seeds):
-            config = replace(
-                child, seed=base.seed + s, affinity_every=settings.affinity_interval, run_name=None
-            )
-            result = train(config)
-            passes += _passes(config, sizes)
-            matrix = result.affinity.mean_matrix()
-            values += [
-                {
-                    "view": "affinity",
-                    "seed": base.seed + s,
-                    "source": i,
-                    "target": j,
-                    "value": float(matrix.loc[i, j]),
-                }
-                for i in members
-                for j in members
-                if i != j
-            ]
+        passes, seconds = 0, 0.0
+        with guard("affinity"):
+            for s in range(seeds["affinity"]):
+                config = replace(
+                    child,
+                    seed=base.seed + s,
+                    affinity_every=settings.affinity_interval,
+                    run_name=None,
+                )
+                start = time.perf_counter()
+                result = train(config)
+                seconds += time.perf_counter() - start
+                passes += per_seed_passes(members, sizes, (), base.epochs)["affinity"]
+                matrix = result.affinity.mean_matrix()
+                values += [
+                    {
+                        "view": "affinity",
+                        "seed": base.seed + s,
+                        "source": i,
+                        "target": j,
+                        "value": float(matrix.loc[i, j]),
+                    }
+                    for i in members
+                    for j in members
+                    if i != j
+                ]
         compute.append(
             {
                 "view": "affinity",
+                "seeds": seeds["affinity"],
                 "example_passes": passes,
-                "seconds": time.perf_counter() - start,
-                "runs": settings.seeds,
+                "seconds": seconds,
+                "runs": seeds["affinity"],
             }
         )
         # 3. learning curves: each member as target, each other member as auxiliary
-        start, passes, runs = time.perf_counter(), 0, 0
-        for target in members:
-            aux = tuple(m for m in members if m != target)
-            curve = learning_curve(
-                replace(child, run_name=f"views-curve-{target}"),
-                CurveSettings(
-                    target,
-                    aux,
-                    settings.sizes,
-                    seeds=settings.seeds,
-                    sets="pairwise",
-                    interval=settings.interval,
-                    level=settings.level,
-                ),
-            )
-            passes += int(curve.points["example_passes"].sum())
-            runs += len(curve.points)
-            gains = transfer_gains(curve.points)
-            per_seed = gains.groupby(["seed", "curve"], as_index=False)["value"].mean()
-            values += [
-                {
-                    "view": "curves",
-                    "seed": r.seed,
-                    "source": r.curve,
-                    "target": target,
-                    "value": r.value,
-                }
-                for r in per_seed.itertuples()
-            ]
+        passes, runs, seconds = 0, 0, 0.0
+        with guard("curves"):
+            for target in members:
+                start = time.perf_counter()
+                curve = learning_curve(
+                    replace(child, run_name=f"views-curve-{target}"),
+                    _curve_settings(members, target, settings, seeds["curves"]),
+                )
+                seconds += time.perf_counter() - start
+                passes += int(curve.points["example_passes"].sum())
+                runs += len(curve.points)
+                gains = transfer_gains(curve.points)
+                per_seed = gains.groupby(["seed", "curve"], as_index=False)["value"].mean()
+                values += [
+                    {
+                        "view": "curves",
+                        "seed": r.seed,
+                        "source": r.curve,
+                        "target": target,
+                        "value": r.value,
+                    }
+                    for r in per_seed.itertuples()
+                ]
         compute.append(
             {
                 "view": "curves",
+                "seeds": seeds["curves"],
                 "example_passes": passes,
-                "seconds": time.perf_counter() - start,
+                "seconds": seconds,
                 "runs": runs,
             }
         )
         frame = pd.DataFrame(values)
         result = compare_views(frame, settings)
         compute_table = pd.DataFrame(compute)
+        found = result["significance"].groupby("view")["significant"].sum()
+        compute_table["significant_pairs"] = [int(found.get(v, 0)) for v in compute_table["view"]]
         _log(parent, frame, result, compute_table, settings)
     return ViewsResult(
         parent.run_id,
@@ -253,6 +327,8 @@ def compare_views(values: pd.DataFrame, settings: ViewsSettings) -> dict[str, pd
                 "low": low,
                 "high": high,
                 "pairs": int(values[values["view"] == a].groupby(["source", "target"]).ngroups),
+                "seeds_first": int(values.loc[values["view"] == a, "seed"].nunique()),
+                "seeds_second": int(values.loc[values["view"] == b, "seed"].nunique()),
             }
         )
     return {"significance": significance, "agreement": pd.DataFrame(rows)}
@@ -265,6 +341,10 @@ def _log(parent: RunHandle, values, result, compute, settings: ViewsSettings) ->
     for row in compute.itertuples():
         metrics[f"compute/{row.view}/example_passes"] = float(row.example_passes)
         metrics[f"compute/{row.view}/seconds"] = float(row.seconds)
+        metrics[f"compute/{row.view}/seeds"] = float(row.seeds)
+        metrics[f"power/{row.view}/significant_pairs"] = float(row.significant_pairs)
+    if settings.budget:
+        metrics["compute/budget"] = float(settings.budget)
     metrics["compute/example_passes"] = float(compute["example_passes"].sum())
     metrics["compute/train_seconds"] = float(compute["seconds"].sum())
     for row in result["agreement"].itertuples():
@@ -302,7 +382,8 @@ def _figure(result, settings: ViewsSettings):
         ax.scatter(part["mean"], range(len(part)), c=colors, zorder=3)
         ax.axvline(0, color="grey", lw=0.6)
         ax.set_yticks(range(len(part)), labels, fontsize=7)
-        ax.set_title(f"{view} (red: interval excludes 0)", fontsize=8)
+        seeds = int(part["seeds"].max()) if len(part) else 0
+        ax.set_title(f"{view}, {seeds} seeds (red: interval excludes 0)", fontsize=8)
     ax = axes[-1]
     labels = [f"{a} vs {b}" for a, b in zip(agree["first"], agree["second"], strict=True)]
     err = np.vstack([agree["spearman"] - agree["low"], agree["high"] - agree["spearman"]])
@@ -317,8 +398,9 @@ def _figure(result, settings: ViewsSettings):
     ax.set_xlim(-1.05, 1.05)
     ax.set_yticks(range(len(agree)), labels, fontsize=7)
     ax.set_title("rank agreement (Spearman, bootstrap)", fontsize=8)
+    budget = f"at {settings.budget:,} example-passes each" if settings.budget else "same seeds"
     fig.suptitle(
-        f"Three views of transfer, {settings.level:.0%} intervals over {settings.seeds} seeds",
+        f"Three views of transfer, {budget}, {settings.level:.0%} intervals over seeds",
         fontsize=10,
     )
     fig.tight_layout()
