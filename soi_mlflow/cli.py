@@ -160,9 +160,17 @@ def _print_comparison(summary: Any) -> None:
 def _analyze(settings: AnalyzeSettings) -> None:
     from soi_mlflow.analysis.report import analyze_run, compare
     from soi_mlflow.analysis.runs import cache_for
+    from soi_mlflow.tracking.health import check_run_id, get_run
 
     if sum(map(bool, (settings.run_id, settings.parent_run_id, settings.compare))) != 1:
         raise SoiInputError("give exactly one of --run-id, --parent-run-id or --compare")
+    for flag, given in (
+        ("--run-id", settings.run_id),
+        ("--parent-run-id", settings.parent_run_id),
+        *(("--compare", r) for r in settings.compare),
+    ):
+        if given is not None:
+            check_run_id(given, flag)  # before any store is opened or line printed
     splits = list(settings.split) or ["train"]
     uri = settings.tracking_uri
     if settings.compare:
@@ -186,7 +194,9 @@ def _analyze(settings: AnalyzeSettings) -> None:
                 f"{table.attrs.get('min_observed', 2)} epochs)",
             )
         return
-    study = cache_for(uri).client.get_run(settings.parent_run_id).data.tags.get("soi.study")
+    cache = cache_for(uri)
+    parent = get_run(cache.client, settings.parent_run_id, cache.tracking_uri, "--parent-run-id")
+    study = parent.data.tags.get("soi.study")
     if study == "transfer":
         from soi_mlflow.studies.transfer import reanalyze_transfer
 

@@ -85,6 +85,7 @@ def build_parser(
         print_config=None,
         default_env=False,
         exit_on_error=False,
+        allow_abbrev=False,  # `--seed` must not pass for `--seeds` (noise-benchmark has both)
     )
     parser.add_argument(
         "--config",

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from soi_mlflow.data.mixture import Mixture, MixtureSpec, validate_mixture
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.run_config import CONFIG_ARTIFACT, run_config_yaml
+from soi_mlflow.seeds import check_seed
 from soi_mlflow.server.links import soi_pages_note
 from soi_mlflow.tracking.health import (
     check_experiment_name,
@@ -117,10 +118,7 @@ class TrainResult:
 def validate_config(config: TrainConfig) -> None:
     """Refuse bad settings before anything is loaded or trained."""
     validate_mixture(config.mixture)
-    if not isinstance(config.seed, int) or isinstance(config.seed, bool) or not (
-        0 <= config.seed < 2**32
-    ):
-        raise SoiInputError(f"seed must be an integer in [0, 2**32), got {config.seed!r}")
+    check_seed(config.seed, "seed")
     if not isinstance(config.checkpoint_every, int) or config.checkpoint_every < 0:
         raise SoiInputError(
             f"checkpoint-every must be 0 (off) or a positive integer, got "
@@ -543,6 +541,8 @@ def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
             cause = callback.exception if isinstance(exc, SystemExit) else None
             end = opened[0]
             end_run(end.client, end.tracking_uri, end.run_id, cause or exc, end.created)
+            if isinstance(cause, KeyboardInterrupt):  # so a study's parent ends KILLED too
+                raise cause from None
         raise
     if run is None:
         return TrainResult(None, None, None, {}, None, module, affinity)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from soi_mlflow.tracking.trace_format import read_metadata
+from soi_mlflow.tracking.trace_format import read_metadata, readable
 
 NUMERIC = ["example_id", "gold", "pred", "p_gold"]
 # SOI and cartography of an example need this many observed epochs (fewer when the run has
@@ -87,7 +87,8 @@ class TraceMatrix:
         parts, epochs, fixes = [], [], []
         for path in paths:
             epochs.append(int(read_metadata(path).get("epoch", len(epochs))))
-            table = pq.read_table(path, columns=NUMERIC)
+            with readable(path):
+                table = pq.read_table(path, columns=NUMERIC)
             part = {c: table.column(c).to_numpy() for c in NUMERIC}
             keep = _last_visits(part["example_id"])
             if keep is not None:
@@ -98,7 +99,8 @@ class TraceMatrix:
 
         def member(k: int) -> pd.Categorical:
             i = order[k]
-            column = pq.read_table(paths[i], columns=["member"]).column("member")
+            with readable(paths[i]):
+                column = pq.read_table(paths[i], columns=["member"]).column("member")
             values = pd.Categorical(column.to_pandas())
             return values if fixes[i] is None else values[fixes[i]]
 

@@ -172,9 +172,10 @@ def analyze_run(
         coverage = coverage_table(table)
         metrics[f"soi/{split}/coverage"] = float((table["soi"].astype(str) != TOO_FEW).mean())
         for member, part in table.groupby("member", observed=True):
-            metrics[f"soi/{split}/{member}/coverage"] = float(coverage.loc[str(member), "coverage"])
+            name = metric_safe(str(member))
+            metrics[f"soi/{split}/{name}/coverage"] = float(coverage.loc[str(member), "coverage"])
             for k, v in soi_fractions(part, tax).items():
-                metrics[f"soi/{split}/{metric_safe(member)}/{k}_frac"] = float(v)
+                metrics[f"soi/{split}/{name}/{k}_frac"] = float(v)
         log_metric_batch(client, run_id, metrics, step=0)
         log_table(client, run_id, table, f"soi_{split}")
         log_table(client, run_id, summary, f"soi_fractions_{split}")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +20,7 @@ from soi_mlflow.tracking.health import check_tracking, get_run, is_stale, stale_
 from soi_mlflow.tracking.recorder import check_split_name as check_split
 from soi_mlflow.tracking.run import TAG_PREFIX, resolve_tracking_uri
 from soi_mlflow.tracking.search import PAGE_SIZE, all_experiment_ids, search_all
-from soi_mlflow.tracking.trace_format import read_trace
+from soi_mlflow.tracking.trace_format import TraceFormatError, read_trace
 
 DEFAULT_MEMBER = "default"  # the recorder's member when none is given
 SPLITS = ("train", "validation", "test", "ood")  # the built-in trainer's; any valid name works
@@ -43,9 +46,23 @@ def trace_paths(run_id: str, split: str = "train", tracking_uri: str | None = No
     return paths
 
 
+@contextmanager
+def naming_the_run(run_id: str, split: str) -> Iterator[None]:
+    """A trace file that cannot be read is an error naming the run and its artifact path
+    (not the local cache's copy), so the user knows which run to re-log or re-train."""
+    try:
+        yield
+    except TraceFormatError as exc:
+        raise SoiInputError(
+            f"run {run_id}: trace file traces/{split}/{Path(exc.path).name} {exc.problem}"
+        ) from None
+
+
 def load_traces(run_id: str, split: str = "train", tracking_uri: str | None = None) -> pd.DataFrame:
     """Every epoch's trace of ``split`` (schema-v1 columns), one row per example and epoch."""
-    frames = [read_trace(p) for p in trace_paths(run_id, split, tracking_uri)]
+    paths = trace_paths(run_id, split, tracking_uri)
+    with naming_the_run(run_id, split):
+        frames = [read_trace(p) for p in paths]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -58,7 +75,9 @@ def load_examples(
 
 
 def trace_matrix(run_id: str, split: str = "train", tracking_uri: str | None = None) -> TraceMatrix:
-    return TraceMatrix.from_files(trace_paths(run_id, split, tracking_uri))
+    paths = trace_paths(run_id, split, tracking_uri)
+    with naming_the_run(run_id, split):
+        return TraceMatrix.from_files(paths)
 
 
 def soi_frame(

@@ -45,10 +45,21 @@ class ArtifactCache:
         key = hashlib.blake2b(self.tracking_uri.encode(), digest_size=8).hexdigest()
         self.root = (root or cache_root()) / key
         self.downloads = 0  # files fetched from the store by this object (for tests)
+        self._known: set[str] = set()  # run ids found in the store
+
+    def _run_id(self, run_id: str) -> str:
+        """``run_id`` once it is known to name a run of the store (it becomes a folder
+        name here): a malformed or unknown id is a clear error, not a path or a traceback."""
+        if run_id not in self._known:
+            from soi_mlflow.tracking.health import get_run
+
+            get_run(self.client, run_id, self.tracking_uri)
+            self._known.add(run_id)
+        return run_id
 
     def folder(self, run_id: str, path: str) -> Path:
         """The local copy of artifact folder ``path`` of ``run_id`` (fetched as needed)."""
-        local = self.root / run_id / path
+        local = self.root / self._run_id(run_id) / path
         if (local / _DONE).exists():
             return local
         listing = self.client.list_artifacts(run_id, path)
@@ -76,7 +87,7 @@ class ArtifactCache:
 
     def file(self, run_id: str, path: str) -> Path:
         """The local copy of one artifact file."""
-        local = self.root / run_id / path
+        local = self.root / self._run_id(run_id) / path
         if local.exists():
             return local
         local.parent.mkdir(parents=True, exist_ok=True)

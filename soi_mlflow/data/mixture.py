@@ -16,9 +16,10 @@ import pandas as pd
 from datasets import Dataset, Features, Value, concatenate_datasets
 
 from soi_mlflow.data.loaders import load_member
-from soi_mlflow.data.spec import MemberSpec, SuiteSpec, check_axis
+from soi_mlflow.data.spec import MemberSpec, SuiteSpec, check_axis, check_member_name
 from soi_mlflow.data.suites import SuiteRef, get_suite
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.seeds import check_seed
 
 Sampling = Literal["proportional", "uniform", "temperature"]
 SAMPLING: tuple[str, ...] = get_args(Sampling)
@@ -113,6 +114,7 @@ def validate_mixture(spec: MixtureSpec) -> SuiteSpec:
         if dupes:
             raise SoiInputError(f"{group}: member(s) listed twice: {', '.join(dupes)}")
         for m in names:
+            check_member_name(m, group)
             suite.member(m, spec.axis)
     both = sorted(set(spec.members) & set(spec.ood))
     if both:
@@ -125,6 +127,7 @@ def validate_mixture(spec: MixtureSpec) -> SuiteSpec:
         value = getattr(spec, name)
         if value is not None and value <= 0:
             raise SoiInputError(f"{name} must be a positive integer, got {value!r}")
+    check_seed(spec.data_seed, "data_seed")
     if not spec.temperature > 0:
         raise SoiInputError(f"temperature must be > 0, got {spec.temperature!r}")
     return suite

@@ -7,6 +7,7 @@ members: the built-in offline suite, a preset shipped with the package, or a YAM
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,22 @@ AXES = ("task", "source", "lang")
 SPLITS = ("train", "validation", "test")
 FILE_FORMATS = {".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 ID_MODES = ("index", "content")
+# A member name is typed in comma lists (--members a,b), joined into the soi.members tag,
+# and used as is in metric names (val/<member>/acc), artifact file names and filter
+# strings: letters, digits, '_', '.', '-' only, so it never needs escaping anywhere.
+MEMBER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MEMBER_NAME_RULE = (
+    "1-64 letters, digits, '_', '.' or '-', starting with a letter or digit (no commas, "
+    "slashes or spaces: the name enters tags, metric names and file names)"
+)
+
+
+def check_member_name(name: Any, where: str = "member name") -> str:
+    """``name`` if it follows :data:`MEMBER_NAME`; a :class:`SoiInputError` naming
+    ``where`` (the file and field, or the option) otherwise."""
+    if not isinstance(name, str) or not MEMBER_NAME.match(name):
+        raise SoiInputError(f"{where}: member name {name!r}: expected {MEMBER_NAME_RULE}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -307,6 +324,9 @@ def parse_suite(doc: Any, origin: str, base_dir: Path) -> SuiteSpec:
     members_node = _mapping(doc.get("members"), top.at("members"))
     if not members_node:
         raise top.at("members").fail("at least one member")
+    for m in members_node:
+        if not isinstance(m, str) or not MEMBER_NAME.match(m):
+            raise top.at(f"members.{m}").fail(f"a member name of {MEMBER_NAME_RULE}", m)
     members = {
         m: parse_member(m, node, top.at(f"members.{m}"), base_dir)
         for m, node in members_node.items()

@@ -5,12 +5,14 @@ from __future__ import annotations
 from soi_mlflow.analysis.report import Comparison
 from soi_mlflow.analysis.runs import cache_for, find_runs
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.health import get_run
 
 
 def comparison_of(parent_run_id: str, tracking_uri: str | None = None) -> Comparison:
     """The single and multi runs of a comparison study, ordered by seed."""
-    client = cache_for(tracking_uri).client
-    parent = client.get_run(parent_run_id)
+    cache = cache_for(tracking_uri)
+    client = cache.client
+    parent = get_run(client, parent_run_id, cache.tracking_uri, "parent run id")
     experiment = client.get_experiment(parent.info.experiment_id).name
     children = find_runs(experiment, tracking_uri=tracking_uri, parent_run_id=parent_run_id)
     if children.empty:

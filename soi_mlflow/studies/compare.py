@@ -9,6 +9,7 @@ import pandas as pd
 
 from soi_mlflow.console import step
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.seeds import check_seed
 from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.training import TrainConfig, train, validate_config
 
@@ -36,6 +37,7 @@ def validate_compare(base: TrainConfig, seeds: int) -> None:
         raise SoiInputError("compare needs at least two members (each alone, then all together)")
     if seeds < 1:
         raise SoiInputError(f"seeds must be a positive integer, got {seeds!r}")
+    check_seed(base.seed, "seed", seeds)
 
 
 def run_compare(

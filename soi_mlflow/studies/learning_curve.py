@@ -18,6 +18,7 @@ import pandas as pd
 from soi_mlflow.console import step
 from soi_mlflow.data.loaders import load_member
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.seeds import check_seed
 from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.tracking.run import RunHandle
 from soi_mlflow.training import TrainConfig, train, validate_config
@@ -103,6 +104,7 @@ def validate_curve(base: TrainConfig, settings: CurveSettings) -> dict[str, int]
         raise SoiInputError(f"sets: expected one of {', '.join(SETS)}, got {settings.sets!r}")
     if settings.seeds < 1:
         raise SoiInputError(f"seeds must be a positive integer, got {settings.seeds!r}")
+    check_seed(base.seed, "seed", settings.seeds)
     if settings.interval not in METHODS:
         raise SoiInputError(
             f"interval: expected one of {', '.join(METHODS)}, got {settings.interval!r}"

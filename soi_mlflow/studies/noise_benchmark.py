@@ -21,6 +21,7 @@ import pandas as pd
 from soi_mlflow.data.builtin import BuiltinOptions, builtin_suite
 from soi_mlflow.data.mixture import MixtureSpec
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.seeds import check_seed
 from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.training import TrainConfig, train, validate_config
 
@@ -114,6 +115,7 @@ def validate_benchmark(settings: NoiseBenchmarkSettings) -> TrainConfig:
             )
     if settings.cl_folds == 1 or settings.cl_folds < 0:
         raise SoiInputError(f"cl_folds must be 0 (off) or at least 2, got {settings.cl_folds!r}")
+    check_seed(settings.first_seed, "first_seed", settings.seeds)
     config = _config(settings, settings.first_seed)
     validate_config(config)
     if settings.cl_folds:

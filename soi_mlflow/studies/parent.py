@@ -1,4 +1,5 @@
-"""The parent run of a study: opened first, marked FAILED if anything inside fails."""
+"""The parent run of a study: opened first, ended FAILED or KILLED, with the reason in the
+``soi.end_reason`` tag, if anything inside fails or the process is stopped."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from soi_mlflow.tracking.health import end_run, sigterm_raises
 from soi_mlflow.tracking.links import md_escape, set_description_section
 from soi_mlflow.tracking.run import RunHandle, soi_tags
 from soi_mlflow.training import TrainConfig, run_params
@@ -49,10 +51,12 @@ def study_parent(
 ) -> Iterator[RunHandle]:
     """Open the parent run of ``study`` (or attach to ``mlflow run``'s) with the
     ``soi.study``/``soi.axis`` tags, ``tags`` and ``base``'s params plus ``params``;
-    end it FINISHED, or FAILED when the block raises. With ``base.parent_run_id`` (a
-    study run inside another study) it is a child run of that parent. Every study's
-    wall time is logged as the metric ``compute/wall_seconds``, so studies compare by cost
-    in the MLflow UI (studies that count example-passes log ``compute/example_passes``)."""
+    end it FINISHED, or FAILED (an exception, a child run's included) or KILLED (Ctrl-C,
+    SIGTERM) with the reason in ``soi.end_reason``, as every training run ends. With
+    ``base.parent_run_id`` (a study run inside another study) it is a child run of that
+    parent. Every study's wall time is logged as the metric ``compute/wall_seconds``, so
+    studies compare by cost in the MLflow UI (studies that count example-passes log
+    ``compute/example_passes``)."""
     parent = RunHandle.open(
         base.tracking_uri,
         base.experiment,
@@ -62,11 +66,12 @@ def study_parent(
     )
     start = time.perf_counter()
     try:
-        parent.log_params(run_params(base) | dict(params))
-        set_description_section(parent.client, parent.run_id, None, study_note(study, base))
-        yield parent
-    except BaseException:
-        parent.finish("FAILED")
+        with sigterm_raises():  # a scheduler's SIGTERM between child runs ends it KILLED too
+            parent.log_params(run_params(base) | dict(params))
+            set_description_section(parent.client, parent.run_id, None, study_note(study, base))
+            yield parent
+    except BaseException as exc:
+        end_run(parent.client, parent.run_id, exc, terminate=parent.created)
         raise
     parent.log_metrics({"compute/wall_seconds": time.perf_counter() - start}, step=0)
     parent.finish("FINISHED")

@@ -11,6 +11,7 @@ import pandas as pd
 
 from soi_mlflow.console import step
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.seeds import check_seed
 from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.tracking.run import RunHandle, soi_tags
 from soi_mlflow.tracking.search import search_all
@@ -52,6 +53,7 @@ def validate_transfer(base: TrainConfig, mode: str, seeds: int) -> None:
     if seeds < 1:
         raise SoiInputError(f"seeds must be a positive integer, got {seeds!r}")
     validate_config(base)
+    check_seed(base.seed, "seed", seeds)
 
 
 @dataclass
@@ -272,9 +274,10 @@ def reanalyze_transfer(parent_run_id: str, tracking_uri: str | None = None):
     """Rebuild a transfer study's matrix from its runs (listed in its scores table, so
     reused runs count too), with each run's current metrics; log it to the parent again."""
     from soi_mlflow.analysis.runs import cache_for
+    from soi_mlflow.tracking.health import get_run
 
     cache = cache_for(tracking_uri)
-    run = cache.client.get_run(parent_run_id)
+    run = get_run(cache.client, parent_run_id, cache.tracking_uri, "parent run id")
     if run.data.tags.get("soi.study") != "transfer":
         raise SoiInputError(f"run {parent_run_id} is not the parent run of a transfer study")
     scores = pd.read_parquet(cache.file(parent_run_id, "tables/transfer_scores.parquet"))

@@ -157,6 +157,27 @@ def _model_run(base: TrainConfig, stage1_run_id: str | None, stage1_model: str) 
     return model_run_id(stage1_model, resolve_tracking_uri(base.tracking_uri))
 
 
+def check_stage1(base: TrainConfig, run_id: str) -> None:
+    """An existing stage-1 run must exist, be FINISHED and hold a ``checkpoint/``: checked
+    before the study's parent run is opened."""
+    from mlflow import MlflowClient
+
+    from soi_mlflow.tracking.health import check_tracking, get_run
+    from soi_mlflow.tracking.run import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(base.tracking_uri)
+    check_tracking(uri)
+    client = MlflowClient(uri)
+    run = get_run(client, run_id, uri, "stage-1 run id")
+    if run.info.status != "FINISHED":
+        raise SoiInputError(f"stage-1 run {run_id} is {run.info.status}; pick a FINISHED run")
+    if not client.list_artifacts(run_id, "checkpoint"):
+        raise SoiInputError(
+            f"stage-1 run {run_id} has no checkpoint/ artifact: train it with "
+            "--log-checkpoint true, or leave --stage1-run-id out to train stage 1 here"
+        )
+
+
 def run_two_stage(
     base: TrainConfig,
     selection: Selection,
@@ -176,9 +197,11 @@ def run_two_stage(
     selection.validate()
     if stage2_epochs <= 0:
         raise SoiInputError(f"stage-2 epochs must be a positive integer, got {stage2_epochs!r}")
-    spec = base.mixture
     if stage1_model is not None:
         stage1_run_id = _model_run(base, stage1_run_id, stage1_model)
+    elif stage1_run_id is not None:
+        check_stage1(base, stage1_run_id)
+    spec = base.mixture
     with study_parent(
         base,
         "two_stage",

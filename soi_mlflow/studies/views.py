@@ -36,6 +36,7 @@ from itertools import combinations
 import pandas as pd
 
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.seeds import check_seed
 from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.tracking.run import RunHandle
 from soi_mlflow.training import TrainConfig, train
@@ -90,6 +91,7 @@ def validate_views(base: TrainConfig, settings: ViewsSettings) -> dict[str, int]
         )
     if settings.seeds < 2:
         raise SoiInputError(f"seeds: intervals over seeds need at least 2, got {settings.seeds!r}")
+    check_seed(base.seed, "seed", settings.seeds)
     if settings.budget < 0:
         raise SoiInputError(
             f"budget: expected example-passes >= 0 (0: no budget), got {settings.budget!r}"

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -43,6 +44,9 @@ STALE_AFTER_S = 1800.0  # default; SOI_MLFLOW_STALE_AFTER (seconds) overrides
 HEARTBEAT_TAG = "soi.heartbeat"
 END_REASON_TAG = "soi.end_reason"
 
+# MLflow's own rule for run ids (mlflow/utils/validation.py): ours are 32 hex digits
+RUN_ID_PATTERN = re.compile(r"^[a-zA-Z0-9][\w\-]{0,255}$")
+
 _checked: dict[str, float] = {}  # tracking URI -> when it last passed check_tracking
 
 
@@ -70,14 +74,37 @@ def check_tracking(uri: str, *, force: bool = False) -> None:
     if not force and uri in _checked:
         return
     bound_http_retries()
+    db = None
     if uri.startswith(("http://", "https://")):
         _probe_http(uri)
     elif uri.startswith("sqlite:"):
-        _check_sqlite(uri)
+        db = _check_sqlite(uri)
     elif uri.startswith("file:") or "://" not in uri:
         _check_folder(Path(uri.removeprefix("file://").removeprefix("file:")), uri)
-    _api_call(uri)
+    with _creation_lock(db):
+        _api_call(uri)
     _checked[uri] = time.time()
+
+
+@contextmanager
+def _creation_lock(db: Path | None) -> Iterator[None]:
+    """Hold an exclusive lock on ``.<db name>.lock`` beside a SQLite database while MLflow
+    first opens it: two processes that start on a new database at once would otherwise
+    both create its tables, and one fails ("table experiments already exists")."""
+    try:
+        import fcntl
+    except ImportError:  # not on POSIX: no lock
+        fcntl = None
+    if db is None or fcntl is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.parent / f".{db.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _probe_http(uri: str) -> None:
@@ -101,15 +128,17 @@ def _probe_http(uri: str) -> None:
     )
 
 
-def _check_sqlite(uri: str) -> None:
+def _check_sqlite(uri: str) -> Path | None:
+    """The database file of a SQLite URI, once its folder is known to be writable."""
     path = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else ""
     if not path or path == ":memory:":
-        return
+        return None
     path = "/" + path.lstrip("/") if uri.startswith("sqlite:////") else path
     db = Path(path)
     if db.exists() and not os.access(db, os.W_OK):
         raise TrackingUnavailable(f"tracking store {uri}: the file {db} is not writable")
     _check_folder(db.parent, uri)
+    return db
 
 
 def _check_folder(folder: Path, uri: str) -> None:
@@ -150,10 +179,9 @@ def get_run(client: Any, run_id: Any, uri: str, what: str = "run id") -> Any:
     """``client.get_run(run_id)``, or a clear error naming the id, the store and what to do."""
     from mlflow.exceptions import MlflowException
 
-    if not isinstance(run_id, str) or not run_id.strip() or len(run_id) > 64:
-        raise SoiInputError(f"{what} {run_id!r}: expected an MLflow run id (32 hex digits)")
+    run_id = check_run_id(run_id, what)
     try:
-        run = client.get_run(run_id.strip())
+        run = client.get_run(run_id)
     except MlflowException as exc:
         if getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             raise SoiInputError(
@@ -165,6 +193,18 @@ def get_run(client: Any, run_id: Any, uri: str, what: str = "run id") -> Any:
     if run.info.lifecycle_stage == "deleted":
         raise SoiInputError(f"{what} {run_id}: the run is deleted; restore it first")
     return run
+
+
+def check_run_id(run_id: Any, what: str = "run id") -> str:
+    """A run id a user typed, stripped; refused unless it is shaped like one (MLflow's
+    rule: letters, digits, ``_`` and ``-``, e.g. 32 hex digits), before any store is asked."""
+    text = run_id.strip() if isinstance(run_id, str) else ""
+    if not RUN_ID_PATTERN.match(text):
+        raise SoiInputError(
+            f"{what} {run_id!r}: expected an MLflow run id (32 hex digits, as the run page "
+            "or `mlflow runs list` shows it)"
+        )
+    return text
 
 
 def check_experiment_name(name: Any) -> str:

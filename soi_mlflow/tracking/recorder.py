@@ -78,19 +78,35 @@ def check_split_name(split: Any) -> str:
 
 
 def metric_safe(name: str) -> str:
-    """``name`` as one metric-name segment: anything but letters, digits, ``_ . -`` -> ``_``."""
+    """``name`` as one metric-name segment: anything but letters, digits, ``_ . -`` -> ``_``.
+
+    Member names given to the recorder are data (a user's ``member`` column): they are kept
+    as they are in the trace files and escaped this way wherever they name a metric, a
+    table or a figure. (Suite members must already be safe: ``data/spec.py``.)"""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "_"
 
 
 @dataclass
 class _Names:
-    """A growing table of names (members or tasks) and their indices."""
+    """A growing table of names (members or tasks) and their indices. With ``escaped``,
+    two names that :func:`metric_safe` makes equal (``a b`` and ``a_b``) are refused: their
+    metrics would overwrite each other."""
 
     names: list[str] = field(default_factory=list)
     index: dict[str, int] = field(default_factory=dict)
+    escaped: dict[str, str] | None = None  # metric-safe form -> the name that has it
 
     def add(self, name: str) -> int:
         if name not in self.index:
+            if self.escaped is not None:
+                safe = metric_safe(name)
+                other = self.escaped.setdefault(safe, name)
+                if other != name:
+                    raise SoiInputError(
+                        f"member names {other!r} and {name!r} both become {safe!r} in metric "
+                        "and file names (only letters, digits, '_', '.', '-' are kept); "
+                        "rename one"
+                    )
             self.index[name] = len(self.names)
             self.names.append(name)
         return self.index[name]
@@ -161,7 +177,7 @@ class TraceRecorder:
             if isinstance(label_names, str):
                 raise SoiInputError("label_names: expected a list of class names, got a string")
             self._declare_task(DEFAULT_TASK, [str(n) for n in label_names])
-        self._members = _Names()
+        self._members = _Names(escaped={})
         for name in members or ():
             self._members.add(str(name))
         self._rows: dict[str, list[dict[str, Any]]] = {}

@@ -65,24 +65,25 @@ class RunHandle:
         experiment unless ``experiment_id`` says otherwise."""
         from mlflow import MlflowClient
 
-        from soi_mlflow.tracking.health import check_tracking
+        from soi_mlflow.tracking.health import check_tracking, get_run
 
         uri = resolve_tracking_uri(tracking_uri)
         check_tracking(uri)  # seconds, not MLflow's minutes of retries, on a dead server
         client = MlflowClient(uri)
         all_tags = dict(tags)
-        if parent_run_id:
-            all_tags["mlflow.parentRunId"] = parent_run_id
+        parent = get_run(client, parent_run_id, uri, "parent run id") if parent_run_id else None
+        if parent is not None:
+            all_tags["mlflow.parentRunId"] = parent.info.run_id
         env_run = os.environ.get("MLFLOW_RUN_ID") if not parent_run_id else None
         if env_run:
-            run = client.get_run(env_run)
+            run = get_run(client, env_run, uri, "MLFLOW_RUN_ID")
             handle = cls(client, env_run, run.info.experiment_id, uri, created=False)
             if run_name and not run.info.run_name:
                 all_tags["mlflow.runName"] = run_name
             handle.set_tags(all_tags)
             return handle
-        if experiment_id is None and parent_run_id:
-            experiment_id = client.get_run(parent_run_id).info.experiment_id
+        if experiment_id is None and parent is not None:
+            experiment_id = parent.info.experiment_id
         if experiment_id is None:
             experiment_id = ensure_experiment(client, experiment or DEFAULT_EXPERIMENT)
         run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)

@@ -17,6 +17,8 @@ reader finds members under one name; ``task`` is kept, since heads follow tasks.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from soi_mlflow.errors import SoiInputError
 
 SCHEMA_VERSION = 1
 META_PREFIX = "soi."
@@ -60,8 +64,31 @@ def round_mantissa(values: np.ndarray, bits: int = FLOAT_MANTISSA_BITS) -> np.nd
     return np.where(finite, rounded.view(np.float32), values).astype(np.float32)
 
 
-class TraceFormatError(ValueError):
-    """A trace file this version cannot read: unknown schema version or missing columns."""
+class TraceFormatError(SoiInputError):
+    """A trace file this version cannot read: unreadable or truncated, of an unknown schema
+    version, or missing columns. ``path`` is the file, ``problem`` what is wrong with it
+    (readers of a run's traces re-raise it naming the run and the artifact)."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"trace file {self.path!r} {problem}")
+
+
+@contextmanager
+def readable(path: str | Path) -> Iterator[None]:
+    """Turn pyarrow's and the OS's errors while reading ``path`` into a TraceFormatError."""
+    try:
+        yield
+    except TraceFormatError:
+        raise
+    except (pa.ArrowException, OSError) as exc:
+        lines = str(exc).strip().splitlines()
+        raise TraceFormatError(
+            path,
+            f"cannot be read ({lines[0][:200] if lines else type(exc).__name__}): it may be "
+            "truncated (an upload or a copy cut short) or not a trace file at all",
+        ) from None
 
 
 def build_table(
@@ -125,13 +152,17 @@ def write_trace(path: str | Path, table: pa.Table, meta: dict[str, Any]) -> Path
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The ``soi.*`` metadata of a trace file, after checking its schema version."""
-    raw = pq.read_schema(path).metadata or {}
+    with readable(path):
+        raw = pq.read_schema(path).metadata or {}
     meta = {k.decode(): v.decode() for k, v in raw.items() if k.decode().startswith(META_PREFIX)}
     version = meta.get(f"{META_PREFIX}trace_schema")
+    if version is None:
+        raise TraceFormatError(path, "has no trace schema version: not a soi-mlflow trace file")
     if version != str(SCHEMA_VERSION):
         raise TraceFormatError(
-            f"trace file {str(path)!r} has trace schema version {version!r}; this soi-mlflow "
-            f"reads version {SCHEMA_VERSION} (upgrade soi-mlflow to read newer traces)"
+            path,
+            f"has trace schema version {version!r}; this soi-mlflow reads version "
+            f"{SCHEMA_VERSION} (upgrade soi-mlflow to read newer traces)",
         )
     out: dict[str, Any] = {}
     for key, value in meta.items():
@@ -146,8 +177,9 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 def read_trace(path: str | Path) -> pd.DataFrame:
     """A trace file as a DataFrame with the schema-v1 columns (categoricals for names)."""
     read_metadata(path)
-    table = pq.read_table(path)
+    with readable(path):
+        table = pq.read_table(path)
     missing = [c for c in REQUIRED if c not in table.column_names]
     if missing:
-        raise TraceFormatError(f"trace file {str(path)!r} lacks column(s) {', '.join(missing)}")
+        raise TraceFormatError(path, f"lacks column(s) {', '.join(missing)}")
     return table.to_pandas()
