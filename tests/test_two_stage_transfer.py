@@ -89,6 +89,31 @@ def test_stage2_trains_on_exactly_the_selected_examples(stage1, monkeypatch, tmp
     )
 
 
+@pytest.mark.e2e
+def test_stage2_selects_the_subset_of_a_registered_taxonomy(stage1, monkeypatch, tmp_path) -> None:
+    from soi_mlflow.analysis import Taxonomy, register_taxonomy
+
+    uri, s1 = stage1
+    monkeypatch.chdir(tmp_path)
+    # a cut at stage 1's median confidence: both subsets are sure to hold examples
+    median = float(soi_table(s1.run_id, tracking_uri=uri)["confidence"].median())
+    name = "two_stage_test_confidence"
+    register_taxonomy(
+        Taxonomy(name, (("unsure", f"confidence < {median!r}"), ("sure", "confidence >= 0")))
+    )
+    table = soi_table(s1.run_id, taxonomy=name, tracking_uri=uri)
+    expected = set(table.loc[table["soi"] == "unsure", "example_id"])
+    assert 0 < len(expected) < len(table)
+    out = run_two_stage(
+        _base(uri), Selection(subsets=("unsure",), taxonomy=name), 1, stage1_run_id=s1.run_id
+    )
+    trace, _ = load_trace(uri, out.stage2_run_id, "traces/train/epoch=000.parquet")
+    assert set(trace["example_id"]) == expected and out.selected == len(expected)
+    client = MlflowClient(uri)
+    assert client.get_run(out.parent_run_id).data.params["taxonomy"] == name
+    assert client.get_run(out.stage2_run_id).data.tags["soi.selection"] == f"subsets:unsure@{name}"
+
+
 def test_bad_stage2_selections(stage1) -> None:
     uri, s1 = stage1
     for selection, pattern in (
