@@ -30,6 +30,7 @@ from soi_mlflow.tracking.local import checkpoint_path, run_folder
 from soi_mlflow.tracking.run import RunHandle, resolve_tracking_uri, soi_tags
 from soi_mlflow.tracking.spool import Spool, end_run
 from soi_mlflow.tracking.trace_format import CAPTURE_MODES, SCHEMA_VERSION
+from soi_mlflow.training_key import TRAINING_KEY_TAG, training_key
 
 EXAMPLE_SPLITS = ("train", "validation", "test", "ood")
 
@@ -266,6 +267,7 @@ def run_tags(config: TrainConfig) -> dict[str, str]:
         trace_schema=SCHEMA_VERSION,
         model=config.model,
     )
+    tags[TRAINING_KEY_TAG] = training_key(config)  # what transfer --reuse matches on
     return tags | dict(config.tags)
 
 

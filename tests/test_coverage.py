@@ -161,3 +161,29 @@ def test_uniform_sampling_keeps_every_example_of_a_large_member(store) -> None:
     books = coverage_table(table.reset_index()).loc["books"]
     in_books = np.asarray(mixture.train["member"]) == "books"
     assert books["analysed"] == int((seen[in_books] >= 2).sum()) > 0
+
+
+def test_the_compare_summary_reports_coverage_per_member_and_setting(store) -> None:
+    from soi_mlflow.analysis.report import Comparison, compare
+    from soi_mlflow.studies.compare import summary_rows
+
+    full = {1: [1, 1, 1], 2: [0, 1, 1], 3: [1, 0, 1], 5: [1, 1, 1], 6: [0, 1, 1]}
+    members = {1: "big", 2: "big", 3: "big", 4: "big", 5: "small", 6: "small"}
+    single = {
+        m: [log_synthetic_run(store, {i: s for i, s in full.items() if members[i] == m}, members)]
+        for m in ("big", "small")
+    }
+    # in the multi run big is visited partly: 2 once (too few epochs), 4 never
+    partial = {**full, 2: [0, None, None]}
+    multi = log_synthetic_run(store, partial, members, extra_examples={4: "big"})
+    parent = MlflowClient(store).create_run(
+        MlflowClient(store).get_experiment_by_name("synthetic").experiment_id
+    )
+    summary = compare(parent.info.run_id, Comparison(single, [multi]), tracking_uri=store)
+    assert summary.loc["big", "coverage_single"] == 1.0
+    assert summary.loc["big", "coverage_multi"] == pytest.approx(2 / 4)
+    assert summary.loc["small", ["coverage_single", "coverage_multi"]].tolist() == [1.0, 1.0]
+    logged = pd.read_parquet(cache_for(store).file(parent.info.run_id, "tables/summary.parquet"))
+    assert logged.loc["big", "coverage_multi"] == pytest.approx(0.5)
+    columns, rows = summary_rows(summary)
+    assert columns[-1] == "cover-\nage" and rows[1][-1] == pytest.approx(0.5)  # big, multi

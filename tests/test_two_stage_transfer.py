@@ -15,10 +15,11 @@ from soi_mlflow.analysis import soi_table
 from soi_mlflow.analysis.runs import cache_for
 from soi_mlflow.data.mixture import Mixture
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.studies.transfer import MATCHING_PARAMS, run_transfer
+from soi_mlflow.studies.transfer import run_transfer
 from soi_mlflow.studies.two_stage import Selection, run_two_stage
 from soi_mlflow.tracking.run import ensure_experiment, soi_tags
 from soi_mlflow.training import TrainConfig, build_model, run_params, train
+from soi_mlflow.training_key import TRAINING_KEY_TAG, training_key
 
 
 def _base(uri: str, members=("books",), axis="source", **kw) -> TrainConfig:
@@ -89,6 +90,31 @@ def test_stage2_trains_on_exactly_the_selected_examples(stage1, monkeypatch, tmp
     )
 
 
+@pytest.mark.e2e
+def test_stage2_selects_the_subset_of_a_registered_taxonomy(stage1, monkeypatch, tmp_path) -> None:
+    from soi_mlflow.analysis import Taxonomy, register_taxonomy
+
+    uri, s1 = stage1
+    monkeypatch.chdir(tmp_path)
+    # a cut at stage 1's median confidence: both subsets are sure to hold examples
+    median = float(soi_table(s1.run_id, tracking_uri=uri)["confidence"].median())
+    name = "two_stage_test_confidence"
+    register_taxonomy(
+        Taxonomy(name, (("unsure", f"confidence < {median!r}"), ("sure", "confidence >= 0")))
+    )
+    table = soi_table(s1.run_id, taxonomy=name, tracking_uri=uri)
+    expected = set(table.loc[table["soi"] == "unsure", "example_id"])
+    assert 0 < len(expected) < len(table)
+    out = run_two_stage(
+        _base(uri), Selection(subsets=("unsure",), taxonomy=name), 1, stage1_run_id=s1.run_id
+    )
+    trace, _ = load_trace(uri, out.stage2_run_id, "traces/train/epoch=000.parquet")
+    assert set(trace["example_id"]) == expected and out.selected == len(expected)
+    client = MlflowClient(uri)
+    assert client.get_run(out.parent_run_id).data.params["taxonomy"] == name
+    assert client.get_run(out.stage2_run_id).data.tags["soi.selection"] == f"subsets:unsure@{name}"
+
+
 def test_bad_stage2_selections(stage1) -> None:
     uri, s1 = stage1
     for selection, pattern in (
@@ -114,14 +140,14 @@ def test_bad_stage2_selections(stage1) -> None:
 def _fake_run(
     client, experiment_id: str, base: TrainConfig, members: tuple[str, ...], scores: dict
 ) -> str:
+    """A finished run with scores and the training key ``train`` would give a run of
+    ``base`` on ``members``, without training it."""
+    config = replace(base, mixture=replace(base.mixture, members=members))
     tags = soi_tags(axis=base.mixture.axis, members=list(members), seed=base.seed, stage=1)
-    run = client.create_run(experiment_id, tags=tags)
-    params = {
-        k: str(v) for k, v in run_params(base).items() if k in MATCHING_PARAMS and v is not None
-    }
+    run = client.create_run(experiment_id, tags=tags | {TRAINING_KEY_TAG: training_key(config)})
     client.log_batch(
         run.info.run_id,
-        params=[Param(k, v) for k, v in params.items()],
+        params=[Param(k, str(v)) for k, v in run_params(config).items() if v is not None],
         metrics=[Metric(f"test/{m}/acc", v, 0, 0) for m, v in scores.items()],
         tags=[RunTag("fake", "yes")],
     )
@@ -143,8 +169,8 @@ def test_transfer_matrix_from_constructed_runs_reuses_them(store) -> None:
         _fake_run(client, exp, base, (m,), {m: v})
     pairs = {
         ("sentiment", "paraphrase"): {"sentiment": 0.91, "paraphrase": 0.69},
-        ("entailment", "sentiment"): {"sentiment": 0.93, "entailment": 0.75},
-        ("entailment", "paraphrase"): {"paraphrase": 0.78, "entailment": 0.70},
+        ("sentiment", "entailment"): {"sentiment": 0.93, "entailment": 0.75},
+        ("paraphrase", "entailment"): {"paraphrase": 0.78, "entailment": 0.70},
     }
     for members, scores in pairs.items():
         _fake_run(client, exp, base, members, scores)
@@ -203,3 +229,78 @@ def test_analyze_rebuilds_the_transfer_matrix_from_existing_runs(store) -> None:
     assert mean.loc["books", "movies"] == pytest.approx(-0.1)
     assert len(client.search_runs([exp])) == 4
     del runs
+
+
+@pytest.mark.e2e
+def test_reuse_needs_the_full_training_settings(store) -> None:
+    """A learning-curve child (books capped at 10 examples) must not stand in for the
+    full-data books baseline; a run with exactly the requested settings is reused."""
+    base = small_config(
+        store,
+        ("books", "movies"),
+        max_examples=32,
+        eval_max_examples=16,
+        experiment="transfer-tests",
+        epochs=1,
+    )
+    alone = {
+        m: replace(base, mixture=replace(base.mixture, members=(m,))) for m in base.mixture.members
+    }
+    books = alone["books"]
+    child = train(
+        replace(books, mixture=replace(books.mixture, member_max_examples=(("books", 10),)))
+    ).run_id
+    exact = train(alone["movies"]).run_id
+    client = MlflowClient(store)
+    assert client.get_run(child).data.params["max_examples"] == "32"  # same as the baseline's
+    result = run_transfer(base, "joint", seeds=1, reuse=True)
+    assert result.reused == 1 and result.trained == 2
+    alone_runs = result.scores[result.scores["source"].isna()].set_index("target")["run_id"]
+    assert alone_runs["movies"] == exact and alone_runs["books"] != child
+    # the books baseline trained here has all 32 examples; the child's trace has 10
+    trace, _ = load_trace(store, alone_runs["books"], "traces/train/epoch=000.parquet")
+    assert len(trace) == 32
+    # and a second study reuses every run of the first, the pair included
+    again = run_transfer(base, "joint", seeds=1, reuse=True)
+    assert again.reused == 3 and again.trained == 0
+
+
+def test_the_training_key_covers_every_training_setting() -> None:
+    base = small_config("sqlite:///unused.db", ("books", "movies"), ("restaurants",))
+    key = training_key(base)
+    assert key == training_key(replace(base))
+    spec = base.mixture
+    changed = {
+        "a member cap": replace(base, mixture=replace(spec, member_max_examples=(("books", 50),))),
+        "a training subset": replace(base, mixture=replace(spec, train_ids=frozenset({1, 2}))),
+        "another subset": replace(base, mixture=replace(spec, train_ids=frozenset({1, 3}))),
+        "max_examples": replace(base, mixture=replace(spec, max_examples=59)),
+        "member order": replace(base, mixture=replace(spec, members=("movies", "books"))),
+        "members": replace(base, mixture=replace(spec, members=("books",))),
+        "sampling": replace(base, mixture=replace(spec, sampling="uniform")),
+        "data seed": replace(base, mixture=replace(spec, data_seed=1)),
+        "evaluation size": replace(base, mixture=replace(spec, eval_max_examples=49)),
+        "epochs": replace(base, epochs=3),
+        "seed": replace(base, seed=1),
+        "model": replace(base, model="some/model"),
+        "lr": replace(base, lr=5e-4),
+        "weight decay": replace(base, weight_decay=0.0),
+        "warm-up": replace(base, warmup_ratio=0.0),
+        "batch size": replace(base, batch_size=8),
+        "length": replace(base, max_length=32),
+        "capture": replace(base, capture="eval_pass"),
+        "affinity": replace(base, affinity_every=20),
+        "a starting checkpoint": replace(base, init_from="/no/such/checkpoint"),
+    }
+    keys = {name: training_key(config) for name, config in changed.items()}
+    assert all(k != key for k in keys.values()), [n for n, k in keys.items() if k == key]
+    assert len(set(keys.values())) == len(keys)
+    # the same learning rate given explicitly is the same training
+    assert training_key(replace(base, lr=1e-3)) == key
+    # what only records or is only evaluated does not change the key
+    for same in (
+        replace(base, experiment="other", run_name="x", tags={"team": "nlp"}, progress=False),
+        replace(base, mixture=replace(spec, ood=()), log_checkpoint=True, checkpoint_every=0),
+        replace(base, mixture=replace(spec, temperature=3.0)),  # not temperature sampling
+    ):
+        assert training_key(same) == key

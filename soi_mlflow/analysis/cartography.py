@@ -169,3 +169,21 @@ def regions(frame: pd.DataFrame, thresholds: RegionThresholds = DEFAULT_THRESHOL
     return pd.Series(
         pd.Categorical(out, categories=["", *REGIONS]), index=frame.index, name="region"
     )
+
+
+def forgetting_rank(frame: pd.DataFrame) -> np.ndarray:
+    """Forgetting events as a score to rank examples by (higher: more forgettable).
+
+    An example observed often enough but never correct has no correct -> wrong
+    transition, so its count is 0; ranked by the count it would look like the most
+    stable example. Following Toneva et al. (2019), who count unlearned examples as
+    forgotten infinitely often, it scores ``inf``: above every learned example. An example
+    with too few observations (NaN ``correctness``) scores NaN, like its other cartography,
+    so it is ranked nowhere. Every ranking by forgetting (two-stage selection, the
+    forgetting detector) uses this; the ``forgetting_events`` column stays the plain count.
+    """
+    score = frame["forgetting_events"].to_numpy(dtype=float).copy()
+    correctness = frame["correctness"].to_numpy(dtype=float)
+    score[correctness == 0] = np.inf
+    score[np.isnan(correctness)] = np.nan
+    return score

@@ -7,7 +7,8 @@ Every detector gives each example a *suspicion* score (higher: more likely misla
   the largest other logit (Pleiss et al. 2020), from the trace's optional ``margin``
   column; for a two-class task without it, the margin is log(p / (1 - p)) exactly.
 - ``forgetting``: forgetting events (correct, then wrong); an example never learned counts
-  as forgotten more than any other, as Toneva et al. (2019) count it.
+  as forgotten infinitely often, as Toneva et al. (2019) count it
+  (:func:`cartography.forgetting_rank`).
 - ``soi_flag``: 1 for the SOI ``never_learned`` or ``forgotten``, else 0.
 - ``confident_learning``: filled by the benchmark from out-of-sample probabilities.
 
@@ -22,6 +23,7 @@ from collections.abc import Collection
 import numpy as np
 import pandas as pd
 
+from soi_mlflow.analysis.cartography import forgetting_rank
 from soi_mlflow.analysis.matrix import TraceMatrix
 from soi_mlflow.errors import SoiInputError
 
@@ -128,8 +130,7 @@ def detector_scores(
 
     tm = TraceMatrix.from_frame(trace)
     frame = soi_frame(tm, taxonomy)
-    forgetting = frame["forgetting_events"].to_numpy(dtype=float)
-    forgetting[frame["n_correct"].to_numpy() == 0] = tm.n_epochs  # more than any learned one
+    forgetting = forgetting_rank(frame)  # never learned: inf, above any learned example
     margins = aum_margins(trace, binary_tasks)
     aum = margins.groupby(trace["example_id"].to_numpy()).mean().reindex(tm.example_id)
     return pd.DataFrame(

@@ -116,6 +116,13 @@ def coverage_table(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def pooled_coverage(tables: Sequence[pd.DataFrame]) -> float:
+    """The share of the examples of ``tables`` (one per seed, pooled) that have a subset:
+    the compare summary's ``coverage_single`` / ``coverage_multi``."""
+    soi = pd.concat([t["soi"].astype(str) for t in tables], ignore_index=True)
+    return float((soi != TOO_FEW).mean()) if len(soi) else float("nan")
+
+
 def format_run_analysis(tables: Mapping[str, pd.DataFrame]) -> str:
     """What ``analyze --run-id`` prints: per split, the SOI shares and coverage per member."""
     lines = []
@@ -329,6 +336,8 @@ def compare(
         for subset in tax.subsets:
             summary.loc[member, f"{subset}_single"] = fractions[(member, "single")][subset]
             summary.loc[member, f"{subset}_multi"] = fractions[(member, "multi")][subset]
+        for setting, tables in (("single", single_tables), ("multi", multi_member)):
+            summary.loc[member, f"coverage_{setting}"] = pooled_coverage(tables)
     frac = pd.DataFrame(fractions).T
     frac.index = [f"{m} ({s})" for m, s in frac.index]
     figs["soi_single_vs_multi"] = figures.side_by_side(
@@ -383,7 +392,8 @@ def comparison_note(summary: pd.DataFrame, members: Sequence[str]) -> str:
     """Where to look on a comparison's parent run (Markdown)."""
     lines = [
         "- **`tables/summary.json`** (Artifacts): per member, test accuracy in-distribution "
-        "and OOD, single vs multi, and the SOI fractions; metrics `summary/mean/id_gain`, "
+        "and OOD, single vs multi, the SOI fractions and the coverage (share of examples "
+        "with a subset); metrics `summary/mean/id_gain`, "
         "`summary/mean/ood_gain` (multi minus single, mean over members)",
     ]
     for member in members:

@@ -89,14 +89,15 @@ def run_compare(
 
 def summary_rows(summary: pd.DataFrame) -> tuple[list[str], list[list]]:
     """The summary as a narrow table (columns, rows): one row per member and setting
-    with its test accuracy in-distribution and OOD and its training-set SOI fractions."""
+    with its test accuracy in-distribution and OOD, its training-set SOI fractions and
+    coverage (the share of its examples with a subset)."""
     subsets = list(
         dict.fromkeys(c.rsplit("_", 1)[0] for c in summary.columns if c.endswith("_single"))
     )
     subsets = [s for s in subsets if s not in ("id", "ood")]
     has_ood = "ood_single" in summary.columns
     columns = ["member", "run", "ID\nacc", *(["OOD\nacc"] if has_ood else [])]
-    columns += [s.replace("_", "\n") for s in subsets]
+    columns += ["cover-\nage" if s == "coverage" else s.replace("_", "\n") for s in subsets]
     rows = []
     for member, row in summary.iterrows():
         for setting in ("single", "multi"):

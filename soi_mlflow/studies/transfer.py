@@ -15,22 +15,10 @@ from soi_mlflow.seeds import check_seed
 from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.tracking.run import RunHandle, soi_tags
 from soi_mlflow.tracking.search import search_all
-from soi_mlflow.training import TrainConfig, run_params, train, validate_config
+from soi_mlflow.training import TrainConfig, train, validate_config
+from soi_mlflow.training_key import TRAINING_KEY_TAG, training_key
 
 MODES = ("joint", "sequential")
-# Params that must match for a finished run to stand in for a run the study needs.
-MATCHING_PARAMS = (
-    "suite",
-    "epochs",
-    "model",
-    "max_examples",
-    "data_seed",
-    "sampling",
-    "batch_size",
-    "max_length",
-    "lr",
-    "capture",
-)
 
 
 @dataclass
@@ -69,21 +57,20 @@ class TransferSettings:
 
 
 class _Runner:
-    """Finds a matching finished run (with ``reuse``) or trains one."""
+    """Finds a finished run with the same training key (with ``reuse``) or trains one."""
 
     def __init__(self, base: TrainConfig, parent: RunHandle, reuse: bool) -> None:
         self.base, self.parent, self.reuse = base, parent, reuse
-        self.params = {
-            k: str(v) for k, v in run_params(base).items() if k in MATCHING_PARAMS and v is not None
-        }
         self.trained = self.reused = 0
         self.total = 0  # runs this study needs, for the progress lines
         self.example_passes = 0  # training example-passes of the runs trained here
 
-    def find(
-        self, members: tuple[str, ...], seed: int, sequence: str | None, checkpoint: bool
-    ) -> str | None:
-        tags = soi_tags(axis=self.base.mixture.axis, members=list(members), seed=seed, stage=1)
+    def find(self, config: TrainConfig, sequence: str | None, checkpoint: bool) -> str | None:
+        """A finished run of the experiment whose full training settings equal
+        ``config``'s (its ``soi.training_key``, see ``training_key.py``)."""
+        spec = config.mixture
+        tags = soi_tags(axis=spec.axis, members=list(spec.members), seed=config.seed, stage=1)
+        tags[TRAINING_KEY_TAG] = training_key(config)
         for run in search_all(
             self.parent.client, [self.parent.experiment_id], "attributes.status = 'FINISHED'", tags
         ):
@@ -91,8 +78,6 @@ class _Runner:
                 run.data.tags.get("soi.sequence") != sequence
                 or run.data.tags.get("soi.study") == "transfer"
             ):
-                continue
-            if any(run.data.params.get(k) != v for k, v in self.params.items()):
                 continue
             if checkpoint and not self.parent.client.list_artifacts(run.info.run_id, "checkpoint"):
                 continue
@@ -109,13 +94,6 @@ class _Runner:
     ) -> str:
         k = self.trained + self.reused + 1
         what = f"{sequence or '+'.join(members)} seed {seed}"
-        if self.reuse:
-            found = self.find(members, seed, sequence, checkpoint)
-            if found:
-                self.reused += 1
-                step(k, self.total, f"{what}: reusing run {found}")
-                return found
-        step(k, self.total, what)
         tags = {**self.base.tags, "soi.study_run": self.parent.run_id}
         if sequence:
             tags["soi.sequence"] = sequence
@@ -129,6 +107,13 @@ class _Runner:
             log_checkpoint=checkpoint,
             run_name=None,
         )
+        if self.reuse:
+            found = self.find(config, sequence, checkpoint)
+            if found:
+                self.reused += 1
+                step(k, self.total, f"{what}: reusing run {found}")
+                return found
+        step(k, self.total, what)
         from soi_mlflow.data.mixture import Mixture
 
         self.trained += 1

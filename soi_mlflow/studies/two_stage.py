@@ -8,26 +8,29 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from soi_mlflow.analysis.cartography import REGIONS, regions
-from soi_mlflow.analysis.soi import DEFAULT
+from soi_mlflow.analysis.cartography import REGIONS, forgetting_rank, regions
+from soi_mlflow.analysis.soi import Taxonomy, get_taxonomy
 from soi_mlflow.console import step
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.training import TrainConfig, train, validate_config
 
 METRICS = ("confidence", "variability", "correctness", "forgetting_events")
+TIE_STREAM = 0x71E5  # the random stream that breaks ties in a top/bottom selection
+CONTROL_STREAM = 0x2517  # the random stream of the control's subset
 
 
 @dataclass(frozen=True)
 class Selection:
-    """Which stage-1 training examples stage 2 trains on: SOI names, a region, or the
-    top (or bottom) fraction by a cartography metric."""
+    """Which stage-1 training examples stage 2 trains on: subsets of a registered SOI
+    taxonomy, a region, or the top (or bottom) fraction by a cartography metric."""
 
     subsets: tuple[str, ...] = ()
     region: str | None = None
     metric: str | None = None
     fraction: float | None = None
     highest: bool = True
+    taxonomy: str | Taxonomy = "default"
 
     def validate(self) -> None:
         kinds = sum([bool(self.subsets), self.region is not None, self.metric is not None])
@@ -35,8 +38,9 @@ class Selection:
             raise SoiInputError(
                 "give exactly one stage-2 selection: subsets, a region, or a top fraction"
             )
+        tax = get_taxonomy(self.taxonomy)
         if self.subsets:
-            DEFAULT.resolve(list(self.subsets))
+            tax.resolve(list(self.subsets))
         if self.region is not None and self.region not in REGIONS:
             raise SoiInputError(f"unknown region {self.region!r}; regions: {', '.join(REGIONS)}")
         if self.metric is not None:
@@ -49,21 +53,35 @@ class Selection:
 
     def describe(self) -> str:
         if self.subsets:
-            return "subsets:" + ",".join(self.subsets)
+            name = get_taxonomy(self.taxonomy).name
+            return "subsets:" + ",".join(self.subsets) + ("" if name == "default" else f"@{name}")
         if self.region is not None:
             return f"region:{self.region}"
         return f"{'top' if self.highest else 'bottom'}:{self.metric}:{self.fraction}"
 
-    def select(self, table: pd.DataFrame) -> np.ndarray:
-        """The selected example ids of a stage-1 SOI table."""
+    def select(self, table: pd.DataFrame, seed: int = 0) -> np.ndarray:
+        """The selected example ids of a stage-1 SOI table (computed with this
+        selection's taxonomy). A top/bottom fraction ranks the examples that have the
+        metric (too few observed epochs: NaN, not ranked) and breaks ties by a random
+        draw seeded by ``seed``, so tied examples of every member are equally likely."""
         if self.subsets:
-            keep = table["soi"].astype(str).isin(DEFAULT.resolve(list(self.subsets)))
+            names = get_taxonomy(self.taxonomy).resolve(list(self.subsets))
+            keep = table["soi"].astype(str).isin(names)
             return table.loc[keep, "example_id"].to_numpy()
         if self.region is not None:
             return table.loc[regions(table).astype(str) == self.region, "example_id"].to_numpy()
-        k = max(1, int(round(self.fraction * len(table))))
-        order = table.sort_values([self.metric, "example_id"], ascending=[not self.highest, True])
-        return order["example_id"].to_numpy()[:k]
+        ranked = table.sort_values("example_id")  # the draw must not depend on row order
+        values = (
+            forgetting_rank(ranked)
+            if self.metric == "forgetting_events"
+            else ranked[self.metric].to_numpy(dtype=float)
+        )
+        has = ~np.isnan(values)
+        ids, values = ranked["example_id"].to_numpy()[has], values[has]
+        k = max(1, int(round(self.fraction * len(ids)))) if len(ids) else 0
+        ties = np.random.default_rng([seed, TIE_STREAM]).random(len(ids))
+        order = np.lexsort((ties, -values if self.highest else values))
+        return ids[order[:k]]
 
 
 def parse_top(value: str) -> tuple[str, float]:
@@ -96,12 +114,21 @@ class TwoStageSettings:
     """use this finished run (with a checkpoint) as stage 1 instead of training one"""
     stage1_model: str | None = None
     """start stage 2 from this logged or registered model (models:/NAME/VERSION, runs:/ID/model)"""
+    taxonomy: str = "default"
+    """a registered SOI taxonomy: stage 1's SOI and the names in --stage2-subsets"""
 
     def selection(self) -> Selection:
         if self.stage2_top or self.stage2_bottom:
             metric, fraction = parse_top(self.stage2_top or self.stage2_bottom or "")
-            return Selection(metric=metric, fraction=fraction, highest=bool(self.stage2_top))
-        return Selection(subsets=tuple(self.stage2_subsets), region=self.stage2_region)
+            return Selection(
+                metric=metric,
+                fraction=fraction,
+                highest=bool(self.stage2_top),
+                taxonomy=self.taxonomy,
+            )
+        return Selection(
+            subsets=tuple(self.stage2_subsets), region=self.stage2_region, taxonomy=self.taxonomy
+        )
 
 
 @dataclass
@@ -206,7 +233,11 @@ def run_two_stage(
         base,
         "two_stage",
         f"two-stage-{'+'.join(spec.members)}",
-        {"stage2_epochs": stage2_epochs, "selection": selection.describe()},
+        {
+            "stage2_epochs": stage2_epochs,
+            "selection": selection.describe(),
+            "taxonomy": get_taxonomy(selection.taxonomy).name,
+        },
         members=list(spec.members),
         ood=list(spec.ood) or None,
         selection=selection.describe(),
@@ -226,14 +257,16 @@ def run_two_stage(
             )
             stage1_run_id = stage1.run_id
         init_from = stage1_model or str(cache_for(parent.tracking_uri).checkpoint(stage1_run_id))
-        table = soi_table(stage1_run_id, tracking_uri=parent.tracking_uri)
-        chosen = selection.select(table)
+        table = soi_table(
+            stage1_run_id, taxonomy=selection.taxonomy, tracking_uri=parent.tracking_uri
+        )
+        chosen = selection.select(table, base.seed)
         if len(chosen) == 0:
             raise SoiInputError(
                 f"the stage-2 selection {selection.describe()} matches no training example of "
                 f"stage-1 run {stage1_run_id}; no stage-2 training was started"
             )
-        rng = np.random.default_rng([base.seed, 0x2517])
+        rng = np.random.default_rng([base.seed, CONTROL_STREAM])
         control_ids = rng.choice(table["example_id"].to_numpy(), size=len(chosen), replace=False)
         results = {}
         for k, (label, ids) in enumerate((("stage2", chosen), ("control", control_ids)), 2):
