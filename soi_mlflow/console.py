@@ -86,6 +86,19 @@ def _cell(value: Any, digits: int) -> str:
     return str(value)
 
 
+def _header(name: str, width: int = 10) -> str:
+    """A long snake_case column name over lines broken after its underscores, so that a
+    narrow table wraps ``always_correct`` as ``always_`` / ``correct``, not mid-word."""
+    if len(name) <= width or "_" not in name:
+        return name
+    lines = [""]
+    for part in name.replace("_", "_\n").split("\n"):
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(lines)
+
+
 def print_table(
     rows: Iterable[Sequence[Any]],
     columns: Sequence[str],
@@ -103,8 +116,10 @@ def print_table(
         show_edge=False,
         collapse_padding=True,
     )
+    wrap = sum(len(str(name)) + 2 for name in columns) > WIDTH  # headers would not fit
     for i, name in enumerate(columns):
-        table.add_column(name, justify="left" if i == 0 else "right", overflow="fold")
+        header = _header(str(name)) if wrap and i > 0 else name
+        table.add_column(header, justify="left" if i == 0 else "right", overflow="fold")
     for row in rows:
         table.add_row(*(_cell(v, digits) for v in row))
     # title and caption as lines of their own: rich would wrap them to the table's width
