@@ -69,7 +69,7 @@ class ArtifactCache:
             local.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(dir=local.parent, prefix=".fetch-"))
             try:
-                with _quiet_downloads():
+                with quiet_downloads():
                     fetched = Path(self.client.download_artifacts(run_id, path, str(staging)))
                 for a in missing:
                     os.replace(fetched / Path(a.path).name, local / Path(a.path).name)
@@ -93,7 +93,7 @@ class ArtifactCache:
         local.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=local.parent, prefix=".fetch-"))
         try:
-            with _quiet_downloads():
+            with quiet_downloads():
                 fetched = self.client.download_artifacts(run_id, path, str(staging))
             os.replace(fetched, local)
             self.downloads += 1
@@ -103,8 +103,9 @@ class ArtifactCache:
 
 
 @contextmanager
-def _quiet_downloads() -> Iterator[None]:
-    """No MLflow progress bar for the many small downloads of an analysis."""
+def quiet_downloads() -> Iterator[None]:
+    """No MLflow download progress bars (the many small downloads of an analysis, a
+    model being checked and read back)."""
     name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
     saved = os.environ.get(name)
     os.environ[name] = "false"

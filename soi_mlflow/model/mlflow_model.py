@@ -13,13 +13,13 @@ several task heads, and the ``pytorch`` flavour pickles the whole module.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from soi_mlflow.analysis.store import quiet_downloads
 from soi_mlflow.errors import SoiInputError
 
 MODEL_NAME = "model"  # runs:/<run_id>/model
@@ -119,21 +119,6 @@ def requirements() -> list[str]:
     ]
 
 
-@contextmanager
-def _quiet() -> Iterator[None]:
-    """No MLflow download bars while the model is checked and read back."""
-    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-    saved = os.environ.get(name)
-    os.environ[name] = "false"
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = saved
-
-
 def log_model(
     tracking_uri: str,
     run_id: str,
@@ -158,7 +143,7 @@ def log_model(
     logged = client.create_logged_model(
         run.info.experiment_id, MODEL_NAME, run_id, params=dict(run.data.params)
     )
-    with using_tracking_uri(tracking_uri), _quiet():
+    with using_tracking_uri(tracking_uri), quiet_downloads():
         # Model.log is what mlflow.pyfunc.log_model calls; it takes the run id (no active run)
         info = Model.log(
             artifact_path=None,
@@ -184,7 +169,7 @@ def model_checkpoint(uri: str, tracking_uri: str) -> Iterator[Path]:
     import mlflow
 
     with tempfile.TemporaryDirectory(prefix="soi-model-") as tmp:
-        with using_tracking_uri(tracking_uri), _quiet():
+        with using_tracking_uri(tracking_uri), quiet_downloads():
             try:
                 local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
             except Exception as exc:
