@@ -18,7 +18,6 @@ from soi_mlflow.data.batching import Collator, loader_view
 from soi_mlflow.data.mixture import Mixture
 from soi_mlflow.data.tokenize import tokenize
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.model.mlflow_model import using_tracking_uri
 from soi_mlflow.studies.two_stage import Selection, run_two_stage
 from soi_mlflow.training import TrainConfig, build_model, train
 
@@ -45,6 +44,13 @@ def stage1(tmp_path_factory):
         yield uri, result
 
 
+def _load(model_uri: str, tracking_uri: str):
+    """Load a pyfunc model as a user who names the store by the environment variable does."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+        return mlflow.pyfunc.load_model(model_uri)
+
+
 def _inputs(examples):
     frame = examples[["text", "text_pair"]].copy()
     frame["task"] = examples["member"].astype(str)  # on the task axis, member = task
@@ -56,10 +62,11 @@ def test_the_logged_model_predicts_what_training_recorded(stage1, monkeypatch) -
     monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")  # pickle refused
     examples = load_examples(uri, result.run_id, "validation")
     trace, _ = load_trace(uri, result.run_id, "traces/validation/epoch=000.parquet")
-    with using_tracking_uri(uri):
-        model = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model")
-        out = model.predict(_inputs(examples))
-        registered = mlflow.pyfunc.load_model(f"models:/{NAME}/1").predict(_inputs(examples))
+    model = _load(f"runs:/{result.run_id}/model", uri)
+    out = model.predict(_inputs(examples))
+    registered = _load(f"models:/{NAME}/1", uri).predict(
+        _inputs(examples)
+    )
     assert len(out) == len(examples) == len(trace) == 40
     assert set(examples["text_pair"].dropna()) and examples["text_pair"].isna().any()
     # the final epoch's evaluation pass ran on the final weights: same predictions
@@ -84,8 +91,7 @@ def test_the_logged_model_gives_the_training_modules_logits(stage1) -> None:
     config = _config(uri)
     mixture = Mixture(config.mixture)
     _, tokenizer = build_model(replace(config, init_from=f"runs:/{result.run_id}/model"), mixture)
-    with using_tracking_uri(uri):
-        model = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model")
+    model = _load(f"runs:/{result.run_id}/model", uri)
     module = result.module.eval()
     for member in config.mixture.members:
         rows = mixture.eval_set("validation", member)
@@ -105,7 +111,9 @@ def test_the_model_is_code_and_safetensors_with_a_signature(stage1) -> None:
     client = MlflowClient(uri)
     version = client.get_model_version(NAME, "1")
     assert version.run_id == result.run_id and version.status == "READY"
-    with using_tracking_uri(uri):
+    # MLflow resolves runs:/.../model and models:/ through the global URI only
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
         info = mlflow.models.get_model_info(f"models:/{NAME}/1")
         files = mlflow.artifacts.list_artifacts(f"runs:/{result.run_id}/model")
         weights = mlflow.artifacts.list_artifacts(

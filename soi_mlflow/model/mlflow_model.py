@@ -16,11 +16,13 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from soi_mlflow.analysis.store import quiet_downloads
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.search import quote_value
 
 MODEL_NAME = "model"  # runs:/<run_id>/model
 CHECKPOINT_ARTIFACT = "checkpoint"
@@ -29,7 +31,19 @@ if TYPE_CHECKING:
     import pandas as pd
 
 URI_SCHEMES = ("models:/", "runs:/")
+FLAVOR = "pyfunc.ModelFromCode"
 REQUIREMENTS = ("mlflow", "torch", "transformers", "safetensors", "pandas")
+
+
+@dataclass(frozen=True)
+class LoggedModelInfo:
+    """Where a logged model is: ``model_uri`` (``models:/m-...``), and the version it was
+    registered as, if it was."""
+
+    model_uri: str
+    model_id: str
+    run_id: str
+    registered_model_version: str | None = None
 
 
 def is_model_uri(value: str | None) -> bool:
@@ -58,13 +72,15 @@ def check_registered_name(name: str) -> None:
         )
 
 
-@contextmanager
-def using_tracking_uri(uri: str) -> Iterator[None]:
-    """MLflow's model functions read the global tracking URI; set it for this block only."""
-    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+def registry_uri_for(tracking_uri: str) -> str:
+    """The model registry that goes with ``tracking_uri``: the one the user set
+    (``MLFLOW_REGISTRY_URI`` or ``mlflow.set_registry_uri``), else the tracking store itself.
 
-    with _use_tracking_uri(uri):
-        yield
+    Read through MLflow's public getters only; nothing global is set."""
+    import mlflow
+
+    registry = mlflow.get_registry_uri()
+    return tracking_uri if registry == mlflow.get_tracking_uri() else registry
 
 
 def signature() -> Any:
@@ -126,41 +142,177 @@ def log_model(
     example: pd.DataFrame,
     register_as: str | None = None,
     step: int = 0,
-) -> Any:
+) -> LoggedModelInfo:
     """Log ``checkpoint`` as the run's MLflow Model; register it as ``register_as`` if given.
     ``step`` (the last epoch) picks the run's metrics MLflow links to the model.
 
-    Returns MLflow's ``ModelInfo`` (``registered_model_version`` set when registered)."""
+    Everything goes through ``MlflowClient(tracking_uri)``: the model is saved locally with
+    ``mlflow.pyfunc.save_model`` and uploaded as a logged model of the run's experiment.
+    ``mlflow.pyfunc.log_model``/``Model.log`` would read MLflow's global tracking URI, and
+    setting that for a block unsets ``MLFLOW_TRACKING_URI`` on exit (STACK-NOTES)."""
     import mlflow
     from mlflow import MlflowClient
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
     from mlflow.models import Model
 
     client = MlflowClient(tracking_uri)
     run = client.get_run(run_id)
-    # created here, in the run's experiment: with a run id but no active run, MLflow 3.17
-    # would put the logged model in the active (default) experiment, where runs:/ URIs
-    # and registration do not find it
     logged = client.create_logged_model(
-        run.info.experiment_id, MODEL_NAME, run_id, params=dict(run.data.params)
+        run.info.experiment_id,
+        MODEL_NAME,
+        run_id,
+        tags={"mlflow.modelFlavor": FLAVOR},  # what Model.log records, for MLflow's UI
+        params={k: str(v) for k, v in run.data.params.items()},
     )
-    with using_tracking_uri(tracking_uri), quiet_downloads():
-        # Model.log is what mlflow.pyfunc.log_model calls; it takes the run id (no active run)
-        info = Model.log(
-            artifact_path=None,
-            name=MODEL_NAME,
-            model_id=logged.model_id,
-            flavor=mlflow.pyfunc,
-            flavor_name="pyfunc.ModelFromCode",
-            python_model=str(CODE_FILE),
-            artifacts={CHECKPOINT_ARTIFACT: str(checkpoint)},
-            signature=signature(),
-            input_example=example,
-            pip_requirements=requirements(),
-            run_id=run_id,
-            registered_model_name=register_as,
-            step=step,
+    try:
+        client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=step)])
+        _link_step_metrics(client, run_id, logged.model_id, step)
+        with tempfile.TemporaryDirectory(prefix="soi-model-") as tmp, quiet_downloads():
+            local = Path(tmp) / MODEL_NAME
+            meta = Model(
+                artifact_path=logged.artifact_location,
+                model_uuid=logged.model_id,
+                run_id=run_id,
+                model_id=logged.model_id,
+            )
+            mlflow.pyfunc.save_model(
+                path=str(local),
+                python_model=str(CODE_FILE),
+                artifacts={CHECKPOINT_ARTIFACT: str(checkpoint)},
+                signature=signature(),
+                input_example=example,
+                pip_requirements=requirements(),
+                mlflow_model=meta,
+            )
+            client.log_model_artifacts(logged.model_id, str(local))
+    except BaseException:
+        client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+        raise
+    client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+    version = None
+    if register_as is not None:
+        version = register_model(
+            tracking_uri, register_as, logged.model_id, logged.artifact_location, run_id
         )
-    return info
+    return LoggedModelInfo(f"models:/{logged.model_id}", logged.model_id, run_id, version)
+
+
+def _link_step_metrics(client: Any, run_id: str, model_id: str, step: int) -> None:
+    """Link the run's metrics at ``step`` to the model, as ``Model.log`` does, so the
+    model's page in the UI shows them."""
+    from mlflow.entities import Metric
+
+    metrics = []
+    for key in client.get_run(run_id).data.metrics:
+        metrics += [
+            Metric(m.key, m.value, m.timestamp, m.step, model_id=model_id, run_id=run_id)
+            for m in client.get_metric_history(run_id, key)
+            if m.step == step and m.model_id is None
+        ]
+    if metrics:
+        client.log_batch(run_id, metrics=metrics)
+
+
+def register_model(
+    tracking_uri: str, name: str, model_id: str, location: str, run_id: str
+) -> str:
+    """Register logged model ``model_id`` (stored at ``location``) under ``name`` (created
+    if new); returns its version.
+
+    The source is the model's storage location, which is what MLflow stores for a
+    ``models:/m-...`` source: given that URI, MLflow 3.17's SQL registry looks the logged
+    model up through the *global* tracking URI (a TODO in its ``create_model_version``),
+    not this client's store."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    registry = MlflowClient(tracking_uri, registry_uri=registry_uri_for(tracking_uri))
+    try:
+        registry.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    version = registry.create_model_version(
+        name, source=location, run_id=run_id, model_id=model_id
+    )
+    return str(version.version)
+
+
+@dataclass(frozen=True)
+class ModelLocation:
+    """Where a model URI points: its files (an artifact URI) and the run that logged it."""
+
+    artifact_uri: str
+    run_id: str | None
+
+
+def locate_model(uri: str, tracking_uri: str) -> ModelLocation:
+    """Resolve ``runs:/ID/NAME``, ``models:/NAME/VERSION``, ``models:/NAME@ALIAS``,
+    ``models:/NAME/latest`` or ``models:/m-...`` through ``MlflowClient`` (no download).
+
+    MLflow's own ``models:/`` resolution (``ModelsArtifactRepository``) reads the global
+    tracking and registry URIs whatever it is given, so it would look in the wrong store
+    when the user's store is named only here or by ``MLFLOW_TRACKING_URI``."""
+    from mlflow import MlflowClient
+
+    check_model_uri(uri)
+    client = MlflowClient(tracking_uri, registry_uri=registry_uri_for(tracking_uri))
+    try:
+        return _locate(client, uri)
+    except SoiInputError:
+        raise
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SoiInputError(f"cannot find model {uri!r} in {tracking_uri}: {first}") from None
+
+
+def _locate(client: Any, uri: str) -> ModelLocation:
+    body = uri.split(":/", 1)[1].strip("/")
+    if uri.startswith("runs:/"):
+        run_id, _, path = body.partition("/")
+        run = client.get_run(run_id)  # raises when the run does not exist
+        name, _, rest = path.partition("/")
+        logged = _logged_model_of_run(client, run.info.experiment_id, run_id, name)
+        if logged is None:  # a model logged as plain run artifacts
+            return ModelLocation(f"{run.info.artifact_uri.rstrip('/')}/{path}", run_id)
+        return ModelLocation(_join(logged.artifact_location, rest), run_id)
+    name, _, rest = body.partition("/")
+    if "@" in name and not rest:
+        name, alias = name.split("@", 1)
+        version = client.get_model_version_by_alias(name, alias)
+    elif rest:
+        number = rest.split("/", 1)[0]
+        if number.lower() == "latest":
+            operator, literal = quote_value(name)
+            found = client.search_model_versions(f"name {operator} {literal}")
+            versions = [v for v in found if v.name == name]  # LIKE may match more
+            if not versions:
+                raise SoiInputError(f"registered model {name!r} has no versions")
+            version = max(versions, key=lambda v: int(v.version))
+        else:
+            version = client.get_model_version(name, number)
+    else:  # models:/m-<id>: a logged model
+        logged = client.get_logged_model(name)
+        return ModelLocation(logged.artifact_location, logged.source_run_id)
+    location = client.get_model_version_download_uri(version.name, version.version)
+    return ModelLocation(location, version.run_id)
+
+
+def _logged_model_of_run(client: Any, experiment_id: str, run_id: str, name: str) -> Any:
+    """The newest logged model called ``name`` that ``run_id`` logged, or None."""
+    operator, literal = quote_value(name)
+    found = [
+        m
+        for m in client.search_logged_models(
+            experiment_ids=[experiment_id], filter_string=f"name {operator} {literal}"
+        )
+        if m.source_run_id == run_id and m.name == name
+    ]
+    return max(found, key=lambda m: m.creation_timestamp, default=None)
+
+
+def _join(base: str, rest: str) -> str:
+    return f"{base.rstrip('/')}/{rest}" if rest else base
 
 
 @contextmanager
@@ -168,30 +320,33 @@ def model_checkpoint(uri: str, tracking_uri: str) -> Iterator[Path]:
     """A local copy of a model's checkpoint folder (removed after the block)."""
     import mlflow
 
+    where = locate_model(uri, tracking_uri)
     with tempfile.TemporaryDirectory(prefix="soi-model-") as tmp:
-        with using_tracking_uri(tracking_uri), quiet_downloads():
+        with quiet_downloads():
             try:
-                local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+                local = Path(
+                    mlflow.artifacts.download_artifacts(
+                        artifact_uri=_join(where.artifact_uri, f"artifacts/{CHECKPOINT_ARTIFACT}"),
+                        dst_path=tmp,
+                        tracking_uri=tracking_uri,
+                    )
+                )
             except Exception as exc:
-                raise SoiInputError(f"init-from: cannot load model {uri!r}: {exc}") from None
-        folder = local / "artifacts" / CHECKPOINT_ARTIFACT
-        if not (folder / "tasks.json").is_file():
+                raise SoiInputError(
+                    f"init-from: {uri!r} is not a soi-mlflow model (no {CHECKPOINT_ARTIFACT} "
+                    f"artifact with tasks.json): {str(exc).splitlines()[0][:200]}"
+                ) from None
+        if not (local / "tasks.json").is_file():
             raise SoiInputError(
                 f"init-from: {uri!r} is not a soi-mlflow model (no {CHECKPOINT_ARTIFACT} "
                 "artifact with tasks.json)"
             )
-        yield folder
+        yield local
 
 
 def model_run_id(uri: str, tracking_uri: str) -> str:
-    """The run a model was logged from (reads only the model's MLmodel file)."""
-    import mlflow
-
-    with using_tracking_uri(tracking_uri):
-        try:
-            info = mlflow.models.get_model_info(uri)
-        except Exception as exc:
-            raise SoiInputError(f"cannot find model {uri!r} in {tracking_uri}: {exc}") from None
-    if not info.run_id:
+    """The run a model was logged from (asks the stores; downloads nothing)."""
+    run_id = locate_model(uri, tracking_uri).run_id
+    if not run_id:
         raise SoiInputError(f"model {uri!r} was not logged from a run; stage 2 needs its traces")
-    return info.run_id
+    return run_id
