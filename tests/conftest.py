@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 
@@ -12,24 +17,51 @@ def _isolated_cache(
     monkeypatch.setenv("SOI_MLFLOW_CACHE", str(tmp_path_factory.getbasetemp() / "soi-cache"))
 
 
+def separate_store(folder: Path, mp: pytest.MonkeyPatch) -> Iterator[str]:
+    """A SQLite store in ``folder/store`` while the working directory is ``folder/work``.
+
+    The store never coincides with MLflow's default (``./mlflow.db``), so code that loses
+    the URI it was given fails here as it does for users; a ``mlflow.db`` that appears in
+    the working directory fails the test. Artifacts of new experiments land in
+    ``folder/work/mlruns`` (MLflow's convention for SQLite stores)."""
+    work, db = folder / "work", folder / "store"
+    work.mkdir()
+    db.mkdir()
+    mp.chdir(work)
+    mp.delenv("MLFLOW_RUN_ID", raising=False)
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield f"sqlite:///{db}/mlflow.db"
+    stray = work / "mlflow.db"
+    assert not stray.exists(), f"a stray {stray} appeared: something used MLflow's default"
+
+
+@pytest.fixture(autouse=True)
+def _process_state_restored() -> Iterator[None]:
+    """Tests that act as a user's script (``mlflow.set_tracking_uri``, ``start_run``)
+    change MLflow's globals and the environment: put both back after each test, so no
+    test runs on another's leftovers."""
+    env = dict(os.environ)
+    yield
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None:
+        while mlflow.active_run():
+            mlflow.end_run()
+        mlflow.set_tracking_uri(None)
+    os.environ.clear()
+    os.environ.update(env)
+
+
 @pytest.fixture
-def store(tmp_path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh SQLite tracking store; artifacts land under the test's own folder."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return f"sqlite:///{tmp_path}/mlflow.db"
+def store(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh SQLite tracking store, outside the working directory (see separate_store)."""
+    yield from separate_store(tmp_path, monkeypatch)
 
 
 @pytest.fixture(scope="module")
-def module_store(tmp_path_factory: pytest.TempPathFactory):
+def module_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One SQLite tracking store for a whole test module (creating one costs ~3 s)."""
-    folder = tmp_path_factory.mktemp("store")
     with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(folder)
-        mp.delenv("MLFLOW_RUN_ID", raising=False)
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        yield f"sqlite:///{folder}/mlflow.db"
+        yield from separate_store(tmp_path_factory.mktemp("store"), mp)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -45,12 +45,12 @@ def load_examples(uri: str, run_id: str, split: str) -> pd.DataFrame:
 
 @contextmanager
 def scratch_store(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[str]:
-    """A module-wide SQLite store in its own folder (artifacts land there too)."""
-    folder = tmp_path_factory.mktemp(name)
+    """A module-wide SQLite store in its own folder, outside the working directory
+    (``conftest.separate_store``)."""
+    from conftest import separate_store
+
     with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(folder)
-        mp.delenv("MLFLOW_RUN_ID", raising=False)
-        yield f"sqlite:///{folder}/mlflow.db"
+        yield from separate_store(tmp_path_factory.mktemp(name), mp)
 
 
 def small_config(
