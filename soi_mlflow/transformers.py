@@ -89,6 +89,7 @@ class TraceCallback(TrainerCallback):
         self._train_rows = 0
         self._unlabelled: set[str] = set()
         self._started_run = False
+        self._client_run = False  # the run was opened through a client, not as active run
         self._checked_first_step = False
         self._model: Any = None
         # seconds of the recorders' own work (calls and background writer); bench/ reads it
@@ -97,15 +98,29 @@ class TraceCallback(TrainerCallback):
     # -- the run and its recorders -------------------------------------------------------
     def _resolve_run(self) -> str:
         """The given run, else the active run (the one MLflowCallback opened), else a new
-        active run, which MLflowCallback then also logs into and this callback ends."""
+        active run, which MLflowCallback then also logs into and this callback ends.
+
+        With a ``tracking_uri`` other than MLflow's current one, the new run is opened in
+        that store through a client (MLflow's global URI is never changed) and ended here;
+        transformers' MLflowCallback, if on, keeps logging to its own store."""
         if self.run_id is None:
             import mlflow
 
+            fluent = mlflow.get_tracking_uri()
             active = mlflow.active_run()
+            if self.tracking_uri and self.tracking_uri != fluent:
+                from mlflow import MlflowClient
+
+                from soi_mlflow.tracking.run import create_run
+
+                self.run_id = create_run(MlflowClient(self.tracking_uri), prefix="trainer")
+                self._started_run = True
+                self._client_run = True
+                return self.run_id
             if active is None:
-                if self.tracking_uri:
-                    mlflow.set_tracking_uri(self.tracking_uri)
-                active = mlflow.start_run()
+                from soi_mlflow.tracking.run import fresh_run_name
+
+                active = mlflow.start_run(run_name=fresh_run_name("trainer"))
                 self._started_run = True
             self.run_id = active.info.run_id
         return self.run_id
@@ -169,13 +184,17 @@ class TraceCallback(TrainerCallback):
                     for key in self.cost:
                         self.cost[key] += rec.cost[key]
         finally:
-            if self._started_run:
+            if self._started_run and self._client_run:
+                from mlflow import MlflowClient
+
+                MlflowClient(self.tracking_uri).set_terminated(self.run_id, status)
+            elif self._started_run:
                 import mlflow
 
                 active = mlflow.active_run()
                 if active is not None and active.info.run_id == self.run_id:
                     mlflow.end_run(status)
-                self._started_run = False
+            self._started_run = self._client_run = False
 
     # -- called by TraceMixin -----------------------------------------------------------
     def observe(self, training: bool, ids: Any, outputs: Any, labels: Any, member: Any) -> None:
@@ -359,3 +378,4 @@ class TraceMixin:
 
 class TracingTrainer(TraceMixin, Trainer):
     """``transformers.Trainer`` with per-example traces (see :class:`TraceMixin`)."""
+

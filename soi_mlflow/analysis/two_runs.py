@@ -181,7 +181,8 @@ def _new_run(client: Any, run_a: str, run_b: Any, label_a: str, label_b: str, sp
         "soi.compare.run_a": run_a,
         "soi.compare.run_b": run_b.info.run_id,
     }
-    return client.create_run(run_b.info.experiment_id, tags=tags).info.run_id
+    name = tags["mlflow.runName"]  # given, so MLflow draws no random name
+    return client.create_run(run_b.info.experiment_id, run_name=name, tags=tags).info.run_id
 
 
 def run_compare_runs(options: CompareRunsOptions) -> RunComparison:

@@ -41,6 +41,7 @@ import numpy as np
 
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.health import HEARTBEAT_TAG, check_tracking, end_status
+from soi_mlflow.tracking.run import create_run
 from soi_mlflow.tracking.spool import SendResult, Spool, report_incomplete
 from soi_mlflow.tracking.trace_format import CAPTURE_MODES, SCHEMA_VERSION, build_table, write_trace
 from soi_mlflow.tracking.trace_rows import (
@@ -230,7 +231,7 @@ class TraceRecorder:
             if active is not None and self._tracking_uri == fluent_uri:
                 self._run_id = active.info.run_id
             else:
-                self._run_id = self._create_run()
+                self._run_id = create_run(self._client, self._experiment)
                 self._started_run = True
         else:
             self._check_run()
@@ -246,21 +247,6 @@ class TraceRecorder:
         self._spool = Spool(self._run_id, self._tracking_uri)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="soi-trace")
         self._submit(self._send)  # a resumed run may have entries waiting from before
-
-    def _create_run(self) -> str:
-        """A new run in ``experiment`` (else MLflow's environment variables, else the
-        default experiment) of this recorder's tracking store."""
-        import os
-
-        from soi_mlflow.tracking.run import ensure_experiment
-
-        name = self._experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME")
-        experiment_id = (
-            ensure_experiment(self._client, name)
-            if name
-            else os.environ.get("MLFLOW_EXPERIMENT_ID", "0")
-        )
-        return self._client.create_run(experiment_id).info.run_id
 
     def _check_run(self) -> None:
         """A given run id must name a live run of this store; say which store otherwise."""

@@ -181,3 +181,24 @@ def ensure_experiment(client: Any, name: str) -> str:
         if found is None:
             raise
         return found.experiment_id
+
+
+def create_run(client: Any, experiment: str | None = None, prefix: str = "traced") -> str:
+    """A new run of ``client``'s store in ``experiment`` (else ``MLFLOW_EXPERIMENT_NAME``,
+    else ``MLFLOW_EXPERIMENT_ID``, else the default experiment), as MLflow's own
+    integrations pick it; MLflow's active run and global URI are not touched. Named by
+    :func:`fresh_run_name`."""
+    name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME")
+    experiment_id = (
+        ensure_experiment(client, name) if name else os.environ.get("MLFLOW_EXPERIMENT_ID", "0")
+    )
+    return client.create_run(experiment_id, run_name=fresh_run_name(prefix)).info.run_id
+
+
+def fresh_run_name(prefix: str) -> str:
+    """``<prefix>-<date>-<time>-<4 hex digits>``: readable, unique, and drawn without the
+    global ``random`` generator, which MLflow's own name generator (used when a run is
+    created without a name) advances in the user's process."""
+    import secrets
+
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
