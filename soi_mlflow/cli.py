@@ -451,6 +451,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         console.quiet(verbose="--verbose" in argv)
+        from soi_mlflow.tracking.health import bound_http_retries
+
+        bound_http_retries()  # this process only: the library leaves os.environ alone
         instances, namespace = parse(command, argv[1:])
         if namespace.print_config:
             print(resolved_yaml(instances), end="")

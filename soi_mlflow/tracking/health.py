@@ -2,8 +2,9 @@
 
 - :func:`check_tracking` probes a tracking URI before any data is loaded: an HTTP server
   must answer within :data:`PROBE_TOTAL_S` seconds, a SQLite file must sit in a writable
-  folder. It also bounds MLflow's own HTTP retries (:data:`HTTP_RETRY_DEFAULTS`), which by
-  default wait minutes on a dead server.
+  folder. :func:`bound_http_retries` bounds MLflow's own HTTP retries
+  (:data:`HTTP_RETRY_DEFAULTS`), which by default wait minutes on a dead server, in the
+  command's process only.
 - :func:`get_run` / :func:`check_experiment_name` turn MLflow's "not found" into a
   :class:`~soi_mlflow.errors.SoiInputError` naming the id and the store.
 - :func:`end_run` marks a run FAILED or KILLED with the reason as the ``soi.end_reason`` tag.
@@ -62,7 +63,10 @@ class RunTerminated(SystemExit):
 
 
 def bound_http_retries() -> None:
-    """Bound MLflow's HTTP retries (see :data:`HTTP_RETRY_DEFAULTS`) unless already set."""
+    """Bound MLflow's HTTP retries (see :data:`HTTP_RETRY_DEFAULTS`) unless already set.
+
+    For the ``soi-mlflow`` command's own process only: the library leaves the environment
+    as it finds it (its sends are guarded by the probe below instead)."""
     for key, value in HTTP_RETRY_DEFAULTS.items():
         os.environ.setdefault(key, value)
 
@@ -73,7 +77,6 @@ def check_tracking(uri: str, *, force: bool = False) -> None:
     Checked once per URI and process (a later call returns at once unless ``force``)."""
     if not force and uri in _checked:
         return
-    bound_http_retries()
     db = None
     if uri.startswith(("http://", "https://")):
         _probe_http(uri)
