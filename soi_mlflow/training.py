@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from soi_mlflow import process_state
 from soi_mlflow.data.mixture import Mixture, MixtureSpec, validate_mixture
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.run_config import CONFIG_ARTIFACT, run_config_yaml
@@ -441,10 +442,12 @@ def train(config: TrainConfig) -> TrainResult:
     Settings and the tracking store are checked before any data is loaded
     (:func:`preflight`). Whatever ends training early (an exception in any phase, Ctrl-C,
     SIGTERM), the run ends FAILED or KILLED with the reason in ``soi.end_reason``.
-    ``config.resume`` continues a run from its last checkpoint, in the same run."""
+    ``config.resume`` continues a run from its last checkpoint, in the same run. The
+    process's global state (environment, random generators, torch flags, logging) is as
+    it was when this returns (``soi_mlflow/process_state.py``)."""
     validate_config(config)
     resume_ckpt = preflight(config)
-    with sigterm_raises():
+    with sigterm_raises(), process_state.kept():  # Lightning's seeds, flags, variables
         return _train(config, resume_ckpt)
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from soi_mlflow import process_state
 from soi_mlflow.tracking.health import end_run, sigterm_raises
 from soi_mlflow.tracking.links import md_escape, set_description_section
 from soi_mlflow.tracking.run import RunHandle, soi_tags
@@ -66,7 +67,10 @@ def study_parent(
     )
     start = time.perf_counter()
     try:
-        with sigterm_raises():  # a scheduler's SIGTERM between child runs ends it KILLED too
+        # SIGTERM between child runs ends it KILLED too; what the study's libraries change
+        # in the process (cleanlab's import adds an ignore-all warning filter, sklearn's
+        # sets KMP_* variables) is put back afterwards
+        with sigterm_raises(), process_state.kept():
             parent.log_params(run_params(base) | dict(params))
             set_description_section(parent.client, parent.run_id, None, study_note(study, base))
             yield parent
