@@ -1,32 +1,46 @@
-"""Figures (matplotlib, Agg): titled, labelled, with counts written where they help."""
+"""Figures (matplotlib): titled, labelled, with counts written where they help.
+
+Made as ``matplotlib.figure.Figure`` objects, without pyplot (matplotlib's way for
+libraries and servers): no backend is chosen or switched and pyplot's figure list is not
+touched, so a user's notebook keeps its own backend. Saving to PNG needs no backend.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
-import matplotlib
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from soi_mlflow.analysis.cartography import DEFAULT_THRESHOLDS, RegionThresholds  # noqa: E402
-from soi_mlflow.analysis.transition_tables import row_normalised  # noqa: E402
+from soi_mlflow.analysis.cartography import DEFAULT_THRESHOLDS, RegionThresholds
+from soi_mlflow.analysis.transition_tables import row_normalised
 
 MAX_POINTS = 20_000
 
 
+def subplots(nrows: int = 1, ncols: int = 1, **kwargs: Any) -> tuple[Figure, Any]:
+    """A figure and its axes, as ``pyplot.subplots`` gives them, without pyplot."""
+    fig = Figure(figsize=kwargs.pop("figsize", None))
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
+def colormap(name: str) -> Any:
+    return mpl.colormaps[name]
+
+
 def _colors(names: list[str]) -> dict[str, tuple]:
-    cmap = plt.get_cmap("tab10")
+    cmap = colormap("tab10")
     return {n: cmap(i % 10) for i, n in enumerate(names)}
 
 
-def soi_distribution(table: pd.DataFrame, title: str) -> plt.Figure:
+def soi_distribution(table: pd.DataFrame, title: str) -> Figure:
     """Share of each subset per member, with the count on each bar."""
     subsets = [str(c) for c in table["soi"].cat.categories if (table["soi"] == c).any()]
     members = sorted(table["member"].astype(str).unique())
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(subsets)), 4))
+    fig, ax = subplots(figsize=(max(6, 1.6 * len(subsets)), 4))
     width = 0.8 / len(members)
     for k, m in enumerate(members):
         part = table[table["member"].astype(str) == m]
@@ -44,12 +58,12 @@ def soi_distribution(table: pd.DataFrame, title: str) -> plt.Figure:
 
 def data_map(
     table: pd.DataFrame, title: str, thresholds: RegionThresholds = DEFAULT_THRESHOLDS
-) -> plt.Figure:
+) -> Figure:
     """Variability (x) against confidence (y), one point per example, coloured by SOI."""
     shown = table.sample(MAX_POINTS, random_state=0) if len(table) > MAX_POINTS else table
     subsets = [str(c) for c in table["soi"].cat.categories]
     colors = _colors(subsets)
-    fig, ax = plt.subplots(figsize=(6.5, 5))
+    fig, ax = subplots(figsize=(6.5, 5))
     for name in subsets:
         part = shown[shown["soi"].astype(str) == name]
         if len(part):
@@ -98,12 +112,12 @@ def _heatmap(ax, matrix: pd.DataFrame, fmt: str, title: str) -> None:
     ax.set_title(title, fontsize=9)
 
 
-def transition_heatmap(counts: pd.DataFrame, label_a: str, label_b: str, title: str) -> plt.Figure:
+def transition_heatmap(counts: pd.DataFrame, label_a: str, label_b: str, title: str) -> Figure:
     """The transition matrix twice: counts, and fractions of each row."""
     rows = row_normalised(counts)
     counts = counts.rename_axis(index=f"SOI in {label_a}", columns=f"SOI in {label_b}")
     rows = rows.rename_axis(index=f"SOI in {label_a}", columns=f"SOI in {label_b}")
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    fig, axes = subplots(1, 2, figsize=(12, 5))
     _heatmap(axes[0], counts, ".0f", "examples (counts)")
     _heatmap(axes[1], rows, ".2f", "row-normalised")
     fig.suptitle(title)
@@ -111,9 +125,9 @@ def transition_heatmap(counts: pd.DataFrame, label_a: str, label_b: str, title: 
     return fig
 
 
-def side_by_side(fractions: pd.DataFrame, title: str, ylabel: str) -> plt.Figure:
+def side_by_side(fractions: pd.DataFrame, title: str, ylabel: str) -> Figure:
     """Grouped bars: rows of ``fractions`` on the x axis, one bar per column."""
-    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(fractions)), 4))
+    fig, ax = subplots(figsize=(max(6, 1.4 * len(fractions)), 4))
     width = 0.8 / max(len(fractions.columns), 1)
     for k, col in enumerate(fractions.columns):
         bars = ax.bar(np.arange(len(fractions)) + k * width, fractions[col], width, label=str(col))
@@ -128,17 +142,18 @@ def side_by_side(fractions: pd.DataFrame, title: str, ylabel: str) -> plt.Figure
     return fig
 
 
-def close(figures: Mapping[str, plt.Figure]) -> None:
+def close(figures: Mapping[str, Figure]) -> None:
+    """Free the figures' drawing state once logged."""
     for fig in figures.values():
-        plt.close(fig)
+        fig.clear()
 
 
-def detector_scores(summary: pd.DataFrame, title: str) -> plt.Figure:
+def detector_scores(summary: pd.DataFrame, title: str) -> Figure:
     """AUROC, average precision and precision at k per detector (mean, std as error bars),
     with the noise share: the AP and precision of a random order."""
     metrics = [("auroc", "AUROC"), ("ap", "average precision"), ("p_at_k", "precision at k")]
     detectors = list(summary.index)
-    fig, ax = plt.subplots(figsize=(max(6.5, 1.3 * len(detectors)), 4.2))
+    fig, ax = subplots(figsize=(max(6.5, 1.3 * len(detectors)), 4.2))
     width = 0.8 / len(metrics)
     x = np.arange(len(detectors))
     for k, (key, label) in enumerate(metrics):

@@ -86,11 +86,11 @@ def latent_traits(mean: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def heatmap(mean: pd.DataFrame, std: pd.DataFrame, title: str):
-    import matplotlib.pyplot as plt
+    from soi_mlflow.analysis.figures import subplots
 
     values = mean.to_numpy(dtype=float)
     bound = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 1.0
-    fig, ax = plt.subplots(figsize=(1.6 * len(mean) + 3, 1.3 * len(mean) + 2))
+    fig, ax = subplots(figsize=(1.6 * len(mean) + 3, 1.3 * len(mean) + 2))
     im = ax.imshow(values, cmap="RdBu", vmin=-bound, vmax=bound)
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
@@ -107,12 +107,12 @@ def heatmap(mean: pd.DataFrame, std: pd.DataFrame, title: str):
 
 
 def biplot(traits: dict[str, pd.DataFrame], title: str):
-    import matplotlib.pyplot as plt
+    from soi_mlflow.analysis.figures import subplots
 
     scores, loadings = traits["source_scores"], traits["target_loadings"]
     explained = traits["explained"]["explained_variance"].to_numpy()
     second = scores.shape[1] > 1
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig, ax = subplots(figsize=(6, 5))
     ys = scores["PC2"] if second else np.zeros(len(scores))
     ax.scatter(scores["PC1"], ys, color="tab:blue")
     for name, x, y in zip(scores.index, scores["PC1"], ys, strict=True):
