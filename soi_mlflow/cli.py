@@ -163,7 +163,10 @@ def _analyze(settings: AnalyzeSettings) -> None:
     from soi_mlflow.tracking.health import check_run_id, get_run
 
     if sum(map(bool, (settings.run_id, settings.parent_run_id, settings.compare))) != 1:
-        raise SoiInputError("give exactly one of --run-id, --parent-run-id or --compare")
+        raise SoiInputError(
+            "give exactly one of --run-id, --parent-run-id or --compare (in a --config "
+            "file: run_id, parent_run_id or compare)"
+        )
     for flag, given in (
         ("--run-id", settings.run_id),
         ("--parent-run-id", settings.parent_run_id),
@@ -177,6 +180,9 @@ def _analyze(settings: AnalyzeSettings) -> None:
         _compare_two(settings, splits[0])
         return
     if settings.run_id:
+        # an unknown run is named by its option, before any step line is printed
+        cache = cache_for(uri)
+        get_run(cache.client, settings.run_id, cache.tracking_uri, "--run-id")
         tables = {}
         for k, split in enumerate(splits, 1):
             console.step(k, len(splits), f"analysing the {split} split of run {settings.run_id}")

@@ -29,7 +29,7 @@ from soi_mlflow.tracking.health import (
 from soi_mlflow.tracking.links import md_escape, set_description_section
 from soi_mlflow.tracking.local import checkpoint_path, run_folder
 from soi_mlflow.tracking.run import RunHandle, resolve_tracking_uri, soi_tags
-from soi_mlflow.tracking.spool import Spool, end_run
+from soi_mlflow.tracking.spool import Spool, end_follows, end_run
 from soi_mlflow.tracking.trace_format import CAPTURE_MODES, SCHEMA_VERSION
 from soi_mlflow.training_key import TRAINING_KEY_TAG, training_key
 
@@ -479,6 +479,7 @@ def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
             config.parent_run_id,
         )
         opened.append(run)  # before anything else can fail: the run must be ended
+        end_follows(run.run_id)  # end_run below reports the run if incomplete, not the recorder
         run.log_params(run_params(config))
         run.client.log_text(run.run_id, run_config_yaml(config), CONFIG_ARTIFACT)
         note = f"{training_note(config)}\n\n{soi_pages_note(run.run_id)}"
@@ -531,6 +532,7 @@ def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
     try:
         if config.resume is not None:
             opened.append(RunHandle.attach(config.tracking_uri, config.resume))
+            end_follows(opened[-1].run_id)
         trainer.fit(
             module,
             datamodule=data,

@@ -6,10 +6,13 @@ and writes nothing to the store. No test here trains a model."""
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +20,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from mlflow import MlflowClient
+from servers import free_port
 from tracehelp import log_synthetic_run
 
 from soi_mlflow.cli import COMMANDS, main
@@ -25,6 +29,7 @@ from soi_mlflow.data import get_suite
 from soi_mlflow.data.mixture import Mixture, MixtureSpec
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.run_config import nested_settings, option_fields
+from soi_mlflow.tracking.health import PROBE_ATTEMPTS, TrackingUnavailable, check_tracking
 from soi_mlflow.tracking.recorder import TraceRecorder
 from soi_mlflow.training import TrainConfig, validate_config
 
@@ -46,7 +51,7 @@ def _cli(capsys, *args: str) -> tuple[int, str]:
 # -- run ids and experiment names --------------------------------------------------------
 
 ID_CASES = [
-    (["analyze", "--run-id", "deadbeef"], "run id 'deadbeef': no such run in the tracking store"),
+    (["analyze", "--run-id", "deadbeef"], "--run-id 'deadbeef': no such run in the tracking store"),
     (["analyze", "--run-id", "../x"], "--run-id '../x': expected an MLflow run id"),
     (["analyze", "--parent-run-id", UNKNOWN], f"--parent-run-id '{UNKNOWN}': no such run"),
     (["analyze", "--compare", f"{UNKNOWN},x y"], "--compare 'x y': expected an MLflow run id"),
@@ -376,3 +381,42 @@ def test_train_with_the_server_down_fails_before_loading_data(tmp_path, capsys) 
     assert out.returncode == 2
     assert out.stderr.startswith("soi-mlflow train: error: tracking server http://127.0.0.1:9")
     assert "Traceback" not in out.stderr and "parquet" not in out.stderr
+
+
+def test_analyze_from_a_config_file_names_the_options(module_store, tmp_path, capsys) -> None:
+    """``analyze --config FILE``: a run id there that is no run is named by its option,
+    before any step line is printed; a file naming no run names the three options."""
+    config = tmp_path / "analyze.yaml"
+    config.write_text(f"run_id: {UNKNOWN}\ntracking_uri: {module_store}\n")
+    code = main(["analyze", "--config", str(config)])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert err.startswith(f"soi-mlflow analyze: error: --run-id '{UNKNOWN}': no such run"), err
+    assert out == ""  # no "[1/1] analysing ..." line run into the error
+    config.write_text(f"split: [train]\ntracking_uri: {module_store}\n")
+    code, err = _cli(capsys, "analyze", "--config", str(config))
+    assert code == 2
+    assert "give exactly one of --run-id, --parent-run-id or --compare" in err
+    assert "run_id, parent_run_id or compare" in err  # the keys of the --config file
+
+
+def test_the_probe_message_says_how_long_it_tried() -> None:
+    """A refused port fails in about 2 s (the pauses between the tries), a port that
+    accepts but never answers in about 8 s (the tries' timeouts too): the message says
+    the tries and the time they really took, for both."""
+    refused = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with socket.socket() as silent:  # accepts connections (the backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        hung = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        for uri, low, high in ((refused, 1.5, 4.0), (hung, 7.5, 10.0)):
+            start = time.monotonic()
+            with pytest.raises(TrackingUnavailable) as caught:
+                check_tracking(uri, force=True)
+            elapsed = time.monotonic() - start
+            message = str(caught.value)
+            found = re.search(r"; (\d+) tries in (\d+\.\d) s\)", message)
+            assert found, message
+            assert int(found[1]) == PROBE_ATTEMPTS
+            assert abs(float(found[2]) - elapsed) < 0.3, (message, elapsed)
+            assert low < elapsed < high, (uri, elapsed)

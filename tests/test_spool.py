@@ -4,6 +4,8 @@ re-sends, a crash's cut manifest line, an unreachable server, and ``soi-mlflow s
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pandas as pd
 import pytest
@@ -12,7 +14,17 @@ from servers import free_port
 
 from soi_mlflow import cli
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.tracking.spool import MANIFEST, Spool, SyncSettings, spooled_runs, sync
+from soi_mlflow.tracking.recorder import TraceRecorder
+from soi_mlflow.tracking.spool import (
+    MANIFEST,
+    RETRY_ENV,
+    Spool,
+    SpoolWriter,
+    SyncSettings,
+    retry_interval,
+    spooled_runs,
+    sync,
+)
 
 
 def _run(uri: str) -> str:
@@ -96,3 +108,45 @@ def test_a_damaged_spool_is_named(module_store):
         spool.pending()
     with pytest.raises(SoiInputError, match="plain file name"):
         spool.put_artifact("../x.parquet", "examples", lambda p: None)
+
+
+def test_the_writer_sends_on_a_timer_only_while_entries_wait() -> None:
+    """Writes run in order on one thread; while ``waiting()`` says entries wait, a quiet
+    writer calls ``retry()`` every interval, and never once nothing waits; shutdown runs
+    what was queued and stops the thread. (tests/test_spool_server_e2e.py: a real server.)"""
+    left = {"entries": 2}
+    calls: list[float] = []
+
+    def retry() -> None:
+        calls.append(time.monotonic())
+        left["entries"] -= 1
+
+    writer = SpoolWriter(retry, lambda: left["entries"] > 0, interval=0.2, name="soi-test")
+    assert writer.submit(lambda x: x + 1, 1).result(timeout=5) == 2
+    time.sleep(1.0)  # two timer sends empty the "spool"; then the timer stops
+    assert len(calls) == writer.retries == 2
+    assert 0.15 < calls[1] - calls[0] < 0.6
+    failed = writer.submit(lambda: 1 / 0)
+    assert isinstance(failed.exception(timeout=5), ZeroDivisionError)
+    time.sleep(0.5)
+    assert len(calls) == 2  # nothing waits: no timer
+    late = writer.submit(time.sleep, 0.2)
+    writer.shutdown()
+    assert late.done() and not writer._thread.is_alive()
+    assert "soi-test" not in [t.name for t in threading.enumerate()]
+    with pytest.raises(RuntimeError, match="shut down"):
+        writer.submit(print)
+
+
+def test_a_bad_retry_interval_is_refused_before_a_run_opens(module_store, monkeypatch) -> None:
+    client = MlflowClient(module_store)
+    before = len(client.search_runs(["0"]))
+    for value in ("0", "-1", "soon", "1e9"):
+        monkeypatch.setenv(RETRY_ENV, value)
+        with pytest.raises(SoiInputError, match=f"{RETRY_ENV}='{value}': expected a number"):
+            TraceRecorder(tracking_uri=module_store)
+    assert len(client.search_runs(["0"])) == before
+    monkeypatch.setenv(RETRY_ENV, "2.5")
+    assert retry_interval() == 2.5
+    monkeypatch.delenv(RETRY_ENV)
+    assert retry_interval() == 15.0

@@ -19,8 +19,9 @@ Three calls in a plain loop, as AUM's calculator takes them::
 - A crash keeps every finished epoch: each is uploaded as soon as it ends.
 - Files and metrics go through the run's spool (``tracking/spool.py``): written to local
   disk first, then sent in order. If the tracking server goes away, training goes on and
-  they wait there; they are sent when it answers again, at the latest by :meth:`close`,
-  else by ``soi-mlflow sync`` (``close`` says so on stderr).
+  they wait there; the writer thread tries again every ``$SOI_MLFLOW_SPOOL_RETRY_S``
+  seconds (default 15) and at every write, :meth:`close` once more, and what is still
+  left then goes with ``soi-mlflow sync`` (``close`` says so on stderr).
 - Under ``torch.distributed`` every rank calls ``add`` and ``end_epoch``; rows are gathered
   to rank 0, which alone owns the run and writes.
 - Bad input (no ids, lengths that differ, labels outside the classes, a split name that
@@ -33,7 +34,7 @@ import contextlib
 import re
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +43,13 @@ import numpy as np
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.health import HEARTBEAT_TAG, check_tracking, end_status
 from soi_mlflow.tracking.run import create_run
-from soi_mlflow.tracking.spool import SendResult, Spool, report_incomplete
+from soi_mlflow.tracking.spool import (
+    SendResult,
+    Spool,
+    SpoolWriter,
+    report_incomplete,
+    retry_interval,
+)
 from soi_mlflow.tracking.trace_format import CAPTURE_MODES, SCHEMA_VERSION, build_table, write_trace
 from soi_mlflow.tracking.trace_rows import (
     COLUMNS,
@@ -191,7 +198,7 @@ class TraceRecorder:
         self._tracking_uri = tracking_uri
         self._client: Any = None
         self._started_run = False
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: SpoolWriter | None = None
         self._pending: list[Future] = []
         self._spool: Spool | None = None
         self.unsent = SendResult(0, 0)  # what the last round of sending left in the spool
@@ -225,6 +232,7 @@ class TraceRecorder:
         if self._tracking_uri is None:
             self._tracking_uri = fluent_uri
         check_tracking(self._tracking_uri)  # fail in seconds, not after MLflow's retries
+        retry_s = retry_interval()  # a bad $SOI_MLFLOW_SPOOL_RETRY_S before any run opens
         self._client = mlflow.MlflowClient(self._tracking_uri)
         if self._run_id is None:
             active = mlflow.active_run()
@@ -245,7 +253,8 @@ class TraceRecorder:
         tags[HEARTBEAT_TAG] = str(int(time.time()))
         self._set_tags(tags | self.extra_tags)
         self._spool = Spool(self._run_id, self._tracking_uri)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="soi-trace")
+        # one writer thread; it also sends again on a timer while entries wait
+        self._executor = SpoolWriter(self._send, lambda: self.unsent.pending > 0, retry_s)
         self._submit(self._send)  # a resumed run may have entries waiting from before
 
     def _check_run(self) -> None:

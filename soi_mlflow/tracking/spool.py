@@ -2,9 +2,11 @@
 
 Trace files, metric batches, example tables and the run's end go into the spool first and
 are sent from it in order, each deleted once the store has it. While the tracking server
-is away they wait there and training goes on; the next write, the end of training or
-``soi-mlflow sync`` sends them. The spool of a run is
-``$SOI_MLFLOW_CACHE/runs/<run_id>/spool/`` (default ``~/.cache/soi_mlflow/...``)::
+is away they wait there and training goes on; the recorder's writer thread
+(:class:`SpoolWriter`) tries again every :func:`retry_interval` seconds and at every
+write, the end of training tries once more, and ``soi-mlflow sync`` sends what is left.
+The spool of a run is ``$SOI_MLFLOW_CACHE/runs/<run_id>/spool/`` (default
+``~/.cache/soi_mlflow/...``)::
 
     spool.json          {"run_id", "tracking_uri"}: where the entries go
     manifest.jsonl      one JSON object a line: an entry ({"seq", "kind", ...}) when added,
@@ -22,15 +24,20 @@ Processes take turns through an ``flock`` on the run's folder.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
+import math
 import os
+import queue
 import shutil
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,8 +55,18 @@ HEADER = "spool.json"
 KINDS = ("artifact", "metrics", "end")
 PROBE_TIMEOUT_S = 2.0  # one quick /health try before a round of uploads
 METRICS_PER_REQUEST = 1000  # MLflow's log_batch limit
+# While entries wait, the writer thread sends again after this many seconds without a
+# write. A try against a dead server costs one /health probe (a refused connection: ~1 ms;
+# a hung server: PROBE_TIMEOUT_S, so at most 2 s of every 15 on the writer thread) and,
+# against a server that answers but fails uploads, one manifest line (~240 an hour). A
+# server that comes back gets the entries within 15 s, well inside the 30 min after
+# which a run without a heartbeat counts as stale, and usually before the next epoch.
+RETRY_S = 15.0
+RETRY_ENV = "SOI_MLFLOW_SPOOL_RETRY_S"  # overrides RETRY_S
+RETRY_BOUNDS_S = (0.1, 86400.0)  # no busy loop; at least one try a day
 
 _reported: set[str] = set()  # run ids this process already called incomplete
+_ended_later: set[str] = set()  # run ids whose end a caller spools after the recorder closes
 
 
 @dataclass
@@ -284,25 +301,150 @@ def end_run(
         result = spool.send(client)
     except Exception as error:  # noqa: BLE001 - the original error matters more
         return SendResult(0, 1, _first_line(error))
-    report_incomplete(run_id, uri, result)
+    report_incomplete(run_id, uri, result, final=True)
     return result
 
 
-def report_incomplete(run_id: str, uri: str, result: SendResult) -> None:
-    """Say on stderr, once per run, that ``run_id`` is incomplete in the store and how to
-    complete it."""
+def end_follows(run_id: str) -> None:
+    """The caller ends ``run_id`` with :func:`end_run` after its trace recorder closes (the
+    built-in trainer, which also spools the final checkpoint): the recorder's close then
+    does not report the run incomplete, :func:`end_run` does, counting everything
+    ``soi-mlflow sync`` would send."""
+    _ended_later.add(run_id)
+
+
+def report_incomplete(run_id: str, uri: str, result: SendResult, final: bool = False) -> None:
+    """Say on stderr, once per run, that ``run_id`` is incomplete in the store, what waits
+    in its spool (as many entries as ``soi-mlflow sync`` sends) and how to complete it.
+    Unless ``final``, a run whose end follows (:func:`end_follows`) is left to that end."""
+    if final:
+        _ended_later.discard(run_id)
+    elif run_id in _ended_later:
+        return
     if not result.pending or run_id in _reported:
         return
     _reported.add(run_id)
-    folder = run_folder(run_id) / "spool"
+    spool = Spool(run_id, uri)
+    try:
+        waiting = spool.pending()
+    except SoiInputError:  # a damaged spool: the send's count
+        waiting = []
+    count = len(waiting) or result.pending
     print(
-        f"soi-mlflow: run {run_id} is INCOMPLETE in {uri}: {result.pending} spooled "
-        f"entries (trace files, metrics, the run's end) did not get through "
-        f"({result.error or 'not sent yet'}). They are kept in {folder}; when the server "
-        f"is back, send them with: soi-mlflow sync --run-id {run_id}",
+        f"soi-mlflow: run {run_id} is INCOMPLETE in {uri}: {count} spooled entries "
+        f"({_kinds(waiting) or 'trace files, metrics'}) did not get through "
+        f"({result.error or 'not sent yet'}). They are kept in {spool.folder}; when the "
+        f"server is back, send them with: soi-mlflow sync --run-id {run_id}",
         file=sys.stderr,
         flush=True,
     )
+
+
+def _kinds(entries: list[dict[str, Any]]) -> str:
+    """What ``entries`` are, in words: ``3 files, 2 metric batches, the run's end``."""
+    files = sum(e["kind"] == "artifact" for e in entries)
+    batches = sum(e["kind"] == "metrics" for e in entries)
+    parts = [f"{files} file{'s' * (files != 1)}"] if files else []
+    parts += [f"{batches} metric batch{'es' * (batches != 1)}"] if batches else []
+    parts += ["the run's end"] if any(e["kind"] == "end" for e in entries) else []
+    return ", ".join(parts)
+
+
+def retry_interval() -> float:
+    """Seconds between the writer thread's sends while entries wait: ``$SOI_MLFLOW_SPOOL_
+    RETRY_S`` if set, else :data:`RETRY_S`."""
+    value = os.environ.get(RETRY_ENV, "").strip()
+    if not value:
+        return RETRY_S
+    low, high = RETRY_BOUNDS_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not low <= seconds <= high:
+        raise SoiInputError(
+            f"{RETRY_ENV}={value!r}: expected a number of seconds from {low:g} to {high:g}"
+        )
+    return seconds
+
+
+class SpoolWriter:
+    """The background writer of a trace recorder: one thread that runs the writes given to
+    :meth:`submit` in order and, while entries wait in the spool (``waiting()``), calls
+    ``retry()`` after every ``interval`` seconds without a write, so a tracking server that
+    comes back gets them without waiting for the next epoch's end or the close. The timer
+    is the thread's own wait for work: no other thread, no polling while nothing waits.
+    :meth:`shutdown` (the recorder's close, else the interpreter's exit) runs what was
+    submitted and stops the thread."""
+
+    def __init__(
+        self,
+        retry: Callable[[], Any],
+        waiting: Callable[[], bool],
+        interval: float | None = None,
+        name: str = "soi-trace",
+    ) -> None:
+        self.interval = retry_interval() if interval is None else interval
+        self.retries = 0  # timer sends so far
+        self._retry, self._waiting = retry, waiting
+        self._queue: queue.SimpleQueue[tuple[Future, Callable[..., Any], tuple] | None] = (
+            queue.SimpleQueue()
+        )
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+        atexit.register(self.shutdown)  # an unclosed recorder's writes still go out
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        """Queue ``fn(*args)``; its future holds the result or the exception."""
+        if self._stopping:
+            raise RuntimeError("the spool writer is shut down")
+        future: Future = Future()
+        self._queue.put((future, fn, args))
+        return future
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Run everything submitted, then stop the thread (and its timer)."""
+        if not self._stopping:
+            self._stopping = True
+            self._queue.put(None)
+            atexit.unregister(self.shutdown)
+        if wait and threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def _loop(self) -> None:
+        waiting = False
+        while True:
+            try:
+                item = self._queue.get(timeout=self.interval if waiting else None)
+            except queue.Empty:  # nothing written for `interval` s while entries wait
+                waiting = self._timed_send()
+                continue
+            if item is None:
+                return
+            future, fn, args = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                    future.set_exception(exc)
+            waiting = self._still_waiting()
+
+    def _timed_send(self) -> bool:
+        """One timer send; whether entries still wait. A failure (a damaged spool) stops
+        the timer until the next write, whose own send raises it to the caller."""
+        self.retries += 1
+        try:
+            self._retry()
+        except Exception:  # noqa: BLE001 - reported by the next write
+            return False
+        return self._still_waiting()
+
+    def _still_waiting(self) -> bool:
+        try:
+            return bool(self._waiting())
+        except Exception:  # noqa: BLE001
+            return False
 
 
 @dataclass
