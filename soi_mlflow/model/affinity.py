@@ -280,14 +280,11 @@ class AffinityCallback(pl.Callback):
 
 
 def _heatmap(matrix: Any, epochs: int, every: int, step: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from soi_mlflow.analysis.figures import subplots
 
     values = matrix.to_numpy(dtype=float)
     bound = np.nanmax(np.abs(values)) or 1.0
-    fig, ax = plt.subplots(figsize=(1.5 * len(matrix) + 3, 1.2 * len(matrix) + 2))
+    fig, ax = subplots(figsize=(1.5 * len(matrix) + 3, 1.2 * len(matrix) + 2))
     im = ax.imshow(values, cmap="RdBu", vmin=-bound, vmax=bound)
     for a in range(values.shape[0]):
         for b in range(values.shape[1]):
@@ -307,12 +304,9 @@ def _heatmap(matrix: Any, epochs: int, every: int, step: str):
 
 
 def _curves(history: list[dict[str, float]], step: str):
-    import matplotlib
+    from soi_mlflow.analysis.figures import subplots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = subplots(figsize=(7, 4))
     keys = sorted({k for h in history for k in h})
     for key in keys:
         ax.plot(
