@@ -111,15 +111,6 @@ def test_learning_curve(env_store) -> None:
     _runs_in(env_store, [r.parent_run_id for r in results])
 
 
-def test_views(env_store) -> None:
-    from soi_mlflow.studies.views import ViewsSettings, run_views
-
-    config = _config(members=("sentiment", "paraphrase", "entailment"), axis="task")
-    settings = ViewsSettings(seeds=2, sizes=(8, 12, 16))
-    results = _twice(lambda: run_views(config, settings))
-    _runs_in(env_store, [r.parent_run_id for r in results])
-
-
 def test_noise_benchmark(env_store) -> None:
     from soi_mlflow.studies.noise_benchmark import NoiseBenchmarkSettings, run_noise_benchmark
 
@@ -241,3 +232,38 @@ def test_transformers_trace_callback_and_tracing_trainer(env_store, tmp_path) ->
 
     data = data_fixture.__wrapped__()
     _same_as_without(lambda cb: _hf_fit(cb, data, tmp_path), TraceCallback)
+
+
+IMPORT_CHECK = """
+import importlib, pkgutil, sys
+sys.path.insert(0, {tests!r})
+# the libraries soi-mlflow builds on, imported first: their own import-time effects are
+# theirs; what importing soi_mlflow's modules adds on top is the package's
+import datasets, lightning.pytorch, matplotlib, mlflow, pandas, pyarrow, torch, transformers
+import transformers.trainer  # accelerate's import re-adds a warning filter of its own
+from processstate import differences, snapshot
+import soi_mlflow
+before = snapshot()
+names = [m.name for m in pkgutil.walk_packages(soi_mlflow.__path__, "soi_mlflow.")]
+for name in names:
+    if not name.startswith("soi_mlflow.server"):  # the server app imports MLflow's server
+        importlib.import_module(name)
+changed = differences(before, snapshot())
+print(len(names), "modules;", "changed:" if changed else "nothing changed", *changed, sep="\\n")
+sys.exit(1 if changed else 0)
+"""
+
+
+def test_importing_every_module_changes_nothing(tmp_path) -> None:
+    """The command line quiets libraries for its own process; importing must not."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = IMPORT_CHECK.format(tests=str(Path(__file__).parent))
+    env = {**os.environ, "MPLBACKEND": "svg"}  # not Agg: switching it is a change to catch
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=300, env=env)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "nothing changed" in out.stdout

@@ -61,7 +61,8 @@ CURVE = [
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     folder = tmp_path_factory.mktemp("study")
-    uri = f"sqlite:///{folder}/mlflow.db"
+    (folder / "store").mkdir()  # not the working directory's default ./mlflow.db
+    uri = f"sqlite:///{folder}/store/mlflow.db"
     return uri, folder, run_cli([*COMPARE, "--experiment", EXPERIMENT], uri, folder)
 
 

@@ -100,6 +100,9 @@ def run_cli(args: list[str], uri: str, cwd: Path, timeout: int = 600) -> str:
         timeout=timeout,
     )
     assert out.returncode == 0, out.stderr[-3000:]
+    if not uri.endswith(f"{cwd}/mlflow.db"):
+        stray = Path(cwd) / "mlflow.db"
+        assert not stray.exists(), f"a stray {stray}: the command used MLflow's default store"
     return out.stdout
 
 
