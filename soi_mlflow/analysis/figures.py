@@ -1,32 +1,36 @@
-"""Figures (matplotlib, Agg): titled, labelled, with counts written where they help."""
+"""Figures: titled, labelled, with counts written where they help.
+
+Each is a plain ``matplotlib.figure.Figure``, drawn without pyplot: no backend is chosen,
+no window opens and pyplot's list of figures and ``rcParams`` stay as the user left them
+(an analysis runs inside a user's training script). ``savefig`` renders with Agg."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from soi_mlflow.analysis.cartography import DEFAULT_THRESHOLDS, RegionThresholds  # noqa: E402
-from soi_mlflow.analysis.transition_tables import row_normalised  # noqa: E402
+from soi_mlflow.analysis.cartography import DEFAULT_THRESHOLDS, RegionThresholds
+from soi_mlflow.analysis.transition_tables import row_normalised
 
 MAX_POINTS = 20_000
 
 
 def _colors(names: list[str]) -> dict[str, tuple]:
-    cmap = plt.get_cmap("tab10")
+    cmap = colormaps["tab10"]
     return {n: cmap(i % 10) for i, n in enumerate(names)}
 
 
-def soi_distribution(table: pd.DataFrame, title: str) -> plt.Figure:
+def soi_distribution(table: pd.DataFrame, title: str) -> Figure:
     """Share of each subset per member, with the count on each bar."""
     subsets = [str(c) for c in table["soi"].cat.categories if (table["soi"] == c).any()]
     members = sorted(table["member"].astype(str).unique())
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(subsets)), 4))
+    fig = Figure(figsize=(max(6, 1.6 * len(subsets)), 4))
+    ax = fig.subplots()
     width = 0.8 / len(members)
     for k, m in enumerate(members):
         part = table[table["member"].astype(str) == m]
@@ -44,12 +48,13 @@ def soi_distribution(table: pd.DataFrame, title: str) -> plt.Figure:
 
 def data_map(
     table: pd.DataFrame, title: str, thresholds: RegionThresholds = DEFAULT_THRESHOLDS
-) -> plt.Figure:
+) -> Figure:
     """Variability (x) against confidence (y), one point per example, coloured by SOI."""
     shown = table.sample(MAX_POINTS, random_state=0) if len(table) > MAX_POINTS else table
     subsets = [str(c) for c in table["soi"].cat.categories]
     colors = _colors(subsets)
-    fig, ax = plt.subplots(figsize=(6.5, 5))
+    fig = Figure(figsize=(6.5, 5))
+    ax = fig.subplots()
     for name in subsets:
         part = shown[shown["soi"].astype(str) == name]
         if len(part):
@@ -98,12 +103,13 @@ def _heatmap(ax, matrix: pd.DataFrame, fmt: str, title: str) -> None:
     ax.set_title(title, fontsize=9)
 
 
-def transition_heatmap(counts: pd.DataFrame, label_a: str, label_b: str, title: str) -> plt.Figure:
+def transition_heatmap(counts: pd.DataFrame, label_a: str, label_b: str, title: str) -> Figure:
     """The transition matrix twice: counts, and fractions of each row."""
     rows = row_normalised(counts)
     counts = counts.rename_axis(index=f"SOI in {label_a}", columns=f"SOI in {label_b}")
     rows = rows.rename_axis(index=f"SOI in {label_a}", columns=f"SOI in {label_b}")
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    fig = Figure(figsize=(12, 5))
+    axes = fig.subplots(1, 2)
     _heatmap(axes[0], counts, ".0f", "examples (counts)")
     _heatmap(axes[1], rows, ".2f", "row-normalised")
     fig.suptitle(title)
@@ -111,9 +117,10 @@ def transition_heatmap(counts: pd.DataFrame, label_a: str, label_b: str, title: 
     return fig
 
 
-def side_by_side(fractions: pd.DataFrame, title: str, ylabel: str) -> plt.Figure:
+def side_by_side(fractions: pd.DataFrame, title: str, ylabel: str) -> Figure:
     """Grouped bars: rows of ``fractions`` on the x axis, one bar per column."""
-    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(fractions)), 4))
+    fig = Figure(figsize=(max(6, 1.4 * len(fractions)), 4))
+    ax = fig.subplots()
     width = 0.8 / max(len(fractions.columns), 1)
     for k, col in enumerate(fractions.columns):
         bars = ax.bar(np.arange(len(fractions)) + k * width, fractions[col], width, label=str(col))
@@ -128,17 +135,22 @@ def side_by_side(fractions: pd.DataFrame, title: str, ylabel: str) -> plt.Figure
     return fig
 
 
-def close(figures: Mapping[str, plt.Figure]) -> None:
+def close(figures: Mapping[str, Figure]) -> None:
+    """Free figures; those made through pyplot (elsewhere) are also closed there."""
+    pyplot = sys.modules.get("matplotlib.pyplot")  # never imported here just to close
     for fig in figures.values():
-        plt.close(fig)
+        if pyplot is not None:
+            pyplot.close(fig)
+        fig.clear()
 
 
-def detector_scores(summary: pd.DataFrame, title: str) -> plt.Figure:
+def detector_scores(summary: pd.DataFrame, title: str) -> Figure:
     """AUROC, average precision and precision at k per detector (mean, std as error bars),
     with the noise share: the AP and precision of a random order."""
     metrics = [("auroc", "AUROC"), ("ap", "average precision"), ("p_at_k", "precision at k")]
     detectors = list(summary.index)
-    fig, ax = plt.subplots(figsize=(max(6.5, 1.3 * len(detectors)), 4.2))
+    fig = Figure(figsize=(max(6.5, 1.3 * len(detectors)), 4.2))
+    ax = fig.subplots()
     width = 0.8 / len(metrics)
     x = np.arange(len(detectors))
     for k, (key, label) in enumerate(metrics):
