@@ -569,7 +569,7 @@ def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
     if config.analyze:  # never raises: a finished run stays finished
         from soi_mlflow.analysis.after_training import analyze_after_training
 
-        analysis = analyze_after_training(run.run_id, run.tracking_uri)
+        analysis = analyze_after_training(run.run_id, run.tracking_uri, quiet=True)
     return TrainResult(
         run.run_id,
         run.experiment_id,

@@ -148,9 +148,10 @@ def test_a_failing_split_is_a_warning_and_the_run_stays_finished(
     client.log_artifact(rec.run_id, str(bad), "traces/train")
     rec.close()  # does not raise
     assert client.get_run(rec.run_id).info.status == "FINISHED"
-    assert rec.analysis.analysed == ["validation"] and "epoch=002.parquet" in rec.analysis.failed[
-        "train"
-    ]
+    assert (
+        rec.analysis.analysed == ["validation"]
+        and "epoch=002.parquet" in rec.analysis.failed["train"]
+    )
     assert "html/datamap_validation.html" in _artifacts(client, rec.run_id)
     assert "train failed: SoiInputError" in capfd.readouterr().err
 

@@ -33,7 +33,7 @@ class AnalysisOutcome:
 
     def summary(self) -> str:
         """One line for the terminal."""
-        head = f"soi-mlflow: run {self.run_id}"
+        head = f"soi-mlflow: {'warning: ' if self.failed else ''}run {self.run_id}"
         if self.analysed:
             text = (
                 f"{head}: analysed {', '.join(self.analysed)} in {self.seconds:.1f} s; open "
@@ -41,9 +41,21 @@ class AnalysisOutcome:
             )
         else:
             text = f"{head}: not analysed"
+        return text + (f" ({'; '.join(self._notes())})" if self._notes() else "")
+
+    def lines(self) -> list[str]:
+        """Short lines for a command's output: what was analysed, where the data map is,
+        what was not and why."""
+        out = []
+        if self.analysed:
+            out.append(f"analysed: {', '.join(self.analysed)} ({self.seconds:.1f} s)")
+            out.append(f"data map: html/datamap_{self.analysed[0]}.html in the run's Artifacts")
+        out += [f"not analysed: {note}" for note in self._notes()]
+        return out
+
+    def _notes(self) -> list[str]:
         notes = [f"{s}: {why}" for s, why in self.skipped.items()]
-        notes += [f"{s} failed: {err}" for s, err in self.failed.items()]
-        return text + (f" ({'; '.join(notes)})" if notes else "")
+        return notes + [f"{s} failed: {err}" for s, err in self.failed.items()]
 
 
 def traced_epochs(client: object, run_id: str) -> dict[str, int]:
@@ -69,8 +81,9 @@ def analyze_after_training(
 ) -> AnalysisOutcome:
     """Analyse the splits of ``run_id`` traced in at least :data:`MIN_EPOCHS` epochs (SOI
     metrics, tables, figures, ``html/datamap_<split>.html``, the "Analysis" section of the
-    description); say on stderr what was done, unless ``quiet``. Never raises an
-    ``Exception``: what goes wrong is in the returned outcome and on stderr."""
+    description) and say in one line on stderr what was done; with ``quiet``, only if
+    something failed (the caller reports the rest). Never raises an ``Exception``: what
+    goes wrong is in the returned outcome."""
     start = time.perf_counter()
     out = AnalysisOutcome(run_id)
     try:
@@ -78,7 +91,7 @@ def analyze_after_training(
     except Exception as exc:  # noqa: BLE001 - a finished training must stay finished
         out.failed["run"] = _first_line(exc)
     out.seconds = time.perf_counter() - start
-    if not quiet:
+    if not quiet or out.failed:
         print(out.summary(), file=sys.stderr, flush=True)
     return out
 
