@@ -118,6 +118,8 @@ def test_a_training_ends_with_its_analysis(store) -> None:
     assert not result.analysis.failed and not result.analysis.skipped
     soi, found, note = _analysis(store, result.run_id)
     assert "soi/train/always_correct_frac" in soi and "soi/train/books/coverage" in soi
+    history = MlflowClient(store).get_metric_history(result.run_id, "soi/train/coverage")
+    assert len(history) == 1  # analysed once: by train(), not also by the trace adapter
     assert {
         "tables/soi_train.parquet",
         "tables/soi_fractions_train.json",
