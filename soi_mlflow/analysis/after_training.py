@@ -100,7 +100,7 @@ def _analyze(out: AnalysisOutcome, tracking_uri: str) -> None:
     from soi_mlflow.analysis.report import analysis_note, analyze_run
     from soi_mlflow.analysis.runs import cache_for
     from soi_mlflow.tracking.links import set_description_section
-    from soi_mlflow.tracking.spool import Spool
+    from soi_mlflow.tracking.spool import Spool, answers
 
     waiting = len(Spool(out.run_id, tracking_uri).pending())
     if waiting:
@@ -122,6 +122,8 @@ def _analyze(out: AnalysisOutcome, tracking_uri: str) -> None:
             analyze_run(out.run_id, [split], tracking_uri=tracking_uri)
         except Exception as exc:  # noqa: BLE001 - the other splits still count
             out.failed[split] = _first_line(exc)
+            if not answers(tracking_uri):  # the server went away: no use trying on
+                return
         else:
             out.analysed.append(split)
     reasons = [f"`{s}`: {why}" for s, why in {**out.skipped, **out.failed}.items()]
