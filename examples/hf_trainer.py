@@ -4,7 +4,7 @@ The soi-mlflow lines: ``with_example_ids`` (stable ids for the data) and
 ``TracingTrainer`` in place of ``Trainer`` (it hands the logits it computes to the trace
 callback). ``report_to=["mlflow"]``: traces go into the run transformers opens.
 
-    python examples/hf_trainer.py        # then: soi-mlflow analyze --run-id <printed id>
+    python examples/hf_trainer.py        # ends analysed: html/datamap_train.html
 """
 
 import os

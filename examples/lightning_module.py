@@ -4,7 +4,7 @@ traces it into the run of the module's own MLFlowLogger.
 The soi-mlflow lines: ``with_example_ids`` and ``callbacks=[TraceCallback(...)]``; the
 steps return their logits (``{"loss": ..., "logits": ...}``), as many modules already do.
 
-    python examples/lightning_module.py  # then: soi-mlflow analyze --run-id <printed id>
+    python examples/lightning_module.py  # ends analysed: html/datamap_train.html
 """
 
 import lightning.pytorch as pl

@@ -3,7 +3,7 @@
 Three recorder calls: ``add`` per batch (ids, the logits the step computed, labels),
 ``end_epoch`` per epoch, and the ``with`` block that flushes at the end.
 
-    python examples/plain_loop.py        # then: soi-mlflow analyze --run-id <printed id>
+    python examples/plain_loop.py        # ends analysed: html/datamap_train.html
 """
 
 import mlflow

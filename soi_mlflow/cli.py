@@ -124,6 +124,8 @@ def _train(config: Any) -> None:
     result = train(config)
     if result.run_id is not None:
         console.print_accuracy(result.metrics, "accuracy after the last epoch")
+        for line in result.analysis.lines() if result.analysis else ():
+            print(line)
         console.print_links([("run id", result.run_id)], result.ui_command)
 
 

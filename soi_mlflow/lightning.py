@@ -24,6 +24,10 @@ By default the callback reads ``batch["example_id"]``, ``batch["labels"]`` (or
   ``checkpointing.py``); each epoch's dropout and order then depend on (seed, epoch) only,
   so a run resumed from an end-of-epoch checkpoint, or a second run of the seed, gives a
   bit-identical trace, the built-in trainer's one for the same module and data.
+- When ``fit`` ends well, rank 0 analyses the run (``analyze=False``: not), as
+  ``soi-mlflow analyze --run-id`` does: SOI metrics, tables and the interactive data map
+  ``html/datamap_<split>.html`` of every split traced in at least two epochs. A failed
+  analysis is a warning line on stderr; training stays a success.
 - Whatever ends training (an exception, Ctrl-C, SIGTERM), the writer thread and temporary
   folder are cleaned up and a run the callback opened ends FAILED or KILLED with the reason
   in the ``soi.end_reason`` tag; the exception is kept in :attr:`TraceCallback.exception`.
@@ -61,6 +65,8 @@ class TraceCallback(pl.Callback):
         trace_train: record training batches (``train_pass``); off when the ``train`` split
             comes from an evaluation pass over the training set instead (``eval_pass``).
         run_id: a run id, or a function returning one (called once, on rank 0).
+        analyze: analyse the run when ``fit`` ends well (on rank 0); the outcome is then
+            in :attr:`analysis`.
     """
 
     def __init__(
@@ -83,6 +89,7 @@ class TraceCallback(pl.Callback):
         axis: str | None = None,
         tags: Mapping[str, str] | None = None,
         log_metrics: bool = True,
+        analyze: bool = True,
     ) -> None:
         for name in (*(eval_splits or ()), *(test_splits or ())):
             check_split_name(name)
@@ -100,6 +107,8 @@ class TraceCallback(pl.Callback):
         self.axis = axis
         self.tags = dict(tags or {})
         self.log_metrics = log_metrics
+        self.analyze = analyze
+        self.analysis: Any = None  # the AnalysisOutcome of the last fit, when analysed
         self.recorder: TraceRecorder | None = None
         self.last_metrics: dict[str, float] = {}
         self._resolved_run: str | None = None
@@ -145,6 +154,7 @@ class TraceCallback(pl.Callback):
             members=self.members,
             tags=self.tags,
             resume=bool(restored),
+            analyze=False,  # once per fit, by teardown: not per recorder
         )
         self._resolved_run = self.recorder.run_id
 
@@ -174,7 +184,19 @@ class TraceCallback(pl.Callback):
             self.tracking_uri = self.tracking_uri or state_dict.get("tracking_uri")
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        recorder = self.recorder  # None after on_exception: a failed fit is not analysed
         self._close(None)
+        if (
+            self.analyze
+            and stage == "fit"
+            and recorder is not None
+            and recorder.run_id
+            and trainer.is_global_zero
+        ):
+            from soi_mlflow.analysis.after_training import analyze_after_training
+
+            uri = recorder.tracking_uri or self.tracking_uri
+            self.analysis = analyze_after_training(recorder.run_id, str(uri))
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException

@@ -2,7 +2,9 @@
 
 ``train(TrainConfig(...))`` checks every input before any work, builds the data and the
 model, and trains with Lightning; the trace callback opens the MLflow run (on rank 0
-only) and writes traces, metrics and example tables as training goes.
+only) and writes traces, metrics and example tables as training goes. Once the run has
+ended, unless ``analyze=False``, it is analysed as ``soi-mlflow analyze --run-id`` does
+(``analysis/after_training.py``), so one training shows its data map in the MLflow UI.
 """
 
 from __future__ import annotations
@@ -94,6 +96,8 @@ class TrainConfig:
     """Lightning strategy, e.g. ddp (the command line picks ddp for auto when devices > 1)"""
     progress: bool = True
     """show training progress"""
+    analyze: bool = True
+    """end with the run's analysis: SOI, tables, the data map html/datamap_train.html"""
     resume: str | None = None
     """a run id: continue that run from its last local checkpoint (docs/reliability.md)"""
     checkpoint_every: int = 1
@@ -115,6 +119,7 @@ class TrainResult:
     ui_command: str | None
     module: Any = None  # the trained LightningModule, in this process
     affinity: Any = None  # the AffinityCallback, when affinity was measured
+    analysis: Any = None  # the AnalysisOutcome, when the run was analysed
 
 
 def validate_config(config: TrainConfig) -> None:
@@ -294,7 +299,12 @@ def training_note(config: TrainConfig) -> str:
     text += (
         ". Metrics per epoch: `val/<member>/acc`, `test/<member>/acc`, "
         "`ood/<member>/acc`; per-example traces under `traces/<split>/`, examples under "
-        "`examples/`. `soi-mlflow analyze --run-id` adds an interactive data map."
+        "`examples/`. "
+        + (
+            "The run ends with its analysis: see the Analysis section below."
+            if config.analyze
+            else "`soi-mlflow analyze --run-id` adds an interactive data map."
+        )
     )
     if config.log_model:
         text += (
@@ -433,6 +443,7 @@ def mixture_trace_callback(
         run_id=run_id,
         tracking_uri=tracking_uri,
         axis=mixture.spec.axis,
+        analyze=False,  # train() analyses once the run has ended, not the adapter
     )
 
 
@@ -442,9 +453,11 @@ def train(config: TrainConfig) -> TrainResult:
     Settings and the tracking store are checked before any data is loaded
     (:func:`preflight`). Whatever ends training early (an exception in any phase, Ctrl-C,
     SIGTERM), the run ends FAILED or KILLED with the reason in ``soi.end_reason``.
-    ``config.resume`` continues a run from its last checkpoint, in the same run. The
-    process's global state (environment, random generators, torch flags, logging) is as
-    it was when this returns (``soi_mlflow/process_state.py``)."""
+    ``config.resume`` continues a run from its last checkpoint, in the same run. With
+    ``config.analyze`` the ended run is then analysed (:attr:`TrainResult.analysis`); a
+    failed analysis is a warning line on stderr, never a failed training. The process's
+    global state (environment, random generators, torch flags, logging) is as it was when
+    this returns (``soi_mlflow/process_state.py``)."""
     validate_config(config)
     resume_ckpt = preflight(config)
     with sigterm_raises(), process_state.kept():  # Lightning's seeds, flags, variables
@@ -557,6 +570,11 @@ def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
     end_run(run.client, run.tracking_uri, run.run_id, None, terminate=run.created)
     if saver is not None and not config.keep_checkpoint:
         shutil.rmtree(run_folder(run.run_id) / "checkpoint", ignore_errors=True)
+    analysis = None
+    if config.analyze:  # never raises: a finished run stays finished
+        from soi_mlflow.analysis.after_training import analyze_after_training
+
+        analysis = analyze_after_training(run.run_id, run.tracking_uri, quiet=True)
     return TrainResult(
         run.run_id,
         run.experiment_id,
@@ -565,4 +583,5 @@ def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
         run.ui_command(),
         module,
         affinity,
+        analysis,
     )

@@ -20,6 +20,11 @@ Evaluation sets are named by the evaluation's metric prefix: ``eval`` -> ``valid
 ``trainer.predict``'s ``test`` -> ``test``. An evaluation set's trace of epoch *e* is its
 last evaluation during epoch *e* (so ``eval_strategy="steps"`` keeps the epoch's last).
 To trace the training set in eval mode too, pass it as one more evaluation set.
+
+When ``train()`` ends well, the main process analyses the run (``TraceCallback(analyze=
+False)``: not), as ``soi-mlflow analyze --run-id`` does: SOI metrics, tables and the
+interactive data map ``html/datamap_<split>.html`` of every split traced in at least two
+epochs. A failed analysis is a warning line on stderr; training stays a success.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ class TraceCallback(TrainerCallback):
         member_key, members: optionally a batch key holding each row's member index into
             ``members`` (e.g. the source of a multi-source data set).
         axis: optional ``soi.axis`` tag; log_metrics: per-split accuracy and loss per epoch.
+        analyze: analyse the run when training ends well; the outcome is then in
+            :attr:`analysis`.
     """
 
     def __init__(
@@ -68,6 +75,7 @@ class TraceCallback(TrainerCallback):
         members: Sequence[str] | None = None,
         axis: str | None = None,
         log_metrics: bool = True,
+        analyze: bool = True,
     ) -> None:
         if member_key is not None and not members:
             raise SoiInputError("member_key needs members=[...]: the names its indices stand for")
@@ -82,6 +90,8 @@ class TraceCallback(TrainerCallback):
         self.members = list(members) if members else None
         self.axis = axis
         self.log_metrics = log_metrics
+        self.analyze = analyze
+        self.analysis: Any = None  # the AnalysisOutcome of the last training, when analysed
         self._train: TraceRecorder | None = None
         self._eval: TraceRecorder | None = None
         self._split: str | None = None  # the evaluation set being traced, if any
@@ -138,6 +148,7 @@ class TraceCallback(TrainerCallback):
             log_metrics=self.log_metrics,
             source=SOURCE,
             members=self.members,
+            analyze=False,  # once per training, by _finish: not per recorder
         )
 
     # -- Trainer events ---------------------------------------------------------------
@@ -195,6 +206,16 @@ class TraceCallback(TrainerCallback):
                 if active is not None and active.info.run_id == self.run_id:
                     mlflow.end_run(status)
             self._started_run = self._client_run = False
+        if self.analyze and status == "FINISHED" and train_rec is not None:
+            self._analyze(train_rec)
+
+    def _analyze(self, recorder: TraceRecorder) -> None:
+        """The run's analysis, on the process that wrote its traces (rank 0)."""
+        from soi_mlflow.analysis.after_training import analyze_after_training
+        from soi_mlflow.tracking.trace_rows import dist_rank_world
+
+        if dist_rank_world()[0] == 0 and recorder.run_id and recorder.tracking_uri:
+            self.analysis = analyze_after_training(recorder.run_id, recorder.tracking_uri)
 
     # -- called by TraceMixin -----------------------------------------------------------
     def observe(self, training: bool, ids: Any, outputs: Any, labels: Any, member: Any) -> None:

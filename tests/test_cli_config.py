@@ -94,13 +94,14 @@ def test_flags_win_over_the_file_wherever_they_stand(capsys, tmp_path: Path) -> 
     cfg.write_text("axis: lang\nmembers: [lang_a, lang_b]\nepochs: 7\nmax_examples: 30\n")
     code, out, err = _main(
         capsys, "train", "--epochs", "2", "--config", str(cfg), "--members", "lang_c",
-        "--no-progress", "--print-config",
+        "--no-progress", "--no-analyze", "--print-config",
     )  # fmt: skip
     assert code == 0, err
     resolved = yaml.safe_load(out)
     assert resolved["epochs"] == 2 and resolved["members"] == ["lang_c"]
     assert resolved["axis"] == "lang" and resolved["max_examples"] == 30
     assert resolved["progress"] is False and resolved["ood"] == []
+    assert resolved["analyze"] is False
 
 
 def test_switches_lists_and_spellings_researchers_already_type(capsys) -> None:

@@ -118,6 +118,35 @@ def test_without_a_logger_the_callback_starts_and_ends_a_run(module_store) -> No
     assert len(trace_files(module_store, run.info.run_id, "validation")) == 1
 
 
+def _analysis_artifacts(client: MlflowClient, run_id: str) -> set[str]:
+    return {a.path for d in ("tables", "html") for a in client.list_artifacts(run_id, d)}
+
+
+def test_fit_ends_with_the_analysis_unless_turned_off(module_store) -> None:
+    client = MlflowClient(module_store)
+    for analyze in (True, False):
+        callback = TraceCallback(
+            ids="uid", labels="target", logits="scores", tracking_uri=module_store, analyze=analyze
+        )
+        _fit(callback, epochs=2)
+        run = client.get_run(callback.run_id_resolved)
+        assert run.info.status == "FINISHED"
+        soi = [k for k in run.data.metrics if k.startswith("soi/")]
+        found = _analysis_artifacts(client, run.info.run_id)
+        note = run.data.tags.get("mlflow.note.content", "")
+        if analyze:
+            assert callback.analysis.analysed == ["train", "validation"]
+            assert "soi/train/always_correct_frac" in soi and "soi/validation/coverage" in soi
+            assert {
+                "tables/soi_train.parquet",
+                "tables/soi_fractions_validation.json",
+                "html/datamap_train.html",
+            } <= found
+            assert "#### Analysis" in note and "html/datamap_train.html" in note
+        else:
+            assert callback.analysis is None and soi == [] and found == set() and note == ""
+
+
 def test_a_batch_without_ids_fails_at_the_first_batch(module_store) -> None:
     callback = TraceCallback(labels="target", logits="scores", tracking_uri=module_store)
     with pytest.raises(SoiInputError, match="the batch has no 'example_id'"):

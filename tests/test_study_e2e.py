@@ -119,6 +119,8 @@ def test_compare_makes_a_parent_with_children_figures_and_a_summary(study) -> No
     for child in children["run_id"]:
         metrics = client.get_run(child).data.metrics
         assert "soi/train/never_learned_frac" in metrics and "ood/restaurants/acc" in metrics
+        # analysed once, by the study (train() leaves its children to it)
+        assert len(client.get_metric_history(child, "soi/train/never_learned_frac")) == 1
 
 
 def test_analyze_re_analyses_from_the_parent_without_training(study) -> None:

@@ -101,6 +101,43 @@ def test_metrics_tags_params_inputs_and_example_tables(trained) -> None:
     assert {"member", "label", "label_name", "text", "planted"} <= set(examples.columns)
 
 
+def _analysis(uri: str, run_id: str) -> tuple[list[str], set[str], str]:
+    """What an analysis left on a run: its SOI metrics, tables and pages, description."""
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    soi = [k for k in run.data.metrics if k.startswith("soi/")]
+    found = {a.path for d in ("tables", "html") for a in client.list_artifacts(run_id, d)}
+    return soi, found, run.data.tags.get("mlflow.note.content", "")
+
+
+def test_a_training_ends_with_its_analysis(store) -> None:
+    assert TrainConfig.analyze is True  # the default: one training shows its data map
+    result = train(_config(store, members=("books",), ood=(), analyze=TrainConfig.analyze))
+    assert MlflowClient(store).get_run(result.run_id).info.status == "FINISHED"
+    assert result.analysis.analysed == ["train", "validation", "test"]
+    assert not result.analysis.failed and not result.analysis.skipped
+    soi, found, note = _analysis(store, result.run_id)
+    assert "soi/train/always_correct_frac" in soi and "soi/train/books/coverage" in soi
+    history = MlflowClient(store).get_metric_history(result.run_id, "soi/train/coverage")
+    assert len(history) == 1  # analysed once: by train(), not also by the trace adapter
+    assert {
+        "tables/soi_train.parquet",
+        "tables/soi_fractions_train.json",
+        "html/datamap_train.html",
+        "html/datamap_test.html",
+    } <= found
+    assert "The run ends with its analysis" in note
+    assert "#### Analysis" in note and "html/datamap_train.html" in note
+
+
+def test_with_analyze_off_the_run_is_not_analysed(trained) -> None:
+    uri, result, _ = trained  # small_config turns the analysis off
+    assert result.analysis is None
+    soi, found, note = _analysis(uri, result.run_id)
+    assert soi == [] and found == set()
+    assert "#### Analysis" not in note and "`soi-mlflow analyze --run-id` adds" in note
+
+
 def test_single_member_run_has_the_same_ids_as_the_mixture(trained, store) -> None:
     uri, multi, _ = trained
     single = train(_config(store, members=("books",), ood=()))

@@ -48,6 +48,10 @@ def test_cli_train_prints_the_run_and_the_ui_command(store, tmp_path: Path) -> N
     assert "mlflow ui --backend-store-uri" in out
     for split in ("train", "validation", "test", "ood"):
         assert len(trace_files(store, run.info.run_id, split)) == 2
+    # one training shows its results: analysed by default, the data map named
+    assert "analysed: train, validation, test, ood" in out
+    assert "data map: html/datamap_train.html" in out
+    assert "soi/train/forgotten_frac" in run.data.metrics
 
 
 def test_mlflow_run_entry_point_logs_into_its_own_run(store, tmp_path: Path) -> None:
@@ -101,9 +105,11 @@ def test_ddp_on_two_cpu_processes_traces_each_example_once(store, tmp_path: Path
         "--accelerator",
         "cpu",
     ]
-    run_cli(args, store, tmp_path, timeout=400)
+    out = run_cli(args, store, tmp_path, timeout=400)
     run = _only_run(store)
     assert run.data.params["devices"] == "2" and run.data.params["strategy"] == "ddp"
+    assert out.count("analysed: train, validation, test") == 1  # by rank 0 alone
+    assert run.data.tags["mlflow.note.content"].count("#### Analysis") == 1
     for path in trace_files(store, run.info.run_id, "train"):
         trace, _ = load_trace(store, run.info.run_id, path)
         assert len(trace) == 303 and trace["example_id"].is_unique

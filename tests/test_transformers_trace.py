@@ -157,6 +157,37 @@ def test_without_mlflow_reporting_the_callback_starts_and_ends_its_run(
 
 
 @pytest.mark.e2e
+def test_training_ends_with_the_analysis_unless_turned_off(data, hf_store, tmp_path) -> None:
+    splits, tok = data
+    names = splits["train"].features["label"].names
+    client = MlflowClient(hf_store)
+    for analyze in (True, False):
+        callback = TraceCallback(analyze=analyze)
+        trainer = TracingTrainer(
+            model=tiny_model(names),
+            args=arguments(tmp_path, "none", epochs=2),
+            train_dataset=splits["train"],
+            eval_dataset=splits["validation"],
+            data_collator=DataCollatorWithPadding(tok),
+            callbacks=[callback],
+        )
+        trainer.train()
+        run = client.get_run(trainer.trace_run_id)
+        assert run.info.status == "FINISHED" and mlflow.active_run() is None
+        soi = [k for k in run.data.metrics if k.startswith("soi/")]
+        run_id = run.info.run_id
+        found = {a.path for d in ("tables", "html") for a in client.list_artifacts(run_id, d)}
+        note = run.data.tags.get("mlflow.note.content", "")
+        if analyze:
+            assert callback.analysis.analysed == ["train", "validation"]
+            assert "soi/train/forgotten_frac" in soi and "soi/validation/coverage" in soi
+            assert {"tables/soi_train.parquet", "html/datamap_train.html"} <= found
+            assert "#### Analysis" in note and "html/datamap_validation.html" in note
+        else:
+            assert callback.analysis is None and soi == [] and found == set() and note == ""
+
+
+@pytest.mark.e2e
 def test_a_plain_trainer_or_missing_ids_fail_clearly_at_the_first_batch(
     data, hf_store, tmp_path
 ) -> None:

@@ -65,7 +65,9 @@ def small_config(
     """A built-in-suite training config small enough for a test (2 epochs, batch 16).
 
     No MLflow Model is logged unless asked (``log_model=True``): it costs 0.3-0.4 s a run
-    here, 1 s for the first in a process; tests/test_mlflow_model.py covers it."""
+    here, 1 s for the first in a process; tests/test_mlflow_model.py covers it. Nor is the
+    run analysed when training ends unless asked (``analyze=True``): ~0.5 s per traced
+    split; tests/test_after_training.py covers it."""
     spec = MixtureSpec(
         "builtin",
         axis,
@@ -77,7 +79,14 @@ def small_config(
     return TrainConfig(
         spec,
         tracking_uri=uri,
-        **{"epochs": 2, "batch_size": 16, "progress": False, "log_model": False, **settings},
+        **{
+            "epochs": 2,
+            "batch_size": 16,
+            "progress": False,
+            "log_model": False,
+            "analyze": False,
+            **settings,
+        },
     )
 
 

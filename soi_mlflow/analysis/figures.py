@@ -7,6 +7,7 @@ touched, so a user's notebook keeps its own backend. Saving to PNG needs no back
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -143,8 +144,11 @@ def side_by_side(fractions: pd.DataFrame, title: str, ylabel: str) -> Figure:
 
 
 def close(figures: Mapping[str, Figure]) -> None:
-    """Free the figures' drawing state once logged."""
+    """Free figures; those made through pyplot (elsewhere) are also closed there."""
+    pyplot = sys.modules.get("matplotlib.pyplot")  # never imported here just to close
     for fig in figures.values():
+        if pyplot is not None:
+            pyplot.close(fig)
         fig.clear()
 
 

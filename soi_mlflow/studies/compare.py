@@ -72,6 +72,7 @@ def run_compare(
                 parent_run_id=parent.run_id,
                 run_name=None,
                 tags={**base.tags, "soi.study": parent.run_id},
+                analyze=False,  # analysed below, with the study's splits
             )
             result = train(config)
             (single[member] if member else multi).append(result.run_id)
