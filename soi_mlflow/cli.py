@@ -50,7 +50,7 @@ class AnalyzeSettings:
     run_id: str | None = None
     """analyse one run"""
     parent_run_id: str | None = None
-    """re-analyse a study (comparison or transfer) from its parent run"""
+    """re-analyse a study from its parent run (any kind, by its soi.study tag)"""
     compare: tuple[str, ...] = ()
     """two runs, RUN_A,RUN_B: SOI transitions A -> B and both data maps (any traced runs)"""
     into: Literal["new", "b"] = "new"
@@ -204,12 +204,14 @@ def _analyze(settings: AnalyzeSettings) -> None:
         return
     cache = cache_for(uri)
     parent = get_run(cache.client, settings.parent_run_id, cache.tracking_uri, "--parent-run-id")
-    study = parent.data.tags.get("soi.study")
-    if study == "transfer":
-        from soi_mlflow.studies.transfer import reanalyze_transfer
+    from soi_mlflow.studies.reanalyze import reanalyze, study_kind
 
-        mean, _, _ = reanalyze_transfer(settings.parent_run_id, uri)
-        console.print_frame(mean, "transfer matrix (rows: sources, columns: targets)")
+    study = study_kind(parent)  # every kind, by the parent's soi.study tag
+    print(f"re-analysing the {study} study of run {settings.parent_run_id} ({parent.info.status})")
+    if study != "compare":
+        result = reanalyze(settings.parent_run_id, uri)
+        for title, table in result.tables.items():
+            console.print_frame(table, title, digits=4)
         return
     from soi_mlflow.studies.children import comparison_of
 

@@ -13,8 +13,8 @@ from soi_mlflow.studies.views import (
     ViewsSettings,
     _curve_settings,
     _figure,
-    _log,
     compare_views,
+    log_views,
     per_seed_passes,
     validate_views,
     view_seeds,
@@ -131,7 +131,7 @@ def test_views_at_one_budget_compare_over_their_own_seeds(store) -> None:
             for v, n in seeds.items()
         ]
     )
-    _log(parent, values, out, compute, settings)
+    log_views(parent, values, out, compute, settings)
     metrics = parent.client.get_run(parent.run_id).data.metrics
     assert metrics["compute/affinity/seeds"] == 9 and metrics["compute/budget"] == 1000
     assert metrics["agreement/transfer_vs_curves/spearman"] == pytest.approx(-1.0)

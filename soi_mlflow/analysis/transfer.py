@@ -17,25 +17,30 @@ from soi_mlflow.errors import SoiInputError
 
 def transfer_deltas(scores: pd.DataFrame) -> pd.DataFrame:
     """Per seed and (source, target): ``delta`` = score with the source - score alone, from
-    rows ``seed, source, target, score`` (``source`` None for a target trained alone)."""
+    rows ``seed, source, target, score`` (``source`` None for a target trained alone);
+    NaN, with the reason in ``problem``, where a score is missing."""
     alone = scores[scores["source"].isna()].set_index(["seed", "target"])["score"]
     pairs = scores[scores["source"].notna()]
     deltas = []
     for _, row in pairs.iterrows():
         base = alone.get((row["seed"], row["target"]))
-        if base is None or pd.isna(base):
-            raise SoiInputError(
-                f"no single-member score of {row['target']!r} for seed {row['seed']}"
-            )
+        missing = base is None or pd.isna(base) or pd.isna(row["score"])
         deltas.append(
             {
                 "seed": row["seed"],
                 "source": row["source"],
                 "target": row["target"],
-                "delta": row["score"] - base,
+                "delta": np.nan if missing else row["score"] - base,
+                "problem": _missing_score(row, base) if missing else None,
             }
         )
-    return pd.DataFrame(deltas, columns=["seed", "source", "target", "delta"])
+    return pd.DataFrame(deltas, columns=["seed", "source", "target", "delta", "problem"])
+
+
+def _missing_score(row: pd.Series, base: object) -> str:
+    if base is None or pd.isna(base):
+        return f"no single-member score of {row['target']!r} for seed {row['seed']}"
+    return f"no score of {row['target']!r} trained with {row['source']!r}, seed {row['seed']}"
 
 
 def transfer_matrix(scores: pd.DataFrame, members: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -53,9 +58,12 @@ def transfer_matrix(scores: pd.DataFrame, members: list[str]) -> tuple[pd.DataFr
 
 def transfer_intervals(scores: pd.DataFrame, method: str = "t", level: float = 0.95):
     """Each cell's mean over seeds with its interval and whether it excludes 0."""
+    from soi_mlflow.analysis.identified import with_problems
     from soi_mlflow.analysis.intervals import summarize
 
-    return summarize(transfer_deltas(scores), ["source", "target"], "delta", method, level)
+    deltas = transfer_deltas(scores)
+    by = ["source", "target"]
+    return with_problems(summarize(deltas, by, "delta", method, level), deltas, by, "delta")
 
 
 def latent_traits(mean: pd.DataFrame) -> dict[str, pd.DataFrame]:

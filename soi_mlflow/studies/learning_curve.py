@@ -12,18 +12,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 
-import numpy as np
 import pandas as pd
 
 from soi_mlflow.console import step
 from soi_mlflow.data.loaders import load_member
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.seeds import check_seed
+from soi_mlflow.studies.curve_analysis import ALONE, analyse_points, log_curves
 from soi_mlflow.studies.parent import study_parent
-from soi_mlflow.tracking.run import RunHandle
 from soi_mlflow.training import TrainConfig, train, validate_config
 
-ALONE = "alone"
 SETS = ("pairwise+all", "pairwise", "all")
 
 
@@ -259,7 +257,7 @@ def learning_curve(base: TrainConfig, settings: CurveSettings) -> CurveResult:
             "compute/runs": float(len(points)),
         }
         parent.log_metrics(compute, step=0)
-        _log(parent, points, tables, settings)
+        log_curves(parent, points, tables, settings)
     return CurveResult(
         parent.run_id,
         points,
@@ -269,163 +267,3 @@ def learning_curve(base: TrainConfig, settings: CurveSettings) -> CurveResult:
         compute,
         parent.ui_command(),
     )
-
-
-def analyse_points(points: pd.DataFrame, settings: CurveSettings) -> dict[str, pd.DataFrame]:
-    """Fits, worth with intervals, the interaction and the contextual form, as tables."""
-    from soi_mlflow.analysis.worth import transfer_summary
-
-    fits = _fits(points)
-    summary = transfer_summary(points, list(settings.aux), settings.interval, settings.level)
-    tables = {
-        "learning_curve_points": points,
-        "learning_curve_fits": fits,
-        "learning_curve_contextual": _contextual(points, settings),
-        "learning_curve_worth": summary["worth"],
-        "learning_curve_worth_by_seed": summary["worth_by_seed"],
-        "learning_curve_worth_over_sizes": summary["worth_over_sizes"],
-    }
-    if "interaction" in summary:
-        tables["learning_curve_interaction"] = summary["interaction"]
-        tables["learning_curve_interaction_over_sizes"] = summary["interaction_over_sizes"]
-        tables["learning_curve_interaction_by_seed"] = summary["interaction_by_seed"]
-    return tables
-
-
-def _fits(points: pd.DataFrame) -> pd.DataFrame:
-    """The better of power law and exponential per curve and auxiliary size (all seeds)."""
-    from soi_mlflow.analysis.curves import best_fit
-
-    rows = []
-    for (curve, cap), part in points.groupby(["curve", "aux_size"], sort=True):
-        means = part.groupby("n")["score"].mean()
-        try:
-            fit = best_fit(means.index.to_numpy(float), means.to_numpy(float))
-        except SoiInputError as err:
-            rows.append({"curve": curve, "aux_size": cap, "form": None, "problem": str(err)})
-            continue
-        row = {"curve": curve, "aux_size": cap, "form": fit.form, "aic": fit.aic, "rss": fit.rss}
-        for name in fit.names:
-            low, high = fit.interval(name)
-            row |= {name: fit.params[name], f"{name}_stderr": fit.stderr[name]}
-            row |= {f"{name}_low": low, f"{name}_high": high}
-        rows.append(row | {"problem": None})
-    return pd.DataFrame(rows)
-
-
-def _contextual(points: pd.DataFrame, settings: CurveSettings) -> pd.DataFrame:
-    """The contextual form per auxiliary set (with the alone points), or why not."""
-    from soi_mlflow.analysis.curves import (
-        contextual_design_problem,
-        contextual_ratio,
-        fit_contextual,
-    )
-
-    rows = []
-    alone = points[points["curve"] == ALONE]
-    for group in settings.aux_sets():
-        name = "+".join(group)
-        part = pd.concat([alone, points[points["curve"] == name]])
-        problem = contextual_design_problem(part["n"], part["n_aux"])
-        row: dict = {"curve": name, "problem": problem}
-        if problem is None:
-            try:
-                fit = fit_contextual(part["n"], part["n_aux"], part["score"])
-            except (SoiInputError, RuntimeError) as err:
-                row["problem"] = str(err)
-            else:
-                for p in fit.names:
-                    low, high = fit.interval(p, settings.level)
-                    row |= {p: fit.params[p], f"{p}_stderr": fit.stderr[p]}
-                    row |= {f"{p}_low": low, f"{p}_high": high}
-                ratio, stderr = contextual_ratio(fit)
-                row |= {"worth_per_aux_example": ratio, "worth_per_aux_example_stderr": stderr}
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _log(parent: RunHandle, points, tables, settings: CurveSettings) -> None:
-    from soi_mlflow.analysis.report import log_figures, log_table
-
-    for name, frame in tables.items():
-        log_table(parent.client, parent.run_id, frame, name)
-    figs = {"learning_curve": _curve_figure(points, tables["learning_curve_fits"], settings)}
-    figs["learning_curve_worth"] = _worth_figure(tables, settings)
-    log_figures(parent.client, parent.run_id, figs)
-
-
-def _curve_figure(points: pd.DataFrame, fits: pd.DataFrame, settings: CurveSettings):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from soi_mlflow.analysis.curves import exponential, power_law
-
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    grid = np.geomspace(points["n"].min(), points["n"].max(), 100)
-    colors = plt.get_cmap("tab10")
-    for k, ((curve, cap), part) in enumerate(points.groupby(["curve", "aux_size"], sort=True)):
-        label = curve if curve == ALONE else f"+ {curve}" + (f" ({cap} each)" if cap else "")
-        stats = part.groupby("n")["score"].agg(["mean", "std"]).fillna(0.0)
-        ax.errorbar(
-            stats.index,
-            stats["mean"],
-            yerr=stats["std"],
-            fmt="o",
-            ms=4,
-            color=colors(k % 10),
-            capsize=3,
-            label=label,
-        )
-        row = fits[(fits["curve"] == curve) & (fits["aux_size"] == cap)]
-        if len(row) and row.iloc[0]["form"]:
-            r = row.iloc[0]
-            func = power_law if r["form"] == "power_law" else exponential
-            ax.plot(grid, func(grid, r["c"], r["a"], r["b"]), color=colors(k % 10), lw=1)
-    ax.set_xscale("log")
-    ax.set_xlabel(f"{settings.target} training examples (n)")
-    ax.set_ylabel(f"{settings.target} test accuracy")
-    ax.set_title(
-        f"Learning curves of {settings.target} (mean ± std over {settings.seeds} seed(s); "
-        "lines: fits)",
-        fontsize=9,
-    )
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def _worth_figure(tables: dict[str, pd.DataFrame], settings: CurveSettings):
-    """Each set's worth (median over sizes) with its interval; the interaction too."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    worth = tables["learning_curve_worth_over_sizes"]
-    labels = [
-        f"{c}" + (f" ({a} each)" if a else "")
-        for c, a in zip(worth["curve"], worth["aux_size"], strict=True)
-    ]
-    means, lows, highs = (worth[c].to_numpy(float) for c in ("mean", "low", "high"))
-    if "learning_curve_interaction_over_sizes" in tables:
-        inter = tables["learning_curve_interaction_over_sizes"]
-        labels += ["interaction" + (f" ({a} each)" if a else "") for a in inter["aux_size"]]
-        means = np.concatenate([means, inter["mean"].to_numpy(float)])
-        lows = np.concatenate([lows, inter["low"].to_numpy(float)])
-        highs = np.concatenate([highs, inter["high"].to_numpy(float)])
-    err = np.vstack([means - lows, highs - means])
-    err = np.clip(np.where(np.isfinite(err), err, 0.0), 0, None)
-    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(labels) + 1.8))
-    ax.errorbar(means, range(len(labels)), xerr=err, fmt="o", capsize=3)
-    ax.axvline(0, color="grey", lw=0.6)
-    ax.set_yticks(range(len(labels)), labels, fontsize=8)
-    ax.set_xlabel(f"worth in {settings.target} examples (median over sizes)")
-    ax.set_title(
-        f"Auxiliary data's worth, {settings.level:.0%} intervals over {settings.seeds} seed(s) "
-        f"({settings.interval})",
-        fontsize=9,
-    )
-    fig.tight_layout()
-    return fig

@@ -164,7 +164,8 @@ def run_noise_benchmark(settings: NoiseBenchmarkSettings) -> NoiseBenchmarkResul
             scores = seed_scores(config, settings.cl_folds, parent.tracking_uri)
             truth = (scores["planted"] == "mislabeled").to_numpy()
             detectors = [c for c in DETECTOR_COLUMNS if c in scores.columns]
-            table = score_detectors(scores[detectors], truth).reset_index()
+            table = score_detectors(scores[detectors], truth)
+            table = with_unscored(table, scores[detectors], truth).reset_index()
             table = table.merge(flag_sets(scores, truth), on="detector", how="left")
             rows.append(table.assign(seed=seed))
             breakdowns.append(top_k_breakdown(scores, detectors).assign(seed=seed))
@@ -210,6 +211,7 @@ def seed_scores(config: TrainConfig, cl_folds: int, tracking_uri: str) -> pd.Dat
 def _cross_validated(config: TrainConfig, scores: pd.DataFrame, folds: int) -> pd.DataFrame:
     """``oos_confidence`` and ``confident_learning`` from ``folds`` trainings, each
     without one fold, scored on that fold; confident learning runs per task."""
+    from soi_mlflow.analysis.identified import ESTIMATION_ERRORS, not_identified
     from soi_mlflow.analysis.noise import confident_learning
     from soi_mlflow.studies.heldout import heldout_probabilities
 
@@ -239,10 +241,37 @@ def _cross_validated(config: TrainConfig, scores: pd.DataFrame, folds: int) -> p
         rows = scores[tasks == task]
         labels = rows["label"].to_numpy(dtype=int)
         matrix = np.stack([probs[int(i)] for i in rows["example_id"]])
-        issues, suspicion = confident_learning(labels, matrix)
+        try:
+            issues, suspicion = confident_learning(labels, matrix)
+        except ESTIMATION_ERRORS as exc:  # cleanlab refuses these probabilities
+            print(f"confident learning on {task}: {not_identified(exc)}", flush=True)
+            issues, suspicion = np.zeros(len(rows), bool), np.full(len(rows), np.nan)
         out.loc[rows["example_id"], "confident_learning"] = suspicion
         out.loc[rows["example_id"], "cl_issue"] = issues
         out.loc[rows["example_id"], "oos_confidence"] = 1.0 - matrix[np.arange(len(rows)), labels]
+    return out
+
+
+def with_unscored(table: pd.DataFrame, scores: pd.DataFrame, truth: np.ndarray) -> pd.DataFrame:
+    """``score_detectors``' table with a ``problem`` column: a row per detector it left
+    out (a score missing for some examples) and, without planted noise, every detector's
+    metrics are reported as not identified."""
+    from soi_mlflow.analysis.identified import not_identified
+
+    out = table.copy()
+    out["problem"] = None
+    for name in scores.columns:
+        if name not in out.index:
+            missing = int(scores[name].isna().sum())
+            out.loc[name, "problem"] = not_identified(
+                f"{name} has no score for {missing} of {len(scores)} examples"
+            )
+    if not np.asarray(truth, bool).any():
+        out["problem"] = out["problem"].fillna(
+            not_identified("no planted mislabeled example: detection cannot be scored")
+        )
+    out["base_rate"] = float(np.mean(truth)) if len(truth) else float("nan")
+    out.index.name = "detector"
     return out
 
 
@@ -312,6 +341,14 @@ def summarize(per_seed: pd.DataFrame) -> pd.DataFrame:
         out = out.join(per_seed.groupby("detector")[sets].mean())
     out["seeds"] = per_seed.groupby("detector").size()
     out["base_rate"] = per_seed.groupby("detector")["base_rate"].mean()
+    if "problem" in per_seed:
+        from soi_mlflow.analysis.identified import not_identified, reasons
+
+        why = per_seed.groupby("detector")["problem"].agg(reasons)
+        out["problem"] = [
+            None if np.isfinite(ap) else not_identified(why[d])
+            for d, ap in zip(out.index, out["ap_mean"], strict=True)
+        ]
     return out.sort_values("ap_mean", ascending=False)
 
 
@@ -332,7 +369,7 @@ def format_summary(summary: pd.DataFrame) -> str:
 
 
 def _log(parent, per_seed, summary, breakdown, settings: NoiseBenchmarkSettings) -> None:
-    from soi_mlflow.analysis import figures
+    from soi_mlflow.analysis import figures, identified
     from soi_mlflow.analysis.report import log_figures, log_table
 
     client, run_id = parent.client, parent.run_id
@@ -347,8 +384,11 @@ def _log(parent, per_seed, summary, breakdown, settings: NoiseBenchmarkSettings)
         if col.endswith("_mean") and np.isfinite(v)
     }
     parent.log_metrics(metrics, step=0)
+    problems = identified.table_problems({"noise_benchmark_summary": summary.reset_index()}, 1)
     title = (
         f"Noise detection on {'+'.join(settings.members)}, noise {settings.noise} "
         f"(rate {settings.mislabeled_rate})\nmean ± std (ddof=1) over {settings.seeds} seed(s)"
     )
+    title += identified.title_note(problems)
     log_figures(client, run_id, {"noise_benchmark": figures.detector_scores(summary, title)})
+    identified.report(client, run_id, problems)

@@ -216,6 +216,7 @@ def log_transfer(
     parent: RunHandle, scores: pd.DataFrame, members: list[str], mode: str, seeds: int
 ):
     """The matrix, its latent traits, their figures and the scores, logged to ``parent``."""
+    from soi_mlflow.analysis import identified
     from soi_mlflow.analysis.report import log_figures, log_table, metric_part
     from soi_mlflow.analysis.transfer import (
         biplot,
@@ -224,16 +225,18 @@ def log_transfer(
         transfer_intervals,
         transfer_matrix,
     )
-    from soi_mlflow.errors import SoiInputError
 
     mean, std = transfer_matrix(scores, members)
-    log_table(parent.client, parent.run_id, transfer_intervals(scores), "transfer_intervals")
+    intervals = transfer_intervals(scores)
+    log_table(parent.client, parent.run_id, intervals, "transfer_intervals")
+    problems = identified.table_problems({"transfer_intervals": intervals})
     try:
         traits = latent_traits(mean)
     except SoiInputError as exc:  # missing cells: keep the matrix, say why there is no PCA
-        print(f"latent traits skipped: {exc}")
-        parent.client.set_tag(parent.run_id, "soi.latent_traits", f"skipped: {exc}"[:5000])
-        traits = {}
+        reason = identified.not_identified(exc)
+        problems["latent traits (PCA)"] = reason
+        parent.client.set_tag(parent.run_id, "soi.latent_traits", reason[:5000])
+        traits = {"explained": pd.DataFrame({"component": [None], "problem": [reason]})}
     log_table(parent.client, parent.run_id, scores, "transfer_scores")
     log_table(parent.client, parent.run_id, mean, "transfer_mean")
     parent.log_metrics(
@@ -248,16 +251,19 @@ def log_transfer(
     for name, frame in traits.items():
         log_table(parent.client, parent.run_id, frame, f"transfer_{name}")
     what = f"{mode}, test accuracy, mean ± std over {seeds} seed(s)"
-    figs = {"transfer_matrix": heatmap(mean, std, f"Transfer T[source, target] ({what})")}
-    if traits:
+    note = identified.title_note(problems)
+    figs = {"transfer_matrix": heatmap(mean, std, f"Transfer T[source, target] ({what}){note}")}
+    if "source_scores" in traits:
         figs["transfer_biplot"] = biplot(traits, f"Latent traits of the transfer matrix ({mode})")
     log_figures(parent.client, parent.run_id, figs)
-    return mean, std, traits
+    identified.report(parent.client, parent.run_id, problems)
+    return mean, std, traits if "source_scores" in traits else {}
 
 
-def reanalyze_transfer(parent_run_id: str, tracking_uri: str | None = None):
-    """Rebuild a transfer study's matrix from its runs (listed in its scores table, so
-    reused runs count too), with each run's current metrics; log it to the parent again."""
+def study_scores(parent_run_id: str, tracking_uri: str | None = None):
+    """(scores, parent run) of a transfer study: the runs of its scores table (reused runs
+    count too) with their current metrics, or its children's when the study stopped
+    before logging that table."""
     from soi_mlflow.analysis.runs import cache_for
     from soi_mlflow.tracking.health import get_run
 
@@ -265,10 +271,24 @@ def reanalyze_transfer(parent_run_id: str, tracking_uri: str | None = None):
     run = get_run(cache.client, parent_run_id, cache.tracking_uri, "parent run id")
     if run.data.tags.get("soi.study") != "transfer":
         raise SoiInputError(f"run {parent_run_id} is not the parent run of a transfer study")
+    logged = {a.path for a in cache.client.list_artifacts(parent_run_id, "tables")}
+    if "tables/transfer_scores.parquet" not in logged:
+        return _scores_from_children(cache.client, run), run
     scores = pd.read_parquet(cache.file(parent_run_id, "tables/transfer_scores.parquet"))
     scores["score"] = [
-        _score(cache.client, r, t) for r, t in zip(scores["run_id"], scores["target"], strict=True)
+        cache.client.get_run(r).data.metrics.get(f"test/{t}/acc", float("nan"))
+        for r, t in zip(scores["run_id"], scores["target"], strict=True)
     ]
+    return scores, run
+
+
+def reanalyze_transfer(parent_run_id: str, tracking_uri: str | None = None):
+    """Rebuild a transfer study's matrix from its runs (``study_scores``) and log it to
+    the parent again; returns (mean, std, traits)."""
+    from soi_mlflow.analysis.runs import cache_for
+
+    cache = cache_for(tracking_uri)
+    scores, run = study_scores(parent_run_id, tracking_uri)
     members = run.data.tags["soi.members"].split(",")
     order = [m for m in run.data.params.get("members", "").split(",") if m in members] or members
     parent = RunHandle(
@@ -277,3 +297,34 @@ def reanalyze_transfer(parent_run_id: str, tracking_uri: str | None = None):
     mode = run.data.tags.get("soi.mode", "joint")
     seeds = int(run.data.tags.get("soi.seeds", "1"))
     return log_transfer(parent, scores, order, mode, seeds)
+
+
+def _scores_from_children(client, parent) -> pd.DataFrame:
+    """The scores table of a transfer study, from its finished child runs (alone: one
+    member; joint: a pair, both ways; sequential: ``soi.sequence`` SOURCE>TARGET)."""
+    rows = []
+    filters = f"tags.mlflow.parentRunId = '{parent.info.run_id}' and attributes.status = 'FINISHED'"
+    for run in search_all(client, [parent.info.experiment_id], filters):
+        tags = run.data.tags
+        members, seed = tags.get("soi.members", "").split(","), int(tags.get("soi.seed", 0))
+        sequence = tags.get("soi.sequence")
+        if sequence:
+            pairs = [tuple(sequence.split(">", 1))]
+        elif len(members) == 1:
+            pairs = [(None, members[0])]
+        else:
+            pairs = list(itertools.permutations(members, 2))
+        for source, target in pairs:
+            score = run.data.metrics.get(f"test/{target}/acc")
+            rows.append(
+                {
+                    "seed": seed,
+                    "source": source,
+                    "target": target,
+                    "score": float("nan") if score is None else float(score),
+                    "run_id": run.info.run_id,
+                }
+            )
+    if not rows:
+        raise SoiInputError(f"run {parent.info.run_id}: a transfer study without finished runs")
+    return pd.DataFrame(rows)

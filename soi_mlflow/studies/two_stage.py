@@ -4,6 +4,7 @@ SOI-selected subset; a control spends the same budget on a random subset of that
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -173,6 +174,42 @@ def two_stage_headline(acc: pd.DataFrame) -> dict[str, float]:
     return out
 
 
+def log_two_stage(
+    parent: Any, runs: dict[str, str], members: list[str], ood: list[str], title: str
+) -> pd.DataFrame:
+    """The accuracy table, headline metrics and figure of ``runs`` (stage 1, stage 2,
+    control), logged to ``parent``; a run without a member's metric gives a "not
+    identified" row (``problem``) instead of an error. Returns the wide table."""
+    from soi_mlflow.analysis import figures, identified
+    from soi_mlflow.analysis.report import log_figures, log_table
+
+    acc = accuracy_rows(parent.client, runs, members, ood)
+    acc["acc"] = pd.to_numeric(acc["acc"])
+    acc["problem"] = [
+        None
+        if pd.notna(a)
+        else identified.not_identified(f"run {runs[r]} has no metric {s}/{m}/acc")
+        for r, m, s, a in zip(acc["run"], acc["member"], acc["split"], acc["acc"], strict=True)
+    ]
+    problems = identified.table_problems({"two_stage_accuracy": acc}, keys=3)
+    log_table(parent.client, parent.run_id, acc, "two_stage_accuracy")
+    parent.log_metrics(two_stage_headline(acc), step=0)
+    wide = acc.pivot_table(index=["member", "split"], columns="run", values="acc")
+    wide = wide.reindex(columns=list(runs))  # a run with no metric at all: NaN, not KeyError
+    wide.index = [f"{m} ({s})" for m, s in wide.index]
+    log_figures(
+        parent.client,
+        parent.run_id,
+        {
+            "two_stage_accuracy": figures.side_by_side(
+                wide, title + identified.title_note(problems), "accuracy"
+            )
+        },
+    )
+    identified.report(parent.client, parent.run_id, problems)
+    return wide
+
+
 def _model_run(base: TrainConfig, stage1_run_id: str | None, stage1_model: str) -> str:
     """The run a stage-1 model was logged from, checked before any work."""
     from soi_mlflow.model.mlflow_model import check_model_uri, model_run_id
@@ -216,8 +253,6 @@ def run_two_stage(
     random control. ``stage1_model`` is a model URI (``models:/NAME/VERSION``,
     ``runs:/RUN_ID/model``): stage 2 starts from its weights, and its run's traces give
     the SOI table."""
-    from soi_mlflow.analysis import figures
-    from soi_mlflow.analysis.report import log_figures, log_table
     from soi_mlflow.analysis.runs import cache_for, soi_table
 
     validate_config(base)
@@ -295,20 +330,11 @@ def run_two_stage(
             "stage 2": results["stage2"],
             "control": results["control"],
         }
-        acc = accuracy_rows(parent.client, runs, list(spec.members), list(spec.ood))
-        log_table(parent.client, parent.run_id, acc, "two_stage_accuracy")
-        parent.log_metrics(two_stage_headline(acc), step=0)
-        wide = acc.pivot_table(index=["member", "split"], columns="run", values="acc")[list(runs)]
-        wide.index = [f"{m} ({s})" for m, s in wide.index]
         title = (
             f"Accuracy after stage 1, stage 2 ({selection.describe()}, {len(chosen)} examples, "
             f"{stage2_epochs} epochs) and a random control of the same size"
         )
-        log_figures(
-            parent.client,
-            parent.run_id,
-            {"two_stage_accuracy": figures.side_by_side(wide, title, "accuracy")},
-        )
+        wide = log_two_stage(parent, runs, list(spec.members), list(spec.ood), title)
     return TwoStageResult(
         parent.run_id,
         stage1_run_id,

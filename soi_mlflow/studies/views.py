@@ -42,6 +42,7 @@ from soi_mlflow.tracking.run import RunHandle
 from soi_mlflow.training import TrainConfig, train
 
 VIEWS = ("transfer", "affinity", "curves")
+NO_RHO = "fewer than 3 pairs have a value in both views, or one view ranks them all equal"
 
 
 @dataclass
@@ -291,7 +292,7 @@ def run_views(
         compute_table = pd.DataFrame(compute)
         found = result["significance"].groupby("view")["significant"].sum()
         compute_table["significant_pairs"] = [int(found.get(v, 0)) for v in compute_table["view"]]
-        _log(parent, frame, result, compute_table, settings)
+        log_views(parent, frame, result, compute_table, settings)
     return ViewsResult(
         parent.run_id,
         frame,
@@ -305,10 +306,12 @@ def run_views(
 def compare_views(values: pd.DataFrame, settings: ViewsSettings) -> dict[str, pd.DataFrame]:
     """Significance per view and pair, and the rank agreement of every two views."""
     from soi_mlflow.analysis.agreement import rank_agreement
+    from soi_mlflow.analysis.identified import not_identified, with_problems
     from soi_mlflow.analysis.intervals import summarize
 
-    significance = summarize(
-        values, ["view", "source", "target"], "value", settings.interval, settings.level
+    by = ["view", "source", "target"]
+    significance = with_problems(
+        summarize(values, by, "value", settings.interval, settings.level), values, by, "value"
     )
     rows = []
     present = [v for v in VIEWS if v in set(values["view"])]
@@ -329,12 +332,14 @@ def compare_views(values: pd.DataFrame, settings: ViewsSettings) -> dict[str, pd
                 "pairs": int(values[values["view"] == a].groupby(["source", "target"]).ngroups),
                 "seeds_first": int(values.loc[values["view"] == a, "seed"].nunique()),
                 "seeds_second": int(values.loc[values["view"] == b, "seed"].nunique()),
+                "problem": None if pd.notna(rho) else not_identified(NO_RHO),
             }
         )
     return {"significance": significance, "agreement": pd.DataFrame(rows)}
 
 
-def _log(parent: RunHandle, values, result, compute, settings: ViewsSettings) -> None:
+def log_views(parent: RunHandle, values, result, compute, settings: ViewsSettings) -> None:
+    from soi_mlflow.analysis import identified
     from soi_mlflow.analysis.report import log_figures, log_table
 
     metrics = {}
@@ -354,10 +359,15 @@ def _log(parent: RunHandle, values, result, compute, settings: ViewsSettings) ->
     log_table(parent.client, parent.run_id, result["significance"], "views_significance")
     log_table(parent.client, parent.run_id, result["agreement"], "views_agreement")
     log_table(parent.client, parent.run_id, compute, "views_compute")
-    log_figures(parent.client, parent.run_id, {"views_agreement": _figure(result, settings)})
+    problems = identified.table_problems(
+        {f"views_{k}": result[k] for k in ("significance", "agreement")}, keys=3
+    )
+    fig = _figure(result, settings, identified.title_note(problems))
+    log_figures(parent.client, parent.run_id, {"views_agreement": fig})
+    identified.report(parent.client, parent.run_id, problems)
 
 
-def _figure(result, settings: ViewsSettings):
+def _figure(result, settings: ViewsSettings, note: str = ""):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -400,7 +410,7 @@ def _figure(result, settings: ViewsSettings):
     ax.set_title("rank agreement (Spearman, bootstrap)", fontsize=8)
     budget = f"at {settings.budget:,} example-passes each" if settings.budget else "same seeds"
     fig.suptitle(
-        f"Three views of transfer, {budget}, {settings.level:.0%} intervals over seeds",
+        f"Three views of transfer, {budget}, {settings.level:.0%} intervals over seeds{note}",
         fontsize=10,
     )
     fig.tight_layout()

@@ -1,0 +1,126 @@
+"""Redo the three-views study's analysis from its children: the nested transfer study,
+the affinity runs and the nested learning-curve studies (each re-analysed too)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from soi_mlflow.errors import SoiInputError
+from soi_mlflow.studies.reanalyze import Reanalysis, children, handle_of, reanalyze_curve
+from soi_mlflow.tracking.run import RunHandle
+
+
+def _affinity_values(handle: RunHandle, run: Any) -> list[dict]:
+    """Per affinity run (seed): the mean over epochs of each ``affinity/<i>_to_<j>``."""
+    members = [m for m in run.data.params.get("members", "").split(",") if m]
+    out = []
+    for key in (f"affinity/{i}_to_{j}" for i in members for j in members if i != j):
+        history = handle.client.get_metric_history(run.info.run_id, key)
+        i, j = key.removeprefix("affinity/").split("_to_")
+        value = float(np.mean([m.value for m in history])) if history else float("nan")
+        out.append(
+            {
+                "view": "affinity",
+                "seed": int(run.data.tags.get("soi.seed", 0)),
+                "source": i,
+                "target": j,
+                "value": value,
+            }
+        )
+    return out
+
+
+def _target(run: Any) -> str:
+    return run.data.params.get("target") or run.data.tags["soi.target"]
+
+
+def _cost(run: Any, view: str, seeds: int, runs: int) -> dict:
+    metrics = run.data.metrics
+    seconds = metrics.get("compute/wall_seconds")
+    if seconds is None:
+        seconds = ((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000
+    return {
+        "view": view,
+        "seeds": seeds,
+        "example_passes": metrics.get("compute/example_passes", float("nan")),
+        "seconds": seconds,
+        "runs": runs,
+    }
+
+
+def reanalyze_views(handle: RunHandle, run: Any) -> Reanalysis:
+    """Rebuild every view's per-seed values from the children, compare the views again
+    and log it all to the views parent."""
+    from soi_mlflow.analysis.agreement import transfer_gains
+    from soi_mlflow.analysis.transfer import transfer_deltas
+    from soi_mlflow.studies.transfer import reanalyze_transfer, study_scores
+    from soi_mlflow.studies.views import ViewsSettings, compare_views, log_views
+
+    values: list[dict] = []
+    compute: list[dict] = []
+    affinity_runs = []
+    for child in children(handle):
+        kind = child.data.tags.get("soi.study")
+        if kind == "transfer":
+            reanalyze_transfer(child.info.run_id, handle.tracking_uri)
+            scores, _ = study_scores(child.info.run_id, handle.tracking_uri)
+            deltas = transfer_deltas(scores)
+            values += [
+                {"view": "transfer", "seed": r.seed, "source": r.source, "target": r.target}
+                | {"value": r.delta}
+                for r in deltas.itertuples()
+            ]
+            seeds = int(scores["seed"].nunique())
+            compute.append(_cost(child, "transfer", seeds, int(scores["run_id"].nunique())))
+        elif kind == "learning_curve":
+            sub, sub_run = handle_of(child.info.run_id, handle.tracking_uri)
+            points = reanalyze_curve(sub, sub_run).data["points"]
+            target = _target(sub_run)
+            gains = transfer_gains(points)
+            per_seed = gains.groupby(["seed", "curve"], as_index=False)["value"].mean()
+            values += [
+                {"view": "curves", "seed": r.seed, "source": r.curve, "target": target}
+                | {"value": r.value}
+                for r in per_seed.itertuples()
+            ]
+            compute.append(_cost(child, "curves", int(points["seed"].nunique()), len(points)))
+        elif child.data.params.get("affinity_every") not in (None, "None", ""):
+            affinity_runs.append(child)
+            values += _affinity_values(handle, child)
+    if not values:
+        raise SoiInputError(f"run {handle.run_id}: the views study has no finished view to analyse")
+    if affinity_runs:
+        cost = _cost(affinity_runs[0], "affinity", len(affinity_runs), len(affinity_runs))
+        cost["seconds"] = sum(
+            ((r.info.end_time or r.info.start_time) - r.info.start_time) / 1000
+            for r in affinity_runs
+        )
+        compute.append(cost)
+    frame = pd.DataFrame(values)
+    compute_table = (
+        pd.DataFrame(compute)
+        .groupby("view", as_index=False, sort=False)
+        .agg(
+            seeds=("seeds", "max"),
+            example_passes=("example_passes", "sum"),
+            seconds=("seconds", "sum"),
+            runs=("runs", "sum"),
+        )
+    )
+    params = run.data.params
+    sizes = tuple(int(v) for v in params.get("sizes", "").split(",") if v)
+    settings = ViewsSettings(budget=int(params.get("budget") or 0), sizes=sizes or (50, 150, 450))
+    result = compare_views(frame, settings)
+    found = result["significance"].groupby("view")["significant"].sum()
+    compute_table["significant_pairs"] = [int(found.get(v, 0)) for v in compute_table["view"]]
+    log_views(handle, frame, result, compute_table, settings)
+    return Reanalysis(
+        "views",
+        {
+            "each view's transfers, with intervals over seeds": result["significance"],
+            "rank agreement between the views (Spearman)": result["agreement"],
+        },
+    )
