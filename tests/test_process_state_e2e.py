@@ -106,7 +106,7 @@ def test_transfer(env_store) -> None:
 def test_learning_curve(env_store) -> None:
     from soi_mlflow.studies.learning_curve import CurveSettings, learning_curve
 
-    settings = CurveSettings(target="books", aux=("movies",), sizes=(8, 16, 24), seeds=2)
+    settings = CurveSettings(target="books", aux=("movies",), sizes=(8, 16, 24), seeds=1)
     results = _twice(lambda: learning_curve(_config(), settings))
     _runs_in(env_store, [r.parent_run_id for r in results])
 

@@ -131,16 +131,12 @@ def log_curves(parent: RunHandle, points, tables, settings: CurveSettings) -> di
 def _curve_figure(
     points: pd.DataFrame, fits: pd.DataFrame, settings: CurveSettings, note: str = ""
 ):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from soi_mlflow.analysis.curves import exponential, power_law
+    from soi_mlflow.analysis.figures import colormap, subplots
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig, ax = subplots(figsize=(7.5, 4.8))
     grid = np.geomspace(points["n"].min(), points["n"].max(), 100)
-    colors = plt.get_cmap("tab10")
+    colors = colormap("tab10")
     for k, ((curve, cap), part) in enumerate(points.groupby(["curve", "aux_size"], sort=True)):
         label = curve if curve == ALONE else f"+ {curve}" + (f" ({cap} each)" if cap else "")
         stats = part.groupby("n")["score"].agg(["mean", "std"]).fillna(0.0)
@@ -174,10 +170,7 @@ def _curve_figure(
 
 def _worth_figure(tables: dict[str, pd.DataFrame], settings: CurveSettings, note: str = ""):
     """Each set's worth (median over sizes) with its interval; the interaction too."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from soi_mlflow.analysis.figures import subplots
 
     worth = tables["learning_curve_worth_over_sizes"]
     labels = [
@@ -193,7 +186,7 @@ def _worth_figure(tables: dict[str, pd.DataFrame], settings: CurveSettings, note
         highs = np.concatenate([highs, inter["high"].to_numpy(float)])
     err = np.vstack([means - lows, highs - means])
     err = np.clip(np.where(np.isfinite(err), err, 0.0), 0, None)
-    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(labels) + 1.8))
+    fig, ax = subplots(figsize=(7.5, 0.45 * len(labels) + 1.8))
     ax.errorbar(means, range(len(labels)), xerr=err, fmt="o", capsize=3)
     ax.axvline(0, color="grey", lw=0.6)
     ax.set_yticks(range(len(labels)), labels, fontsize=8)

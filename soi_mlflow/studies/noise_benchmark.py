@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from soi_mlflow import process_state
 from soi_mlflow.data.builtin import BuiltinOptions, builtin_suite
 from soi_mlflow.data.mixture import MixtureSpec
 from soi_mlflow.errors import SoiInputError
@@ -119,8 +120,9 @@ def validate_benchmark(settings: NoiseBenchmarkSettings) -> TrainConfig:
     config = _config(settings, settings.first_seed)
     validate_config(config)
     if settings.cl_folds:
-        try:
-            import cleanlab  # noqa: F401
+        try:  # cleanlab's import adds an ignore-all warning filter, sklearn's KMP_* variables
+            with process_state.kept():
+                import cleanlab  # noqa: F401
         except ImportError as exc:
             raise SoiInputError(
                 "cl_folds > 0 needs cleanlab: pip install 'soi-mlflow[noise]', or set cl_folds 0"
@@ -227,6 +229,7 @@ def _cross_validated(config: TrainConfig, scores: pd.DataFrame, folds: int) -> p
             mixture=replace(config.mixture, train_ids=frozenset(ids[fold_of != f].tolist())),
             run_name=f"cv{f}-seed{config.seed}",
             tags={**config.tags, "soi.role": "cross_validation", "soi.fold": str(f)},
+            analyze=False,  # a fold's own data map is of no use; its held-out scores are
         )
         result = train(fold_config)
         probs |= heldout_probabilities(fold_config, result.module, ids[fold_of == f])

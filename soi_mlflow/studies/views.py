@@ -368,14 +368,12 @@ def log_views(parent: RunHandle, values, result, compute, settings: ViewsSetting
 
 
 def _figure(result, settings: ViewsSettings, note: str = ""):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
+    from soi_mlflow.analysis.figures import subplots
+
     sig, agree = result["significance"], result["agreement"]
-    fig, axes = plt.subplots(1, len(VIEWS) + 1, figsize=(4 * (len(VIEWS) + 1), 4))
+    fig, axes = subplots(1, len(VIEWS) + 1, figsize=(4 * (len(VIEWS) + 1), 4))
     for ax, view in zip(axes, VIEWS, strict=False):
         part = sig[sig["view"] == view]
         labels = [f"{s} -> {t}" for s, t in zip(part["source"], part["target"], strict=True)]
