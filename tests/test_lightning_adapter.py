@@ -58,12 +58,12 @@ class UserModule(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def _fit(callback: TraceCallback, logger=False, epochs: int = 3) -> pl.Trainer:
+def _fit(callback: TraceCallback | None, logger=False, epochs: int = 3) -> pl.Trainer:
     pl.seed_everything(0, verbose=False)
     trainer = pl.Trainer(
         max_epochs=epochs,
         logger=logger,
-        callbacks=[callback],
+        callbacks=[callback] if callback is not None else [],
         enable_progress_bar=False,
         enable_checkpointing=False,
         enable_model_summary=False,

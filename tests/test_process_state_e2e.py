@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import lightning.pytorch as pl
+import lightning.pytorch  # noqa: F401  (imported before the snapshots)
 import matplotlib
 import mlflow
 import numpy as np
@@ -167,22 +167,9 @@ def test_loading_the_mlflow_model(env_store) -> None:
 
 
 def _user_fit(callback: Any | None) -> None:
-    from test_lightning_adapter import N_TRAIN, N_VAL, Points, UserModule
-    from torch.utils.data import DataLoader
+    from test_lightning_adapter import _fit
 
-    pl.seed_everything(0, verbose=False)
-    trainer = pl.Trainer(
-        max_epochs=2,
-        logger=False,
-        callbacks=[callback] if callback else [],
-        enable_progress_bar=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        accelerator="cpu",
-    )
-    train = DataLoader(Points(N_TRAIN, 0), batch_size=16, shuffle=True)
-    trainer.fit(UserModule(), train, DataLoader(Points(N_VAL, 1), batch_size=16))
+    _fit(callback, epochs=2)
 
 
 def _same_as_without(fit: Callable[[Any | None], Any], make_callback: Callable[[], Any]) -> None:
