@@ -211,7 +211,7 @@ def _analyze(settings: AnalyzeSettings) -> None:
     if study != "compare":
         result = reanalyze(settings.parent_run_id, uri)
         for title, table in result.tables.items():
-            console.print_frame(table, title, digits=4)
+            _print_study_table(table, title)
         return
     from soi_mlflow.studies.children import comparison_of
 
@@ -304,10 +304,13 @@ def _learning_curve(config: Any, settings: Any) -> None:
     config = _for_cli(config)
     result = learning_curve(config, settings)
     _log_study_config("learning-curve", result.parent_run_id, config, settings)
-    console.print_frame(result.fits.set_index(result.fits.columns[0]), "fits", digits=5)
+    fits = _on_screen(result.fits, ["curve", "aux_size", "form", "c", "a", "b", "aic"])
     console.print_frame(
-        result.worth.set_index(result.worth.columns[0]),
-        "what the auxiliary data is worth, in target examples",
+        fits.set_index(fits.columns[0]), "fits (intervals: tables/learning_curve_fits)", digits=4
+    )
+    worth = _on_screen(result.worth)
+    console.print_frame(
+        worth.set_index(worth.columns[0]), "what the auxiliary data is worth, in target examples"
     )
     for name, title in (
         ("learning_curve_worth_over_sizes", "worth per auxiliary set: median over sizes, "
@@ -318,12 +321,30 @@ def _learning_curve(config: Any, settings: Any) -> None:
     ):
         table = result.tables.get(name)
         if table is not None and len(table):
-            console.print_frame(table, title, digits=4)
+            _print_study_table(table, title)
     passes = result.compute.get("compute/example_passes")
     seconds = result.compute.get("compute/wall_seconds")
     if passes is not None and seconds is not None:
         print(f"compute: {int(passes):,} training example-passes, {seconds:.0f} s")
     console.print_links([("parent run id", result.parent_run_id)], result.ui_command)
+
+
+def _on_screen(table: Any, columns: list[str] | None = None) -> Any:
+    """A study table as the terminal shows it: what is not identified was printed in full
+    above the tables, so the ``problem`` column is left out here (blank cells mark those
+    rows); the logged table keeps it. ``columns`` picks the ones that fit 100 columns."""
+    shown = table.drop(columns=[c for c in ("problem",) if c in table.columns])
+    if columns is not None:
+        shown = shown[[c for c in columns if c in shown.columns]]
+    return shown
+
+
+def _print_study_table(table: Any, title: str) -> None:
+    """One line for a table with nothing identified in it, else the table on screen."""
+    if "problem" in table.columns and table["problem"].notna().all():
+        print(f"{title}: not identified in any row (the reasons are above)")
+    else:
+        console.print_frame(_on_screen(table), title, digits=4)
 
 
 def _views(config: Any, settings: Any) -> None:
@@ -332,9 +353,13 @@ def _views(config: Any, settings: Any) -> None:
     config = _for_cli(config)
     result = run_views(config, settings)
     _log_study_config("views", result.parent_run_id, config, settings)
-    console.print_frame(result.significance, "each view's transfers, with intervals over seeds",
-                        digits=3)
-    console.print_frame(result.agreement, "rank agreement between the views (Spearman)", digits=3)
+    console.print_frame(
+        _on_screen(result.significance), "each view's transfers, with intervals over seeds",
+        digits=3,
+    )
+    console.print_frame(
+        _on_screen(result.agreement), "rank agreement between the views (Spearman)", digits=3
+    )
     console.print_frame(result.compute, "compute per view", digits=4)
     console.print_links([("parent run id", result.parent_run_id)], result.ui_command)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from soi_mlflow.analysis.curves import (
@@ -91,3 +92,31 @@ def test_bad_learning_curve_sizes_are_refused_before_training(store) -> None:
     with pytest.raises(SoiInputError, match="is on axis 'source', not 'task'"):
         run_learning_curve(base, "entailment", ["books"], [10, 20, 30])
     assert not MlflowClient(store).search_runs(["0"])
+
+
+def test_a_fit_on_its_bound_is_not_chosen() -> None:
+    """A target that stays at chance (flat, noisy points, as books alone at 50-200
+    examples) sends the exponential to the bound of its asymptote (c = 2.0, an accuracy
+    of 200 %): that fit did not converge, so the power law that did is chosen even though
+    the runaway one has the lower AIC; what the auxiliary data is worth is then beyond
+    the alone curve, not read off a runaway one."""
+    from soi_mlflow.analysis.worth import seed_worth
+
+    sizes, flat = [50, 100, 200], [0.517, 0.482, 0.517]
+    runaway = fit_curve(sizes, flat, "exponential")
+    assert runaway.at_bounds.keys() == {"c"} and "ran to its bound (c = 2)" in runaway.problem
+    chosen = best_fit(sizes, flat)
+    assert chosen.form == "power_law" and chosen.problem is None
+    assert chosen.aic > runaway.aic and chosen.params["c"] < 0.6
+    points = pd.DataFrame(
+        {
+            "seed": 0,
+            "curve": ["alone"] * 3 + ["movies"] * 3,
+            "aux_size": [0] * 3 + [2000] * 3,
+            "n": sizes * 2,
+            "score": [*flat, 0.95, 0.95, 0.95],
+        }
+    )
+    worth = seed_worth(points)
+    assert worth["worth"].isna().all() and worth["problem"].str.contains("beyond").all()
+    assert best_fit([50, 100, 200, 400], [0.6, 0.7, 0.76, 0.79]).problem is None

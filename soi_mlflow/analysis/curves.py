@@ -47,6 +47,16 @@ class Fit:
     points: int
     names: tuple[str, ...] = field(default=())
     cov: np.ndarray | None = None  # covariance of the parameters, in ``names`` order
+    at_bounds: dict[str, float] = field(default_factory=dict)  # parameters on a bound
+
+    @property
+    def problem(self) -> str | None:
+        """Why this fit did not converge, or None: the optimiser stopped on a parameter's
+        bound (an asymptote of 2.0, a flat curve), so the points do not determine it."""
+        if not self.at_bounds:
+            return None
+        where = ", ".join(f"{k} = {v:.3g}" for k, v in self.at_bounds.items())
+        return f"the {self.form} fit ran to its bound ({where}): the points do not determine it"
 
     def interval(self, name: str, level: float = 0.95) -> tuple[float, float]:
         """Wald interval of one parameter (Student t with points - parameters dof)."""
@@ -104,19 +114,39 @@ def fit_curve(n, y, form: str) -> Fit:
         len(n),
         names,
         np.asarray(pcov, float),
+        _on_bounds(names, popt, bounds),
     )
 
 
+def _on_bounds(names, values, bounds) -> dict[str, float]:
+    """The parameters the optimiser left on a (finite) bound: within 0.5 % of the
+    parameter's range (the trust-region optimiser stops just inside it)."""
+    out = {}
+    for name, value, low, high in zip(names, values, *bounds, strict=True):
+        span = high - low if np.isfinite(high - low) else 0.0
+        for edge in (low, high):
+            tolerance = max(5e-3 * span, 1e-6 * max(1.0, abs(edge)))
+            if np.isfinite(edge) and abs(value - edge) <= tolerance:
+                out[name] = float(value)
+    return out
+
+
 def best_fit(n, y) -> Fit:
-    """The power law or the exponential, whichever has the lower AIC."""
-    fits = []
+    """The power law or the exponential, whichever has the lower AIC among the fits that
+    converged (none on a bound: :attr:`Fit.problem`)."""
+    fits, problems = [], []
     for form in FORMS:
         try:
-            fits.append(fit_curve(n, y, form))
+            fit = fit_curve(n, y, form)
         except (RuntimeError, ValueError):  # no fit found, or the start is infeasible
             continue
+        if fit.problem:
+            problems.append(fit.problem)
+        else:
+            fits.append(fit)
     if not fits:
-        raise SoiInputError("neither curve form could be fitted to these points")
+        why = "; ".join(problems) if problems else "no fit was found"
+        raise SoiInputError(f"neither curve form could be fitted to these points ({why})")
     return min(fits, key=lambda f: f.aic)
 
 
