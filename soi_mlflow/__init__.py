@@ -1,7 +1,7 @@
 """soi-mlflow: Subsets of Interest for multi-setting fine-tuning, as an MLflow workflow.
 
 The package is imported lazily: ``import soi_mlflow`` costs nothing heavy, so the
-command line and the analysis stay fast. Sub-packages follow DESIGN.md section 3.
+command line and the analysis stay fast. Sub-packages follow docs/design.md, "Layers".
 ``soi_mlflow.TraceRecorder`` records per-example traces from any training code.
 """
 

@@ -1,4 +1,4 @@
-"""Example identity (DESIGN 2.7): stable across processes, subsets and mixtures."""
+"""Example identity (docs/design.md): stable across processes, subsets and mixtures."""
 
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ def test_every_sequence_falls_in_exactly_one_subset(epochs: int) -> None:
 
 
 def _rules_holding(seq: list[bool]) -> list[str]:
-    """DESIGN 2.2 written out once more, rule by rule, independently of the code."""
+    """docs/design.md's SOI rules written out once more, rule by rule, independently of the code."""
     e, split = len(seq), math.ceil(len(seq) / 2)
     forgets = sum(1 for i in range(1, e) if seq[i - 1] and not seq[i])
     first = next((i + 1 for i, c in enumerate(seq) if c), None)

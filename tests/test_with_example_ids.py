@@ -1,4 +1,4 @@
-"""Stable example ids for a user's own ``datasets.Dataset`` (DESIGN 2.7)."""
+"""Stable example ids for a user's own ``datasets.Dataset`` (docs/design.md, "Example identity")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Dataset cartography (DESIGN 2.3): per-example training dynamics and map regions.
+"""Dataset cartography (docs/design.md): per-example training dynamics and map regions.
 
 Computed over the epochs each example was observed in (``matrix.py`` says what an
 observation is); an example with fewer than the stated minimum of observations gets NaN

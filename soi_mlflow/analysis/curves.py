@@ -1,4 +1,4 @@
-"""Multi-task learning curves (DESIGN 2.5): parametric fits and what auxiliary data is worth.
+"""Multi-task learning curves (docs/design.md): parametric fits and what auxiliary data is worth.
 
 Forms, in the score y of a target at its training-set size n:
 - power law    y = c - a * n**(-b)

@@ -1,7 +1,7 @@
 """The straightforward per-example implementation of SOI and cartography.
 
-Slow and obviously right: one Python loop per example over its epochs, following DESIGN
-2.2 and 2.3 word for word. Tests and ``bench/analysis_speed.py`` check the fast code
+Slow and obviously right: one Python loop per example over its epochs, following docs/design.md
+(its SOI and cartography) word for word. Tests and ``bench/analysis_speed.py`` check the fast code
 against it; it must agree exactly (same float operations in the same order). An epoch in
 which the example was not observed is ``None``: every value is taken over the observed
 epochs; with fewer than ``min(min_observed, epochs)`` of them, confidence, variability and

@@ -1,4 +1,4 @@
-"""Subsets of Interest (DESIGN 2.2): taxonomies as data, the default one, assignment.
+"""Subsets of Interest (docs/design.md): taxonomies as data, the default one, assignment.
 
 A taxonomy is an ordered list of (subset name, rule). A rule is a boolean expression over
 the per-example features of ``cartography.dynamics`` plus ``epochs`` and ``split`` (the

@@ -1,4 +1,4 @@
-"""Transfer matrices (DESIGN 2.5) and their latent traits.
+"""Transfer matrices (docs/design.md, "Transfer") and their latent traits.
 
 T[i, j] = score(j | trained with source i) - score(j | trained on j alone), per seed,
 then mean and sample standard deviation (ddof=1) over seeds. Rows are sources, columns

@@ -1,4 +1,4 @@
-"""Transitions between runs (DESIGN 2.4): how examples move between SOI from run A to B.
+"""Transitions between runs (docs/design.md): how examples move between SOI from run A to B.
 
 Examples are matched by ``example_id``; only those present in both runs count, and the
 coverage is reported (``DataFrame.attrs["coverage"]``). With several seeds per setting,

@@ -1,4 +1,4 @@
-"""Any two runs compared (DESIGN 2.4): SOI transitions from run A to run B, and data maps.
+"""Any two runs compared (docs/design.md): SOI transitions from run A to run B, and data maps.
 
 Works on every run with traces, whoever wrote them (the built-in trainer, the recorder in
 a plain loop, the Lightning or Trainer callbacks): it needs no ``soi.*`` tags, only

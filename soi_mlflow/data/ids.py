@@ -1,4 +1,4 @@
-"""Stable example identity (DESIGN 2.7).
+"""Stable example identity (docs/design.md, "Example identity").
 
 An ``example_id`` is a signed int64 that depends only on where the example comes from,
 never on the process, the run, the mixture, ``max_examples`` or the machine:
@@ -81,7 +81,7 @@ def with_example_ids(
     pair_column: str | None = None,
     column: str = "example_id",
 ) -> Any:
-    """``dataset`` with a stable ``example_id`` column (DESIGN 2.7), for a user's own data.
+    """``dataset`` with a stable ``example_id`` column (docs/design.md), for a user's own data.
 
     ``name``/``config``/``split`` say where the rows come from (e.g. ``"nyu-mll/glue"``,
     ``"sst2"``, ``"train"``: the ids then equal soi-mlflow's own for that split).

@@ -1,6 +1,6 @@
 """Member and suite specifications, and their parsing from YAML with clear errors.
 
-A *member* is one data set on one axis (DESIGN 1): a task (``task``), a data source of one
+A *member* is one data set on one axis (docs/design.md): a task (``task``), a data source of one
 task (``source``) or a language of one task (``lang``). A *suite* is a named collection of
 members: the built-in offline suite, a preset shipped with the package, or a YAML file.
 """

@@ -1,4 +1,4 @@
-"""Task affinity during training (DESIGN 2.5, lookahead as in Task Affinity Grouping).
+"""Task affinity during training (docs/design.md; lookahead as in Task Affinity Grouping).
 
 Every ``every`` steps, the training batch is split by member. For each member i, one
 lookahead step on i's rows moves the shared encoder only, and for every member j

@@ -1,4 +1,4 @@
-"""Two-stage fine-tuning (DESIGN 2.6): stage 2 continues from the stage-1 checkpoint on an
+"""Two-stage fine-tuning (docs/design.md): stage 2 continues from the stage-1 checkpoint on an
 SOI-selected subset; a control spends the same budget on a random subset of that size."""
 
 from __future__ import annotations

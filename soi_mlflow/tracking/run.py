@@ -1,4 +1,4 @@
-"""MLflow run conventions (DESIGN 4): opening the run, tags, params, inputs, artifacts.
+"""MLflow run conventions (docs/design.md): opening the run, tags, params, inputs, artifacts.
 
 Everything goes through ``MlflowClient`` with an explicit run id (no fluent active run),
 so it works the same against SQLite, an ``http://`` server and inside ``mlflow run``.

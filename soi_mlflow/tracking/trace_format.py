@@ -1,4 +1,4 @@
-"""The trace file format, schema v1 (DESIGN 5): one Parquet file per split and epoch.
+"""The trace file format, schema v1 (docs/design.md): one Parquet file per split and epoch.
 
 Rows are sorted by ``example_id``. Encodings are chosen for size: index-derived ids are
 nearly consecutive, so ``example_id`` is delta-encoded to about a bit per row; ``member``,
@@ -9,7 +9,7 @@ low bytes: about 5-7 bytes per example and epoch in all. File metadata carries t
 version, the capture mode, the run id, the split, the epoch, the axis and the label names
 per task. Readers check the version. Nothing is pickled.
 
-One deviation from DESIGN 5: the member is one ``member`` column whatever the axis (its
+A difference docs/design.md lists: the member is one ``member`` column whatever the axis (its
 axis is in the metadata), not a ``task``/``source``/``lang`` column per axis, so every
 reader finds members under one name; ``task`` is kept, since heads follow tasks.
 """
@@ -47,7 +47,7 @@ SCHEMA = pa.schema(
     ]
 )
 REQUIRED = tuple(SCHEMA.names)
-# Optional columns (DESIGN 5): ``margin`` = gold logit minus the largest other logit (AUM's
+# Optional columns (docs/design.md): ``margin`` = gold logit minus the largest other logit (AUM's
 # margin; equal to the same difference of log-probabilities), kept to 8 mantissa bits
 # (relative error at most 2^-9, ~1.8 bytes per row). Readers accept files with or without.
 OPTIONAL = pa.schema([("margin", pa.float32())])
