@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from reference import example_dynamics, example_soi
 from tracehelp import log_synthetic_run, small_config
 
 from soi_mlflow.analysis import soi_table
 from soi_mlflow.analysis.matrix import TraceMatrix
-from soi_mlflow.analysis.reference import example_dynamics, example_soi
 from soi_mlflow.analysis.report import analyze_run, coverage_table, format_run_analysis
 from soi_mlflow.analysis.runs import cache_for, soi_frame
 from soi_mlflow.analysis.soi import TOO_FEW
