@@ -3,7 +3,7 @@
 Writes synthetic schema-v1 traces (default 1,000,000 examples x 10 epochs) to Parquet,
 then times the analysis from those files (reading included) and measures its peak memory
 beyond the loaded input; runs the straightforward per-example Python implementation
-(``soi_mlflow.analysis.reference``) on the same examples and checks that every value
+(``tests/reference.py``, the tests' oracle) on the same examples and checks that every value
 agrees exactly. Targets: at most 2 s for 1M x 10, a few bytes per example-epoch beyond
 the input. ``--visited F`` keeps a random fraction F of the examples in each epoch (as
 uniform or temperature sampling does to a large member), which takes the slower path for
@@ -15,6 +15,7 @@ examples missing from some epochs.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -23,10 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from soi_mlflow.analysis.matrix import TraceMatrix
-from soi_mlflow.analysis.reference import example_dynamics, example_soi
 from soi_mlflow.analysis.runs import soi_frame
 from soi_mlflow.data.ids import index_ids
 from soi_mlflow.tracking.trace_format import build_table, write_trace
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from reference import example_dynamics, example_soi  # noqa: E402  (the tests' oracle)
 
 
 def synthetic_traces(

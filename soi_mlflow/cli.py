@@ -365,18 +365,14 @@ def _views(config: Any, settings: Any) -> None:
 
 
 def _noise_benchmark(settings: Any) -> None:
-    from soi_mlflow.studies.noise_benchmark import METRICS, run_noise_benchmark
+    from soi_mlflow.studies.noise_benchmark import run_noise_benchmark, summary_rows
 
     result = run_noise_benchmark(settings)
     summary = result.summary
-    rows = []
-    for name, row in summary.iterrows():
-        cells = [f"{row[f'{m}_mean']:.3f} ± {row[f'{m}_std']:.3f}" for m in METRICS]
-        sets = [row.get(c, float("nan")) for c in ("set_size", "set_precision", "set_recall")]
-        rows.append([name, *cells, *sets])
+    columns, rows = summary_rows(summary)
     console.print_table(
         rows,
-        ["detector", "AUROC", "AP", "P@k", "set\nsize", "set\nprecision", "set\nrecall"],
+        columns,
         f"label-noise detection over {settings.seeds} seed(s): mean ± std",
         caption=f"noise share {summary['base_rate'].iloc[0]:.3f}: the AP of a random order",
     )

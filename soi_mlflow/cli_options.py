@@ -24,8 +24,6 @@ from typing import Any
 
 from soi_mlflow.run_config import build, flat_values, nested_settings, option_fields, to_yaml
 
-META_OPTIONS = ("config", "print_config", "verbose", "help")
-
 
 def _formatter() -> type:
     from jsonargparse import DefaultHelpFormatter

@@ -30,13 +30,10 @@ _CHATTY_LOGGERS = (
     "alembic",
     "httpx",
 )
-_verbose = False
 
 
 def quiet(verbose: bool = False) -> None:
     """Silence the libraries' banners, tips and warnings unless ``verbose``."""
-    global _verbose
-    _verbose = verbose
     if verbose:
         return
     # Lightning sets its own logger to INFO when imported, after this runs: switch the
@@ -52,10 +49,6 @@ def quiet(verbose: bool = False) -> None:
     # Child processes (DDP workers) inherit the filter through PYTHONWARNINGS.
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     warnings.simplefilter("ignore")
-
-
-def is_verbose() -> bool:
-    return _verbose
 
 
 def on_terminal(stream: Any = None) -> bool:

@@ -114,8 +114,6 @@ class TraceCallback(pl.Callback):
         self._resolved_run: str | None = None
         self._restored: dict[str, Any] | None = None
         self.exception: BaseException | None = None  # what ended training, if it failed
-        # the recorder's own seconds (its calls, its writer's CPU), summed over recorders
-        self.cost = {"calls": 0.0, "background": 0.0}
 
     @property
     def run_id_resolved(self) -> str | None:
@@ -209,11 +207,7 @@ class TraceCallback(pl.Callback):
     def _close(self, exception: BaseException | None) -> None:
         recorder, self.recorder = self.recorder, None
         if recorder is not None:
-            try:
-                recorder.close(exception=exception)
-            finally:
-                for key in self.cost:
-                    self.cost[key] += recorder.cost[key]
+            recorder.close(exception=exception)
 
     # -- collecting -----------------------------------------------------------------
     def _add(self, split: str, outputs: Any, batch: Any, step: int) -> None:

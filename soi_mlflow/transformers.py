@@ -102,8 +102,6 @@ class TraceCallback(TrainerCallback):
         self._client_run = False  # the run was opened through a client, not as active run
         self._checked_first_step = False
         self._model: Any = None
-        # seconds of the recorders' own work (calls and background writer); bench/ reads it
-        self.cost = {"calls": 0.0, "background": 0.0}
 
     # -- the run and its recorders -------------------------------------------------------
     def _resolve_run(self) -> str:
@@ -192,8 +190,6 @@ class TraceCallback(TrainerCallback):
             for rec in (eval_rec, train_rec):
                 if rec is not None:
                     rec.close(status)
-                    for key in self.cost:
-                        self.cost[key] += rec.cost[key]
         finally:
             if self._started_run and self._client_run:
                 from mlflow import MlflowClient

@@ -9,20 +9,22 @@ stated minimum; coverage is reported per member.
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from reference import example_dynamics, example_soi
 from tracehelp import log_synthetic_run, small_config
 
 from soi_mlflow.analysis import soi_table
 from soi_mlflow.analysis.matrix import TraceMatrix
-from soi_mlflow.analysis.reference import example_dynamics, example_soi
-from soi_mlflow.analysis.report import analyze_run, coverage_table, format_run_analysis
+from soi_mlflow.analysis.report import coverage_table
 from soi_mlflow.analysis.runs import cache_for, soi_frame
 from soi_mlflow.analysis.soi import TOO_FEW
+from soi_mlflow.cli import main
 
 # None: not visited in that epoch
 VISITS = {
@@ -122,11 +124,12 @@ def test_examples_never_traced_are_reported_not_dropped(store) -> None:
     assert cov.loc["big", "never_observed"] == 1
 
 
-def test_analyze_run_reports_coverage_as_metric_table_and_text(store) -> None:
+def test_analyze_run_reports_coverage_as_metric_table_and_text(store, capsys) -> None:
     visits = {1: [1, 1, 1], 2: [0, None, 1], 3: [None, 1, None], 4: [0, 0, 0]}
     members = {1: "big", 2: "big", 3: "big", 4: "small"}
     run = log_synthetic_run(store, visits, members)
-    tables = analyze_run(run, tracking_uri=store)
+    capsys.readouterr()
+    assert main(["analyze", "--run-id", run, "--tracking-uri", store]) == 0
     metrics = MlflowClient(store).get_run(run).data.metrics
     assert metrics["soi/train/big/coverage"] == pytest.approx(2 / 3)
     assert metrics["soi/train/small/coverage"] == 1.0
@@ -135,8 +138,9 @@ def test_analyze_run_reports_coverage_as_metric_table_and_text(store) -> None:
     assert logged.loc["big", "coverage"] == pytest.approx(2 / 3, abs=1e-4)
     assert logged.loc["big", TOO_FEW] == pytest.approx(1 / 3, abs=1e-4)
     assert logged.loc["all", "analysed"] == 3
-    text = format_run_analysis(tables)
-    assert "coverage" in text and "big" in text and "2 of 3" in text
+    text = capsys.readouterr().out  # what the command prints: the coverage table
+    assert "train: coverage" in text
+    assert re.search(r"^big\s+3\s+2\s+0\.667\s+0\s", text, re.MULTILINE)
 
 
 @pytest.mark.e2e

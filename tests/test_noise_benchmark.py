@@ -11,9 +11,9 @@ from soi_mlflow.analysis.runs import load_traces
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.noise_benchmark import (
     NoiseBenchmarkSettings,
-    format_summary,
     run_noise_benchmark,
     summarize,
+    summary_rows,
     top_k_breakdown,
 )
 
@@ -34,7 +34,9 @@ def test_summary_uses_the_sample_std_and_sorts_by_average_precision() -> None:
     assert summary.loc["a", "auroc_mean"] == pytest.approx(0.8)
     assert summary.loc["a", "auroc_std"] == pytest.approx(0.1)  # ddof=1: sqrt(0.02 / 2)
     assert summary.loc["b", "auroc_std"] == 0.0 and summary.loc["b", "seeds"] == 3
-    assert "0.900 ± 0.100" in format_summary(summary)
+    columns, rows = summary_rows(summary)
+    assert columns[:4] == ["detector", "AUROC", "AP", "P@k"]
+    assert rows[1][:2] == ["a", "0.800 ± 0.100"] and rows[1][2] == "0.600 ± 0.100"
 
 
 def test_top_k_breakdown_on_hand_made_scores() -> None:
@@ -98,7 +100,9 @@ def test_tiny_benchmark_logs_scores_of_every_detector(store: str) -> None:
     assert np.isfinite(metrics).all() and ((metrics >= 0) & (metrics <= 1)).all()
     sets = result.per_seed.set_index("detector")["set_size"].dropna()
     assert set(sets.index) == {"soi_flag", "confident_learning"}
-    assert "set of" in format_summary(result.summary)
+    columns, rows = summary_rows(result.summary)
+    sizes = {row[0]: row[columns.index("set\nsize")] for row in rows}
+    assert {d for d, size in sizes.items() if pd.notna(size)} == {"soi_flag", "confident_learning"}
     client = mlflow.MlflowClient(store)
     parent = client.get_run(result.parent_run_id)
     assert parent.info.status == "FINISHED"

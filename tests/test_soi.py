@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from reference import example_dynamics, example_soi
 
 from soi_mlflow.analysis.cartography import RegionThresholds, dynamics, regions
 from soi_mlflow.analysis.matrix import TraceMatrix
-from soi_mlflow.analysis.reference import example_dynamics, example_soi
 from soi_mlflow.analysis.runs import soi_frame
 from soi_mlflow.analysis.soi import DEFAULT, Taxonomy, get_taxonomy, register_taxonomy
 from soi_mlflow.errors import SoiInputError

@@ -5,7 +5,7 @@ observation is); an example with fewer than the stated minimum of observations g
 confidence, variability and correctness, so it lands in no region.
 
 Sums run epoch by epoch in float64, in order, so the results equal, bit for bit, a plain
-per-example loop over the same definitions (``reference.py``); memory beyond the input is
+per-example loop over the same definitions (``tests/reference.py``); memory beyond the input is
 a few vectors of N.
 """
 

@@ -27,7 +27,6 @@ from soi_mlflow.analysis.cartography import forgetting_rank
 from soi_mlflow.analysis.matrix import TraceMatrix
 from soi_mlflow.errors import SoiInputError
 
-DETECTORS = ("confidence", "aum", "forgetting", "soi_flag", "confident_learning")
 SOI_FLAGGED = ("never_learned", "forgotten")
 # p_gold is stored with 12 mantissa bits, so 1.0 stands for anything above 1 - 2**-13.
 _P_CLIP = 2.0**-14

@@ -123,31 +123,6 @@ def pooled_coverage(tables: Sequence[pd.DataFrame]) -> float:
     return float((soi != TOO_FEW).mean()) if len(soi) else float("nan")
 
 
-def format_run_analysis(tables: Mapping[str, pd.DataFrame]) -> str:
-    """What ``analyze --run-id`` prints: per split, the SOI shares and coverage per member."""
-    lines = []
-    for split, table in tables.items():
-        summary = fractions_table(table)
-        need = table.attrs.get("min_observed")
-        epochs = table.attrs.get("epochs")
-        lines.append(
-            f"{split}: {len(table)} examples"
-            + (f", {epochs} epochs" if epochs else "")
-            + (f"; SOI needs {need} observed epoch(s)" if need else "")
-        )
-        shares = summary.drop(columns=[*COVERAGE_COLUMNS, "examples"])
-        with pd.option_context("display.width", 200, "display.max_columns", 50):
-            lines.append(shares.round(3).to_string())
-        for member, row in summary.drop(index="all").iterrows():
-            note = f", {int(row['never_observed'])} never observed" if row["never_observed"] else ""
-            lines.append(
-                f"  coverage {member}: {int(row['analysed'])} of {int(row['examples'])} "
-                f"examples analysed ({row['coverage']:.1%}; mean "
-                f"{row['mean_observed_epochs']:.2f} observed epochs{note})"
-            )
-    return "\n".join(lines)
-
-
 def analyze_run(
     run_id: str,
     splits: Sequence[str] = ("train",),

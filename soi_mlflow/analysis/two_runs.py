@@ -27,23 +27,6 @@ INTO = ("new", "b")
 
 
 @dataclass
-class CompareRunsOptions:
-    """Settings of ``soi-mlflow analyze --compare RUN_A RUN_B``."""
-
-    run_a: str = field(default="", metadata={"help": "the run examples move from (rows)"})
-    run_b: str = field(default="", metadata={"help": "the run examples move to (columns)"})
-    split: str = field(default="train", metadata={"help": "the traced split to compare"})
-    into: str = field(
-        default="new",
-        metadata={"help": "where figures and tables go: 'new' (a comparison run) or 'b'"},
-    )
-    taxonomy: str = field(default="default", metadata={"help": "a registered SOI taxonomy"})
-    tracking_uri: str | None = field(
-        default=None, metadata={"help": "MLflow tracking URI (default MLFLOW_TRACKING_URI)"}
-    )
-
-
-@dataclass
 class RunComparison:
     """What :func:`compare_runs` logged, and where."""
 
@@ -183,17 +166,3 @@ def _new_run(client: Any, run_a: str, run_b: Any, label_a: str, label_b: str, sp
     }
     name = tags["mlflow.runName"]  # given, so MLflow draws no random name
     return client.create_run(run_b.info.experiment_id, run_name=name, tags=tags).info.run_id
-
-
-def run_compare_runs(options: CompareRunsOptions) -> RunComparison:
-    """The command-line entry: :func:`compare_runs` from a :class:`CompareRunsOptions`."""
-    if not options.run_a or not options.run_b:
-        raise SoiInputError("give both runs: --compare RUN_A RUN_B")
-    return compare_runs(
-        options.run_a,
-        options.run_b,
-        options.split,
-        into=options.into,
-        taxonomy=options.taxonomy,
-        tracking_uri=options.tracking_uri,
-    )

@@ -16,7 +16,7 @@ import pandas as pd
 from datasets import Dataset, Features, Value, concatenate_datasets
 
 from soi_mlflow.data.loaders import load_member
-from soi_mlflow.data.spec import MemberSpec, SuiteSpec, check_axis, check_member_name
+from soi_mlflow.data.spec import SuiteSpec, check_axis, check_member_name
 from soi_mlflow.data.suites import SuiteRef, get_suite
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.seeds import check_seed
@@ -142,10 +142,6 @@ class Mixture:
         self._loaded: dict[tuple[str, str], Dataset] = {}
 
     # -- names ------------------------------------------------------------------------
-    @property
-    def member_specs(self) -> list[MemberSpec]:
-        return [self.suite.member(m) for m in self.spec.members]
-
     @property
     def all_members(self) -> tuple[str, ...]:
         """Trained members first, then OOD members: the order of member indices."""

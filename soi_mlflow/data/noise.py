@@ -68,10 +68,6 @@ class NoisePlan:
     def uses(self, mechanism: str) -> bool:
         return mechanism in self.mechanisms
 
-    @property
-    def legacy(self) -> bool:
-        return self.mechanisms == DEFAULT_NOISE
-
     def asymmetric_flip_rate(self, member: str) -> float:
         """P(flip | odd class): scaled by C / #odd classes so the overall share is ``each``."""
         odd = self.n_labels // 2

@@ -42,15 +42,12 @@ class LruCache:
 
     def __init__(self, size: int = 64) -> None:
         self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
-        self.hits = self.misses = 0
 
     def get_or_make(self, key: tuple, make: Callable[[], Any], keep: bool) -> Any:
         with self.lock:
             if key in self.items:
                 self.items.move_to_end(key)
-                self.hits += 1
                 return self.items[key]
-            self.misses += 1
         value = make()
         if keep:
             with self.lock:

@@ -355,20 +355,16 @@ def summarize(per_seed: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values("ap_mean", ascending=False)
 
 
-def format_summary(summary: pd.DataFrame) -> str:
-    """The table the command prints: mean ± std over seeds."""
-    lines = [f"{'detector':<20} {'AUROC':>15} {'AP':>15} {'P@k':>15}"]
+def summary_rows(summary: pd.DataFrame) -> tuple[list[str], list[list]]:
+    """The table the command prints (columns, rows): per detector, mean ± std over seeds
+    and, for detectors that flag a set, its size, precision and recall."""
+    rows = []
     for name, row in summary.iterrows():
         cells = [f"{row[f'{m}_mean']:.3f} ± {row[f'{m}_std']:.3f}" for m in METRICS]
-        line = f"{name:<20} " + " ".join(f"{c:>15}" for c in cells)
-        if pd.notna(row.get("set_size")):
-            line += (
-                f"   set of {row['set_size']:.0f}: precision {row['set_precision']:.3f}, "
-                f"recall {row['set_recall']:.3f}"
-            )
-        lines.append(line)
-    lines.append(f"(noise share {summary['base_rate'].iloc[0]:.3f}: the AP of a random order)")
-    return "\n".join(lines)
+        sets = [row.get(c, float("nan")) for c in ("set_size", "set_precision", "set_recall")]
+        rows.append([name, *cells, *sets])
+    columns = ["detector", "AUROC", "AP", "P@k", "set\nsize", "set\nprecision", "set\nrecall"]
+    return columns, rows
 
 
 def _log(parent, per_seed, summary, breakdown, settings: NoiseBenchmarkSettings) -> None:

@@ -212,9 +212,6 @@ class TraceRecorder:
         self._resume = resume
         self._analyze = analyze
         self.analysis: Any = None  # the AnalysisOutcome of close(), when it analysed
-        # seconds of the recorder's own work: in add/end_epoch (caller's thread) and on CPU
-        # in the background writer; bench/ reads them
-        self.cost = {"calls": 0.0, "background": 0.0}
         if self._rank == 0:
             self._open_run()
 
@@ -366,7 +363,6 @@ class TraceRecorder:
         that task's class count are ignored. ``member``/``task``: one name for the batch,
         a name per row, or integer indices into the declared names.
         """
-        start = time.perf_counter()
         if self._closed:
             raise SoiInputError("this TraceRecorder is closed; create a new one")
         first = split not in self._checked
@@ -410,7 +406,6 @@ class TraceRecorder:
             self._batches += 1
         row["step"] = int(step) if step is not None else self._batches
         self._rows.setdefault(split, []).append(row)
-        self.cost["calls"] += time.perf_counter() - start
 
     def _member_from_task(self, task_idx: Any) -> Any:
         """Without a member, each row's member is its task."""
@@ -474,7 +469,6 @@ class TraceRecorder:
     def end_epoch(self, epoch: int | None = None) -> dict[str, float]:
         """Write every split collected since the last call as epoch ``epoch``; return the
         epoch's metrics (on rank 0; empty elsewhere). Collective under torch.distributed."""
-        start = time.perf_counter()
         self._raise_failed()
         epoch = self._epoch if epoch is None else int(epoch)
         collected, self._rows = self._rows, {}
@@ -495,7 +489,6 @@ class TraceRecorder:
                 self._submit(self._log_metrics, metrics, epoch)
             self.last_metrics |= metrics
         self._epoch = epoch + 1
-        self.cost["calls"] += time.perf_counter() - start
         return metrics
 
     def _gather(
@@ -573,7 +566,6 @@ class TraceRecorder:
 
     def _persist(self, split: str, epoch: int, rows: dict[str, np.ndarray], capture: str) -> None:
         assert self._spool is not None
-        start = time.thread_time()
         if not self._margin:
             rows = {k: v for k, v in rows.items() if k != "margin"}
         table = build_table(rows, list(self._members.names), list(self._tasks.names))
@@ -590,14 +582,11 @@ class TraceRecorder:
         name, folder = trace_file_name(epoch), trace_artifact_path(split)
         self._spool.put_artifact(name, folder, lambda p: write_trace(p, table, meta))
         self._send()
-        self.cost["background"] += time.thread_time() - start
 
     def _log_metrics(self, metrics: dict[str, float], step: int) -> None:
         assert self._spool is not None
-        start = time.thread_time()
         self._spool.put_metrics(metrics, step)  # with the heartbeat: progress, not stale
         self._send()
-        self.cost["background"] += time.thread_time() - start
 
     def _send(self) -> None:
         """Send what waits in the spool, in order; an outage leaves it there."""
