@@ -113,3 +113,30 @@ def test_resume_with_the_same_settings_and_more_epochs_is_allowed(store) -> None
     assert isinstance(preflight(again), Path)
     with pytest.raises(SoiInputError, match=r"ood= \(run has restaurants\)"):
         preflight(replace(again, mixture=replace(again.mixture, ood=())))
+
+
+def test_resume_check_without_a_store(tmp_path) -> None:
+    from soi_mlflow.training_key import TRAINING_KEY_TAG, resume_differences, training_key
+
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("name: mine\n")
+    config = small_config("sqlite:///unused.db", ("books", "movies"))
+    config = replace(config, mixture=replace(config.mixture, suite=str(suite)))
+    params = {k: str(v) for k, v in run_params(config).items() if v is not None}
+    tags = {TRAINING_KEY_TAG: training_key(config)}
+    assert resume_differences(replace(config, epochs=9), params, tags) == []
+    # `mlflow run` logs its entry point's defaults: settings that do not apply are not compared
+    mlflow_run = params | {"temperature": "3.0", "affinity_step": "optimizer"}
+    assert resume_differences(config, mlflow_run, tags) == []
+    # a run logged before a param existed, without the key: nothing to compare it with
+    old = {k: v for k, v in params.items() if k != "eval_max_examples"}
+    assert (
+        resume_differences(
+            replace(config, mixture=replace(config.mixture, eval_max_examples=7)), old, {}
+        )
+        == []
+    )
+    suite.write_text("name: mine\nedited: true\n")  # same name, other content: the key tells
+    assert resume_differences(config, params, tags) == [
+        "the content of the suite file or of the starting checkpoint"
+    ]
