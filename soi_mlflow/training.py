@@ -33,7 +33,12 @@ from soi_mlflow.tracking.local import checkpoint_path, run_folder
 from soi_mlflow.tracking.run import RunHandle, resolve_tracking_uri, soi_tags
 from soi_mlflow.tracking.spool import Spool, end_follows, end_run
 from soi_mlflow.tracking.trace_format import CAPTURE_MODES, SCHEMA_VERSION
-from soi_mlflow.training_key import TRAINING_KEY_TAG, training_key
+from soi_mlflow.training_key import (
+    TRAINING_KEY_TAG,
+    resume_differences,
+    run_params,
+    training_key,
+)
 
 EXAMPLE_SPLITS = ("train", "validation", "test", "ood")
 
@@ -216,48 +221,13 @@ def preflight(config: TrainConfig) -> Path | None:
             f"run {config.resume}: no resume checkpoint at {ckpt} (checkpoints are kept on "
             "the machine that trained; set SOI_MLFLOW_CACHE to the same folder there)"
         )
-    logged = run.data.params
-    differ = [
-        f"{k}={v} (run has {logged[k]})"
-        for k, v in run_params(config).items()
-        if v is not None and k in logged and k != "epochs" and str(v)[:6000] != logged[k]
-    ]
+    differ = resume_differences(config, run.data.params, run.data.tags)
     if differ:
         raise SoiInputError(
             f"run {config.resume} was trained with other settings; resume with the same "
             f"ones: {'; '.join(differ)}"
         )
     return ckpt
-
-
-def run_params(config: TrainConfig) -> dict[str, Any]:
-    spec = config.mixture
-    suite = spec.suite if isinstance(spec.suite, (str, Path)) else spec.suite.name
-    return {
-        "suite": suite,
-        "axis": spec.axis,
-        "members": ",".join(spec.members),
-        "ood": ",".join(spec.ood),
-        "max_examples": spec.max_examples,
-        "data_seed": spec.data_seed,
-        "sampling": spec.sampling,
-        "temperature": spec.temperature if spec.sampling == "temperature" else None,
-        "epochs": config.epochs,
-        "seed": config.seed,
-        "model": config.model,
-        "capture": config.capture,
-        "batch_size": config.batch_size,
-        "max_length": config.max_length,
-        "lr": config.learning_rate,
-        "weight_decay": config.weight_decay,
-        "warmup_ratio": config.warmup_ratio,
-        "devices": config.devices,
-        "strategy": config.strategy,
-        "train_examples": len(spec.train_ids) if spec.train_ids is not None else None,
-        "init_from": config.init_from,
-        "affinity_every": config.affinity_every,
-        "affinity_step": config.affinity_step if config.affinity_every is not None else None,
-    }
 
 
 def run_tags(config: TrainConfig) -> dict[str, str]:
