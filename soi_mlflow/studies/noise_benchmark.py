@@ -373,7 +373,7 @@ def format_summary(summary: pd.DataFrame) -> str:
 
 def _log(parent, per_seed, summary, breakdown, settings: NoiseBenchmarkSettings) -> None:
     from soi_mlflow.analysis import figures, identified
-    from soi_mlflow.analysis.report import log_figures, log_table
+    from soi_mlflow.tracking.artifacts import log_figures, log_table
 
     client, run_id = parent.client, parent.run_id
     log_table(client, run_id, per_seed, "noise_benchmark_seeds")

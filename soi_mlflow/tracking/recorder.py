@@ -45,7 +45,7 @@ import numpy as np
 
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.health import HEARTBEAT_TAG, check_tracking, end_status
-from soi_mlflow.tracking.run import create_run
+from soi_mlflow.tracking.run import create_run, metric_safe
 from soi_mlflow.tracking.spool import (
     SendResult,
     Spool,
@@ -88,20 +88,13 @@ def check_split_name(split: Any) -> str:
     return split
 
 
-def metric_safe(name: str) -> str:
-    """``name`` as one metric-name segment: anything but letters, digits, ``_ . -`` -> ``_``.
-
-    Member names given to the recorder are data (a user's ``member`` column): they are kept
-    as they are in the trace files and escaped this way wherever they name a metric, a
-    table or a figure. (Suite members must already be safe: ``data/spec.py``.)"""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "_"
-
-
 @dataclass
 class _Names:
     """A growing table of names (members or tasks) and their indices. With ``escaped``,
-    two names that :func:`metric_safe` makes equal (``a b`` and ``a_b``) are refused: their
-    metrics would overwrite each other."""
+    two names that :func:`~soi_mlflow.tracking.run.metric_safe` makes equal (``a b`` and
+    ``a_b``) are refused: their metrics would overwrite each other. Member names are data
+    (a user's ``member`` column): kept as they are in the trace files, escaped wherever
+    they name a metric, a table or a figure."""
 
     names: list[str] = field(default_factory=list)
     index: dict[str, int] = field(default_factory=dict)

@@ -7,6 +7,7 @@ so it works the same against SQLite, an ``http://`` server and inside ``mlflow r
 from __future__ import annotations
 
 import os
+import re
 import time
 import warnings
 from collections.abc import Mapping
@@ -152,6 +153,20 @@ class RunHandle:
         from soi_mlflow.tracking.links import ui_command
 
         return ui_command(self.tracking_uri, self.experiment_id, self.run_id)
+
+
+_NOT_METRIC_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def metric_safe(name: object) -> str:
+    """``name`` (data: a member, a split, a source) as one segment of a metric key, a table
+    or a figure name: ASCII letters, digits, ``_ . -`` are kept, anything else becomes
+    ``_``, and a segment of only dots (``.``, ``..``, which MLflow refuses as path parts)
+    becomes underscores. MLflow's metric names (mlflow/utils/validation.py) also allow
+    spaces, ``:`` and ``/``; those are escaped here: ``/`` separates segments, and the
+    segment names files too."""
+    safe = _NOT_METRIC_SAFE.sub("_", str(name))
+    return "_" * max(len(safe), 1) if not safe.strip(".") else safe
 
 
 def log_metric_batch(client: Any, run_id: str, metrics: Mapping[str, float], step: int) -> None:
