@@ -56,3 +56,20 @@ def test_first_line() -> None:
     assert first_line(ValueError("bad\nmore")) == "ValueError: bad"
     assert first_line(KeyError()) == "KeyError"
     assert len(first_line(RuntimeError("x" * 500), 50)) == 50
+
+
+def test_the_recorder_writes_into_mlflow_runs_run(store, monkeypatch) -> None:
+    """Under ``mlflow run`` (``MLFLOW_RUN_ID``, ``MLFLOW_TRACKING_URI``) the recorder opens
+    no second run, and leaves the run to MLflow to end; another store gets a new run."""
+    from soi_mlflow.tracking.recorder import TraceRecorder
+
+    run_id = create_run(MlflowClient(store), "rules")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.setenv("MLFLOW_RUN_ID", run_id)
+    with TraceRecorder(analyze=False) as rec:
+        assert rec.run_id == run_id
+    assert MlflowClient(store).get_run(run_id).info.status == "RUNNING"
+    other = store.replace(".db", "-other.db")
+    with TraceRecorder(tracking_uri=other, analyze=False) as rec:
+        assert rec.run_id != run_id
+    assert MlflowClient(other).get_run(rec.run_id).info.status == "FINISHED"
