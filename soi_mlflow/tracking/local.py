@@ -15,6 +15,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.health import check_run_id
 
 FOLDER_NAME_MAX = 128  # longer run ids (MLflow allows 256 characters) are shortened
@@ -32,8 +33,8 @@ def run_folder_name(run_id: str) -> str:
     (:func:`~soi_mlflow.tracking.health.check_run_id`: ASCII letters, digits, ``_``,
     ``-``, never ``.`` or ``..``); an id longer than :data:`FOLDER_NAME_MAX` characters
     keeps its start and gets a digest of the whole (file systems allow 255)."""
-    if check_run_id(run_id) != run_id:  # no spaces stripped here: the id must be exact
-        check_run_id(None)
+    if check_run_id(run_id) != run_id:  # nothing stripped here: the id must be exact
+        raise SoiInputError(f"run id {run_id!r}: expected an MLflow run id, without spaces")
     if len(run_id) <= FOLDER_NAME_MAX:
         return run_id
     digest = hashlib.blake2b(run_id.encode(), digest_size=16).hexdigest()

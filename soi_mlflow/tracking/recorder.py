@@ -120,8 +120,9 @@ class TraceRecorder:
     """Records per-example traces of named splits into an MLflow run, one file per epoch.
 
     Args:
-        run_id: the run to write into; default the active MLflow run, else a new run that
-            :meth:`close` ends.
+        run_id: the run to write into; default the active MLflow run, else
+            ``MLFLOW_RUN_ID`` (both only in MLflow's current store), else a new run that
+            :meth:`close` ends (:meth:`~soi_mlflow.tracking.run.RunHandle.traced`).
         tracking_uri: default MLflow's current tracking URI.
         label_names: class names of one task (a list) or of several (``{task: [...]}``);
             default ``"0".."C-1"`` of one task, from the logits' width.

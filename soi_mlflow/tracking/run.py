@@ -42,7 +42,8 @@ def soi_tags(**values: Any) -> dict[str, str]:
 
 @dataclass
 class RunHandle:
-    """An open MLflow run: the client, the run id, and whether this process created it."""
+    """An open MLflow run: the client, the run id, and whether this process created it
+    (then it ends it, through :func:`soi_mlflow.tracking.spool.end_run`)."""
 
     client: Any
     run_id: str
@@ -132,7 +133,7 @@ class RunHandle:
 
     @classmethod
     def attach(cls, tracking_uri: str | None, run_id: str) -> RunHandle:
-        """Reopen ``run_id`` to resume it: RUNNING again, ended by :meth:`finish`."""
+        """Reopen ``run_id`` to resume it: RUNNING again, ended by ``spool.end_run``."""
         from mlflow import MlflowClient
 
         from soi_mlflow.tracking.health import check_tracking, get_run
@@ -181,11 +182,6 @@ class RunHandle:
             entity = mlflow.data.from_pandas(frame, name=name, source=source)._to_mlflow_entity()
         tag = InputTag("mlflow.data.context", context)
         self.client.log_inputs(self.run_id, [DatasetInput(entity, [tag])])
-
-    def finish(self, status: str = "FINISHED") -> None:
-        """End the run if this process created it; a run of ``mlflow run`` is MLflow's."""
-        if self.created:
-            self.client.set_terminated(self.run_id, status)
 
     def ui_command(self) -> str:
         """What to open to see this run: the runs table and the run, in the MLflow UI's
