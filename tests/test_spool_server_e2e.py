@@ -114,3 +114,35 @@ def test_incomplete_counts_what_sync_sends(server, tmp_path, capsys):
     assert sent and sent[1] == sent[2] == said[0]
     assert MlflowClient(server.uri).get_run(run_id).info.status == "FINISHED"
     assert not Path(run_folder(run_id) / "spool").exists()
+
+
+def test_a_study_parent_ended_in_an_outage_is_sent_by_sync(server, capsys):
+    """Two study parents end while the server is down, one FINISHED and one FAILED: each
+    end waits in the parent's spool, as a training run's does, and ``sync`` sends it."""
+    from soi_mlflow.studies.parent import study_parent
+    from soi_mlflow.training import TrainConfig
+
+    base = TrainConfig(tracking_uri=server.uri)
+    try:
+        with (
+            pytest.raises(RuntimeError),
+            study_parent(base, "compare", "failed", {}) as failed,
+        ):
+            with study_parent(base, "compare", "finished", {}) as finished:
+                server.stop()
+            raise RuntimeError("a child failed\nits traceback")
+        ids = [finished.run_id, failed.run_id]
+        err = capsys.readouterr().err
+        for run_id in ids:
+            assert f"run {run_id} is INCOMPLETE" in err
+            assert Spool.of_run(run_id).pending()[-1]["kind"] == "end"
+    finally:
+        if server.proc is None:
+            server.start()
+    for run_id in ids:
+        assert cli.main(["sync", "--run-id", run_id]) == 0
+    client = MlflowClient(server.uri)
+    done, broken = (client.get_run(r) for r in ids)
+    assert done.info.status == "FINISHED" and "compute/wall_seconds" in done.data.metrics
+    assert broken.info.status == "FAILED"
+    assert broken.data.tags["soi.end_reason"] == "RuntimeError: a child failed"

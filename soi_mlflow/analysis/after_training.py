@@ -17,6 +17,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from soi_mlflow.tracking.health import first_line
+
 MIN_EPOCHS = 2  # SOI needs a before and an after: one epoch says nothing about forgetting
 FIRST = ("train", "validation", "test", "ood")  # analysed in this order, then the rest
 
@@ -71,11 +73,6 @@ def traced_epochs(client: object, run_id: str) -> dict[str, int]:
     return {s: found[s] for s in order}
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
-
-
 def analyze_after_training(
     run_id: str, tracking_uri: str, *, quiet: bool = False
 ) -> AnalysisOutcome:
@@ -89,7 +86,7 @@ def analyze_after_training(
     try:
         _analyze(out, tracking_uri)
     except Exception as exc:  # noqa: BLE001 - a finished training must stay finished
-        out.failed["run"] = _first_line(exc)
+        out.failed["run"] = first_line(exc)
     out.seconds = time.perf_counter() - start
     if not quiet or out.failed:
         print(out.summary(), file=sys.stderr, flush=True)
@@ -99,8 +96,9 @@ def analyze_after_training(
 def _analyze(out: AnalysisOutcome, tracking_uri: str) -> None:
     from soi_mlflow.analysis.report import analysis_note, analyze_run
     from soi_mlflow.analysis.runs import cache_for
+    from soi_mlflow.tracking.health import probe_http
     from soi_mlflow.tracking.links import set_description_section
-    from soi_mlflow.tracking.spool import Spool, answers
+    from soi_mlflow.tracking.spool import Spool
 
     waiting = len(Spool(out.run_id, tracking_uri).pending())
     if waiting:
@@ -121,8 +119,8 @@ def _analyze(out: AnalysisOutcome, tracking_uri: str) -> None:
         try:
             analyze_run(out.run_id, [split], tracking_uri=tracking_uri)
         except Exception as exc:  # noqa: BLE001 - the other splits still count
-            out.failed[split] = _first_line(exc)
-            if not answers(tracking_uri):  # the server went away: no use trying on
+            out.failed[split] = first_line(exc)
+            if probe_http(tracking_uri) is not None:  # the server went away: stop trying
                 return
         else:
             out.analysed.append(split)

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,64 +15,14 @@ from soi_mlflow.analysis.matrix import MIN_OBSERVED
 from soi_mlflow.analysis.runs import cache_for, load_examples, soi_table, warn_if_stale
 from soi_mlflow.analysis.soi import TOO_FEW, UNASSIGNED, Taxonomy, get_taxonomy
 from soi_mlflow.analysis.transition_tables import majority_soi, seed_transitions
+from soi_mlflow.tracking.artifacts import log_figures, log_html, log_table
 from soi_mlflow.tracking.health import get_run
 from soi_mlflow.tracking.links import md_escape, set_description_section
-from soi_mlflow.tracking.recorder import metric_safe
-from soi_mlflow.tracking.run import log_metric_batch, resolve_tracking_uri
+from soi_mlflow.tracking.run import log_metric_batch, metric_safe, resolve_tracking_uri
 
 
 def _client(tracking_uri: str | None):
     return cache_for(resolve_tracking_uri(tracking_uri)).client
-
-
-PREVIEW_ROWS = 2_000  # tables up to this size also get a copy the artifact viewer shows
-
-
-def log_table(client, run_id: str, frame: pd.DataFrame, name: str) -> None:
-    """``tables/<name>.parquet`` on the run (index kept when it carries labels), and for
-    a table a person reads (at most ``PREVIEW_ROWS`` rows) ``tables/<name>.json`` in
-    MLflow's table format, which the run's artifact viewer shows as a table."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"{name}.parquet"
-        keep_index = not isinstance(frame.index, pd.RangeIndex)
-        frame.to_parquet(path, index=keep_index)
-        client.log_artifact(run_id, str(path), "tables")
-    if len(frame) <= PREVIEW_ROWS:
-        log_preview_table(client, run_id, frame.reset_index() if keep_index else frame, name)
-
-
-def log_preview_table(client, run_id: str, frame: pd.DataFrame, name: str) -> None:
-    """``tables/<name>.json`` as ``MlflowClient.log_table`` writes it (split orient, the
-    ``mlflow.loggedArtifacts`` tag), but replaced rather than appended to on a re-run."""
-    path_in_run = f"tables/{name}.json"
-    frame = frame.copy()
-    frame.columns = [str(c) for c in frame.columns]
-    for col in frame.columns:
-        if isinstance(frame[col].dtype, pd.CategoricalDtype):
-            frame[col] = frame[col].astype(str)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"{name}.json"
-        frame.to_json(path, orient="split", index=False, double_precision=6)
-        client.log_artifact(run_id, str(path), "tables")
-    tags = client.get_run(run_id).data.tags
-    logged = json.loads(tags.get("mlflow.loggedArtifacts", "[]"))
-    entry = {"path": path_in_run, "type": "table"}
-    if entry not in logged:
-        client.set_tag(run_id, "mlflow.loggedArtifacts", json.dumps([*logged, entry]))
-
-
-def log_html(client, run_id: str, page: str, path_in_run: str) -> None:
-    """One self-contained HTML page as an artifact (the viewer shows it in a sandbox)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / Path(path_in_run).name
-        path.write_text(page, encoding="utf-8")
-        client.log_artifact(run_id, str(path), str(Path(path_in_run).parent))
-
-
-def log_figures(client, run_id: str, figs: Mapping[str, object]) -> None:
-    for name, fig in figs.items():
-        client.log_figure(run_id, fig, f"figures/{name}.png")
-    figures.close(figs)
 
 
 def soi_fractions(table: pd.DataFrame, taxonomy: str | Taxonomy = "default") -> pd.Series:
@@ -335,14 +281,6 @@ def compare(
     return summary
 
 
-_METRIC_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. :]")
-
-
-def metric_part(name: object) -> str:
-    """A data value (a member name) as one safe piece of a metric key."""
-    return _METRIC_UNSAFE.sub("_", str(name)) or "_"
-
-
 def headline_metrics(summary: pd.DataFrame) -> dict[str, float]:
     """The comparison's accuracy columns as parent metrics: ``summary/<member>/<col>``,
     the mean over members ``summary/mean/<col>``, and the mean gain of multi over single
@@ -351,7 +289,7 @@ def headline_metrics(summary: pd.DataFrame) -> dict[str, float]:
     out = {}
     for member, row in summary[cols].iterrows():
         for col in cols:
-            out[f"summary/{metric_part(member)}/{col}"] = float(row[col])
+            out[f"summary/{metric_safe(member)}/{col}"] = float(row[col])
     means = summary[cols].mean()
     for col in cols:
         out[f"summary/mean/{col}"] = float(means[col])

@@ -14,8 +14,8 @@ import pandas as pd
 from soi_mlflow.analysis.cartography import dynamics
 from soi_mlflow.analysis.matrix import MIN_OBSERVED, TraceMatrix, required_observations
 from soi_mlflow.analysis.soi import TOO_FEW, Taxonomy, assign, get_taxonomy
-from soi_mlflow.analysis.store import ArtifactCache
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.artifacts import ArtifactCache
 from soi_mlflow.tracking.health import check_tracking, get_run, is_stale, stale_message
 from soi_mlflow.tracking.recorder import check_split_name as check_split
 from soi_mlflow.tracking.run import TAG_PREFIX, resolve_tracking_uri

@@ -15,13 +15,13 @@ import pandas as pd
 
 from soi_mlflow.analysis import figures
 from soi_mlflow.analysis.cartography import DEFAULT_THRESHOLDS, RegionThresholds, regions
-from soi_mlflow.analysis.report import log_figures, log_table, soi_fractions
+from soi_mlflow.analysis.report import soi_fractions
 from soi_mlflow.analysis.runs import cache_for, check_split, soi_table
 from soi_mlflow.analysis.soi import Taxonomy, get_taxonomy
 from soi_mlflow.analysis.transition_tables import transition_matrix
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.tracking.recorder import metric_safe
-from soi_mlflow.tracking.run import log_metric_batch, resolve_tracking_uri
+from soi_mlflow.tracking.artifacts import log_figures, log_table
+from soi_mlflow.tracking.run import log_metric_batch, metric_safe, resolve_tracking_uri
 
 INTO = ("new", "b")
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,10 @@ MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def cache_dir() -> Path:
-    """``$SOI_MLFLOW_CACHE`` or ``~/.cache/soi_mlflow``."""
-    root = os.environ.get("SOI_MLFLOW_CACHE") or Path.home() / ".cache" / "soi_mlflow"
-    return Path(root)
+    """``$SOI_MLFLOW_CACHE`` or ``~/.cache/soi_mlflow`` (:func:`soi_home`)."""
+    from soi_mlflow.tracking.local import soi_home
+
+    return soi_home()
 
 
 def tokenizer_digest(tokenizer: Any) -> str:

@@ -241,7 +241,7 @@ class AffinityCallback(pl.Callback):
         if run is None or not any(self.history):
             return
         from soi_mlflow.analysis import figures
-        from soi_mlflow.analysis.report import log_figures, log_table
+        from soi_mlflow.tracking.artifacts import log_figures, log_table
         from soi_mlflow.tracking.spool import Spool
 
         matrix = self.mean_matrix()

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from soi_mlflow.analysis.store import quiet_downloads
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.artifacts import quiet_downloads
 from soi_mlflow.tracking.search import quote_value
 
 MODEL_NAME = "model"  # runs:/<run_id>/model

@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from soi_mlflow.server.app import add_soi_routes
-from soi_mlflow.server.store import RUN_ID
 from soi_mlflow.server.views import RUN_PARAMS
+from soi_mlflow.tracking.health import RUN_ID_PATTERN
 
 
 def can_read_named_runs() -> bool:
@@ -26,7 +26,7 @@ def can_read_named_runs() -> bool:
     from mlflow.server import auth
 
     ids = [request.args.get(p) for p in RUN_PARAMS if request.args.get(p) is not None]
-    if not ids or not all(RUN_ID.fullmatch(i) for i in ids):
+    if not ids or not all(RUN_ID_PATTERN.fullmatch(i) for i in ids):
         return False
     return all(auth._authorize_run_id(i, "read") for i in ids)
 

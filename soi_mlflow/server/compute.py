@@ -18,10 +18,10 @@ import pandas as pd
 
 from soi_mlflow.analysis.matrix import TraceMatrix
 from soi_mlflow.analysis.runs import SPLITS, soi_frame
-from soi_mlflow.analysis.store import ArtifactCache
 from soi_mlflow.analysis.transition_tables import transition_matrix
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.server.store import ServerStoreClient, check_run_id, server_backend_uri
+from soi_mlflow.tracking.artifacts import ArtifactCache
 
 EXAMPLE_COLUMNS = ("text", "text_pair", "label_name", "planted")
 

@@ -11,18 +11,17 @@ path-traversal guard before it reaches a repository.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 from soi_mlflow.errors import SoiInputError
-
-RUN_ID = re.compile(r"[A-Za-z0-9][\w\-]{0,255}")  # MLflow's own run-id rule
+from soi_mlflow.tracking.health import RUN_ID_PATTERN
 
 
 def check_run_id(run_id: str | None) -> str:
-    """``run_id`` if it has the form of an MLflow run id; a clear error otherwise."""
-    if not run_id or not RUN_ID.fullmatch(run_id):
+    """``run_id`` if it has the form of an MLflow run id (:data:`RUN_ID_PATTERN`, exactly
+    as given: a request's value is not stripped); a clear error otherwise."""
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
         raise SoiInputError(f"{run_id!r} is not a run id")
     return run_id
 

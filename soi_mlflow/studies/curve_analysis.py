@@ -115,7 +115,7 @@ def log_curves(parent: RunHandle, points, tables, settings: CurveSettings) -> di
     """Log every table and both figures to ``parent``; report what is not identified
     (figure titles, the description's "Not identified" section); returns that."""
     from soi_mlflow.analysis import identified
-    from soi_mlflow.analysis.report import log_figures, log_table
+    from soi_mlflow.tracking.artifacts import log_figures, log_table
 
     problems = curve_problems(tables)
     for name, frame in tables.items():

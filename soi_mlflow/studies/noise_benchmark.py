@@ -369,7 +369,7 @@ def summary_rows(summary: pd.DataFrame) -> tuple[list[str], list[list]]:
 
 def _log(parent, per_seed, summary, breakdown, settings: NoiseBenchmarkSettings) -> None:
     from soi_mlflow.analysis import figures, identified
-    from soi_mlflow.analysis.report import log_figures, log_table
+    from soi_mlflow.tracking.artifacts import log_figures, log_table
 
     client, run_id = parent.client, parent.run_id
     log_table(client, run_id, per_seed, "noise_benchmark_seeds")

@@ -9,9 +9,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from soi_mlflow import process_state
-from soi_mlflow.tracking.health import end_run, sigterm_raises
+from soi_mlflow.tracking.health import sigterm_raises
 from soi_mlflow.tracking.links import md_escape, set_description_section
 from soi_mlflow.tracking.run import RunHandle, soi_tags
+from soi_mlflow.tracking.spool import Spool, end_run
 from soi_mlflow.training import TrainConfig, run_params
 
 STUDY_NOTES = {
@@ -53,7 +54,8 @@ def study_parent(
     """Open the parent run of ``study`` (or attach to ``mlflow run``'s) with the
     ``soi.study``/``soi.axis`` tags, ``tags`` and ``base``'s params plus ``params``;
     end it FINISHED, or FAILED (an exception, a child run's included) or KILLED (Ctrl-C,
-    SIGTERM) with the reason in ``soi.end_reason``, as every training run ends. With
+    SIGTERM) with the reason in ``soi.end_reason``, through its spool as every training
+    run ends (in an outage the end waits for ``soi-mlflow sync``). With
     ``base.parent_run_id`` (a study run inside another study) it is a child run of that
     parent. Every study's wall time is logged as the metric ``compute/wall_seconds``, so
     studies compare by cost in the MLflow UI (studies that count example-passes log
@@ -75,7 +77,8 @@ def study_parent(
             set_description_section(parent.client, parent.run_id, None, study_note(study, base))
             yield parent
     except BaseException as exc:
-        end_run(parent.client, parent.run_id, exc, terminate=parent.created)
+        end_run(parent.client, parent.tracking_uri, parent.run_id, exc, parent.created)
         raise
-    parent.log_metrics({"compute/wall_seconds": time.perf_counter() - start}, step=0)
-    parent.finish("FINISHED")
+    wall = {"compute/wall_seconds": time.perf_counter() - start}
+    Spool(parent.run_id, parent.tracking_uri).put_metrics(wall, step=0, heartbeat=False)
+    end_run(parent.client, parent.tracking_uri, parent.run_id, None, parent.created)

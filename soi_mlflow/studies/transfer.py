@@ -217,7 +217,6 @@ def log_transfer(
 ):
     """The matrix, its latent traits, their figures and the scores, logged to ``parent``."""
     from soi_mlflow.analysis import identified
-    from soi_mlflow.analysis.report import log_figures, log_table, metric_part
     from soi_mlflow.analysis.transfer import (
         biplot,
         heatmap,
@@ -225,6 +224,8 @@ def log_transfer(
         transfer_intervals,
         transfer_matrix,
     )
+    from soi_mlflow.tracking.artifacts import log_figures, log_table
+    from soi_mlflow.tracking.run import metric_safe
 
     mean, std = transfer_matrix(scores, members)
     intervals = transfer_intervals(scores)
@@ -241,7 +242,7 @@ def log_transfer(
     log_table(parent.client, parent.run_id, mean, "transfer_mean")
     parent.log_metrics(
         {
-            f"transfer/{metric_part(src)}/{metric_part(tgt)}": float(v)
+            f"transfer/{metric_safe(src)}/{metric_safe(tgt)}": float(v)
             for (src, tgt), v in mean.stack().items()
             if pd.notna(v)
         },

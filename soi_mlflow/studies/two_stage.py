@@ -181,7 +181,7 @@ def log_two_stage(
     control), logged to ``parent``; a run without a member's metric gives a "not
     identified" row (``problem``) instead of an error. Returns the wide table."""
     from soi_mlflow.analysis import figures, identified
-    from soi_mlflow.analysis.report import log_figures, log_table
+    from soi_mlflow.tracking.artifacts import log_figures, log_table
 
     acc = accuracy_rows(parent.client, runs, members, ood)
     acc["acc"] = pd.to_numeric(acc["acc"])

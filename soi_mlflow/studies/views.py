@@ -340,7 +340,7 @@ def compare_views(values: pd.DataFrame, settings: ViewsSettings) -> dict[str, pd
 
 def log_views(parent: RunHandle, values, result, compute, settings: ViewsSettings) -> None:
     from soi_mlflow.analysis import identified
-    from soi_mlflow.analysis.report import log_figures, log_table
+    from soi_mlflow.tracking.artifacts import log_figures, log_table
 
     metrics = {}
     for row in compute.itertuples():

@@ -7,7 +7,10 @@
   command's process only.
 - :func:`get_run` / :func:`check_experiment_name` turn MLflow's "not found" into a
   :class:`~soi_mlflow.errors.SoiInputError` naming the id and the store.
-- :func:`end_run` marks a run FAILED or KILLED with the reason as the ``soi.end_reason`` tag.
+- :func:`end_status` / :func:`end_reason`: how a run ends after an exception (runs end
+  through their spool: :func:`soi_mlflow.tracking.spool.end_run`).
+- :func:`probe_http`: the one probe of an HTTP server's ``/health``; :data:`RUN_ID_PATTERN`
+  and :func:`check_run_id`: the one run-id rule; :func:`first_line`: an error in one line.
 - :func:`is_stale`: a RUNNING run whose last sign of progress (the ``soi.heartbeat`` tag the
   recorder sets every epoch, else its start) is older than :func:`stale_after_s`.
 """
@@ -45,8 +48,10 @@ STALE_AFTER_S = 1800.0  # default; SOI_MLFLOW_STALE_AFTER (seconds) overrides
 HEARTBEAT_TAG = "soi.heartbeat"
 END_REASON_TAG = "soi.end_reason"
 
-# MLflow's own rule for run ids (mlflow/utils/validation.py): ours are 32 hex digits
-RUN_ID_PATTERN = re.compile(r"^[a-zA-Z0-9][\w\-]{0,255}$")
+# MLflow's own rule for run ids (mlflow/utils/validation.py, _RUN_ID_REGEX), in ASCII
+# (MLflow's \w also takes other scripts' letters; its own ids are 32 hex digits): an id that
+# passes cannot be "." or "..", a path or a shell word, so it may name a folder (local.py)
+RUN_ID_PATTERN = re.compile(r"^[a-zA-Z0-9][\w\-]{0,255}$", re.ASCII)
 
 _checked: dict[str, float] = {}  # tracking URI -> when it last passed check_tracking
 
@@ -110,18 +115,29 @@ def _creation_lock(db: Path | None) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def probe_http(uri: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """One try at ``<uri>/health``: None if something answers (any HTTP status: a proxy
+    without ``/health`` too; the request that follows decides), else why not. Stores that
+    are not HTTP servers: None."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):  # noqa: S310
+            return None
+    except urllib.error.HTTPError:
+        return None
+    except (OSError, ValueError) as exc:
+        return str(getattr(exc, "reason", exc)) or type(exc).__name__
+
+
 def _probe_http(uri: str) -> None:
-    url = uri.rstrip("/") + "/health"
     last = ""
     start = time.monotonic()
     for attempt in range(PROBE_ATTEMPTS):
-        try:
-            with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S):  # noqa: S310 - http(s) only
-                return
-        except urllib.error.HTTPError:
-            return  # something answers (a proxy without /health): the API call decides
-        except (OSError, ValueError) as exc:
-            last = str(getattr(exc, "reason", exc))
+        error = probe_http(uri)
+        if error is None:
+            return
+        last = error
         if attempt + 1 < PROBE_ATTEMPTS:
             time.sleep(PROBE_PAUSE_S)
     # the time really taken: ~2 s for a refused connection (the pauses), up to
@@ -168,18 +184,21 @@ def _api_call(uri: str) -> None:
         MlflowClient(uri).search_experiments(max_results=1)
     except MlflowException as exc:
         raise TrackingUnavailable(
-            f"tracking store {uri} refused a request: {_first_line(exc)}. Check the URI, "
+            f"tracking store {uri} refused a request: {first_line(exc)}. Check the URI, "
             "the server's log and its credentials (MLFLOW_TRACKING_TOKEN / _USERNAME)."
         ) from None
     except Exception as exc:  # requests' errors after MLflow's bounded retries
         raise TrackingUnavailable(
-            f"tracking store {uri} did not answer: {_first_line(exc)}"
+            f"tracking store {uri} did not answer: {first_line(exc)}"
         ) from None
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """An error in one line: its type and the first line of its message, at most
+    ``limit`` characters (for messages, tags and the spool's manifest)."""
     text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
+    name = type(exc).__name__
+    return (f"{name}: {text[0]}" if text else name)[:limit]
 
 
 def get_run(client: Any, run_id: Any, uri: str, what: str = "run id") -> Any:
@@ -196,7 +215,7 @@ def get_run(client: Any, run_id: Any, uri: str, what: str = "run id") -> Any:
                 "`mlflow runs list --experiment-id <id>` or soi_mlflow.find_runs(), and check "
                 "--tracking-uri."
             ) from None
-        raise TrackingUnavailable(f"tracking store {uri}: {_first_line(exc)}") from None
+        raise TrackingUnavailable(f"tracking store {uri}: {first_line(exc)}") from None
     if run.info.lifecycle_stage == "deleted":
         raise SoiInputError(f"{what} {run_id}: the run is deleted; restore it first")
     return run
@@ -206,7 +225,7 @@ def check_run_id(run_id: Any, what: str = "run id") -> str:
     """A run id a user typed, stripped; refused unless it is shaped like one (MLflow's
     rule: letters, digits, ``_`` and ``-``, e.g. 32 hex digits), before any store is asked."""
     text = run_id.strip() if isinstance(run_id, str) else ""
-    if not RUN_ID_PATTERN.match(text):
+    if not RUN_ID_PATTERN.fullmatch(text):
         raise SoiInputError(
             f"{what} {run_id!r}: expected an MLflow run id (32 hex digits, as the run page "
             "or `mlflow runs list` shows it)"
@@ -240,25 +259,7 @@ def end_reason(exc: BaseException) -> str:
         return "SIGTERM"
     if isinstance(exc, KeyboardInterrupt):
         return "KeyboardInterrupt (Ctrl-C)"
-    message = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {message[0] if message else ''}"[:1000]
-
-
-def end_run(client: Any, run_id: str, exc: BaseException | None, terminate: bool = True) -> str:
-    """Terminate ``run_id`` (unless not ``terminate``: ``mlflow run`` ends its own run) with
-    the status ``exc`` calls for, the reason as a tag. Never raises (the original error
-    matters more); returns the status."""
-    from mlflow.entities import RunTag
-
-    status = end_status(exc)
-    try:
-        if exc is not None:
-            client.log_batch(run_id, tags=[RunTag(END_REASON_TAG, end_reason(exc))])
-        if terminate:
-            client.set_terminated(run_id, status)
-    except Exception:  # noqa: BLE001 - the store may be the thing that failed
-        pass
-    return status
+    return first_line(exc, 1000)
 
 
 @contextmanager

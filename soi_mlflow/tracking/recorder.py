@@ -44,8 +44,8 @@ from typing import Any
 import numpy as np
 
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.tracking.health import HEARTBEAT_TAG, check_tracking, end_status
-from soi_mlflow.tracking.run import create_run
+from soi_mlflow.tracking.health import HEARTBEAT_TAG, end_status
+from soi_mlflow.tracking.run import RunHandle, metric_safe
 from soi_mlflow.tracking.spool import (
     SendResult,
     Spool,
@@ -88,20 +88,13 @@ def check_split_name(split: Any) -> str:
     return split
 
 
-def metric_safe(name: str) -> str:
-    """``name`` as one metric-name segment: anything but letters, digits, ``_ . -`` -> ``_``.
-
-    Member names given to the recorder are data (a user's ``member`` column): they are kept
-    as they are in the trace files and escaped this way wherever they name a metric, a
-    table or a figure. (Suite members must already be safe: ``data/spec.py``.)"""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "_"
-
-
 @dataclass
 class _Names:
     """A growing table of names (members or tasks) and their indices. With ``escaped``,
-    two names that :func:`metric_safe` makes equal (``a b`` and ``a_b``) are refused: their
-    metrics would overwrite each other."""
+    two names that :func:`~soi_mlflow.tracking.run.metric_safe` makes equal (``a b`` and
+    ``a_b``) are refused: their metrics would overwrite each other. Member names are data
+    (a user's ``member`` column): kept as they are in the trace files, escaped wherever
+    they name a metric, a table or a figure."""
 
     names: list[str] = field(default_factory=list)
     index: dict[str, int] = field(default_factory=dict)
@@ -127,8 +120,9 @@ class TraceRecorder:
     """Records per-example traces of named splits into an MLflow run, one file per epoch.
 
     Args:
-        run_id: the run to write into; default the active MLflow run, else a new run that
-            :meth:`close` ends.
+        run_id: the run to write into; default the active MLflow run, else
+            ``MLFLOW_RUN_ID`` (both only in MLflow's current store), else a new run that
+            :meth:`close` ends (:meth:`~soi_mlflow.tracking.run.RunHandle.traced`).
         tracking_uri: default MLflow's current tracking URI.
         label_names: class names of one task (a list) or of several (``{task: [...]}``);
             default ``"0".."C-1"`` of one task, from the logits' width.
@@ -231,23 +225,13 @@ class TraceRecorder:
         return self._epoch
 
     def _open_run(self) -> None:
-        import mlflow
-
-        fluent_uri = mlflow.get_tracking_uri()
-        if self._tracking_uri is None:
-            self._tracking_uri = fluent_uri
-        check_tracking(self._tracking_uri)  # fail in seconds, not after MLflow's retries
         retry_s = retry_interval()  # a bad $SOI_MLFLOW_SPOOL_RETRY_S before any run opens
-        self._client = mlflow.MlflowClient(self._tracking_uri)
-        if self._run_id is None:
-            active = mlflow.active_run()
-            if active is not None and self._tracking_uri == fluent_uri:
-                self._run_id = active.info.run_id
-            else:
-                self._run_id = create_run(self._client, self._experiment)
-                self._started_run = True
-        else:
-            self._check_run()
+        run = RunHandle.traced(self._tracking_uri, self._run_id, self._experiment, self._resume)
+        self._client, self._run_id, self._tracking_uri = run.client, run.run_id, run.tracking_uri
+        self._started_run = run.created  # a run this recorder created or reopened: it ends it
+        if self._resume:
+            count = int(self._client.get_run(self._run_id).data.tags.get("soi.resumed") or 0)
+            self.extra_tags["soi.resumed"] = str(count + 1)
         tags = {
             "soi.trace_schema": str(SCHEMA_VERSION),
             "soi.capture": self.capture,
@@ -256,35 +240,11 @@ class TraceRecorder:
         if self.axis:
             tags["soi.axis"] = self.axis
         tags[HEARTBEAT_TAG] = str(int(time.time()))
-        self._set_tags(tags | self.extra_tags)
+        run.set_tags(tags | self.extra_tags)
         self._spool = Spool(self._run_id, self._tracking_uri)
         # one writer thread; it also sends again on a timer while entries wait
         self._executor = SpoolWriter(self._send, lambda: self.unsent.pending > 0, retry_s)
         self._submit(self._send)  # a resumed run may have entries waiting from before
-
-    def _check_run(self) -> None:
-        """A given run id must name a live run of this store; say which store otherwise."""
-        from mlflow.exceptions import MlflowException
-
-        try:
-            run = self._client.get_run(self._run_id)
-        except MlflowException:
-            raise SoiInputError(
-                f"run id {self._run_id!r}: no such run in the tracking store {self._tracking_uri!r}"
-            ) from None
-        if run.info.lifecycle_stage == "deleted":
-            raise SoiInputError(f"run {self._run_id} is deleted; restore it or record elsewhere")
-        if self._resume:
-            count = int(run.data.tags.get("soi.resumed", "0") or 0) + 1
-            self.extra_tags["soi.resumed"] = str(count)
-            if run.info.status != "RUNNING":
-                self._client.update_run(self._run_id, status="RUNNING")
-                self._started_run = True
-
-    def _set_tags(self, tags: Mapping[str, str]) -> None:
-        from mlflow.entities import RunTag
-
-        self._client.log_batch(self._run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     # -- declaring names ------------------------------------------------------------
     def _declare_task(self, task: str, names: list[str] | None) -> int:

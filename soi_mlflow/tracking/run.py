@@ -7,6 +7,7 @@ so it works the same against SQLite, an ``http://`` server and inside ``mlflow r
 from __future__ import annotations
 
 import os
+import re
 import time
 import warnings
 from collections.abc import Mapping
@@ -41,7 +42,8 @@ def soi_tags(**values: Any) -> dict[str, str]:
 
 @dataclass
 class RunHandle:
-    """An open MLflow run: the client, the run id, and whether this process created it."""
+    """An open MLflow run: the client, the run id, and whether this process created it
+    (then it ends it, through :func:`soi_mlflow.tracking.spool.end_run`)."""
 
     client: Any
     run_id: str
@@ -90,8 +92,48 @@ class RunHandle:
         return cls(client, run.info.run_id, experiment_id, uri, created=True)
 
     @classmethod
+    def traced(
+        cls,
+        tracking_uri: str | None,
+        run_id: str | None = None,
+        experiment: str | None = None,
+        resume: bool = False,
+    ) -> RunHandle:
+        """The run a trace recorder writes into, as MLflow's own integrations pick it.
+
+        ``run_id`` if given (with ``resume``: RUNNING again if it had ended, and then
+        ``created``, so this process ends it); else, when ``tracking_uri`` is MLflow's
+        current URI (the default), MLflow's active run, else ``MLFLOW_RUN_ID`` (under
+        ``mlflow run``); else a new run (:func:`create_run`: in ``experiment``, else
+        ``MLFLOW_EXPERIMENT_NAME`` / ``MLFLOW_EXPERIMENT_ID``). MLflow's current URI and
+        active run are only read, never changed."""
+        import mlflow
+
+        from soi_mlflow.tracking.health import check_tracking, get_run
+
+        fluent = mlflow.get_tracking_uri()
+        uri = tracking_uri or fluent
+        check_tracking(uri)  # fail in seconds, not after MLflow's retries
+        client = mlflow.MlflowClient(uri)
+        what = "run id"
+        if run_id is None and uri == fluent:
+            active = mlflow.active_run()
+            if active is not None:
+                run_id = active.info.run_id
+            elif os.environ.get("MLFLOW_RUN_ID"):
+                run_id, what = os.environ["MLFLOW_RUN_ID"], "MLFLOW_RUN_ID"
+        if run_id is None:
+            run = _new_run(client, experiment, "traced")
+            return cls(client, run.info.run_id, run.info.experiment_id, uri, created=True)
+        run = get_run(client, run_id, uri, what)
+        created = resume and run.info.status != "RUNNING"
+        if created:
+            client.update_run(run.info.run_id, status="RUNNING")
+        return cls(client, run.info.run_id, run.info.experiment_id, uri, created)
+
+    @classmethod
     def attach(cls, tracking_uri: str | None, run_id: str) -> RunHandle:
-        """Reopen ``run_id`` to resume it: RUNNING again, ended by :meth:`finish`."""
+        """Reopen ``run_id`` to resume it: RUNNING again, ended by ``spool.end_run``."""
         from mlflow import MlflowClient
 
         from soi_mlflow.tracking.health import check_tracking, get_run
@@ -141,17 +183,26 @@ class RunHandle:
         tag = InputTag("mlflow.data.context", context)
         self.client.log_inputs(self.run_id, [DatasetInput(entity, [tag])])
 
-    def finish(self, status: str = "FINISHED") -> None:
-        """End the run if this process created it; a run of ``mlflow run`` is MLflow's."""
-        if self.created:
-            self.client.set_terminated(self.run_id, status)
-
     def ui_command(self) -> str:
         """What to open to see this run: the runs table and the run, in the MLflow UI's
         model-training view (with the ``mlflow ui`` command first for a local store)."""
         from soi_mlflow.tracking.links import ui_command
 
         return ui_command(self.tracking_uri, self.experiment_id, self.run_id)
+
+
+_NOT_METRIC_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def metric_safe(name: object) -> str:
+    """``name`` (data: a member, a split, a source) as one segment of a metric key, a table
+    or a figure name: ASCII letters, digits, ``_ . -`` are kept, anything else becomes
+    ``_``, and a segment of only dots (``.``, ``..``, which MLflow refuses as path parts)
+    becomes underscores. MLflow's metric names (mlflow/utils/validation.py) also allow
+    spaces, ``:`` and ``/``; those are escaped here: ``/`` separates segments, and the
+    segment names files too."""
+    safe = _NOT_METRIC_SAFE.sub("_", str(name))
+    return "_" * max(len(safe), 1) if not safe.strip(".") else safe
 
 
 def log_metric_batch(client: Any, run_id: str, metrics: Mapping[str, float], step: int) -> None:
@@ -188,11 +239,15 @@ def create_run(client: Any, experiment: str | None = None, prefix: str = "traced
     else ``MLFLOW_EXPERIMENT_ID``, else the default experiment), as MLflow's own
     integrations pick it; MLflow's active run and global URI are not touched. Named by
     :func:`fresh_run_name`."""
+    return _new_run(client, experiment, prefix).info.run_id
+
+
+def _new_run(client: Any, experiment: str | None, prefix: str) -> Any:
     name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME")
     experiment_id = (
         ensure_experiment(client, name) if name else os.environ.get("MLFLOW_EXPERIMENT_ID", "0")
     )
-    return client.create_run(experiment_id, run_name=fresh_run_name(prefix)).info.run_id
+    return client.create_run(experiment_id, run_name=fresh_run_name(prefix))
 
 
 def fresh_run_name(prefix: str) -> str:

@@ -34,8 +34,6 @@ import shutil
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -43,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.health import first_line, probe_http
 from soi_mlflow.tracking.local import run_folder, soi_home
 
 try:  # POSIX; elsewhere one process at a time is assumed
@@ -53,10 +52,9 @@ except ImportError:  # pragma: no cover - Windows
 MANIFEST = "manifest.jsonl"
 HEADER = "spool.json"
 KINDS = ("artifact", "metrics", "end")
-PROBE_TIMEOUT_S = 2.0  # one quick /health try before a round of uploads
 METRICS_PER_REQUEST = 1000  # MLflow's log_batch limit
 # While entries wait, the writer thread sends again after this many seconds without a
-# write. A try against a dead server costs one /health probe (a refused connection: ~1 ms;
+# write. A try against a dead server costs one /health probe (probe_http; refused: ~1 ms;
 # a hung server: PROBE_TIMEOUT_S, so at most 2 s of every 15 on the writer thread) and,
 # against a server that answers but fails uploads, one manifest line (~240 an hour). A
 # server that comes back gets the entries within 15 s, well inside the 30 min after
@@ -190,7 +188,7 @@ class Spool:
             if not entries:
                 self._remove()
                 return SendResult(0, 0)
-            if not answers(self.tracking_uri):
+            if probe_http(self.tracking_uri) is not None:
                 return SendResult(0, len(entries), f"{self.tracking_uri} does not answer")
             if client is None:
                 from mlflow import MlflowClient
@@ -200,7 +198,7 @@ class Spool:
                 try:
                     self._send_one(client, entry)
                 except Exception as exc:  # noqa: BLE001 - kept and tried again later
-                    error = _first_line(exc)
+                    error = first_line(exc)
                     self._append({"failed": entry["seq"], "error": error, "time": time.time()})
                     return SendResult(done, len(entries) - done, error)
                 self._append({"sent": entry["seq"]})
@@ -266,33 +264,26 @@ class Spool:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def answers(uri: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
-    """One quick try: does an HTTP tracking server answer at all? (Other stores: yes.)"""
-    if not uri.startswith(("http://", "https://")):
-        return True
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):  # noqa: S310
-            return True
-    except urllib.error.HTTPError:
-        return True  # something answers; the upload decides
-    except (OSError, ValueError):
-        return False
-
-
 def spooled_runs() -> list[str]:
     """Run ids with a spool on this machine."""
     root = soi_home() / "runs"
     if not root.is_dir():
         return []
-    return sorted(p.parent.parent.name for p in root.glob(f"*/spool/{HEADER}"))
+    # the header's id: a folder name may be a shortened id (local.run_folder_name)
+    headers = root.glob(f"*/spool/{HEADER}")
+    return sorted(_read_json(p).get("run_id", p.parent.parent.name) for p in headers)
 
 
 def end_run(
     client: Any, uri: str, run_id: str, exc: BaseException | None, terminate: bool = True
 ) -> SendResult:
-    """End ``run_id`` through its spool (status and reason as :func:`health.end_run`
-    decides), after anything still waiting there. Never raises; says so on stderr when
-    the run could not be completed."""
+    """End ``run_id`` through its spool, after anything still waiting there: the status
+    ``exc`` calls for (:func:`~soi_mlflow.tracking.health.end_status`: FINISHED, FAILED,
+    KILLED), the reason in the ``soi.end_reason`` tag, and, unless not ``terminate`` (a
+    run of ``mlflow run`` is MLflow's to end), the run terminated. The one way runs end:
+    training runs and study parents alike, so in an outage the end waits in the spool for
+    ``soi-mlflow sync``. Never raises; says so on stderr when the run could not be
+    completed."""
     from soi_mlflow.tracking.health import end_reason, end_status
 
     try:
@@ -300,7 +291,7 @@ def end_run(
         spool.put_end(end_status(exc), end_reason(exc) if exc is not None else None, terminate)
         result = spool.send(client)
     except Exception as error:  # noqa: BLE001 - the original error matters more
-        return SendResult(0, 1, _first_line(error))
+        return SendResult(0, 1, first_line(error))
     report_incomplete(run_id, uri, result, final=True)
     return result
 
@@ -470,7 +461,7 @@ def sync(settings: SyncSettings) -> dict[str, SendResult]:
     for run_id in runs:
         spool = Spool.of_run(run_id, settings.tracking_uri)
         waiting = len(spool.pending())
-        if not answers(spool.tracking_uri):
+        if probe_http(spool.tracking_uri) is not None:
             raise SoiInputError(
                 f"tracking server {spool.tracking_uri} does not answer: nothing was sent, "
                 f"the spool of run {run_id} stays in {spool.folder}. Run soi-mlflow sync "
@@ -508,8 +499,3 @@ def _write_json(path: Path, value: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(value), encoding="utf-8")
     os.replace(tmp, path)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]

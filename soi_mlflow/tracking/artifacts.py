@@ -1,29 +1,33 @@
-"""Run artifacts, downloaded once: a local cache keyed by tracking store, run and path.
+"""Artifact I/O of runs: the download cache and the writers of tables, pages and figures.
 
-A folder (``traces/train``) is listed once and only the files not yet cached are fetched,
+Downloads (:class:`ArtifactCache`): a local cache keyed by tracking store, run and path,
+under ``$SOI_MLFLOW_CACHE/artifacts/`` (:func:`~soi_mlflow.tracking.local.soi_home`). A
+folder (``traces/train``) is listed once and only the files not yet cached are fetched,
 in one batch. Files of a finished run never change, so once a folder of a finished run is
 complete it is not listed again. Works the same for SQLite stores and HTTP servers.
+
+Uploads: :func:`log_table` (Parquet and a previewable JSON), :func:`log_html`,
+:func:`log_figures`; metrics go with :func:`~soi_mlflow.tracking.run.log_metric_batch`.
+The analyses compute; they log through these.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from soi_mlflow.tracking.local import run_folder_name, soi_home
 from soi_mlflow.tracking.run import resolve_tracking_uri
 
 _DONE = ".complete"
-
-
-def cache_root() -> Path:
-    root = os.environ.get("SOI_MLFLOW_CACHE") or Path.home() / ".cache" / "soi_mlflow"
-    return Path(root) / "artifacts"
+PREVIEW_ROWS = 2_000  # tables up to this size also get a copy the artifact viewer shows
 
 
 class ArtifactCache:
@@ -43,19 +47,19 @@ class ArtifactCache:
             check_tracking(self.tracking_uri)  # a dead server fails in seconds, naming the URI
         self.client = client if client is not None else MlflowClient(self.tracking_uri)
         key = hashlib.blake2b(self.tracking_uri.encode(), digest_size=8).hexdigest()
-        self.root = (root or cache_root()) / key
+        self.root = (root or soi_home() / "artifacts") / key
         self.downloads = 0  # files fetched from the store by this object (for tests)
         self._known: set[str] = set()  # run ids found in the store
 
     def _run_id(self, run_id: str) -> str:
-        """``run_id`` once it is known to name a run of the store (it becomes a folder
-        name here): a malformed or unknown id is a clear error, not a path or a traceback."""
+        """The folder name of ``run_id`` once it is known to name a run of the store: a
+        malformed or unknown id is a clear error, not a path or a traceback."""
         if run_id not in self._known:
             from soi_mlflow.tracking.health import get_run
 
             get_run(self.client, run_id, self.tracking_uri)
             self._known.add(run_id)
-        return run_id
+        return run_folder_name(run_id)
 
     def folder(self, run_id: str, path: str) -> Path:
         """The local copy of artifact folder ``path`` of ``run_id`` (fetched as needed)."""
@@ -120,3 +124,57 @@ def quiet_downloads() -> Iterator[None]:
 
 def _has(path: Path, size: int | None) -> bool:
     return path.exists() and (size is None or path.stat().st_size == size)
+
+
+def log_table(client: Any, run_id: str, frame: Any, name: str) -> None:
+    """``tables/<name>.parquet`` on the run (index kept when it carries labels), and for
+    a table a person reads (at most ``PREVIEW_ROWS`` rows) ``tables/<name>.json`` in
+    MLflow's table format, which the run's artifact viewer shows as a table."""
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{name}.parquet"
+        keep_index = not isinstance(frame.index, pd.RangeIndex)
+        frame.to_parquet(path, index=keep_index)
+        client.log_artifact(run_id, str(path), "tables")
+    if len(frame) <= PREVIEW_ROWS:
+        log_preview_table(client, run_id, frame.reset_index() if keep_index else frame, name)
+
+
+def log_preview_table(client: Any, run_id: str, frame: Any, name: str) -> None:
+    """``tables/<name>.json`` as ``MlflowClient.log_table`` writes it (split orient, the
+    ``mlflow.loggedArtifacts`` tag), but replaced rather than appended to on a re-run."""
+    import pandas as pd
+
+    path_in_run = f"tables/{name}.json"
+    frame = frame.copy()
+    frame.columns = [str(c) for c in frame.columns]
+    for col in frame.columns:
+        if isinstance(frame[col].dtype, pd.CategoricalDtype):
+            frame[col] = frame[col].astype(str)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{name}.json"
+        frame.to_json(path, orient="split", index=False, double_precision=6)
+        client.log_artifact(run_id, str(path), "tables")
+    tags = client.get_run(run_id).data.tags
+    logged = json.loads(tags.get("mlflow.loggedArtifacts", "[]"))
+    entry = {"path": path_in_run, "type": "table"}
+    if entry not in logged:
+        client.set_tag(run_id, "mlflow.loggedArtifacts", json.dumps([*logged, entry]))
+
+
+def log_html(client: Any, run_id: str, page: str, path_in_run: str) -> None:
+    """One self-contained HTML page as an artifact (the viewer shows it in a sandbox)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(path_in_run).name
+        path.write_text(page, encoding="utf-8")
+        client.log_artifact(run_id, str(path), str(Path(path_in_run).parent))
+
+
+def log_figures(client: Any, run_id: str, figs: Mapping[str, Any]) -> None:
+    """Each figure as ``figures/<name>.png``, then freed."""
+    from soi_mlflow.analysis.figures import close
+
+    for name, fig in figs.items():
+        client.log_figure(run_id, fig, f"figures/{name}.png")
+    close(figs)
