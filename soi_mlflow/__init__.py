@@ -13,7 +13,7 @@ __all__ = ["TraceRecorder", "__version__"]
 
 def __getattr__(name: str) -> Any:
     if name == "TraceRecorder":
-        from soi_mlflow.tracking.recorder import TraceRecorder
+        from soi_mlflow.analysis.after_training import TraceRecorder
 
         return TraceRecorder
     raise AttributeError(f"module 'soi_mlflow' has no attribute {name!r}")

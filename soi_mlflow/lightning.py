@@ -152,7 +152,6 @@ class TraceCallback(pl.Callback):
             members=self.members,
             tags=self.tags,
             resume=bool(restored),
-            analyze=False,  # once per fit, by teardown: not per recorder
         )
         self._resolved_run = self.recorder.run_id
 

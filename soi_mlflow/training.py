@@ -21,14 +21,13 @@ from soi_mlflow.data.mixture import Mixture, MixtureSpec, validate_mixture
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.run_config import CONFIG_ARTIFACT, run_config_yaml
 from soi_mlflow.seeds import check_seed
-from soi_mlflow.server.links import soi_pages_note
 from soi_mlflow.tracking.health import (
     check_experiment_name,
     check_tracking,
     get_run,
     sigterm_raises,
 )
-from soi_mlflow.tracking.links import md_escape, set_description_section
+from soi_mlflow.tracking.links import md_escape, set_description_section, soi_pages_note
 from soi_mlflow.tracking.local import checkpoint_path, run_folder
 from soi_mlflow.tracking.run import RunHandle, resolve_tracking_uri, soi_tags
 from soi_mlflow.tracking.spool import Spool, end_follows, end_run

@@ -146,7 +146,6 @@ class TraceCallback(TrainerCallback):
             log_metrics=self.log_metrics,
             source=SOURCE,
             members=self.members,
-            analyze=False,  # once per training, by _finish: not per recorder
         )
 
     # -- Trainer events ---------------------------------------------------------------

@@ -12,8 +12,8 @@ import textwrap
 import numpy as np
 from mlflow import MlflowClient
 
+from soi_mlflow import TraceRecorder
 from soi_mlflow.analysis.after_training import analyze_after_training
-from soi_mlflow.tracking.recorder import TraceRecorder
 from soi_mlflow.tracking.spool import Spool
 
 IDS = np.arange(40)

@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 from plantruns import HOSTILE, PATTERNS, plant_run
 from servers import mlflow_server
 
-from soi_mlflow.server.links import soi_pages_note
+from soi_mlflow.tracking.links import soi_pages_note
 
 pytestmark = pytest.mark.e2e
 

@@ -66,10 +66,10 @@ def test_the_recorder_writes_into_mlflow_runs_run(store, monkeypatch) -> None:
     run_id = create_run(MlflowClient(store), "rules")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     monkeypatch.setenv("MLFLOW_RUN_ID", run_id)
-    with TraceRecorder(analyze=False) as rec:
+    with TraceRecorder() as rec:
         assert rec.run_id == run_id
     assert MlflowClient(store).get_run(run_id).info.status == "RUNNING"
     other = store.replace(".db", "-other.db")
-    with TraceRecorder(tracking_uri=other, analyze=False) as rec:
+    with TraceRecorder(tracking_uri=other) as rec:
         assert rec.run_id != run_id
     assert MlflowClient(other).get_run(rec.run_id).info.status == "FINISHED"

@@ -16,8 +16,10 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from soi_mlflow.tracking.health import first_line
+from soi_mlflow.tracking.recorder import TraceRecorder as _Recorder
 
 MIN_EPOCHS = 2  # SOI needs a before and an after: one epoch says nothing about forgetting
 FIRST = ("train", "validation", "test", "ood")  # analysed in this order, then the rest
@@ -129,3 +131,21 @@ def _analyze(out: AnalysisOutcome, tracking_uri: str) -> None:
     if reasons:
         lines.append(f"- Not analysed: {'; '.join(reasons)}")
     set_description_section(client, out.run_id, "Analysis", "\n".join(lines))
+
+
+class TraceRecorder(_Recorder):
+    """``soi_mlflow.TraceRecorder``: the framework-free trace recorder
+    (``tracking/recorder.py``, which documents every argument) that, when :meth:`close`
+    ends training well, analyses the run as ``soi-mlflow analyze --run-id`` does (SOI
+    metrics, tables, the data map ``html/datamap_<split>.html``, the run's "Analysis"
+    section); the outcome is then in :attr:`analysis`. ``analyze=False`` leaves it out.
+    """
+
+    def __init__(self, *args: Any, analyze: bool = True, **kwargs: Any) -> None:
+        self._analyze = analyze
+        self.analysis: AnalysisOutcome | None = None
+        super().__init__(*args, **kwargs)
+
+    def _after_close(self, status: str) -> None:
+        if self._analyze and status == "FINISHED" and self.run_id and self.tracking_uri:
+            self.analysis = analyze_after_training(self.run_id, self.tracking_uri)

@@ -7,7 +7,6 @@ touched, so a user's notebook keeps its own backend. Saving to PNG needs no back
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +17,7 @@ from matplotlib.figure import Figure
 
 from soi_mlflow.analysis.cartography import DEFAULT_THRESHOLDS, RegionThresholds
 from soi_mlflow.analysis.transition_tables import row_normalised
+from soi_mlflow.tracking.artifacts import free_figures
 
 MAX_POINTS = 20_000
 
@@ -144,12 +144,8 @@ def side_by_side(fractions: pd.DataFrame, title: str, ylabel: str) -> Figure:
 
 
 def close(figures: Mapping[str, Figure]) -> None:
-    """Free figures; those made through pyplot (elsewhere) are also closed there."""
-    pyplot = sys.modules.get("matplotlib.pyplot")  # never imported here just to close
-    for fig in figures.values():
-        if pyplot is not None:
-            pyplot.close(fig)
-        fig.clear()
+    """Free figures that were not logged (logging frees them: ``log_figures``)."""
+    free_figures(figures)
 
 
 def detector_scores(summary: pd.DataFrame, title: str) -> Figure:

@@ -173,8 +173,18 @@ def log_html(client: Any, run_id: str, page: str, path_in_run: str) -> None:
 
 def log_figures(client: Any, run_id: str, figs: Mapping[str, Any]) -> None:
     """Each figure as ``figures/<name>.png``, then freed."""
-    from soi_mlflow.analysis.figures import close
-
     for name, fig in figs.items():
         client.log_figure(run_id, fig, f"figures/{name}.png")
-    close(figs)
+    free_figures(figs)
+
+
+def free_figures(figs: Mapping[str, Any]) -> None:
+    """Free matplotlib figures once logged; those made through pyplot (elsewhere, by a
+    user) are also closed there. pyplot is never imported here just to close."""
+    import sys
+
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    for fig in figs.values():
+        if pyplot is not None:
+            pyplot.close(fig)
+        fig.clear()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
@@ -86,3 +86,24 @@ def _split_sections(text: str) -> tuple[str, dict[str, str]]:
     intro = chunks[0].strip()
     sections = {chunks[k].strip(): chunks[k + 1].strip() for k in range(1, len(chunks) - 1, 2)}
     return intro, sections
+
+
+# -- links to the soi pages of a server started with `mlflow server --app-name soi`: relative
+# (`soi/run?run_id=...`), as the run description is shown at the server's root, so they
+# open the page of the same server whatever its address (no server code imported here)
+APP_NAME = "soi"
+
+
+def page_path(route: str, **params: str) -> str:
+    """``soi/<route>?<params>``, relative to the UI's root."""
+    return f"soi/{route}?{urlencode(params)}"
+
+
+def soi_pages_note(run_id: str, split: str = "train") -> str:
+    """The Markdown line a run's description carries to reach its soi pages."""
+    run = page_path("run", run_id=run_id, split=split)
+    datamap = page_path("datamap", run_id=run_id, split=split)
+    return (
+        f"On a tracking server started with `mlflow server --app-name {APP_NAME}` "
+        f"(or `soi-auth`): [SOI page]({run}), [interactive data map]({datamap})."
+    )

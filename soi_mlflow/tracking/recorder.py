@@ -26,9 +26,9 @@ Three calls in a plain loop, as AUM's calculator takes them::
   to rank 0, which alone owns the run and writes.
 - Bad input (no ids, lengths that differ, labels outside the classes, a split name that
   cannot be a folder) raises :class:`SoiInputError` at the first batch, never an empty trace.
-- A :meth:`close` that ends training well (no exception) analyses the run, as ``soi-mlflow
-  analyze --run-id`` does (``analysis/after_training.py``): SOI metrics, tables, the data
-  map ``html/datamap_<split>.html``; ``analyze=False`` leaves that out.
+- The public ``soi_mlflow.TraceRecorder`` (``analysis/after_training.py``) is this class
+  plus the run's analysis when :meth:`close` ends training well, as ``soi-mlflow analyze
+  --run-id`` does; this layer only offers the hook (:meth:`_after_close`).
 """
 
 from __future__ import annotations
@@ -140,8 +140,6 @@ class TraceRecorder:
             area-under-the-margin needs), ~1.8 bytes per example and epoch.
         resume: ``run_id`` is a run being resumed: if it ended (FAILED, KILLED) it is set
             RUNNING again and ended by :meth:`close`; tagged ``soi.resumed``.
-        analyze: analyse the run when :meth:`close` ends training well (the splits traced
-            in at least two epochs); the outcome is then in :attr:`analysis`.
     """
 
     def __init__(
@@ -160,7 +158,6 @@ class TraceRecorder:
         experiment: str | None = None,
         margin: bool = True,
         resume: bool = False,
-        analyze: bool = True,
     ) -> None:
         if capture not in CAPTURE_MODES:
             raise SoiInputError(
@@ -204,8 +201,6 @@ class TraceRecorder:
         self.unsent = SendResult(0, 0)  # what the last round of sending left in the spool
         self._closed = False
         self._resume = resume
-        self._analyze = analyze
-        self.analysis: Any = None  # the AnalysisOutcome of close(), when it analysed
         if self._rank == 0:
             self._open_run()
 
@@ -607,8 +602,8 @@ class TraceRecorder:
         ``exception`` calls for (``soi.end_reason`` tag: its type and message). Rows added
         since the last :meth:`end_epoch` are discarded: an unfinished epoch is not a trace.
         If the tracking server still does not answer, everything stays in the spool and
-        stderr names the incomplete run and ``soi-mlflow sync``. Then, if ``status`` is
-        FINISHED and ``analyze`` is on, the run is analysed (never raising for it)."""
+        stderr names the incomplete run and ``soi-mlflow sync``. Then
+        :meth:`_after_close`."""
         if self._closed:
             return
         if status is None:
@@ -622,10 +617,11 @@ class TraceRecorder:
                 self._executor.shutdown(wait=True)
                 self._executor = None
             self._finish(status, exception)
-        if self._analyze and status == "FINISHED" and self._spool is not None:
-            from soi_mlflow.analysis.after_training import analyze_after_training
+        if self._spool is not None:  # rank 0, with a run
+            self._after_close(status)
 
-            self.analysis = analyze_after_training(self._run_id, self._tracking_uri)
+    def _after_close(self, status: str) -> None:
+        """What a layer above does once the run is closed (the analysis); nothing here."""
 
     def _finish(self, status: str, exception: BaseException | None) -> None:
         """The last round of sending, with the run's end if this recorder started it."""
