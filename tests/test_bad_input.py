@@ -363,6 +363,7 @@ def _suite_with_unreadable_data(tmp_path: Path) -> Path:
     return tmp_path / "suite.yaml"
 
 
+@pytest.mark.e2e
 def test_train_with_the_server_down_fails_before_loading_data(tmp_path, capsys) -> None:
     """``--tracking-uri`` on the command line, and ``MLFLOW_TRACKING_URI`` in a fresh
     process (as under ``mlflow run``): one line naming the URI and what to do; the data
@@ -401,6 +402,7 @@ def test_analyze_from_a_config_file_names_the_options(module_store, tmp_path, ca
     assert "run_id, parent_run_id or compare" in err  # the keys of the --config file
 
 
+@pytest.mark.e2e
 def test_the_probe_message_says_how_long_it_tried() -> None:
     """A refused port fails in about 2 s (the pauses between the tries), a port that
     accepts but never answers in about 8 s (the tries' timeouts too): the message says
