@@ -56,35 +56,40 @@ def plant_run(
                 }
             )
     expected = pd.DataFrame(rows)
-    folder = Path(tempfile.mkdtemp(prefix="planted-"))
-    for epoch in range(4):
-        correct = np.array([PATTERNS[s][epoch] for s in expected["soi"]])
-        p_gold = np.where(correct == 1, 0.9, 0.1).astype(np.float32)
-        columns = {
-            "example_id": expected["example_id"].to_numpy(),
-            "epoch": epoch,
-            "step": np.full(len(expected), epoch * 10),
-            "member_idx": expected["member_idx"].to_numpy(),
-            "task_idx": np.zeros(len(expected), dtype=np.int32),
-            "gold": np.ones(len(expected), dtype=np.int32),
-            "pred": correct.astype(np.int32),
-            "p_gold": p_gold,
-            "loss": -np.log(p_gold),
-        }
-        table = build_table(columns, list(members), ["sentiment"])
-        meta = {
-            "run_id": run.info.run_id,
-            "split": "train",
-            "epoch": epoch,
-            "capture": "train_pass",
-            "axis": "source",
-            "label_names": {"sentiment": ["neg", "pos"]},
-        }
-        write_trace(folder / f"epoch={epoch:03d}.parquet", table, meta)
-    client.log_artifacts(run.info.run_id, str(folder), "traces/train")
-    examples = expected[["example_id", "member", "text", "label", "label_name"]]
-    ex_folder = Path(tempfile.mkdtemp(prefix="planted-ex-"))
-    examples.to_parquet(ex_folder / "train.parquet", index=False)
-    client.log_artifacts(run.info.run_id, str(ex_folder), "examples")
+    # written to a folder removed once the store has its copy: nothing is left in /tmp
+    with tempfile.TemporaryDirectory(prefix="planted-") as scratch:
+        folder = Path(scratch)
+        traces = folder / "traces"
+        traces.mkdir()
+        for epoch in range(4):
+            correct = np.array([PATTERNS[s][epoch] for s in expected["soi"]])
+            p_gold = np.where(correct == 1, 0.9, 0.1).astype(np.float32)
+            columns = {
+                "example_id": expected["example_id"].to_numpy(),
+                "epoch": epoch,
+                "step": np.full(len(expected), epoch * 10),
+                "member_idx": expected["member_idx"].to_numpy(),
+                "task_idx": np.zeros(len(expected), dtype=np.int32),
+                "gold": np.ones(len(expected), dtype=np.int32),
+                "pred": correct.astype(np.int32),
+                "p_gold": p_gold,
+                "loss": -np.log(p_gold),
+            }
+            table = build_table(columns, list(members), ["sentiment"])
+            meta = {
+                "run_id": run.info.run_id,
+                "split": "train",
+                "epoch": epoch,
+                "capture": "train_pass",
+                "axis": "source",
+                "label_names": {"sentiment": ["neg", "pos"]},
+            }
+            write_trace(traces / f"epoch={epoch:03d}.parquet", table, meta)
+        client.log_artifacts(run.info.run_id, str(traces), "traces/train")
+        examples = expected[["example_id", "member", "text", "label", "label_name"]]
+        ex_folder = folder / "examples"
+        ex_folder.mkdir()
+        examples.to_parquet(ex_folder / "train.parquet", index=False)
+        client.log_artifacts(run.info.run_id, str(ex_folder), "examples")
     client.set_terminated(run.info.run_id)
     return run.info.run_id, expected[["example_id", "member", "soi", "text"]]

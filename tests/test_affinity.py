@@ -134,6 +134,7 @@ def test_the_measurement_leaves_weights_optimizer_and_grads_untouched() -> None:
     assert torch.equal(rng, torch.random.get_rng_state()) and model.training
 
 
+@pytest.mark.e2e
 def test_a_measured_run_ends_exactly_where_an_unmeasured_one_does(store) -> None:
     spec = MixtureSpec(
         "builtin", "task", ("sentiment", "paraphrase"), max_examples=48, eval_max_examples=16

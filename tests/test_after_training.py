@@ -10,6 +10,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 from mlflow import MlflowClient
 
 from soi_mlflow import TraceRecorder
@@ -22,6 +23,7 @@ IDS = np.arange(40)
 STATE_SCRIPT = """
 import json, logging, os, random, sys, warnings
 import numpy as np
+import pytest
 import matplotlib, mlflow
 from soi_mlflow import TraceRecorder
 
@@ -80,6 +82,7 @@ def _artifacts(client: MlflowClient, run_id: str) -> set[str]:
     }
 
 
+@pytest.mark.e2e
 def test_closing_the_recorder_analyses_and_leaves_the_process_as_it_was(
     module_store, tmp_path
 ) -> None:

@@ -40,6 +40,7 @@ def runs(tmp_path_factory):
     return uri, out[("books", "movies")], out[("books",)]
 
 
+@pytest.mark.e2e
 def test_soi_table_has_every_training_example_once(runs) -> None:
     uri, multi, _ = runs
     table = soi_table(multi, tracking_uri=uri)
@@ -64,6 +65,7 @@ def test_soi_table_has_every_training_example_once(runs) -> None:
     assert len(ood) == 40 and set(ood["member"]) == {"restaurants"}
 
 
+@pytest.mark.e2e
 def test_artifacts_are_downloaded_once(runs) -> None:
     uri, multi, _ = runs
     cache = cache_for(uri)
@@ -74,6 +76,7 @@ def test_artifacts_are_downloaded_once(runs) -> None:
     assert cache.downloads == before
 
 
+@pytest.mark.e2e
 def test_analyze_run_logs_metrics_tables_and_figures(runs) -> None:
     uri, multi, _ = runs
     tables = analyze_run(multi, ("train", "ood"), tracking_uri=uri)
@@ -113,6 +116,7 @@ def test_analyze_run_logs_metrics_tables_and_figures(runs) -> None:
     assert "#### Analysis" in note and "html/datamap_ood.html" in note
 
 
+@pytest.mark.e2e
 def test_analysis_logs_an_interactive_data_map_with_the_texts(runs) -> None:
     uri, multi, _ = runs
     analyze_run(multi, ("train",), tracking_uri=uri)
@@ -130,6 +134,7 @@ def test_analysis_logs_an_interactive_data_map_with_the_texts(runs) -> None:
         assert data["cats"]["planted"][data["cols"]["planted"][k]] == example["planted"]
 
 
+@pytest.mark.e2e
 def test_transitions_between_a_single_and_a_multi_run(runs) -> None:
     uri, multi, single = runs
     m = transitions(single, multi, tracking_uri=uri)
@@ -140,6 +145,7 @@ def test_transitions_between_a_single_and_a_multi_run(runs) -> None:
     assert np.allclose(sums[sums > 0], 1.0)
 
 
+@pytest.mark.e2e
 def test_find_runs_by_tags_and_filters(runs) -> None:
     uri, multi, single = runs
     found = find_runs("analysis-tests", tracking_uri=uri, setting="single")

@@ -170,7 +170,7 @@ def test_suite_member_names_that_would_need_escaping_are_refused(tmp_path, name)
         Mixture(MixtureSpec("builtin", "source", ("books", name)))
 
 
-def test_recorder_member_names_are_escaped_in_metrics_and_kept_in_traces(store) -> None:
+def test_recorder_member_names_are_escaped_in_metrics_and_kept_in_traces(store, tmp_path) -> None:
     """Names from a user's data reach the recorder as they are: kept in the trace file,
     escaped in metric names; two names that escape alike are refused up front."""
     from soi_mlflow.analysis.report import analyze_run
@@ -187,7 +187,8 @@ def test_recorder_member_names_are_escaped_in_metrics_and_kept_in_traces(store) 
     rec.close()
     metrics = MlflowClient(store).get_run(rec.run_id).data.metrics
     assert {"train/en_US/acc", "train/fr_FR_x/acc"} <= set(metrics)
-    local = MlflowClient(store).download_artifacts(rec.run_id, "traces/train/epoch=000.parquet")
+    path = "traces/train/epoch=000.parquet"
+    local = MlflowClient(store).download_artifacts(rec.run_id, path, str(tmp_path))
     assert set(read_trace(local)["member"].astype(str)) == {"en US", "fr,FR/x"}
     analyze_run(rec.run_id, ["train"], tracking_uri=store)
     metrics = MlflowClient(store).get_run(rec.run_id).data.metrics
@@ -362,6 +363,7 @@ def _suite_with_unreadable_data(tmp_path: Path) -> Path:
     return tmp_path / "suite.yaml"
 
 
+@pytest.mark.e2e
 def test_train_with_the_server_down_fails_before_loading_data(tmp_path, capsys) -> None:
     """``--tracking-uri`` on the command line, and ``MLFLOW_TRACKING_URI`` in a fresh
     process (as under ``mlflow run``): one line naming the URI and what to do; the data
@@ -400,6 +402,7 @@ def test_analyze_from_a_config_file_names_the_options(module_store, tmp_path, ca
     assert "run_id, parent_run_id or compare" in err  # the keys of the --config file
 
 
+@pytest.mark.e2e
 def test_the_probe_message_says_how_long_it_tried() -> None:
     """A refused port fails in about 2 s (the pauses between the tries), a port that
     accepts but never answers in about 8 s (the tries' timeouts too): the message says

@@ -30,6 +30,7 @@ for script in sys.argv[2:]:
 
 
 @pytest.mark.e2e
+@pytest.mark.timeout(900)  # the child's own 600 s timeout fires first, with its output
 def test_each_example_leaves_one_run_with_a_trace_per_split_and_epoch(store, tmp_path) -> None:
     out = subprocess.run(
         [sys.executable, "-c", RUN_ALL, str(EXAMPLES), *SCRIPTS],

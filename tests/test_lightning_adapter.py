@@ -267,6 +267,7 @@ def _fit_resumable(uri: str, folder, shuffle: str, extra=(), ckpt_path=None) -> 
     return trace.run_id_resolved
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("shuffle", ["global", "generator"])
 def test_a_resumed_user_run_is_bit_identical_to_an_uninterrupted_one(
     module_store, tmp_path, shuffle

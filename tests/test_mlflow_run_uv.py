@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-pytestmark = pytest.mark.e2e
+# pip may fetch the torch wheel (up to 10 min), then uv builds the environment (up to 10 min)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 

@@ -69,6 +69,7 @@ ENTRY_POINTS = {
 }
 
 
+@pytest.mark.timeout(900)  # the child's own 600 s timeout fires first, with its output
 @pytest.mark.parametrize("entry", list(ENTRY_POINTS))
 def test_mlflow_run_entry_point_against_the_server(server, work, entry) -> None:
     """``mlflow run`` sets ``MLFLOW_TRACKING_URI`` and ``MLFLOW_RUN_ID`` for the study,

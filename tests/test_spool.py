@@ -39,7 +39,7 @@ def _fill(spool: Spool) -> None:
     spool.put_end("FINISHED")
 
 
-def test_entries_reach_the_run_in_order_and_the_spool_goes(module_store):
+def test_entries_reach_the_run_in_order_and_the_spool_goes(module_store, tmp_path):
     run_id = _run(module_store)
     spool = Spool(run_id, module_store)
     _fill(spool)
@@ -54,7 +54,7 @@ def test_entries_reach_the_run_in_order_and_the_spool_goes(module_store):
     history = client.get_metric_history(run_id, "train/loss")
     assert sorted((m.step, m.value) for m in history) == [(0, 0.7), (1, 0.4)]
     assert "soi.heartbeat" in run.data.tags
-    local = client.download_artifacts(run_id, "examples/train.parquet")
+    local = client.download_artifacts(run_id, "examples/train.parquet", str(tmp_path))
     assert pd.read_parquet(local)["example_id"].tolist() == [3, 1, 2]
 
 

@@ -29,6 +29,7 @@ def trained(tmp_path_factory):
     return uri, result, Mixture(config.mixture)
 
 
+@pytest.mark.e2e
 def test_each_epoch_traces_every_training_example_once(trained) -> None:
     uri, result, mixture = trained
     files = trace_files(uri, result.run_id, "train")
@@ -53,6 +54,7 @@ def test_each_epoch_traces_every_training_example_once(trained) -> None:
         np.testing.assert_allclose(trace["loss"], -np.log(trace["p_gold"]), rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.e2e
 def test_evaluation_splits_are_traced_every_epoch(trained) -> None:
     uri, result, _ = trained
     for split, members in (
@@ -69,6 +71,7 @@ def test_evaluation_splits_are_traced_every_epoch(trained) -> None:
         assert trace["step"].nunique() == 1
 
 
+@pytest.mark.e2e
 def test_metrics_tags_params_inputs_and_example_tables(trained) -> None:
     uri, result, mixture = trained
     client = MlflowClient(uri)
@@ -110,6 +113,7 @@ def _analysis(uri: str, run_id: str) -> tuple[list[str], set[str], str]:
     return soi, found, run.data.tags.get("mlflow.note.content", "")
 
 
+@pytest.mark.e2e
 def test_a_training_ends_with_its_analysis(store) -> None:
     assert TrainConfig.analyze is True  # the default: one training shows its data map
     result = train(_config(store, members=("books",), ood=(), analyze=TrainConfig.analyze))
@@ -130,6 +134,7 @@ def test_a_training_ends_with_its_analysis(store) -> None:
     assert "#### Analysis" in note and "html/datamap_train.html" in note
 
 
+@pytest.mark.e2e
 def test_with_analyze_off_the_run_is_not_analysed(trained) -> None:
     uri, result, _ = trained  # small_config turns the analysis off
     assert result.analysis is None
@@ -138,6 +143,7 @@ def test_with_analyze_off_the_run_is_not_analysed(trained) -> None:
     assert "#### Analysis" not in note and "`soi-mlflow analyze --run-id` adds" in note
 
 
+@pytest.mark.e2e
 def test_single_member_run_has_the_same_ids_as_the_mixture(trained, store) -> None:
     uri, multi, _ = trained
     single = train(_config(store, members=("books",), ood=()))

@@ -42,6 +42,7 @@ def stage1(tmp_path_factory):
     return uri, result
 
 
+@pytest.mark.e2e
 def test_the_checkpoint_holds_the_final_stage1_weights(stage1) -> None:
     uri, result = stage1
     cache = cache_for(uri)
@@ -55,6 +56,7 @@ def test_the_checkpoint_holds_the_final_stage1_weights(stage1) -> None:
         assert torch.equal(tensor, loaded[key]), key
 
 
+@pytest.mark.e2e
 def test_stage2_trains_on_exactly_the_selected_examples(stage1, monkeypatch, tmp_path) -> None:
     uri, s1 = stage1
     monkeypatch.chdir(tmp_path)
@@ -115,6 +117,7 @@ def test_stage2_selects_the_subset_of_a_registered_taxonomy(stage1, monkeypatch,
     assert client.get_run(out.stage2_run_id).data.tags["soi.selection"] == f"subsets:unsure@{name}"
 
 
+@pytest.mark.e2e
 def test_bad_stage2_selections(stage1) -> None:
     uri, s1 = stage1
     for selection, pattern in (

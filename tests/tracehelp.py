@@ -26,21 +26,27 @@ def trace_files(uri: str, run_id: str, split: str) -> list[str]:
     return sorted(a.path for a in client.list_artifacts(run_id, f"traces/{split}"))
 
 
+# The helpers below download into, or write through, a temporary folder they remove
+# before returning (the store keeps its own copy): a test run leaves nothing in /tmp.
+
+
 def load_trace(uri: str, run_id: str, path: str) -> tuple[pd.DataFrame, dict]:
-    local = download_artifacts(
-        run_id=run_id, artifact_path=path, tracking_uri=uri, dst_path=tempfile.mkdtemp()
-    )
-    return read_trace(local), read_metadata(local)
+    with tempfile.TemporaryDirectory(prefix="soi-test-") as folder:
+        local = download_artifacts(
+            run_id=run_id, artifact_path=path, tracking_uri=uri, dst_path=folder
+        )
+        return read_trace(local), read_metadata(local)
 
 
 def load_examples(uri: str, run_id: str, split: str) -> pd.DataFrame:
-    local = download_artifacts(
-        run_id=run_id,
-        artifact_path=f"examples/{split}.parquet",
-        tracking_uri=uri,
-        dst_path=tempfile.mkdtemp(),
-    )
-    return pd.read_parquet(Path(local))
+    with tempfile.TemporaryDirectory(prefix="soi-test-") as folder:
+        local = download_artifacts(
+            run_id=run_id,
+            artifact_path=f"examples/{split}.parquet",
+            tracking_uri=uri,
+            dst_path=folder,
+        )
+        return pd.read_parquet(Path(local))
 
 
 @contextmanager
@@ -136,39 +142,40 @@ def log_synthetic_run(
     member_of = member_of or {}
     names = sorted(set(member_of.values()) | {"m"})
     epochs = max(len(seq) for seq in correct.values())
-    folder = Path(tempfile.mkdtemp(prefix="soi-synthetic-"))
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("synthetic") or client.get_experiment(
         client.create_experiment("synthetic")
     )
     run = client.create_run(experiment.experiment_id, run_name=run_name)
-    for e in range(epochs):
-        ids = [i for i, seq in correct.items() if e < len(seq) and seq[e] is not None]
-        hit = np.array([bool(correct[i][e]) for i in ids], dtype=bool)
-        rows = {
-            "example_id": np.array(ids, dtype=np.int64),
-            "epoch": e,
-            "step": np.full(len(ids), e, dtype=np.int64),
-            "member_idx": np.array([names.index(member_of.get(i, "m")) for i in ids]),
-            "task_idx": np.zeros(len(ids), dtype=np.int32),
-            "gold": np.zeros(len(ids), dtype=np.int32),
-            "pred": np.where(hit, 0, 1).astype(np.int32),
-            "p_gold": np.where(hit, 0.8, 0.2).astype(np.float32),
-            "loss": np.ones(len(ids), dtype=np.float32),
-        }
-        path = folder / f"epoch={e:03d}.parquet"
-        write_trace(
-            path,
-            build_table(rows, names, ["t"]),
-            {"epoch": e, "split": split, "capture": "train_pass", "run_id": run.info.run_id},
+    with tempfile.TemporaryDirectory(prefix="soi-synthetic-") as scratch:
+        folder = Path(scratch)
+        for e in range(epochs):
+            ids = [i for i, seq in correct.items() if e < len(seq) and seq[e] is not None]
+            hit = np.array([bool(correct[i][e]) for i in ids], dtype=bool)
+            rows = {
+                "example_id": np.array(ids, dtype=np.int64),
+                "epoch": e,
+                "step": np.full(len(ids), e, dtype=np.int64),
+                "member_idx": np.array([names.index(member_of.get(i, "m")) for i in ids]),
+                "task_idx": np.zeros(len(ids), dtype=np.int32),
+                "gold": np.zeros(len(ids), dtype=np.int32),
+                "pred": np.where(hit, 0, 1).astype(np.int32),
+                "p_gold": np.where(hit, 0.8, 0.2).astype(np.float32),
+                "loss": np.ones(len(ids), dtype=np.float32),
+            }
+            path = folder / f"epoch={e:03d}.parquet"
+            write_trace(
+                path,
+                build_table(rows, names, ["t"]),
+                {"epoch": e, "split": split, "capture": "train_pass", "run_id": run.info.run_id},
+            )
+            client.log_artifact(run.info.run_id, str(path), f"traces/{split}")
+        members = {i: member_of.get(i, "m") for i in correct} | dict(extra_examples or {})
+        table = pd.DataFrame(
+            {"example_id": list(members), "member": list(members.values()), "label": 0}
         )
-        client.log_artifact(run.info.run_id, str(path), f"traces/{split}")
-    members = {i: member_of.get(i, "m") for i in correct} | dict(extra_examples or {})
-    table = pd.DataFrame(
-        {"example_id": list(members), "member": list(members.values()), "label": 0}
-    )
-    table.to_parquet(folder / f"{split}.parquet", index=False)
-    client.log_artifact(run.info.run_id, str(folder / f"{split}.parquet"), "examples")
+        table.to_parquet(folder / f"{split}.parquet", index=False)
+        client.log_artifact(run.info.run_id, str(folder / f"{split}.parquet"), "examples")
     client.set_terminated(run.info.run_id)
     mlflow.set_tracking_uri(uri)
     return run.info.run_id
