@@ -38,7 +38,7 @@ lint: setup
 
 # MLproject is written from the commands' settings dataclasses; a test checks it is current.
 mlproject: setup
-	$(BIN)/python -m soi_mlflow.mlproject > MLproject
+	$(BIN)/python -m soi_mlflow.cli.mlproject > MLproject
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -16,8 +16,8 @@ import tempfile
 import time
 import warnings
 
+from soi_mlflow.callbacks.affinity import AFFINITY_STEPS, DEFAULT_EVERY
 from soi_mlflow.data.mixture import MixtureSpec
-from soi_mlflow.model.affinity import AFFINITY_STEPS, DEFAULT_EVERY
 from soi_mlflow.training import TrainConfig, train
 
 

@@ -21,7 +21,7 @@ By default the callback reads ``batch["example_id"]``, ``batch["labels"]`` (or
   ``Trainer.fit(ckpt_path=...)`` continues in the same run: each epoch's trace once, metrics
   at their epoch's step. The run is opened at ``on_fit_start``, after Lightning restored it.
 - Reproducible traces: add :class:`EpochSeed` ``(seed)`` (re-exported here from
-  ``checkpointing.py``); each epoch's dropout and order then depend on (seed, epoch) only,
+  ``callbacks/resume.py``); each epoch's dropout and order then depend on (seed, epoch) only,
   so a run resumed from an end-of-epoch checkpoint, or a second run of the seed, gives a
   bit-identical trace, the built-in trainer's one for the same module and data.
 - When ``fit`` ends well, rank 0 analyses the run (``analyze=False``: not), as
@@ -41,7 +41,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-from soi_mlflow.checkpointing import EpochSeed
+from soi_mlflow.callbacks.resume import EpochSeed
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.recorder import TraceRecorder, check_split_name
 

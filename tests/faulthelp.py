@@ -56,7 +56,7 @@ def add_gates(folder: str | None) -> None:
     set after the wait, by the trainer's own EpochSeed)."""
     if folder is None:
         return
-    from soi_mlflow.checkpointing import EpochSeed
+    from soi_mlflow.callbacks.resume import EpochSeed
 
     original = EpochSeed.on_train_epoch_start
 

@@ -1,7 +1,7 @@
 """A snapshot of what a library must leave as it found it in a user's process, and the
 differences between two snapshots (tests/test_process_state_e2e.py).
 
-Written apart from ``soi_mlflow/process_state.py`` on purpose: the test must not check the
+Written apart from ``soi_mlflow/common/process_state.py`` on purpose: the test must not check the
 library with the library's own idea of what "state" is."""
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
+from soi_mlflow.callbacks.affinity import lookahead_affinity
 from soi_mlflow.data.mixture import MixtureSpec
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.model.affinity import lookahead_affinity
 from soi_mlflow.model.encoder import build_tiny
 from soi_mlflow.model.module import MultiTaskClassifier
 from soi_mlflow.training import TrainConfig, train

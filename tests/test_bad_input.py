@@ -24,14 +24,14 @@ from servers import free_port
 from tracehelp import log_synthetic_run
 
 from soi_mlflow.cli import COMMANDS, main
-from soi_mlflow.cli_options import parse
+from soi_mlflow.cli.options import parse
 from soi_mlflow.data import get_suite
 from soi_mlflow.data.mixture import Mixture, MixtureSpec
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.run_config import nested_settings, option_fields
 from soi_mlflow.tracking.health import PROBE_ATTEMPTS, TrackingUnavailable, check_tracking
 from soi_mlflow.tracking.recorder import TraceRecorder
 from soi_mlflow.training import TrainConfig, validate_config
+from soi_mlflow.training.settings_io import nested_settings, option_fields
 
 UNKNOWN = "0123456789abcdef0123456789abcdef"  # well formed, in no store
 

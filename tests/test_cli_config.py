@@ -16,8 +16,10 @@ from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
 from tracehelp import cli_env, load_trace, trace_files
 
-from soi_mlflow import cli, cli_options, mlproject
-from soi_mlflow.run_config import CONFIG_ARTIFACT, option_names
+from soi_mlflow import cli
+from soi_mlflow.cli import mlproject
+from soi_mlflow.cli import options as cli_options
+from soi_mlflow.training.settings_io import CONFIG_ARTIFACT, option_names
 
 REPO = Path(__file__).resolve().parents[1]
 # Options (flags) each command had before the dataclasses became the declaration.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from soi_mlflow import console
 from soi_mlflow.analysis.soi import get_taxonomy
+from soi_mlflow.common import console
 
 
 def test_a_wide_soi_table_wraps_its_names_after_underscores(capsys) -> None:

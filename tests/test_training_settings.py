@@ -1,4 +1,4 @@
-"""The one table of training settings (``soi_mlflow/training_key.py``: ``SETTINGS``):
+"""The one table of training settings (``soi_mlflow/training/key.py``: ``SETTINGS``):
 every field of the settings classes is classified there, and the run params, the training
 key and the resume check all follow from it. No test here trains a model."""
 
@@ -33,7 +33,7 @@ def _leaf_fields(cls: type, prefix: str = "") -> set[str]:
 
 
 def test_every_field_of_the_settings_classes_is_in_the_table() -> None:
-    from soi_mlflow.training_key import SETTINGS
+    from soi_mlflow.training.key import SETTINGS
 
     fields = _leaf_fields(TrainConfig)
     assert "mixture.data_dir" in fields and "tracking_uri" in fields  # the walk reaches both
@@ -44,7 +44,7 @@ def test_every_field_of_the_settings_classes_is_in_the_table() -> None:
 
 
 def test_what_the_table_leaves_out_has_a_reason() -> None:
-    from soi_mlflow.training_key import SETTINGS
+    from soi_mlflow.training.key import SETTINGS
 
     for s in SETTINGS:
         partial = s.key is None or s.param is None or not s.resume
@@ -58,7 +58,7 @@ def test_what_the_table_leaves_out_has_a_reason() -> None:
 
 
 def test_run_params_and_key_follow_the_table() -> None:
-    from soi_mlflow.training_key import SETTINGS, training_settings
+    from soi_mlflow.training.key import SETTINGS, training_settings
 
     config = small_config("sqlite:///unused.db", ("books", "movies"))
     config = replace(config, mixture=replace(config.mixture, data_dir="/data/hub"))
@@ -116,7 +116,7 @@ def test_resume_with_the_same_settings_and_more_epochs_is_allowed(store) -> None
 
 
 def test_resume_check_without_a_store(tmp_path) -> None:
-    from soi_mlflow.training_key import TRAINING_KEY_TAG, resume_differences, training_key
+    from soi_mlflow.training.key import TRAINING_KEY_TAG, resume_differences, training_key
 
     suite = tmp_path / "suite.yaml"
     suite.write_text("name: mine\n")

@@ -19,7 +19,7 @@ from soi_mlflow.studies.transfer import run_transfer
 from soi_mlflow.studies.two_stage import Selection, run_two_stage
 from soi_mlflow.tracking.run import ensure_experiment, soi_tags
 from soi_mlflow.training import TrainConfig, build_model, run_params, train
-from soi_mlflow.training_key import TRAINING_KEY_TAG, training_key
+from soi_mlflow.training.key import TRAINING_KEY_TAG, training_key
 
 
 def _base(uri: str, members=("books",), axis="source", **kw) -> TrainConfig:

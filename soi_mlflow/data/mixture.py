@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 from datasets import Dataset, Features, Value, concatenate_datasets
 
+from soi_mlflow.common.seeds import check_seed
 from soi_mlflow.data.loaders import load_member
 from soi_mlflow.data.spec import SuiteSpec, check_axis, check_member_name
 from soi_mlflow.data.suites import SuiteRef, get_suite
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.seeds import check_seed
 
 Sampling = Literal["proportional", "uniform", "temperature"]
 SAMPLING: tuple[str, ...] = get_args(Sampling)

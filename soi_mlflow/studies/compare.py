@@ -7,9 +7,9 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
-from soi_mlflow.console import step
+from soi_mlflow.common.console import step
+from soi_mlflow.common.seeds import check_seed
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.seeds import check_seed
 from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.training import TrainConfig, train, validate_config
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
-from soi_mlflow.console import step
+from soi_mlflow.common.console import step
+from soi_mlflow.common.seeds import check_seed
 from soi_mlflow.data.loaders import load_member
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.seeds import check_seed
 from soi_mlflow.studies.curve_analysis import ALONE, analyse_points, log_curves
 from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.training import TrainConfig, train, validate_config

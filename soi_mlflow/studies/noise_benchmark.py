@@ -18,11 +18,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from soi_mlflow import process_state
+from soi_mlflow.common import process_state
+from soi_mlflow.common.seeds import check_seed
 from soi_mlflow.data.builtin import BuiltinOptions, builtin_suite
 from soi_mlflow.data.mixture import MixtureSpec
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.seeds import check_seed
 from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.training import TrainConfig, train, validate_config
 

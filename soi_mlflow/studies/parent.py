@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from soi_mlflow import process_state
+from soi_mlflow.common import process_state
 from soi_mlflow.tracking.health import sigterm_raises
 from soi_mlflow.tracking.links import md_escape, set_description_section
 from soi_mlflow.tracking.run import RunHandle, soi_tags

@@ -9,14 +9,14 @@ from typing import Literal
 
 import pandas as pd
 
-from soi_mlflow.console import step
+from soi_mlflow.common.console import step
+from soi_mlflow.common.seeds import check_seed
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.seeds import check_seed
 from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.tracking.run import RunHandle, soi_tags
 from soi_mlflow.tracking.search import search_all
 from soi_mlflow.training import TrainConfig, train, validate_config
-from soi_mlflow.training_key import TRAINING_KEY_TAG, training_key
+from soi_mlflow.training.key import TRAINING_KEY_TAG, training_key
 
 MODES = ("joint", "sequential")
 
@@ -67,7 +67,7 @@ class _Runner:
 
     def find(self, config: TrainConfig, sequence: str | None, checkpoint: bool) -> str | None:
         """A finished run of the experiment whose full training settings equal
-        ``config``'s (its ``soi.training_key``, see ``training_key.py``)."""
+        ``config``'s (its ``soi.training_key``, see ``training/key.py``)."""
         spec = config.mixture
         tags = soi_tags(axis=spec.axis, members=list(spec.members), seed=config.seed, stage=1)
         tags[TRAINING_KEY_TAG] = training_key(config)

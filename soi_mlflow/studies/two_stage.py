@@ -11,7 +11,7 @@ import pandas as pd
 
 from soi_mlflow.analysis.cartography import REGIONS, forgetting_rank, regions
 from soi_mlflow.analysis.soi import Taxonomy, get_taxonomy
-from soi_mlflow.console import step
+from soi_mlflow.common.console import step
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.training import TrainConfig, train, validate_config

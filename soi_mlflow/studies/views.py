@@ -35,8 +35,8 @@ from itertools import combinations
 
 import pandas as pd
 
+from soi_mlflow.common.seeds import check_seed
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.seeds import check_seed
 from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.tracking.run import RunHandle
 from soi_mlflow.training import TrainConfig, train

@@ -13,7 +13,7 @@ Adding a command takes three things:
 into it). From the same declaration come the flags (``--max-examples``), the keys of
 ``--config FILE.yaml``, ``--print-config``, the MLproject parameters (regenerate with
 ``make mlproject``; ``tests/test_cli_config.py`` checks them) and the ``config.yaml``
-every training run logs. Print through ``soi_mlflow.console``: ``step(k, n, what)`` for
+every training run logs. Print through ``soi_mlflow.common.console``: ``step(k, n, what)`` for
 each unit of long work, ``print_table``/``print_frame`` for results (under 100 columns),
 ``print_links`` for run ids and the UI command.
 """
@@ -27,8 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from soi_mlflow import console
-from soi_mlflow.cli_options import Command, parse, resolved_yaml, version
+from soi_mlflow.cli.options import Command, parse, resolved_yaml, version
+from soi_mlflow.common import console
 from soi_mlflow.errors import SoiInputError
 
 TRAIN = "soi_mlflow.training:TrainConfig"
@@ -93,8 +93,8 @@ def _log_study_config(command: str, run_id: str, config: Any, settings: Any) -> 
     """Log the study's resolved options to its parent run, as each training run does."""
     from mlflow import MlflowClient
 
-    from soi_mlflow.run_config import CONFIG_ARTIFACT
     from soi_mlflow.tracking.run import resolve_tracking_uri
+    from soi_mlflow.training.settings_io import CONFIG_ARTIFACT
 
     header = "The resolved options of this study. Repeat it with:\n"
     header += f"  soi-mlflow {command} --config config.yaml"

@@ -1,7 +1,7 @@
 """The machinery of the commands: a :class:`Command`'s parser, built with jsonargparse
 from its settings dataclasses, and the settings instances parsed from ``argv``.
 
-The dataclasses are the only declaration of the options (see ``run_config.py``): each
+The dataclasses are the only declaration of the options (see ``training/settings_io.py``): each
 field gives one flag (``--max-examples``; ``--max_examples`` works too), one key of a
 ``--config`` YAML file (``max_examples``) and one MLproject parameter. jsonargparse
 checks every value against the field's type and refuses unknown keys, naming the key.
@@ -22,7 +22,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from soi_mlflow.run_config import build, flat_values, nested_settings, option_fields, to_yaml
+from soi_mlflow.training.settings_io import (
+    build,
+    flat_values,
+    nested_settings,
+    option_fields,
+    to_yaml,
+)
 
 
 def _formatter() -> type:

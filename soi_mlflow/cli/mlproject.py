@@ -8,7 +8,7 @@ empty are left out (MLflow would log the empty value as the run's parameter) and
 still be given: ``mlflow run . -e train -P max_examples=200`` (MLflow appends undeclared
 parameters as ``--max_examples 200``), ``-P config=run.yaml`` included.
 
-Regenerate with ``python -m soi_mlflow.mlproject > MLproject`` (``make mlproject``);
+Regenerate with ``python -m soi_mlflow.cli.mlproject > MLproject`` (``make mlproject``);
 ``tests/test_cli_config.py`` checks the file is current.
 """
 
@@ -19,10 +19,10 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from soi_mlflow.run_config import nested_settings, option_fields, plain
+from soi_mlflow.training.settings_io import nested_settings, option_fields, plain
 
 HEADER = """\
-# Written by `python -m soi_mlflow.mlproject > MLproject` (make mlproject) from the
+# Written by `python -m soi_mlflow.cli.mlproject > MLproject` (make mlproject) from the
 # commands' settings dataclasses; do not edit by hand. Options left out here (those whose
 # default is none) can still be given: `mlflow run . -e train -P max_examples=200`.
 name: soi-mlflow

@@ -15,7 +15,7 @@ from typing import Any
 
 from lightning.pytorch.callbacks import ProgressBar
 
-from soi_mlflow.console import WIDTH, on_terminal
+from soi_mlflow.common.console import WIDTH, on_terminal
 
 
 class EpochBar(ProgressBar):

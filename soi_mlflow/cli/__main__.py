@@ -1,0 +1,5 @@
+"""``python -m soi_mlflow.cli``: the ``soi-mlflow`` command."""
+
+from soi_mlflow.cli.main import main
+
+raise SystemExit(main())
