@@ -31,18 +31,36 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from itertools import combinations
 
 import pandas as pd
 
 from soi_mlflow.common.seeds import check_seed
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.parent import study_parent
-from soi_mlflow.tracking.run import RunHandle
+from soi_mlflow.studies.views_analysis import (
+    NO_RHO,
+    VIEWS,
+    _figure,
+    compare_views,
+    log_views,
+    with_significant_pairs,
+)
 from soi_mlflow.training import TrainConfig, train
 
-VIEWS = ("transfer", "affinity", "curves")
-NO_RHO = "fewer than 3 pairs have a value in both views, or one view ranks them all equal"
+# the names tests, the CLI and the reanalysis import from here
+__all__ = [
+    "NO_RHO",
+    "VIEWS",
+    "ViewsResult",
+    "ViewsSettings",
+    "_figure",
+    "compare_views",
+    "log_views",
+    "per_seed_passes",
+    "run_views",
+    "validate_views",
+    "view_seeds",
+]
 
 
 @dataclass
@@ -164,10 +182,7 @@ def run_views(
 
     ``around_view(view)``, when given, is entered around each view's training, once per
     view (an experiment script holds a shared machine lock per view with it)."""
-    from soi_mlflow.analysis.agreement import transfer_gains
     from soi_mlflow.data.mixture import Mixture
-    from soi_mlflow.studies.learning_curve import learning_curve
-    from soi_mlflow.studies.transfer import run_transfer
 
     base = replace(base, mixture=replace(base.mixture, ood=()))
     seeds = validate_views(base, settings)
@@ -190,108 +205,25 @@ def run_views(
         child = replace(
             base, parent_run_id=parent.run_id, tags={**base.tags, "soi.views": parent.run_id}
         )
-        # 1. the transfer matrix (its own parent under this one)
-        with guard("transfer"):
-            start = time.perf_counter()
-            transfer = run_transfer(replace(child, run_name=None), "joint", seeds["transfer"])
-            seconds = time.perf_counter() - start
-        from soi_mlflow.analysis.transfer import transfer_deltas
-
-        deltas = transfer_deltas(transfer.scores)
-        values += [
-            {
-                "view": "transfer",
-                "seed": r.seed,
-                "source": r.source,
-                "target": r.target,
-                "value": r.delta,
-            }
-            for r in deltas.itertuples()
-        ]
-        passes = seeds["transfer"] * per_seed_passes(members, sizes, (), base.epochs)["transfer"]
-        compute.append(
-            {
-                "view": "transfer",
-                "seeds": seeds["transfer"],
-                "example_passes": passes,
-                "seconds": seconds,
-                "runs": transfer.trained,
-            }
+        plan = _Plan(
+            child, members, seeds, settings, per_seed_passes(members, sizes, (), base.epochs)
         )
-        # 2. affinity: one run of all members per seed
-        passes, seconds = 0, 0.0
-        with guard("affinity"):
-            for s in range(seeds["affinity"]):
-                config = replace(
-                    child,
-                    seed=base.seed + s,
-                    affinity_every=settings.affinity_interval,
-                    run_name=None,
-                )
-                start = time.perf_counter()
-                result = train(config)
-                seconds += time.perf_counter() - start
-                passes += per_seed_passes(members, sizes, (), base.epochs)["affinity"]
-                matrix = result.affinity.mean_matrix()
-                values += [
-                    {
-                        "view": "affinity",
-                        "seed": base.seed + s,
-                        "source": i,
-                        "target": j,
-                        "value": float(matrix.loc[i, j]),
-                    }
-                    for i in members
-                    for j in members
-                    if i != j
-                ]
-        compute.append(
-            {
-                "view": "affinity",
-                "seeds": seeds["affinity"],
-                "example_passes": passes,
-                "seconds": seconds,
-                "runs": seeds["affinity"],
-            }
-        )
-        # 3. learning curves: each member as target, each other member as auxiliary
-        passes, runs, seconds = 0, 0, 0.0
-        with guard("curves"):
-            for target in members:
-                start = time.perf_counter()
-                curve = learning_curve(
-                    replace(child, run_name=f"views-curve-{target}"),
-                    _curve_settings(members, target, settings, seeds["curves"]),
-                )
-                seconds += time.perf_counter() - start
-                passes += int(curve.points["example_passes"].sum())
-                runs += len(curve.points)
-                gains = transfer_gains(curve.points)
-                per_seed = gains.groupby(["seed", "curve"], as_index=False)["value"].mean()
-                values += [
-                    {
-                        "view": "curves",
-                        "seed": r.seed,
-                        "source": r.curve,
-                        "target": target,
-                        "value": r.value,
-                    }
-                    for r in per_seed.itertuples()
-                ]
-        compute.append(
-            {
-                "view": "curves",
-                "seeds": seeds["curves"],
-                "example_passes": passes,
-                "seconds": seconds,
-                "runs": runs,
-            }
-        )
+        for view in VIEWS:
+            with guard(view):
+                run = _RUNNERS[view](plan)
+            values += [{"view": view, **row} for row in run.values]
+            compute.append(
+                {
+                    "view": view,
+                    "seeds": seeds[view],
+                    "example_passes": run.example_passes,
+                    "seconds": run.seconds,
+                    "runs": run.runs,
+                }
+            )
         frame = pd.DataFrame(values)
         result = compare_views(frame, settings)
-        compute_table = pd.DataFrame(compute)
-        found = result["significance"].groupby("view")["significant"].sum()
-        compute_table["significant_pairs"] = [int(found.get(v, 0)) for v in compute_table["view"]]
+        compute_table = with_significant_pairs(pd.DataFrame(compute), result["significance"])
         log_views(parent, frame, result, compute_table, settings)
     return ViewsResult(
         parent.run_id,
@@ -303,113 +235,94 @@ def run_views(
     )
 
 
-def compare_views(values: pd.DataFrame, settings: ViewsSettings) -> dict[str, pd.DataFrame]:
-    """Significance per view and pair, and the rank agreement of every two views."""
-    from soi_mlflow.analysis.agreement import rank_agreement
-    from soi_mlflow.analysis.identified import not_identified, with_problems
-    from soi_mlflow.analysis.intervals import summarize
+@dataclass(frozen=True)
+class _Plan:
+    """What every view's training needs: the child config (``base`` under the views
+    parent), the members, each view's seeds and one seed's example-passes of each view."""
 
-    by = ["view", "source", "target"]
-    significance = with_problems(
-        summarize(values, by, "value", settings.interval, settings.level), values, by, "value"
-    )
-    rows = []
-    present = [v for v in VIEWS if v in set(values["view"])]
-    for a, b in combinations(present, 2):
-        rho, low, high = rank_agreement(
-            values[values["view"] == a],
-            values[values["view"] == b],
-            ["source", "target"],
-            level=settings.level,
+    child: TrainConfig
+    members: list[str]
+    seeds: dict[str, int]
+    settings: ViewsSettings
+    passes: dict[str, int]
+
+
+@dataclass
+class _ViewRun:
+    """One view's per-seed values (seed, source, target, value) and what it cost."""
+
+    values: list[dict]
+    example_passes: int
+    seconds: float
+    runs: int
+
+
+def _value(seed, source, target, value) -> dict:
+    return {"seed": seed, "source": source, "target": target, "value": value}
+
+
+def _transfer_view(plan: _Plan) -> _ViewRun:
+    """The transfer matrix (joint), its own parent under the views parent."""
+    from soi_mlflow.analysis.transfer import transfer_deltas
+    from soi_mlflow.studies.transfer import run_transfer
+
+    seeds = plan.seeds["transfer"]
+    start = time.perf_counter()
+    transfer = run_transfer(replace(plan.child, run_name=None), "joint", seeds)
+    seconds = time.perf_counter() - start
+    deltas = transfer_deltas(transfer.scores)
+    values = [_value(r.seed, r.source, r.target, r.delta) for r in deltas.itertuples()]
+    return _ViewRun(values, seeds * plan.passes["transfer"], seconds, transfer.trained)
+
+
+def _affinity_view(plan: _Plan) -> _ViewRun:
+    """Task affinity: one run of all members per seed, the mean matrix over epochs."""
+    values, seconds, seeds = [], 0.0, plan.seeds["affinity"]
+    for s in range(seeds):
+        seed = plan.child.seed + s
+        config = replace(
+            plan.child,
+            seed=seed,
+            affinity_every=plan.settings.affinity_interval,
+            run_name=None,
         )
-        rows.append(
-            {
-                "first": a,
-                "second": b,
-                "spearman": rho,
-                "low": low,
-                "high": high,
-                "pairs": int(values[values["view"] == a].groupby(["source", "target"]).ngroups),
-                "seeds_first": int(values.loc[values["view"] == a, "seed"].nunique()),
-                "seeds_second": int(values.loc[values["view"] == b, "seed"].nunique()),
-                "problem": None if pd.notna(rho) else not_identified(NO_RHO),
-            }
+        start = time.perf_counter()
+        result = train(config)
+        seconds += time.perf_counter() - start
+        matrix = result.affinity.mean_matrix()
+        values += [
+            _value(seed, i, j, float(matrix.loc[i, j]))
+            for i in plan.members
+            for j in plan.members
+            if i != j
+        ]
+    return _ViewRun(values, seeds * plan.passes["affinity"], seconds, seeds)
+
+
+def _curves_view(plan: _Plan) -> _ViewRun:
+    """Learning curves: each member as target, each other member as auxiliary; a pair's
+    value is the mean over sizes of the target's gain with the auxiliary's data."""
+    from soi_mlflow.analysis.agreement import transfer_gains
+    from soi_mlflow.studies.learning_curve import learning_curve
+
+    values, passes, runs, seconds = [], 0, 0, 0.0
+    for target in plan.members:
+        start = time.perf_counter()
+        curve = learning_curve(
+            replace(plan.child, run_name=f"views-curve-{target}"),
+            _curve_settings(plan.members, target, plan.settings, plan.seeds["curves"]),
         )
-    return {"significance": significance, "agreement": pd.DataFrame(rows)}
+        seconds += time.perf_counter() - start
+        passes += int(curve.points["example_passes"].sum())
+        runs += len(curve.points)
+        gains = transfer_gains(curve.points)
+        per_seed = gains.groupby(["seed", "curve"], as_index=False)["value"].mean()
+        values += [_value(r.seed, r.curve, target, r.value) for r in per_seed.itertuples()]
+    return _ViewRun(values, passes, seconds, runs)
 
 
-def log_views(parent: RunHandle, values, result, compute, settings: ViewsSettings) -> None:
-    from soi_mlflow.analysis import identified
-    from soi_mlflow.tracking.artifacts import log_figures, log_table
-
-    metrics = {}
-    for row in compute.itertuples():
-        metrics[f"compute/{row.view}/example_passes"] = float(row.example_passes)
-        metrics[f"compute/{row.view}/seconds"] = float(row.seconds)
-        metrics[f"compute/{row.view}/seeds"] = float(row.seeds)
-        metrics[f"power/{row.view}/significant_pairs"] = float(row.significant_pairs)
-    if settings.budget:
-        metrics["compute/budget"] = float(settings.budget)
-    metrics["compute/example_passes"] = float(compute["example_passes"].sum())
-    metrics["compute/train_seconds"] = float(compute["seconds"].sum())
-    for row in result["agreement"].itertuples():
-        metrics[f"agreement/{row.first}_vs_{row.second}/spearman"] = float(row.spearman)
-    parent.log_metrics(metrics, step=0)
-    log_table(parent.client, parent.run_id, values, "views_values")
-    log_table(parent.client, parent.run_id, result["significance"], "views_significance")
-    log_table(parent.client, parent.run_id, result["agreement"], "views_agreement")
-    log_table(parent.client, parent.run_id, compute, "views_compute")
-    problems = identified.table_problems(
-        {f"views_{k}": result[k] for k in ("significance", "agreement")}, keys=3
-    )
-    fig = _figure(result, settings, identified.title_note(problems))
-    log_figures(parent.client, parent.run_id, {"views_agreement": fig})
-    identified.report(parent.client, parent.run_id, problems)
-
-
-def _figure(result, settings: ViewsSettings, note: str = ""):
-    import numpy as np
-
-    from soi_mlflow.analysis.figures import subplots
-
-    sig, agree = result["significance"], result["agreement"]
-    fig, axes = subplots(1, len(VIEWS) + 1, figsize=(4 * (len(VIEWS) + 1), 4))
-    for ax, view in zip(axes, VIEWS, strict=False):
-        part = sig[sig["view"] == view]
-        labels = [f"{s} -> {t}" for s, t in zip(part["source"], part["target"], strict=True)]
-        err = np.vstack([part["mean"] - part["low"], part["high"] - part["mean"]])
-        colors = ["tab:red" if s else "tab:gray" for s in part["significant"]]
-        ax.errorbar(
-            part["mean"],
-            range(len(part)),
-            xerr=np.clip(np.nan_to_num(err), 0, None),
-            fmt="none",
-            ecolor="gray",
-            capsize=3,
-        )
-        ax.scatter(part["mean"], range(len(part)), c=colors, zorder=3)
-        ax.axvline(0, color="grey", lw=0.6)
-        ax.set_yticks(range(len(part)), labels, fontsize=7)
-        seeds = int(part["seeds"].max()) if len(part) else 0
-        ax.set_title(f"{view}, {seeds} seeds (red: interval excludes 0)", fontsize=8)
-    ax = axes[-1]
-    labels = [f"{a} vs {b}" for a, b in zip(agree["first"], agree["second"], strict=True)]
-    err = np.vstack([agree["spearman"] - agree["low"], agree["high"] - agree["spearman"]])
-    ax.errorbar(
-        agree["spearman"],
-        range(len(agree)),
-        xerr=np.clip(np.nan_to_num(err), 0, None),
-        fmt="o",
-        capsize=3,
-    )
-    ax.axvline(0, color="grey", lw=0.6)
-    ax.set_xlim(-1.05, 1.05)
-    ax.set_yticks(range(len(agree)), labels, fontsize=7)
-    ax.set_title("rank agreement (Spearman, bootstrap)", fontsize=8)
-    budget = f"at {settings.budget:,} example-passes each" if settings.budget else "same seeds"
-    fig.suptitle(
-        f"Three views of transfer, {budget}, {settings.level:.0%} intervals over seeds{note}",
-        fontsize=10,
-    )
-    fig.tight_layout()
-    return fig
+_RUNNERS: dict[str, Callable[[_Plan], _ViewRun]] = {
+    "transfer": _transfer_view,
+    "affinity": _affinity_view,
+    "curves": _curves_view,
+}

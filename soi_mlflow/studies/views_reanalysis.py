@@ -57,7 +57,12 @@ def reanalyze_views(handle: RunHandle, run: Any) -> Reanalysis:
     from soi_mlflow.analysis.agreement import transfer_gains
     from soi_mlflow.analysis.transfer import transfer_deltas
     from soi_mlflow.studies.transfer import reanalyze_transfer, study_scores
-    from soi_mlflow.studies.views import ViewsSettings, compare_views, log_views
+    from soi_mlflow.studies.views import ViewsSettings
+    from soi_mlflow.studies.views_analysis import (
+        compare_views,
+        log_views,
+        with_significant_pairs,
+    )
 
     values: list[dict] = []
     compute: list[dict] = []
@@ -114,8 +119,7 @@ def reanalyze_views(handle: RunHandle, run: Any) -> Reanalysis:
     sizes = tuple(int(v) for v in params.get("sizes", "").split(",") if v)
     settings = ViewsSettings(budget=int(params.get("budget") or 0), sizes=sizes or (50, 150, 450))
     result = compare_views(frame, settings)
-    found = result["significance"].groupby("view")["significant"].sum()
-    compute_table["significant_pairs"] = [int(found.get(v, 0)) for v in compute_table["view"]]
+    with_significant_pairs(compute_table, result["significance"])
     log_views(handle, frame, result, compute_table, settings)
     return Reanalysis(
         "views",
