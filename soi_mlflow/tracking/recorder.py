@@ -34,18 +34,26 @@ Three calls in a plain loop, as AUM's calculator takes them::
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.epoch_writer import epoch_rows, gather, put_trace, split_metrics
 from soi_mlflow.tracking.health import HEARTBEAT_TAG, end_status
-from soi_mlflow.tracking.run import RunHandle, metric_safe
+from soi_mlflow.tracking.label_space import LabelSpace
+from soi_mlflow.tracking.names import (
+    DEFAULT_TASK,
+    METRIC_PREFIX,
+    SPLIT_NAME,
+    check_split_name,
+    trace_artifact_path,
+    trace_file_name,
+)
+from soi_mlflow.tracking.run import RunHandle
 from soi_mlflow.tracking.spool import (
     SendResult,
     Spool,
@@ -53,67 +61,19 @@ from soi_mlflow.tracking.spool import (
     report_incomplete,
     retry_interval,
 )
-from soi_mlflow.tracking.trace_format import CAPTURE_MODES, SCHEMA_VERSION, build_table, write_trace
-from soi_mlflow.tracking.trace_rows import (
-    COLUMNS,
-    as_ids,
-    dist_rank_world,
-    is_tensor,
-    last_visit,
-    stack,
-    statistics,
-    to_numpy,
-)
+from soi_mlflow.tracking.trace_format import CAPTURE_MODES, SCHEMA_VERSION
+from soi_mlflow.tracking.trace_rows import as_ids, dist_rank_world, stack, statistics
 
-SPLIT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-METRIC_PREFIX = {"train": "train", "validation": "val", "test": "test", "ood": "ood"}
-DEFAULT_TASK = "default"
-
-
-def trace_artifact_path(split: str) -> str:
-    return f"traces/{split}"
-
-
-def trace_file_name(epoch: int) -> str:
-    return f"epoch={epoch:03d}.parquet"
-
-
-def check_split_name(split: Any) -> str:
-    """A split name becomes a folder and a metric prefix: letters, digits, ``_ . -`` only."""
-    if not isinstance(split, str) or not SPLIT_NAME.match(split) or split in (".", ".."):
-        raise SoiInputError(
-            f"split name {split!r}: expected 1-64 letters, digits, '_', '.' or '-' "
-            "(it names the folder traces/<split>/ and the metrics of that split)"
-        )
-    return split
-
-
-@dataclass
-class _Names:
-    """A growing table of names (members or tasks) and their indices. With ``escaped``,
-    two names that :func:`~soi_mlflow.tracking.run.metric_safe` makes equal (``a b`` and
-    ``a_b``) are refused: their metrics would overwrite each other. Member names are data
-    (a user's ``member`` column): kept as they are in the trace files, escaped wherever
-    they name a metric, a table or a figure."""
-
-    names: list[str] = field(default_factory=list)
-    index: dict[str, int] = field(default_factory=dict)
-    escaped: dict[str, str] | None = None  # metric-safe form -> the name that has it
-
-    def add(self, name: str) -> int:
-        if name not in self.index:
-            if self.escaped is not None:
-                safe = metric_safe(name)
-                other = self.escaped.setdefault(safe, name)
-                if other != name:
-                    raise SoiInputError(
-                        f"member names {other!r} and {name!r} both become {safe!r} in metric "
-                        "and file names (only letters, digits, '_', '.', '-' are kept); "
-                        "rename one"
-                    )
-            self.index[name] = len(self.names)
-            self.names.append(name)
-        return self.index[name]
+# the naming rules live in names.py; importers of this module keep finding them here
+__all__ = [
+    "DEFAULT_TASK",
+    "METRIC_PREFIX",
+    "SPLIT_NAME",
+    "TraceRecorder",
+    "check_split_name",
+    "trace_artifact_path",
+    "trace_file_name",
+]
 
 
 class TraceRecorder:
@@ -170,21 +130,7 @@ class TraceRecorder:
         self.extra_tags = dict(tags or {})
         self._experiment = experiment
         self._margin = margin
-        self._tasks = _Names()
-        self._classes: list[int | None] = []
-        self._label_index: list[dict[str, int] | None] = []
-        self._label_names: dict[str, list[str]] = {}
-        self._explicit_labels = label_names is not None
-        if isinstance(label_names, Mapping):
-            for task, names in label_names.items():
-                self._declare_task(str(task), [str(n) for n in names])
-        elif label_names is not None:
-            if isinstance(label_names, str):
-                raise SoiInputError("label_names: expected a list of class names, got a string")
-            self._declare_task(DEFAULT_TASK, [str(n) for n in label_names])
-        self._members = _Names(escaped={})
-        for name in members or ():
-            self._members.add(str(name))
+        self._space = LabelSpace(label_names, members)
         self._rows: dict[str, list[dict[str, Any]]] = {}
         self._checked: set[str] = set()
         self._epoch = start_epoch
@@ -241,64 +187,6 @@ class TraceRecorder:
         self._executor = SpoolWriter(self._send, lambda: self.unsent.pending > 0, retry_s)
         self._submit(self._send)  # a resumed run may have entries waiting from before
 
-    # -- declaring names ------------------------------------------------------------
-    def _declare_task(self, task: str, names: list[str] | None) -> int:
-        idx = self._tasks.add(task)
-        if idx == len(self._classes):
-            self._classes.append(len(names) if names is not None else None)
-            self._label_index.append({n: i for i, n in enumerate(names)} if names else None)
-            if names is not None:
-                self._label_names[task] = names
-        return idx
-
-    def _task_indices(self, task: Any, n: int, check: bool) -> Any:
-        if task is None:
-            if len(self._tasks.names) > 1:
-                raise SoiInputError(
-                    f"task: label_names declares tasks {self._tasks.names}; say which task "
-                    "each row belongs to (task=<name> or one name per row)"
-                )
-            return np.zeros(n, dtype=np.int32)
-        return self._name_indices(
-            task, n, "task", self._tasks, declare=not self._explicit_labels, check=check
-        )
-
-    def _name_indices(
-        self,
-        values: Any,
-        n: int,
-        what: str,
-        table: _Names,
-        declare: bool = True,
-        check: bool = True,
-    ) -> Any:
-        """Row indices into ``table`` from one name, a name per row, or int indices (an
-        integer tensor stays on its device, unchecked unless ``check``)."""
-        if isinstance(values, str):
-            if values not in table.index and not declare:
-                raise SoiInputError(f"{what} {values!r} is not one of {table.names}")
-            idx = self._declare_task(values, None) if what == "task" else table.add(values)
-            return np.full(n, idx, dtype=np.int32)
-        if is_tensor(values) and not values.dtype.is_floating_point and not check:
-            return values.detach().long()  # checked on the split's first batch and at epoch end
-        arr = to_numpy(values)
-        if arr.shape != (n,):
-            raise SoiInputError(f"{what}: expected one value per row ({n}), got shape {arr.shape}")
-        if arr.dtype.kind in "iu":
-            if n and (arr.min() < 0 or arr.max() >= len(table.names)):
-                raise SoiInputError(
-                    f"{what}: integer indices must lie in [0, {len(table.names)}) "
-                    f"(the declared {what}s {table.names}), got {arr.min()}..{arr.max()}"
-                )
-            return arr.astype(np.int32)
-        out = np.empty(n, dtype=np.int32)
-        for i, value in enumerate(arr.tolist()):
-            name = str(value)
-            if name not in table.index and not declare:
-                raise SoiInputError(f"{what} {name!r} is not one of {table.names}")
-            out[i] = self._declare_task(name, None) if what == "task" else table.add(name)
-        return out
-
     # -- collecting -----------------------------------------------------------------
     def add(
         self,
@@ -339,20 +227,14 @@ class TraceRecorder:
                 f"{tuple(getattr(scores, 'shape', ()))}"
             )
         width = int(scores.shape[1])
-        task_idx = self._task_indices(task, n, check=first)
-        if not self._tasks.names:
-            self._declare_task(DEFAULT_TASK, None)
-        gold = self._gold(labels, task_idx, n, split)
-        # a task without label names has as many classes as its first logits have columns
-        self._classes = [c if c is not None else width for c in self._classes]
-        classes = np.array(self._classes, dtype=np.int64)
+        task_idx = self._space.task_indices(task, n, check=first)
+        self._space.ensure_task()
+        gold = self._space.gold(labels, task_idx, n, split)
+        classes = self._space.class_counts(width)
         if first:
-            self._check_first(split, gold, task_idx, classes, width)
-        member_idx = (
-            self._name_indices(member, n, "member", self._members, check=first)
-            if member is not None
-            else self._member_from_task(task_idx)
-        )
+            self._space.check_first(split, gold, task_idx, classes, width)
+            self._checked.add(split)
+        member_idx = self._space.member_indices(member, task_idx, n, check=first)
         row = statistics(scores, gold, task_idx, classes, width, from_probs=logits is None)
         row["example_id"] = ids
         row["member_idx"] = member_idx
@@ -362,64 +244,6 @@ class TraceRecorder:
         row["step"] = int(step) if step is not None else self._batches
         self._rows.setdefault(split, []).append(row)
 
-    def _member_from_task(self, task_idx: Any) -> Any:
-        """Without a member, each row's member is its task."""
-        mapping = np.array([self._members.add(t) for t in self._tasks.names], dtype=np.int32)
-        if is_tensor(task_idx):
-            import torch
-
-            return torch.as_tensor(mapping, device=task_idx.device)[task_idx]
-        return mapping[task_idx]
-
-    def _gold(self, labels: Any, task_idx: np.ndarray, n: int, split: str) -> Any:
-        """Gold class indices, on the labels' own device when they are a tensor."""
-        if is_tensor(labels):
-            if labels.shape != (n,):
-                raise SoiInputError(
-                    f"split {split!r}: labels must have one value per id ({n}), got shape "
-                    f"{tuple(labels.shape)}"
-                )
-            return labels.long()
-        arr = to_numpy(labels)
-        if arr.shape != (n,):
-            raise SoiInputError(
-                f"split {split!r}: labels must have one value per id ({n}), got shape {arr.shape}"
-            )
-        if arr.dtype.kind in "iu":
-            return arr.astype(np.int64)
-        out = np.empty(n, dtype=np.int64)
-        tasks = to_numpy(task_idx).tolist()
-        for i, (value, t) in enumerate(zip(arr.tolist(), tasks, strict=True)):
-            index = self._label_index[t]
-            if index is None or str(value) not in index:
-                known = list(index) if index else "none (pass label_names=...)"
-                raise SoiInputError(
-                    f"split {split!r}: label {value!r} of task {self._tasks.names[t]!r} is not "
-                    f"one of its label names: {known}"
-                )
-            out[i] = index[str(value)]
-        return out
-
-    def _check_first(
-        self, split: str, gold: Any, task_idx: np.ndarray, classes: np.ndarray, width: int
-    ) -> None:
-        """Full checks on a split's first batch (later batches are checked at epoch end)."""
-        for t, count in enumerate(self._classes):
-            if count is not None and count > width:
-                raise SoiInputError(
-                    f"split {split!r}: task {self._tasks.names[t]!r} has {count} label names "
-                    f"but the logits have only {width} columns"
-                )
-        g, task_idx = to_numpy(gold), to_numpy(task_idx)
-        bad = (g < 0) | (g >= classes[task_idx])
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise SoiInputError(
-                f"split {split!r}: label {int(g[i])} (row {i}) lies outside the "
-                f"{int(classes[task_idx[i]])} classes of task {self._tasks.names[task_idx[i]]!r}"
-            )
-        self._checked.add(split)
-
     # -- writing --------------------------------------------------------------------
     def end_epoch(self, epoch: int | None = None) -> dict[str, float]:
         """Write every split collected since the last call as epoch ``epoch``; return the
@@ -428,114 +252,37 @@ class TraceRecorder:
         epoch = self._epoch if epoch is None else int(epoch)
         collected, self._rows = self._rows, {}
         local = {split: stack(batches) for split, batches in collected.items()}
-        merged = self._gather(local)
+        merged = gather(local, self._world, self._space)
         metrics: dict[str, float] = {}
         if merged is not None:
-            for split in sorted(merged):
-                rows = last_visit(merged[split])
-                if not len(rows["example_id"]):
-                    continue
-                self._check_rows(split, rows)
-                rows["epoch"] = np.int32(epoch)
+            for split, rows in epoch_rows(merged, self._space, epoch):
                 capture = self.capture if split == "train" else "eval_pass"
                 self._submit(self._persist, split, epoch, rows, capture)
-                metrics |= self._split_metrics(split, rows)
+                metrics |= split_metrics(split, rows, self._space.members.names)
             if metrics and self.log_metrics_enabled:
                 self._submit(self._log_metrics, metrics, epoch)
             self.last_metrics |= metrics
         self._epoch = epoch + 1
         return metrics
 
-    def _gather(
-        self, local: dict[str, dict[str, np.ndarray]]
-    ) -> dict[str, dict[str, np.ndarray]] | None:
-        """Every rank's rows per split on rank 0 (None elsewhere), rank 0's rows first.
-        Ranks may have met member and task names in different orders: their indices are
-        mapped onto rank 0's name tables."""
-        if self._world == 1:
-            return local
-        import torch.distributed as dist
-
-        payload = {"members": self._members.names, "tasks": self._tasks.names, "rows": local}
-        gathered: list[Any] = [None] * self._world
-        dist.all_gather_object(gathered, payload)  # plain lists and numpy arrays only
-        if dist.get_rank() != 0:
-            return None
-        for part in gathered:
-            members = np.array([self._members.add(m) for m in part["members"]], dtype=np.int32)
-            tasks = np.array([self._declare_task(t, None) for t in part["tasks"]], dtype=np.int32)
-            for rows in part["rows"].values():
-                if len(rows["member_idx"]):
-                    rows["member_idx"] = members[rows["member_idx"]]
-                    rows["task_idx"] = tasks[rows["task_idx"]]
-        splits = sorted({s for part in gathered for s in part["rows"]})
-        return {
-            s: {
-                k: np.concatenate([p["rows"][s][k] for p in gathered if s in p["rows"]])
-                for k in (*COLUMNS, "step")
-            }
-            for s in splits
-        }
-
-    def _check_rows(self, split: str, rows: dict[str, np.ndarray]) -> None:
-        for key, table in (("member_idx", self._members), ("task_idx", self._tasks)):
-            values = rows[key]
-            if values.min() < 0 or values.max() >= len(table.names):
-                what = key.split("_")[0]
-                raise SoiInputError(
-                    f"split {split!r}: integer {what} indices must lie in "
-                    f"[0, {len(table.names)}) (the declared {what}s {table.names}), got "
-                    f"{values.min()}..{values.max()}"
-                )
-        classes = np.array(
-            [c if c is not None else np.iinfo(np.int32).max for c in self._classes], np.int64
-        )
-        outside = (rows["gold"] < 0) | (rows["gold"] >= classes[rows["task_idx"]])
-        if outside.any() or np.isnan(rows["p_gold"]).any():
-            bad = rows["example_id"][outside | np.isnan(rows["p_gold"])][:5].tolist()
-            raise SoiInputError(
-                f"split {split!r}: labels outside the classes of their task or non-finite "
-                f"logits for example ids {bad}"
-            )
-
-    def _split_metrics(self, split: str, rows: dict[str, np.ndarray]) -> dict[str, float]:
-        prefix = METRIC_PREFIX.get(split, metric_safe(split))
-        correct = rows["pred"] == rows["gold"]
-        out: dict[str, float] = {}
-        if split == "train":
-            out["train/loss"] = float(rows["loss"].mean())
-        for idx in np.unique(rows["member_idx"]):
-            mask = rows["member_idx"] == idx
-            name = metric_safe(self._members.names[int(idx)])
-            out[f"{prefix}/{name}/acc"] = float(correct[mask].mean())
-            out[f"{prefix}/{name}/loss"] = float(rows["loss"][mask].mean())
-        return out
-
     def label_names(self) -> dict[str, list[str]]:
         """Class names per task, as written into each file's metadata."""
-        out = {}
-        for t, task in enumerate(self._tasks.names):
-            count = self._classes[t]
-            out[task] = self._label_names.get(task) or [str(i) for i in range(count or 0)]
-        return out
+        return self._space.label_names()
 
     def _persist(self, split: str, epoch: int, rows: dict[str, np.ndarray], capture: str) -> None:
         assert self._spool is not None
-        if not self._margin:
-            rows = {k: v for k, v in rows.items() if k != "margin"}
-        table = build_table(rows, list(self._members.names), list(self._tasks.names))
-        meta = {
-            "run_id": self._run_id,
-            "split": split,
-            "epoch": epoch,
-            "capture": capture,
-            "label_names": self.label_names(),
-            "recorder": self.source,
-        }
-        if self.axis:
-            meta["axis"] = self.axis
-        name, folder = trace_file_name(epoch), trace_artifact_path(split)
-        self._spool.put_artifact(name, folder, lambda p: write_trace(p, table, meta))
+        put_trace(
+            self._spool,
+            self._space,
+            split,
+            epoch,
+            rows,
+            run_id=self._run_id,
+            capture=capture,
+            source=self.source,
+            axis=self.axis,
+            margin=self._margin,
+        )
         self._send()
 
     def _log_metrics(self, metrics: dict[str, float], step: int) -> None:
