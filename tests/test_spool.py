@@ -14,17 +14,11 @@ from servers import free_port
 
 from soi_mlflow import cli
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking import spool as spool_module
 from soi_mlflow.tracking.recorder import TraceRecorder
-from soi_mlflow.tracking.spool import (
-    MANIFEST,
-    RETRY_ENV,
-    Spool,
-    SpoolWriter,
-    SyncSettings,
-    retry_interval,
-    spooled_runs,
-    sync,
-)
+from soi_mlflow.tracking.spool import MANIFEST, Spool, spooled_runs
+from soi_mlflow.tracking.spool_writer import RETRY_ENV, SpoolWriter, retry_interval
+from soi_mlflow.tracking.sync import SyncSettings, sync
 
 
 def _run(uri: str) -> str:
@@ -150,3 +144,14 @@ def test_a_bad_retry_interval_is_refused_before_a_run_opens(module_store, monkey
     assert retry_interval() == 2.5
     monkeypatch.delenv(RETRY_ENV)
     assert retry_interval() == 15.0
+
+
+def test_the_names_that_moved_out_of_the_spool_module_still_import_from_it() -> None:
+    import importlib
+
+    for module, names in spool_module.MOVED.items():
+        for name in names:
+            assert getattr(spool_module, name) is getattr(importlib.import_module(module), name)
+    assert spool_module.SyncSettings is SyncSettings and spool_module.sync is sync
+    with pytest.raises(AttributeError):
+        spool_module.not_a_name  # noqa: B018

@@ -18,10 +18,11 @@ from servers import MlflowServer
 from soi_mlflow import cli
 from soi_mlflow.tracking.local import run_folder
 from soi_mlflow.tracking.recorder import TraceRecorder
-from soi_mlflow.tracking.spool import RETRY_ENV, Spool
+from soi_mlflow.tracking.spool import Spool
+from soi_mlflow.tracking.spool_writer import RETRY_ENV
 
 pytestmark = pytest.mark.e2e
-RETRY_S = 1.0  # the timer of these tests (the default is spool.RETRY_S)
+RETRY_S = 1.0  # the timer of these tests (the default is spool_writer.RETRY_S)
 
 
 @pytest.fixture(scope="module")

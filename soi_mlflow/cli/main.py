@@ -103,7 +103,7 @@ def _log_study_config(command: str, run_id: str, config: Any, settings: Any) -> 
 
 
 def _sync(settings: Any) -> None:
-    from soi_mlflow.tracking.spool import sync
+    from soi_mlflow.tracking.sync import sync
 
     sync(settings)
 
@@ -428,7 +428,7 @@ COMMANDS: dict[str, Command] = {
                  "soi-mlflow views --members sentiment,paraphrase,entailment --seeds 2 "
                  "--sizes 50,150")),
         Command("sync", "send the spooled traces and metrics of runs a server outage left "
-                "incomplete", _sync, ("soi_mlflow.tracking.spool:SyncSettings",),
+                "incomplete", _sync, ("soi_mlflow.tracking.sync:SyncSettings",),
                 ("soi-mlflow sync", "soi-mlflow sync --run-id RUN_ID --tracking-uri URI")),
     )
 }  # fmt: skip

@@ -12,7 +12,8 @@ from soi_mlflow.common import process_state
 from soi_mlflow.tracking.health import sigterm_raises
 from soi_mlflow.tracking.links import md_escape, set_description_section
 from soi_mlflow.tracking.run import RunHandle, soi_tags
-from soi_mlflow.tracking.spool import Spool, end_run
+from soi_mlflow.tracking.run_end import end_run
+from soi_mlflow.tracking.spool import Spool
 from soi_mlflow.training import TrainConfig, run_params
 
 STUDY_NOTES = {

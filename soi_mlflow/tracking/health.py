@@ -8,7 +8,7 @@
 - :func:`get_run` / :func:`check_experiment_name` turn MLflow's "not found" into a
   :class:`~soi_mlflow.errors.SoiInputError` naming the id and the store.
 - :func:`end_status` / :func:`end_reason`: how a run ends after an exception (runs end
-  through their spool: :func:`soi_mlflow.tracking.spool.end_run`).
+  through their spool: :func:`soi_mlflow.tracking.run_end.end_run`).
 - :func:`probe_http`: the one probe of an HTTP server's ``/health``; :data:`RUN_ID_PATTERN`
   and :func:`check_run_id`: the one run-id rule; :func:`first_line`: an error in one line.
 - :func:`is_stale`: a RUNNING run whose last sign of progress (the ``soi.heartbeat`` tag the

@@ -43,7 +43,7 @@ def soi_tags(**values: Any) -> dict[str, str]:
 @dataclass
 class RunHandle:
     """An open MLflow run: the client, the run id, and whether this process created it
-    (then it ends it, through :func:`soi_mlflow.tracking.spool.end_run`)."""
+    (then it ends it, through :func:`soi_mlflow.tracking.run_end.end_run`)."""
 
     client: Any
     run_id: str
@@ -133,7 +133,7 @@ class RunHandle:
 
     @classmethod
     def attach(cls, tracking_uri: str | None, run_id: str) -> RunHandle:
-        """Reopen ``run_id`` to resume it: RUNNING again, ended by ``spool.end_run``."""
+        """Reopen ``run_id`` to resume it: RUNNING again, ended by ``run_end.end_run``."""
         from mlflow import MlflowClient
 
         from soi_mlflow.tracking.health import check_tracking, get_run

@@ -23,7 +23,8 @@ from soi_mlflow.tracking.health import (
 from soi_mlflow.tracking.links import set_description_section, soi_pages_note
 from soi_mlflow.tracking.local import checkpoint_path, run_folder
 from soi_mlflow.tracking.run import RunHandle, resolve_tracking_uri
-from soi_mlflow.tracking.spool import Spool, end_follows, end_run
+from soi_mlflow.tracking.run_end import end_follows, end_run
+from soi_mlflow.tracking.spool import Spool
 from soi_mlflow.training.config import EXAMPLE_SPLITS, TrainConfig, TrainResult, validate_config
 from soi_mlflow.training.describe import default_run_name, run_tags, training_note
 from soi_mlflow.training.key import (
