@@ -54,13 +54,9 @@ from soi_mlflow.tracking.names import (
     trace_file_name,
 )
 from soi_mlflow.tracking.run import RunHandle
-from soi_mlflow.tracking.spool import (
-    SendResult,
-    Spool,
-    SpoolWriter,
-    report_incomplete,
-    retry_interval,
-)
+from soi_mlflow.tracking.run_end import report_incomplete
+from soi_mlflow.tracking.spool import SendResult, Spool
+from soi_mlflow.tracking.spool_writer import SpoolWriter, retry_interval
 from soi_mlflow.tracking.trace_format import CAPTURE_MODES, SCHEMA_VERSION
 from soi_mlflow.tracking.trace_rows import as_ids, dist_rank_world, stack, statistics
 
