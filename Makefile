@@ -30,6 +30,7 @@ demo: setup
 test: setup system-deps
 	$(BIN)/python -m pytest
 
+# The tests not marked e2e (README, Development): about 2 minutes on 2 CPU cores.
 test-fast: setup
 	$(BIN)/python -m pytest -m "not e2e"
 
