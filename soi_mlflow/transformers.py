@@ -15,16 +15,13 @@ A user's script changes in one line::
 
     trainer = TracingTrainer(model=model, args=args, train_dataset=train, eval_dataset=val)
 
-Evaluation sets are named by the evaluation's metric prefix: ``eval`` -> ``validation``
-(``eval_split``), ``eval_<name>`` (``eval_dataset={"<name>": ...}``) -> ``<name>``, and
-``trainer.predict``'s ``test`` -> ``test``. An evaluation set's trace of epoch *e* is its
-last evaluation during epoch *e* (so ``eval_strategy="steps"`` keeps the epoch's last).
-To trace the training set in eval mode too, pass it as one more evaluation set.
+Evaluation sets are named by their metric prefix (:func:`eval_split_name`). An evaluation
+set's trace of epoch *e* is its last evaluation during epoch *e*. To trace the training set
+in eval mode too, pass it as one more evaluation set.
 
-When ``train()`` ends well, the main process analyses the run (``TraceCallback(analyze=
-False)``: not), as ``soi-mlflow analyze --run-id`` does: SOI metrics, tables and the
-interactive data map ``html/datamap_<split>.html`` of every split traced in at least two
-epochs. A failed analysis is a warning line on stderr; training stays a success.
+When ``train()`` ends well, the main process analyses the run (``analyze=False``: not), as
+``soi-mlflow analyze --run-id`` does; a failed analysis is a warning line on stderr.
+Key options share ``lightning.TraceCallback``'s names (``ids``, ``labels``, ...).
 """
 
 from __future__ import annotations
@@ -36,10 +33,12 @@ from typing import Any
 
 from transformers import Trainer, TrainerCallback
 
+from soi_mlflow.common.renamed import Default, take_renamed
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.recorder import TraceRecorder
 
 SOURCE = "transformers"
+_IDS, _LABELS, _LOGITS = Default("example_id"), Default("labels"), Default("logits")
 
 
 class TraceCallback(TrainerCallback):
@@ -52,9 +51,9 @@ class TraceCallback(TrainerCallback):
             active run, else a new run (ended when training ends).
         tracking_uri: default MLflow's current tracking URI.
         eval_split: the split name of an evaluation with the plain ``eval`` prefix.
-        ids_key, labels_key, logits_key: where the ids and labels are in the batch and
-            the logits in the model's output.
-        member_key, members: optionally a batch key holding each row's member index into
+        ids, labels, logits: where the ids and labels are in the batch and the logits in
+            the model's output (the old names ``ids_key``, ... warn DeprecationWarning).
+        member, members: optionally a batch key holding each row's member index into
             ``members`` (e.g. the source of a multi-source data set).
         axis: optional ``soi.axis`` tag; log_metrics: per-split accuracy and loss per epoch.
         analyze: analyse the run when training ends well; the outcome is then in
@@ -68,25 +67,26 @@ class TraceCallback(TrainerCallback):
         run_id: str | None = None,
         tracking_uri: str | None = None,
         eval_split: str = "validation",
-        ids_key: str = "example_id",
-        labels_key: str = "labels",
-        logits_key: str = "logits",
-        member_key: str | None = None,
+        ids: str = _IDS,
+        labels: str = _LABELS,
+        logits: str = _LOGITS,
+        member: str | None = None,
         members: Sequence[str] | None = None,
         axis: str | None = None,
         log_metrics: bool = True,
         analyze: bool = True,
+        **renamed: str,
     ) -> None:
-        if member_key is not None and not members:
-            raise SoiInputError("member_key needs members=[...]: the names its indices stand for")
+        new = {"ids": ids, "labels": labels, "logits": logits, "member": member}
+        keys = take_renamed("TraceCallback", renamed, new, {f"{k}_key": k for k in new})
+        if keys["member"] is not None and not members:
+            raise SoiInputError("member needs members=[...]: the names its indices stand for")
         self.label_names = label_names
         self.run_id = run_id
         self.tracking_uri = tracking_uri
         self.eval_split = eval_split
-        self.ids_key = ids_key
-        self.labels_key = labels_key
-        self.logits_key = logits_key
-        self.member_key = member_key
+        self.ids_key, self.labels_key = keys["ids"], keys["labels"]
+        self.logits_key, self.member_key = keys["logits"], keys["member"]
         self.members = list(members) if members else None
         self.axis = axis
         self.log_metrics = log_metrics
@@ -259,7 +259,8 @@ class TraceCallback(TrainerCallback):
 
 
 def eval_split_name(metric_key_prefix: str, eval_split: str = "validation") -> str:
-    """``eval`` -> ``eval_split``; ``eval_<name>`` -> ``<name>``; anything else as is."""
+    """``eval`` -> ``eval_split``; ``eval_<name>`` -> ``<name>``; anything else (``test``
+    of ``trainer.predict``) as is."""
     if metric_key_prefix == "eval":
         return eval_split
     if metric_key_prefix.startswith("eval_"):
@@ -278,7 +279,7 @@ def _logits(outputs: Any, key: str) -> Any:
         return outputs[key]
     got = list(outputs.keys()) if isinstance(outputs, Mapping) else type(outputs).__name__
     raise SoiInputError(
-        f"TraceCallback(logits_key={key!r}): the model's output has no {key!r}; it has {got}"
+        f"TraceCallback(logits={key!r}): the model's output has no {key!r}; it has {got}"
     )
 
 
@@ -286,7 +287,7 @@ class TraceMixin:
     """Mix into a ``transformers.Trainer`` subclass to hand its logits to TraceCallback.
 
     ``class MyTrainer(TraceMixin, Trainer)``; a :class:`TraceCallback` is added when
-    ``callbacks`` has none. ``example_id`` (and ``member_key``) survive
+    ``callbacks`` has none. ``example_id`` (and ``member``) survive
     ``remove_unused_columns`` and are taken out of the batch before the model's forward.
     """
 
@@ -344,7 +345,7 @@ class TraceMixin:
         if ids is None:
             raise SoiInputError(
                 f"the batch has no {cb.ids_key!r} column: give the data set stable ids "
-                "(soi_mlflow.data.with_example_ids) or set TraceCallback(ids_key=...)"
+                "(soi_mlflow.data.with_example_ids) or set TraceCallback(ids=...)"
             )
         inputs = {k: v for k, v in inputs.items() if k not in self._soi_keys()}
         loss, outputs = super().compute_loss(
@@ -394,4 +395,3 @@ class TraceMixin:
 
 class TracingTrainer(TraceMixin, Trainer):
     """``transformers.Trainer`` with per-example traces (see :class:`TraceMixin`)."""
-

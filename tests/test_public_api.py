@@ -24,6 +24,7 @@ def test_every_public_function_works_twice_through_the_package(store) -> None:
         "load_traces": lambda: sa.load_traces(single, tracking_uri=store),
         "load_examples": lambda: sa.load_examples(single, tracking_uri=store),
         "soi_table": lambda: sa.soi_table(single, tracking_uri=store),
+        "soi_from_traces": lambda: sa.soi_from_traces(sa.load_traces(single, tracking_uri=store)),
         "transitions": lambda: sa.transitions(single, multi, tracking_uri=store),
         "register_taxonomy": lambda: sa.register_taxonomy(mine),
         "get_taxonomy": lambda: sa.get_taxonomy("learned_or_not"),

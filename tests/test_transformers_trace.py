@@ -224,3 +224,52 @@ def test_evaluation_prefixes_name_the_splits() -> None:
     assert eval_split_name("eval", "dev") == "dev"
     assert eval_split_name("eval_ood_news") == "ood_news"
     assert eval_split_name("test") == "test"
+
+
+def test_key_options_share_lightnings_names_and_the_old_ones_warn() -> None:
+    import warnings
+
+    from soi_mlflow.lightning import TraceCallback as LightningCallback
+
+    new = TraceCallback(ids="uid", labels="y", logits="scores", member="src", members=["a"])
+    light = LightningCallback(ids="uid", labels="y", logits="scores", member="src")
+    assert (new.ids_key, new.labels_key, new.logits_key, new.member_key) == (
+        "uid",
+        "y",
+        "scores",
+        "src",
+    )
+    assert light.keys == {"ids": "uid", "labels": "y", "logits": "scores"}
+    assert light.member_key == new.member_key
+    with warnings.catch_warnings():  # the defaults (and the new names) warn nothing
+        warnings.simplefilter("error")
+        default = TraceCallback()
+        TraceCallback(ids="uid")
+    assert (default.ids_key, default.labels_key, default.logits_key) == (
+        "example_id",
+        "labels",
+        "logits",
+    )
+    assert type(default.ids_key) is str and default.member_key is None
+    with pytest.warns(DeprecationWarning, match=r"_key=\.\.\.\) is deprecated; use") as caught:
+        old = TraceCallback(
+            ids_key="uid", labels_key="y", logits_key="scores", member_key="src", members=["a"]
+        )
+    assert [str(w.message).split("(")[1].split("=")[0] for w in caught] == [
+        f"{k}_key" for k in ("ids", "labels", "logits", "member")
+    ]
+    assert {w.filename for w in caught} == {__file__}  # they point at the caller's line
+    assert (old.ids_key, old.labels_key, old.logits_key, old.member_key) == (
+        "uid",
+        "y",
+        "scores",
+        "src",
+    )
+    with pytest.raises(SoiInputError, match="ids_key= is the old name of ids=; pass only ids="):
+        TraceCallback(ids="uid", ids_key="other")
+    with pytest.raises(SoiInputError, match="old name of member="):
+        TraceCallback(member="src", member_key="src", members=["a"])
+    with pytest.raises(TypeError, match="unexpected keyword argument 'idz'"):
+        TraceCallback(idz="uid")
+    with pytest.raises(SoiInputError, match="member needs members="):
+        TraceCallback(member="src")

@@ -22,15 +22,21 @@ __all__ = [
     "load_examples",
     "load_traces",
     "register_taxonomy",
+    "soi_from_traces",
     "soi_table",
     "transitions",
 ]
 
 
 def __getattr__(name: str):
-    """``compare_runs`` draws figures: imported (with matplotlib) only when asked for."""
+    """``compare_runs`` draws figures: imported (with matplotlib) only when asked for;
+    ``soi_from_traces`` (SOI of traces in a DataFrame, no MLflow) only when asked for."""
     if name == "compare_runs":
         from soi_mlflow.analysis.two_runs import compare_runs
 
         return compare_runs
+    if name == "soi_from_traces":
+        from soi_mlflow.analysis.from_traces import soi_from_traces
+
+        return soi_from_traces
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

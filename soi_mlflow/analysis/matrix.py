@@ -73,7 +73,7 @@ class TraceMatrix:
             rows = frame[frame["epoch"] == e]
             part = {c: rows[c].to_numpy() for c in NUMERIC}
             keep = _last_visits(part["example_id"])
-            member = pd.Categorical(rows["member"].astype(str))
+            member = _members(rows["member"])
             if keep is not None:
                 part = {k: v[keep] for k, v in part.items()}
                 member = member[keep]
@@ -154,6 +154,14 @@ class TraceMatrix:
             correct=correct,
             observed=observed,
         )
+
+
+def _members(column: pd.Series) -> pd.Categorical:
+    """A member column as a categorical; a categorical one (a trace file's dictionary, as
+    ``load_traces`` gives it) keeps its categories, as :meth:`TraceMatrix.from_files` does."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return pd.Categorical(column.astype(str), categories=column.cat.categories.astype(str))
+    return pd.Categorical(column.astype(str))
 
 
 def _sorted_union(sorted_ids: list[np.ndarray]) -> np.ndarray:

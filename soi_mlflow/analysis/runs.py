@@ -8,12 +8,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from soi_mlflow.analysis.cartography import dynamics
-from soi_mlflow.analysis.matrix import MIN_OBSERVED, TraceMatrix, required_observations
-from soi_mlflow.analysis.soi import TOO_FEW, Taxonomy, assign, get_taxonomy
+from soi_mlflow.analysis.from_traces import example_members, soi_from_matrix
+from soi_mlflow.analysis.from_traces import soi_frame as soi_frame  # its old home
+from soi_mlflow.analysis.matrix import MIN_OBSERVED, TraceMatrix
+from soi_mlflow.analysis.soi import Taxonomy, get_taxonomy
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.artifacts import ArtifactCache
 from soi_mlflow.tracking.health import check_tracking, get_run, is_stale, stale_message
@@ -22,7 +22,6 @@ from soi_mlflow.tracking.run import TAG_PREFIX, resolve_tracking_uri
 from soi_mlflow.tracking.search import PAGE_SIZE, all_experiment_ids, search_all
 from soi_mlflow.tracking.trace_format import TraceFormatError, read_trace
 
-DEFAULT_MEMBER = "default"  # the recorder's member when none is given
 SPLITS = ("train", "validation", "test", "ood")  # the built-in trainer's; any valid name works
 
 
@@ -80,51 +79,18 @@ def trace_matrix(run_id: str, split: str = "train", tracking_uri: str | None = N
         return TraceMatrix.from_files(paths)
 
 
-def soi_frame(
-    tm: TraceMatrix,
-    taxonomy: str | Taxonomy = "default",
-    split_epoch: int | None = None,
-    min_observed: int = MIN_OBSERVED,
-) -> pd.DataFrame:
-    """SOI and cartography of every example of a trace matrix, over its observed epochs."""
-    frame = dynamics(tm, min_observed)
-    frame.insert(2, "soi", assign(frame, tm.n_epochs, taxonomy, split_epoch, min_observed))
-    return frame
-
-
-def _never_traced(
-    frame: pd.DataFrame, run_id: str, split: str, tracking_uri: str | None
-) -> pd.DataFrame | None:
-    """Rows for the examples of the run's example table that no trace epoch holds (a
-    sampler never visited them), or None when the run logged no example table."""
+def _run_examples(run_id: str, split: str, tracking_uri: str | None) -> pd.DataFrame | None:
+    """``example_id`` and ``member`` of the run's example table of ``split``, or None when
+    the run logged none (a user's own table may lack ``member``)."""
     folder = cache_for(tracking_uri).folder(run_id, "examples")
     path = folder / f"{split}.parquet"
     if not path.exists():
         return None
     import pyarrow.parquet as pq
 
-    has_member = "member" in pq.read_schema(path).names  # a user's own table may lack it
-    examples = pd.read_parquet(path, columns=["example_id", "member"] if has_member else None)
-    if not has_member:
-        examples = examples[["example_id"]].assign(member=DEFAULT_MEMBER)
-    missing = examples[~examples["example_id"].isin(frame["example_id"])]
-    if missing.empty:
-        return None
-    n = len(missing)
-    rows = {
-        "example_id": missing["example_id"].to_numpy(dtype=np.int64),
-        "member": missing["member"].astype(str).to_numpy(),
-        "soi": TOO_FEW,
-        "confidence": np.nan,
-        "variability": np.nan,
-        "correctness": np.nan,
-        "forgetting_events": np.zeros(n, dtype=np.int32),
-        "first_learned_epoch": np.zeros(n, dtype=np.int32),
-        "n_correct": np.zeros(n, dtype=np.int32),
-        "last_correct": np.zeros(n, dtype=bool),
-        "n_observed": np.zeros(n, dtype=np.int32),
-    }
-    return pd.DataFrame(rows)[frame.columns]
+    has_member = "member" in pq.read_schema(path).names
+    columns = ["example_id", "member"] if has_member else ["example_id"]
+    return example_members(pd.read_parquet(path, columns=columns))
 
 
 def soi_table(
@@ -141,24 +107,14 @@ def soi_table(
 
     Every example counts: one observed in fewer than ``min_observed`` epochs (or never,
     when the run's example table lists it but no trace holds it) is in ``too_few_epochs``
-    with NaN cartography. ``report.coverage_table`` summarises this per member."""
+    with NaN cartography. ``report.coverage_table`` summarises this per member.
+    The run's traces through :func:`~soi_mlflow.analysis.from_traces.soi_from_traces`'s
+    core: ``soi_from_traces(load_traces(run_id, split))`` gives the same table."""
     get_taxonomy(taxonomy)
     tm = trace_matrix(run_id, split, tracking_uri)
-    frame = soi_frame(tm, taxonomy, split_epoch, min_observed)
-    extra = _never_traced(frame, run_id, split, tracking_uri)
-    if extra is not None:
-        members = sorted(set(frame["member"].astype(str)) | set(extra["member"]))
-        soi = frame["soi"].cat.categories
-        frame = pd.concat([frame, extra], ignore_index=True)
-        frame["member"] = pd.Categorical(frame["member"].astype(str), categories=members)
-        frame["soi"] = pd.Categorical(frame["soi"].astype(str), categories=soi)
-        frame = frame.sort_values("example_id", ignore_index=True)
-    frame.attrs |= {
-        "run_id": run_id,
-        "split": split,
-        "epochs": tm.n_epochs,
-        "min_observed": required_observations(min_observed, tm.n_epochs),
-    }
+    examples = _run_examples(run_id, split, tracking_uri)
+    frame = soi_from_matrix(tm, taxonomy, split_epoch, min_observed, examples)
+    frame.attrs |= {"run_id": run_id, "split": split}
     return frame
 
 
