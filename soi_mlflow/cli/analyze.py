@@ -1,0 +1,128 @@
+"""The ``analyze`` command: SOI, data maps and comparisons of runs already in MLflow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from soi_mlflow.cli.show import print_comparison, print_study_table
+from soi_mlflow.common import console
+from soi_mlflow.errors import SoiInputError
+
+
+@dataclass
+class AnalyzeSettings:
+    """Which runs to analyse and how."""
+
+    run_id: str | None = None
+    """analyse one run"""
+    parent_run_id: str | None = None
+    """re-analyse a study from its parent run (any kind, by its soi.study tag)"""
+    compare: tuple[str, ...] = ()
+    """two runs, RUN_A,RUN_B: SOI transitions A -> B and both data maps (any traced runs)"""
+    into: Literal["new", "b"] = "new"
+    """where --compare logs: a new comparison run, or run B"""
+    split: tuple[str, ...] = ("train",)
+    """splits to analyse: train, validation, test, ood, or a run's own split names"""
+    taxonomy: str = "default"
+    """a registered SOI taxonomy"""
+    aggregate: Literal["majority", "pairs"] = "majority"
+    """how seeds combine in transitions"""
+    tracking_uri: str | None = None
+    """MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"""
+
+
+def analyze(settings: AnalyzeSettings) -> None:
+    from soi_mlflow.tracking.health import check_run_id
+
+    if sum(map(bool, (settings.run_id, settings.parent_run_id, settings.compare))) != 1:
+        raise SoiInputError(
+            "give exactly one of --run-id, --parent-run-id or --compare (in a --config "
+            "file: run_id, parent_run_id or compare)"
+        )
+    for flag, given in (
+        ("--run-id", settings.run_id),
+        ("--parent-run-id", settings.parent_run_id),
+        *(("--compare", r) for r in settings.compare),
+    ):
+        if given is not None:
+            check_run_id(given, flag)  # before any store is opened or line printed
+    splits = list(settings.split) or ["train"]
+    if settings.compare:
+        _compare_two(settings, splits[0])
+    elif settings.run_id:
+        _one_run(settings, splits)
+    else:
+        _study(settings, splits)
+
+
+def _one_run(settings: AnalyzeSettings, splits: list[str]) -> None:
+    from soi_mlflow.analysis.report import analyze_run, coverage_table
+    from soi_mlflow.analysis.runs import cache_for
+    from soi_mlflow.tracking.health import get_run
+
+    uri = settings.tracking_uri
+    # an unknown run is named by its option, before any step line is printed
+    cache = cache_for(uri)
+    get_run(cache.client, settings.run_id, cache.tracking_uri, "--run-id")
+    tables = {}
+    for k, split in enumerate(splits, 1):
+        console.step(k, len(splits), f"analysing the {split} split of run {settings.run_id}")
+        tables |= analyze_run(settings.run_id, [split], settings.taxonomy, uri)
+    for split, table in tables.items():
+        fractions = (
+            table.groupby("member", observed=True)["soi"].value_counts(normalize=True).unstack()
+        )
+        console.print_frame(fractions, f"{split}: SOI fractions of {len(table)} examples")
+        console.print_frame(
+            coverage_table(table),
+            f"{split}: coverage (examples observed in at least "
+            f"{table.attrs.get('min_observed', 2)} epochs)",
+        )
+
+
+def _study(settings: AnalyzeSettings, splits: list[str]) -> None:
+    from soi_mlflow.analysis.report import analyze_run, compare
+    from soi_mlflow.analysis.runs import cache_for
+    from soi_mlflow.tracking.health import get_run
+
+    uri = settings.tracking_uri
+    cache = cache_for(uri)
+    parent = get_run(cache.client, settings.parent_run_id, cache.tracking_uri, "--parent-run-id")
+    from soi_mlflow.studies.reanalyze import reanalyze, study_kind
+
+    study = study_kind(parent)  # every kind, by the parent's soi.study tag
+    print(f"re-analysing the {study} study of run {settings.parent_run_id} ({parent.info.status})")
+    if study != "compare":
+        result = reanalyze(settings.parent_run_id, uri)
+        for title, table in result.tables.items():
+            print_study_table(table, title)
+        return
+    from soi_mlflow.studies.children import comparison_of
+
+    comparison = comparison_of(settings.parent_run_id, uri)
+    run_ids = [*comparison.multi, *(r for runs in comparison.single.values() for r in runs)]
+    for k, run_id in enumerate(run_ids, 1):
+        console.step(k, len(run_ids), f"analysing run {run_id}")
+        analyze_run(run_id, splits, settings.taxonomy, uri)
+    print("comparing single and multi runs (transitions, figures)", flush=True)
+    summary = compare(
+        settings.parent_run_id, comparison, splits[0], settings.taxonomy, settings.aggregate, uri
+    )
+    print_comparison(summary)
+
+
+def _compare_two(settings: AnalyzeSettings, split: str) -> None:
+    from soi_mlflow.analysis.two_runs import compare_runs
+
+    if len(settings.compare) != 2:
+        raise SoiInputError(f"--compare: expected two run ids RUN_A,RUN_B, got {settings.compare}")
+    result = compare_runs(
+        *settings.compare,
+        split,
+        into=settings.into,
+        taxonomy=settings.taxonomy,
+        tracking_uri=settings.tracking_uri,
+    )
+    console.print_frame(result.counts, f"SOI transitions ({result.coverage['matched']} matched)")
+    print(f"logged to run {result.run_id}")

@@ -1,0 +1,185 @@
+"""The study commands (several runs under one parent) and what they print: ``compare``,
+``demo``, ``two-stage``, ``transfer``, ``learning-curve``, ``views`` and
+``noise-benchmark``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from soi_mlflow.cli.options import resolved_yaml
+from soi_mlflow.cli.runs import for_cli
+from soi_mlflow.cli.show import on_screen, print_comparison, print_study_table
+from soi_mlflow.common import console
+
+
+@dataclass
+class DemoSettings:
+    """The demo: the source-axis comparison of the built-in suite with the tiny encoder."""
+
+    epochs: int = 5
+    """training epochs"""
+    seeds: int = 2
+    """seeds per setting"""
+    experiment: str = "soi-demo"
+    """MLflow experiment name"""
+    tracking_uri: str | None = None
+    """MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"""
+
+
+def log_study_config(command: str, run_id: str, config: Any, settings: Any) -> None:
+    """Log the study's resolved options to its parent run, as each training run does."""
+    from mlflow import MlflowClient
+
+    from soi_mlflow.tracking.run import resolve_tracking_uri
+    from soi_mlflow.training.settings_io import CONFIG_ARTIFACT
+
+    header = "The resolved options of this study. Repeat it with:\n"
+    header += f"  soi-mlflow {command} --config config.yaml"
+    text = resolved_yaml([config, settings], header)
+    MlflowClient(resolve_tracking_uri(config.tracking_uri)).log_text(run_id, text, CONFIG_ARTIFACT)
+
+
+def compare(config: Any, settings: Any) -> None:
+    from soi_mlflow.studies.compare import run_compare, validate_compare
+
+    config = for_cli(config)
+    validate_compare(config, settings.seeds)
+    result = run_compare(config, seeds=settings.seeds)
+    log_study_config("compare", result.parent_run_id, config, settings)
+    print_comparison(result.summary)
+    runs = [("parent run id", result.parent_run_id)]
+    multi = "+".join(config.mixture.members)
+    runs += [(f"multi {multi} seed {config.seed + s}", r) for s, r in enumerate(result.multi)]
+    runs += [
+        (f"single {m} seed {config.seed + s}", r)
+        for m, ids in result.single.items()
+        for s, r in enumerate(ids)
+    ]
+    console.print_links(runs, result.ui_command)
+
+
+def demo(settings: DemoSettings) -> None:
+    from soi_mlflow.data.mixture import MixtureSpec
+    from soi_mlflow.studies.compare import CompareSettings
+    from soi_mlflow.training import TrainConfig
+
+    config = TrainConfig(
+        MixtureSpec("builtin", "source", ("books", "movies", "electronics"), ("restaurants",)),
+        epochs=settings.epochs,
+        experiment=settings.experiment,
+        tracking_uri=settings.tracking_uri,
+    )
+    print(
+        "demo: books, movies, electronics alone and together; "
+        f"{settings.epochs} epochs, {settings.seeds} seed(s); restaurants held out (OOD)"
+    )
+    compare(config, CompareSettings(seeds=settings.seeds))
+
+
+def two_stage(config: Any, settings: Any) -> None:
+    from soi_mlflow.studies.two_stage import run_two_stage
+
+    config = for_cli(config)
+    result = run_two_stage(
+        config,
+        settings.selection(),
+        settings.stage2_epochs,
+        settings.stage1_run_id,
+        settings.stage1_model,
+    )
+    log_study_config("two-stage", result.parent_run_id, config, settings)
+    console.print_frame(
+        result.table,
+        f"accuracy (test = ID, ood = OOD); stage 2 trained on {result.selected} selected examples",
+    )
+    runs = [
+        ("parent run id", result.parent_run_id),
+        ("stage 1", result.stage1_run_id),
+        ("stage 2", result.stage2_run_id),
+        ("control", result.control_run_id),
+    ]
+    console.print_links(runs, result.ui_command)
+
+
+def transfer(config: Any, settings: Any) -> None:
+    from soi_mlflow.studies.transfer import run_transfer
+
+    config = for_cli(config)
+    result = run_transfer(config, settings.mode, settings.seeds, reuse=settings.reuse)
+    log_study_config("transfer", result.parent_run_id, config, settings)
+    console.print_frame(
+        result.mean,
+        f"transfer matrix ({settings.mode}; rows: sources, columns: targets; mean over "
+        f"{settings.seeds} seed(s))",
+        caption=f"trained {result.trained} runs, reused {result.reused}",
+    )
+    console.print_links([("parent run id", result.parent_run_id)], result.ui_command)
+
+
+def learning_curve(config: Any, settings: Any) -> None:
+    from soi_mlflow.studies.learning_curve import learning_curve as run_learning_curve
+
+    config = for_cli(config)
+    result = run_learning_curve(config, settings)
+    log_study_config("learning-curve", result.parent_run_id, config, settings)
+    fits = on_screen(result.fits, ["curve", "aux_size", "form", "c", "a", "b", "aic"])
+    console.print_frame(
+        fits.set_index(fits.columns[0]), "fits (intervals: tables/learning_curve_fits)", digits=4
+    )
+    worth = on_screen(result.worth)
+    console.print_frame(
+        worth.set_index(worth.columns[0]), "what the auxiliary data is worth, in target examples"
+    )
+    for name, title in (
+        (
+            "learning_curve_worth_over_sizes",
+            "worth per auxiliary set: median over sizes, interval over seeds",
+        ),
+        (
+            "learning_curve_interaction_over_sizes",
+            "interaction: all together minus the sum of the pairs",
+        ),
+        ("learning_curve_contextual", "contextual fit"),
+    ):
+        table = result.tables.get(name)
+        if table is not None and len(table):
+            print_study_table(table, title)
+    passes = result.compute.get("compute/example_passes")
+    seconds = result.compute.get("compute/wall_seconds")
+    if passes is not None and seconds is not None:
+        print(f"compute: {int(passes):,} training example-passes, {seconds:.0f} s")
+    console.print_links([("parent run id", result.parent_run_id)], result.ui_command)
+
+
+def views(config: Any, settings: Any) -> None:
+    from soi_mlflow.studies.views import run_views
+
+    config = for_cli(config)
+    result = run_views(config, settings)
+    log_study_config("views", result.parent_run_id, config, settings)
+    console.print_frame(
+        on_screen(result.significance),
+        "each view's transfers, with intervals over seeds",
+        digits=3,
+    )
+    console.print_frame(
+        on_screen(result.agreement), "rank agreement between the views (Spearman)", digits=3
+    )
+    console.print_frame(result.compute, "compute per view", digits=4)
+    console.print_links([("parent run id", result.parent_run_id)], result.ui_command)
+
+
+def noise_benchmark(settings: Any) -> None:
+    from soi_mlflow.studies.noise_benchmark import run_noise_benchmark, summary_rows
+
+    result = run_noise_benchmark(settings)
+    summary = result.summary
+    columns, rows = summary_rows(summary)
+    console.print_table(
+        rows,
+        columns,
+        f"label-noise detection over {settings.seeds} seed(s): mean ± std",
+        caption=f"noise share {summary['base_rate'].iloc[0]:.3f}: the AP of a random order",
+    )
+    console.print_links([("parent run id", result.parent_run_id)], result.ui_command)
