@@ -48,3 +48,10 @@ def test_config_file_fills_in_and_flags_win(tmp_path: Path) -> None:
     assert "lang_a      train        30" in out.stdout
     out = _run("preview", "--config", str(cfg), "--members", "lang_b", "--examples", "0")
     assert "train on lang_b; OOD: lang_c" in out.stdout
+
+
+def test_help_into_a_closed_pipe_prints_no_traceback() -> None:
+    """`soi-mlflow --help | true`: the reader is gone before anything is written."""
+    shell = f"{sys.executable} -m soi_mlflow.cli --help | true"
+    out = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in out.stderr and "BrokenPipeError" not in out.stderr, out.stderr

@@ -131,11 +131,11 @@ def overview() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(overview())
-        return 0
-    if argv[0] == "--version":
-        print(f"soi-mlflow {version()}")
+    if not argv or argv[0] in ("-h", "--help", "help", "--version"):
+        try:
+            print(overview() if argv[:1] != ["--version"] else f"soi-mlflow {version()}")
+        except BrokenPipeError:  # `soi-mlflow --help | head`: the reader has gone
+            return _reader_gone()
         return 0
     if argv[0] == "--verbose":  # `soi-mlflow --verbose COMMAND ...`
         argv = [*argv[1:2], "--verbose", *argv[2:]]
@@ -167,8 +167,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("soi-mlflow: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `soi-mlflow ... | head`: the reader has gone
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """Stdout's reader has gone: send what Python still flushes at exit nowhere, so no
+    second BrokenPipeError is printed."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 1
 
 
 if __name__ == "__main__":
