@@ -166,7 +166,7 @@ def log_model(
     )
     try:
         client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=step)])
-        _link_step_metrics(client, run_id, logged.model_id, step)
+        _link_step_metrics(client, run, logged.model_id, step)
         with tempfile.TemporaryDirectory(prefix="soi-model-") as tmp, quiet_downloads():
             local = Path(tmp) / MODEL_NAME
             meta = Model(
@@ -197,13 +197,14 @@ def log_model(
     return LoggedModelInfo(f"models:/{logged.model_id}", logged.model_id, run_id, version)
 
 
-def _link_step_metrics(client: Any, run_id: str, model_id: str, step: int) -> None:
+def _link_step_metrics(client: Any, run: Any, model_id: str, step: int) -> None:
     """Link the run's metrics at ``step`` to the model, as ``Model.log`` does, so the
     model's page in the UI shows them."""
     from mlflow.entities import Metric
 
+    run_id = run.info.run_id
     metrics = []
-    for key in client.get_run(run_id).data.metrics:
+    for key in run.data.metrics:
         metrics += [
             Metric(m.key, m.value, m.timestamp, m.step, model_id=model_id, run_id=run_id)
             for m in client.get_metric_history(run_id, key)
