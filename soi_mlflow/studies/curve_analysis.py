@@ -156,6 +156,9 @@ def _curve_figure(
             func = power_law if r["form"] == "power_law" else exponential
             ax.plot(grid, func(grid, r["c"], r["a"], r["b"]), color=colors(k % 10), lw=1)
     ax.set_xscale("log")
+    sizes = sorted(points["n"].unique())  # the trained sizes, not 6x10^1-style log labels
+    ax.set_xticks(sizes, [f"{int(n):,}" for n in sizes])
+    ax.minorticks_off()
     ax.set_xlabel(f"{settings.target} training examples (n)")
     ax.set_ylabel(f"{settings.target} test accuracy")
     ax.set_title(
