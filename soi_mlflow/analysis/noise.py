@@ -162,6 +162,9 @@ def confident_learning(labels: np.ndarray, pred_probs: np.ndarray) -> tuple[np.n
         raise SoiInputError(
             f"pred_probs must be (N, C) with N = {len(labels)} labels, got {pred_probs.shape}"
         )
-    issues = find_label_issues(labels, pred_probs)
+    # n_jobs=1: cleanlab's default forks a multiprocessing pool, and forking a process
+    # that runs threads (torch's, the spool writer's, MLflow's telemetry) can deadlock
+    # the child: the benchmark then hung until pytest's timeout
+    issues = find_label_issues(labels, pred_probs, n_jobs=1)
     self_confidence = pred_probs[np.arange(len(labels)), labels]
     return issues, issues + (1.0 - self_confidence)
