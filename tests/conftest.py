@@ -64,13 +64,34 @@ def module_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield from separate_store(tmp_path_factory.mktemp("store"), mp)
 
 
-def pytest_terminal_summary(terminalreporter) -> None:
-    """The fault-injection suite's one-line summary (docs/reliability.md quotes it)."""
-    import sys
-
+def _fault_tally() -> dict[str, int] | None:
     faults = sys.modules.get("faulthelp")
-    if faults is not None and faults.SUMMARY["faults"]:
-        s = faults.SUMMARY
+    return dict(faults.SUMMARY) if faults is not None and faults.SUMMARY["faults"] else None
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist, a worker hands its fault tally to the controller."""
+    tally = _fault_tally()
+    if tally and hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["fault_tally"] = tally
+
+
+def pytest_testnodedown(node, error) -> None:
+    """The controller adds up the workers' fault tallies (pytest-xdist's hook)."""
+    tally = getattr(node, "workeroutput", {}).get("fault_tally")
+    if tally:
+        for key, value in tally.items():
+            WORKER_FAULTS[key] = WORKER_FAULTS.get(key, 0) + value
+
+
+WORKER_FAULTS: dict[str, int] = {}
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The fault-injection suite's one-line summary (docs/reliability.md quotes it), from
+    this process or, under pytest-xdist, summed over the workers."""
+    s = _fault_tally() or WORKER_FAULTS
+    if s.get("faults"):
         terminalreporter.write_line(
             f"fault injection: {s['faults']} faults injected, {s['recovered']} runs "
             f"recovered, {s['rows']} trace rows compared, rows lost: {s['lost']}"
