@@ -232,7 +232,8 @@ class TraceRecorder(ShardedEpochs):
         self._raise_failed()
         epoch = self._epoch if epoch is None else int(epoch)
         collected, self._rows = self._rows, {}
-        local = {split: stack(batches) for split, batches in collected.items()}
+        # each split's batches go as soon as their columns are stacked: less held at once
+        local = {split: stack(collected.pop(split)) for split in sorted(collected)}
         if self._shard_now(local):
             return self._end_sharded(local, epoch)
         merged = gather(local, self._world, self._space)

@@ -30,10 +30,10 @@ from soi_mlflow.tracking.run import metric_safe
 Rows = dict[str, np.ndarray]
 
 # Rows per epoch (all splits, all ranks) past which ``shards=None`` writes shards. Below
-# it the gather holds at most ~50-100 MB on each rank for a moment (bench/
-# ddp_shard_memory.py: ~100 bytes a row at the peak) and gives one file per epoch, which
-# the store lists and the readers fetch in one request; above it the gather's memory
-# grows with the whole epoch on every rank, shards' with one rank's part.
+# it the gather costs rank 0 at most ~200 MB for a moment (bench/ddp_shard_memory.py:
+# ~200 bytes per row of the epoch, +199 MB at 1M rows on 2 ranks) and gives one file per
+# epoch, which the store lists and the readers fetch in one request; above it that
+# growth follows the whole epoch, a shard's only its rank's part (+86 MB at 1M rows).
 SHARD_ROWS = 1_000_000
 # Ids compared per round when looking for an example on several ranks: every rank holds
 # at most this many int64 ids (16 MB) of the other ranks at a time, whatever the epoch.
