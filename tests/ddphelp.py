@@ -16,9 +16,14 @@ import socket
 from pathlib import Path
 
 N_TRAIN, N_VAL, EPOCHS, WORLD = 101, 37, 3, 2
-# (name, shards=, SHARD_ROWS during the run): gathered by the automatic choice, sharded on
-# request, sharded by the automatic choice past a small threshold
-SETTINGS = (("gathered", None, None), ("sharded", True, None), ("auto", None, 50))
+# (name, shards=, SHARD_ROWS and ID_ROUND during the run): gathered by the automatic
+# choice; sharded on request; sharded by the automatic choice past a small threshold, its
+# duplicates looked for in many rounds of few ids
+SETTINGS = (
+    ("gathered", None, None, None),
+    ("sharded", True, None, None),
+    ("auto", None, 50, 16),
+)
 
 
 def free_port() -> int:
@@ -82,16 +87,17 @@ def worker(rank: int, port: int, uri: str, out: str) -> None:
 
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-    default = shard_rules.SHARD_ROWS
+    default = shard_rules.SHARD_ROWS, shard_rules.ID_ROUND
     try:
         runs = {}
-        for name, shards, threshold in SETTINGS:
-            shard_rules.SHARD_ROWS = threshold or default
+        for name, shards, threshold, id_round in SETTINGS:
+            shard_rules.SHARD_ROWS = threshold or default[0]
+            shard_rules.ID_ROUND = id_round or default[1]
             runs[name] = _train(rank, uri, shards)
         if rank == 0:
             Path(out).write_text(json.dumps(runs))
     finally:
-        shard_rules.SHARD_ROWS = default
+        shard_rules.SHARD_ROWS, shard_rules.ID_ROUND = default
         dist.destroy_process_group()
 
 

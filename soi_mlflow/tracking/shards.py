@@ -36,7 +36,7 @@ Rows = dict[str, np.ndarray]
 # growth follows the whole epoch, a shard's only its rank's part (+86 MB at 1M rows).
 SHARD_ROWS = 1_000_000
 # Ids compared per round when looking for an example on several ranks: every rank holds
-# at most this many int64 ids (16 MB) of the other ranks at a time, whatever the epoch.
+# about this many int64 ids (16 MB) of all ranks at a time, whatever the epoch's size.
 ID_ROUND = 1 << 21
 
 
