@@ -15,7 +15,8 @@ By default the callback reads ``batch["example_id"]``, ``batch["labels"]`` (or
   names in ``eval_splits``), and every test dataloader too (``test``, ... or ``test_splits``).
 - The run: the one of the trainer's ``MLFlowLogger`` if it has one (one run, not two), else
   ``run_id``, else the active MLflow run, else a new run, ended when training ends.
-- Under DDP every rank records and rank 0 writes (the recorder gathers).
+- Under DDP every rank records; rank 0 writes what the recorder gathers, or each rank its
+  own shard (``shards=``: past a size by default).
 - Resuming: the callback's ``state_dict`` (in every Lightning checkpoint) holds the run id
   and the next epoch, and is saved only once every finished epoch is stored, so
   ``Trainer.fit(ckpt_path=...)`` continues in the same run: each epoch's trace once, metrics
@@ -67,6 +68,9 @@ class TraceCallback(pl.Callback):
         run_id: a run id, or a function returning one (called once, on rank 0).
         analyze: analyse the run when ``fit`` ends well (on rank 0); the outcome is then
             in :attr:`analysis`.
+        shards: under DDP, each rank writes its own trace shards (True), rank 0 gathers
+            the rows (False), or shards past a size (None; see
+            :class:`~soi_mlflow.tracking.recorder.TraceRecorder`).
     """
 
     def __init__(
@@ -90,6 +94,7 @@ class TraceCallback(pl.Callback):
         tags: Mapping[str, str] | None = None,
         log_metrics: bool = True,
         analyze: bool = True,
+        shards: bool | None = None,
     ) -> None:
         for name in (*(eval_splits or ()), *(test_splits or ())):
             check_split_name(name)
@@ -108,6 +113,7 @@ class TraceCallback(pl.Callback):
         self.tags = dict(tags or {})
         self.log_metrics = log_metrics
         self.analyze = analyze
+        self.shards = shards
         self.analysis: Any = None  # the AnalysisOutcome of the last fit, when analysed
         self.recorder: TraceRecorder | None = None
         self.last_metrics: dict[str, float] = {}
@@ -152,6 +158,7 @@ class TraceCallback(pl.Callback):
             members=self.members,
             tags=self.tags,
             resume=bool(restored),
+            shards=self.shards,
         )
         self._resolved_run = self.recorder.run_id
 

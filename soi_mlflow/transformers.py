@@ -36,6 +36,7 @@ from transformers import Trainer, TrainerCallback
 from soi_mlflow.common.renamed import Default, take_renamed
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.recorder import TraceRecorder
+from soi_mlflow.tracking.trace_rows import dist_rank_world
 
 SOURCE = "transformers"
 _IDS, _LABELS, _LOGITS = Default("example_id"), Default("labels"), Default("logits")
@@ -56,8 +57,8 @@ class TraceCallback(TrainerCallback):
         member, members: optionally a batch key holding each row's member index into
             ``members`` (e.g. the source of a multi-source data set).
         axis: optional ``soi.axis`` tag; log_metrics: per-split accuracy and loss per epoch.
-        analyze: analyse the run when training ends well; the outcome is then in
-            :attr:`analysis`.
+        analyze: analyse the run when training ends well (the outcome: :attr:`analysis`).
+        shards: per-rank trace shards under torch.distributed (as TraceRecorder's).
     """
 
     def __init__(
@@ -75,6 +76,7 @@ class TraceCallback(TrainerCallback):
         axis: str | None = None,
         log_metrics: bool = True,
         analyze: bool = True,
+        shards: bool | None = None,
         **renamed: str,
     ) -> None:
         new = {"ids": ids, "labels": labels, "logits": logits, "member": member}
@@ -91,6 +93,7 @@ class TraceCallback(TrainerCallback):
         self.axis = axis
         self.log_metrics = log_metrics
         self.analyze = analyze
+        self.shards = shards
         self.analysis: Any = None  # the AnalysisOutcome of the last training, when analysed
         self._train: TraceRecorder | None = None
         self._eval: TraceRecorder | None = None
@@ -139,13 +142,14 @@ class TraceCallback(TrainerCallback):
             if id2label:
                 self.label_names = [str(id2label[i]) for i in sorted(id2label)]
         return TraceRecorder(
-            self._resolve_run(),
+            self._resolve_run() if dist_rank_world()[0] == 0 else None,  # rank 0's run
             tracking_uri=self.tracking_uri,
             label_names=self.label_names,
             axis=self.axis,
             log_metrics=self.log_metrics,
             source=SOURCE,
             members=self.members,
+            shards=self.shards,
         )
 
     # -- Trainer events ---------------------------------------------------------------
@@ -207,7 +211,6 @@ class TraceCallback(TrainerCallback):
     def _analyze(self, recorder: TraceRecorder) -> None:
         """The run's analysis, on the process that wrote its traces (rank 0)."""
         from soi_mlflow.analysis.after_training import analyze_after_training
-        from soi_mlflow.tracking.trace_rows import dist_rank_world
 
         if dist_rank_world()[0] == 0 and recorder.run_id and recorder.tracking_uri:
             self.analysis = analyze_after_training(recorder.run_id, recorder.tracking_uri)

@@ -63,14 +63,16 @@ class AnalysisOutcome:
 
 
 def traced_epochs(client: object, run_id: str) -> dict[str, int]:
-    """Per traced split of the run, its number of trace files (epochs), in analysis order."""
+    """Per traced split of the run, its number of traced epochs (a trace file or a
+    folder of shards each), in analysis order."""
+    from soi_mlflow.tracking.names import listed_epoch
+
     found = {}
     for folder in client.list_artifacts(run_id, "traces"):
         if folder.is_dir:
             files = client.list_artifacts(run_id, folder.path)
-            found[folder.path.rsplit("/", 1)[-1]] = sum(
-                1 for a in files if a.path.endswith(".parquet")
-            )
+            epochs = {listed_epoch(a.path, a.is_dir) for a in files} - {None}
+            found[folder.path.rsplit("/", 1)[-1]] = len(epochs)
     order = [s for s in FIRST if s in found] + sorted(s for s in found if s not in FIRST)
     return {s: found[s] for s in order}
 

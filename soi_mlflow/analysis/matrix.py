@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+from pandas.api.types import union_categoricals
 
 from soi_mlflow.tracking.trace_format import read_metadata, readable
 
@@ -83,28 +84,40 @@ class TraceMatrix:
 
     @classmethod
     def from_files(cls, paths: Sequence[str | Path]) -> TraceMatrix:
-        """From one trace file per epoch, reading only the columns needed."""
-        parts, epochs, fixes = [], [], []
-        for path in paths:
-            epochs.append(int(read_metadata(path).get("epoch", len(epochs))))
-            with readable(path):
-                table = pq.read_table(path, columns=NUMERIC)
-            part = {c: table.column(c).to_numpy() for c in NUMERIC}
+        """From trace files, reading only the columns needed: one file per epoch, or
+        several (an epoch's shards, ``tracking/names.py``), grouped by the epoch in their
+        metadata. The files of one epoch are read in the order given (shards in rank
+        order) and an example in several counts with its last row, as within a file."""
+        groups: dict[int, list[int]] = {}
+        for i, path in enumerate(paths):
+            groups.setdefault(int(read_metadata(path).get("epoch", i)), []).append(i)
+        epochs = sorted(groups)
+        parts, fixes = [], []
+        for e in epochs:
+            read = []
+            for i in groups[e]:
+                with readable(paths[i]):
+                    table = pq.read_table(paths[i], columns=NUMERIC)
+                read.append({c: table.column(c).to_numpy() for c in NUMERIC})
+            part = read[0] if len(read) == 1 else {
+                c: np.concatenate([r[c] for r in read]) for c in NUMERIC
+            }
             keep = _last_visits(part["example_id"])
             if keep is not None:
                 part = {k: v[keep] for k, v in part.items()}
             parts.append(part)
             fixes.append(keep)
-        order = np.argsort(epochs, kind="stable")
 
         def member(k: int) -> pd.Categorical:
-            i = order[k]
-            with readable(paths[i]):
-                column = pq.read_table(paths[i], columns=["member"]).column("member")
-            values = pd.Categorical(column.to_pandas())
-            return values if fixes[i] is None else values[fixes[i]]
+            columns = []
+            for i in groups[epochs[k]]:
+                with readable(paths[i]):
+                    column = pq.read_table(paths[i], columns=["member"]).column("member")
+                columns.append(pd.Categorical(column.to_pandas()))
+            values = columns[0] if len(columns) == 1 else union_categoricals(columns)
+            return values if fixes[k] is None else values[fixes[k]]
 
-        return cls._stack([parts[i] for i in order], [epochs[i] for i in order], member)
+        return cls._stack(parts, epochs, member)
 
     @classmethod
     def _stack(

@@ -17,6 +17,7 @@ from soi_mlflow.analysis.soi import Taxonomy, get_taxonomy
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.artifacts import ArtifactCache
 from soi_mlflow.tracking.health import check_tracking, get_run, is_stale, stale_message
+from soi_mlflow.tracking.names import local_trace_files
 from soi_mlflow.tracking.recorder import check_split_name as check_split
 from soi_mlflow.tracking.run import TAG_PREFIX, resolve_tracking_uri
 from soi_mlflow.tracking.search import PAGE_SIZE, all_experiment_ids, search_all
@@ -32,10 +33,11 @@ def cache_for(tracking_uri: str | None = None) -> ArtifactCache:
 
 
 def trace_paths(run_id: str, split: str = "train", tracking_uri: str | None = None) -> list:
-    """Local paths of a run's trace files of ``split``, one per epoch, in epoch order."""
+    """Local paths of a run's trace files of ``split`` in epoch order: one per epoch, or
+    an epoch's shards in rank order (``tracking/names.py``)."""
     cache = cache_for(tracking_uri)
-    folder = cache.folder(run_id, f"traces/{check_split(split)}")
-    paths = sorted(folder.glob("epoch=*.parquet"))
+    folder = cache.folder(run_id, f"traces/{check_split(split)}", subfolders=True)
+    paths = local_trace_files(folder)
     if not paths:
         found = sorted(a.path.split("/")[-1] for a in cache.client.list_artifacts(run_id, "traces"))
         raise SoiInputError(
@@ -53,12 +55,20 @@ def naming_the_run(run_id: str, split: str) -> Iterator[None]:
         yield
     except TraceFormatError as exc:
         raise SoiInputError(
-            f"run {run_id}: trace file traces/{split}/{Path(exc.path).name} {exc.problem}"
+            f"run {run_id}: trace file traces/{split}/{_relative(exc.path)} {exc.problem}"
         ) from None
 
 
+def _relative(path: str) -> str:
+    """A trace file's path under ``traces/<split>/``: its name, or ``epoch=NNN/<name>``."""
+    local = Path(path)
+    shard = local.parent.name.startswith("epoch=")
+    return f"{local.parent.name}/{local.name}" if shard else local.name
+
+
 def load_traces(run_id: str, split: str = "train", tracking_uri: str | None = None) -> pd.DataFrame:
-    """Every epoch's trace of ``split`` (schema-v1 columns), one row per example and epoch."""
+    """Every epoch's trace of ``split`` (schema-v1 columns), one row per example and epoch
+    (an epoch's shards one after another, in rank order)."""
     paths = trace_paths(run_id, split, tracking_uri)
     with naming_the_run(run_id, split):
         frames = [read_trace(p) for p in paths]

@@ -22,6 +22,7 @@ from soi_mlflow.analysis.transition_tables import transition_matrix
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.server.store import ServerStoreClient, check_run_id, server_backend_uri
 from soi_mlflow.tracking.artifacts import ArtifactCache
+from soi_mlflow.tracking.names import local_trace_files
 
 EXAMPLE_COLUMNS = ("text", "text_pair", "label_name", "planted")
 
@@ -83,8 +84,8 @@ class RunData:
         split = check_split(split)
 
         def make() -> pd.DataFrame:
-            folder = self.cache.folder(run_id, f"traces/{split}")
-            paths = sorted(folder.glob("epoch=*.parquet"))
+            folder = self.cache.folder(run_id, f"traces/{split}", subfolders=True)
+            paths = local_trace_files(folder)
             if not paths:
                 raise MissingData(f"run {run_id} has no traces of split {split!r}")
             tm = TraceMatrix.from_files(paths)

@@ -61,14 +61,21 @@ class ArtifactCache:
             self._known.add(run_id)
         return run_folder_name(run_id)
 
-    def folder(self, run_id: str, path: str) -> Path:
-        """The local copy of artifact folder ``path`` of ``run_id`` (fetched as needed)."""
+    def folder(self, run_id: str, path: str, subfolders: bool = False) -> Path:
+        """The local copy of artifact folder ``path`` of ``run_id`` (fetched as needed);
+        with ``subfolders``, its folders' files too, one level down (a trace folder's
+        ``epoch=NNN/`` shards)."""
         local = self.root / self._run_id(run_id) / path
         if (local / _DONE).exists():
             return local
         listing = self.client.list_artifacts(run_id, path)
-        wanted = [a for a in listing if not a.is_dir]
-        missing = [a for a in wanted if not _has(local / Path(a.path).name, a.file_size)]
+        for sub in listing if subfolders else ():
+            if sub.is_dir:
+                self.folder(run_id, sub.path)
+        wanted = [a for a in listing if subfolders or not a.is_dir]  # done once all are
+        missing = [
+            a for a in wanted if not a.is_dir and not _has(local / Path(a.path).name, a.file_size)
+        ]
         if missing:
             local.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(dir=local.parent, prefix=".fetch-"))

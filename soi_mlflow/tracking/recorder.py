@@ -22,8 +22,9 @@ Three calls in a plain loop, as AUM's calculator takes them::
   they wait there; the writer thread tries again every ``$SOI_MLFLOW_SPOOL_RETRY_S``
   seconds (default 15) and at every write, :meth:`close` once more, and what is still
   left then goes with ``soi-mlflow sync`` (``close`` says so on stderr).
-- Under ``torch.distributed`` every rank calls ``add`` and ``end_epoch``; rows are gathered
-  to rank 0, which alone owns the run and writes.
+- Under ``torch.distributed`` every rank calls ``add`` and ``end_epoch``; rank 0 owns the
+  run. Rows are gathered to rank 0, which writes ``epoch=NNN.parquet``, or in shard mode
+  (``shards=``) each rank writes its own ``epoch=NNN/rank=R.parquet`` (``shards.py``).
 - Bad input (no ids, lengths that differ, labels outside the classes, a split name that
   cannot be a folder) raises :class:`SoiInputError` at the first batch, never an empty trace.
 - The public ``soi_mlflow.TraceRecorder`` (``analysis/after_training.py``) is this class
@@ -42,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.batch import batch_rows
 from soi_mlflow.tracking.epoch_writer import epoch_rows, gather, put_trace, split_metrics
 from soi_mlflow.tracking.health import HEARTBEAT_TAG, end_status
 from soi_mlflow.tracking.label_space import LabelSpace
@@ -53,12 +55,13 @@ from soi_mlflow.tracking.names import (
     trace_artifact_path,
     trace_file_name,
 )
+from soi_mlflow.tracking.recorder_shards import ShardedEpochs
 from soi_mlflow.tracking.run import RunHandle
 from soi_mlflow.tracking.run_end import report_incomplete
 from soi_mlflow.tracking.spool import SendResult, Spool
 from soi_mlflow.tracking.spool_writer import SpoolWriter, retry_interval
 from soi_mlflow.tracking.trace_format import CAPTURE_MODES, SCHEMA_VERSION
-from soi_mlflow.tracking.trace_rows import as_ids, dist_rank_world, stack, statistics
+from soi_mlflow.tracking.trace_rows import dist_rank_world, stack
 
 # the naming rules live in names.py; importers of this module keep finding them here
 __all__ = [
@@ -72,7 +75,7 @@ __all__ = [
 ]
 
 
-class TraceRecorder:
+class TraceRecorder(ShardedEpochs):
     """Records per-example traces of named splits into an MLflow run, one file per epoch.
 
     Args:
@@ -96,6 +99,10 @@ class TraceRecorder:
             area-under-the-margin needs), ~1.8 bytes per example and epoch.
         resume: ``run_id`` is a run being resumed: if it ended (FAILED, KILLED) it is set
             RUNNING again and ended by :meth:`close`; tagged ``soi.resumed``.
+        shards: under torch.distributed, each rank writes its own shard of every epoch
+            (True), rank 0 gathers and writes (False), or shards once an epoch has more
+            than :data:`~soi_mlflow.tracking.shards.SHARD_ROWS` rows on all ranks (None).
+            Either way each example has one row per epoch and rank 0 logs the metrics.
     """
 
     def __init__(
@@ -114,6 +121,7 @@ class TraceRecorder:
         experiment: str | None = None,
         margin: bool = True,
         resume: bool = False,
+        shards: bool | None = None,
     ) -> None:
         if capture not in CAPTURE_MODES:
             raise SoiInputError(
@@ -143,13 +151,17 @@ class TraceRecorder:
         self.unsent = SendResult(0, 0)  # what the last round of sending left in the spool
         self._closed = False
         self._resume = resume
+        self.shards = shards
+        self._sharded = False  # an epoch was sharded: so are the later ones
+        self._joined = False  # every rank knows the run (the first sharded epoch)
         if self._rank == 0:
             self._open_run()
 
     # -- the run ------------------------------------------------------------------
     @property
     def run_id(self) -> str | None:
-        """The run written into (None on the non-zero ranks of a distributed job)."""
+        """The run written into (None on the non-zero ranks of a distributed job until
+        its first sharded epoch)."""
         return self._run_id
 
     @property
@@ -205,36 +217,9 @@ class TraceRecorder:
         if self._closed:
             raise SoiInputError("this TraceRecorder is closed; create a new one")
         first = split not in self._checked
-        if first:
-            check_split_name(split)
-        if example_ids is None:
-            raise SoiInputError(f"split {split!r}: example_ids is missing (one int id per row)")
-        if (logits is None) == (probs is None):
-            raise SoiInputError(f"split {split!r}: give exactly one of logits or probs")
-        if labels is None:
-            raise SoiInputError(f"split {split!r}: labels are missing (gold class per row)")
-        scores = logits if logits is not None else probs
-        ids = as_ids(example_ids, split)
-        n = int(ids.shape[0])
-        if getattr(scores, "ndim", None) != 2 or int(scores.shape[0]) != n:
-            raise SoiInputError(
-                f"split {split!r}: {'logits' if logits is not None else 'probs'} must have shape "
-                f"(n_examples, n_classes) with n_examples = {n} ids, got shape "
-                f"{tuple(getattr(scores, 'shape', ()))}"
-            )
-        width = int(scores.shape[1])
-        task_idx = self._space.task_indices(task, n, check=first)
-        self._space.ensure_task()
-        gold = self._space.gold(labels, task_idx, n, split)
-        classes = self._space.class_counts(width)
-        if first:
-            self._space.check_first(split, gold, task_idx, classes, width)
-            self._checked.add(split)
-        member_idx = self._space.member_indices(member, task_idx, n, check=first)
-        row = statistics(scores, gold, task_idx, classes, width, from_probs=logits is None)
-        row["example_id"] = ids
-        row["member_idx"] = member_idx
-        row["task_idx"] = task_idx
+        space = self._space
+        row = batch_rows(space, split, example_ids, logits, labels, probs, member, task, first)
+        self._checked.add(split)
         if split == "train":
             self._batches += 1
         row["step"] = int(step) if step is not None else self._batches
@@ -247,7 +232,10 @@ class TraceRecorder:
         self._raise_failed()
         epoch = self._epoch if epoch is None else int(epoch)
         collected, self._rows = self._rows, {}
-        local = {split: stack(batches) for split, batches in collected.items()}
+        # each split's batches go as soon as their columns are stacked: less held at once
+        local = {split: stack(collected.pop(split)) for split in sorted(collected)}
+        if self._shard_now(local):
+            return self._end_sharded(local, epoch)
         merged = gather(local, self._world, self._space)
         metrics: dict[str, float] = {}
         if merged is not None:
@@ -265,7 +253,15 @@ class TraceRecorder:
         """Class names per task, as written into each file's metadata."""
         return self._space.label_names()
 
-    def _persist(self, split: str, epoch: int, rows: dict[str, np.ndarray], capture: str) -> None:
+    def _persist(
+        self,
+        split: str,
+        epoch: int,
+        rows: dict[str, np.ndarray],
+        capture: str,
+        rank: int | None = None,
+        names: tuple[list[str], list[str]] | None = None,
+    ) -> None:
         assert self._spool is not None
         put_trace(
             self._spool,
@@ -278,6 +274,8 @@ class TraceRecorder:
             source=self.source,
             axis=self.axis,
             margin=self._margin,
+            rank=rank,
+            names=names,
         )
         self._send()
 
@@ -359,8 +357,8 @@ class TraceRecorder:
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
                 self._executor = None
-            self._finish(status, exception)
-        if self._spool is not None:  # rank 0, with a run
+            self._finish_ranks(status, exception)
+        if self._spool is not None and self._rank == 0:  # the run's owner
             self._after_close(status)
 
     def _after_close(self, status: str) -> None:
