@@ -14,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
+import pyarrow as pa
 
-from soi_mlflow.tracking.trace_format import read_metadata, readable
+from soi_mlflow.tracking.trace_format import check_metadata, open_trace
 
 NUMERIC = ["example_id", "gold", "pred", "p_gold"]
 # SOI and cartography of an example need this many observed epochs (fewer when the run has
@@ -82,29 +83,44 @@ class TraceMatrix:
         return cls._stack(parts, epochs, lambda k: members[k])
 
     @classmethod
-    def from_files(cls, paths: Sequence[str | Path]) -> TraceMatrix:
-        """From one trace file per epoch, reading only the columns needed."""
-        parts, epochs, fixes = [], [], []
-        for path in paths:
-            epochs.append(int(read_metadata(path).get("epoch", len(epochs))))
-            with readable(path):
-                table = pq.read_table(path, columns=NUMERIC)
-            part = {c: table.column(c).to_numpy() for c in NUMERIC}
+    def from_files(cls, paths: Sequence[str | Path], filesystem: Any = None) -> TraceMatrix:
+        """From trace files, reading only the columns needed; ``filesystem`` (a
+        ``pyarrow.fs.FileSystem``, default local paths) is where they are read from.
+
+        Files whose metadata name the same epoch (DDP shards, given in rank order) are one
+        epoch: their rows are joined, and an example repeated counts with its last row."""
+        groups: dict[int, list[int]] = {}
+        tables, footers = [], []
+        for i, path in enumerate(paths):
+            with open_trace(path, filesystem) as pf:
+                epoch = int(check_metadata(path, pf.schema_arrow).get("epoch", i))
+                tables.append(pf.read(columns=NUMERIC))
+                footers.append(pf.metadata)
+            groups.setdefault(epoch, []).append(i)
+        epochs = sorted(groups)
+        parts, fixes = [], []
+        for e in epochs:
+            files = groups[e]
+            part = {
+                c: np.concatenate([tables[i].column(c).to_numpy() for i in files]) for c in NUMERIC
+            }
             keep = _last_visits(part["example_id"])
             if keep is not None:
                 part = {k: v[keep] for k, v in part.items()}
             parts.append(part)
             fixes.append(keep)
-        order = np.argsort(epochs, kind="stable")
+        del tables
 
         def member(k: int) -> pd.Categorical:
-            i = order[k]
-            with readable(paths[i]):
-                column = pq.read_table(paths[i], columns=["member"]).column("member")
-            values = pd.Categorical(column.to_pandas())
-            return values if fixes[i] is None else values[fixes[i]]
+            columns = []
+            for i in groups[epochs[k]]:
+                with open_trace(paths[i], filesystem, footers[i]) as pf:
+                    columns.append(pf.read(columns=["member"]).column("member"))
+            chunks = [chunk for column in columns for chunk in column.chunks]
+            values = pd.Categorical(pa.chunked_array(chunks, columns[0].type).to_pandas())
+            return values if fixes[k] is None else values[fixes[k]]
 
-        return cls._stack([parts[i] for i in order], [epochs[i] for i in order], member)
+        return cls._stack(parts, epochs, member)
 
     @classmethod
     def _stack(

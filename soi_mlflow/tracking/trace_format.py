@@ -150,10 +150,25 @@ def write_trace(path: str | Path, table: pa.Table, meta: dict[str, Any]) -> Path
     return path
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The ``soi.*`` metadata of a trace file, after checking its schema version."""
+@contextmanager
+def open_trace(
+    path: str | Path, filesystem: Any = None, metadata: Any = None
+) -> Iterator[pq.ParquetFile]:
+    """``path`` opened as a Parquet file, on ``filesystem`` (a ``pyarrow.fs.FileSystem``;
+    None: a local path). Reads go through :func:`readable`; ``metadata`` (a file's
+    ``FileMetaData`` read before) spares reading its footer again."""
     with readable(path):
-        raw = pq.read_schema(path).metadata or {}
+        if filesystem is None:
+            with pq.ParquetFile(path, metadata=metadata) as pf:
+                yield pf
+            return
+        with filesystem.open_input_file(str(path)) as f:
+            yield pq.ParquetFile(f, metadata=metadata)
+
+
+def check_metadata(path: str | Path, schema: pa.Schema) -> dict[str, Any]:
+    """The ``soi.*`` metadata of a trace file's ``schema``, after checking its version."""
+    raw = schema.metadata or {}
     meta = {k.decode(): v.decode() for k, v in raw.items() if k.decode().startswith(META_PREFIX)}
     version = meta.get(f"{META_PREFIX}trace_schema")
     if version is None:
@@ -174,11 +189,20 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return out
 
 
-def read_trace(path: str | Path) -> pd.DataFrame:
-    """A trace file as a DataFrame with the schema-v1 columns (categoricals for names)."""
-    read_metadata(path)
-    with readable(path):
-        table = pq.read_table(path)
+def read_metadata(path: str | Path, filesystem: Any = None) -> dict[str, Any]:
+    """The ``soi.*`` metadata of a trace file, after checking its schema version
+    (``filesystem``: as for :func:`open_trace`)."""
+    with open_trace(path, filesystem) as pf:
+        schema = pf.schema_arrow
+    return check_metadata(path, schema)
+
+
+def read_trace(path: str | Path, filesystem: Any = None) -> pd.DataFrame:
+    """A trace file as a DataFrame with the schema-v1 columns (categoricals for names);
+    ``filesystem``: as for :func:`open_trace`."""
+    with open_trace(path, filesystem) as pf:
+        check_metadata(path, pf.schema_arrow)
+        table = pf.read()
     missing = [c for c in REQUIRED if c not in table.column_names]
     if missing:
         raise TraceFormatError(path, f"lacks column(s) {', '.join(missing)}")
