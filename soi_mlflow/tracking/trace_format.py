@@ -53,6 +53,8 @@ REQUIRED = tuple(SCHEMA.names)
 OPTIONAL = pa.schema([("margin", pa.float32())])
 OPTIONAL_MANTISSA_BITS = {"margin": 8}
 FLOAT_MANTISSA_BITS = 12
+PARQUET_MAGIC = b"PAR1"
+FOOTER_GUESS = 16 * 1024  # a trace file's footer is ~2 KB
 
 
 def round_mantissa(values: np.ndarray, bits: int = FLOAT_MANTISSA_BITS) -> np.ndarray:
@@ -163,7 +165,23 @@ def open_trace(
                 yield pf
             return
         with filesystem.open_input_file(str(path)) as f:
-            yield pq.ParquetFile(f, metadata=metadata)
+            yield pq.ParquetFile(f, metadata=metadata or read_footer(f))
+
+
+def read_footer(f: pa.NativeFile) -> pq.FileMetaData:
+    """An open Parquet file's metadata from one read of its last ``FOOTER_GUESS`` bytes
+    (a second read only for a larger footer) rather than pyarrow's 64 KiB guess, which
+    is most of a small file fetched over the network (DDP shards, small splits)."""
+    size = f.size()
+    tail = f.read_at(min(size, FOOTER_GUESS), size - min(size, FOOTER_GUESS))
+    if len(tail) < 12 or tail[-4:] != PARQUET_MAGIC:
+        raise pa.ArrowInvalid("no Parquet footer at the end of the file")
+    need = int.from_bytes(tail[-8:-4], "little") + 12  # footer, its length, two magics
+    if need > size:
+        raise pa.ArrowInvalid("the Parquet footer is longer than the file")
+    if need > len(tail):
+        tail = f.read_at(need, size - need)
+    return pq.read_metadata(pa.BufferReader(tail))
 
 
 def check_metadata(path: str | Path, schema: pa.Schema) -> dict[str, Any]:
