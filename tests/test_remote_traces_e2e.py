@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from byteproxy import ByteCountingProxy
 from mlflow import MlflowClient
@@ -22,8 +23,13 @@ from tracedruns import (
 )
 
 from soi_mlflow.analysis.matrix import TraceMatrix
-from soi_mlflow.analysis.runs import cache_for, load_traces, soi_table, trace_matrix
-from soi_mlflow.analysis.runs import traces as trace_files
+from soi_mlflow.analysis.runs import (
+    cache_for,
+    load_traces,
+    soi_table,
+    trace_files,
+    trace_matrix,
+)
 from soi_mlflow.tracking.local import run_folder_name
 from soi_mlflow.tracking.trace_files import cached_trace_files, list_traces
 from soi_mlflow.tracking.trace_format import open_trace
@@ -90,6 +96,14 @@ def _cache_read(uri: str, run_id: str) -> TraceMatrix:
     return TraceMatrix.from_files(found.paths)
 
 
+def _dataset_read(found) -> pd.DataFrame:
+    """Two columns of every file through ``pyarrow.dataset``, as docs/analysis.md shows."""
+    import pyarrow.dataset as ds
+
+    table = ds.dataset(found.paths, filesystem=found.filesystem, format="parquet")
+    return table.to_table(columns=["example_id", "p_gold"]).to_pandas()
+
+
 def _column_bytes(path: Path, column: str) -> int:
     import pyarrow.parquet as pq
 
@@ -139,6 +153,7 @@ def test_an_artifact_server_is_read_with_range_requests(servers, ranks) -> None:
     assert column_bytes < 0.35 * whole
     assert_same_matrix(read, tm)
     assert load_traces(run_id, "train", uri).equals(frame)
+    assert _dataset_read(found).equals(frame[["example_id", "p_gold"]])
     assert_same_table(soi_table(run_id, "train", tracking_uri=uri), table)
     assert _no_cache_copy(uri, run_id)
     assert_same_matrix(_cache_read(uri, run_id), read)
@@ -154,6 +169,7 @@ def test_an_s3_artifact_root_is_read_through_pyarrows_s3_filesystem(servers) -> 
     frame, tm, table = reference(folder)
     assert_same_matrix(trace_matrix(run_id, "train", uri), tm)
     assert load_traces(run_id, "train", uri).equals(frame)
+    assert _dataset_read(found).equals(frame[["example_id", "p_gold"]])
     assert_same_table(soi_table(run_id, "train", tracking_uri=uri), table)
     assert _no_cache_copy(uri, run_id)
     assert_same_matrix(_cache_read(uri, run_id), tm)

@@ -17,8 +17,14 @@ from tracedruns import (
     write_traces,
 )
 
-from soi_mlflow.analysis.runs import cache_for, load_traces, soi_table, trace_matrix, trace_paths
-from soi_mlflow.analysis.runs import traces as trace_files
+from soi_mlflow.analysis.runs import (
+    cache_for,
+    load_traces,
+    soi_table,
+    trace_files,
+    trace_matrix,
+    trace_paths,
+)
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking import remote_fs
 from soi_mlflow.tracking.local import run_folder_name

@@ -24,7 +24,7 @@ from soi_mlflow.tracking.trace_files import (
     TraceFiles,
     cached_trace_files,
     list_traces,
-    trace_files,
+    locate_traces,
 )
 from soi_mlflow.tracking.trace_format import TraceFormatError, read_trace
 
@@ -37,17 +37,17 @@ def cache_for(tracking_uri: str | None = None) -> ArtifactCache:
     return ArtifactCache(resolve_tracking_uri(tracking_uri))
 
 
-def traces(run_id: str, split: str = "train", tracking_uri: str | None = None) -> TraceFiles:
+def trace_files(run_id: str, split: str = "train", tracking_uri: str | None = None) -> TraceFiles:
     """Where a run's trace files of ``split`` are read from: a pyarrow filesystem (the
     local artifact folder in place, the tracking server over HTTP range requests, S3, or
     the download cache) and the files grouped by epoch (tracking/trace_files.py)."""
-    return trace_files(cache_for(tracking_uri), run_id, check_split(split))
+    return locate_traces(cache_for(tracking_uri), run_id, check_split(split))
 
 
 def trace_paths(run_id: str, split: str = "train", tracking_uri: str | None = None) -> list:
     """Local paths of a run's trace files of ``split``, in epoch order (the shards of an
     epoch together): in place for a local artifact store, else the cache's copies."""
-    found = traces(run_id, split, tracking_uri)
+    found = trace_files(run_id, split, tracking_uri)
     if found.source in ("local", "cache"):
         return [Path(p) for p in found.paths]
     cache = cache_for(tracking_uri)
@@ -70,8 +70,8 @@ def naming_the_run(run_id: str, split: str, found: TraceFiles | None = None) -> 
 
 def load_traces(run_id: str, split: str = "train", tracking_uri: str | None = None) -> pd.DataFrame:
     """Every epoch's trace of ``split`` (schema-v1 columns), one row per example and epoch,
-    read where the traces are (:func:`traces`)."""
-    found = traces(run_id, split, tracking_uri)
+    read where the traces are (:func:`trace_files`)."""
+    found = trace_files(run_id, split, tracking_uri)
     with naming_the_run(run_id, split, found):
         frames = [read_trace(p, found.filesystem) for p in found.paths]
     return pd.concat(frames, ignore_index=True)
@@ -87,8 +87,8 @@ def load_examples(
 
 def trace_matrix(run_id: str, split: str = "train", tracking_uri: str | None = None) -> TraceMatrix:
     """The run's traces of ``split`` as a matrix, reading only the columns it needs where
-    the traces are (:func:`traces`)."""
-    found = traces(run_id, split, tracking_uri)
+    the traces are (:func:`trace_files`)."""
+    found = trace_files(run_id, split, tracking_uri)
     with naming_the_run(run_id, split, found):
         return TraceMatrix.from_files(found.paths, found.filesystem)
 

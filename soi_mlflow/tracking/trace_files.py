@@ -1,6 +1,6 @@
 """Where a run's trace files are, and a pyarrow filesystem that reads them there.
 
-:func:`trace_files` lists ``traces/<split>/`` through MLflow (both layouts: one file per
+:func:`locate_traces` lists ``traces/<split>/`` through MLflow (both layouts: one file per
 epoch, ``epoch=NNN.parquet``, and DDP shards, ``epoch=NNN/rank=R.parquet``), groups the
 files by epoch, and picks the cheapest way to read them:
 
@@ -95,7 +95,7 @@ def no_traces(client: Any, run_id: str, split: str) -> SoiInputError:
     )
 
 
-def trace_files(cache: ArtifactCache, run_id: str, split: str = "train") -> TraceFiles:
+def locate_traces(cache: ArtifactCache, run_id: str, split: str = "train") -> TraceFiles:
     """Where ``run_id``'s trace files of ``split`` are read from (the module docstring).
 
     ``cache`` gives the store's client and the fallback download. A run without traces of
