@@ -14,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
-from pandas.api.types import union_categoricals
+import pyarrow as pa
 
-from soi_mlflow.tracking.trace_format import read_metadata, readable
+from soi_mlflow.tracking.trace_format import check_metadata, open_trace
 
 NUMERIC = ["example_id", "gold", "pred", "p_gold"]
 # SOI and cartography of an example need this many observed epochs (fewer when the run has
@@ -83,38 +83,41 @@ class TraceMatrix:
         return cls._stack(parts, epochs, lambda k: members[k])
 
     @classmethod
-    def from_files(cls, paths: Sequence[str | Path]) -> TraceMatrix:
-        """From trace files, reading only the columns needed: one file per epoch, or
-        several (an epoch's shards, ``tracking/names.py``), grouped by the epoch in their
-        metadata. The files of one epoch are read in the order given (shards in rank
-        order) and an example in several counts with its last row, as within a file."""
+    def from_files(cls, paths: Sequence[str | Path], filesystem: Any = None) -> TraceMatrix:
+        """From trace files, reading only the columns needed; ``filesystem`` (a
+        ``pyarrow.fs.FileSystem``, default local paths) is where they are read from.
+
+        Files whose metadata name the same epoch (DDP shards, given in rank order) are one
+        epoch: their rows are joined, and an example repeated counts with its last row."""
         groups: dict[int, list[int]] = {}
+        tables, footers = [], []
         for i, path in enumerate(paths):
-            groups.setdefault(int(read_metadata(path).get("epoch", i)), []).append(i)
+            with open_trace(path, filesystem) as pf:
+                epoch = int(check_metadata(path, pf.schema_arrow).get("epoch", i))
+                tables.append(pf.read(columns=NUMERIC))
+                footers.append(pf.metadata)
+            groups.setdefault(epoch, []).append(i)
         epochs = sorted(groups)
         parts, fixes = [], []
         for e in epochs:
-            read = []
-            for i in groups[e]:
-                with readable(paths[i]):
-                    table = pq.read_table(paths[i], columns=NUMERIC)
-                read.append({c: table.column(c).to_numpy() for c in NUMERIC})
-            part = read[0] if len(read) == 1 else {
-                c: np.concatenate([r[c] for r in read]) for c in NUMERIC
+            files = groups[e]
+            part = {
+                c: np.concatenate([tables[i].column(c).to_numpy() for i in files]) for c in NUMERIC
             }
             keep = _last_visits(part["example_id"])
             if keep is not None:
                 part = {k: v[keep] for k, v in part.items()}
             parts.append(part)
             fixes.append(keep)
+        del tables
 
         def member(k: int) -> pd.Categorical:
             columns = []
             for i in groups[epochs[k]]:
-                with readable(paths[i]):
-                    column = pq.read_table(paths[i], columns=["member"]).column("member")
-                columns.append(pd.Categorical(column.to_pandas()))
-            values = columns[0] if len(columns) == 1 else union_categoricals(columns)
+                with open_trace(paths[i], filesystem, footers[i]) as pf:
+                    columns.append(pf.read(columns=["member"]).column("member"))
+            chunks = [chunk for column in columns for chunk in column.chunks]
+            values = pd.Categorical(pa.chunked_array(chunks, columns[0].type).to_pandas())
             return values if fixes[k] is None else values[fixes[k]]
 
         return cls._stack(parts, epochs, member)

@@ -17,10 +17,15 @@ from soi_mlflow.analysis.soi import Taxonomy, get_taxonomy
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.artifacts import ArtifactCache
 from soi_mlflow.tracking.health import check_tracking, get_run, is_stale, stale_message
-from soi_mlflow.tracking.names import local_trace_files
 from soi_mlflow.tracking.recorder import check_split_name as check_split
 from soi_mlflow.tracking.run import TAG_PREFIX, resolve_tracking_uri
 from soi_mlflow.tracking.search import PAGE_SIZE, all_experiment_ids, search_all
+from soi_mlflow.tracking.trace_files import (
+    TraceFiles,
+    cached_trace_files,
+    list_traces,
+    locate_traces,
+)
 from soi_mlflow.tracking.trace_format import TraceFormatError, read_trace
 
 SPLITS = ("train", "validation", "test", "ood")  # the built-in trainer's; any valid name works
@@ -32,46 +37,44 @@ def cache_for(tracking_uri: str | None = None) -> ArtifactCache:
     return ArtifactCache(resolve_tracking_uri(tracking_uri))
 
 
+def trace_files(run_id: str, split: str = "train", tracking_uri: str | None = None) -> TraceFiles:
+    """Where a run's trace files of ``split`` are read from: a pyarrow filesystem (the
+    local artifact folder in place, the tracking server over HTTP range requests, S3, or
+    the download cache) and the files grouped by epoch (tracking/trace_files.py)."""
+    return locate_traces(cache_for(tracking_uri), run_id, check_split(split))
+
+
 def trace_paths(run_id: str, split: str = "train", tracking_uri: str | None = None) -> list:
-    """Local paths of a run's trace files of ``split`` in epoch order: one per epoch, or
-    an epoch's shards in rank order (``tracking/names.py``)."""
+    """Local paths of a run's trace files of ``split``, in epoch order (the shards of an
+    epoch together): in place for a local artifact store, else the cache's copies."""
+    found = trace_files(run_id, split, tracking_uri)
+    if found.source in ("local", "cache"):
+        return [Path(p) for p in found.paths]
     cache = cache_for(tracking_uri)
-    folder = cache.folder(run_id, f"traces/{check_split(split)}", subfolders=True)
-    paths = local_trace_files(folder)
-    if not paths:
-        found = sorted(a.path.split("/")[-1] for a in cache.client.list_artifacts(run_id, "traces"))
-        raise SoiInputError(
-            f"run {run_id} has no traces of split {split!r}; its traced splits: "
-            f"{', '.join(found) or 'none'}"
-        )
-    return paths
+    listed = list_traces(cache.client, run_id, split)
+    return [Path(p) for p in cached_trace_files(cache, run_id, split, listed).paths]
 
 
 @contextmanager
-def naming_the_run(run_id: str, split: str) -> Iterator[None]:
+def naming_the_run(run_id: str, split: str, found: TraceFiles | None = None) -> Iterator[None]:
     """A trace file that cannot be read is an error naming the run and its artifact path
-    (not the local cache's copy), so the user knows which run to re-log or re-train."""
+    (not the local cache's copy or a URL), so the user knows which run to re-log or
+    re-train."""
     try:
         yield
     except TraceFormatError as exc:
-        raise SoiInputError(
-            f"run {run_id}: trace file traces/{split}/{_relative(exc.path)} {exc.problem}"
-        ) from None
+        artifact = (found.artifacts if found else {}).get(exc.path)
+        artifact = artifact or f"traces/{split}/{Path(exc.path).name}"
+        raise SoiInputError(f"run {run_id}: trace file {artifact} {exc.problem}") from None
 
-
-def _relative(path: str) -> str:
-    """A trace file's path under ``traces/<split>/``: its name, or ``epoch=NNN/<name>``."""
-    local = Path(path)
-    shard = local.parent.name.startswith("epoch=")
-    return f"{local.parent.name}/{local.name}" if shard else local.name
 
 
 def load_traces(run_id: str, split: str = "train", tracking_uri: str | None = None) -> pd.DataFrame:
-    """Every epoch's trace of ``split`` (schema-v1 columns), one row per example and epoch
-    (an epoch's shards one after another, in rank order)."""
-    paths = trace_paths(run_id, split, tracking_uri)
-    with naming_the_run(run_id, split):
-        frames = [read_trace(p) for p in paths]
+    """Every epoch's trace of ``split`` (schema-v1 columns), one row per example and epoch,
+    read where the traces are (:func:`trace_files`)."""
+    found = trace_files(run_id, split, tracking_uri)
+    with naming_the_run(run_id, split, found):
+        frames = [read_trace(p, found.filesystem) for p in found.paths]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -84,9 +87,11 @@ def load_examples(
 
 
 def trace_matrix(run_id: str, split: str = "train", tracking_uri: str | None = None) -> TraceMatrix:
-    paths = trace_paths(run_id, split, tracking_uri)
-    with naming_the_run(run_id, split):
-        return TraceMatrix.from_files(paths)
+    """The run's traces of ``split`` as a matrix, reading only the columns it needs where
+    the traces are (:func:`trace_files`)."""
+    found = trace_files(run_id, split, tracking_uri)
+    with naming_the_run(run_id, split, found):
+        return TraceMatrix.from_files(found.paths, found.filesystem)
 
 
 def _run_examples(run_id: str, split: str, tracking_uri: str | None) -> pd.DataFrame | None:

@@ -214,9 +214,7 @@ def _link_step_metrics(client: Any, run: Any, model_id: str, step: int) -> None:
         client.log_batch(run_id, metrics=metrics)
 
 
-def register_model(
-    tracking_uri: str, name: str, model_id: str, location: str, run_id: str
-) -> str:
+def register_model(tracking_uri: str, name: str, model_id: str, location: str, run_id: str) -> str:
     """Register logged model ``model_id`` (stored at ``location``) under ``name`` (created
     if new); returns its version.
 
@@ -233,9 +231,7 @@ def register_model(
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    version = registry.create_model_version(
-        name, source=location, run_id=run_id, model_id=model_id
-    )
+    version = registry.create_model_version(name, source=location, run_id=run_id, model_id=model_id)
     return str(version.version)
 
 

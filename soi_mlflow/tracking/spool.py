@@ -56,7 +56,11 @@ METRICS_PER_REQUEST = 1000  # MLflow's log_batch limit
 # names once defined here, now in the module of their job: still importable from here
 MOVED = {
     "soi_mlflow.tracking.spool_writer": (
-        "RETRY_S", "RETRY_ENV", "RETRY_BOUNDS_S", "retry_interval", "SpoolWriter",
+        "RETRY_S",
+        "RETRY_ENV",
+        "RETRY_BOUNDS_S",
+        "retry_interval",
+        "SpoolWriter",
     ),
     "soi_mlflow.tracking.run_end": ("end_run", "end_follows", "report_incomplete"),
     "soi_mlflow.tracking.sync": ("SyncSettings", "sync"),

@@ -53,6 +53,8 @@ REQUIRED = tuple(SCHEMA.names)
 OPTIONAL = pa.schema([("margin", pa.float32())])
 OPTIONAL_MANTISSA_BITS = {"margin": 8}
 FLOAT_MANTISSA_BITS = 12
+PARQUET_MAGIC = b"PAR1"
+FOOTER_GUESS = 16 * 1024  # a trace file's footer is ~2 KB
 
 
 def round_mantissa(values: np.ndarray, bits: int = FLOAT_MANTISSA_BITS) -> np.ndarray:
@@ -150,10 +152,41 @@ def write_trace(path: str | Path, table: pa.Table, meta: dict[str, Any]) -> Path
     return path
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The ``soi.*`` metadata of a trace file, after checking its schema version."""
+@contextmanager
+def open_trace(
+    path: str | Path, filesystem: Any = None, metadata: Any = None
+) -> Iterator[pq.ParquetFile]:
+    """``path`` opened as a Parquet file, on ``filesystem`` (a ``pyarrow.fs.FileSystem``;
+    None: a local path). Reads go through :func:`readable`; ``metadata`` (a file's
+    ``FileMetaData`` read before) spares reading its footer again."""
     with readable(path):
-        raw = pq.read_schema(path).metadata or {}
+        if filesystem is None:
+            with pq.ParquetFile(path, metadata=metadata) as pf:
+                yield pf
+            return
+        with filesystem.open_input_file(str(path)) as f:
+            yield pq.ParquetFile(f, metadata=metadata or read_footer(f))
+
+
+def read_footer(f: pa.NativeFile) -> pq.FileMetaData:
+    """An open Parquet file's metadata from one read of its last ``FOOTER_GUESS`` bytes
+    (a second read only for a larger footer) rather than pyarrow's 64 KiB guess, which
+    is most of a small file fetched over the network (DDP shards, small splits)."""
+    size = f.size()
+    tail = f.read_at(min(size, FOOTER_GUESS), size - min(size, FOOTER_GUESS))
+    if len(tail) < 12 or tail[-4:] != PARQUET_MAGIC:
+        raise pa.ArrowInvalid("no Parquet footer at the end of the file")
+    need = int.from_bytes(tail[-8:-4], "little") + 12  # footer, its length, two magics
+    if need > size:
+        raise pa.ArrowInvalid("the Parquet footer is longer than the file")
+    if need > len(tail):
+        tail = f.read_at(need, size - need)
+    return pq.read_metadata(pa.BufferReader(tail))
+
+
+def check_metadata(path: str | Path, schema: pa.Schema) -> dict[str, Any]:
+    """The ``soi.*`` metadata of a trace file's ``schema``, after checking its version."""
+    raw = schema.metadata or {}
     meta = {k.decode(): v.decode() for k, v in raw.items() if k.decode().startswith(META_PREFIX)}
     version = meta.get(f"{META_PREFIX}trace_schema")
     if version is None:
@@ -174,11 +207,20 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return out
 
 
-def read_trace(path: str | Path) -> pd.DataFrame:
-    """A trace file as a DataFrame with the schema-v1 columns (categoricals for names)."""
-    read_metadata(path)
-    with readable(path):
-        table = pq.read_table(path)
+def read_metadata(path: str | Path, filesystem: Any = None) -> dict[str, Any]:
+    """The ``soi.*`` metadata of a trace file, after checking its schema version
+    (``filesystem``: as for :func:`open_trace`)."""
+    with open_trace(path, filesystem) as pf:
+        schema = pf.schema_arrow
+    return check_metadata(path, schema)
+
+
+def read_trace(path: str | Path, filesystem: Any = None) -> pd.DataFrame:
+    """A trace file as a DataFrame with the schema-v1 columns (categoricals for names);
+    ``filesystem``: as for :func:`open_trace`."""
+    with open_trace(path, filesystem) as pf:
+        check_metadata(path, pf.schema_arrow)
+        table = pf.read()
     missing = [c for c in REQUIRED if c not in table.column_names]
     if missing:
         raise TraceFormatError(path, f"lacks column(s) {', '.join(missing)}")
