@@ -398,8 +398,8 @@ def test_analyze_from_a_config_file_names_the_options(module_store, tmp_path, ca
     config.write_text(f"split: [train]\ntracking_uri: {module_store}\n")
     code, err = _cli(capsys, "analyze", "--config", str(config))
     assert code == 2
-    assert "give exactly one of --run-id, --parent-run-id or --compare" in err
-    assert "run_id, parent_run_id or compare" in err  # the keys of the --config file
+    assert "give exactly one of --run-id, --parent-run-id, --compare or --experiment" in err
+    assert "run_id, parent_run_id, compare or experiment" in err  # the keys of --config
 
 
 @pytest.mark.e2e

@@ -24,13 +24,15 @@ __all__ = [
     "register_taxonomy",
     "soi_from_traces",
     "soi_table",
+    "traces",
     "transitions",
 ]
 
 
 def __getattr__(name: str):
     """``compare_runs`` draws figures: imported (with matplotlib) only when asked for;
-    ``soi_from_traces`` (SOI of traces in a DataFrame, no MLflow) only when asked for."""
+    ``soi_from_traces`` (SOI of traces in a DataFrame, no MLflow) only when asked for;
+    ``traces`` (many runs' traces as a DuckDB relation) imports DuckDB only when asked for."""
     if name == "compare_runs":
         from soi_mlflow.analysis.two_runs import compare_runs
 
@@ -39,4 +41,8 @@ def __getattr__(name: str):
         from soi_mlflow.analysis.from_traces import soi_from_traces
 
         return soi_from_traces
+    if name == "traces":
+        from soi_mlflow.analysis.duck.relation import traces
+
+        return traces
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

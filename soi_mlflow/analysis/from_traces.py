@@ -61,7 +61,21 @@ def soi_from_matrix(
 ) -> pd.DataFrame:
     """The core of :func:`soi_from_traces` and ``soi_table``, over a trace matrix;
     ``examples`` (``example_id``, ``member``) adds the examples never traced."""
-    frame = soi_frame(tm, taxonomy, split_epoch, min_observed)
+    frame = dynamics(tm, min_observed)
+    return soi_from_dynamics(frame, tm.n_epochs, taxonomy, split_epoch, min_observed, examples)
+
+
+def soi_from_dynamics(
+    frame: pd.DataFrame,
+    n_epochs: int,
+    taxonomy: str | Taxonomy = "default",
+    split_epoch: int | None = None,
+    min_observed: int = MIN_OBSERVED,
+    examples: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The SOI table from per-example dynamics (``cartography.dynamics``'s columns, from
+    the in-memory path or DuckDB's) of a run of ``n_epochs`` epochs."""
+    frame.insert(2, "soi", assign(frame, n_epochs, taxonomy, split_epoch, min_observed))
     extra = None if examples is None else never_traced(frame, examples)
     if extra is not None:
         members = sorted(set(frame["member"].astype(str)) | set(extra["member"]))
@@ -71,8 +85,8 @@ def soi_from_matrix(
         frame["soi"] = pd.Categorical(frame["soi"].astype(str), categories=soi)
         frame = frame.sort_values("example_id", ignore_index=True)
     frame.attrs |= {
-        "epochs": tm.n_epochs,
-        "min_observed": required_observations(min_observed, tm.n_epochs),
+        "epochs": n_epochs,
+        "min_observed": required_observations(min_observed, n_epochs),
     }
     return frame
 

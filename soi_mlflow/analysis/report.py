@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,9 @@ from soi_mlflow.tracking.artifacts import log_figures, log_html, log_table
 from soi_mlflow.tracking.health import get_run
 from soi_mlflow.tracking.links import md_escape, set_description_section
 from soi_mlflow.tracking.run import log_metric_batch, metric_safe, resolve_tracking_uri
+
+if TYPE_CHECKING:
+    from soi_mlflow.analysis.duck.engine import Engine
 
 
 def _client(tracking_uri: str | None):
@@ -76,6 +80,7 @@ def analyze_run(
     tracking_uri: str | None = None,
     thresholds: RegionThresholds = DEFAULT_THRESHOLDS,
     min_observed: int = MIN_OBSERVED,
+    engine: Engine | None = None,
 ) -> dict[str, pd.DataFrame]:
     """SOI and cartography of a run's splits, logged back to the run.
 
@@ -86,6 +91,7 @@ def analyze_run(
     member: subset shares and coverage; Parquet and a previewable JSON), the figures
     ``soi_distribution_<split>.png`` and ``datamap_<split>.png``, the interactive
     ``html/datamap_<split>.html``, and an "Analysis" section in the run's description.
+    ``engine``: in memory or on DuckDB (``analysis.duck.engine``; default in memory).
     """
     client = _client(tracking_uri)
     run_name = get_run(client, run_id, resolve_tracking_uri(tracking_uri)).info.run_name
@@ -93,7 +99,7 @@ def analyze_run(
     tax = get_taxonomy(taxonomy)
     out = {}
     for split in splits:
-        table = soi_table(run_id, split, tax, tracking_uri, min_observed=min_observed)
+        table = _soi_table(run_id, split, tax, tracking_uri, engine, min_observed)
         table["region"] = regions(table, thresholds)
         metrics = {f"soi/{split}/{k}_frac": float(v) for k, v in soi_fractions(table, tax).items()}
         summary = fractions_table(table, tax)
@@ -129,6 +135,24 @@ def analyze_run(
         out[split] = table
     set_description_section(client, run_id, "Analysis", analysis_note(list(out)))
     return out
+
+
+def _soi_table(
+    run_id: str,
+    split: str,
+    taxonomy: Taxonomy,
+    tracking_uri: str | None,
+    engine: Engine | None,
+    min_observed: int = MIN_OBSERVED,
+) -> pd.DataFrame:
+    """``soi_table`` in memory, or on ``engine`` when one is given."""
+    if engine is None:
+        return soi_table(run_id, split, taxonomy, tracking_uri, min_observed=min_observed)
+    from soi_mlflow.analysis.duck.engine import engine_soi_table
+
+    return engine_soi_table(
+        engine, run_id, split, taxonomy, tracking_uri, min_observed=min_observed
+    )
 
 
 def analysis_note(splits: Sequence[str]) -> str:
@@ -216,6 +240,7 @@ def compare(
     taxonomy: str | Taxonomy = "default",
     aggregate: str = "majority",
     tracking_uri: str | None = None,
+    engine: Engine | None = None,
 ) -> pd.DataFrame:
     """Single vs multi, logged to the parent run; returns the per-member summary table.
 
@@ -227,14 +252,14 @@ def compare(
     """
     client = _client(tracking_uri)
     tax = get_taxonomy(taxonomy)
-    multi_tables = [soi_table(r, split, tax, tracking_uri) for r in comparison.multi]
+    multi_tables = [_soi_table(r, split, tax, tracking_uri, engine) for r in comparison.multi]
     figs: dict[str, object] = {}
     summary = accuracy_table(client, comparison)
     fractions = {}
     seeds = len(comparison.multi)
     how = "majority SOI over seeds" if aggregate == "majority" else "summed over seed pairs"
     for member, runs in comparison.single.items():
-        single_tables = [soi_table(r, split, tax, tracking_uri) for r in runs]
+        single_tables = [_soi_table(r, split, tax, tracking_uri, engine) for r in runs]
         multi_member = [t[t["member"].astype(str) == member] for t in multi_tables]
         counts = seed_transitions(single_tables, multi_member, member, None, aggregate, tax)
         cov = counts.attrs["coverage"]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from soi_mlflow.cli.show import print_comparison, print_study_table
 from soi_mlflow.common import console
 from soi_mlflow.errors import SoiInputError
+
+if TYPE_CHECKING:
+    from soi_mlflow.analysis.duck.engine import Engine
 
 
 @dataclass
@@ -18,6 +21,8 @@ class AnalyzeSettings:
     """analyse one run"""
     parent_run_id: str | None = None
     """re-analyse a study from its parent run (any kind, by its soi.study tag)"""
+    experiment: str | None = None
+    """analyse every run of this MLflow experiment that has traces (of each --split)"""
     compare: tuple[str, ...] = ()
     """two runs, RUN_A,RUN_B: SOI transitions A -> B and both data maps (any traced runs)"""
     into: Literal["new", "b"] = "new"
@@ -30,16 +35,28 @@ class AnalyzeSettings:
     """how seeds combine in transitions"""
     tracking_uri: str | None = None
     """MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"""
+    engine: Literal["auto", "memory", "duckdb"] = "auto"
+    """read traces in memory, or with DuckDB out of core; auto: DuckDB when a run's traces
+    would take over half of --memory-limit in memory"""
+    memory_limit: str | None = None
+    """DuckDB's memory limit, such as 2GB or 512MiB (default: a quarter of this machine's
+    memory)"""
+    spill_limit: str | None = None
+    """the most DuckDB spills to its temporary folder, removed afterwards, such as 20GB
+    (default: half the free disk there)"""
 
 
 def analyze(settings: AnalyzeSettings) -> None:
+    from soi_mlflow.analysis.duck.engine import Engine
     from soi_mlflow.tracking.health import check_run_id
 
-    if sum(map(bool, (settings.run_id, settings.parent_run_id, settings.compare))) != 1:
+    given = (settings.run_id, settings.parent_run_id, settings.compare, settings.experiment)
+    if sum(map(bool, given)) != 1:
         raise SoiInputError(
-            "give exactly one of --run-id, --parent-run-id or --compare (in a --config "
-            "file: run_id, parent_run_id or compare)"
+            "give exactly one of --run-id, --parent-run-id, --compare or --experiment (in a "
+            "--config file: run_id, parent_run_id, compare or experiment)"
         )
+    engine = Engine.parse(settings.engine, settings.memory_limit, settings.spill_limit)
     for flag, given in (
         ("--run-id", settings.run_id),
         ("--parent-run-id", settings.parent_run_id),
@@ -51,12 +68,14 @@ def analyze(settings: AnalyzeSettings) -> None:
     if settings.compare:
         _compare_two(settings, splits[0])
     elif settings.run_id:
-        _one_run(settings, splits)
+        _one_run(settings, splits, engine)
+    elif settings.experiment:
+        _experiment(settings, splits, engine)
     else:
-        _study(settings, splits)
+        _study(settings, splits, engine)
 
 
-def _one_run(settings: AnalyzeSettings, splits: list[str]) -> None:
+def _one_run(settings: AnalyzeSettings, splits: list[str], engine: Engine) -> None:
     from soi_mlflow.analysis.report import analyze_run, coverage_table
     from soi_mlflow.analysis.runs import cache_for
     from soi_mlflow.tracking.health import get_run
@@ -68,7 +87,7 @@ def _one_run(settings: AnalyzeSettings, splits: list[str]) -> None:
     tables = {}
     for k, split in enumerate(splits, 1):
         console.step(k, len(splits), f"analysing the {split} split of run {settings.run_id}")
-        tables |= analyze_run(settings.run_id, [split], settings.taxonomy, uri)
+        tables |= analyze_run(settings.run_id, [split], settings.taxonomy, uri, engine=engine)
     for split, table in tables.items():
         fractions = (
             table.groupby("member", observed=True)["soi"].value_counts(normalize=True).unstack()
@@ -81,7 +100,7 @@ def _one_run(settings: AnalyzeSettings, splits: list[str]) -> None:
         )
 
 
-def _study(settings: AnalyzeSettings, splits: list[str]) -> None:
+def _study(settings: AnalyzeSettings, splits: list[str], engine: Engine) -> None:
     from soi_mlflow.analysis.report import analyze_run, compare
     from soi_mlflow.analysis.runs import cache_for
     from soi_mlflow.tracking.health import get_run
@@ -104,12 +123,30 @@ def _study(settings: AnalyzeSettings, splits: list[str]) -> None:
     run_ids = [*comparison.multi, *(r for runs in comparison.single.values() for r in runs)]
     for k, run_id in enumerate(run_ids, 1):
         console.step(k, len(run_ids), f"analysing run {run_id}")
-        analyze_run(run_id, splits, settings.taxonomy, uri)
+        analyze_run(run_id, splits, settings.taxonomy, uri, engine=engine)
     print("comparing single and multi runs (transitions, figures)", flush=True)
     summary = compare(
-        settings.parent_run_id, comparison, splits[0], settings.taxonomy, settings.aggregate, uri
+        settings.parent_run_id,
+        comparison,
+        splits[0],
+        settings.taxonomy,
+        settings.aggregate,
+        uri,
+        engine,
     )
     print_comparison(summary)
+
+
+def _experiment(settings: AnalyzeSettings, splits: list[str], engine: Engine) -> None:
+    from soi_mlflow.analysis.experiment import analyze_experiment
+    from soi_mlflow.tracking.health import check_experiment_name
+
+    name = check_experiment_name(settings.experiment)
+    summary = analyze_experiment(name, splits, settings.taxonomy, settings.tracking_uri, engine)
+    console.print_frame(
+        summary.set_index(["run_name", "split"]),
+        f"experiment {name}: {summary['run_id'].nunique()} run(s) analysed",
+    )
 
 
 def _compare_two(settings: AnalyzeSettings, split: str) -> None:

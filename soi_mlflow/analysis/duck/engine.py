@@ -1,0 +1,131 @@
+"""Which engine analyses a run: in memory (``matrix.py``) or DuckDB, out of core.
+
+``auto`` (the default) keeps the in-memory path while a run's traces take at most half
+the memory limit once loaded (``IN_MEMORY_BYTES_PER_ROW`` per trace row, counted from the
+Parquet footers without reading any data), and uses DuckDB past that. Why: below the limit
+the in-memory path is faster (no SQL planning, one read per file) and bit-identical to
+the tests' reference; past it, it would exhaust the machine, while DuckDB holds its
+working set under the limit and spills the rest to a bounded folder. Both give the same
+tables to 1e-6.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from soi_mlflow.analysis.duck.limits import Limits
+from soi_mlflow.analysis.matrix import MIN_OBSERVED
+from soi_mlflow.analysis.soi import Taxonomy, get_taxonomy
+from soi_mlflow.errors import SoiInputError
+
+ENGINES = ("auto", "memory", "duckdb")
+# TraceMatrix.from_files holds every epoch's ids, gold, pred and p_gold (20 B a row), then
+# the matrix (p_gold, correct, observed: 6 B) and the per-example output: ~32 B a row.
+IN_MEMORY_BYTES_PER_ROW = 32
+
+
+@dataclass(frozen=True)
+class Engine:
+    """``kind``: auto, memory or duckdb; ``limits``: DuckDB's memory and spill bounds."""
+
+    kind: str = "auto"
+    limits: Limits = field(default_factory=Limits)
+
+    @classmethod
+    def parse(
+        cls, kind: str = "auto", memory_limit: str | None = None, spill_limit: str | None = None
+    ) -> Engine:
+        """From the ``analyze`` options; a clear error naming the option otherwise."""
+        if kind not in ENGINES:
+            raise SoiInputError(f"--engine: expected one of {', '.join(ENGINES)}, got {kind!r}")
+        return cls(kind, Limits.parse(memory_limit, spill_limit))
+
+    def max_groups(self) -> int:
+        """Examples one DuckDB GROUP BY takes at a time (more: per example-id range)."""
+        from soi_mlflow.analysis.duck.dynamics import BYTES_PER_GROUP
+
+        return max(1, self.limits.memory_bytes // BYTES_PER_GROUP)
+
+    def choose(self, paths: Sequence[str | Path]) -> str:
+        """``memory`` or ``duckdb`` for a run whose trace files are ``paths``."""
+        if self.kind != "auto":
+            return self.kind
+        return "duckdb" if in_memory_bytes(paths) > self.limits.memory_bytes // 2 else "memory"
+
+
+def in_memory_bytes(paths: Sequence[str | Path]) -> int:
+    """What the in-memory path would hold for these trace files, from their footers."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_metadata(p).num_rows for p in paths) * IN_MEMORY_BYTES_PER_ROW
+
+
+def engine_soi_table(
+    engine: Engine,
+    run_id: str,
+    split: str = "train",
+    taxonomy: str | Taxonomy = "default",
+    tracking_uri: str | None = None,
+    split_epoch: int | None = None,
+    min_observed: int = MIN_OBSERVED,
+) -> pd.DataFrame:
+    """``runs.soi_table`` on the engine ``engine`` chooses for this run; ``attrs["engine"]``
+    says which one ran."""
+    from soi_mlflow.analysis.runs import _run_examples, soi_table, trace_paths
+
+    get_taxonomy(taxonomy)
+    paths = trace_paths(run_id, split, tracking_uri)
+    kind = engine.choose(paths)
+    if kind == "memory":
+        table = soi_table(run_id, split, taxonomy, tracking_uri, split_epoch, min_observed)
+    else:
+        examples = _run_examples(run_id, split, tracking_uri)
+        table = duckdb_soi_table(
+            engine, run_id, split, paths, taxonomy, split_epoch, min_observed, examples
+        )
+    table.attrs |= {"run_id": run_id, "split": split, "engine": kind}
+    return table
+
+
+def duckdb_soi_table(
+    engine: Engine,
+    run_id: str,
+    split: str,
+    paths: Sequence[str | Path],
+    taxonomy: str | Taxonomy = "default",
+    split_epoch: int | None = None,
+    min_observed: int = MIN_OBSERVED,
+    examples: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The SOI table of one run's trace files on DuckDB, under ``engine.limits``; DuckDB's
+    errors (an unreadable file, the spill limit reached) name the run."""
+    import duckdb
+
+    from soi_mlflow.analysis.duck.dynamics import soi_from_files
+    from soi_mlflow.analysis.duck.files import trace_files
+    from soi_mlflow.analysis.duck.limits import connection
+
+    files = trace_files(paths, run_id)
+    try:
+        with connection(engine.limits) as con:
+            return soi_from_files(
+                con, files, taxonomy, split_epoch, min_observed, examples, engine.max_groups()
+            )
+    except duckdb.OutOfMemoryException as exc:
+        raise SoiInputError(
+            f"run {run_id}, split {split!r}: DuckDB ran out of memory or spill space "
+            f"({_first_line(exc)}); raise --memory-limit or --spill-limit"
+        ) from None
+    except duckdb.Error as exc:
+        raise SoiInputError(
+            f"run {run_id}: trace files of split {split!r} cannot be read: {_first_line(exc)}"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300] if lines else type(exc).__name__

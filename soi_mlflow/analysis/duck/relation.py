@@ -1,0 +1,86 @@
+"""Many runs' traces as one DuckDB relation, for users' own SQL.
+
+The files are listed explicitly (MLflow's artifact paths are not hive-partitioned) and
+read by one ``read_parquet`` over the list; each row's file position (a small integer)
+is joined to a small table of (file, run id, epoch), so no path or run id is ever pasted
+into SQL and no string is compared per row. Columns: ``run_id``, ``epoch`` (from the
+file's path) and the trace columns (``example_id, step, member, task, gold, pred,
+p_gold, loss``, and ``margin`` where a run has it, NULL elsewhere).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from soi_mlflow.analysis.duck.files import TraceFile
+from soi_mlflow.analysis.duck.limits import Limits, open_connection
+from soi_mlflow.errors import SoiInputError
+
+
+def trace_relation(files: Sequence[TraceFile], con=None, limits: Limits | None = None):
+    """A relation over ``files`` on ``con`` (default: a new connection under ``limits``,
+    whose spill folder goes when the connection does)."""
+    if not files:
+        raise SoiInputError("traces: no trace files to read")
+    con = con if con is not None else open_connection(limits)
+    name = f"soi_trace_files_{uuid.uuid4().hex}"  # ours, never user text
+    con.register(
+        name,
+        pa.table(
+            {
+                "file_index": pa.array(range(len(files)), pa.int64()),
+                "run_id": [f.run_id for f in files],
+                "epoch": pa.array([f.epoch for f in files], pa.int32()),
+            }
+        ),
+    )
+    has_epoch = "epoch" in pq.read_schema(files[0].path).names
+    columns = "t.* EXCLUDE (epoch)" if has_epoch else "t.*"
+    return con.sql(
+        f"SELECT f.run_id, f.epoch, {columns} "
+        f"FROM read_parquet($files, union_by_name = true) t "
+        f"JOIN {name} f ON t.file_index = f.file_index",
+        params={"files": [f.path for f in files]},
+    )
+
+
+def traces(
+    run_ids: str | Sequence[str] | None = None,
+    split: str = "train",
+    tracking_uri: str | None = None,
+    *,
+    experiment: str | None = None,
+    connection=None,
+    limits: Limits | None = None,
+):
+    """The traces of ``split`` of several runs (``run_ids``, or every run of
+    ``experiment`` that has them) as one DuckDB relation: ``run_id, epoch`` and the trace
+    columns. Query it with SQL (``rel.aggregate(...)``, ``con.sql("... FROM rel")``) or
+    fetch it (``rel.df()``, ``rel.to_arrow_table()``).
+
+    ``connection``: a DuckDB connection of yours; by default a new one with a quarter of
+    this machine's memory (``limits``) and a spill folder removed with it. Local copies
+    of the runs' files come from the artifact cache, as for every analysis."""
+    from soi_mlflow.analysis.duck.files import trace_files
+    from soi_mlflow.analysis.runs import trace_paths
+    from soi_mlflow.tracking.health import check_run_id
+
+    if (run_ids is None) == (experiment is None):
+        raise SoiInputError("traces: give run_ids or experiment=NAME (one of them)")
+    if experiment is not None:
+        from soi_mlflow.analysis.experiment import runs_with_traces
+
+        ids = [run.run_id for run in runs_with_traces(experiment, (split,), tracking_uri)]
+        if not ids:
+            raise SoiInputError(f"experiment {experiment!r}: no run has traces of {split!r}")
+    else:
+        given = [run_ids] if isinstance(run_ids, str) else list(run_ids or [])
+        if not given:
+            raise SoiInputError("traces: run_ids is empty; expected at least one run id")
+        ids = [check_run_id(r, "run_ids:") for r in given]
+    source = {r: trace_paths(r, split, tracking_uri) for r in dict.fromkeys(ids)}
+    return trace_relation(trace_files(source), connection, limits)
