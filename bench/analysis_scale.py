@@ -64,7 +64,7 @@ def summary(table) -> list[float]:
 def worker(kind: str, folder: Path, memory_limit: str, memory_runs: int) -> None:
     """One engine over the runs; prints one JSON line per run summary."""
     from soi_mlflow.analysis.duck.engine import Engine
-    from soi_mlflow.analysis.duck.files import trace_files
+    from soi_mlflow.analysis.duck.files import file_rows
     from soi_mlflow.analysis.duck.limits import connection
 
     runs = runs_of(folder)
@@ -81,7 +81,7 @@ def worker(kind: str, folder: Path, memory_limit: str, memory_runs: int) -> None
         if kind == "scan":
             from soi_mlflow.analysis.duck.relation import trace_relation
 
-            rel = trace_relation(trace_files(runs), con)
+            rel = trace_relation(file_rows(runs), con)
             rows = rel.aggregate(
                 "run_id, epoch, avg(p_gold) AS p, avg((pred = gold)::INT) AS acc, count(*) AS n",
                 "run_id, epoch",
@@ -91,7 +91,7 @@ def worker(kind: str, folder: Path, memory_limit: str, memory_runs: int) -> None
         from soi_mlflow.analysis.duck.dynamics import soi_from_files
 
         for name, paths in runs.items():
-            files = trace_files(paths, name)
+            files = file_rows(paths, name)
             table = soi_from_files(con, files, max_groups=engine.max_groups())
             print(json.dumps({name: summary(table)}), flush=True)
 

@@ -23,7 +23,7 @@ from soi_mlflow.analysis import load_traces, soi_table, traces
 from soi_mlflow.analysis.cartography import forgetting_rank, regions
 from soi_mlflow.analysis.duck.dynamics import soi_from_files
 from soi_mlflow.analysis.duck.engine import Engine, engine_soi_table
-from soi_mlflow.analysis.duck.files import epoch_of, trace_files
+from soi_mlflow.analysis.duck.files import epoch_of, file_rows
 from soi_mlflow.analysis.duck.limits import Limits, connection, parse_size
 from soi_mlflow.analysis.from_traces import soi_from_matrix
 from soi_mlflow.analysis.matrix import TraceMatrix
@@ -123,7 +123,7 @@ def test_last_visits_unobserved_epochs_and_id_ranges(tmp_path, epochs) -> None:
     memory = soi_from_matrix(TraceMatrix.from_files(paths))
     with connection(Limits.parse("64MB")) as con:
         for max_groups in (10**6, 37):
-            duck = soi_from_files(con, trace_files(paths), max_groups=max_groups)
+            duck = soi_from_files(con, file_rows(paths), max_groups=max_groups)
             assert (duck.attrs["chunks"] > 1) == (max_groups < 280)
             assert_same_table(memory, duck)
 
@@ -142,7 +142,7 @@ def test_shards_of_one_epoch_are_read_as_one_epoch(tmp_path) -> None:
     assert [epoch_of(p) for p in shards[:2]] == [(0, 0), (0, 1)]
     memory = soi_from_matrix(TraceMatrix.from_files(sorted((tmp_path / "whole").glob("*"))))
     with connection() as con:
-        duck = soi_from_files(con, trace_files(shards))
+        duck = soi_from_files(con, file_rows(shards))
     assert_same_table(memory, duck)
 
 

@@ -13,7 +13,7 @@ from synthtraces import assert_same_table, write_run
 
 from soi_mlflow.analysis.duck.dynamics import soi_from_files
 from soi_mlflow.analysis.duck.engine import Engine
-from soi_mlflow.analysis.duck.files import trace_files
+from soi_mlflow.analysis.duck.files import file_rows
 from soi_mlflow.analysis.duck.limits import connection
 from soi_mlflow.analysis.from_traces import soi_from_matrix
 
@@ -26,7 +26,7 @@ def test_fifty_million_rows_in_256_mb_equal_the_in_memory_table(tmp_path) -> Non
     engine = Engine.parse("duckdb", "256MB")
     with connection(engine.limits) as con:
         limit = con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
-        got = soi_from_files(con, trace_files(paths), max_groups=engine.max_groups())
+        got = soi_from_files(con, file_rows(paths), max_groups=engine.max_groups())
     assert limit == "244.1 MiB"  # 256 MB
     assert got.attrs["chunks"] > 1  # grouped per example-id range, not all at once
     assert len(got) == len(expected) > 4_900_000

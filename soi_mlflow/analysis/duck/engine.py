@@ -61,7 +61,13 @@ def in_memory_bytes(paths: Sequence[str | Path]) -> int:
     """What the in-memory path would hold for these trace files, from their footers."""
     import pyarrow.parquet as pq
 
-    return sum(pq.read_metadata(p).num_rows for p in paths) * IN_MEMORY_BYTES_PER_ROW
+    from soi_mlflow.tracking.trace_format import readable
+
+    rows = 0
+    for path in paths:
+        with readable(path):
+            rows += pq.read_metadata(path).num_rows
+    return rows * IN_MEMORY_BYTES_PER_ROW
 
 
 def engine_soi_table(
@@ -75,11 +81,12 @@ def engine_soi_table(
 ) -> pd.DataFrame:
     """``runs.soi_table`` on the engine ``engine`` chooses for this run; ``attrs["engine"]``
     says which one ran."""
-    from soi_mlflow.analysis.runs import _run_examples, soi_table, trace_paths
+    from soi_mlflow.analysis.runs import _run_examples, naming_the_run, soi_table, trace_paths
 
     get_taxonomy(taxonomy)
     paths = trace_paths(run_id, split, tracking_uri)
-    kind = engine.choose(paths)
+    with naming_the_run(run_id, split):
+        kind = engine.choose(paths)
     if kind == "memory":
         table = soi_table(run_id, split, taxonomy, tracking_uri, split_epoch, min_observed)
     else:
@@ -106,10 +113,10 @@ def duckdb_soi_table(
     import duckdb
 
     from soi_mlflow.analysis.duck.dynamics import soi_from_files
-    from soi_mlflow.analysis.duck.files import trace_files
+    from soi_mlflow.analysis.duck.files import file_rows
     from soi_mlflow.analysis.duck.limits import connection
 
-    files = trace_files(paths, run_id)
+    files = file_rows(paths, run_id)
     try:
         with connection(engine.limits) as con:
             return soi_from_files(

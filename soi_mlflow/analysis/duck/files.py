@@ -9,14 +9,12 @@ that holds it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from soi_mlflow.errors import SoiInputError
-
-_EPOCH = re.compile(r"epoch=(\d+)(?:\.parquet|[/\\]rank=(\d+)\.parquet)$")
+from soi_mlflow.tracking.names import parse_trace_path
 
 
 @dataclass(frozen=True, order=True)
@@ -32,13 +30,13 @@ class TraceFile:
 def epoch_of(path: str | Path) -> tuple[int, int]:
     """(epoch, rank) from a trace file's path: ``epoch=NNN.parquet`` (rank 0) or
     ``epoch=NNN/rank=R.parquet``."""
-    found = _EPOCH.search(str(path))
+    found = parse_trace_path(path)
     if found is None:
         raise SoiInputError(
             f"trace file {str(path)!r}: expected a path ending in epoch=NNN.parquet or "
             "epoch=NNN/rank=R.parquet"
         )
-    return int(found.group(1)), int(found.group(2) or 0)
+    return found[0], found[1] or 0
 
 
 def _rows(run_id: str, items: Iterable) -> list[TraceFile]:
@@ -53,7 +51,7 @@ def _rows(run_id: str, items: Iterable) -> list[TraceFile]:
     return out
 
 
-def trace_files(
+def file_rows(
     source: Mapping[str, Sequence] | Sequence[str | Path], run_id: str = "run"
 ) -> list[TraceFile]:
     """Trace files sorted by (run, epoch, rank), from a mapping ``run -> [(epoch, path),

@@ -65,7 +65,7 @@ def traces(
     ``connection``: a DuckDB connection of yours; by default a new one with a quarter of
     this machine's memory (``limits``) and a spill folder removed with it. Local copies
     of the runs' files come from the artifact cache, as for every analysis."""
-    from soi_mlflow.analysis.duck.files import trace_files
+    from soi_mlflow.analysis.duck.files import file_rows
     from soi_mlflow.analysis.runs import trace_paths
     from soi_mlflow.tracking.health import check_run_id
 
@@ -83,4 +83,4 @@ def traces(
             raise SoiInputError("traces: run_ids is empty; expected at least one run id")
         ids = [check_run_id(r, "run_ids:") for r in given]
     source = {r: trace_paths(r, split, tracking_uri) for r in dict.fromkeys(ids)}
-    return trace_relation(trace_files(source), connection, limits)
+    return trace_relation(file_rows(source), connection, limits)
