@@ -29,6 +29,7 @@ def test_every_public_function_works_twice_through_the_package(store) -> None:
         "register_taxonomy": lambda: sa.register_taxonomy(mine),
         "get_taxonomy": lambda: sa.get_taxonomy("learned_or_not"),
         "compare_runs": lambda: sa.compare_runs(single, multi, into="b", tracking_uri=store),
+        "traces": lambda: sa.traces([single, multi], tracking_uri=store),
     }
     functions = {n for n in sa.__all__ if inspect.isfunction(getattr(sa, n))}
     assert functions == set(calls), "add each new public function to this test"
@@ -44,3 +45,7 @@ def test_every_public_function_works_twice_through_the_package(store) -> None:
     assert moves.loc["always_correct", "relearned"] == 1
     assert moves.loc["never_learned", "late_learned"] == 1
     assert sa.get_taxonomy("learned_or_not") is mine
+    both = sa.traces([single, multi], tracking_uri=store)
+    per_run = both.aggregate("run_id, count(*) AS n, sum(pred = gold) AS right", "run_id").df()
+    assert dict(zip(per_run["run_id"], per_run["n"], strict=True)) == {single: 9, multi: 9}
+    assert dict(zip(per_run["run_id"], per_run["right"], strict=True)) == {single: 5, multi: 6}

@@ -63,8 +63,8 @@ def traces(
     fetch it (``rel.df()``, ``rel.to_arrow_table()``).
 
     ``connection``: a DuckDB connection of yours; by default a new one with a quarter of
-    this machine's memory (``limits``) and a spill folder removed with it. Local copies
-    of the runs' files come from the artifact cache, as for every analysis."""
+    this machine's memory (``limits``) and a spill folder removed with it. The files are
+    read in place from a local artifact store, else from the artifact cache's copies."""
     from soi_mlflow.analysis.duck.files import file_rows
     from soi_mlflow.analysis.runs import trace_paths
     from soi_mlflow.tracking.health import check_run_id
