@@ -82,7 +82,7 @@ def _one_run(settings: AnalyzeSettings, splits: list[str]) -> None:
 
 
 def _study(settings: AnalyzeSettings, splits: list[str]) -> None:
-    from soi_mlflow.analysis.report import analyze_run, compare
+    from soi_mlflow.analysis.report import analyze_run, log_single_vs_multi
     from soi_mlflow.analysis.runs import cache_for
     from soi_mlflow.tracking.health import get_run
 
@@ -106,7 +106,7 @@ def _study(settings: AnalyzeSettings, splits: list[str]) -> None:
         console.step(k, len(run_ids), f"analysing run {run_id}")
         analyze_run(run_id, splits, settings.taxonomy, uri)
     print("comparing single and multi runs (transitions, figures)", flush=True)
-    summary = compare(
+    summary = log_single_vs_multi(
         settings.parent_run_id, comparison, splits[0], settings.taxonomy, settings.aggregate, uri
     )
     print_comparison(summary)

@@ -20,6 +20,7 @@ from soi_mlflow.data.loaders import load_member
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.curve_analysis import ALONE, analyse_points, log_curves
 from soi_mlflow.studies.parent import study_parent
+from soi_mlflow.studies.result import StudyResult, deprecated
 from soi_mlflow.training import TrainConfig, train, validate_config
 
 SETS = ("pairwise+all", "pairwise", "all")
@@ -69,14 +70,14 @@ class CurveSettings:
 
 
 @dataclass
-class CurveResult:
-    parent_run_id: str
+class CurveResult(StudyResult):
+    """The points (one per child run), the fits, the worth and every table logged."""
+
     points: pd.DataFrame
     fits: pd.DataFrame
     worth: pd.DataFrame  # per set, auxiliary size and target size, with intervals
     tables: dict[str, pd.DataFrame]  # every table logged, by name
     compute: dict[str, float]
-    ui_command: str
 
 
 def validate_curve(base: TrainConfig, settings: CurveSettings) -> dict[str, int]:
@@ -133,6 +134,10 @@ def validate_curve(base: TrainConfig, settings: CurveSettings) -> dict[str, int]
     return available
 
 
+@deprecated(
+    "soi_mlflow.studies.learning_curve.run_learning_curve",
+    "soi_mlflow.studies.learning_curve.run",
+)
 def run_learning_curve(
     base: TrainConfig,
     target: str,
@@ -142,11 +147,10 @@ def run_learning_curve(
     approx: bool = False,
     aux_sizes: list[int] | tuple[int, ...] = (),
 ) -> CurveResult:
-    """``learning_curve`` with the settings as arguments (kept for existing callers)."""
     settings = CurveSettings(
         target, tuple(aux), tuple(sizes), tuple(aux_sizes), seeds, approx=approx
     )
-    return learning_curve(base, settings)
+    return run(base, settings)
 
 
 def _plan(settings: CurveSettings) -> list[tuple[int, str, tuple[str, ...], int | None, int]]:
@@ -161,7 +165,14 @@ def _plan(settings: CurveSettings) -> list[tuple[int, str, tuple[str, ...], int 
     return plan
 
 
+@deprecated(
+    "soi_mlflow.studies.learning_curve.learning_curve", "soi_mlflow.studies.learning_curve.run"
+)
 def learning_curve(base: TrainConfig, settings: CurveSettings) -> CurveResult:
+    return run(base, settings)
+
+
+def run(base: TrainConfig, settings: CurveSettings) -> CurveResult:
     """Train the sweep and analyse it. ``settings.approx``: instead of training every
     size from scratch, the smallest size trains ``base.epochs`` epochs and each larger
     size continues from the previous size's weights for one epoch on the nested larger
@@ -259,11 +270,12 @@ def learning_curve(base: TrainConfig, settings: CurveSettings) -> CurveResult:
         parent.log_metrics(compute, step=0)
         log_curves(parent, points, tables, settings)
     return CurveResult(
-        parent.run_id,
         points,
         tables["learning_curve_fits"],
         tables["learning_curve_worth"],
         tables,
         compute,
-        parent.ui_command(),
+        parent_run_id=parent.run_id,
+        ui_command=parent.ui_command(),
+        trained=len(points),
     )

@@ -23,11 +23,36 @@ from soi_mlflow.common.seeds import check_seed
 from soi_mlflow.data.builtin import BuiltinOptions, builtin_suite
 from soi_mlflow.data.mixture import MixtureSpec
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.studies.noise_tables import (  # the tables, re-exported for callers
+    FLAG_SETS,
+    METRICS,
+    flag_sets,
+    summarize,
+    summary_rows,
+    top_k_breakdown,
+    with_unscored,
+)
 from soi_mlflow.studies.parent import study_parent
+from soi_mlflow.studies.result import StudyResult, deprecated
 from soi_mlflow.training import TrainConfig, train, validate_config
 
 HARDEST = "boundary+asymmetric+duplicates"
-METRICS = ("auroc", "ap", "p_at_k")
+__all__ = [
+    "FLAG_SETS",
+    "METRICS",
+    "NoiseBenchmarkResult",
+    "NoiseBenchmarkSettings",
+    "flag_sets",
+    "run",
+    "run_noise_benchmark",
+    "seed_scores",
+    "summarize",
+    "summary_rows",
+    "top_k_breakdown",
+    "validate",
+    "validate_benchmark",
+    "with_unscored",
+]
 
 
 def _help(text: str) -> dict[str, str]:
@@ -70,14 +95,19 @@ class NoiseBenchmarkSettings:
     run_name: str | None = field(default=None, metadata=_help("name of the parent run"))
     progress: bool = field(default=False, metadata=_help("show training progress bars"))
 
+    def train_config(self) -> TrainConfig:
+        """The children's training options from these settings (the command's way; from
+        Python, any TrainConfig serves: its mixture and seed are set per seed)."""
+        return _config(self, self.first_seed)
+
 
 @dataclass
-class NoiseBenchmarkResult:
-    parent_run_id: str
+class NoiseBenchmarkResult(StudyResult):
+    """Every detector's scores per seed, their summary over seeds, and the top-k breakdown."""
+
     per_seed: pd.DataFrame  # seed, detector, auroc, ap, p_at_k, base_rate
     summary: pd.DataFrame  # per detector: mean and std of each metric over seeds
     breakdown: pd.DataFrame  # per seed and detector: what the top k holds
-    ui_command: str
 
 
 def _options(settings: NoiseBenchmarkSettings, seed: int) -> BuiltinOptions:
@@ -107,7 +137,18 @@ def _config(settings: NoiseBenchmarkSettings, seed: int) -> TrainConfig:
     )
 
 
+def seed_config(base: TrainConfig, settings: NoiseBenchmarkSettings, seed: int) -> TrainConfig:
+    """``base`` on the built-in noise suite of ``seed`` (data and training seed)."""
+    spec = MixtureSpec(builtin_suite(_options(settings, seed)), settings.axis, settings.members)
+    return replace(base, mixture=spec, seed=seed)
+
+
 def validate_benchmark(settings: NoiseBenchmarkSettings) -> TrainConfig:
+    """Refuse bad settings before any training; returns the first seed's config."""
+    return validate(settings.train_config(), settings)
+
+
+def validate(base: TrainConfig, settings: NoiseBenchmarkSettings) -> TrainConfig:
     """Refuse bad settings before any training; returns the first seed's config."""
     for name in ("seeds", "train_size", "eval_size"):
         if getattr(settings, name) < 1:
@@ -117,7 +158,7 @@ def validate_benchmark(settings: NoiseBenchmarkSettings) -> TrainConfig:
     if settings.cl_folds == 1 or settings.cl_folds < 0:
         raise SoiInputError(f"cl_folds must be 0 (off) or at least 2, got {settings.cl_folds!r}")
     check_seed(settings.first_seed, "first_seed", settings.seeds)
-    config = _config(settings, settings.first_seed)
+    config = seed_config(base, settings, settings.first_seed)
     validate_config(config)
     if settings.cl_folds:
         try:  # cleanlab's import adds an ignore-all warning filter, sklearn's KMP_* variables
@@ -130,11 +171,21 @@ def validate_benchmark(settings: NoiseBenchmarkSettings) -> TrainConfig:
     return config
 
 
+@deprecated(
+    "soi_mlflow.studies.noise_benchmark.run_noise_benchmark",
+    "soi_mlflow.studies.noise_benchmark.run(settings.train_config(), settings)",
+)
 def run_noise_benchmark(settings: NoiseBenchmarkSettings) -> NoiseBenchmarkResult:
-    """Train ``settings.seeds`` models (plus ``cl_folds`` each), score every detector."""
+    return run(settings.train_config(), settings)
+
+
+def run(config: TrainConfig, settings: NoiseBenchmarkSettings) -> NoiseBenchmarkResult:
+    """Train ``settings.seeds`` models (plus ``cl_folds`` each), score every detector.
+    ``config`` gives the training options; its mixture and seed are set per seed from
+    ``settings`` (the built-in noise suite of that seed)."""
     from soi_mlflow.analysis.noise import score_detectors
 
-    base = validate_benchmark(settings)
+    base = validate(config, settings)
     name = settings.run_name or f"noise-benchmark-{settings.noise}-{'+'.join(settings.members)}"
     params = {
         "noise": settings.noise,
@@ -159,9 +210,9 @@ def run_noise_benchmark(settings: NoiseBenchmarkSettings) -> NoiseBenchmarkResul
             seed = settings.first_seed + k
             print(f"[seed {k + 1}/{settings.seeds}] seed {seed}", flush=True)
             config = replace(
-                _config(settings, seed),
+                seed_config(base, settings, seed),
                 parent_run_id=parent.run_id,
-                tags={"soi.study": parent.run_id, "soi.role": "detect"},
+                tags={**base.tags, "soi.study": parent.run_id, "soi.role": "detect"},
             )
             scores = seed_scores(config, settings.cl_folds, parent.tracking_uri)
             truth = (scores["planted"] == "mislabeled").to_numpy()
@@ -175,7 +226,14 @@ def run_noise_benchmark(settings: NoiseBenchmarkSettings) -> NoiseBenchmarkResul
         breakdown = pd.concat(breakdowns, ignore_index=True)
         summary = summarize(per_seed)
         _log(parent, per_seed, summary, breakdown, settings)
-    return NoiseBenchmarkResult(parent.run_id, per_seed, summary, breakdown, parent.ui_command())
+    return NoiseBenchmarkResult(
+        per_seed,
+        summary,
+        breakdown,
+        parent_run_id=parent.run_id,
+        ui_command=parent.ui_command(),
+        trained=settings.seeds * (1 + settings.cl_folds),
+    )
 
 
 DETECTOR_COLUMNS = (
@@ -253,118 +311,6 @@ def _cross_validated(config: TrainConfig, scores: pd.DataFrame, folds: int) -> p
         out.loc[rows["example_id"], "cl_issue"] = issues
         out.loc[rows["example_id"], "oos_confidence"] = 1.0 - matrix[np.arange(len(rows)), labels]
     return out
-
-
-def with_unscored(table: pd.DataFrame, scores: pd.DataFrame, truth: np.ndarray) -> pd.DataFrame:
-    """``score_detectors``' table with a ``problem`` column: a row per detector it left
-    out (a score missing for some examples) and, without planted noise, every detector's
-    metrics are reported as not identified."""
-    from soi_mlflow.analysis.identified import not_identified
-
-    out = table.copy()
-    out["problem"] = None
-    for name in scores.columns:
-        if name not in out.index:
-            missing = int(scores[name].isna().sum())
-            out.loc[name, "problem"] = not_identified(
-                f"{name} has no score for {missing} of {len(scores)} examples"
-            )
-    if not np.asarray(truth, bool).any():
-        out["problem"] = out["problem"].fillna(
-            not_identified("no planted mislabeled example: detection cannot be scored")
-        )
-    out["base_rate"] = float(np.mean(truth)) if len(truth) else float("nan")
-    out.index.name = "detector"
-    return out
-
-
-FLAG_SETS = {"soi_flag": "soi_flag", "confident_learning": "cl_issue"}
-
-
-def flag_sets(scores: pd.DataFrame, truth: np.ndarray) -> pd.DataFrame:
-    """Detectors that also decide *which* examples are noisy (the SOI flags, confident
-    learning's issues): the set's size, precision and recall."""
-    rows = []
-    for detector, column in FLAG_SETS.items():
-        if column in scores:
-            flagged = scores[column].to_numpy(dtype=bool)
-            rows.append(
-                {
-                    "detector": detector,
-                    "set_size": int(flagged.sum()),
-                    "set_precision": truth[flagged].mean() if flagged.any() else float("nan"),
-                    "set_recall": flagged[truth].mean() if truth.any() else float("nan"),
-                }
-            )
-    return pd.DataFrame(rows, columns=["detector", "set_size", "set_precision", "set_recall"])
-
-
-def top_k_breakdown(scores: pd.DataFrame, detectors: list[str]) -> pd.DataFrame:
-    """Per detector, what its k highest scores hold (k = the true noise count; ties broken
-    at random, seeded): the share of each noise mechanism's examples caught
-    (``caught_<noise>``) and the share of the top k that is clean near-boundary,
-    clean strong, or ambiguous (``top_<evidence>``)."""
-    truth = (scores["planted"] == "mislabeled").to_numpy()
-    k = int(truth.sum())
-    noise = scores["noise"].fillna("uniform") if "noise" in scores else None
-    evidence = scores.get("evidence")
-    rng = np.random.default_rng(0)
-    rows = []
-    for name in detectors:
-        s = scores[name].to_numpy(dtype=float)
-        if np.isnan(s).any() or not k:
-            continue
-        top = np.zeros(len(s), dtype=bool)
-        top[np.lexsort((rng.random(len(s)), -s))[:k]] = True
-        row: dict[str, object] = {"detector": name}
-        if noise is not None:
-            for mech in sorted(set(noise[truth])):
-                mine = truth & (noise == mech).to_numpy()
-                row[f"caught_{mech}"] = top[mine].mean()
-        weak = (evidence == "weak").to_numpy() if evidence is not None else np.zeros_like(top)
-        ambiguous = (scores["planted"] == "ambiguous").to_numpy()
-        clean = top & ~truth & ~ambiguous
-        row["top_clean_weak"] = (clean & weak).sum() / k
-        row["top_ambiguous"] = (top & ambiguous).sum() / k
-        row["top_clean_strong"] = (clean & ~weak).sum() / k
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def summarize(per_seed: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation (ddof=1; NaN for one seed) of each metric per detector,
-    best average precision first."""
-    grouped = per_seed.groupby("detector")[list(METRICS)]
-    mean, std = grouped.mean(), grouped.std(ddof=1)
-    out = pd.concat({"mean": mean, "std": std}, axis=1)
-    out.columns = [f"{metric}_{stat}" for stat, metric in out.columns]
-    out = out[[f"{m}_{s}" for m in METRICS for s in ("mean", "std")]]
-    sets = [c for c in ("set_size", "set_precision", "set_recall") if c in per_seed]
-    if sets:
-        out = out.join(per_seed.groupby("detector")[sets].mean())
-    out["seeds"] = per_seed.groupby("detector").size()
-    out["base_rate"] = per_seed.groupby("detector")["base_rate"].mean()
-    if "problem" in per_seed:
-        from soi_mlflow.analysis.identified import not_identified, reasons
-
-        why = per_seed.groupby("detector")["problem"].agg(reasons)
-        out["problem"] = [
-            None if np.isfinite(ap) else not_identified(why[d])
-            for d, ap in zip(out.index, out["ap_mean"], strict=True)
-        ]
-    return out.sort_values("ap_mean", ascending=False)
-
-
-def summary_rows(summary: pd.DataFrame) -> tuple[list[str], list[list]]:
-    """The table the command prints (columns, rows): per detector, mean ± std over seeds
-    and, for detectors that flag a set, its size, precision and recall."""
-    rows = []
-    for name, row in summary.iterrows():
-        cells = [f"{row[f'{m}_mean']:.3f} ± {row[f'{m}_std']:.3f}" for m in METRICS]
-        sets = [row.get(c, float("nan")) for c in ("set_size", "set_precision", "set_recall")]
-        rows.append([name, *cells, *sets])
-    columns = ["detector", "AUROC", "AP", "P@k", "set\nsize", "set\nprecision", "set\nrecall"]
-    return columns, rows
 
 
 def _log(parent, per_seed, summary, breakdown, settings: NoiseBenchmarkSettings) -> None:

@@ -13,6 +13,7 @@ from soi_mlflow.common.console import step
 from soi_mlflow.common.seeds import check_seed
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.parent import study_parent
+from soi_mlflow.studies.result import StudyResult, deprecated
 from soi_mlflow.tracking.run import RunHandle, soi_tags
 from soi_mlflow.tracking.search import search_all
 from soi_mlflow.training import TrainConfig, train, validate_config
@@ -22,26 +23,25 @@ MODES = ("joint", "sequential")
 
 
 @dataclass
-class TransferResult:
-    parent_run_id: str
+class TransferResult(StudyResult):
+    """The transfer matrix (mean and std over seeds), its latent traits and the scores."""
+
     mean: pd.DataFrame
     std: pd.DataFrame
     traits: dict[str, pd.DataFrame]
-    trained: int
-    reused: int
-    ui_command: str
     scores: pd.DataFrame | None = None  # seed, source, target, score, run_id
 
 
-def validate_transfer(base: TrainConfig, mode: str, seeds: int) -> None:
+def validate(base: TrainConfig, settings: TransferSettings) -> None:
+    """Refuse a bad study before anything is trained."""
     if len(base.mixture.members) < 2:
         raise SoiInputError("a transfer study needs at least two members")
-    if mode not in MODES:
-        raise SoiInputError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
-    if seeds < 1:
-        raise SoiInputError(f"seeds must be a positive integer, got {seeds!r}")
+    if settings.mode not in MODES:
+        raise SoiInputError(f"mode: expected one of {', '.join(MODES)}, got {settings.mode!r}")
+    if settings.seeds < 1:
+        raise SoiInputError(f"seeds must be a positive integer, got {settings.seeds!r}")
     validate_config(base)
-    check_seed(base.seed, "seed", seeds)
+    check_seed(base.seed, "seed", settings.seeds)
 
 
 @dataclass
@@ -129,13 +129,19 @@ def _score(client, run_id: str, target: str) -> float:
     return float(value)
 
 
+@deprecated("soi_mlflow.studies.transfer.run_transfer", "soi_mlflow.studies.transfer.run")
 def run_transfer(
     base: TrainConfig, mode: str = "joint", seeds: int = 1, reuse: bool = False
 ) -> TransferResult:
+    return run(base, TransferSettings(mode, seeds, reuse))  # type: ignore[arg-type]
+
+
+def run(base: TrainConfig, settings: TransferSettings) -> TransferResult:
     """Build T for ``base.mixture.members`` (OOD members are ignored)."""
     from soi_mlflow.analysis.runs import cache_for
 
-    validate_transfer(base, mode, seeds)
+    validate(base, settings)
+    mode, seeds, reuse = settings.mode, settings.seeds, settings.reuse
     members = list(base.mixture.members)
     base = replace(base, mixture=replace(base.mixture, ood=()))
     rows = []
@@ -201,14 +207,14 @@ def run_transfer(
             step=0,
         )
     return TransferResult(
-        parent.run_id,
         mean,
         std,
         traits,
-        runner.trained,
-        runner.reused,
-        parent.ui_command(),
         scores,
+        parent_run_id=parent.run_id,
+        ui_command=parent.ui_command(),
+        trained=runner.trained,
+        reused=runner.reused,
     )
 
 

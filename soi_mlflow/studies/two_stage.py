@@ -14,6 +14,7 @@ from soi_mlflow.analysis.soi import Taxonomy, get_taxonomy
 from soi_mlflow.common.console import step
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.parent import study_parent
+from soi_mlflow.studies.result import StudyResult, deprecated
 from soi_mlflow.training import TrainConfig, train, validate_config
 
 METRICS = ("confidence", "variability", "correctness", "forgetting_events")
@@ -118,6 +119,21 @@ class TwoStageSettings:
     taxonomy: str = "default"
     """a registered SOI taxonomy: stage 1's SOI and the names in --stage2-subsets"""
 
+    @classmethod
+    def of(cls, selection: Selection, stage2_epochs: int = 2, **options: Any) -> TwoStageSettings:
+        """The settings of ``selection`` (its taxonomy may be a Taxonomy object, from
+        Python) with stage 2's length and ``options`` (stage1_run_id, stage1_model)."""
+        top = f"{selection.metric}:{selection.fraction!r}" if selection.metric else None
+        return cls(
+            stage2_subsets=tuple(selection.subsets),
+            stage2_region=selection.region,
+            stage2_top=top if selection.highest else None,
+            stage2_bottom=None if selection.highest else top,
+            stage2_epochs=stage2_epochs,
+            taxonomy=selection.taxonomy,  # type: ignore[arg-type]
+            **options,
+        )
+
     def selection(self) -> Selection:
         if self.stage2_top or self.stage2_bottom:
             metric, fraction = parse_top(self.stage2_top or self.stage2_bottom or "")
@@ -133,14 +149,14 @@ class TwoStageSettings:
 
 
 @dataclass
-class TwoStageResult:
-    parent_run_id: str
+class TwoStageResult(StudyResult):
+    """The three runs, the number of selected examples and the accuracy table."""
+
     stage1_run_id: str
     stage2_run_id: str
     control_run_id: str
     selected: int
     table: pd.DataFrame
-    ui_command: str
 
 
 def accuracy_rows(client, runs: dict[str, str], members: list[str], ood: list[str]) -> pd.DataFrame:
@@ -242,6 +258,7 @@ def check_stage1(base: TrainConfig, run_id: str) -> None:
         )
 
 
+@deprecated("soi_mlflow.studies.two_stage.run_two_stage", "soi_mlflow.studies.two_stage.run")
 def run_two_stage(
     base: TrainConfig,
     selection: Selection,
@@ -249,12 +266,22 @@ def run_two_stage(
     stage1_run_id: str | None = None,
     stage1_model: str | None = None,
 ) -> TwoStageResult:
+    selection.validate()  # as given: the settings hold one selection
+    settings = TwoStageSettings.of(
+        selection, stage2_epochs, stage1_run_id=stage1_run_id, stage1_model=stage1_model
+    )
+    return run(base, settings)
+
+
+def run(base: TrainConfig, settings: TwoStageSettings) -> TwoStageResult:
     """Stage 1 (or an existing stage-1 run, or a model logged by one), then stage 2 and its
-    random control. ``stage1_model`` is a model URI (``models:/NAME/VERSION``,
+    random control. ``settings.stage1_model`` is a model URI (``models:/NAME/VERSION``,
     ``runs:/RUN_ID/model``): stage 2 starts from its weights, and its run's traces give
     the SOI table."""
     from soi_mlflow.analysis.runs import cache_for, soi_table
 
+    selection, stage2_epochs = settings.selection(), settings.stage2_epochs
+    stage1_run_id, stage1_model = settings.stage1_run_id, settings.stage1_model
     validate_config(base)
     selection.validate()
     if stage2_epochs <= 0:
@@ -278,6 +305,7 @@ def run_two_stage(
         selection=selection.describe(),
     ) as parent:
         tags = {**base.tags, "soi.study": parent.run_id}
+        trained = int(stage1_run_id is None)
         if stage1_run_id is None:
             step(1, 3, "stage 1")
             stage1 = train(
@@ -336,11 +364,12 @@ def run_two_stage(
         )
         wide = log_two_stage(parent, runs, list(spec.members), list(spec.ood), title)
     return TwoStageResult(
-        parent.run_id,
         stage1_run_id,
         results["stage2"],
         results["control"],
         len(chosen),
         wide,
-        parent.ui_command(),
+        parent_run_id=parent.run_id,
+        ui_command=parent.ui_command(),
+        trained=trained + 2,
     )

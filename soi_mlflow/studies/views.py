@@ -37,12 +37,13 @@ import pandas as pd
 from soi_mlflow.common.seeds import check_seed
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.parent import study_parent
+from soi_mlflow.studies.result import StudyResult, deprecated
 from soi_mlflow.studies.views_analysis import (
     NO_RHO,
     VIEWS,
     _figure,
-    compare_views,
     log_views,
+    views_agreement,
     with_significant_pairs,
 )
 from soi_mlflow.training import TrainConfig, train
@@ -54,9 +55,10 @@ __all__ = [
     "ViewsResult",
     "ViewsSettings",
     "_figure",
-    "compare_views",
+    "views_agreement",
     "log_views",
     "per_seed_passes",
+    "run",
     "run_views",
     "validate_views",
     "view_seeds",
@@ -90,13 +92,13 @@ class ViewsSettings:
 
 
 @dataclass
-class ViewsResult:
-    parent_run_id: str
+class ViewsResult(StudyResult):
+    """Each view's values, their significance, the views' agreement and their compute."""
+
     values: pd.DataFrame  # per seed: view, source, target, value
     significance: pd.DataFrame  # per view and pair: mean, low, high, significant
     agreement: pd.DataFrame  # per pair of views: spearman, low, high
     compute: pd.DataFrame  # per view: seeds, example_passes, seconds, runs
-    ui_command: str
 
 
 def validate_views(base: TrainConfig, settings: ViewsSettings) -> dict[str, int]:
@@ -173,9 +175,19 @@ def _curve_settings(members, target: str, settings: ViewsSettings, seeds: int):
     )
 
 
+@deprecated("soi_mlflow.studies.views.run_views", "soi_mlflow.studies.views.run")
 def run_views(
     base: TrainConfig,
     settings: ViewsSettings,
+    around_view: Callable[[str], AbstractContextManager] | None = None,
+) -> ViewsResult:
+    return run(base, settings, around_view=around_view)
+
+
+def run(
+    base: TrainConfig,
+    settings: ViewsSettings,
+    *,
     around_view: Callable[[str], AbstractContextManager] | None = None,
 ) -> ViewsResult:
     """Run the three views on ``base.mixture.members`` and compare them.
@@ -222,16 +234,17 @@ def run_views(
                 }
             )
         frame = pd.DataFrame(values)
-        result = compare_views(frame, settings)
+        result = views_agreement(frame, settings)
         compute_table = with_significant_pairs(pd.DataFrame(compute), result["significance"])
         log_views(parent, frame, result, compute_table, settings)
     return ViewsResult(
-        parent.run_id,
         frame,
         result["significance"],
         result["agreement"],
         compute_table,
-        parent.ui_command(),
+        parent_run_id=parent.run_id,
+        ui_command=parent.ui_command(),
+        trained=int(compute_table["runs"].sum()),
     )
 
 
@@ -264,11 +277,11 @@ def _value(seed, source, target, value) -> dict:
 def _transfer_view(plan: _Plan) -> _ViewRun:
     """The transfer matrix (joint), its own parent under the views parent."""
     from soi_mlflow.analysis.transfer import transfer_deltas
-    from soi_mlflow.studies.transfer import run_transfer
+    from soi_mlflow.studies import transfer as study
 
     seeds = plan.seeds["transfer"]
     start = time.perf_counter()
-    transfer = run_transfer(replace(plan.child, run_name=None), "joint", seeds)
+    transfer = study.run(replace(plan.child, run_name=None), study.TransferSettings(seeds=seeds))
     seconds = time.perf_counter() - start
     deltas = transfer_deltas(transfer.scores)
     values = [_value(r.seed, r.source, r.target, r.delta) for r in deltas.itertuples()]
@@ -303,12 +316,12 @@ def _curves_view(plan: _Plan) -> _ViewRun:
     """Learning curves: each member as target, each other member as auxiliary; a pair's
     value is the mean over sizes of the target's gain with the auxiliary's data."""
     from soi_mlflow.analysis.agreement import transfer_gains
-    from soi_mlflow.studies.learning_curve import learning_curve
+    from soi_mlflow.studies import learning_curve
 
     values, passes, runs, seconds = [], 0, 0, 0.0
     for target in plan.members:
         start = time.perf_counter()
-        curve = learning_curve(
+        curve = learning_curve.run(
             replace(plan.child, run_name=f"views-curve-{target}"),
             _curve_settings(plan.members, target, plan.settings, plan.seeds["curves"]),
         )
