@@ -23,6 +23,8 @@ from soi_mlflow.common.seeds import check_seed
 from soi_mlflow.data.builtin import BuiltinOptions, builtin_suite
 from soi_mlflow.data.mixture import MixtureSpec
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.studies.fanout import Child, Fanout, StudySettings, check_study
+from soi_mlflow.studies.noise_folds import cross_validated
 from soi_mlflow.studies.noise_tables import (  # the tables, re-exported for callers
     FLAG_SETS,
     METRICS,
@@ -34,7 +36,7 @@ from soi_mlflow.studies.noise_tables import (  # the tables, re-exported for cal
 )
 from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.studies.result import StudyResult, deprecated
-from soi_mlflow.training import TrainConfig, train, validate_config
+from soi_mlflow.training import TrainConfig, validate_config
 
 HARDEST = "boundary+asymmetric+duplicates"
 __all__ = [
@@ -45,7 +47,7 @@ __all__ = [
     "flag_sets",
     "run",
     "run_noise_benchmark",
-    "seed_scores",
+    "detect_scores",
     "summarize",
     "summary_rows",
     "top_k_breakdown",
@@ -60,7 +62,7 @@ def _help(text: str) -> dict[str, str]:
 
 
 @dataclass
-class NoiseBenchmarkSettings:
+class NoiseBenchmarkSettings(StudySettings):
     """What the noise benchmark trains on and how (defaults: the hardest built-in noise)."""
 
     members: tuple[str, ...] = field(
@@ -186,6 +188,7 @@ def run(config: TrainConfig, settings: NoiseBenchmarkSettings) -> NoiseBenchmark
     from soi_mlflow.analysis.noise import score_detectors
 
     base = validate(config, settings)
+    check_study(base, settings)
     name = settings.run_name or f"noise-benchmark-{settings.noise}-{'+'.join(settings.members)}"
     params = {
         "noise": settings.noise,
@@ -197,24 +200,39 @@ def run(config: TrainConfig, settings: NoiseBenchmarkSettings) -> NoiseBenchmark
         "cl_folds": settings.cl_folds,
     }
     rows, breakdowns = [], []
-    with study_parent(
-        replace(base, run_name=name),
-        "noise_benchmark",
-        name,
-        params,
-        members=list(settings.members),
-        setting="study",
-        noise=settings.noise,
-    ) as parent:
-        for k in range(settings.seeds):
-            seed = settings.first_seed + k
-            print(f"[seed {k + 1}/{settings.seeds}] seed {seed}", flush=True)
-            config = replace(
-                seed_config(base, settings, seed),
-                parent_run_id=parent.run_id,
-                tags={**base.tags, "soi.study": parent.run_id, "soi.role": "detect"},
-            )
-            scores = seed_scores(config, settings.cl_folds, parent.tracking_uri)
+    with (
+        study_parent(
+            replace(base, run_name=name),
+            "noise_benchmark",
+            name,
+            params,
+            resume=settings.resume,
+            members=list(settings.members),
+            setting="study",
+            noise=settings.noise,
+        ) as parent,
+        Fanout(parent, settings) as fan,
+    ):
+        fan.total = settings.seeds * (1 + settings.cl_folds)
+        tags = {"soi.study": parent.run_id, "soi.role": "detect"}
+        seeds = [settings.first_seed + k for k in range(settings.seeds)]
+        configs = [seed_config(base, settings, seed) for seed in seeds]
+        detect = fan.run(
+            [
+                Child(
+                    fan.nested(replace(c, run_name=f"detect-seed{c.seed}"), tags),
+                    f"detect seed {c.seed}",
+                )
+                for c in configs
+            ]
+        )
+        every = [
+            detect_scores(c, d.run_id, parent.tracking_uri)
+            for c, d in zip(configs, detect, strict=True)
+        ]
+        if settings.cl_folds:
+            every = cross_validated(fan, configs, every, settings.cl_folds)
+        for seed, scores in zip(seeds, every, strict=True):
             truth = (scores["planted"] == "mislabeled").to_numpy()
             detectors = [c for c in DETECTOR_COLUMNS if c in scores.columns]
             table = score_detectors(scores[detectors], truth)
@@ -232,7 +250,8 @@ def run(config: TrainConfig, settings: NoiseBenchmarkSettings) -> NoiseBenchmark
         breakdown,
         parent_run_id=parent.run_id,
         ui_command=parent.ui_command(),
-        trained=settings.seeds * (1 + settings.cl_folds),
+        trained=fan.trained,
+        reused=fan.reused,
     )
 
 
@@ -246,15 +265,14 @@ DETECTOR_COLUMNS = (
 )
 
 
-def seed_scores(config: TrainConfig, cl_folds: int, tracking_uri: str) -> pd.DataFrame:
-    """Train once (and ``cl_folds`` times more); every detector's score per example,
-    with the example table's ``label``, ``planted``, ``evidence`` and ``noise``."""
+def detect_scores(config: TrainConfig, run_id: str, tracking_uri: str) -> pd.DataFrame:
+    """Every trace detector's score per example of the detection run ``run_id``, with the
+    example table's ``label``, ``planted``, ``evidence`` and ``noise``."""
     from soi_mlflow.analysis.noise import detector_scores
     from soi_mlflow.analysis.runs import load_examples, load_traces
 
-    result = train(replace(config, run_name=f"detect-seed{config.seed}"))
-    trace = load_traces(result.run_id, "train", tracking_uri)
-    examples = load_examples(result.run_id, "train", tracking_uri)
+    trace = load_traces(run_id, "train", tracking_uri)
+    examples = load_examples(run_id, "train", tracking_uri)
     suite = config.mixture.suite
     members = [suite.member(m) for m in config.mixture.members]
     binary = {m.task for m in members if len(m.label_names or ()) == 2}
@@ -262,55 +280,8 @@ def seed_scores(config: TrainConfig, cl_folds: int, tracking_uri: str) -> pd.Dat
     keep = [c for c in ("example_id", "label", "planted", "evidence", "noise") if c in examples]
     scores = scores.merge(examples[keep], on="example_id", how="left", validate="1:1")
     if scores["planted"].isna().any():
-        raise SoiInputError(f"run {result.run_id}: traced examples missing from its example table")
-    if cl_folds:
-        scores = scores.join(_cross_validated(config, scores, cl_folds), on="example_id")
+        raise SoiInputError(f"run {run_id}: traced examples missing from its example table")
     return scores
-
-
-def _cross_validated(config: TrainConfig, scores: pd.DataFrame, folds: int) -> pd.DataFrame:
-    """``oos_confidence`` and ``confident_learning`` from ``folds`` trainings, each
-    without one fold, scored on that fold; confident learning runs per task."""
-    from soi_mlflow.analysis.identified import ESTIMATION_ERRORS, not_identified
-    from soi_mlflow.analysis.noise import confident_learning
-    from soi_mlflow.studies.heldout import heldout_probabilities
-
-    ids = scores["example_id"].to_numpy()
-    order = np.random.default_rng([config.seed, 0xC1]).permutation(len(ids))
-    fold_of = np.empty(len(ids), dtype=int)
-    fold_of[order] = np.arange(len(ids)) % folds
-    probs: dict[int, np.ndarray] = {}
-    for f in range(folds):
-        print(f"  cross-validation fold {f + 1}/{folds}", flush=True)
-        fold_config = replace(
-            config,
-            mixture=replace(config.mixture, train_ids=frozenset(ids[fold_of != f].tolist())),
-            run_name=f"cv{f}-seed{config.seed}",
-            tags={**config.tags, "soi.role": "cross_validation", "soi.fold": str(f)},
-            analyze=False,  # a fold's own data map is of no use; its held-out scores are
-        )
-        result = train(fold_config)
-        probs |= heldout_probabilities(fold_config, result.module, ids[fold_of == f])
-    out = pd.DataFrame(index=pd.Index(ids, name="example_id"))
-    out["oos_confidence"] = np.nan
-    out["confident_learning"] = np.nan
-    out["cl_issue"] = False
-    suite = config.mixture.suite
-    task_of = {m: suite.member(m).task for m in config.mixture.members}
-    tasks = scores["member"].map(task_of).to_numpy()
-    for task in np.unique(tasks):
-        rows = scores[tasks == task]
-        labels = rows["label"].to_numpy(dtype=int)
-        matrix = np.stack([probs[int(i)] for i in rows["example_id"]])
-        try:
-            issues, suspicion = confident_learning(labels, matrix)
-        except ESTIMATION_ERRORS as exc:  # cleanlab refuses these probabilities
-            print(f"confident learning on {task}: {not_identified(exc)}", flush=True)
-            issues, suspicion = np.zeros(len(rows), bool), np.full(len(rows), np.nan)
-        out.loc[rows["example_id"], "confident_learning"] = suspicion
-        out.loc[rows["example_id"], "cl_issue"] = issues
-        out.loc[rows["example_id"], "oos_confidence"] = 1.0 - matrix[np.arange(len(rows)), labels]
-    return out
 
 
 def _log(parent, per_seed, summary, breakdown, settings: NoiseBenchmarkSettings) -> None:

@@ -11,13 +11,14 @@ import pandas as pd
 from soi_mlflow.common.console import step
 from soi_mlflow.common.seeds import check_seed
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.studies.fanout import Child, Fanout, StudySettings, check_study
 from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.studies.result import StudyResult
-from soi_mlflow.training import TrainConfig, train, validate_config
+from soi_mlflow.training import TrainConfig, validate_config
 
 
 @dataclass
-class SingleVsMultiSettings:
+class SingleVsMultiSettings(StudySettings):
     """The single-vs-multi study's own options (the training options are TrainConfig's)."""
 
     seeds: int = 1
@@ -54,34 +55,39 @@ def run(base: TrainConfig, settings: SingleVsMultiSettings) -> SingleVsMultiResu
     validate(base, settings)
     seeds, analyze_splits = settings.seeds, settings.analyze_splits
     spec = base.mixture
-    with study_parent(
-        base,
-        "compare",
-        f"compare-{spec.axis}-{'+'.join(spec.members)}",
-        {"seeds": seeds},
-        members=list(spec.members),
-        ood=list(spec.ood) or None,
-        setting="study",
-        seeds=seeds,
-    ) as parent:
+    check_study(base, settings)
+    with (
+        study_parent(
+            base,
+            "compare",
+            f"compare-{spec.axis}-{'+'.join(spec.members)}",
+            {"seeds": seeds},
+            resume=settings.resume,
+            members=list(spec.members),
+            ood=list(spec.ood) or None,
+            setting="study",
+            seeds=seeds,
+        ) as parent,
+        Fanout(parent, settings) as fan,
+    ):
         single: dict[str, list[str]] = {m: [] for m in spec.members}
         multi: list[str] = []
         plan = [(s, m) for s in range(seeds) for m in (*spec.members, None)]
-        for k, (s, member) in enumerate(plan, 1):
+        children = []
+        for s, member in plan:
             members = (member,) if member else spec.members
             what = f"single {member}" if member else f"multi {'+'.join(members)}"
-            step(k, len(plan), f"{what} seed {base.seed + s}")
             config = replace(
                 base,
                 mixture=replace(spec, members=members),
                 seed=base.seed + s,
-                parent_run_id=parent.run_id,
                 run_name=None,
-                tags={**base.tags, "soi.study": parent.run_id},
                 analyze=False,  # analysed below, with the study's splits
             )
-            result = train(config)
-            (single[member] if member else multi).append(result.run_id)
+            tags = {"soi.study": parent.run_id}
+            children.append(Child(fan.nested(config, tags), f"{what} seed {base.seed + s}"))
+        for (_, member), done in zip(plan, fan.run(children), strict=True):
+            (single[member] if member else multi).append(done.run_id)
         run_ids = [*multi, *(r for runs in single.values() for r in runs)]
         for k, run_id in enumerate(run_ids, 1):
             step(k, len(run_ids), f"analysing run {run_id}")
@@ -97,7 +103,8 @@ def run(base: TrainConfig, settings: SingleVsMultiSettings) -> SingleVsMultiResu
         multi,
         parent_run_id=parent.run_id,
         ui_command=parent.ui_command(),
-        trained=len(run_ids),
+        trained=fan.trained,
+        reused=fan.reused,
     )
 
 

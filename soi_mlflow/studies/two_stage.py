@@ -11,11 +11,11 @@ import pandas as pd
 
 from soi_mlflow.analysis.cartography import REGIONS, forgetting_rank, regions
 from soi_mlflow.analysis.soi import Taxonomy, get_taxonomy
-from soi_mlflow.common.console import step
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.studies.fanout import Child, Fanout, StudySettings, check_study
 from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.studies.result import StudyResult, deprecated
-from soi_mlflow.training import TrainConfig, train, validate_config
+from soi_mlflow.training import TrainConfig, validate_config
 
 METRICS = ("confidence", "variability", "correctness", "forgetting_events")
 TIE_STREAM = 0x71E5  # the random stream that breaks ties in a top/bottom selection
@@ -98,7 +98,7 @@ def parse_top(value: str) -> tuple[str, float]:
 
 
 @dataclass
-class TwoStageSettings:
+class TwoStageSettings(StudySettings):
     """Two-stage fine-tuning's own options: exactly one stage-2 selection, stage 2's
     length, and optionally an existing stage-1 run (the training options are TrainConfig's)."""
 
@@ -283,6 +283,7 @@ def run(base: TrainConfig, settings: TwoStageSettings) -> TwoStageResult:
     selection, stage2_epochs = settings.selection(), settings.stage2_epochs
     stage1_run_id, stage1_model = settings.stage1_run_id, settings.stage1_model
     validate_config(base)
+    check_study(base, settings)
     selection.validate()
     if stage2_epochs <= 0:
         raise SoiInputError(f"stage-2 epochs must be a positive integer, got {stage2_epochs!r}")
@@ -291,34 +292,29 @@ def run(base: TrainConfig, settings: TwoStageSettings) -> TwoStageResult:
     elif stage1_run_id is not None:
         check_stage1(base, stage1_run_id)
     spec = base.mixture
-    with study_parent(
-        base,
-        "two_stage",
-        f"two-stage-{'+'.join(spec.members)}",
-        {
-            "stage2_epochs": stage2_epochs,
-            "selection": selection.describe(),
-            "taxonomy": get_taxonomy(selection.taxonomy).name,
-        },
-        members=list(spec.members),
-        ood=list(spec.ood) or None,
-        selection=selection.describe(),
-    ) as parent:
-        tags = {**base.tags, "soi.study": parent.run_id}
-        trained = int(stage1_run_id is None)
+    with (
+        study_parent(
+            base,
+            "two_stage",
+            f"two-stage-{'+'.join(spec.members)}",
+            {
+                "stage2_epochs": stage2_epochs,
+                "selection": selection.describe(),
+                "taxonomy": get_taxonomy(selection.taxonomy).name,
+            },
+            resume=settings.resume,
+            members=list(spec.members),
+            ood=list(spec.ood) or None,
+            selection=selection.describe(),
+        ) as parent,
+        Fanout(parent, settings) as fan,
+    ):
+        tags = {"soi.study": parent.run_id}
         if stage1_run_id is None:
-            step(1, 3, "stage 1")
-            stage1 = train(
-                replace(
-                    base,
-                    parent_run_id=parent.run_id,
-                    log_checkpoint=True,
-                    stage=1,
-                    tags=tags,
-                    run_name=None,
-                )
-            )
-            stage1_run_id = stage1.run_id
+            fan.total = 3
+            config = replace(base, log_checkpoint=True, stage=1, run_name=None)
+            child = Child(fan.nested(config, tags), "stage 1", checkpoint=True)
+            stage1_run_id = fan.run([child])[0].run_id
         init_from = stage1_model or str(cache_for(parent.tracking_uri).checkpoint(stage1_run_id))
         table = soi_table(
             stage1_run_id, taxonomy=selection.taxonomy, tracking_uri=parent.tracking_uri
@@ -331,9 +327,8 @@ def run(base: TrainConfig, settings: TwoStageSettings) -> TwoStageResult:
             )
         rng = np.random.default_rng([base.seed, CONTROL_STREAM])
         control_ids = rng.choice(table["example_id"].to_numpy(), size=len(chosen), replace=False)
-        results = {}
-        for k, (label, ids) in enumerate((("stage2", chosen), ("control", control_ids)), 2):
-            step(k, 3, f"{label} on {len(ids)} examples")
+        children = []
+        for label, ids in (("stage2", chosen), ("control", control_ids)):
             config = replace(
                 base,
                 mixture=replace(spec, train_ids=frozenset(int(i) for i in ids)),
@@ -341,18 +336,24 @@ def run(base: TrainConfig, settings: TwoStageSettings) -> TwoStageResult:
                 init_from=init_from,
                 register_as=None,  # a study registers its stage-1 model only
                 stage=2,
-                parent_run_id=parent.run_id,
                 run_name=f"{label}-{'+'.join(spec.members)}-seed{base.seed}",
-                tags=tags
-                | {
-                    "soi.stage1_run_id": stage1_run_id,
-                    "soi.selection": selection.describe()
-                    if label == "stage2"
-                    else f"random:{len(ids)}",
-                    "soi.control": str(label == "control").lower(),
-                },
             )
-            results[label] = train(config).run_id
+            own = {
+                "soi.stage1_run_id": stage1_run_id,
+                "soi.selection": selection.describe()
+                if label == "stage2"
+                else f"random:{len(ids)}",
+                "soi.control": str(label == "control").lower(),
+            }
+            children.append(
+                Child(
+                    fan.nested(config, tags | own),
+                    f"{label} on {len(ids)} examples",
+                    match_tags={"soi.control": own["soi.control"]},
+                )
+            )
+        stage2, control = fan.run(children)
+        results = {"stage2": stage2.run_id, "control": control.run_id}
         runs = {
             "stage 1": stage1_run_id,
             "stage 2": results["stage2"],
@@ -371,5 +372,6 @@ def run(base: TrainConfig, settings: TwoStageSettings) -> TwoStageResult:
         wide,
         parent_run_id=parent.run_id,
         ui_command=parent.ui_command(),
-        trained=trained + 2,
+        trained=fan.trained,
+        reused=fan.reused,
     )

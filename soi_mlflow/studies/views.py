@@ -36,6 +36,13 @@ import pandas as pd
 
 from soi_mlflow.common.seeds import check_seed
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.studies.fanout import (
+    Child,
+    Fanout,
+    StudySettings,
+    check_study,
+    executor_settings,
+)
 from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.studies.result import StudyResult, deprecated
 from soi_mlflow.studies.views_analysis import (
@@ -46,7 +53,8 @@ from soi_mlflow.studies.views_analysis import (
     views_agreement,
     with_significant_pairs,
 )
-from soi_mlflow.training import TrainConfig, train
+from soi_mlflow.tracking.run import RunHandle
+from soi_mlflow.training import TrainConfig
 
 # the names tests, the CLI and the reanalysis import from here
 __all__ = [
@@ -66,7 +74,7 @@ __all__ = [
 
 
 @dataclass
-class ViewsSettings:
+class ViewsSettings(StudySettings):
     """What the three-views study measures (the training settings are a TrainConfig)."""
 
     seeds: int = field(
@@ -172,6 +180,7 @@ def _curve_settings(members, target: str, settings: ViewsSettings, seeds: int):
         sets="pairwise",
         interval=settings.interval,
         level=settings.level,
+        **executor_settings(settings),
     )
 
 
@@ -198,6 +207,7 @@ def run(
 
     base = replace(base, mixture=replace(base.mixture, ood=()))
     seeds = validate_views(base, settings)
+    check_study(base, settings)
     guard = around_view or (lambda view: contextlib.nullcontext())
     members = list(base.mixture.members)
     sizes = Mixture(base.mixture).member_sizes()
@@ -211,6 +221,7 @@ def run(
             "budget": settings.budget,
             "sizes": ",".join(map(str, settings.sizes)),
         },
+        resume=settings.resume,
         members=members,
         seeds=max(seeds.values()),
     ) as parent:
@@ -218,11 +229,18 @@ def run(
             base, parent_run_id=parent.run_id, tags={**base.tags, "soi.views": parent.run_id}
         )
         plan = _Plan(
-            child, members, seeds, settings, per_seed_passes(members, sizes, (), base.epochs)
+            child,
+            members,
+            seeds,
+            settings,
+            per_seed_passes(members, sizes, (), base.epochs),
+            parent,
         )
+        runs = []
         for view in VIEWS:
             with guard(view):
                 run = _RUNNERS[view](plan)
+            runs.append(run)
             values += [{"view": view, **row} for row in run.values]
             compute.append(
                 {
@@ -244,7 +262,8 @@ def run(
         compute_table,
         parent_run_id=parent.run_id,
         ui_command=parent.ui_command(),
-        trained=int(compute_table["runs"].sum()),
+        trained=sum(r.trained for r in runs),
+        reused=sum(r.reused for r in runs),
     )
 
 
@@ -258,6 +277,18 @@ class _Plan:
     seeds: dict[str, int]
     settings: ViewsSettings
     passes: dict[str, int]
+    parent: RunHandle  # the views parent
+
+    def resumed(self, study: str, **tags: str) -> str | None:
+        """With ``--resume``: the earlier sub-study (``study``, ``tags``) under the views
+        parent, resumed in turn; None starts a new one."""
+        if not self.settings.resume:
+            return None
+        from soi_mlflow.tracking.search import search_all
+
+        wanted = {"mlflow.parentRunId": self.parent.run_id, "soi.study": study, **tags}
+        runs = search_all(self.parent.client, [self.parent.experiment_id], None, wanted)
+        return next((r.info.run_id for r in runs), None)
 
 
 @dataclass
@@ -268,6 +299,8 @@ class _ViewRun:
     example_passes: int
     seconds: float
     runs: int
+    trained: int = 0
+    reused: int = 0
 
 
 def _value(seed, source, target, value) -> dict:
@@ -281,35 +314,46 @@ def _transfer_view(plan: _Plan) -> _ViewRun:
 
     seeds = plan.seeds["transfer"]
     start = time.perf_counter()
-    transfer = study.run(replace(plan.child, run_name=None), study.TransferSettings(seeds=seeds))
+    settings = study.TransferSettings(
+        seeds=seeds, resume=plan.resumed("transfer"), **executor_settings(plan.settings)
+    )
+    transfer = study.run(replace(plan.child, run_name=None), settings)
     seconds = time.perf_counter() - start
     deltas = transfer_deltas(transfer.scores)
     values = [_value(r.seed, r.source, r.target, r.delta) for r in deltas.itertuples()]
-    return _ViewRun(values, seeds * plan.passes["transfer"], seconds, transfer.trained)
+    passes = seeds * plan.passes["transfer"]
+    runs = transfer.trained + transfer.reused
+    return _ViewRun(values, passes, seconds, runs, transfer.trained, transfer.reused)
 
 
 def _affinity_view(plan: _Plan) -> _ViewRun:
-    """Task affinity: one run of all members per seed, the mean matrix over epochs."""
-    values, seconds, seeds = [], 0.0, plan.seeds["affinity"]
-    for s in range(seeds):
-        seed = plan.child.seed + s
-        config = replace(
-            plan.child,
-            seed=seed,
-            affinity_every=plan.settings.affinity_interval,
-            run_name=None,
-        )
-        start = time.perf_counter()
-        result = train(config)
-        seconds += time.perf_counter() - start
-        matrix = result.affinity.mean_matrix()
+    """Task affinity: one run of all members per seed, the mean matrix over epochs (of
+    the run's ``affinity/<i>_to_<j>`` metrics, as the re-analysis reads them)."""
+    from soi_mlflow.studies.views_reanalysis import _affinity_values
+
+    seeds = plan.seeds["affinity"]
+    with Fanout(plan.parent, plan.settings) as fan:
+        children = []
+        for s in range(seeds):
+            seed = plan.child.seed + s
+            config = replace(
+                plan.child,
+                seed=seed,
+                affinity_every=plan.settings.affinity_interval,
+                run_name=None,
+            )
+            children.append(Child(fan.nested(config, {}), f"affinity seed {seed}"))
+        done = fan.run(children)
+    values = []
+    for d in done:
+        run = plan.parent.client.get_run(d.run_id)
         values += [
-            _value(seed, i, j, float(matrix.loc[i, j]))
-            for i in plan.members
-            for j in plan.members
-            if i != j
+            {k: v for k, v in row.items() if k != "view"}
+            for row in _affinity_values(plan.parent, run)
         ]
-    return _ViewRun(values, seeds * plan.passes["affinity"], seconds, seeds)
+    seconds = sum(d.seconds for d in done)
+    passes = seeds * plan.passes["affinity"]
+    return _ViewRun(values, passes, seconds, seeds, fan.trained, fan.reused)
 
 
 def _curves_view(plan: _Plan) -> _ViewRun:
@@ -318,20 +362,22 @@ def _curves_view(plan: _Plan) -> _ViewRun:
     from soi_mlflow.analysis.agreement import transfer_gains
     from soi_mlflow.studies import learning_curve
 
-    values, passes, runs, seconds = [], 0, 0, 0.0
+    values, passes, runs, seconds, trained, reused = [], 0, 0, 0.0, 0, 0
     for target in plan.members:
         start = time.perf_counter()
-        curve = learning_curve.run(
-            replace(plan.child, run_name=f"views-curve-{target}"),
-            _curve_settings(plan.members, target, plan.settings, plan.seeds["curves"]),
+        settings = _curve_settings(plan.members, target, plan.settings, plan.seeds["curves"])
+        settings = replace(
+            settings, resume=plan.resumed("learning_curve", **{"soi.target": target})
         )
+        curve = learning_curve.run(replace(plan.child, run_name=f"views-curve-{target}"), settings)
+        trained, reused = trained + curve.trained, reused + curve.reused
         seconds += time.perf_counter() - start
         passes += int(curve.points["example_passes"].sum())
         runs += len(curve.points)
         gains = transfer_gains(curve.points)
         per_seed = gains.groupby(["seed", "curve"], as_index=False)["value"].mean()
         values += [_value(r.seed, r.curve, target, r.value) for r in per_seed.itertuples()]
-    return _ViewRun(values, passes, seconds, runs)
+    return _ViewRun(values, passes, seconds, runs, trained, reused)
 
 
 _RUNNERS: dict[str, Callable[[_Plan], _ViewRun]] = {
