@@ -210,7 +210,11 @@ def parse(command: Command, argv: Sequence[str]) -> tuple[list[Any], Any]:
     parser, keys, classes = command_parser(command)
     namespace = parser.parse_args(normalize_argv(parser, argv))
     values = values_of(namespace, keys)
-    return [build(cls, values) for cls in classes], namespace
+    instances = []
+    for i, cls in enumerate(classes):  # an option a later class declares is that class's
+        later = {n for other in classes[i + 1 :] for n in option_names(other)}
+        instances.append(build(cls, {k: v for k, v in values.items() if k not in later}))
+    return instances, namespace
 
 
 def resolved_yaml(instances: Sequence[Any], header: str = "") -> str:

@@ -12,6 +12,7 @@ Tasks are never retried: a retried training would log a second run.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 import time
@@ -93,9 +94,15 @@ class RayExecutor:
         failures: list[tuple[str, str]] = []
         k, total = progress(steps, len(items))
         pending = list(refs)
+        stop: list[int] = []
+        previous = _hold_sigterm(stop)
         try:
             while pending:
-                ready, pending = ray.wait(pending, num_returns=1, timeout=1.0)
+                if stop:  # SIGTERM: cancel, then let the caller's handler act on it
+                    cancel(ray, pending)
+                    _release_sigterm(previous, resend=True)
+                    previous = None
+                ready, pending = ray.wait(pending, num_returns=1, timeout=0.2)
                 for ref in ready:
                     i = index[ref]
                     k += 1
@@ -110,6 +117,8 @@ class RayExecutor:
         except BaseException:  # Ctrl-C, SIGTERM: no task outlives the driver's decision
             cancel(ray, pending)
             raise
+        finally:
+            _release_sigterm(previous)
         if failures:
             raise ItemsFailed(failures, len(items))
         return results
@@ -133,6 +142,30 @@ class RayExecutor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _hold_sigterm(stop: list[int]) -> Any:
+    """While Ray waits, SIGTERM only sets ``stop``: Ray turns an exception raised inside
+    its wait into a plain ``SystemExit(1)``, which would lose what the signal meant.
+    Returns the handler to put back (None: not the main thread, nothing held)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous == signal.SIG_IGN:
+        return None
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
+    return previous
+
+
+def _release_sigterm(previous: Any, resend: bool = False) -> None:
+    """Put the caller's SIGTERM handler back; with ``resend``, SIGTERM this process again
+    so that handler acts now, outside Ray's wait (the default one ends the process)."""
+    if previous is None:
+        return
+    signal.signal(signal.SIGTERM, previous)
+    if resend:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.5)  # the handler runs at the next bytecode; this is not reached
 
 
 def cancel(ray: Any, refs: list[Any]) -> None:

@@ -101,9 +101,13 @@ class Done:
 
 
 def train_child(child: Child) -> Done:
-    """In the worker (this process or a Ray task): train the child, then ``after``."""
+    """In the worker (this process or a Ray task): train the child, then ``after``.
+    SIGTERM (a cancelled Ray task's worker gets one) ends the child's run KILLED."""
+    from soi_mlflow.tracking.health import sigterm_raises
+
     start = time.perf_counter()
-    result = train(child.config)
+    with sigterm_raises():
+        result = train(child.config)
     seconds = time.perf_counter() - start
     value = child.after(child.config, result) if child.after is not None else None
     return Done(result.run_id, value, False, seconds)
