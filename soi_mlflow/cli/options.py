@@ -220,8 +220,9 @@ def parse(command: Command, argv: Sequence[str]) -> tuple[list[Any], Any]:
 def resolved_yaml(instances: Sequence[Any], header: str = "") -> str:
     """The YAML of ``--print-config``: every option of the command, resolved."""
     values: dict[str, Any] = {}
-    for instance in instances:
-        values.update(flat_values(instance))
+    for i, instance in enumerate(instances):  # an option a later class declares is its
+        later = {n for other in instances[i + 1 :] for n in option_names(type(other))}
+        values.update({k: v for k, v in flat_values(instance).items() if k not in later})
     return to_yaml(values, header)
 
 

@@ -37,9 +37,9 @@ class ExecutorSettings:
     """local: one after another in this process; ray: as Ray tasks (soi-mlflow[ray])"""
     ray_address: str | None = None
     """Ray cluster address (host:port, ray://host:port, auto); default: a local cluster"""
-    gpus_per_run: float = 0
+    gpus_per_run: float = 0.0
     """GPUs each job reserves with --executor ray (a fraction shares a GPU)"""
-    cpus_per_run: float = 1
+    cpus_per_run: float = 1.0
     """CPUs each job reserves with --executor ray"""
 
 
