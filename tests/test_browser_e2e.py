@@ -126,13 +126,13 @@ def distinct_bytes(png: bytes) -> int:
 def study(tmp_path_factory):
     """A tiny comparison (alpha, beta, both; 1 seed, 2 epochs) and the UI over its store."""
     from soi_mlflow.data.mixture import MixtureSpec
-    from soi_mlflow.studies.compare import run_compare
+    from soi_mlflow.studies.single_vs_multi import SingleVsMultiSettings, run
 
     folder = tmp_path_factory.mktemp("browser")
     with scratch_store(tmp_path_factory, "browser-store") as uri:
         spec = MixtureSpec(str(_suite(folder)), "source", ("alpha", "beta"))
         config = replace(small_config(uri, experiment="browser"), mixture=spec)
-        result = run_compare(config, seeds=1)
+        result = run(config, SingleVsMultiSettings(seeds=1))
         with mlflow_ui(folder, uri) as base:
             yield result, base, folder
 

@@ -168,8 +168,8 @@ def test_uniform_sampling_keeps_every_example_of_a_large_member(store) -> None:
 
 
 def test_the_compare_summary_reports_coverage_per_member_and_setting(store) -> None:
-    from soi_mlflow.analysis.report import Comparison, compare
-    from soi_mlflow.studies.compare import summary_rows
+    from soi_mlflow.analysis.report import SingleVsMultiRuns, log_single_vs_multi
+    from soi_mlflow.studies.single_vs_multi import summary_rows
 
     full = {1: [1, 1, 1], 2: [0, 1, 1], 3: [1, 0, 1], 5: [1, 1, 1], 6: [0, 1, 1]}
     members = {1: "big", 2: "big", 3: "big", 4: "big", 5: "small", 6: "small"}
@@ -183,7 +183,9 @@ def test_the_compare_summary_reports_coverage_per_member_and_setting(store) -> N
     parent = MlflowClient(store).create_run(
         MlflowClient(store).get_experiment_by_name("synthetic").experiment_id
     )
-    summary = compare(parent.info.run_id, Comparison(single, [multi]), tracking_uri=store)
+    summary = log_single_vs_multi(
+        parent.info.run_id, SingleVsMultiRuns(single, [multi]), tracking_uri=store
+    )
     assert summary.loc["big", "coverage_single"] == 1.0
     assert summary.loc["big", "coverage_multi"] == pytest.approx(2 / 4)
     assert summary.loc["small", ["coverage_single", "coverage_multi"]].tolist() == [1.0, 1.0]

@@ -9,7 +9,7 @@ from mlflow import MlflowClient
 from tracehelp import small_config
 
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.studies.learning_curve import CurveSettings, learning_curve
+from soi_mlflow.studies.learning_curve import CurveSettings, run
 
 pytestmark = pytest.mark.e2e
 
@@ -24,7 +24,7 @@ def test_aux_sizes_vary_the_auxiliary_data_and_identify_the_contextual_fit(store
     settings = CurveSettings(
         "entailment", ("sentiment",), sizes=(20, 40, 80), aux_sizes=(30, 60), seeds=1
     )
-    result = learning_curve(_base(store), settings)
+    result = run(_base(store), settings)
     points = result.points
     aux = points[points["curve"] == "sentiment"]
     assert sorted(zip(aux["aux_size"], aux["n"], strict=True)) == [
@@ -47,7 +47,7 @@ def test_aux_sizes_vary_the_auxiliary_data_and_identify_the_contextual_fit(store
 
 def test_pairwise_and_contextual_sets_with_interaction(store) -> None:
     settings = CurveSettings("entailment", ("sentiment", "paraphrase"), sizes=(20, 40, 80), seeds=1)
-    result = learning_curve(_base(store), settings)
+    result = run(_base(store), settings)
     assert sorted(result.points["curve"].unique()) == [
         "alone",
         "paraphrase",
@@ -75,18 +75,12 @@ def test_bad_aux_sizes_are_refused_before_training(store) -> None:
         ((0, 50), "sizes must be positive"),
     ):
         with pytest.raises(SoiInputError, match=pattern):
-            learning_curve(
-                base, CurveSettings("entailment", ("sentiment",), (20, 40, 80), aux_sizes)
-            )
+            run(base, CurveSettings("entailment", ("sentiment",), (20, 40, 80), aux_sizes))
     with pytest.raises(SoiInputError, match="sets: expected one of"):
-        learning_curve(
-            base, CurveSettings("entailment", ("sentiment",), sets="pairs", sizes=(20, 40, 80))
-        )
+        run(base, CurveSettings("entailment", ("sentiment",), sets="pairs", sizes=(20, 40, 80)))
     with pytest.raises(SoiInputError, match="interval: expected one of"):
-        learning_curve(
+        run(
             base,
-            CurveSettings(
-                "entailment", ("sentiment",), interval="percentile", sizes=(20, 40, 80)
-            ),
+            CurveSettings("entailment", ("sentiment",), interval="percentile", sizes=(20, 40, 80)),
         )
     assert not MlflowClient(store).search_runs(["0"])

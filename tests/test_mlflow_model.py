@@ -18,7 +18,8 @@ from soi_mlflow.data.batching import Collator, loader_view
 from soi_mlflow.data.mixture import Mixture
 from soi_mlflow.data.tokenize import tokenize
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.studies.two_stage import Selection, run_two_stage
+from soi_mlflow.studies import two_stage
+from soi_mlflow.studies.two_stage import Selection, TwoStageSettings
 from soi_mlflow.training import TrainConfig, build_model, train
 
 NAME = "soi-stage1"
@@ -64,9 +65,7 @@ def test_the_logged_model_predicts_what_training_recorded(stage1, monkeypatch) -
     trace, _ = load_trace(uri, result.run_id, "traces/validation/epoch=000.parquet")
     model = _load(f"runs:/{result.run_id}/model", uri)
     out = model.predict(_inputs(examples))
-    registered = _load(f"models:/{NAME}/1", uri).predict(
-        _inputs(examples)
-    )
+    registered = _load(f"models:/{NAME}/1", uri).predict(_inputs(examples))
     assert len(out) == len(examples) == len(trace) == 40
     assert set(examples["text_pair"].dropna()) and examples["text_pair"].isna().any()
     # the final epoch's evaluation pass ran on the final weights: same predictions
@@ -149,9 +148,8 @@ def test_stage2_starts_from_a_registered_model(stage1, tmp_path, monkeypatch) ->
         assert all(torch.equal(t, loaded[k]) for k, t in trained.items()), source
     monkeypatch.chdir(tmp_path)
     selection = Selection(metric="variability", fraction=0.25)
-    out = run_two_stage(
-        _config(uri, log_model=False), selection, 1, stage1_model=f"models:/{NAME}/1"
-    )
+    settings = TwoStageSettings.of(selection, 1, stage1_model=f"models:/{NAME}/1")
+    out = two_stage.run(_config(uri, log_model=False), settings)
     assert out.stage1_run_id == result.run_id
     expected = set(selection.select(soi_table(result.run_id, tracking_uri=uri)))
     trace, _ = load_trace(uri, out.stage2_run_id, "traces/train/epoch=000.parquet")
@@ -177,7 +175,14 @@ def test_bad_model_settings_fail_before_any_work(stage1) -> None:
         with pytest.raises(SoiInputError, match=pattern):
             train(_config(uri, **settings))
     with pytest.raises(SoiInputError, match="stage1-run-id or stage1-model, not both"):
-        run_two_stage(_config(uri), Selection(region="ambiguous"), 1, "x", f"models:/{NAME}/1")
+        two_stage.run(
+            _config(uri),
+            TwoStageSettings(
+                stage2_region="ambiguous", stage1_run_id="x", stage1_model=f"models:/{NAME}/1"
+            ),
+        )
     with pytest.raises(SoiInputError, match="cannot find model"):
-        run_two_stage(_config(uri), Selection(region="ambiguous"), 1, None, "models:/nope/3")
+        two_stage.run(
+            _config(uri), TwoStageSettings(stage2_region="ambiguous", stage1_model="models:/nope/3")
+        )
     assert len(MlflowClient(uri).search_runs([result.experiment_id])) == runs_before

@@ -11,7 +11,7 @@ from soi_mlflow.analysis.runs import load_traces
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.noise_benchmark import (
     NoiseBenchmarkSettings,
-    run_noise_benchmark,
+    run,
     summarize,
     summary_rows,
     top_k_breakdown,
@@ -67,7 +67,8 @@ def test_bad_settings_are_refused_before_any_run(store: str) -> None:
     ]
     for settings, message in bad:
         with pytest.raises(SoiInputError, match=message):
-            run_noise_benchmark(NoiseBenchmarkSettings(tracking_uri=store, **settings))
+            given = NoiseBenchmarkSettings(tracking_uri=store, **settings)
+            run(given.train_config(), given)
     assert not mlflow.MlflowClient(store).search_runs(
         [e.experiment_id for e in mlflow.MlflowClient(store).search_experiments()]
     )
@@ -86,7 +87,7 @@ def test_tiny_benchmark_logs_scores_of_every_detector(store: str) -> None:
         tracking_uri=store,
         experiment="noise",
     )
-    result = run_noise_benchmark(settings)
+    result = run(settings.train_config(), settings)
     detectors = set(result.per_seed["detector"])
     assert detectors == {
         "confidence",

@@ -84,7 +84,7 @@ def test_a_missing_score_gives_a_not_identified_transfer_cell() -> None:
 
 
 def test_views_agreement_without_enough_pairs_is_not_identified() -> None:
-    from soi_mlflow.studies.views import ViewsSettings, compare_views
+    from soi_mlflow.studies.views import ViewsSettings, views_agreement
 
     values = pd.DataFrame(
         [
@@ -93,7 +93,7 @@ def test_views_agreement_without_enough_pairs_is_not_identified() -> None:
             for s in (0, 1)
         ]
     )
-    result = compare_views(values, ViewsSettings())
+    result = views_agreement(values, ViewsSettings())
     row = result["agreement"].iloc[0]
     assert np.isnan(row["spearman"]) and row["problem"].startswith("not identified: ")
 

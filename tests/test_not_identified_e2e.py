@@ -23,11 +23,12 @@ def _analyze(parent: str, store: str, capsys) -> str:
 
 
 def test_learning_curve_with_one_seed_and_one_aux_size_ends_finished(store, capsys) -> None:
-    from soi_mlflow.studies.learning_curve import CurveSettings, learning_curve
+    from soi_mlflow.studies import learning_curve
+    from soi_mlflow.studies.learning_curve import CurveSettings
 
     base = small_config(store, ("books",), max_examples=40, eval_max_examples=20, epochs=1)
     settings = CurveSettings("books", ("movies", "electronics"), sizes=(10, 20, 40), seeds=1)
-    result = learning_curve(base, settings)
+    result = learning_curve.run(base, settings)
     client = MlflowClient(store)
     run = client.get_run(result.parent_run_id)
     assert run.info.status == "FINISHED"
@@ -52,10 +53,10 @@ def test_learning_curve_with_one_seed_and_one_aux_size_ends_finished(store, caps
 
 
 def test_transfer_parent_without_its_tables_is_rebuilt_from_its_children(store, capsys) -> None:
-    from soi_mlflow.studies.transfer import run_transfer
+    from soi_mlflow.studies import transfer
 
     base = small_config(store, ("books", "movies"), max_examples=30, eval_max_examples=20)
-    result = run_transfer(base, "joint", 1)
+    result = transfer.run(base, transfer.TransferSettings())
     client = MlflowClient(store)
     assert client.get_run(result.parent_run_id).info.status == "FINISHED"
     # as if the study had stopped before its analysis: no tables, parent FAILED
@@ -71,10 +72,12 @@ def test_transfer_parent_without_its_tables_is_rebuilt_from_its_children(store, 
 
 
 def test_two_stage_is_re_analysed_from_its_stages(store, capsys) -> None:
-    from soi_mlflow.studies.two_stage import Selection, run_two_stage
+    from soi_mlflow.studies import two_stage
 
     base = small_config(store, ("books",), max_examples=30, eval_max_examples=20)
-    result = run_two_stage(base, Selection(metric="variability", fraction=0.5), 1)
+    result = two_stage.run(
+        base, two_stage.TwoStageSettings(stage2_top="variability:0.5", stage2_epochs=1)
+    )
     client = MlflowClient(store)
     run = client.get_run(result.parent_run_id)
     assert run.info.status == "FINISHED" and run.data.tags["soi.not_identified"] == "0"

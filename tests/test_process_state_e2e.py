@@ -51,7 +51,10 @@ def _config(**settings: Any):
     """Small, but with the defaults a user has: the MLflow Model is logged."""
     members = settings.pop("members", MEMBERS)
     return small_config(
-        None, members, max_examples=24, eval_max_examples=16,
+        None,
+        members,
+        max_examples=24,
+        eval_max_examples=16,
         **{"epochs": 1, "log_model": True, **settings},
     )
 
@@ -82,42 +85,42 @@ def test_train(env_store) -> None:
 
 
 def test_compare(env_store) -> None:
-    from soi_mlflow.studies.compare import run_compare
+    from soi_mlflow.studies.single_vs_multi import SingleVsMultiSettings, run
 
-    results = _twice(lambda: run_compare(_config(), seeds=1))
+    results = _twice(lambda: run(_config(), SingleVsMultiSettings(seeds=1)))
     _runs_in(env_store, [r.parent_run_id for r in results] + [*results[1].multi])
 
 
 def test_two_stage(env_store) -> None:
-    from soi_mlflow.studies.two_stage import Selection, run_two_stage
+    from soi_mlflow.studies.two_stage import TwoStageSettings, run
 
-    selection = Selection(metric="variability", fraction=0.5)
-    results = _twice(lambda: run_two_stage(_config(members=("books",)), selection, 1))
+    settings = TwoStageSettings(stage2_top="variability:0.5", stage2_epochs=1)
+    results = _twice(lambda: run(_config(members=("books",)), settings))
     _runs_in(env_store, [r.stage2_run_id for r in results])
 
 
 def test_transfer(env_store) -> None:
-    from soi_mlflow.studies.transfer import run_transfer
+    from soi_mlflow.studies.transfer import TransferSettings, run
 
-    results = _twice(lambda: run_transfer(_config(), "joint", seeds=1))
+    results = _twice(lambda: run(_config(), TransferSettings()))
     _runs_in(env_store, [r.parent_run_id for r in results])
 
 
 def test_learning_curve(env_store) -> None:
-    from soi_mlflow.studies.learning_curve import CurveSettings, learning_curve
+    from soi_mlflow.studies.learning_curve import CurveSettings, run
 
     settings = CurveSettings(target="books", aux=("movies",), sizes=(8, 16, 24), seeds=1)
-    results = _twice(lambda: learning_curve(_config(), settings))
+    results = _twice(lambda: run(_config(), settings))
     _runs_in(env_store, [r.parent_run_id for r in results])
 
 
 def test_noise_benchmark(env_store) -> None:
-    from soi_mlflow.studies.noise_benchmark import NoiseBenchmarkSettings, run_noise_benchmark
+    from soi_mlflow.studies.noise_benchmark import NoiseBenchmarkSettings, run
 
     settings = NoiseBenchmarkSettings(
         members=("sentiment",), train_size=48, eval_size=16, seeds=1, epochs=2, cl_folds=2
     )
-    results = _twice(lambda: run_noise_benchmark(settings))
+    results = _twice(lambda: run(settings.train_config(), settings))
     _runs_in(env_store, [r.parent_run_id for r in results])
 
 
@@ -185,9 +188,7 @@ def test_lightning_trace_callback(env_store) -> None:
     from soi_mlflow.lightning import TraceCallback
 
     def callback() -> TraceCallback:
-        return TraceCallback(
-            ids="uid", labels="target", logits="scores", label_names=["a", "b"]
-        )
+        return TraceCallback(ids="uid", labels="target", logits="scores", label_names=["a", "b"])
 
     _same_as_without(_user_fit, callback)
 
@@ -251,7 +252,13 @@ def test_importing_every_module_changes_nothing(tmp_path) -> None:
 
     code = IMPORT_CHECK.format(tests=str(Path(__file__).parent))
     env = {**os.environ, "MPLBACKEND": "svg"}  # not Agg: switching it is a change to catch
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=tmp_path, timeout=300, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env=env,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert "nothing changed" in out.stdout

@@ -15,8 +15,9 @@ from soi_mlflow.analysis import soi_table
 from soi_mlflow.analysis.runs import cache_for
 from soi_mlflow.data.mixture import Mixture
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.studies.transfer import run_transfer
-from soi_mlflow.studies.two_stage import Selection, run_two_stage
+from soi_mlflow.studies import transfer, two_stage
+from soi_mlflow.studies.transfer import TransferSettings
+from soi_mlflow.studies.two_stage import Selection, TwoStageSettings
 from soi_mlflow.tracking.run import ensure_experiment, soi_tags
 from soi_mlflow.training import TrainConfig, build_model, run_params, train
 from soi_mlflow.training.key import TRAINING_KEY_TAG, training_key
@@ -61,7 +62,7 @@ def test_stage2_trains_on_exactly_the_selected_examples(stage1, monkeypatch, tmp
     uri, s1 = stage1
     monkeypatch.chdir(tmp_path)
     selection = Selection(metric="variability", fraction=0.25)
-    out = run_two_stage(_base(uri), selection, stage2_epochs=1, stage1_run_id=s1.run_id)
+    out = two_stage.run(_base(uri), TwoStageSettings.of(selection, 1, stage1_run_id=s1.run_id))
     expected = set(selection.select(soi_table(s1.run_id, tracking_uri=uri)))
     assert out.selected == len(expected) == 20
     trace, _ = load_trace(uri, out.stage2_run_id, "traces/train/epoch=000.parquet")
@@ -107,9 +108,8 @@ def test_stage2_selects_the_subset_of_a_registered_taxonomy(stage1, monkeypatch,
     table = soi_table(s1.run_id, taxonomy=name, tracking_uri=uri)
     expected = set(table.loc[table["soi"] == "unsure", "example_id"])
     assert 0 < len(expected) < len(table)
-    out = run_two_stage(
-        _base(uri), Selection(subsets=("unsure",), taxonomy=name), 1, stage1_run_id=s1.run_id
-    )
+    selection = Selection(subsets=("unsure",), taxonomy=name)
+    out = two_stage.run(_base(uri), TwoStageSettings.of(selection, 1, stage1_run_id=s1.run_id))
     trace, _ = load_trace(uri, out.stage2_run_id, "traces/train/epoch=000.parquet")
     assert set(trace["example_id"]) == expected and out.selected == len(expected)
     client = MlflowClient(uri)
@@ -128,13 +128,16 @@ def test_bad_stage2_selections(stage1) -> None:
         (Selection(), "exactly one stage-2 selection"),
     ):
         with pytest.raises(SoiInputError, match=pattern):
-            run_two_stage(_base(uri), selection, 1, stage1_run_id=s1.run_id)
+            two_stage.run_two_stage(_base(uri), selection, 1, stage1_run_id=s1.run_id)
     # with 2 epochs the split epoch is 1, so no example can be early_learned (1 < t <= 1)
     runs_before = len(MlflowClient(uri).search_runs([s1.experiment_id]))
     with pytest.raises(
         SoiInputError, match="matches no training example .* no stage-2 training was started"
     ):
-        run_two_stage(_base(uri), Selection(subsets=("early_learned",)), 1, stage1_run_id=s1.run_id)
+        two_stage.run(
+            _base(uri),
+            TwoStageSettings.of(Selection(subsets=("early_learned",)), 1, stage1_run_id=s1.run_id),
+        )
     runs = MlflowClient(uri).search_runs([s1.experiment_id])
     assert len(runs) == runs_before + 1  # the study's parent, marked failed; nothing trained
     assert sorted(r.info.status for r in runs).count("FAILED") == 1
@@ -177,7 +180,7 @@ def test_transfer_matrix_from_constructed_runs_reuses_them(store) -> None:
     }
     for members, scores in pairs.items():
         _fake_run(client, exp, base, members, scores)
-    result = run_transfer(base, "joint", seeds=1, reuse=True)
+    result = transfer.run(base, TransferSettings(reuse=True))
     assert result.trained == 0 and result.reused == 6
     t = result.mean
     assert t.shape == (3, 3) and np.isnan(np.diag(t.to_numpy())).all()
@@ -205,11 +208,11 @@ def test_transfer_matrix_from_constructed_runs_reuses_them(store) -> None:
 
 def test_bad_transfer_studies(store) -> None:
     with pytest.raises(SoiInputError, match="at least two members"):
-        run_transfer(_base(store, members=("books",)), "joint")
+        transfer.run(_base(store, members=("books",)), TransferSettings())
     with pytest.raises(SoiInputError, match="is on axis 'lang', not 'source'"):
-        run_transfer(_base(store, members=("books", "lang_a")), "joint")
+        transfer.run(_base(store, members=("books", "lang_a")), TransferSettings())
     with pytest.raises(SoiInputError, match="mode: expected one of joint, sequential"):
-        run_transfer(_base(store, members=("books", "movies")), "parallel")
+        transfer.run(_base(store, members=("books", "movies")), TransferSettings("parallel"))
     assert not MlflowClient(store).search_runs(
         [e.experiment_id for e in MlflowClient(store).search_experiments()]
     )
@@ -223,7 +226,7 @@ def test_analyze_rebuilds_the_transfer_matrix_from_existing_runs(store) -> None:
     exp = ensure_experiment(client, "transfer-tests")
     runs = {m: _fake_run(client, exp, base, (m,), {m: 0.8}) for m in ("books", "movies")}
     pair = _fake_run(client, exp, base, ("books", "movies"), {"books": 0.85, "movies": 0.7})
-    result = run_transfer(base, "joint", reuse=True)
+    result = transfer.run(base, TransferSettings(reuse=True))
     assert result.mean.loc["movies", "books"] == pytest.approx(0.05)
     # a score changes (say, a corrected metric): re-analysis picks it up, trains nothing
     client.log_metric(pair, "test/books/acc", 0.9)
@@ -256,7 +259,7 @@ def test_reuse_needs_the_full_training_settings(store) -> None:
     exact = train(alone["movies"]).run_id
     client = MlflowClient(store)
     assert client.get_run(child).data.params["max_examples"] == "32"  # same as the baseline's
-    result = run_transfer(base, "joint", seeds=1, reuse=True)
+    result = transfer.run(base, TransferSettings(reuse=True))
     assert result.reused == 1 and result.trained == 2
     alone_runs = result.scores[result.scores["source"].isna()].set_index("target")["run_id"]
     assert alone_runs["movies"] == exact and alone_runs["books"] != child
@@ -264,7 +267,7 @@ def test_reuse_needs_the_full_training_settings(store) -> None:
     trace, _ = load_trace(store, alone_runs["books"], "traces/train/epoch=000.parquet")
     assert len(trace) == 32
     # and a second study reuses every run of the first, the pair included
-    again = run_transfer(base, "joint", seeds=1, reuse=True)
+    again = transfer.run(base, TransferSettings(reuse=True))
     assert again.reused == 3 and again.trained == 0
 
 

@@ -13,11 +13,11 @@ from soi_mlflow.studies.views import (
     ViewsSettings,
     _curve_settings,
     _figure,
-    compare_views,
     log_views,
     per_seed_passes,
     validate_views,
     view_seeds,
+    views_agreement,
 )
 
 VIEWS_ = ("transfer", "affinity", "curves")
@@ -47,7 +47,7 @@ def _values(seeds: int | dict[str, int] = 4, rng: int = 1, spread: float = 0.01)
 
 
 def test_agreement_and_significance_of_known_views() -> None:
-    out = compare_views(_values(), ViewsSettings())
+    out = views_agreement(_values(), ViewsSettings())
     agree = out["agreement"].set_index(["first", "second"])
     same = agree.loc[("transfer", "affinity")]
     assert same["spearman"] == pytest.approx(1.0) and same["low"] > 0.8
@@ -109,7 +109,7 @@ def test_views_at_one_budget_compare_over_their_own_seeds(store) -> None:
     seeds = {"transfer": 3, "affinity": 9, "curves": 2}
     values = _values(seeds)
     settings = ViewsSettings(budget=1000)
-    out = compare_views(values, settings)
+    out = views_agreement(values, settings)
     agree = out["agreement"].set_index(["first", "second"])
     same = agree.loc[("transfer", "affinity")]
     assert (same["seeds_first"], same["seeds_second"]) == (3, 9)

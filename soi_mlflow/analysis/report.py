@@ -197,7 +197,7 @@ def _examples_or_none(client, run_id: str, split: str, tracking_uri: str | None)
 
 
 @dataclass
-class Comparison:
+class SingleVsMultiRuns:
     """Runs of a single-vs-multi study: per member its single runs, and the multi runs."""
 
     single: dict[str, list[str]]  # member -> run ids (one per seed)
@@ -209,7 +209,7 @@ def _metric(client, run_id: str, key: str) -> float:
     return float(client.get_run(run_id).data.metrics.get(key, np.nan))
 
 
-def accuracy_table(client, comparison: Comparison) -> pd.DataFrame:
+def accuracy_table(client, comparison: SingleVsMultiRuns) -> pd.DataFrame:
     """Per member: ID (test) accuracy single vs multi, and mean OOD accuracy of each."""
     rows = []
     for member, runs in comparison.single.items():
@@ -233,9 +233,9 @@ def accuracy_table(client, comparison: Comparison) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("member")
 
 
-def compare(
+def log_single_vs_multi(
     parent_run_id: str,
-    comparison: Comparison,
+    comparison: SingleVsMultiRuns,
     split: str = "train",
     taxonomy: str | Taxonomy = "default",
     aggregate: str = "majority",

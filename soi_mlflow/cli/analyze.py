@@ -101,7 +101,7 @@ def _one_run(settings: AnalyzeSettings, splits: list[str], engine: Engine) -> No
 
 
 def _study(settings: AnalyzeSettings, splits: list[str], engine: Engine) -> None:
-    from soi_mlflow.analysis.report import analyze_run, compare
+    from soi_mlflow.analysis.report import analyze_run, log_single_vs_multi
     from soi_mlflow.analysis.runs import cache_for
     from soi_mlflow.tracking.health import get_run
 
@@ -125,7 +125,7 @@ def _study(settings: AnalyzeSettings, splits: list[str], engine: Engine) -> None
         console.step(k, len(run_ids), f"analysing run {run_id}")
         analyze_run(run_id, splits, settings.taxonomy, uri, engine=engine)
     print("comparing single and multi runs (transitions, figures)", flush=True)
-    summary = compare(
+    summary = log_single_vs_multi(
         settings.parent_run_id,
         comparison,
         splits[0],

@@ -61,7 +61,7 @@ COMMANDS: dict[str, Command] = {
                 ("soi-mlflow train --members books,movies --ood restaurants --epochs 3",
                  "soi-mlflow train --config config.yaml   # repeat a run from its config.yaml")),
         Command("compare", "each member alone vs all together, analysed in MLflow", compare,
-                (TRAIN, "soi_mlflow.studies.compare:CompareSettings"),
+                (TRAIN, "soi_mlflow.studies.single_vs_multi:SingleVsMultiSettings"),
                 ("soi-mlflow compare --axis task --members sentiment,paraphrase,entailment",
                  "soi-mlflow compare --members books,movies --seeds 3 --epochs 5")),
         Command("analyze", "SOI, data maps and comparisons of runs already in MLflow",

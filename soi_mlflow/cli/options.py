@@ -27,6 +27,7 @@ from soi_mlflow.training.settings_io import (
     flat_values,
     nested_settings,
     option_fields,
+    option_names,
     to_yaml,
 )
 
@@ -40,17 +41,21 @@ def _formatter() -> type:
     return Formatter
 
 
-def add_settings(parser: Any, cls: type) -> list[str]:
-    """Add the options of settings dataclass ``cls`` (nested settings first); returns
+def add_settings(parser: Any, cls: type, replaced: frozenset[str] = frozenset()) -> list[str]:
+    """Add the options of settings dataclass ``cls`` (nested settings first), but not
+    those in ``replaced`` (a later settings class of the command declares them); returns
     their keys."""
     nested = nested_settings(cls)
     keys: list[str] = []
     for sub in nested.values():
-        keys += add_settings(parser, sub)
+        keys += add_settings(parser, sub, replaced)
     hidden = {f.name for f in dataclasses.fields(cls)} - {f.name for f in option_fields(cls)}
-    keys += parser.add_class_arguments(cls, None, skip=hidden | set(nested), as_group=True)
+    skip = hidden | set(nested) | set(replaced)
+    keys += parser.add_class_arguments(cls, None, skip=skip, as_group=True)
     by_dest = {a.dest: a for a in parser._actions}
     for f in option_fields(cls):
+        if f.name in replaced:
+            continue
         if "help" in f.metadata and f.name in by_dest:
             by_dest[f.name].help = f.metadata["help"]
         if "bare" in f.metadata and f.name in by_dest:  # the value of a flag given alone
@@ -107,8 +112,11 @@ def build_parser(
         help="also show the libraries' own messages (Lightning banners, warnings)",
     )
     keys: list[str] = []
-    for cls in settings:
-        keys += add_settings(parser, cls)
+    for i, cls in enumerate(settings):
+        # an option a later class declares again is that class's: a study's --resume (its
+        # parent run id) replaces TrainConfig's (one training run's)
+        later = frozenset(n for other in settings[i + 1 :] for n in option_names(other))
+        keys += add_settings(parser, cls, later)
     _dash_aliases(parser)
     return parser, keys
 
@@ -202,14 +210,19 @@ def parse(command: Command, argv: Sequence[str]) -> tuple[list[Any], Any]:
     parser, keys, classes = command_parser(command)
     namespace = parser.parse_args(normalize_argv(parser, argv))
     values = values_of(namespace, keys)
-    return [build(cls, values) for cls in classes], namespace
+    instances = []
+    for i, cls in enumerate(classes):  # an option a later class declares is that class's
+        later = {n for other in classes[i + 1 :] for n in option_names(other)}
+        instances.append(build(cls, {k: v for k, v in values.items() if k not in later}))
+    return instances, namespace
 
 
 def resolved_yaml(instances: Sequence[Any], header: str = "") -> str:
     """The YAML of ``--print-config``: every option of the command, resolved."""
     values: dict[str, Any] = {}
-    for instance in instances:
-        values.update(flat_values(instance))
+    for i, instance in enumerate(instances):  # an option a later class declares is its
+        later = {n for other in instances[i + 1 :] for n in option_names(type(other))}
+        values.update({k: v for k, v in flat_values(instance).items() if k not in later})
     return to_yaml(values, header)
 
 

@@ -41,11 +41,11 @@ def log_study_config(command: str, run_id: str, config: Any, settings: Any) -> N
 
 
 def compare(config: Any, settings: Any) -> None:
-    from soi_mlflow.studies.compare import run_compare, validate_compare
+    from soi_mlflow.studies import single_vs_multi
 
     config = for_cli(config)
-    validate_compare(config, settings.seeds)
-    result = run_compare(config, seeds=settings.seeds)
+    single_vs_multi.validate(config, settings)
+    result = single_vs_multi.run(config, settings)
     log_study_config("compare", result.parent_run_id, config, settings)
     print_comparison(result.summary)
     runs = [("parent run id", result.parent_run_id)]
@@ -61,7 +61,7 @@ def compare(config: Any, settings: Any) -> None:
 
 def demo(settings: DemoSettings) -> None:
     from soi_mlflow.data.mixture import MixtureSpec
-    from soi_mlflow.studies.compare import CompareSettings
+    from soi_mlflow.studies.single_vs_multi import SingleVsMultiSettings
     from soi_mlflow.training import TrainConfig
 
     config = TrainConfig(
@@ -74,20 +74,14 @@ def demo(settings: DemoSettings) -> None:
         "demo: books, movies, electronics alone and together; "
         f"{settings.epochs} epochs, {settings.seeds} seed(s); restaurants held out (OOD)"
     )
-    compare(config, CompareSettings(seeds=settings.seeds))
+    compare(config, SingleVsMultiSettings(seeds=settings.seeds))
 
 
 def two_stage(config: Any, settings: Any) -> None:
-    from soi_mlflow.studies.two_stage import run_two_stage
+    from soi_mlflow.studies import two_stage as study
 
     config = for_cli(config)
-    result = run_two_stage(
-        config,
-        settings.selection(),
-        settings.stage2_epochs,
-        settings.stage1_run_id,
-        settings.stage1_model,
-    )
+    result = study.run(config, settings)
     log_study_config("two-stage", result.parent_run_id, config, settings)
     console.print_frame(
         result.table,
@@ -103,10 +97,10 @@ def two_stage(config: Any, settings: Any) -> None:
 
 
 def transfer(config: Any, settings: Any) -> None:
-    from soi_mlflow.studies.transfer import run_transfer
+    from soi_mlflow.studies import transfer as study
 
     config = for_cli(config)
-    result = run_transfer(config, settings.mode, settings.seeds, reuse=settings.reuse)
+    result = study.run(config, settings)
     log_study_config("transfer", result.parent_run_id, config, settings)
     console.print_frame(
         result.mean,
@@ -118,10 +112,10 @@ def transfer(config: Any, settings: Any) -> None:
 
 
 def learning_curve(config: Any, settings: Any) -> None:
-    from soi_mlflow.studies.learning_curve import learning_curve as run_learning_curve
+    from soi_mlflow.studies import learning_curve as study
 
     config = for_cli(config)
-    result = run_learning_curve(config, settings)
+    result = study.run(config, settings)
     log_study_config("learning-curve", result.parent_run_id, config, settings)
     fits = on_screen(result.fits, ["curve", "aux_size", "form", "c", "a", "b", "aic"])
     console.print_frame(
@@ -153,10 +147,10 @@ def learning_curve(config: Any, settings: Any) -> None:
 
 
 def views(config: Any, settings: Any) -> None:
-    from soi_mlflow.studies.views import run_views
+    from soi_mlflow.studies import views as study
 
     config = for_cli(config)
-    result = run_views(config, settings)
+    result = study.run(config, settings)
     log_study_config("views", result.parent_run_id, config, settings)
     console.print_frame(
         on_screen(result.significance),
@@ -171,11 +165,11 @@ def views(config: Any, settings: Any) -> None:
 
 
 def noise_benchmark(settings: Any) -> None:
-    from soi_mlflow.studies.noise_benchmark import run_noise_benchmark, summary_rows
+    from soi_mlflow.studies import noise_benchmark as study
 
-    result = run_noise_benchmark(settings)
+    result = study.run(settings.train_config(), settings)
     summary = result.summary
-    columns, rows = summary_rows(summary)
+    columns, rows = study.summary_rows(summary)
     console.print_table(
         rows,
         columns,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from soi_mlflow.analysis.report import Comparison
+from soi_mlflow.analysis.report import SingleVsMultiRuns
 from soi_mlflow.analysis.runs import cache_for, find_runs
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.health import get_run
 
 
-def comparison_of(parent_run_id: str, tracking_uri: str | None = None) -> Comparison:
+def comparison_of(parent_run_id: str, tracking_uri: str | None = None) -> SingleVsMultiRuns:
     """The single and multi runs of a comparison study, ordered by seed."""
     cache = cache_for(tracking_uri)
     client = cache.client
@@ -27,4 +27,4 @@ def comparison_of(parent_run_id: str, tracking_uri: str | None = None) -> Compar
     if not single or not multi:
         raise SoiInputError(f"run {parent_run_id} needs finished single and multi child runs")
     ood = parent.data.tags.get("soi.ood", "")
-    return Comparison(single, multi, [o for o in ood.split(",") if o])
+    return SingleVsMultiRuns(single, multi, [o for o in ood.split(",") if o])

@@ -1,108 +1,29 @@
-"""The single-vs-multi comparison study: each member alone and the mixture of all,
-for several seeds, as child runs of one parent run; then the analysis, logged back."""
+"""The old names of the single-vs-multi study (:mod:`soi_mlflow.studies.single_vs_multi`),
+kept for existing callers; ``run_compare`` warns that it is deprecated."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from soi_mlflow.studies.result import deprecated
+from soi_mlflow.studies.single_vs_multi import (
+    SingleVsMultiResult,
+    SingleVsMultiSettings,
+    run,
+    summary_rows,
+    validate,
+)
+from soi_mlflow.training import TrainConfig
 
-import pandas as pd
-
-from soi_mlflow.common.console import step
-from soi_mlflow.common.seeds import check_seed
-from soi_mlflow.errors import SoiInputError
-from soi_mlflow.studies.parent import study_parent
-from soi_mlflow.training import TrainConfig, train, validate_config
-
-
-@dataclass
-class CompareSettings:
-    """The comparison study's own options (the training options are TrainConfig's)."""
-
-    seeds: int = 1
-    """seeds per setting: each member alone and the mixture are trained this many times"""
-
-
-@dataclass
-class CompareResult:
-    parent_run_id: str
-    summary: pd.DataFrame
-    single: dict[str, list[str]]
-    multi: list[str]
-    ui_command: str
+CompareSettings = SingleVsMultiSettings
+CompareResult = SingleVsMultiResult
+__all__ = ["CompareResult", "CompareSettings", "run_compare", "summary_rows", "validate_compare"]
 
 
 def validate_compare(base: TrainConfig, seeds: int) -> None:
-    validate_config(base)
-    if len(base.mixture.members) < 2:
-        raise SoiInputError("compare needs at least two members (each alone, then all together)")
-    if seeds < 1:
-        raise SoiInputError(f"seeds must be a positive integer, got {seeds!r}")
-    check_seed(base.seed, "seed", seeds)
+    validate(base, SingleVsMultiSettings(seeds=seeds))
 
 
+@deprecated("soi_mlflow.studies.compare.run_compare", "soi_mlflow.studies.single_vs_multi.run")
 def run_compare(
     base: TrainConfig, seeds: int = 1, analyze_splits: tuple[str, ...] = ("train",)
-) -> CompareResult:
-    """Train every member alone and the mixture, ``seeds`` times; analyse; log to a parent."""
-    from soi_mlflow.analysis.report import Comparison, analyze_run, compare
-
-    validate_compare(base, seeds)
-    spec = base.mixture
-    with study_parent(
-        base,
-        "compare",
-        f"compare-{spec.axis}-{'+'.join(spec.members)}",
-        {"seeds": seeds},
-        members=list(spec.members),
-        ood=list(spec.ood) or None,
-        setting="study",
-        seeds=seeds,
-    ) as parent:
-        single: dict[str, list[str]] = {m: [] for m in spec.members}
-        multi: list[str] = []
-        plan = [(s, m) for s in range(seeds) for m in (*spec.members, None)]
-        for k, (s, member) in enumerate(plan, 1):
-            members = (member,) if member else spec.members
-            what = f"single {member}" if member else f"multi {'+'.join(members)}"
-            step(k, len(plan), f"{what} seed {base.seed + s}")
-            config = replace(
-                base,
-                mixture=replace(spec, members=members),
-                seed=base.seed + s,
-                parent_run_id=parent.run_id,
-                run_name=None,
-                tags={**base.tags, "soi.study": parent.run_id},
-                analyze=False,  # analysed below, with the study's splits
-            )
-            result = train(config)
-            (single[member] if member else multi).append(result.run_id)
-        run_ids = [*multi, *(r for runs in single.values() for r in runs)]
-        for k, run_id in enumerate(run_ids, 1):
-            step(k, len(run_ids), f"analysing run {run_id}")
-            analyze_run(run_id, analyze_splits, tracking_uri=parent.tracking_uri)
-        summary = compare(
-            parent.run_id,
-            Comparison(single, multi, list(spec.ood)),
-            tracking_uri=parent.tracking_uri,
-        )
-    return CompareResult(parent.run_id, summary, single, multi, parent.ui_command())
-
-
-def summary_rows(summary: pd.DataFrame) -> tuple[list[str], list[list]]:
-    """The summary as a narrow table (columns, rows): one row per member and setting
-    with its test accuracy in-distribution and OOD, its training-set SOI fractions and
-    coverage (the share of its examples with a subset)."""
-    subsets = list(
-        dict.fromkeys(c.rsplit("_", 1)[0] for c in summary.columns if c.endswith("_single"))
-    )
-    subsets = [s for s in subsets if s not in ("id", "ood")]
-    has_ood = "ood_single" in summary.columns
-    columns = ["member", "run", "ID\nacc", *(["OOD\nacc"] if has_ood else [])]
-    columns += ["cover-\nage" if s == "coverage" else s.replace("_", "\n") for s in subsets]
-    rows = []
-    for member, row in summary.iterrows():
-        for setting in ("single", "multi"):
-            acc = [row[f"id_{setting}"], *([row[f"ood_{setting}"]] if has_ood else [])]
-            fractions = [row.get(f"{s}_{setting}", float("nan")) for s in subsets]
-            rows.append([member if setting == "single" else "", setting, *acc, *fractions])
-    return columns, rows
+) -> SingleVsMultiResult:
+    return run(base, SingleVsMultiSettings(seeds, tuple(analyze_splits)))

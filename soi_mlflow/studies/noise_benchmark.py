@@ -23,11 +23,38 @@ from soi_mlflow.common.seeds import check_seed
 from soi_mlflow.data.builtin import BuiltinOptions, builtin_suite
 from soi_mlflow.data.mixture import MixtureSpec
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.studies.fanout import Child, Fanout, StudySettings, check_study
+from soi_mlflow.studies.noise_folds import cross_validated
+from soi_mlflow.studies.noise_tables import (  # the tables, re-exported for callers
+    FLAG_SETS,
+    METRICS,
+    flag_sets,
+    summarize,
+    summary_rows,
+    top_k_breakdown,
+    with_unscored,
+)
 from soi_mlflow.studies.parent import study_parent
-from soi_mlflow.training import TrainConfig, train, validate_config
+from soi_mlflow.studies.result import StudyResult, deprecated
+from soi_mlflow.training import TrainConfig, validate_config
 
 HARDEST = "boundary+asymmetric+duplicates"
-METRICS = ("auroc", "ap", "p_at_k")
+__all__ = [
+    "FLAG_SETS",
+    "METRICS",
+    "NoiseBenchmarkResult",
+    "NoiseBenchmarkSettings",
+    "flag_sets",
+    "run",
+    "run_noise_benchmark",
+    "detect_scores",
+    "summarize",
+    "summary_rows",
+    "top_k_breakdown",
+    "validate",
+    "validate_benchmark",
+    "with_unscored",
+]
 
 
 def _help(text: str) -> dict[str, str]:
@@ -35,7 +62,7 @@ def _help(text: str) -> dict[str, str]:
 
 
 @dataclass
-class NoiseBenchmarkSettings:
+class NoiseBenchmarkSettings(StudySettings):
     """What the noise benchmark trains on and how (defaults: the hardest built-in noise)."""
 
     members: tuple[str, ...] = field(
@@ -70,14 +97,19 @@ class NoiseBenchmarkSettings:
     run_name: str | None = field(default=None, metadata=_help("name of the parent run"))
     progress: bool = field(default=False, metadata=_help("show training progress bars"))
 
+    def train_config(self) -> TrainConfig:
+        """The children's training options from these settings (the command's way; from
+        Python, any TrainConfig serves: its mixture and seed are set per seed)."""
+        return _config(self, self.first_seed)
+
 
 @dataclass
-class NoiseBenchmarkResult:
-    parent_run_id: str
+class NoiseBenchmarkResult(StudyResult):
+    """Every detector's scores per seed, their summary over seeds, and the top-k breakdown."""
+
     per_seed: pd.DataFrame  # seed, detector, auroc, ap, p_at_k, base_rate
     summary: pd.DataFrame  # per detector: mean and std of each metric over seeds
     breakdown: pd.DataFrame  # per seed and detector: what the top k holds
-    ui_command: str
 
 
 def _options(settings: NoiseBenchmarkSettings, seed: int) -> BuiltinOptions:
@@ -107,7 +139,18 @@ def _config(settings: NoiseBenchmarkSettings, seed: int) -> TrainConfig:
     )
 
 
+def seed_config(base: TrainConfig, settings: NoiseBenchmarkSettings, seed: int) -> TrainConfig:
+    """``base`` on the built-in noise suite of ``seed`` (data and training seed)."""
+    spec = MixtureSpec(builtin_suite(_options(settings, seed)), settings.axis, settings.members)
+    return replace(base, mixture=spec, seed=seed)
+
+
 def validate_benchmark(settings: NoiseBenchmarkSettings) -> TrainConfig:
+    """Refuse bad settings before any training; returns the first seed's config."""
+    return validate(settings.train_config(), settings)
+
+
+def validate(base: TrainConfig, settings: NoiseBenchmarkSettings) -> TrainConfig:
     """Refuse bad settings before any training; returns the first seed's config."""
     for name in ("seeds", "train_size", "eval_size"):
         if getattr(settings, name) < 1:
@@ -117,7 +160,7 @@ def validate_benchmark(settings: NoiseBenchmarkSettings) -> TrainConfig:
     if settings.cl_folds == 1 or settings.cl_folds < 0:
         raise SoiInputError(f"cl_folds must be 0 (off) or at least 2, got {settings.cl_folds!r}")
     check_seed(settings.first_seed, "first_seed", settings.seeds)
-    config = _config(settings, settings.first_seed)
+    config = seed_config(base, settings, settings.first_seed)
     validate_config(config)
     if settings.cl_folds:
         try:  # cleanlab's import adds an ignore-all warning filter, sklearn's KMP_* variables
@@ -130,11 +173,22 @@ def validate_benchmark(settings: NoiseBenchmarkSettings) -> TrainConfig:
     return config
 
 
+@deprecated(
+    "soi_mlflow.studies.noise_benchmark.run_noise_benchmark",
+    "soi_mlflow.studies.noise_benchmark.run(settings.train_config(), settings)",
+)
 def run_noise_benchmark(settings: NoiseBenchmarkSettings) -> NoiseBenchmarkResult:
-    """Train ``settings.seeds`` models (plus ``cl_folds`` each), score every detector."""
+    return run(settings.train_config(), settings)
+
+
+def run(config: TrainConfig, settings: NoiseBenchmarkSettings) -> NoiseBenchmarkResult:
+    """Train ``settings.seeds`` models (plus ``cl_folds`` each), score every detector.
+    ``config`` gives the training options; its mixture and seed are set per seed from
+    ``settings`` (the built-in noise suite of that seed)."""
     from soi_mlflow.analysis.noise import score_detectors
 
-    base = validate_benchmark(settings)
+    base = validate(config, settings)
+    check_study(base, settings)
     name = settings.run_name or f"noise-benchmark-{settings.noise}-{'+'.join(settings.members)}"
     params = {
         "noise": settings.noise,
@@ -146,24 +200,39 @@ def run_noise_benchmark(settings: NoiseBenchmarkSettings) -> NoiseBenchmarkResul
         "cl_folds": settings.cl_folds,
     }
     rows, breakdowns = [], []
-    with study_parent(
-        replace(base, run_name=name),
-        "noise_benchmark",
-        name,
-        params,
-        members=list(settings.members),
-        setting="study",
-        noise=settings.noise,
-    ) as parent:
-        for k in range(settings.seeds):
-            seed = settings.first_seed + k
-            print(f"[seed {k + 1}/{settings.seeds}] seed {seed}", flush=True)
-            config = replace(
-                _config(settings, seed),
-                parent_run_id=parent.run_id,
-                tags={"soi.study": parent.run_id, "soi.role": "detect"},
-            )
-            scores = seed_scores(config, settings.cl_folds, parent.tracking_uri)
+    with (
+        study_parent(
+            replace(base, run_name=name),
+            "noise_benchmark",
+            name,
+            params,
+            resume=settings.resume,
+            members=list(settings.members),
+            setting="study",
+            noise=settings.noise,
+        ) as parent,
+        Fanout(parent, settings) as fan,
+    ):
+        fan.total = settings.seeds * (1 + settings.cl_folds)
+        tags = {"soi.study": parent.run_id, "soi.role": "detect"}
+        seeds = [settings.first_seed + k for k in range(settings.seeds)]
+        configs = [seed_config(base, settings, seed) for seed in seeds]
+        detect = fan.run(
+            [
+                Child(
+                    fan.nested(replace(c, run_name=f"detect-seed{c.seed}"), tags),
+                    f"detect seed {c.seed}",
+                )
+                for c in configs
+            ]
+        )
+        every = [
+            detect_scores(c, d.run_id, parent.tracking_uri)
+            for c, d in zip(configs, detect, strict=True)
+        ]
+        if settings.cl_folds:
+            every = cross_validated(fan, configs, every, settings.cl_folds)
+        for seed, scores in zip(seeds, every, strict=True):
             truth = (scores["planted"] == "mislabeled").to_numpy()
             detectors = [c for c in DETECTOR_COLUMNS if c in scores.columns]
             table = score_detectors(scores[detectors], truth)
@@ -175,7 +244,15 @@ def run_noise_benchmark(settings: NoiseBenchmarkSettings) -> NoiseBenchmarkResul
         breakdown = pd.concat(breakdowns, ignore_index=True)
         summary = summarize(per_seed)
         _log(parent, per_seed, summary, breakdown, settings)
-    return NoiseBenchmarkResult(parent.run_id, per_seed, summary, breakdown, parent.ui_command())
+    return NoiseBenchmarkResult(
+        per_seed,
+        summary,
+        breakdown,
+        parent_run_id=parent.run_id,
+        ui_command=parent.ui_command(),
+        trained=fan.trained,
+        reused=fan.reused,
+    )
 
 
 DETECTOR_COLUMNS = (
@@ -188,15 +265,14 @@ DETECTOR_COLUMNS = (
 )
 
 
-def seed_scores(config: TrainConfig, cl_folds: int, tracking_uri: str) -> pd.DataFrame:
-    """Train once (and ``cl_folds`` times more); every detector's score per example,
-    with the example table's ``label``, ``planted``, ``evidence`` and ``noise``."""
+def detect_scores(config: TrainConfig, run_id: str, tracking_uri: str) -> pd.DataFrame:
+    """Every trace detector's score per example of the detection run ``run_id``, with the
+    example table's ``label``, ``planted``, ``evidence`` and ``noise``."""
     from soi_mlflow.analysis.noise import detector_scores
     from soi_mlflow.analysis.runs import load_examples, load_traces
 
-    result = train(replace(config, run_name=f"detect-seed{config.seed}"))
-    trace = load_traces(result.run_id, "train", tracking_uri)
-    examples = load_examples(result.run_id, "train", tracking_uri)
+    trace = load_traces(run_id, "train", tracking_uri)
+    examples = load_examples(run_id, "train", tracking_uri)
     suite = config.mixture.suite
     members = [suite.member(m) for m in config.mixture.members]
     binary = {m.task for m in members if len(m.label_names or ()) == 2}
@@ -204,167 +280,8 @@ def seed_scores(config: TrainConfig, cl_folds: int, tracking_uri: str) -> pd.Dat
     keep = [c for c in ("example_id", "label", "planted", "evidence", "noise") if c in examples]
     scores = scores.merge(examples[keep], on="example_id", how="left", validate="1:1")
     if scores["planted"].isna().any():
-        raise SoiInputError(f"run {result.run_id}: traced examples missing from its example table")
-    if cl_folds:
-        scores = scores.join(_cross_validated(config, scores, cl_folds), on="example_id")
+        raise SoiInputError(f"run {run_id}: traced examples missing from its example table")
     return scores
-
-
-def _cross_validated(config: TrainConfig, scores: pd.DataFrame, folds: int) -> pd.DataFrame:
-    """``oos_confidence`` and ``confident_learning`` from ``folds`` trainings, each
-    without one fold, scored on that fold; confident learning runs per task."""
-    from soi_mlflow.analysis.identified import ESTIMATION_ERRORS, not_identified
-    from soi_mlflow.analysis.noise import confident_learning
-    from soi_mlflow.studies.heldout import heldout_probabilities
-
-    ids = scores["example_id"].to_numpy()
-    order = np.random.default_rng([config.seed, 0xC1]).permutation(len(ids))
-    fold_of = np.empty(len(ids), dtype=int)
-    fold_of[order] = np.arange(len(ids)) % folds
-    probs: dict[int, np.ndarray] = {}
-    for f in range(folds):
-        print(f"  cross-validation fold {f + 1}/{folds}", flush=True)
-        fold_config = replace(
-            config,
-            mixture=replace(config.mixture, train_ids=frozenset(ids[fold_of != f].tolist())),
-            run_name=f"cv{f}-seed{config.seed}",
-            tags={**config.tags, "soi.role": "cross_validation", "soi.fold": str(f)},
-            analyze=False,  # a fold's own data map is of no use; its held-out scores are
-        )
-        result = train(fold_config)
-        probs |= heldout_probabilities(fold_config, result.module, ids[fold_of == f])
-    out = pd.DataFrame(index=pd.Index(ids, name="example_id"))
-    out["oos_confidence"] = np.nan
-    out["confident_learning"] = np.nan
-    out["cl_issue"] = False
-    suite = config.mixture.suite
-    task_of = {m: suite.member(m).task for m in config.mixture.members}
-    tasks = scores["member"].map(task_of).to_numpy()
-    for task in np.unique(tasks):
-        rows = scores[tasks == task]
-        labels = rows["label"].to_numpy(dtype=int)
-        matrix = np.stack([probs[int(i)] for i in rows["example_id"]])
-        try:
-            issues, suspicion = confident_learning(labels, matrix)
-        except ESTIMATION_ERRORS as exc:  # cleanlab refuses these probabilities
-            print(f"confident learning on {task}: {not_identified(exc)}", flush=True)
-            issues, suspicion = np.zeros(len(rows), bool), np.full(len(rows), np.nan)
-        out.loc[rows["example_id"], "confident_learning"] = suspicion
-        out.loc[rows["example_id"], "cl_issue"] = issues
-        out.loc[rows["example_id"], "oos_confidence"] = 1.0 - matrix[np.arange(len(rows)), labels]
-    return out
-
-
-def with_unscored(table: pd.DataFrame, scores: pd.DataFrame, truth: np.ndarray) -> pd.DataFrame:
-    """``score_detectors``' table with a ``problem`` column: a row per detector it left
-    out (a score missing for some examples) and, without planted noise, every detector's
-    metrics are reported as not identified."""
-    from soi_mlflow.analysis.identified import not_identified
-
-    out = table.copy()
-    out["problem"] = None
-    for name in scores.columns:
-        if name not in out.index:
-            missing = int(scores[name].isna().sum())
-            out.loc[name, "problem"] = not_identified(
-                f"{name} has no score for {missing} of {len(scores)} examples"
-            )
-    if not np.asarray(truth, bool).any():
-        out["problem"] = out["problem"].fillna(
-            not_identified("no planted mislabeled example: detection cannot be scored")
-        )
-    out["base_rate"] = float(np.mean(truth)) if len(truth) else float("nan")
-    out.index.name = "detector"
-    return out
-
-
-FLAG_SETS = {"soi_flag": "soi_flag", "confident_learning": "cl_issue"}
-
-
-def flag_sets(scores: pd.DataFrame, truth: np.ndarray) -> pd.DataFrame:
-    """Detectors that also decide *which* examples are noisy (the SOI flags, confident
-    learning's issues): the set's size, precision and recall."""
-    rows = []
-    for detector, column in FLAG_SETS.items():
-        if column in scores:
-            flagged = scores[column].to_numpy(dtype=bool)
-            rows.append(
-                {
-                    "detector": detector,
-                    "set_size": int(flagged.sum()),
-                    "set_precision": truth[flagged].mean() if flagged.any() else float("nan"),
-                    "set_recall": flagged[truth].mean() if truth.any() else float("nan"),
-                }
-            )
-    return pd.DataFrame(rows, columns=["detector", "set_size", "set_precision", "set_recall"])
-
-
-def top_k_breakdown(scores: pd.DataFrame, detectors: list[str]) -> pd.DataFrame:
-    """Per detector, what its k highest scores hold (k = the true noise count; ties broken
-    at random, seeded): the share of each noise mechanism's examples caught
-    (``caught_<noise>``) and the share of the top k that is clean near-boundary,
-    clean strong, or ambiguous (``top_<evidence>``)."""
-    truth = (scores["planted"] == "mislabeled").to_numpy()
-    k = int(truth.sum())
-    noise = scores["noise"].fillna("uniform") if "noise" in scores else None
-    evidence = scores.get("evidence")
-    rng = np.random.default_rng(0)
-    rows = []
-    for name in detectors:
-        s = scores[name].to_numpy(dtype=float)
-        if np.isnan(s).any() or not k:
-            continue
-        top = np.zeros(len(s), dtype=bool)
-        top[np.lexsort((rng.random(len(s)), -s))[:k]] = True
-        row: dict[str, object] = {"detector": name}
-        if noise is not None:
-            for mech in sorted(set(noise[truth])):
-                mine = truth & (noise == mech).to_numpy()
-                row[f"caught_{mech}"] = top[mine].mean()
-        weak = (evidence == "weak").to_numpy() if evidence is not None else np.zeros_like(top)
-        ambiguous = (scores["planted"] == "ambiguous").to_numpy()
-        clean = top & ~truth & ~ambiguous
-        row["top_clean_weak"] = (clean & weak).sum() / k
-        row["top_ambiguous"] = (top & ambiguous).sum() / k
-        row["top_clean_strong"] = (clean & ~weak).sum() / k
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def summarize(per_seed: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation (ddof=1; NaN for one seed) of each metric per detector,
-    best average precision first."""
-    grouped = per_seed.groupby("detector")[list(METRICS)]
-    mean, std = grouped.mean(), grouped.std(ddof=1)
-    out = pd.concat({"mean": mean, "std": std}, axis=1)
-    out.columns = [f"{metric}_{stat}" for stat, metric in out.columns]
-    out = out[[f"{m}_{s}" for m in METRICS for s in ("mean", "std")]]
-    sets = [c for c in ("set_size", "set_precision", "set_recall") if c in per_seed]
-    if sets:
-        out = out.join(per_seed.groupby("detector")[sets].mean())
-    out["seeds"] = per_seed.groupby("detector").size()
-    out["base_rate"] = per_seed.groupby("detector")["base_rate"].mean()
-    if "problem" in per_seed:
-        from soi_mlflow.analysis.identified import not_identified, reasons
-
-        why = per_seed.groupby("detector")["problem"].agg(reasons)
-        out["problem"] = [
-            None if np.isfinite(ap) else not_identified(why[d])
-            for d, ap in zip(out.index, out["ap_mean"], strict=True)
-        ]
-    return out.sort_values("ap_mean", ascending=False)
-
-
-def summary_rows(summary: pd.DataFrame) -> tuple[list[str], list[list]]:
-    """The table the command prints (columns, rows): per detector, mean ± std over seeds
-    and, for detectors that flag a set, its size, precision and recall."""
-    rows = []
-    for name, row in summary.iterrows():
-        cells = [f"{row[f'{m}_mean']:.3f} ± {row[f'{m}_std']:.3f}" for m in METRICS]
-        sets = [row.get(c, float("nan")) for c in ("set_size", "set_precision", "set_recall")]
-        rows.append([name, *cells, *sets])
-    columns = ["detector", "AUROC", "AP", "P@k", "set\nsize", "set\nprecision", "set\nrecall"]
-    return columns, rows
 
 
 def _log(parent, per_seed, summary, breakdown, settings: NoiseBenchmarkSettings) -> None:

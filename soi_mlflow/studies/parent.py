@@ -48,9 +48,47 @@ def study_note(study: str, base: TrainConfig) -> str:
     return f"{intro}\n\nMembers: {members} ({md_escape(base.mixture.axis)} axis)."
 
 
+def reopen_parent(base: TrainConfig, study: str, run_id: str, params: Mapping[str, Any]):
+    """The parent run ``run_id`` of an earlier ``study``, RUNNING again: refused, before
+    it is reopened, when it is no parent of this kind of study or was started with other
+    study params (which children it needs)."""
+    from mlflow import MlflowClient
+
+    from soi_mlflow.errors import SoiInputError
+    from soi_mlflow.tracking.health import check_tracking, get_run
+    from soi_mlflow.tracking.run import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(base.tracking_uri)
+    check_tracking(uri)
+    run = get_run(MlflowClient(uri), run_id, uri, "resume (the study's parent run id)")
+    kind = run.data.tags.get("soi.study")
+    if kind != study:
+        raise SoiInputError(
+            f"resume: run {run_id} is not the parent run of a {study} study "
+            f"(its soi.study tag is {kind!r})"
+        )
+    logged = run.data.params
+    differ = [
+        f"{k}={logged[k]} (now {v})"
+        for k, v in params.items()
+        if v is not None and k in logged and logged[k] != str(v)[:6000]
+    ]
+    if differ:
+        raise SoiInputError(
+            f"resume: run {run_id} was started with other study settings: {', '.join(differ)}; "
+            "resume with the same settings, or start a new study"
+        )
+    return RunHandle.attach(uri, run_id)
+
+
 @contextmanager
 def study_parent(
-    base: TrainConfig, study: str, name: str, params: Mapping[str, Any], **tags: Any
+    base: TrainConfig,
+    study: str,
+    name: str,
+    params: Mapping[str, Any],
+    resume: str | None = None,
+    **tags: Any,
 ) -> Iterator[RunHandle]:
     """Open the parent run of ``study`` (or attach to ``mlflow run``'s) with the
     ``soi.study``/``soi.axis`` tags, ``tags`` and ``base``'s params plus ``params``;
@@ -60,14 +98,18 @@ def study_parent(
     ``base.parent_run_id`` (a study run inside another study) it is a child run of that
     parent. Every study's wall time is logged as the metric ``compute/wall_seconds``, so
     studies compare by cost in the MLflow UI (studies that count example-passes log
-    ``compute/example_passes``)."""
-    parent = RunHandle.open(
-        base.tracking_uri,
-        base.experiment,
-        base.run_name or name,
-        soi_tags(study=study, axis=base.mixture.axis, **tags),
-        base.parent_run_id,
-    )
+    ``compute/example_passes``). With ``resume``, that earlier parent run is reopened
+    (:func:`reopen_parent`) instead of a new one created."""
+    if resume:
+        parent = reopen_parent(base, study, resume, params)
+    else:
+        parent = RunHandle.open(
+            base.tracking_uri,
+            base.experiment,
+            base.run_name or name,
+            soi_tags(study=study, axis=base.mixture.axis, **tags),
+            base.parent_run_id,
+        )
     start = time.perf_counter()
     try:
         # SIGTERM between child runs ends it KILLED too; what the study's libraries change

@@ -9,43 +9,42 @@ from typing import Literal
 
 import pandas as pd
 
-from soi_mlflow.common.console import step
 from soi_mlflow.common.seeds import check_seed
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.studies.fanout import Child, Fanout, StudySettings, check_study
 from soi_mlflow.studies.parent import study_parent
-from soi_mlflow.tracking.run import RunHandle, soi_tags
+from soi_mlflow.studies.result import StudyResult, deprecated
+from soi_mlflow.tracking.run import RunHandle
 from soi_mlflow.tracking.search import search_all
-from soi_mlflow.training import TrainConfig, train, validate_config
-from soi_mlflow.training.key import TRAINING_KEY_TAG, training_key
+from soi_mlflow.training import TrainConfig, validate_config
 
 MODES = ("joint", "sequential")
 
 
 @dataclass
-class TransferResult:
-    parent_run_id: str
+class TransferResult(StudyResult):
+    """The transfer matrix (mean and std over seeds), its latent traits and the scores."""
+
     mean: pd.DataFrame
     std: pd.DataFrame
     traits: dict[str, pd.DataFrame]
-    trained: int
-    reused: int
-    ui_command: str
     scores: pd.DataFrame | None = None  # seed, source, target, score, run_id
 
 
-def validate_transfer(base: TrainConfig, mode: str, seeds: int) -> None:
+def validate(base: TrainConfig, settings: TransferSettings) -> None:
+    """Refuse a bad study before anything is trained."""
     if len(base.mixture.members) < 2:
         raise SoiInputError("a transfer study needs at least two members")
-    if mode not in MODES:
-        raise SoiInputError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
-    if seeds < 1:
-        raise SoiInputError(f"seeds must be a positive integer, got {seeds!r}")
+    if settings.mode not in MODES:
+        raise SoiInputError(f"mode: expected one of {', '.join(MODES)}, got {settings.mode!r}")
+    if settings.seeds < 1:
+        raise SoiInputError(f"seeds must be a positive integer, got {settings.seeds!r}")
     validate_config(base)
-    check_seed(base.seed, "seed", seeds)
+    check_seed(base.seed, "seed", settings.seeds)
 
 
 @dataclass
-class TransferSettings:
+class TransferSettings(StudySettings):
     """The transfer study's own options (the training options are TrainConfig's)."""
 
     mode: Literal["joint", "sequential"] = "joint"
@@ -56,70 +55,34 @@ class TransferSettings:
     """reuse matching finished runs of the experiment instead of training them again"""
 
 
-class _Runner:
-    """Finds a finished run with the same training key (with ``reuse``) or trains one."""
-
-    def __init__(self, base: TrainConfig, parent: RunHandle, reuse: bool) -> None:
-        self.base, self.parent, self.reuse = base, parent, reuse
-        self.trained = self.reused = 0
-        self.total = 0  # runs this study needs, for the progress lines
-        self.example_passes = 0  # training example-passes of the runs trained here
-
-    def find(self, config: TrainConfig, sequence: str | None, checkpoint: bool) -> str | None:
-        """A finished run of the experiment whose full training settings equal
-        ``config``'s (its ``soi.training_key``, see ``training/key.py``)."""
-        spec = config.mixture
-        tags = soi_tags(axis=spec.axis, members=list(spec.members), seed=config.seed, stage=1)
-        tags[TRAINING_KEY_TAG] = training_key(config)
-        for run in search_all(
-            self.parent.client, [self.parent.experiment_id], "attributes.status = 'FINISHED'", tags
-        ):
-            if (
-                run.data.tags.get("soi.sequence") != sequence
-                or run.data.tags.get("soi.study") == "transfer"
-            ):
-                continue
-            if checkpoint and not self.parent.client.list_artifacts(run.info.run_id, "checkpoint"):
-                continue
-            return run.info.run_id
-        return None
-
-    def run(
-        self,
-        members: tuple[str, ...],
-        seed: int,
-        sequence: str | None = None,
-        init_from: str | None = None,
-        checkpoint: bool = False,
-    ) -> str:
-        k = self.trained + self.reused + 1
-        what = f"{sequence or '+'.join(members)} seed {seed}"
-        tags = {**self.base.tags, "soi.study_run": self.parent.run_id}
-        if sequence:
-            tags["soi.sequence"] = sequence
-        config = replace(
-            self.base,
-            mixture=replace(self.base.mixture, members=members),
-            seed=seed,
-            parent_run_id=self.parent.run_id,
-            tags=tags,
-            init_from=init_from,
-            log_checkpoint=checkpoint,
-            run_name=None,
-        )
-        if self.reuse:
-            found = self.find(config, sequence, checkpoint)
-            if found:
-                self.reused += 1
-                step(k, self.total, f"{what}: reusing run {found}")
-                return found
-        step(k, self.total, what)
-        from soi_mlflow.data.mixture import Mixture
-
-        self.trained += 1
-        run_id = train(config).run_id
-        self.example_passes += sum(Mixture(config.mixture).member_sizes().values()) * config.epochs
-        return run_id
+def _child(
+    base: TrainConfig,
+    fan: Fanout,
+    members: tuple[str, ...],
+    seed: int,
+    sequence: str | None = None,
+    init_from: str | None = None,
+    checkpoint: bool = False,
+) -> Child:
+    """One run of the matrix: ``members`` together (or, with ``sequence`` SOURCE>TARGET,
+    the target fine-tuned from the source's checkpoint ``init_from``)."""
+    tags = {"soi.study_run": fan.parent.run_id}
+    if sequence:
+        tags["soi.sequence"] = sequence
+    config = replace(
+        base,
+        mixture=replace(base.mixture, members=members),
+        seed=seed,
+        init_from=init_from,
+        log_checkpoint=checkpoint,
+        run_name=None,
+    )
+    return Child(
+        fan.nested(config, tags),
+        f"{sequence or '+'.join(members)} seed {seed}",
+        checkpoint=checkpoint,
+        match_tags={"soi.sequence": sequence},
+    )
 
 
 def _score(client, run_id: str, target: str) -> float:
@@ -129,87 +92,98 @@ def _score(client, run_id: str, target: str) -> float:
     return float(value)
 
 
+@deprecated("soi_mlflow.studies.transfer.run_transfer", "soi_mlflow.studies.transfer.run")
 def run_transfer(
     base: TrainConfig, mode: str = "joint", seeds: int = 1, reuse: bool = False
 ) -> TransferResult:
+    return run(base, TransferSettings(mode, seeds, reuse))  # type: ignore[arg-type]
+
+
+def run(base: TrainConfig, settings: TransferSettings) -> TransferResult:
     """Build T for ``base.mixture.members`` (OOD members are ignored)."""
     from soi_mlflow.analysis.runs import cache_for
+    from soi_mlflow.data.mixture import Mixture
 
-    validate_transfer(base, mode, seeds)
+    validate(base, settings)
+    check_study(base, settings)
+    mode, seeds, reuse = settings.mode, settings.seeds, settings.reuse
     members = list(base.mixture.members)
     base = replace(base, mixture=replace(base.mixture, ood=()))
-    rows = []
-    with study_parent(
-        base,
-        "transfer",
-        f"transfer-{mode}-{'+'.join(members)}",
-        {"mode": mode, "seeds": seeds, "reuse": reuse},
-        members=members,
-        mode=mode,
-        seeds=seeds,
-    ) as parent:
-        runner = _Runner(base, parent, reuse)
+    with (
+        study_parent(
+            base,
+            "transfer",
+            f"transfer-{mode}-{'+'.join(members)}",
+            {"mode": mode, "seeds": seeds, "reuse": reuse},
+            resume=settings.resume,
+            members=members,
+            mode=mode,
+            seeds=seeds,
+        ) as parent,
+        Fanout(parent, settings, reuse_experiment=reuse) as fan,
+    ):
         pairs = len(members) * (len(members) - 1) // (2 if mode == "joint" else 1)
-        runner.total = seeds * (len(members) + pairs)
-        for s in range(seeds):
-            seed = base.seed + s
-            alone = {m: runner.run((m,), seed, checkpoint=mode == "sequential") for m in members}
-            rows += [
-                {
-                    "seed": seed,
-                    "source": None,
-                    "target": m,
-                    "score": _score(parent.client, r, m),
-                    "run_id": r,
-                }
-                for m, r in alone.items()
+        fan.total = seeds * (len(members) + pairs)
+        seed_list = [base.seed + s for s in range(seeds)]
+        sequential = mode == "sequential"
+        alone = [(seed, m) for seed in seed_list for m in members]
+        wave = [_child(base, fan, (m,), seed, checkpoint=sequential) for seed, m in alone]
+        if not sequential:
+            joint = [(seed, p) for seed in seed_list for p in itertools.combinations(members, 2)]
+            wave += [_child(base, fan, p, seed) for seed, p in joint]
+        done = fan.run(wave)
+        runs = {(seed, (m,)): d for (seed, m), d in zip(alone, done[: len(alone)], strict=True)}
+        children = list(zip(wave, done, strict=True))
+        rows = [_row(parent.client, seed, None, m, runs[(seed, (m,))].run_id) for seed, m in alone]
+        if sequential:
+            cache = cache_for(parent.tracking_uri)
+            order = [(seed, p) for seed in seed_list for p in itertools.permutations(members, 2)]
+            wave = [
+                _child(
+                    base,
+                    fan,
+                    (j,),
+                    seed,
+                    sequence=f"{i}>{j}",
+                    init_from=str(cache.checkpoint(runs[(seed, (i,))].run_id)),
+                )
+                for seed, (i, j) in order
             ]
-            if mode == "joint":
-                for i, j in itertools.combinations(members, 2):
-                    run_id = runner.run((i, j), seed)
-                    for src, tgt in ((i, j), (j, i)):
-                        rows.append(
-                            {
-                                "seed": seed,
-                                "source": src,
-                                "target": tgt,
-                                "score": _score(parent.client, run_id, tgt),
-                                "run_id": run_id,
-                            }
-                        )
-            else:
-                cache = cache_for(parent.tracking_uri)
-                for i, j in itertools.permutations(members, 2):
-                    ckpt = cache.checkpoint(alone[i])
-                    run_id = runner.run((j,), seed, sequence=f"{i}>{j}", init_from=str(ckpt))
-                    rows.append(
-                        {
-                            "seed": seed,
-                            "source": i,
-                            "target": j,
-                            "score": _score(parent.client, run_id, j),
-                            "run_id": run_id,
-                        }
-                    )
+            done = fan.run(wave)
+            children += list(zip(wave, done, strict=True))
+            for (seed, (i, j)), d in zip(order, done, strict=True):
+                rows.append(_row(parent.client, seed, i, j, d.run_id))
+        else:
+            for (seed, (i, j)), d in zip(joint, done[len(alone) :], strict=True):
+                for src, tgt in ((i, j), (j, i)):
+                    rows.append(_row(parent.client, seed, src, tgt, d.run_id))
+        passes = sum(
+            sum(Mixture(c.config.mixture).member_sizes().values()) * c.config.epochs
+            for c, d in children
+            if not d.reused
+        )
         scores = pd.DataFrame(rows)
         mean, std, traits = log_transfer(parent, scores, members, mode, seeds)
         parent.log_metrics(
-            {
-                "compute/example_passes": float(runner.example_passes),
-                "compute/runs": float(runner.trained),
-            },
+            {"compute/example_passes": float(passes), "compute/runs": float(fan.trained)},
             step=0,
         )
     return TransferResult(
-        parent.run_id,
         mean,
         std,
         traits,
-        runner.trained,
-        runner.reused,
-        parent.ui_command(),
         scores,
+        parent_run_id=parent.run_id,
+        ui_command=parent.ui_command(),
+        trained=fan.trained,
+        reused=fan.reused,
     )
+
+
+def _row(client, seed: int, source: str | None, target: str, run_id: str) -> dict:
+    """One cell's score: the target's test accuracy in ``run_id``."""
+    score = _score(client, run_id, target)
+    return {"seed": seed, "source": source, "target": target, "score": score, "run_id": run_id}
 
 
 def log_transfer(

@@ -11,10 +11,11 @@ import pandas as pd
 
 from soi_mlflow.analysis.cartography import REGIONS, forgetting_rank, regions
 from soi_mlflow.analysis.soi import Taxonomy, get_taxonomy
-from soi_mlflow.common.console import step
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.studies.fanout import Child, Fanout, StudySettings, check_study
 from soi_mlflow.studies.parent import study_parent
-from soi_mlflow.training import TrainConfig, train, validate_config
+from soi_mlflow.studies.result import StudyResult, deprecated
+from soi_mlflow.training import TrainConfig, validate_config
 
 METRICS = ("confidence", "variability", "correctness", "forgetting_events")
 TIE_STREAM = 0x71E5  # the random stream that breaks ties in a top/bottom selection
@@ -97,7 +98,7 @@ def parse_top(value: str) -> tuple[str, float]:
 
 
 @dataclass
-class TwoStageSettings:
+class TwoStageSettings(StudySettings):
     """Two-stage fine-tuning's own options: exactly one stage-2 selection, stage 2's
     length, and optionally an existing stage-1 run (the training options are TrainConfig's)."""
 
@@ -118,6 +119,21 @@ class TwoStageSettings:
     taxonomy: str = "default"
     """a registered SOI taxonomy: stage 1's SOI and the names in --stage2-subsets"""
 
+    @classmethod
+    def of(cls, selection: Selection, stage2_epochs: int = 2, **options: Any) -> TwoStageSettings:
+        """The settings of ``selection`` (its taxonomy may be a Taxonomy object, from
+        Python) with stage 2's length and ``options`` (stage1_run_id, stage1_model)."""
+        top = f"{selection.metric}:{selection.fraction!r}" if selection.metric else None
+        return cls(
+            stage2_subsets=tuple(selection.subsets),
+            stage2_region=selection.region,
+            stage2_top=top if selection.highest else None,
+            stage2_bottom=None if selection.highest else top,
+            stage2_epochs=stage2_epochs,
+            taxonomy=selection.taxonomy,  # type: ignore[arg-type]
+            **options,
+        )
+
     def selection(self) -> Selection:
         if self.stage2_top or self.stage2_bottom:
             metric, fraction = parse_top(self.stage2_top or self.stage2_bottom or "")
@@ -133,14 +149,14 @@ class TwoStageSettings:
 
 
 @dataclass
-class TwoStageResult:
-    parent_run_id: str
+class TwoStageResult(StudyResult):
+    """The three runs, the number of selected examples and the accuracy table."""
+
     stage1_run_id: str
     stage2_run_id: str
     control_run_id: str
     selected: int
     table: pd.DataFrame
-    ui_command: str
 
 
 def accuracy_rows(client, runs: dict[str, str], members: list[str], ood: list[str]) -> pd.DataFrame:
@@ -242,6 +258,7 @@ def check_stage1(base: TrainConfig, run_id: str) -> None:
         )
 
 
+@deprecated("soi_mlflow.studies.two_stage.run_two_stage", "soi_mlflow.studies.two_stage.run")
 def run_two_stage(
     base: TrainConfig,
     selection: Selection,
@@ -249,13 +266,24 @@ def run_two_stage(
     stage1_run_id: str | None = None,
     stage1_model: str | None = None,
 ) -> TwoStageResult:
+    selection.validate()  # as given: the settings hold one selection
+    settings = TwoStageSettings.of(
+        selection, stage2_epochs, stage1_run_id=stage1_run_id, stage1_model=stage1_model
+    )
+    return run(base, settings)
+
+
+def run(base: TrainConfig, settings: TwoStageSettings) -> TwoStageResult:
     """Stage 1 (or an existing stage-1 run, or a model logged by one), then stage 2 and its
-    random control. ``stage1_model`` is a model URI (``models:/NAME/VERSION``,
+    random control. ``settings.stage1_model`` is a model URI (``models:/NAME/VERSION``,
     ``runs:/RUN_ID/model``): stage 2 starts from its weights, and its run's traces give
     the SOI table."""
     from soi_mlflow.analysis.runs import cache_for, soi_table
 
+    selection, stage2_epochs = settings.selection(), settings.stage2_epochs
+    stage1_run_id, stage1_model = settings.stage1_run_id, settings.stage1_model
     validate_config(base)
+    check_study(base, settings)
     selection.validate()
     if stage2_epochs <= 0:
         raise SoiInputError(f"stage-2 epochs must be a positive integer, got {stage2_epochs!r}")
@@ -264,33 +292,29 @@ def run_two_stage(
     elif stage1_run_id is not None:
         check_stage1(base, stage1_run_id)
     spec = base.mixture
-    with study_parent(
-        base,
-        "two_stage",
-        f"two-stage-{'+'.join(spec.members)}",
-        {
-            "stage2_epochs": stage2_epochs,
-            "selection": selection.describe(),
-            "taxonomy": get_taxonomy(selection.taxonomy).name,
-        },
-        members=list(spec.members),
-        ood=list(spec.ood) or None,
-        selection=selection.describe(),
-    ) as parent:
-        tags = {**base.tags, "soi.study": parent.run_id}
+    with (
+        study_parent(
+            base,
+            "two_stage",
+            f"two-stage-{'+'.join(spec.members)}",
+            {
+                "stage2_epochs": stage2_epochs,
+                "selection": selection.describe(),
+                "taxonomy": get_taxonomy(selection.taxonomy).name,
+            },
+            resume=settings.resume,
+            members=list(spec.members),
+            ood=list(spec.ood) or None,
+            selection=selection.describe(),
+        ) as parent,
+        Fanout(parent, settings) as fan,
+    ):
+        tags = {"soi.study": parent.run_id}
         if stage1_run_id is None:
-            step(1, 3, "stage 1")
-            stage1 = train(
-                replace(
-                    base,
-                    parent_run_id=parent.run_id,
-                    log_checkpoint=True,
-                    stage=1,
-                    tags=tags,
-                    run_name=None,
-                )
-            )
-            stage1_run_id = stage1.run_id
+            fan.total = 3
+            config = replace(base, log_checkpoint=True, stage=1, run_name=None)
+            child = Child(fan.nested(config, tags), "stage 1", checkpoint=True)
+            stage1_run_id = fan.run([child])[0].run_id
         init_from = stage1_model or str(cache_for(parent.tracking_uri).checkpoint(stage1_run_id))
         table = soi_table(
             stage1_run_id, taxonomy=selection.taxonomy, tracking_uri=parent.tracking_uri
@@ -303,9 +327,8 @@ def run_two_stage(
             )
         rng = np.random.default_rng([base.seed, CONTROL_STREAM])
         control_ids = rng.choice(table["example_id"].to_numpy(), size=len(chosen), replace=False)
-        results = {}
-        for k, (label, ids) in enumerate((("stage2", chosen), ("control", control_ids)), 2):
-            step(k, 3, f"{label} on {len(ids)} examples")
+        children = []
+        for label, ids in (("stage2", chosen), ("control", control_ids)):
             config = replace(
                 base,
                 mixture=replace(spec, train_ids=frozenset(int(i) for i in ids)),
@@ -313,18 +336,24 @@ def run_two_stage(
                 init_from=init_from,
                 register_as=None,  # a study registers its stage-1 model only
                 stage=2,
-                parent_run_id=parent.run_id,
                 run_name=f"{label}-{'+'.join(spec.members)}-seed{base.seed}",
-                tags=tags
-                | {
-                    "soi.stage1_run_id": stage1_run_id,
-                    "soi.selection": selection.describe()
-                    if label == "stage2"
-                    else f"random:{len(ids)}",
-                    "soi.control": str(label == "control").lower(),
-                },
             )
-            results[label] = train(config).run_id
+            own = {
+                "soi.stage1_run_id": stage1_run_id,
+                "soi.selection": selection.describe()
+                if label == "stage2"
+                else f"random:{len(ids)}",
+                "soi.control": str(label == "control").lower(),
+            }
+            children.append(
+                Child(
+                    fan.nested(config, tags | own),
+                    f"{label} on {len(ids)} examples",
+                    match_tags={"soi.control": own["soi.control"]},
+                )
+            )
+        stage2, control = fan.run(children)
+        results = {"stage2": stage2.run_id, "control": control.run_id}
         runs = {
             "stage 1": stage1_run_id,
             "stage 2": results["stage2"],
@@ -336,11 +365,13 @@ def run_two_stage(
         )
         wide = log_two_stage(parent, runs, list(spec.members), list(spec.ood), title)
     return TwoStageResult(
-        parent.run_id,
         stage1_run_id,
         results["stage2"],
         results["control"],
         len(chosen),
         wide,
-        parent.ui_command(),
+        parent_run_id=parent.run_id,
+        ui_command=parent.ui_command(),
+        trained=fan.trained,
+        reused=fan.reused,
     )

@@ -36,16 +36,25 @@ import pandas as pd
 
 from soi_mlflow.common.seeds import check_seed
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.studies.fanout import (
+    Child,
+    Fanout,
+    StudySettings,
+    check_study,
+    executor_settings,
+)
 from soi_mlflow.studies.parent import study_parent
+from soi_mlflow.studies.result import StudyResult, deprecated
 from soi_mlflow.studies.views_analysis import (
     NO_RHO,
     VIEWS,
     _figure,
-    compare_views,
     log_views,
+    views_agreement,
     with_significant_pairs,
 )
-from soi_mlflow.training import TrainConfig, train
+from soi_mlflow.tracking.run import RunHandle
+from soi_mlflow.training import TrainConfig
 
 # the names tests, the CLI and the reanalysis import from here
 __all__ = [
@@ -54,9 +63,10 @@ __all__ = [
     "ViewsResult",
     "ViewsSettings",
     "_figure",
-    "compare_views",
+    "views_agreement",
     "log_views",
     "per_seed_passes",
+    "run",
     "run_views",
     "validate_views",
     "view_seeds",
@@ -64,7 +74,7 @@ __all__ = [
 
 
 @dataclass
-class ViewsSettings:
+class ViewsSettings(StudySettings):
     """What the three-views study measures (the training settings are a TrainConfig)."""
 
     seeds: int = field(
@@ -90,13 +100,13 @@ class ViewsSettings:
 
 
 @dataclass
-class ViewsResult:
-    parent_run_id: str
+class ViewsResult(StudyResult):
+    """Each view's values, their significance, the views' agreement and their compute."""
+
     values: pd.DataFrame  # per seed: view, source, target, value
     significance: pd.DataFrame  # per view and pair: mean, low, high, significant
     agreement: pd.DataFrame  # per pair of views: spearman, low, high
     compute: pd.DataFrame  # per view: seeds, example_passes, seconds, runs
-    ui_command: str
 
 
 def validate_views(base: TrainConfig, settings: ViewsSettings) -> dict[str, int]:
@@ -170,12 +180,23 @@ def _curve_settings(members, target: str, settings: ViewsSettings, seeds: int):
         sets="pairwise",
         interval=settings.interval,
         level=settings.level,
+        **executor_settings(settings),
     )
 
 
+@deprecated("soi_mlflow.studies.views.run_views", "soi_mlflow.studies.views.run")
 def run_views(
     base: TrainConfig,
     settings: ViewsSettings,
+    around_view: Callable[[str], AbstractContextManager] | None = None,
+) -> ViewsResult:
+    return run(base, settings, around_view=around_view)
+
+
+def run(
+    base: TrainConfig,
+    settings: ViewsSettings,
+    *,
     around_view: Callable[[str], AbstractContextManager] | None = None,
 ) -> ViewsResult:
     """Run the three views on ``base.mixture.members`` and compare them.
@@ -186,6 +207,7 @@ def run_views(
 
     base = replace(base, mixture=replace(base.mixture, ood=()))
     seeds = validate_views(base, settings)
+    check_study(base, settings)
     guard = around_view or (lambda view: contextlib.nullcontext())
     members = list(base.mixture.members)
     sizes = Mixture(base.mixture).member_sizes()
@@ -199,6 +221,7 @@ def run_views(
             "budget": settings.budget,
             "sizes": ",".join(map(str, settings.sizes)),
         },
+        resume=settings.resume,
         members=members,
         seeds=max(seeds.values()),
     ) as parent:
@@ -206,11 +229,18 @@ def run_views(
             base, parent_run_id=parent.run_id, tags={**base.tags, "soi.views": parent.run_id}
         )
         plan = _Plan(
-            child, members, seeds, settings, per_seed_passes(members, sizes, (), base.epochs)
+            child,
+            members,
+            seeds,
+            settings,
+            per_seed_passes(members, sizes, (), base.epochs),
+            parent,
         )
+        runs = []
         for view in VIEWS:
             with guard(view):
                 run = _RUNNERS[view](plan)
+            runs.append(run)
             values += [{"view": view, **row} for row in run.values]
             compute.append(
                 {
@@ -222,16 +252,18 @@ def run_views(
                 }
             )
         frame = pd.DataFrame(values)
-        result = compare_views(frame, settings)
+        result = views_agreement(frame, settings)
         compute_table = with_significant_pairs(pd.DataFrame(compute), result["significance"])
         log_views(parent, frame, result, compute_table, settings)
     return ViewsResult(
-        parent.run_id,
         frame,
         result["significance"],
         result["agreement"],
         compute_table,
-        parent.ui_command(),
+        parent_run_id=parent.run_id,
+        ui_command=parent.ui_command(),
+        trained=sum(r.trained for r in runs),
+        reused=sum(r.reused for r in runs),
     )
 
 
@@ -245,6 +277,18 @@ class _Plan:
     seeds: dict[str, int]
     settings: ViewsSettings
     passes: dict[str, int]
+    parent: RunHandle  # the views parent
+
+    def resumed(self, study: str, **tags: str) -> str | None:
+        """With ``--resume``: the earlier sub-study (``study``, ``tags``) under the views
+        parent, resumed in turn; None starts a new one."""
+        if not self.settings.resume:
+            return None
+        from soi_mlflow.tracking.search import search_all
+
+        wanted = {"mlflow.parentRunId": self.parent.run_id, "soi.study": study, **tags}
+        runs = search_all(self.parent.client, [self.parent.experiment_id], None, wanted)
+        return next((r.info.run_id for r in runs), None)
 
 
 @dataclass
@@ -255,6 +299,8 @@ class _ViewRun:
     example_passes: int
     seconds: float
     runs: int
+    trained: int = 0
+    reused: int = 0
 
 
 def _value(seed, source, target, value) -> dict:
@@ -264,61 +310,74 @@ def _value(seed, source, target, value) -> dict:
 def _transfer_view(plan: _Plan) -> _ViewRun:
     """The transfer matrix (joint), its own parent under the views parent."""
     from soi_mlflow.analysis.transfer import transfer_deltas
-    from soi_mlflow.studies.transfer import run_transfer
+    from soi_mlflow.studies import transfer as study
 
     seeds = plan.seeds["transfer"]
     start = time.perf_counter()
-    transfer = run_transfer(replace(plan.child, run_name=None), "joint", seeds)
+    settings = study.TransferSettings(
+        seeds=seeds, resume=plan.resumed("transfer"), **executor_settings(plan.settings)
+    )
+    transfer = study.run(replace(plan.child, run_name=None), settings)
     seconds = time.perf_counter() - start
     deltas = transfer_deltas(transfer.scores)
     values = [_value(r.seed, r.source, r.target, r.delta) for r in deltas.itertuples()]
-    return _ViewRun(values, seeds * plan.passes["transfer"], seconds, transfer.trained)
+    passes = seeds * plan.passes["transfer"]
+    runs = transfer.trained + transfer.reused
+    return _ViewRun(values, passes, seconds, runs, transfer.trained, transfer.reused)
 
 
 def _affinity_view(plan: _Plan) -> _ViewRun:
-    """Task affinity: one run of all members per seed, the mean matrix over epochs."""
-    values, seconds, seeds = [], 0.0, plan.seeds["affinity"]
-    for s in range(seeds):
-        seed = plan.child.seed + s
-        config = replace(
-            plan.child,
-            seed=seed,
-            affinity_every=plan.settings.affinity_interval,
-            run_name=None,
-        )
-        start = time.perf_counter()
-        result = train(config)
-        seconds += time.perf_counter() - start
-        matrix = result.affinity.mean_matrix()
+    """Task affinity: one run of all members per seed, the mean matrix over epochs (of
+    the run's ``affinity/<i>_to_<j>`` metrics, as the re-analysis reads them)."""
+    from soi_mlflow.studies.views_reanalysis import _affinity_values
+
+    seeds = plan.seeds["affinity"]
+    with Fanout(plan.parent, plan.settings) as fan:
+        children = []
+        for s in range(seeds):
+            seed = plan.child.seed + s
+            config = replace(
+                plan.child,
+                seed=seed,
+                affinity_every=plan.settings.affinity_interval,
+                run_name=None,
+            )
+            children.append(Child(fan.nested(config, {}), f"affinity seed {seed}"))
+        done = fan.run(children)
+    values = []
+    for d in done:
+        run = plan.parent.client.get_run(d.run_id)
         values += [
-            _value(seed, i, j, float(matrix.loc[i, j]))
-            for i in plan.members
-            for j in plan.members
-            if i != j
+            {k: v for k, v in row.items() if k != "view"}
+            for row in _affinity_values(plan.parent, run)
         ]
-    return _ViewRun(values, seeds * plan.passes["affinity"], seconds, seeds)
+    seconds = sum(d.seconds for d in done)
+    passes = seeds * plan.passes["affinity"]
+    return _ViewRun(values, passes, seconds, seeds, fan.trained, fan.reused)
 
 
 def _curves_view(plan: _Plan) -> _ViewRun:
     """Learning curves: each member as target, each other member as auxiliary; a pair's
     value is the mean over sizes of the target's gain with the auxiliary's data."""
     from soi_mlflow.analysis.agreement import transfer_gains
-    from soi_mlflow.studies.learning_curve import learning_curve
+    from soi_mlflow.studies import learning_curve
 
-    values, passes, runs, seconds = [], 0, 0, 0.0
+    values, passes, runs, seconds, trained, reused = [], 0, 0, 0.0, 0, 0
     for target in plan.members:
         start = time.perf_counter()
-        curve = learning_curve(
-            replace(plan.child, run_name=f"views-curve-{target}"),
-            _curve_settings(plan.members, target, plan.settings, plan.seeds["curves"]),
+        settings = _curve_settings(plan.members, target, plan.settings, plan.seeds["curves"])
+        settings = replace(
+            settings, resume=plan.resumed("learning_curve", **{"soi.target": target})
         )
+        curve = learning_curve.run(replace(plan.child, run_name=f"views-curve-{target}"), settings)
+        trained, reused = trained + curve.trained, reused + curve.reused
         seconds += time.perf_counter() - start
         passes += int(curve.points["example_passes"].sum())
         runs += len(curve.points)
         gains = transfer_gains(curve.points)
         per_seed = gains.groupby(["seed", "curve"], as_index=False)["value"].mean()
         values += [_value(r.seed, r.curve, target, r.value) for r in per_seed.itertuples()]
-    return _ViewRun(values, passes, seconds, runs)
+    return _ViewRun(values, passes, seconds, runs, trained, reused)
 
 
 _RUNNERS: dict[str, Callable[[_Plan], _ViewRun]] = {

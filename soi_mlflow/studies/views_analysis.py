@@ -21,7 +21,7 @@ VIEWS = ("transfer", "affinity", "curves")
 NO_RHO = "fewer than 3 pairs have a value in both views, or one view ranks them all equal"
 
 
-def compare_views(values: pd.DataFrame, settings: ViewsSettings) -> dict[str, pd.DataFrame]:
+def views_agreement(values: pd.DataFrame, settings: ViewsSettings) -> dict[str, pd.DataFrame]:
     """Significance per view and pair, and the rank agreement of every two views."""
     from soi_mlflow.analysis.agreement import rank_agreement
     from soi_mlflow.analysis.identified import not_identified, with_problems

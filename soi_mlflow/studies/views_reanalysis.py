@@ -59,8 +59,8 @@ def reanalyze_views(handle: RunHandle, run: Any) -> Reanalysis:
     from soi_mlflow.studies.transfer import reanalyze_transfer, study_scores
     from soi_mlflow.studies.views import ViewsSettings
     from soi_mlflow.studies.views_analysis import (
-        compare_views,
         log_views,
+        views_agreement,
         with_significant_pairs,
     )
 
@@ -118,7 +118,7 @@ def reanalyze_views(handle: RunHandle, run: Any) -> Reanalysis:
     params = run.data.params
     sizes = tuple(int(v) for v in params.get("sizes", "").split(",") if v)
     settings = ViewsSettings(budget=int(params.get("budget") or 0), sizes=sizes or (50, 150, 450))
-    result = compare_views(frame, settings)
+    result = views_agreement(frame, settings)
     with_significant_pairs(compute_table, result["significance"])
     log_views(handle, frame, result, compute_table, settings)
     return Reanalysis(

@@ -48,11 +48,14 @@ def option_names(cls: type) -> Iterator[str]:
 
 
 def build(cls: type, values: Mapping[str, Any]) -> Any:
-    """An instance of ``cls`` from flat option ``values`` (nested settings built first)."""
+    """An instance of ``cls`` from flat option ``values`` (nested settings built first);
+    an option missing from ``values`` (another settings class of the command declares it)
+    keeps its default."""
     nested = nested_settings(cls)
     kwargs = {
         f.name: build(nested[f.name], values) if f.name in nested else values[f.name]
         for f in option_fields(cls)
+        if f.name in nested or f.name in values
     }
     return cls(**kwargs)
 
