@@ -303,8 +303,8 @@ def test_unreadable_trace_files_name_the_run_and_the_file(store, tmp_path, capsy
 def test_a_study_whose_child_fails_leaves_its_parent_failed_with_the_reason(
     store, tmp_path, capsys
 ) -> None:
-    """The first child (member ``a`` alone) fails loading its data, after the parent
-    opened; the parent ends FAILED with the child's error as ``soi.end_reason``."""
+    """The children fail loading their data, after the parent opened; the parent ends
+    FAILED with each child's error in ``soi.end_reason``, and the command exits 2."""
     pd.DataFrame({"text": ["x", "y"], "label": ["neg", "maybe"]}).to_csv(
         tmp_path / "a.csv", index=False
     )
@@ -323,8 +323,9 @@ def test_a_study_whose_child_fails_leaves_its_parent_failed_with_the_reason(
     (parent,) = _runs(store)
     assert parent.data.tags["soi.study"] == "compare"
     assert parent.info.status == "FAILED"
-    reason = parent.data.tags["soi.end_reason"]
-    assert reason.startswith("SoiInputError: ") and "label 'maybe' in row 1" in reason
+    reason = parent.data.tags["soi.end_reason"]  # each failed child, named, with its error
+    assert reason.startswith("ItemsRefused: ") and "single a seed 0: SoiInputError: " in reason
+    assert "label 'maybe' in row 1" in reason
 
 
 @pytest.mark.parametrize(

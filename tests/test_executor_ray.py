@@ -169,3 +169,23 @@ def test_a_study_stopped_mid_way_resumes_training_only_the_unfinished(uri) -> No
         "movies",
     ]
     assert sum(r.info.status == "FINISHED" for r in now) == 3  # none trained twice
+
+
+def test_analyze_experiment_on_ray_gives_the_local_tables(uri) -> None:
+    """``analyze --experiment`` through Ray tasks: each run analysed (its SOI table logged
+    back) with the same summary as one after another in this process."""
+    from tracehelp import log_synthetic_run
+
+    from soi_mlflow.analysis.experiment import analyze_experiment
+    from soi_mlflow.common.executor import ExecutorSettings
+
+    sequences = {1: [0, 1, 1], 2: [1, 1, 1], 3: [0, 0, 0], 4: [1, 0, 1]}
+    runs = [log_synthetic_run(uri, sequences, run_name=f"synthetic-{k}") for k in range(3)]
+    local = analyze_experiment("synthetic", tracking_uri=uri)
+    on_ray = analyze_experiment("synthetic", tracking_uri=uri, executor=ExecutorSettings(**RAY))
+    pd.testing.assert_frame_equal(local, on_ray)
+    assert sorted(on_ray["run_id"]) == sorted(runs)
+    client = MlflowClient(uri)
+    for run in runs:
+        soi = client.get_run(run).data.metrics
+        assert soi["soi/train/coverage"] == 1.0

@@ -1,38 +1,25 @@
 """Every traced run of an experiment analysed (``soi-mlflow analyze --experiment NAME``).
 
-The per-run loop goes through a ``map_fn(fn, items, describe)`` seam, the shape of the
-shared executor's ``make_executor(settings).map``: serial here (:func:`serial_map`, one
-``[k/n]`` line per run), a pool or a Ray cluster when the caller passes one. The work per
-run is a module-level function of plain values (:func:`analyse_one`), so any executor
-can ship it.
+The runs go through the shared executor (``common/executor.py``): one after another in
+this process by default, as Ray tasks with ``executor="ray"``, a ``[k/n]`` line as each
+finishes. The work per run is a module-level function of plain values
+(:func:`analyse_one`), so Ray can ship it; each run's DuckDB connection has its own
+``--memory-limit``, so runs analysed side by side on one node each take that much.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import pandas as pd
 
 from soi_mlflow.analysis.duck.engine import Engine
 from soi_mlflow.analysis.soi import TOO_FEW, Taxonomy
-from soi_mlflow.common import console
+from soi_mlflow.common.executor import ExecutorSettings, executor_for
 from soi_mlflow.errors import SoiInputError
-
-T = TypeVar("T")
-R = TypeVar("R")
-MapFn = Callable[[Callable[[Any], Any], Sequence[Any], Callable[[Any], str]], list]
-
-
-def serial_map(fn: Callable[[T], R], items: Sequence[T], describe: Callable[[T], str]) -> list[R]:
-    """``fn`` over ``items`` in order, printing ``[k/n] describe(item)`` before each."""
-    out = []
-    for k, item in enumerate(items, 1):
-        console.step(k, len(items), describe(item))
-        out.append(fn(item))
-    return out
 
 
 @dataclass(frozen=True)
@@ -91,10 +78,11 @@ def analyze_experiment(
     taxonomy: str | Taxonomy = "default",
     tracking_uri: str | None = None,
     engine: Engine | None = None,
-    map_fn: MapFn = serial_map,
+    executor: ExecutorSettings | None = None,
 ) -> pd.DataFrame:
     """Analyse (``report.analyze_run``: SOI, data maps, coverage, logged to each run) every
-    run of ``experiment`` with traces of ``splits``; one summary row per run and split."""
+    run of ``experiment`` with traces of ``splits``, through ``executor`` (default: in this
+    process); one summary row per run and split."""
     runs = runs_with_traces(experiment, splits, tracking_uri)
     if not runs:
         raise SoiInputError(
@@ -107,5 +95,6 @@ def analyze_experiment(
         tracking_uri=tracking_uri,
         engine=engine or Engine(),
     )
-    rows = map_fn(work, runs, lambda run: f"analysing run {run.run_name} ({run.run_id})")
+    with executor_for(executor or ExecutorSettings()) as pool:
+        rows = pool.map(work, runs, lambda run: f"analysed run {run.run_name} ({run.run_id})")
     return pd.DataFrame([row for per_run in rows for row in per_run])

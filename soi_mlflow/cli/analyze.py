@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Literal
 
 from soi_mlflow.cli.show import print_comparison, print_study_table
 from soi_mlflow.common import console
+from soi_mlflow.common.executor import ExecutorSettings, check_executor
 from soi_mlflow.errors import SoiInputError
 
 if TYPE_CHECKING:
@@ -14,8 +15,8 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class AnalyzeSettings:
-    """Which runs to analyse and how."""
+class AnalyzeSettings(ExecutorSettings):
+    """Which runs to analyse and how (with --experiment, the runs go through --executor)."""
 
     run_id: str | None = None
     """analyse one run"""
@@ -57,6 +58,7 @@ def analyze(settings: AnalyzeSettings) -> None:
             "--config file: run_id, parent_run_id, compare or experiment)"
         )
     engine = Engine.parse(settings.engine, settings.memory_limit, settings.spill_limit)
+    check_executor(settings)
     for flag, given in (
         ("--run-id", settings.run_id),
         ("--parent-run-id", settings.parent_run_id),
@@ -140,9 +142,13 @@ def _study(settings: AnalyzeSettings, splits: list[str], engine: Engine) -> None
 def _experiment(settings: AnalyzeSettings, splits: list[str], engine: Engine) -> None:
     from soi_mlflow.analysis.experiment import analyze_experiment
     from soi_mlflow.tracking.health import check_experiment_name
+    from soi_mlflow.tracking.reach import check_store_reaches_workers
 
     name = check_experiment_name(settings.experiment)
-    summary = analyze_experiment(name, splits, settings.taxonomy, settings.tracking_uri, engine)
+    check_store_reaches_workers(settings, settings.tracking_uri)
+    summary = analyze_experiment(
+        name, splits, settings.taxonomy, settings.tracking_uri, engine, settings
+    )
     console.print_frame(
         summary.set_index(["run_name", "split"]),
         f"experiment {name}: {summary['run_id'].nunique()} run(s) analysed",

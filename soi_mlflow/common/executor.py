@@ -53,6 +53,18 @@ class ItemsFailed(RuntimeError):
         super().__init__(f"{len(failures)} of {total} jobs failed: {first}")
 
 
+class ItemsRefused(ItemsFailed, SoiInputError):
+    """Every failed item of a ``map`` was refused for bad input (a SoiInputError), so the
+    command line reports it as bad input (exit code 2, no traceback)."""
+
+
+def failed(failures: list[tuple[str, str]], errors: list[BaseException], total: int):
+    """The error for a map's failures: :class:`ItemsRefused` when each was bad input."""
+    causes = [getattr(e, "cause", None) or e for e in errors]
+    refused = causes and all(isinstance(c, SoiInputError) for c in causes)
+    return (ItemsRefused if refused else ItemsFailed)(failures, total)
+
+
 class Executor(Protocol):
     """What every executor offers."""
 
@@ -104,6 +116,7 @@ class LocalExecutor:
         done, total = progress(steps, len(items))
         results: list[Any] = []
         failures: list[tuple[str, str]] = []
+        errors: list[BaseException] = []
         for k, item in enumerate(items, done + 1):
             what = describe(item)
             start = time.perf_counter()
@@ -111,13 +124,14 @@ class LocalExecutor:
                 results.append(fn(item))
             except Exception as exc:  # noqa: BLE001 - reported with the others below
                 failures.append((what, reason(exc)))
+                errors.append(exc)
                 results.append(None)
                 step(k, total, finished_line(what, None, reason(exc)))
                 traceback.print_exc()
                 continue
             step(k, total, finished_line(what, time.perf_counter() - start))
         if failures:
-            raise ItemsFailed(failures, len(items))
+            raise failed(failures, errors, len(items))
         return results
 
     def close(self) -> None:

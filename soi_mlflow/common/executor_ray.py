@@ -23,7 +23,7 @@ from soi_mlflow.common import process_state
 from soi_mlflow.common.console import step
 from soi_mlflow.common.executor import (
     ExecutorSettings,
-    ItemsFailed,
+    failed,
     finished_line,
     progress,
     reason,
@@ -95,6 +95,7 @@ class RayExecutor:
         k, total = progress(steps, len(items))
         pending = list(refs)
         stop: list[int] = []
+        errors: list[BaseException] = []
         previous = _hold_sigterm(stop)
         try:
             while pending:
@@ -111,6 +112,7 @@ class RayExecutor:
                         results[i], seconds = ray.get(ref)
                     except Exception as exc:  # noqa: BLE001 - reported after the others
                         failures.append((what, reason(exc)))
+                        errors.append(exc)
                         step(k, total, finished_line(what, None, reason(exc)))
                         continue
                     step(k, total, finished_line(what, seconds))
@@ -120,7 +122,7 @@ class RayExecutor:
         finally:
             _release_sigterm(previous)
         if failures:
-            raise ItemsFailed(failures, len(items))
+            raise failed(failures, errors, len(items))
         return results
 
     def close(self) -> None:

@@ -22,14 +22,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from soi_mlflow.common.executor import ExecutorSettings, check_executor, is_remote, make_executor
+from soi_mlflow.common.executor import ExecutorSettings, check_executor, make_executor
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.reach import check_store_reaches_workers
 from soi_mlflow.tracking.run import RunHandle
 from soi_mlflow.tracking.search import search_all
 from soi_mlflow.training import TrainConfig, train
 from soi_mlflow.training.key import TRAINING_KEY_TAG, training_key
-
-LOCAL_STORES = ("sqlite", "file", "")
 
 
 @dataclass(kw_only=True)
@@ -54,25 +53,13 @@ def check_study(base: TrainConfig, settings: StudySettings) -> None:
     """Refuse, before anything starts, executor settings that cannot work: a bad option,
     Ray missing, a remote Ray cluster with a store only this machine reaches, a study run
     inside a training resume."""
-    from soi_mlflow.tracking.run import resolve_tracking_uri
-
     check_executor(settings)
     if base.resume is not None:
         raise SoiInputError(
             "resume: a study resumes from its parent run id (--resume PARENT_RUN_ID in the "
             "study's options), not from one training run's"
         )
-    if is_remote(settings):
-        uri = resolve_tracking_uri(base.tracking_uri)
-        scheme = uri.split(":", 1)[0].lower() if "://" in uri or uri.startswith("sqlite:") else ""
-        if scheme in LOCAL_STORES:
-            raise SoiInputError(
-                f"tracking URI {uri!r} is on this machine only, but --ray-address "
-                f"{settings.ray_address!r} runs children on other nodes: use an http(s) "
-                "MLflow tracking server (mlflow server ... --serve-artifacts) or a PostgreSQL "
-                "store, with an artifact store every node reaches (the server's proxied "
-                "artifacts, S3, a shared file system)"
-            )
+    check_store_reaches_workers(settings, base.tracking_uri)
 
 
 @dataclass(frozen=True)
