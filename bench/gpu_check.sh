@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check, prepared to run in one go on a machine with a GPU (docs/scaling.md, "On a
 # GPU"): what tracing costs there and whether it adds a host synchronisation per batch,
-# through both adapters, and a two-child Ray study sharing the one GPU. The project never
+# through both adapters, and a small Ray study sharing the one GPU. The project never
 # needs a GPU; without one this runs the same steps on the CPU, as a smoke test.
 #
 #     bash bench/gpu_check.sh            # from the repository root, set up (make setup)
@@ -28,8 +28,9 @@ echo "== tracing's overhead, all-MiniLM-L6-v2 (examples extra), device $device"
 (cd bench && "$PYTHON" integrations_overhead.py --size minilm --device "$device" \
     --examples "${EXAMPLES:-4000}" --epochs 2 --repeats "${REPEATS:-3}" --threads 4)
 
-# 2. A study of two children on a local Ray cluster, both on the one GPU (half each).
-echo "== a two-child Ray study sharing the device"
+# 2. A small compare study (three children) on a local Ray cluster, sharing the one GPU
+#    (half a GPU each: two children at a time).
+echo "== a three-child Ray study sharing the device"
 store=$(mktemp -d)
 trap 'rm -rf "$store"' EXIT
 gpus=0
@@ -38,4 +39,4 @@ start=$(date +%s)
 MLFLOW_TRACKING_URI="sqlite:///$store/mlflow.db" "$PYTHON" -m soi_mlflow.cli compare \
     --members books,movies --epochs 2 --max-examples 400 \
     --executor ray --cpus-per-run 1 --gpus-per-run "$gpus" --accelerator "$device"
-echo "two-child study (with Ray's start): $(( $(date +%s) - start )) s"
+echo "three-child study (with Ray's start): $(( $(date +%s) - start )) s"
