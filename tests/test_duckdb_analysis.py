@@ -168,7 +168,7 @@ def test_analyze_experiment_analyses_every_traced_run(runs, capsys) -> None:
                  "--memory-limit", "256MB", "--tracking-uri", runs["uri"]])  # fmt: skip
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert "[1/2] analysed run planted-a" in out and "[2/2] analysed run planted-b" in out
+    assert "[1/2] analysing run planted-a" in out and "[2/2] analysing run planted-b" in out
     assert "no-traces" not in out and "2 run(s) analysed" in out
     client = MlflowClient(runs["uri"])
     for run in (runs["planted"], runs["other"]):

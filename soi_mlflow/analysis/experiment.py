@@ -96,5 +96,5 @@ def analyze_experiment(
         engine=engine or Engine(),
     )
     with executor_for(executor or ExecutorSettings()) as pool:
-        rows = pool.map(work, runs, lambda run: f"analysed run {run.run_name} ({run.run_id})")
+        rows = pool.map(work, runs, lambda run: f"analysing run {run.run_name} ({run.run_id})")
     return pd.DataFrame([row for per_run in rows for row in per_run])

@@ -14,7 +14,6 @@ local executor imports nothing new: Ray is imported only by ``executor="ray"``.
 
 from __future__ import annotations
 
-import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -95,14 +94,17 @@ def progress(steps: tuple[int, int] | None, count: int) -> tuple[int, int]:
 
 
 def finished_line(what: str, seconds: float | None, failure: str | None = None) -> str:
-    """The ``[k/n]`` line's text: what finished, in how long, or why it failed."""
+    """The ``[k/n]`` line's text once a job ended: done in how long, or why it failed."""
     if failure:
         return f"{what}: FAILED ({failure})"
-    return f"{what} ({seconds:.0f} s)" if seconds and seconds >= 1 else f"{what} ({seconds:.1f} s)"
+    took = f"{seconds:.0f} s" if seconds and seconds >= 1 else f"{seconds or 0:.1f} s"
+    return f"{what}: done ({took})"
 
 
 class LocalExecutor:
-    """Every item in this process, one after another, in order."""
+    """Every item in this process, one after another, in order. Its ``[k/n]`` line comes
+    as an item starts, so what the job prints (a training's epochs) follows its heading;
+    a failure gets a second line."""
 
     kind = "local"
 
@@ -119,7 +121,7 @@ class LocalExecutor:
         errors: list[BaseException] = []
         for k, item in enumerate(items, done + 1):
             what = describe(item)
-            start = time.perf_counter()
+            step(k, total, what)
             try:
                 results.append(fn(item))
             except Exception as exc:  # noqa: BLE001 - reported with the others below
@@ -128,8 +130,6 @@ class LocalExecutor:
                 results.append(None)
                 step(k, total, finished_line(what, None, reason(exc)))
                 traceback.print_exc()
-                continue
-            step(k, total, finished_line(what, time.perf_counter() - start))
         if failures:
             raise failed(failures, errors, len(items))
         return results
