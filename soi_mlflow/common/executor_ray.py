@@ -64,11 +64,20 @@ class RayExecutor:
             "log_to_driver": False,
             "configure_logging": False,
         }
+        start = time.perf_counter()
         if address and address != "local":
             ray.init(address=address, **options)
         else:
             ray.init(**options)
         self.started = True
+        found = ray.cluster_resources()
+        remote = address and address != "local"
+        where = f"joined the Ray cluster at {address}" if remote else "started a local Ray cluster"
+        print(
+            f"{where}: {found.get('CPU', 0):g} CPUs, {found.get('GPU', 0):g} GPUs "
+            f"({time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
         if in_main and sigterm is not None:  # ray.init's own handler exits with code 15
             signal.signal(signal.SIGTERM, sigterm)
         return ray
