@@ -129,6 +129,14 @@ def test_switches_lists_and_spellings_researchers_already_type(capsys) -> None:
     assert code == 0, err
     resolved = yaml.safe_load(out)
     assert resolved["reuse"] is True and resolved["ood"] == [] and resolved["affinity_every"] == 20
+    for given, wanted in (
+        ([], None),
+        (["--trace-shards", "true"], True),
+        (["--trace-shards", "false"], False),
+    ):
+        code, out, err = _main(capsys, "train", *given, "--print-config")
+        assert code == 0, err
+        assert yaml.safe_load(out)["trace_shards"] is wanted
 
 
 @pytest.mark.parametrize(

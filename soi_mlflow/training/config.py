@@ -74,6 +74,9 @@ class TrainConfig:
     """processes or GPUs (DDP when > 1)"""
     strategy: str = "auto"
     """Lightning strategy, e.g. ddp (the command line picks ddp for auto when devices > 1)"""
+    trace_shards: bool | None = None
+    """under DDP: each rank writes its own trace shards (true), rank 0 gathers the rows
+    (false), or shards past 1M rows an epoch (default)"""
     progress: bool = True
     """show training progress"""
     analyze: bool = True

@@ -195,6 +195,7 @@ SETTINGS: tuple[Setting, ...] = (
     _records("log_model", "what is kept after training"),
     _records("register_as", "what is kept after training"),
     _records("progress", "display only"),
+    _records("trace_shards", "how traces are written under DDP; the rows are the same"),
     _records("analyze", "runs after training ends"),
     _records("resume", "which run to continue, not how it trains"),
     _records("checkpoint_every", "resume checkpoints; a resumed run is bit-identical"),

@@ -136,6 +136,7 @@ def mixture_trace_callback(
     trace_train: bool,
     run_id: Any,
     tracking_uri: str,
+    shards: bool | None = None,
 ) -> Any:
     """The Lightning trace adapter set up for a mixture's batches and module.
 
@@ -157,6 +158,7 @@ def mixture_trace_callback(
         tracking_uri=tracking_uri,
         axis=mixture.spec.axis,
         analyze=False,  # train() analyses once the run has ended, not the adapter
+        shards=shards,
     )
 
 
@@ -219,6 +221,7 @@ def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
         trace_train=config.capture == "train_pass",
         run_id=open_run,
         tracking_uri=resolve_tracking_uri(config.tracking_uri),
+        shards=config.trace_shards,
     )
     callbacks: list[pl.Callback] = [callback, EpochSeed(config.seed)]
     affinity = None
