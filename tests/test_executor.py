@@ -127,3 +127,19 @@ def test_the_old_entry_points_warn_and_still_refuse_bad_input(store) -> None:
         issubclass(w.category, DeprecationWarning) and "transfer.run" in str(w.message)
         for w in caught
     )
+
+
+def test_only_the_old_name_of_the_learning_curve_study_warns(store) -> None:
+    """Its waves are the study's own: no deprecation warning from every run."""
+    from soi_mlflow.studies import learning_curve as curve
+
+    settings = curve.CurveSettings("entailment", ("sentiment",), sizes=(4, 8, 12), approx=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert curve._waves(curve._plan(settings), True) == [[0, 3], [1, 4], [2, 5]]
+    base = small_config(store, ("entailment",), axis="task")
+    with (
+        pytest.warns(DeprecationWarning, match=r"learning_curve\.learning_curve is deprecated"),
+        pytest.raises(SoiInputError, match="at least one auxiliary member"),
+    ):
+        curve.learning_curve(base, replace(settings, aux=()))

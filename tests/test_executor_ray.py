@@ -6,9 +6,13 @@ fails its parent after the others finished, and a study stopped by SIGTERM mid-w
 from __future__ import annotations
 
 import os
+import re
 import signal
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,14 +32,41 @@ RAY = {"executor": "ray"}
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """One local Ray cluster for the module; the process's SIGTERM handler put back."""
+def cluster(tmp_path_factory):
+    """One local Ray cluster for the module; the process's SIGTERM handler put back. Its
+    workers get the tests' cache (conftest's ``_isolated_cache``, set only per test, after
+    this), not the user's ``~/.cache/soi_mlflow``."""
     handler = signal.getsignal(signal.SIGTERM)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SOI_MLFLOW_CACHE", str(tmp_path_factory.getbasetemp() / "soi-cache"))
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     signal.signal(signal.SIGTERM, handler)
     yield
     ray.shutdown()
     signal.signal(signal.SIGTERM, handler)
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one thread, as in a Ray task of one CPU (Ray sets its worker's
+    OMP_NUM_THREADS to the task's CPUs), then put back. torch's CPU kernels split a sum (a
+    matmul's, a gradient's) over their threads, so on another number of threads the same
+    training adds in another order and its weights differ in the last bits (up to ~1e-7
+    after one epoch here): the local executor, on torch's default of every core, is
+    bit-identical to Ray only on as many threads as --cpus-per-run."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_ray_task_of_one_cpu_runs_torch_on_one_thread(cluster) -> None:
+    threads = ray.remote(lambda: __import__("torch").get_num_threads()).options(num_cpus=1)
+    assert ray.get(threads.remote()) == 1  # what one_thread() gives the local executor
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +94,8 @@ def _all_children(uri: str, parent: str) -> list:
 
 
 def test_transfer_on_ray_gives_the_local_studys_children_and_traces(uri) -> None:
-    local = transfer.run(_base(uri, "local"), TransferSettings())
+    with one_thread():
+        local = transfer.run(_base(uri, "local"), TransferSettings())
     on_ray = transfer.run(_base(uri, "ray"), TransferSettings(**RAY))
     client = MlflowClient(uri)
     for result in (local, on_ray):
@@ -189,3 +221,166 @@ def test_analyze_experiment_on_ray_gives_the_local_tables(uri) -> None:
     for run in runs:
         soi = client.get_run(run).data.metrics
         assert soi["soi/train/coverage"] == 1.0
+
+
+# Every other study, local against Ray: the same tree of runs under one FINISHED parent,
+# each training with the same trace. A run is identified across the two studies by its
+# soi.* tags (soi.training_key among them: a digest of everything that decides what it
+# trains, the starting weights' content included), a run id tag as "<run>" (each study
+# has its own run ids), under the identity of the run it is nested in.
+
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+VARYING = {"soi.heartbeat"}  # a time: differs between any two runs
+
+
+def _identity(run) -> tuple:
+    tags = run.data.tags
+    return tuple(
+        sorted(
+            (k, "<run>" if RUN_ID.match(v) else v)
+            for k, v in tags.items()
+            if k.startswith("soi.") and k not in VARYING
+        )
+    )
+
+
+def _tree(uri: str, parent: str) -> dict[tuple, object]:
+    """Every run nested (at any depth) under ``parent``, by the identities of its
+    ancestors below ``parent`` and its own; fails on any run of the experiment outside
+    the tree, and on two runs of one identity under one parent."""
+    client = MlflowClient(uri)
+    experiment = client.get_run(parent).info.experiment_id
+    runs = client.search_runs([experiment], max_results=5000)
+    below: dict[str, list] = {}
+    for run in runs:
+        below.setdefault(run.data.tags.get("mlflow.parentRunId", ""), []).append(run)
+    tree: dict[tuple, object] = {}
+
+    def walk(run_id: str, path: tuple) -> None:
+        for run in below.get(run_id, []):
+            key = (*path, _identity(run))
+            assert key not in tree, f"two runs {key} under {run_id}"
+            tree[key] = run
+            walk(run.info.run_id, key)
+
+    walk(parent, ())
+    assert len(tree) == len(runs) - 1, "runs of the study's experiment outside its tree"
+    return tree
+
+
+def _traces(uri: str, run_id: str) -> dict[str, pd.DataFrame]:
+    """Every trace file of a run (``traces/<split>/...parquet``) by its path."""
+    from mlflow.artifacts import download_artifacts
+
+    from soi_mlflow.tracking.trace_format import read_trace
+
+    if not MlflowClient(uri).list_artifacts(run_id, "traces"):
+        return {}
+    with tempfile.TemporaryDirectory(prefix="soi-test-") as folder:
+        local = Path(
+            download_artifacts(
+                run_id=run_id, artifact_path="traces", tracking_uri=uri, dst_path=folder
+            )
+        )
+        return {
+            p.relative_to(local).as_posix(): read_trace(p) for p in sorted(local.rglob("*.parquet"))
+        }
+
+
+def _same_study(uri: str, local, on_ray) -> int:
+    """Both parents FINISHED, the same runs under each, every one FINISHED, every
+    training's traces identical; returns the number of trainings."""
+    client = MlflowClient(uri)
+    for result in (local, on_ray):
+        assert client.get_run(result.parent_run_id).info.status == "FINISHED"
+        assert result.reused == 0
+    mine, theirs = _tree(uri, local.parent_run_id), _tree(uri, on_ray.parent_run_id)
+    assert set(mine) == set(theirs)
+    trainings = 0
+    for key, run in mine.items():
+        other = theirs[key]
+        assert run.info.status == other.info.status == "FINISHED", key
+        a, b = _traces(uri, run.info.run_id), _traces(uri, other.info.run_id)
+        assert sorted(a) == sorted(b), key
+        if "soi.training_key" in dict(key[-1]):
+            trainings += 1
+            assert any(p.startswith("train/") for p in a), f"no training trace: {key}"
+        for path, table in a.items():
+            pd.testing.assert_frame_equal(table, b[path], obj=f"{path} of {dict(key[-1])}")
+    assert trainings == local.trained == on_ray.trained
+    return trainings
+
+
+def _tiny(uri: str, experiment: str, members: tuple[str, ...], axis: str = "source"):
+    """The smallest training a study takes: 12 examples a member, 8 to evaluate, 1 epoch."""
+    config = small_config(uri, members, axis=axis, max_examples=12, eval_max_examples=8)
+    return replace(config, epochs=1, experiment=experiment)
+
+
+def _compare(uri: str, experiment: str, executor: dict):
+    from soi_mlflow.studies import single_vs_multi
+
+    base = _tiny(uri, experiment, ("books", "movies"))
+    result = single_vs_multi.run(base, single_vs_multi.SingleVsMultiSettings(**executor))
+    return result, result.summary
+
+
+def _two_stage(uri: str, experiment: str, executor: dict):
+    from soi_mlflow.studies import two_stage
+
+    settings = two_stage.TwoStageSettings(stage2_top="confidence:0.5", stage2_epochs=1, **executor)
+    result = two_stage.run(_tiny(uri, experiment, ("books",)), settings)
+    return result, result.table
+
+
+def _learning_curve(uri: str, experiment: str, executor: dict):
+    """With ``approx``: each size warm-starts from the one before, a wave after another."""
+    from soi_mlflow.studies import learning_curve
+
+    base = _tiny(uri, experiment, ("entailment",), axis="task")
+    settings = learning_curve.CurveSettings(
+        "entailment", ("sentiment",), sizes=(4, 8, 12), approx=True, **executor
+    )
+    result = learning_curve.run(base, settings)
+    return result, result.points.drop(columns=["run_id", "seconds"])
+
+
+def _views(uri: str, experiment: str, executor: dict):
+    """The smallest views study (3 members, 2 seeds, 3 sizes) is 68 trainings: a
+    transfer and three learning-curve studies under it, and the affinity runs."""
+    from soi_mlflow.studies import views
+
+    base = _tiny(uri, experiment, ("sentiment", "paraphrase", "entailment"), axis="task")
+    settings = views.ViewsSettings(seeds=2, sizes=(4, 8, 12), affinity_interval=1, **executor)
+    result = views.run(base, settings)
+    return result, result.values
+
+
+def _noise_benchmark(uri: str, experiment: str, executor: dict):
+    """With 2 cross-validation folds: their held-out probabilities computed in the worker."""
+    from soi_mlflow.studies import noise_benchmark
+
+    settings = noise_benchmark.NoiseBenchmarkSettings(
+        train_size=24, eval_size=8, seeds=1, cl_folds=2, **executor
+    )
+    result = noise_benchmark.run(_tiny(uri, experiment, ("sentiment",), axis="task"), settings)
+    return result, result.per_seed
+
+
+STUDIES = {  # each study and the trainings it makes
+    "compare": (_compare, 3),  # each member alone, both together
+    "two_stage": (_two_stage, 3),  # stage 1, stage 2, its control
+    "learning_curve": (_learning_curve, 6),  # 3 sizes alone and with the auxiliary member
+    "views": (_views, 68),  # transfer 2 x 6, affinity 2, curves 2 x 3 x 9
+    "noise_benchmark": (_noise_benchmark, 3),  # the detection run and 2 folds
+}
+
+
+@pytest.mark.parametrize("study", list(STUDIES))
+def test_every_study_on_ray_gives_the_local_studys_runs_and_traces(uri, study) -> None:
+    run, trainings = STUDIES[study]
+    with one_thread():
+        local, mine = run(uri, f"{study}-local", {})
+    on_ray, theirs = run(uri, f"{study}-ray", RAY)
+    assert _same_study(uri, local, on_ray) == trainings
+    pd.testing.assert_frame_equal(mine, theirs)  # the study's own analysis, the same

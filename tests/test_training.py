@@ -223,3 +223,21 @@ def test_a_model_from_a_local_folder(store, tmp_path) -> None:
     trace, _ = load_trace(store, result.run_id, "traces/train/epoch=000.parquet")
     assert len(trace) == 60
     assert MlflowClient(store).get_run(result.run_id).data.tags["soi.model"] == str(folder)
+
+
+def test_a_checkpoint_holds_no_call_state_of_its_tokenizer(tmp_path) -> None:
+    """Tokenising leaves truncation set on a fast tokenizer, tokens read from the cache
+    leave it unset: the same training's checkpoint, and so the training key of every run
+    started from it, must not tell the two apart."""
+    from soi_mlflow.model.checkpoint import save_checkpoint
+    from soi_mlflow.training import build_model
+    from soi_mlflow.training.key import folder_digest
+
+    config = _config("sqlite:///unused.db", members=("books",), ood=())
+    mixture = Mixture(config.mixture)
+    module, tokenizer = build_model(config, mixture)
+    untouched = save_checkpoint(module, tokenizer, mixture.tasks, tmp_path / "untouched")
+    tokenizer(["a sentence to cut"], truncation=True, max_length=4)
+    called = save_checkpoint(module, tokenizer, mixture.tasks, tmp_path / "called")
+    assert folder_digest(untouched) == folder_digest(called)
+    assert tokenizer.backend_tokenizer.truncation["max_length"] == 4  # the caller's, kept

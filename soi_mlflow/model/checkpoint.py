@@ -10,6 +10,7 @@ Layout of a checkpoint folder (logged to a run as ``checkpoint/``)::
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ def save_checkpoint(
 ) -> Path:
     folder = Path(folder)
     module.encoder.save_pretrained(folder / "encoder", safe_serialization=True)
-    tokenizer.save_pretrained(folder / "encoder")
+    _definition(tokenizer).save_pretrained(folder / "encoder")
     heads = {}
     for task, head in zip(tasks, module.heads, strict=True):
         for name, tensor in head.state_dict().items():
@@ -34,6 +35,20 @@ def save_checkpoint(
         json.dumps({"tasks": {t: list(n) for t, n in tasks.items()}})
     )
     return folder
+
+
+def _definition(tokenizer: Any) -> Any:
+    """A copy of ``tokenizer`` without the truncation and padding its last call left on
+    its fast backend: that call-time state (set when it tokenised, absent when the tokens
+    came from the cache) would make the same training's checkpoint differ, and with it
+    the training key of every run started from it (``training/key.py``)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or (backend.truncation is None and backend.padding is None):
+        return tokenizer
+    clean = copy.deepcopy(tokenizer)
+    clean.backend_tokenizer.no_truncation()
+    clean.backend_tokenizer.no_padding()
+    return clean
 
 
 def check_checkpoint(folder: Path) -> dict[str, list[str]]:

@@ -165,9 +165,6 @@ def _plan(settings: CurveSettings) -> list[tuple[int, str, tuple[str, ...], int 
     return plan
 
 
-@deprecated(
-    "soi_mlflow.studies.learning_curve.learning_curve", "soi_mlflow.studies.learning_curve.run"
-)
 def _waves(plan: list, approx: bool) -> list[list[int]]:
     """The plan's indices in waves: all at once, or with ``approx`` one size of every
     chain (seed, curve, auxiliary size) per wave, each waiting for the size before it."""
@@ -215,6 +212,9 @@ def _curve_child(fan: Fanout, base: TrainConfig, spec, settings: CurveSettings, 
     return Child(fan.nested(config, tags), what, checkpoint=settings.approx)
 
 
+@deprecated(
+    "soi_mlflow.studies.learning_curve.learning_curve", "soi_mlflow.studies.learning_curve.run"
+)
 def learning_curve(base: TrainConfig, settings: CurveSettings) -> CurveResult:
     return run(base, settings)
 
