@@ -47,6 +47,12 @@ def _process_state_restored() -> Iterator[None]:
         while mlflow.active_run():
             mlflow.end_run()
         mlflow.set_tracking_uri(None)
+        # `mlflow.set_experiment` has no public undo; a test acting as a user's script
+        # (tests/test_transformers_trace.py) would leave its experiment id to whichever
+        # test file pytest-xdist runs next in this process, in another store
+        fluent = sys.modules.get("mlflow.tracking.fluent")
+        if fluent is not None and hasattr(fluent, "_active_experiment_id"):
+            fluent._active_experiment_id = None
     os.environ.clear()
     os.environ.update(env)
 
