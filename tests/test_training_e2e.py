@@ -145,15 +145,18 @@ def test_a_killed_run_keeps_the_epochs_already_written(store, tmp_path: Path) ->
         "--max-examples",
         "200",
     ]
+    client = MlflowClient(store)
+    client.search_experiments()  # the store exists before the training opens it: this test
+    # is about a killed run, not two processes creating one SQLite schema at once
+    log = (tmp_path / "train.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "soi_mlflow.cli", *args],
         env=cli_env(store),
         cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    client = MlflowClient(store)
     written: list[str] = []
     deadline = time.monotonic() + 240
     try:
@@ -165,10 +168,12 @@ def test_a_killed_run_keeps_the_epochs_already_written(store, tmp_path: Path) ->
                 continue
             if runs:
                 written = trace_files(store, runs[0].info.run_id, "train")
-        assert len(written) >= 3, "training did not reach epoch 3 in time"
+        output = (tmp_path / "train.log").read_text()[-2000:]
+        assert len(written) >= 3, f"training did not reach epoch 3 in time:\n{output}"
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        log.close()
     run = _only_run(store)
     files = trace_files(store, run.info.run_id, "train")
     assert len(files) >= 3 and len(files) < 200
