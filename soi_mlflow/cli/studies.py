@@ -40,6 +40,15 @@ def log_study_config(command: str, run_id: str, config: Any, settings: Any) -> N
     MlflowClient(resolve_tracking_uri(config.tracking_uri)).log_text(run_id, text, CONFIG_ARTIFACT)
 
 
+def run_study(command: str, study: Any, config: Any, settings: Any) -> tuple[Any, Any]:
+    """``study.run`` on the command line's config, its options logged to the parent run;
+    returns (the config as run, the study's result)."""
+    config = for_cli(config)
+    result = study.run(config, settings)
+    log_study_config(command, result.parent_run_id, config, settings)
+    return config, result
+
+
 def compare(config: Any, settings: Any) -> None:
     from soi_mlflow.studies import single_vs_multi
 
@@ -80,9 +89,7 @@ def demo(settings: DemoSettings) -> None:
 def two_stage(config: Any, settings: Any) -> None:
     from soi_mlflow.studies import two_stage as study
 
-    config = for_cli(config)
-    result = study.run(config, settings)
-    log_study_config("two-stage", result.parent_run_id, config, settings)
+    config, result = run_study("two-stage", study, config, settings)
     console.print_frame(
         result.table,
         f"accuracy (test = ID, ood = OOD); stage 2 trained on {result.selected} selected examples",
@@ -99,9 +106,7 @@ def two_stage(config: Any, settings: Any) -> None:
 def transfer(config: Any, settings: Any) -> None:
     from soi_mlflow.studies import transfer as study
 
-    config = for_cli(config)
-    result = study.run(config, settings)
-    log_study_config("transfer", result.parent_run_id, config, settings)
+    config, result = run_study("transfer", study, config, settings)
     console.print_frame(
         result.mean,
         f"transfer matrix ({settings.mode}; rows: sources, columns: targets; mean over "
@@ -114,9 +119,7 @@ def transfer(config: Any, settings: Any) -> None:
 def learning_curve(config: Any, settings: Any) -> None:
     from soi_mlflow.studies import learning_curve as study
 
-    config = for_cli(config)
-    result = study.run(config, settings)
-    log_study_config("learning-curve", result.parent_run_id, config, settings)
+    config, result = run_study("learning-curve", study, config, settings)
     fits = on_screen(result.fits, ["curve", "aux_size", "form", "c", "a", "b", "aic"])
     console.print_frame(
         fits.set_index(fits.columns[0]), "fits (intervals: tables/learning_curve_fits)", digits=4
@@ -149,9 +152,7 @@ def learning_curve(config: Any, settings: Any) -> None:
 def views(config: Any, settings: Any) -> None:
     from soi_mlflow.studies import views as study
 
-    config = for_cli(config)
-    result = study.run(config, settings)
-    log_study_config("views", result.parent_run_id, config, settings)
+    config, result = run_study("views", study, config, settings)
     console.print_frame(
         on_screen(result.significance),
         "each view's transfers, with intervals over seeds",
