@@ -149,10 +149,12 @@ def _experiment(settings: AnalyzeSettings, splits: list[str], engine: Engine) ->
     summary = analyze_experiment(
         name, splits, settings.taxonomy, settings.tracking_uri, engine, settings
     )
-    console.print_frame(
-        summary.set_index(["run_name", "split"]),
-        f"experiment {name}: {summary['run_id'].nunique()} run(s) analysed",
-    )
+    title = f"experiment {name}: {summary['run_id'].nunique()} run(s) analysed"
+    if summary["split"].nunique() == 1:  # one split: named in the title, the table fits
+        title += f" (split {summary['split'].iloc[0]})"
+        summary = summary.drop(columns="split")
+    keys = ["run_name", "split"] if "split" in summary else ["run_name"]
+    console.print_frame(summary.set_index(keys), title)
 
 
 def _compare_two(settings: AnalyzeSettings, split: str) -> None:

@@ -120,11 +120,14 @@ def print_table(
 
 
 def print_frame(frame: Any, title: str = "", digits: int = 3, caption: str = "") -> None:
-    """A pandas frame (its index as the first column) through :func:`print_table`."""
-    index_name = " / ".join(str(n) for n in frame.index.names if n is not None) or ""
+    """A pandas frame through :func:`print_table`: its index as the first column, or a
+    column per level of a MultiIndex."""
+    levels = frame.index.nlevels
+    names = [str(n) if n is not None else "" for n in frame.index.names]
     values = frame.itertuples(index=False)
-    rows = [(idx, *row) for idx, row in zip(frame.index, values, strict=True)]
-    print_table(rows, [index_name, *map(str, frame.columns)], title, digits, caption)
+    keys = (idx if levels > 1 else (idx,) for idx in frame.index)
+    rows = [(*key, *row) for key, row in zip(keys, values, strict=True)]
+    print_table(rows, [*names, *map(str, frame.columns)], title, digits, caption)
 
 
 def print_accuracy(metrics: dict[str, float], title: str) -> None:
