@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -50,23 +51,24 @@ class Engine:
 
         return max(1, self.limits.memory_bytes // BYTES_PER_GROUP)
 
-    def choose(self, paths: Sequence[str | Path]) -> str:
-        """``memory`` or ``duckdb`` for a run whose trace files are ``paths``."""
+    def choose(self, paths: Sequence[str | Path], filesystem: Any = None) -> str:
+        """``memory`` or ``duckdb`` for a run whose trace files are ``paths`` (on
+        ``filesystem``; None: local paths), from their footers only."""
         if self.kind != "auto":
             return self.kind
-        return "duckdb" if in_memory_bytes(paths) > self.limits.memory_bytes // 2 else "memory"
+        held = in_memory_bytes(paths, filesystem)
+        return "duckdb" if held > self.limits.memory_bytes // 2 else "memory"
 
 
-def in_memory_bytes(paths: Sequence[str | Path]) -> int:
-    """What the in-memory path would hold for these trace files, from their footers."""
-    import pyarrow.parquet as pq
-
-    from soi_mlflow.tracking.trace_format import readable
+def in_memory_bytes(paths: Sequence[str | Path], filesystem: Any = None) -> int:
+    """What the in-memory path would hold for these trace files, from their footers
+    (over a remote ``filesystem``, a range request per file, not a download)."""
+    from soi_mlflow.tracking.trace_format import open_trace
 
     rows = 0
     for path in paths:
-        with readable(path):
-            rows += pq.read_metadata(path).num_rows
+        with open_trace(path, filesystem) as pf:
+            rows += pf.metadata.num_rows
     return rows * IN_MEMORY_BYTES_PER_ROW
 
 
@@ -81,15 +83,22 @@ def engine_soi_table(
 ) -> pd.DataFrame:
     """``runs.soi_table`` on the engine ``engine`` chooses for this run; ``attrs["engine"]``
     says which one ran."""
-    from soi_mlflow.analysis.runs import _run_examples, naming_the_run, soi_table, trace_paths
+    from soi_mlflow.analysis.runs import (
+        _run_examples,
+        naming_the_run,
+        soi_table,
+        trace_files,
+        trace_paths,
+    )
 
     get_taxonomy(taxonomy)
-    paths = trace_paths(run_id, split, tracking_uri)
-    with naming_the_run(run_id, split):
-        kind = engine.choose(paths)
+    found = trace_files(run_id, split, tracking_uri)  # read where they are, not downloaded
+    with naming_the_run(run_id, split, found):
+        kind = engine.choose(found.paths, found.filesystem)
     if kind == "memory":
         table = soi_table(run_id, split, taxonomy, tracking_uri, split_epoch, min_observed)
     else:
+        paths = trace_paths(run_id, split, tracking_uri)  # DuckDB reads local files
         examples = _run_examples(run_id, split, tracking_uri)
         table = duckdb_soi_table(
             engine, run_id, split, paths, taxonomy, split_epoch, min_observed, examples
