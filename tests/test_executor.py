@@ -143,3 +143,14 @@ def test_only_the_old_name_of_the_learning_curve_study_warns(store) -> None:
         pytest.raises(SoiInputError, match="at least one auxiliary member"),
     ):
         curve.learning_curve(base, replace(settings, aux=()))
+
+
+def test_a_child_left_running_says_why_it_was_ended() -> None:
+    """A resumed study ends the children a dead driver left RUNNING KILLED, saying so,
+    not as if someone pressed Ctrl-C; Ctrl-C itself still says Ctrl-C."""
+    from soi_mlflow.studies.fanout import KilledBefore
+    from soi_mlflow.tracking.health import end_reason, end_status
+
+    assert end_status(KilledBefore()) == "KILLED"
+    assert end_reason(KilledBefore()).startswith("left running by a study driver that stopped")
+    assert end_reason(KeyboardInterrupt()) == "KeyboardInterrupt (Ctrl-C)"

@@ -257,8 +257,9 @@ def end_reason(exc: BaseException) -> str:
     """A tag-sized reason: the exception type and the first line of its message."""
     if isinstance(exc, RunTerminated) or type(exc).__name__ == "SIGTERMException":
         return "SIGTERM"
-    if isinstance(exc, KeyboardInterrupt):
-        return "KeyboardInterrupt (Ctrl-C)"
+    if isinstance(exc, KeyboardInterrupt):  # a subclass may say why it stopped the run
+        told = str(exc).strip() if type(exc) is not KeyboardInterrupt else ""
+        return told[:1000] or "KeyboardInterrupt (Ctrl-C)"
     return first_line(exc, 1000)
 
 
