@@ -1,12 +1,15 @@
 """The package's layers (docs/design.md, "Layers"): every import of a soi_mlflow module
-points to its own layer or one below, and importing a module runs no import cycle.
+points to its own layer or one below, and no module depends on itself through others
+(no import cycle).
 
-Read from the source with ``ast``: imports inside functions count too (they are the same
-dependency, taken later), ``if TYPE_CHECKING:`` blocks do not."""
+Read from the source with ``ast``: imports inside functions count too, for the layers and
+for the cycles (they are the same dependency, taken later; a function-level import does
+not break a cycle, it hides it); ``if TYPE_CHECKING:`` blocks do not."""
 
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "soi_mlflow"
@@ -36,6 +39,7 @@ def layer_of(module: str) -> str:
     return "facade" if len(parts) == 1 else parts[1]
 
 
+@functools.cache
 def _modules() -> dict[str, Path]:
     found = {}
     for path in PACKAGE.rglob("*.py"):
@@ -44,17 +48,37 @@ def _modules() -> dict[str, Path]:
     return found
 
 
-def _imports(path: Path, module_level_only: bool) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    nodes = tree.body if module_level_only else list(ast.walk(tree))
-    names: set[str] = set()
+def _import_nodes(nodes: list[ast.stmt]) -> list[ast.stmt]:
+    """The import statements among ``nodes`` and inside them (in functions and classes
+    too), leaving out those under ``if TYPE_CHECKING:``."""
+    found: list[ast.stmt] = []
     for node in nodes:
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            continue
+            found += _import_nodes(node.orelse)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append(node)
+        else:
+            inner = [c for c in ast.iter_child_nodes(node) if isinstance(c, ast.stmt)]
+            found += _import_nodes(inner)
+    return found
+
+
+def _imports(path: Path) -> set[str]:
+    """Every soi_mlflow module (or name in one) that ``path`` imports, anywhere in it.
+
+    ``from package import name`` depends on the package's ``__init__`` only when a name is
+    no module of it (``from soi_mlflow.analysis import figures`` is an import of
+    ``soi_mlflow.analysis.figures``); a package's ``__init__`` runs before any of its
+    modules, so only what is imported from it counts."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    modules = _modules()
+    names: set[str] = set()
+    for node in _import_nodes(tree.body):
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("soi_mlflow"):
-            names |= {f"{node.module}.{a.name}" for a in node.names}
-            if node.module != "soi_mlflow":  # `from soi_mlflow import __version__`: the root
-                names.add(node.module)  # always runs first; only what it names counts
+            named = {f"{node.module}.{a.name}" for a in node.names}
+            names |= named
+            if node.module != "soi_mlflow" and not named <= set(modules):
+                names.add(node.module)
         elif isinstance(node, ast.Import):
             names |= {a.name for a in node.names if a.name.startswith("soi_mlflow")}
     return names
@@ -70,7 +94,7 @@ def test_imports_point_down() -> None:
     upward = []
     for name, path in modules.items():
         here = LAYERS[layer_of(name)]
-        for target in _imports(path, module_level_only=False):
+        for target in _imports(path):
             if target in modules and LAYERS[layer_of(target)] > here:
                 upward.append(f"{name} -> {target}")
     assert not upward, "imports pointing up a layer:\n" + "\n".join(sorted(upward))
@@ -79,7 +103,7 @@ def test_imports_point_down() -> None:
 def test_no_import_cycle() -> None:
     modules = _modules()
     graph = {
-        name: {t for t in _imports(path, module_level_only=True) if t in modules and t != name}
+        name: {t for t in _imports(path) if t in modules and t != name}
         for name, path in modules.items()
     }
     cycles, state = [], dict.fromkeys(graph, 0)  # 0 new, 1 on the path, 2 done

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from soi_mlflow.common import process_state
 from soi_mlflow.common.console import step
-from soi_mlflow.common.executor import (
+from soi_mlflow.common.executor_base import (
     ExecutorSettings,
     failed,
     finished_line,
