@@ -164,7 +164,7 @@ def _stop_after_first_child(uri: str, experiment: str) -> threading.Thread:
             if found is not None:
                 done = client.search_runs(
                     [found.experiment_id],
-                    "attributes.status = 'FINISHED' and tags.`soi.study_run` != ''",
+                    "attributes.status = 'FINISHED' and tags.`mlflow.parentRunId` != ''",
                 )
                 if done:
                     os.kill(os.getpid(), signal.SIGTERM)

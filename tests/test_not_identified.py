@@ -101,8 +101,11 @@ def test_views_agreement_without_enough_pairs_is_not_identified() -> None:
 # -- planted studies in a real store, re-analysed by the command ------------------------
 
 
-def _planted_curve(client: MlflowClient, experiment_id: str, points: pd.DataFrame) -> str:
-    """A learning-curve parent with one child per point, as the study logs them."""
+def _planted_curve(
+    client: MlflowClient, experiment_id: str, points: pd.DataFrame, old: bool = False
+) -> str:
+    """A learning-curve parent with one child per point, as the study logs them (``old``:
+    as it logged them before ``soi.study`` had one meaning, the parent's id in it)."""
     parent = client.create_run(
         experiment_id, run_name="planted-curve", tags={"soi.study": "learning_curve"}
     ).info.run_id
@@ -122,7 +125,7 @@ def _planted_curve(client: MlflowClient, experiment_id: str, points: pd.DataFram
             "soi.target_size": str(row.n),
             "soi.aux_size": "" if row.curve == "alone" else str(row.aux_size),
             "soi.seed": str(row.seed),
-        }
+        } | ({"soi.study": parent} if old else {})
         child = client.create_run(experiment_id, tags=tags).info.run_id
         client.log_metric(child, "test/books/acc", row.score)
         client.set_terminated(child, "FINISHED")
@@ -149,6 +152,22 @@ def test_analyze_redoes_a_failed_learning_curve_study(store, capsys) -> None:
     assert "tables/learning_curve_interaction_over_sizes.parquet" in tables
     figures = {a.path for a in client.list_artifacts(parent, "figures")}
     assert figures == {"figures/learning_curve.png", "figures/learning_curve_worth.png"}
+
+
+def test_analyze_redoes_a_study_logged_with_the_old_child_tag(store, capsys) -> None:
+    from soi_mlflow.cli import main
+
+    client = MlflowClient(store)
+    parent = _planted_curve(client, "0", _points(), old=True)
+    assert main(["analyze", "--parent-run-id", parent, "--tracking-uri", store]) == 0
+    assert "re-analysing the learning_curve study" in capsys.readouterr().out
+    tables = {a.path for a in client.list_artifacts(parent, "tables")}
+    assert "tables/learning_curve_fits.parquet" in tables
+    for tags in ({}, {"soi.study": parent}):  # a child run, new and old: its parent is named
+        run = client.create_run("0", tags={"mlflow.parentRunId": parent, **tags}).info.run_id
+        assert main(["analyze", "--parent-run-id", run, "--tracking-uri", store]) == 2
+        err = capsys.readouterr().err
+        assert f"is a child run of run {parent}" in err and f"--parent-run-id {parent}" in err
 
 
 def test_analyze_refuses_a_run_that_is_no_study_parent(store, capsys) -> None:

@@ -117,7 +117,8 @@ def test_compare_makes_a_parent_with_children_figures_and_a_summary(study) -> No
     link = f"#/experiments/{run.info.experiment_id}/runs/{parent}?workflowType=machine_learning"
     assert link in stdout
     for child in children["run_id"]:
-        metrics = client.get_run(child).data.metrics
+        metrics, tags = client.get_run(child).data.metrics, client.get_run(child).data.tags
+        assert "soi.study" not in tags  # the study kind is on the parent only
         assert "soi/train/never_learned_frac" in metrics and "ood/restaurants/acc" in metrics
         # analysed once, by the study (train() leaves its children to it)
         assert len(client.get_metric_history(child, "soi/train/never_learned_frac")) == 1

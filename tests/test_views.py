@@ -8,17 +8,17 @@ import pytest
 
 from soi_mlflow.analysis.agreement import rank_agreement
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.studies.learning_curve import _plan
+from soi_mlflow.studies.learning_curve.study import _plan
 from soi_mlflow.studies.views import (
     ViewsSettings,
-    _curve_settings,
-    _figure,
     log_views,
     per_seed_passes,
     validate_views,
     view_seeds,
     views_agreement,
 )
+from soi_mlflow.studies.views.analysis import _figure
+from soi_mlflow.studies.views.settings import curve_settings
 
 VIEWS_ = ("transfer", "affinity", "curves")
 PAIRS = [(s, t) for s in "abc" for t in "abc" if s != t]
@@ -87,7 +87,7 @@ def test_budget_gives_each_view_the_seeds_it_pays_for(store) -> None:
     curves = sum(
         (n + sum(sizes[a] for a in group)) * config.epochs
         for t in members
-        for _, _, group, _, n in _plan(_curve_settings(members, t, settings, 1))
+        for _, _, group, _, n in _plan(curve_settings(members, t, settings, 1))
     )
     assert cost == {"transfer": 3 * 120 * 2, "affinity": 120 * 2, "curves": curves}
     budget = 2 * cost["curves"] + 1

@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from soi_mlflow.tracking.tags import NOT_IDENTIFIED
+
 PREFIX = "not identified: "
 PROBLEM = "problem"
 SECTION = "Not identified"
-TAG = "soi.not_identified"
+TAG = NOT_IDENTIFIED  # tracking/tags.py
 LISTED = 20  # reasons listed in the description (MLflow caps a tag's length)
 # what estimating one of these from data may raise: scipy's curve_fit (RuntimeError when
 # it does not converge, ValueError on an infeasible start), numpy.linalg (LinAlgError is

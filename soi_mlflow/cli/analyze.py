@@ -103,40 +103,23 @@ def _one_run(settings: AnalyzeSettings, splits: list[str], engine: Engine) -> No
 
 
 def _study(settings: AnalyzeSettings, splits: list[str], engine: Engine) -> None:
-    from soi_mlflow.analysis.report import analyze_run, log_single_vs_multi
     from soi_mlflow.analysis.runs import cache_for
+
+    # the studies import their trainings' libraries: only when a study is re-analysed
+    from soi_mlflow.studies.reanalyze import ReanalysisOptions, reanalyze, study_kind
     from soi_mlflow.tracking.health import get_run
 
     uri = settings.tracking_uri
     cache = cache_for(uri)
     parent = get_run(cache.client, settings.parent_run_id, cache.tracking_uri, "--parent-run-id")
-    from soi_mlflow.studies.reanalyze import reanalyze, study_kind
-
     study = study_kind(parent)  # every kind, by the parent's soi.study tag
     print(f"re-analysing the {study} study of run {settings.parent_run_id} ({parent.info.status})")
-    if study != "compare":
-        result = reanalyze(settings.parent_run_id, uri)
-        for title, table in result.tables.items():
-            print_study_table(table, title)
-        return
-    from soi_mlflow.studies.children import comparison_of
-
-    comparison = comparison_of(settings.parent_run_id, uri)
-    run_ids = [*comparison.multi, *(r for runs in comparison.single.values() for r in runs)]
-    for k, run_id in enumerate(run_ids, 1):
-        console.step(k, len(run_ids), f"analysing run {run_id}")
-        analyze_run(run_id, splits, settings.taxonomy, uri, engine=engine)
-    print("comparing single and multi runs (transitions, figures)", flush=True)
-    summary = log_single_vs_multi(
-        settings.parent_run_id,
-        comparison,
-        splits[0],
-        settings.taxonomy,
-        settings.aggregate,
-        uri,
-        engine,
-    )
-    print_comparison(summary)
+    options = ReanalysisOptions(tuple(splits), settings.taxonomy, settings.aggregate, engine)
+    result = reanalyze(settings.parent_run_id, uri, options)
+    if result.study == "compare":  # the single-vs-multi summary, as the compare command shows it
+        print_comparison(result.data["summary"])
+    for title, table in result.tables.items():
+        print_study_table(table, title)
 
 
 def _experiment(settings: AnalyzeSettings, splits: list[str], engine: Engine) -> None:

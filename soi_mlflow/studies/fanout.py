@@ -24,11 +24,12 @@ from typing import Any
 
 from soi_mlflow.common.executor import ExecutorSettings, check_executor, make_executor
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking import tags
 from soi_mlflow.tracking.reach import check_store_reaches_workers
 from soi_mlflow.tracking.run import RunHandle
 from soi_mlflow.tracking.search import search_all
 from soi_mlflow.training import TrainConfig, train
-from soi_mlflow.training.key import TRAINING_KEY_TAG, training_key
+from soi_mlflow.training.key import training_key
 
 
 @dataclass(kw_only=True)
@@ -186,13 +187,13 @@ class Fanout:
         if not (self.settings.resume or self.reuse_experiment):
             return None
         client = self.parent.client
-        tags = {TRAINING_KEY_TAG: training_key(child.config)}
+        wanted = {tags.TRAINING_KEY: training_key(child.config)}
         if not self.reuse_experiment:
-            tags["mlflow.parentRunId"] = self.settings.resume or ""
+            wanted[tags.PARENT_RUN_ID] = self.settings.resume or ""
         finished = "attributes.status = 'FINISHED'"
-        for run in search_all(client, [self.parent.experiment_id], finished, tags):
+        for run in search_all(client, [self.parent.experiment_id], finished, wanted):
             run_id = run.info.run_id
-            if run_id in self.used or run.data.tags.get("soi.study") in ("transfer",):
+            if run_id in self.used or run.data.tags.get(tags.STUDY) in ("transfer",):
                 continue
             if any(run.data.tags.get(k) != v for k, v in child.match_tags.items()):
                 continue
@@ -225,8 +226,8 @@ def end_unfinished(parent: RunHandle, exc: BaseException) -> list[str]:
     from soi_mlflow.tracking.run_end import end_run
 
     ended = []
-    running, tags = "attributes.status = 'RUNNING'", {"mlflow.parentRunId": parent.run_id}
-    for run in search_all(parent.client, [parent.experiment_id], running, tags):
+    running, children = "attributes.status = 'RUNNING'", {tags.PARENT_RUN_ID: parent.run_id}
+    for run in search_all(parent.client, [parent.experiment_id], running, children):
         end_run(parent.client, parent.tracking_uri, run.info.run_id, exc)
         ended.append(run.info.run_id)
     return ended

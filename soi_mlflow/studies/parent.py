@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from soi_mlflow.common import process_state
+from soi_mlflow.tracking import tags
 from soi_mlflow.tracking.health import sigterm_raises
 from soi_mlflow.tracking.links import md_escape, set_description_section
 from soi_mlflow.tracking.run import RunHandle, soi_tags
@@ -61,11 +62,11 @@ def reopen_parent(base: TrainConfig, study: str, run_id: str, params: Mapping[st
     uri = resolve_tracking_uri(base.tracking_uri)
     check_tracking(uri)
     run = get_run(MlflowClient(uri), run_id, uri, "resume (the study's parent run id)")
-    kind = run.data.tags.get("soi.study")
+    kind = run.data.tags.get(tags.STUDY)
     if kind != study:
         raise SoiInputError(
             f"resume: run {run_id} is not the parent run of a {study} study "
-            f"(its soi.study tag is {kind!r})"
+            f"(its {tags.STUDY} tag is {kind!r})"
         )
     logged = run.data.params
     differ = [

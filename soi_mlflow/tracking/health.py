@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.tags import END_REASON, HEARTBEAT
 
 # MLflow's defaults (7 retries, backoff factor 2, 120 s timeout) wait ~4 minutes on a dead
 # server. These bounds, used unless the user set the variables: at most 2 retries 1-2 s
@@ -45,8 +46,8 @@ PROBE_TIMEOUT_S = 2.0  # ... each waiting at most this long ...
 PROBE_PAUSE_S = 1.0  # ... with this pause between them: PROBE_TOTAL_S at most
 PROBE_TOTAL_S = PROBE_ATTEMPTS * PROBE_TIMEOUT_S + (PROBE_ATTEMPTS - 1) * PROBE_PAUSE_S
 STALE_AFTER_S = 1800.0  # default; SOI_MLFLOW_STALE_AFTER (seconds) overrides
-HEARTBEAT_TAG = "soi.heartbeat"
-END_REASON_TAG = "soi.end_reason"
+HEARTBEAT_TAG = HEARTBEAT  # tracking/tags.py
+END_REASON_TAG = END_REASON
 
 # MLflow's own rule for run ids (mlflow/utils/validation.py, _RUN_ID_REGEX), in ASCII
 # (MLflow's \w also takes other scripts' letters; its own ids are 32 hex digits): an id that

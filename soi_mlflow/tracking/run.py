@@ -17,10 +17,11 @@ from typing import Any
 
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.links import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+from soi_mlflow.tracking.tags import PREFIX
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "soi-mlflow"
-TAG_PREFIX = "soi."
+TAG_PREFIX = PREFIX  # tracking/tags.py
 
 
 def resolve_tracking_uri(uri: str | None) -> str:

@@ -27,10 +27,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from soi_mlflow.tracking.tags import TRAINING_KEY
+
 if TYPE_CHECKING:
     from soi_mlflow.training import TrainConfig
 
-TRAINING_KEY_TAG = "soi.training_key"
+TRAINING_KEY_TAG = TRAINING_KEY  # the tag's name (tracking/tags.py)
 PARAM_LIMIT = 6000  # MLflow's longest param value
 
 

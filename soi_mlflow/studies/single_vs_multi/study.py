@@ -50,6 +50,7 @@ def validate(base: TrainConfig, settings: SingleVsMultiSettings) -> None:
 def run(base: TrainConfig, settings: SingleVsMultiSettings) -> SingleVsMultiResult:
     """Train every member alone and the mixture, ``settings.seeds`` times; analyse; log
     to a parent."""
+    # draws figures: matplotlib is imported when a study analyses, not with its settings
     from soi_mlflow.analysis.report import SingleVsMultiRuns, analyze_run, log_single_vs_multi
 
     validate(base, settings)
@@ -84,8 +85,7 @@ def run(base: TrainConfig, settings: SingleVsMultiSettings) -> SingleVsMultiResu
                 run_name=None,
                 analyze=False,  # analysed below, with the study's splits
             )
-            tags = {"soi.study": parent.run_id}
-            children.append(Child(fan.nested(config, tags), f"{what} seed {base.seed + s}"))
+            children.append(Child(fan.nested(config, {}), f"{what} seed {base.seed + s}"))
         for (_, member), done in zip(plan, fan.run(children), strict=True):
             (single[member] if member else multi).append(done.run_id)
         run_ids = [*multi, *(r for runs in single.values() for r in runs)]

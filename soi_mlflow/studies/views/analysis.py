@@ -1,6 +1,7 @@
 """The three views' comparison: each view's significance per ordered pair, the rank
 agreement of every two views, and the table, metrics and figure logged to the views
-parent (by ``run_views`` after training and by ``reanalyze_views`` from the children).
+parent (by the study, ``study.py``, after training and by its re-analysis,
+``reanalysis.py``, from the children); and an affinity run's view, read from its metrics.
 
 ``values`` holds one row per view, seed and ordered pair (view, seed, source, target,
 value); ``compute`` one row per view (seeds, example_passes, seconds, runs)."""
@@ -8,23 +9,25 @@ value); ``compute`` one row per view (seeds, example_passes, seconds, runs)."""
 from __future__ import annotations
 
 from itertools import combinations
-from typing import TYPE_CHECKING
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from soi_mlflow.analysis import identified
+from soi_mlflow.analysis.identified import not_identified, with_problems
+from soi_mlflow.studies.views.settings import VIEWS, ViewsSettings
+from soi_mlflow.tracking import tags
+from soi_mlflow.tracking.artifacts import log_figures, log_table
 from soi_mlflow.tracking.run import RunHandle
 
-if TYPE_CHECKING:
-    from soi_mlflow.studies.views import ViewsSettings
-
-VIEWS = ("transfer", "affinity", "curves")
 NO_RHO = "fewer than 3 pairs have a value in both views, or one view ranks them all equal"
 
 
 def views_agreement(values: pd.DataFrame, settings: ViewsSettings) -> dict[str, pd.DataFrame]:
     """Significance per view and pair, and the rank agreement of every two views."""
+    # scipy, imported when the views are compared
     from soi_mlflow.analysis.agreement import rank_agreement
-    from soi_mlflow.analysis.identified import not_identified, with_problems
     from soi_mlflow.analysis.intervals import summarize
 
     by = ["view", "source", "target"]
@@ -64,9 +67,8 @@ def with_significant_pairs(compute: pd.DataFrame, significance: pd.DataFrame) ->
 
 
 def log_views(parent: RunHandle, values, result, compute, settings: ViewsSettings) -> None:
-    from soi_mlflow.analysis import identified
-    from soi_mlflow.tracking.artifacts import log_figures, log_table
-
+    """Every view's compute and power, the agreement, the tables and the figure, logged to
+    the views parent, with what is not identified."""
     metrics = {}
     for row in compute.itertuples():
         metrics[f"compute/{row.view}/example_passes"] = float(row.example_passes)
@@ -93,9 +95,7 @@ def log_views(parent: RunHandle, values, result, compute, settings: ViewsSetting
 
 
 def _figure(result, settings: ViewsSettings, note: str = ""):
-    import numpy as np
-
-    from soi_mlflow.analysis.figures import subplots
+    from soi_mlflow.analysis.figures import subplots  # matplotlib, when the figure is drawn
 
     sig, agree = result["significance"], result["agreement"]
     fig, axes = subplots(1, len(VIEWS) + 1, figsize=(4 * (len(VIEWS) + 1), 4))
@@ -138,3 +138,24 @@ def _figure(result, settings: ViewsSettings, note: str = ""):
     )
     fig.tight_layout()
     return fig
+
+
+def affinity_values(handle: RunHandle, run: Any) -> list[dict]:
+    """The affinity view of one affinity run (a seed): the mean over epochs of each
+    ``affinity/<i>_to_<j>`` metric, one row per ordered pair."""
+    members = [m for m in run.data.params.get("members", "").split(",") if m]
+    out = []
+    for key in (f"affinity/{i}_to_{j}" for i in members for j in members if i != j):
+        history = handle.client.get_metric_history(run.info.run_id, key)
+        i, j = key.removeprefix("affinity/").split("_to_")
+        value = float(np.mean([m.value for m in history])) if history else float("nan")
+        out.append(
+            {
+                "view": "affinity",
+                "seed": int(run.data.tags.get(tags.SEED, 0)),
+                "source": i,
+                "target": j,
+                "value": value,
+            }
+        )
+    return out

@@ -30,73 +30,33 @@ import contextlib
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
-from soi_mlflow.common.seeds import check_seed
-from soi_mlflow.errors import SoiInputError
-from soi_mlflow.studies.fanout import (
-    Child,
-    Fanout,
-    StudySettings,
-    check_study,
-    executor_settings,
-)
+from soi_mlflow.analysis.transfer import transfer_deltas
+from soi_mlflow.data.mixture import Mixture
+from soi_mlflow.studies import learning_curve, transfer
+from soi_mlflow.studies.fanout import Child, Fanout, check_study, executor_settings
 from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.studies.result import StudyResult, deprecated
-from soi_mlflow.studies.views_analysis import (
-    NO_RHO,
-    VIEWS,
-    _figure,
+from soi_mlflow.studies.views.analysis import (
+    affinity_values,
     log_views,
     views_agreement,
     with_significant_pairs,
 )
+from soi_mlflow.studies.views.settings import (
+    VIEWS,
+    ViewsSettings,
+    curve_settings,
+    per_seed_passes,
+    validate_views,
+)
+from soi_mlflow.tracking import tags
 from soi_mlflow.tracking.run import RunHandle
+from soi_mlflow.tracking.search import search_all
 from soi_mlflow.training import TrainConfig
-
-# the names tests, the CLI and the reanalysis import from here
-__all__ = [
-    "NO_RHO",
-    "VIEWS",
-    "ViewsResult",
-    "ViewsSettings",
-    "_figure",
-    "views_agreement",
-    "log_views",
-    "per_seed_passes",
-    "run",
-    "run_views",
-    "validate_views",
-    "view_seeds",
-]
-
-
-@dataclass
-class ViewsSettings(StudySettings):
-    """What the three-views study measures (the training settings are a TrainConfig)."""
-
-    seeds: int = field(
-        default=3, metadata={"help": "training seeds of every view (without --budget)"}
-    )
-    budget: int = field(
-        default=0,
-        metadata={
-            "help": "training example-passes per view: each view runs as many seeds as "
-            "this pays for (at least 2); 0 = every view runs --seeds seeds"
-        },
-    )
-    sizes: tuple[int, ...] = field(
-        default=(50, 150, 450), metadata={"help": "target sizes of the learning curves"}
-    )
-    affinity_interval: int = field(
-        default=10, metadata={"help": "measure lookahead affinity every K steps"}
-    )
-    interval: str = field(
-        default="t", metadata={"help": "interval over seeds: t (Student) or bootstrap"}
-    )
-    level: float = field(default=0.95, metadata={"help": "confidence level of the intervals"})
 
 
 @dataclass
@@ -107,81 +67,6 @@ class ViewsResult(StudyResult):
     significance: pd.DataFrame  # per view and pair: mean, low, high, significant
     agreement: pd.DataFrame  # per pair of views: spearman, low, high
     compute: pd.DataFrame  # per view: seeds, example_passes, seconds, runs
-
-
-def validate_views(base: TrainConfig, settings: ViewsSettings) -> dict[str, int]:
-    """Check everything before training; returns the seeds each view will run."""
-    from soi_mlflow.studies.learning_curve import validate_curve
-
-    members = list(base.mixture.members)
-    if len(members) < 3:
-        raise SoiInputError(
-            "the three-views study needs at least 3 members (rank agreement over their pairs)"
-        )
-    if settings.seeds < 2:
-        raise SoiInputError(f"seeds: intervals over seeds need at least 2, got {settings.seeds!r}")
-    check_seed(base.seed, "seed", settings.seeds)
-    if settings.budget < 0:
-        raise SoiInputError(
-            f"budget: expected example-passes >= 0 (0: no budget), got {settings.budget!r}"
-        )
-    if settings.affinity_interval <= 0:
-        raise SoiInputError(
-            f"affinity-interval must be a positive integer, got {settings.affinity_interval!r}"
-        )
-    sizes: dict[str, int] = {}
-    for target in members:
-        sizes = validate_curve(base, _curve_settings(members, target, settings, 1))
-    return view_seeds(per_seed_passes(members, sizes, settings.sizes, base.epochs), settings)
-
-
-def per_seed_passes(
-    members: list[str], sizes: dict[str, int], curve_sizes, epochs: int
-) -> dict[str, int]:
-    """Training example-passes of one seed of each view, from the members' training sizes:
-    the transfer matrix trains every member alone and every pair, affinity one run of all
-    members, the curves every target alone and with each other member at every size."""
-    total = sum(sizes[m] for m in members)
-    curves = sum(
-        sum(curve_sizes) + sum(n + sizes[a] for a in members if a != t for n in curve_sizes)
-        for t in members
-    )
-    return {
-        "transfer": (total + (len(members) - 1) * total) * epochs,
-        "affinity": total * epochs,
-        "curves": curves * epochs,
-    }
-
-
-def view_seeds(cost: dict[str, int], settings: ViewsSettings) -> dict[str, int]:
-    """Seeds per view: ``settings.seeds`` each, or with a budget as many as it pays for."""
-    if not settings.budget:
-        return {view: settings.seeds for view in VIEWS}
-    seeds = {view: settings.budget // cost[view] for view in VIEWS}
-    short = [view for view in VIEWS if seeds[view] < 2]
-    if short:
-        costs = ", ".join(f"{v} {cost[v]:,}" for v in VIEWS)
-        raise SoiInputError(
-            f"budget: {settings.budget:,} example-passes pays for fewer than 2 seeds of "
-            f"{' and '.join(short)} (per seed: {costs}); give at least "
-            f"{2 * max(cost.values()):,}, or fewer examples or smaller --sizes"
-        )
-    return seeds
-
-
-def _curve_settings(members, target: str, settings: ViewsSettings, seeds: int):
-    from soi_mlflow.studies.learning_curve import CurveSettings
-
-    return CurveSettings(
-        target,
-        tuple(m for m in members if m != target),
-        settings.sizes,
-        seeds=seeds,
-        sets="pairwise",
-        interval=settings.interval,
-        level=settings.level,
-        **executor_settings(settings),
-    )
 
 
 @deprecated("soi_mlflow.studies.views.run_views", "soi_mlflow.studies.views.run")
@@ -203,8 +88,6 @@ def run(
 
     ``around_view(view)``, when given, is entered around each view's training, once per
     view (an experiment script holds a shared machine lock per view with it)."""
-    from soi_mlflow.data.mixture import Mixture
-
     base = replace(base, mixture=replace(base.mixture, ood=()))
     seeds = validate_views(base, settings)
     check_study(base, settings)
@@ -225,9 +108,7 @@ def run(
         members=members,
         seeds=max(seeds.values()),
     ) as parent:
-        child = replace(
-            base, parent_run_id=parent.run_id, tags={**base.tags, "soi.views": parent.run_id}
-        )
+        child = replace(base, parent_run_id=parent.run_id)
         plan = _Plan(
             child,
             members,
@@ -279,14 +160,12 @@ class _Plan:
     passes: dict[str, int]
     parent: RunHandle  # the views parent
 
-    def resumed(self, study: str, **tags: str) -> str | None:
-        """With ``--resume``: the earlier sub-study (``study``, ``tags``) under the views
-        parent, resumed in turn; None starts a new one."""
+    def resumed(self, study: str, match: dict[str, str] | None = None) -> str | None:
+        """With ``--resume``: the earlier sub-study (of kind ``study``, with the tags
+        ``match``) under the views parent, resumed in turn; None starts a new one."""
         if not self.settings.resume:
             return None
-        from soi_mlflow.tracking.search import search_all
-
-        wanted = {"mlflow.parentRunId": self.parent.run_id, "soi.study": study, **tags}
+        wanted = {tags.PARENT_RUN_ID: self.parent.run_id, tags.STUDY: study, **(match or {})}
         runs = search_all(self.parent.client, [self.parent.experiment_id], None, wanted)
         return next((r.info.run_id for r in runs), None)
 
@@ -309,28 +188,23 @@ def _value(seed, source, target, value) -> dict:
 
 def _transfer_view(plan: _Plan) -> _ViewRun:
     """The transfer matrix (joint), its own parent under the views parent."""
-    from soi_mlflow.analysis.transfer import transfer_deltas
-    from soi_mlflow.studies import transfer as study
-
     seeds = plan.seeds["transfer"]
     start = time.perf_counter()
-    settings = study.TransferSettings(
+    settings = transfer.TransferSettings(
         seeds=seeds, resume=plan.resumed("transfer"), **executor_settings(plan.settings)
     )
-    transfer = study.run(replace(plan.child, run_name=None), settings)
+    result = transfer.run(replace(plan.child, run_name=None), settings)
     seconds = time.perf_counter() - start
-    deltas = transfer_deltas(transfer.scores)
+    deltas = transfer_deltas(result.scores)
     values = [_value(r.seed, r.source, r.target, r.delta) for r in deltas.itertuples()]
     passes = seeds * plan.passes["transfer"]
-    runs = transfer.trained + transfer.reused
-    return _ViewRun(values, passes, seconds, runs, transfer.trained, transfer.reused)
+    runs = result.trained + result.reused
+    return _ViewRun(values, passes, seconds, runs, result.trained, result.reused)
 
 
 def _affinity_view(plan: _Plan) -> _ViewRun:
     """Task affinity: one run of all members per seed, the mean matrix over epochs (of
     the run's ``affinity/<i>_to_<j>`` metrics, as the re-analysis reads them)."""
-    from soi_mlflow.studies.views_reanalysis import _affinity_values
-
     seeds = plan.seeds["affinity"]
     with Fanout(plan.parent, plan.settings) as fan:
         children = []
@@ -349,7 +223,7 @@ def _affinity_view(plan: _Plan) -> _ViewRun:
         run = plan.parent.client.get_run(d.run_id)
         values += [
             {k: v for k, v in row.items() if k != "view"}
-            for row in _affinity_values(plan.parent, run)
+            for row in affinity_values(plan.parent, run)
         ]
     seconds = sum(d.seconds for d in done)
     passes = seeds * plan.passes["affinity"]
@@ -359,15 +233,14 @@ def _affinity_view(plan: _Plan) -> _ViewRun:
 def _curves_view(plan: _Plan) -> _ViewRun:
     """Learning curves: each member as target, each other member as auxiliary; a pair's
     value is the mean over sizes of the target's gain with the auxiliary's data."""
-    from soi_mlflow.analysis.agreement import transfer_gains
-    from soi_mlflow.studies import learning_curve
+    from soi_mlflow.analysis.agreement import transfer_gains  # scipy, when it runs
 
     values, passes, runs, seconds, trained, reused = [], 0, 0, 0.0, 0, 0
     for target in plan.members:
         start = time.perf_counter()
-        settings = _curve_settings(plan.members, target, plan.settings, plan.seeds["curves"])
+        settings = curve_settings(plan.members, target, plan.settings, plan.seeds["curves"])
         settings = replace(
-            settings, resume=plan.resumed("learning_curve", **{"soi.target": target})
+            settings, resume=plan.resumed("learning_curve", {tags.TARGET: target})
         )
         curve = learning_curve.run(replace(plan.child, run_name=f"views-curve-{target}"), settings)
         trained, reused = trained + curve.trained, reused + curve.reused

@@ -1,22 +1,22 @@
-"""The analysis of a learning-curve study's points (``learning_curve.py`` trains them):
+"""The analysis of a learning-curve study's points (``study.py`` trains them):
 the fits, the worth of each auxiliary set with intervals over seeds, the interaction and
 the contextual form, as tables; their figures; and what the points do not determine,
 reported as "not identified" (``analysis/identified.py``) in the tables' ``problem``
 column, the figure titles and the parent run's description. Shared by the study and by
-``soi-mlflow analyze --parent-run-id``, which rebuilds the points from the child runs."""
+``soi-mlflow analyze --parent-run-id`` (``reanalysis.py``), which rebuilds the points
+from the child runs. The fits and intervals need scipy, the figures matplotlib: both are
+imported where they are used, so the study's settings load without them."""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from soi_mlflow.analysis import identified
 from soi_mlflow.analysis.identified import ESTIMATION_ERRORS, not_identified
+from soi_mlflow.studies.learning_curve.settings import CurveSettings
+from soi_mlflow.tracking.artifacts import log_figures, log_table
 from soi_mlflow.tracking.run import RunHandle
-
-if TYPE_CHECKING:
-    from soi_mlflow.studies.learning_curve import CurveSettings
 
 ALONE = "alone"
 # the tables whose problems the description lists (the per-size tables say the same in
@@ -106,17 +106,12 @@ def _contextual(points: pd.DataFrame, settings: CurveSettings) -> pd.DataFrame:
 
 def curve_problems(tables: dict[str, pd.DataFrame]) -> dict[str, str]:
     """What the study's summary tables report as not identified, by where."""
-    from soi_mlflow.analysis.identified import table_problems
-
-    return table_problems({k: tables[k] for k in SUMMARY_TABLES if k in tables})
+    return identified.table_problems({k: tables[k] for k in SUMMARY_TABLES if k in tables})
 
 
 def log_curves(parent: RunHandle, points, tables, settings: CurveSettings) -> dict[str, str]:
     """Log every table and both figures to ``parent``; report what is not identified
     (figure titles, the description's "Not identified" section); returns that."""
-    from soi_mlflow.analysis import identified
-    from soi_mlflow.tracking.artifacts import log_figures, log_table
-
     problems = curve_problems(tables)
     for name, frame in tables.items():
         log_table(parent.client, parent.run_id, frame, name)

@@ -10,11 +10,17 @@ import numpy as np
 import pandas as pd
 
 from soi_mlflow.analysis.cartography import REGIONS, forgetting_rank, regions
+from soi_mlflow.analysis.runs import cache_for, soi_table
 from soi_mlflow.analysis.soi import Taxonomy, get_taxonomy
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.model.mlflow_model import check_model_uri, model_run_id
 from soi_mlflow.studies.fanout import Child, Fanout, StudySettings, check_study
 from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.studies.result import StudyResult, deprecated
+from soi_mlflow.studies.two_stage.analysis import log_two_stage
+from soi_mlflow.tracking import tags
+from soi_mlflow.tracking.health import check_tracking, get_run
+from soi_mlflow.tracking.run import resolve_tracking_uri
 from soi_mlflow.training import TrainConfig, validate_config
 
 METRICS = ("confidence", "variability", "correctness", "forgetting_events")
@@ -159,78 +165,8 @@ class TwoStageResult(StudyResult):
     table: pd.DataFrame
 
 
-def accuracy_rows(client, runs: dict[str, str], members: list[str], ood: list[str]) -> pd.DataFrame:
-    """Per member and run: final test (ID) accuracy, and OOD accuracy per OOD member."""
-    rows = []
-    for label, run_id in runs.items():
-        metrics = client.get_run(run_id).data.metrics
-        for m in members:
-            rows.append(
-                {"run": label, "member": m, "split": "test", "acc": metrics.get(f"test/{m}/acc")}
-            )
-        for o in ood:
-            rows.append(
-                {"run": label, "member": o, "split": "ood", "acc": metrics.get(f"ood/{o}/acc")}
-            )
-    return pd.DataFrame(rows)
-
-
-def two_stage_headline(acc: pd.DataFrame) -> dict[str, float]:
-    """Mean accuracy over members per run and split (``summary/stage_2/test_acc``, ...)
-    and stage 2's gain over its random control (``summary/test_acc_stage2_minus_control``)."""
-    means = acc.dropna(subset=["acc"]).groupby(["run", "split"])["acc"].mean()
-    out = {
-        f"summary/{run.replace(' ', '_')}/{split}_acc": float(v)
-        for (run, split), v in means.items()
-    }
-    for split in ("test", "ood"):
-        if ("stage 2", split) in means and ("control", split) in means:
-            gain = means[("stage 2", split)] - means[("control", split)]
-            out[f"summary/{split}_acc_stage2_minus_control"] = float(gain)
-    return out
-
-
-def log_two_stage(
-    parent: Any, runs: dict[str, str], members: list[str], ood: list[str], title: str
-) -> pd.DataFrame:
-    """The accuracy table, headline metrics and figure of ``runs`` (stage 1, stage 2,
-    control), logged to ``parent``; a run without a member's metric gives a "not
-    identified" row (``problem``) instead of an error. Returns the wide table."""
-    from soi_mlflow.analysis import figures, identified
-    from soi_mlflow.tracking.artifacts import log_figures, log_table
-
-    acc = accuracy_rows(parent.client, runs, members, ood)
-    acc["acc"] = pd.to_numeric(acc["acc"])
-    acc["problem"] = [
-        None
-        if pd.notna(a)
-        else identified.not_identified(f"run {runs[r]} has no metric {s}/{m}/acc")
-        for r, m, s, a in zip(acc["run"], acc["member"], acc["split"], acc["acc"], strict=True)
-    ]
-    problems = identified.table_problems({"two_stage_accuracy": acc}, keys=3)
-    log_table(parent.client, parent.run_id, acc, "two_stage_accuracy")
-    parent.log_metrics(two_stage_headline(acc), step=0)
-    wide = acc.pivot_table(index=["member", "split"], columns="run", values="acc")
-    wide = wide.reindex(columns=list(runs))  # a run with no metric at all: NaN, not KeyError
-    wide.index = [f"{m} ({s})" for m, s in wide.index]
-    log_figures(
-        parent.client,
-        parent.run_id,
-        {
-            "two_stage_accuracy": figures.side_by_side(
-                wide, title + identified.title_note(problems), "accuracy"
-            )
-        },
-    )
-    identified.report(parent.client, parent.run_id, problems)
-    return wide
-
-
 def _model_run(base: TrainConfig, stage1_run_id: str | None, stage1_model: str) -> str:
     """The run a stage-1 model was logged from, checked before any work."""
-    from soi_mlflow.model.mlflow_model import check_model_uri, model_run_id
-    from soi_mlflow.tracking.run import resolve_tracking_uri
-
     if stage1_run_id is not None:
         raise SoiInputError("give stage1-run-id or stage1-model, not both")
     check_model_uri(stage1_model)
@@ -241,9 +177,6 @@ def check_stage1(base: TrainConfig, run_id: str) -> None:
     """An existing stage-1 run must exist, be FINISHED and hold a ``checkpoint/``: checked
     before the study's parent run is opened."""
     from mlflow import MlflowClient
-
-    from soi_mlflow.tracking.health import check_tracking, get_run
-    from soi_mlflow.tracking.run import resolve_tracking_uri
 
     uri = resolve_tracking_uri(base.tracking_uri)
     check_tracking(uri)
@@ -278,8 +211,6 @@ def run(base: TrainConfig, settings: TwoStageSettings) -> TwoStageResult:
     random control. ``settings.stage1_model`` is a model URI (``models:/NAME/VERSION``,
     ``runs:/RUN_ID/model``): stage 2 starts from its weights, and its run's traces give
     the SOI table."""
-    from soi_mlflow.analysis.runs import cache_for, soi_table
-
     selection, stage2_epochs = settings.selection(), settings.stage2_epochs
     stage1_run_id, stage1_model = settings.stage1_run_id, settings.stage1_model
     validate_config(base)
@@ -309,11 +240,10 @@ def run(base: TrainConfig, settings: TwoStageSettings) -> TwoStageResult:
         ) as parent,
         Fanout(parent, settings) as fan,
     ):
-        tags = {"soi.study": parent.run_id}
         if stage1_run_id is None:
             fan.total = 3
             config = replace(base, log_checkpoint=True, stage=1, run_name=None)
-            child = Child(fan.nested(config, tags), "stage 1", checkpoint=True)
+            child = Child(fan.nested(config, {}), "stage 1", checkpoint=True)
             stage1_run_id = fan.run([child])[0].run_id
         init_from = stage1_model or str(cache_for(parent.tracking_uri).checkpoint(stage1_run_id))
         table = soi_table(
@@ -339,17 +269,15 @@ def run(base: TrainConfig, settings: TwoStageSettings) -> TwoStageResult:
                 run_name=f"{label}-{'+'.join(spec.members)}-seed{base.seed}",
             )
             own = {
-                "soi.stage1_run_id": stage1_run_id,
-                "soi.selection": selection.describe()
-                if label == "stage2"
-                else f"random:{len(ids)}",
-                "soi.control": str(label == "control").lower(),
+                tags.STAGE1_RUN_ID: stage1_run_id,
+                tags.SELECTION: selection.describe() if label == "stage2" else f"random:{len(ids)}",
+                tags.CONTROL: str(label == "control").lower(),
             }
             children.append(
                 Child(
-                    fan.nested(config, tags | own),
+                    fan.nested(config, own),
                     f"{label} on {len(ids)} examples",
-                    match_tags={"soi.control": own["soi.control"]},
+                    match_tags={tags.CONTROL: own[tags.CONTROL]},
                 )
             )
         stage2, control = fan.run(children)

@@ -9,13 +9,15 @@ from typing import Literal
 
 import pandas as pd
 
+from soi_mlflow.analysis.runs import cache_for
 from soi_mlflow.common.seeds import check_seed
+from soi_mlflow.data.mixture import Mixture
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.fanout import Child, Fanout, StudySettings, check_study
 from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.studies.result import StudyResult, deprecated
-from soi_mlflow.tracking.run import RunHandle
-from soi_mlflow.tracking.search import search_all
+from soi_mlflow.studies.transfer.analysis import log_transfer
+from soi_mlflow.tracking import tags
 from soi_mlflow.training import TrainConfig, validate_config
 
 MODES = ("joint", "sequential")
@@ -66,9 +68,7 @@ def _child(
 ) -> Child:
     """One run of the matrix: ``members`` together (or, with ``sequence`` SOURCE>TARGET,
     the target fine-tuned from the source's checkpoint ``init_from``)."""
-    tags = {"soi.study_run": fan.parent.run_id}
-    if sequence:
-        tags["soi.sequence"] = sequence
+    own = {tags.SEQUENCE: sequence} if sequence else {}
     config = replace(
         base,
         mixture=replace(base.mixture, members=members),
@@ -78,10 +78,10 @@ def _child(
         run_name=None,
     )
     return Child(
-        fan.nested(config, tags),
+        fan.nested(config, own),
         f"{sequence or '+'.join(members)} seed {seed}",
         checkpoint=checkpoint,
-        match_tags={"soi.sequence": sequence},
+        match_tags={tags.SEQUENCE: sequence},
     )
 
 
@@ -101,9 +101,6 @@ def run_transfer(
 
 def run(base: TrainConfig, settings: TransferSettings) -> TransferResult:
     """Build T for ``base.mixture.members`` (OOD members are ignored)."""
-    from soi_mlflow.analysis.runs import cache_for
-    from soi_mlflow.data.mixture import Mixture
-
     validate(base, settings)
     check_study(base, settings)
     mode, seeds, reuse = settings.mode, settings.seeds, settings.reuse
@@ -184,122 +181,3 @@ def _row(client, seed: int, source: str | None, target: str, run_id: str) -> dic
     """One cell's score: the target's test accuracy in ``run_id``."""
     score = _score(client, run_id, target)
     return {"seed": seed, "source": source, "target": target, "score": score, "run_id": run_id}
-
-
-def log_transfer(
-    parent: RunHandle, scores: pd.DataFrame, members: list[str], mode: str, seeds: int
-):
-    """The matrix, its latent traits, their figures and the scores, logged to ``parent``."""
-    from soi_mlflow.analysis import identified
-    from soi_mlflow.analysis.transfer import (
-        biplot,
-        heatmap,
-        latent_traits,
-        transfer_intervals,
-        transfer_matrix,
-    )
-    from soi_mlflow.tracking.artifacts import log_figures, log_table
-    from soi_mlflow.tracking.run import metric_safe
-
-    mean, std = transfer_matrix(scores, members)
-    intervals = transfer_intervals(scores)
-    log_table(parent.client, parent.run_id, intervals, "transfer_intervals")
-    problems = identified.table_problems({"transfer_intervals": intervals})
-    try:
-        traits = latent_traits(mean)
-    except SoiInputError as exc:  # missing cells: keep the matrix, say why there is no PCA
-        reason = identified.not_identified(exc)
-        problems["latent traits (PCA)"] = reason
-        parent.client.set_tag(parent.run_id, "soi.latent_traits", reason[:5000])
-        traits = {"explained": pd.DataFrame({"component": [None], "problem": [reason]})}
-    log_table(parent.client, parent.run_id, scores, "transfer_scores")
-    log_table(parent.client, parent.run_id, mean, "transfer_mean")
-    parent.log_metrics(
-        {
-            f"transfer/{metric_safe(src)}/{metric_safe(tgt)}": float(v)
-            for (src, tgt), v in mean.stack().items()
-            if pd.notna(v)
-        },
-        step=0,
-    )
-    log_table(parent.client, parent.run_id, std, "transfer_std")
-    for name, frame in traits.items():
-        log_table(parent.client, parent.run_id, frame, f"transfer_{name}")
-    what = f"{mode}, test accuracy, mean ± std over {seeds} seed(s)"
-    note = identified.title_note(problems)
-    figs = {"transfer_matrix": heatmap(mean, std, f"Transfer T[source, target] ({what}){note}")}
-    if "source_scores" in traits:
-        figs["transfer_biplot"] = biplot(traits, f"Latent traits of the transfer matrix ({mode})")
-    log_figures(parent.client, parent.run_id, figs)
-    identified.report(parent.client, parent.run_id, problems)
-    return mean, std, traits if "source_scores" in traits else {}
-
-
-def study_scores(parent_run_id: str, tracking_uri: str | None = None):
-    """(scores, parent run) of a transfer study: the runs of its scores table (reused runs
-    count too) with their current metrics, or its children's when the study stopped
-    before logging that table."""
-    from soi_mlflow.analysis.runs import cache_for
-    from soi_mlflow.tracking.health import get_run
-
-    cache = cache_for(tracking_uri)
-    run = get_run(cache.client, parent_run_id, cache.tracking_uri, "parent run id")
-    if run.data.tags.get("soi.study") != "transfer":
-        raise SoiInputError(f"run {parent_run_id} is not the parent run of a transfer study")
-    logged = {a.path for a in cache.client.list_artifacts(parent_run_id, "tables")}
-    if "tables/transfer_scores.parquet" not in logged:
-        return _scores_from_children(cache.client, run), run
-    scores = pd.read_parquet(cache.file(parent_run_id, "tables/transfer_scores.parquet"))
-    scores["score"] = [
-        cache.client.get_run(r).data.metrics.get(f"test/{t}/acc", float("nan"))
-        for r, t in zip(scores["run_id"], scores["target"], strict=True)
-    ]
-    return scores, run
-
-
-def reanalyze_transfer(parent_run_id: str, tracking_uri: str | None = None):
-    """Rebuild a transfer study's matrix from its runs (``study_scores``) and log it to
-    the parent again; returns (mean, std, traits)."""
-    from soi_mlflow.analysis.runs import cache_for
-
-    cache = cache_for(tracking_uri)
-    scores, run = study_scores(parent_run_id, tracking_uri)
-    members = run.data.tags["soi.members"].split(",")
-    order = [m for m in run.data.params.get("members", "").split(",") if m in members] or members
-    parent = RunHandle(
-        cache.client, parent_run_id, run.info.experiment_id, cache.tracking_uri, created=False
-    )
-    mode = run.data.tags.get("soi.mode", "joint")
-    seeds = int(run.data.tags.get("soi.seeds", "1"))
-    return log_transfer(parent, scores, order, mode, seeds)
-
-
-def _scores_from_children(client, parent) -> pd.DataFrame:
-    """The scores table of a transfer study, from its finished child runs (alone: one
-    member; joint: a pair, both ways; sequential: ``soi.sequence`` SOURCE>TARGET)."""
-    rows = []
-    filters = f"tags.mlflow.parentRunId = '{parent.info.run_id}' and attributes.status = 'FINISHED'"
-    for run in search_all(client, [parent.info.experiment_id], filters):
-        tags = run.data.tags
-        members, seed = tags.get("soi.members", "").split(","), int(tags.get("soi.seed", 0))
-        sequence = tags.get("soi.sequence")
-        if sequence:
-            pairs = [tuple(sequence.split(">", 1))]
-        elif len(members) == 1:
-            pairs = [(None, members[0])]
-        else:
-            pairs = list(itertools.permutations(members, 2))
-        for source, target in pairs:
-            score = run.data.metrics.get(f"test/{target}/acc")
-            rows.append(
-                {
-                    "seed": seed,
-                    "source": source,
-                    "target": target,
-                    "score": float("nan") if score is None else float(score),
-                    "run_id": run.info.run_id,
-                }
-            )
-    if not rows:
-        raise SoiInputError(f"run {parent.info.run_id}: a transfer study without finished runs")
-    return pd.DataFrame(rows)

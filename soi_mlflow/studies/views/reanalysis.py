@@ -5,36 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from soi_mlflow.analysis.transfer import transfer_deltas
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.studies.reanalyze import Reanalysis, children, handle_of, reanalyze_curve
+from soi_mlflow.studies.learning_curve import reanalysis as curve_reanalysis
+from soi_mlflow.studies.readback import Reanalysis, ReanalysisOptions, children, handle_of
+from soi_mlflow.studies.transfer.reanalysis import reanalyze_transfer, study_scores
+from soi_mlflow.studies.views.analysis import (
+    affinity_values,
+    log_views,
+    views_agreement,
+    with_significant_pairs,
+)
+from soi_mlflow.studies.views.settings import ViewsSettings
+from soi_mlflow.tracking import tags
 from soi_mlflow.tracking.run import RunHandle
-
-
-def _affinity_values(handle: RunHandle, run: Any) -> list[dict]:
-    """Per affinity run (seed): the mean over epochs of each ``affinity/<i>_to_<j>``."""
-    members = [m for m in run.data.params.get("members", "").split(",") if m]
-    out = []
-    for key in (f"affinity/{i}_to_{j}" for i in members for j in members if i != j):
-        history = handle.client.get_metric_history(run.info.run_id, key)
-        i, j = key.removeprefix("affinity/").split("_to_")
-        value = float(np.mean([m.value for m in history])) if history else float("nan")
-        out.append(
-            {
-                "view": "affinity",
-                "seed": int(run.data.tags.get("soi.seed", 0)),
-                "source": i,
-                "target": j,
-                "value": value,
-            }
-        )
-    return out
-
-
-def _target(run: Any) -> str:
-    return run.data.params.get("target") or run.data.tags["soi.target"]
 
 
 def _cost(run: Any, view: str, seeds: int, runs: int) -> dict:
@@ -51,24 +37,17 @@ def _cost(run: Any, view: str, seeds: int, runs: int) -> dict:
     }
 
 
-def reanalyze_views(handle: RunHandle, run: Any) -> Reanalysis:
-    """Rebuild every view's per-seed values from the children, compare the views again
-    and log it all to the views parent."""
-    from soi_mlflow.analysis.agreement import transfer_gains
-    from soi_mlflow.analysis.transfer import transfer_deltas
-    from soi_mlflow.studies.transfer import reanalyze_transfer, study_scores
-    from soi_mlflow.studies.views import ViewsSettings
-    from soi_mlflow.studies.views_analysis import (
-        log_views,
-        views_agreement,
-        with_significant_pairs,
-    )
+def reanalyze(handle: RunHandle, run: Any, options: ReanalysisOptions | None = None) -> Reanalysis:
+    """Rebuild every view's per-seed values from the children (the nested transfer and
+    learning-curve studies re-analysed in turn), compare the views again and log it all
+    to the views parent."""
+    from soi_mlflow.analysis.agreement import transfer_gains  # scipy, when it runs
 
     values: list[dict] = []
     compute: list[dict] = []
     affinity_runs = []
     for child in children(handle):
-        kind = child.data.tags.get("soi.study")
+        kind = child.data.tags.get(tags.STUDY)
         if kind == "transfer":
             reanalyze_transfer(child.info.run_id, handle.tracking_uri)
             scores, _ = study_scores(child.info.run_id, handle.tracking_uri)
@@ -82,8 +61,8 @@ def reanalyze_views(handle: RunHandle, run: Any) -> Reanalysis:
             compute.append(_cost(child, "transfer", seeds, int(scores["run_id"].nunique())))
         elif kind == "learning_curve":
             sub, sub_run = handle_of(child.info.run_id, handle.tracking_uri)
-            points = reanalyze_curve(sub, sub_run).data["points"]
-            target = _target(sub_run)
+            points = curve_reanalysis.reanalyze(sub, sub_run).data["points"]
+            target = curve_reanalysis.target_of(sub_run)
             gains = transfer_gains(points)
             per_seed = gains.groupby(["seed", "curve"], as_index=False)["value"].mean()
             values += [
@@ -94,7 +73,7 @@ def reanalyze_views(handle: RunHandle, run: Any) -> Reanalysis:
             compute.append(_cost(child, "curves", int(points["seed"].nunique()), len(points)))
         elif child.data.params.get("affinity_every") not in (None, "None", ""):
             affinity_runs.append(child)
-            values += _affinity_values(handle, child)
+            values += affinity_values(handle, child)
     if not values:
         raise SoiInputError(f"run {handle.run_id}: the views study has no finished view to analyse")
     if affinity_runs:

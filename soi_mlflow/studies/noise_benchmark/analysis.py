@@ -1,4 +1,4 @@
-"""The noise benchmark's tables: each detector's scores with what could not be scored,
+"""The noise benchmark's analysis, as tables: each detector's scores with what could not be scored,
 the flagged sets' precision and recall, what each detector's top k holds, and the summary
 over seeds (mean and standard deviation) with the rows the command prints."""
 
@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from soi_mlflow.analysis.identified import not_identified, reasons
+
 METRICS = ("auroc", "ap", "p_at_k")
 
 
@@ -14,8 +16,6 @@ def with_unscored(table: pd.DataFrame, scores: pd.DataFrame, truth: np.ndarray) 
     """``score_detectors``' table with a ``problem`` column: a row per detector it left
     out (a score missing for some examples) and, without planted noise, every detector's
     metrics are reported as not identified."""
-    from soi_mlflow.analysis.identified import not_identified
-
     out = table.copy()
     out["problem"] = None
     for name in scores.columns:
@@ -100,8 +100,6 @@ def summarize(per_seed: pd.DataFrame) -> pd.DataFrame:
     out["seeds"] = per_seed.groupby("detector").size()
     out["base_rate"] = per_seed.groupby("detector")["base_rate"].mean()
     if "problem" in per_seed:
-        from soi_mlflow.analysis.identified import not_identified, reasons
-
         why = per_seed.groupby("detector")["problem"].agg(reasons)
         out["problem"] = [
             None if np.isfinite(ap) else not_identified(why[d])

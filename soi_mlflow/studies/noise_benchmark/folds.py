@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from soi_mlflow.analysis.identified import ESTIMATION_ERRORS, not_identified
+from soi_mlflow.analysis.noise import confident_learning
+from soi_mlflow.analysis.runs import cache_for
 from soi_mlflow.studies.fanout import Child, Fanout
+from soi_mlflow.studies.noise_benchmark.heldout import heldout_probabilities
+from soi_mlflow.tracking import tags
+from soi_mlflow.tracking.artifacts import log_table
 from soi_mlflow.training import TrainConfig
 
 HELDOUT_TABLE = "heldout_probabilities"
@@ -26,9 +32,6 @@ def heldout_after(ids: tuple[int, ...], config: TrainConfig, result: Any) -> dic
     """In the worker, after a fold trained: the probabilities of its held-out ``ids``,
     logged to the fold's run and returned."""
     from mlflow import MlflowClient
-
-    from soi_mlflow.studies.heldout import heldout_probabilities
-    from soi_mlflow.tracking.artifacts import log_table
 
     probs = heldout_probabilities(config, result.module, np.asarray(ids))
     frame = pd.DataFrame(
@@ -40,8 +43,6 @@ def heldout_after(ids: tuple[int, ...], config: TrainConfig, result: Any) -> dic
 
 def heldout_reread(run_id: str, tracking_uri: str) -> dict[int, Any]:
     """The held-out probabilities a fold's run logged (an error when it has none)."""
-    from soi_mlflow.analysis.runs import cache_for
-
     path = cache_for(tracking_uri).file(run_id, f"tables/{HELDOUT_TABLE}.parquet")
     frame = pd.read_parquet(path)
     return {
@@ -74,19 +75,15 @@ def cross_validated(
                 run_name=f"cv{f}-seed{config.seed}",
                 analyze=False,  # a fold's own data map is of no use; its held-out scores are
             )
-            tags = {
-                "soi.study": fan.parent.run_id,
-                "soi.role": "cross_validation",
-                "soi.fold": str(f),
-            }
+            own = {tags.ROLE: "cross_validation", tags.FOLD: str(f)}
             heldout = tuple(int(i) for i in ids[fold == f])
             children.append(
                 Child(
-                    fan.nested(fold_config, tags),
+                    fan.nested(fold_config, own),
                     f"cross-validation fold {f + 1}/{folds}, seed {config.seed}",
                     after=partial(heldout_after, heldout),
                     reread=heldout_reread,
-                    match_tags={"soi.fold": str(f)},
+                    match_tags={tags.FOLD: str(f)},
                 )
             )
             plan.append(config.seed)
@@ -102,9 +99,6 @@ def cross_validated(
 def out_of_sample(config: TrainConfig, scores: pd.DataFrame, probs: dict[int, Any]) -> pd.DataFrame:
     """``oos_confidence`` and ``confident_learning`` from the held-out probabilities;
     confident learning runs per task."""
-    from soi_mlflow.analysis.identified import ESTIMATION_ERRORS, not_identified
-    from soi_mlflow.analysis.noise import confident_learning
-
     ids = scores["example_id"].to_numpy()
     out = pd.DataFrame(index=pd.Index(ids, name="example_id"))
     out["oos_confidence"] = np.nan

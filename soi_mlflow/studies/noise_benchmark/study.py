@@ -18,43 +18,29 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from soi_mlflow.analysis import identified
+from soi_mlflow.analysis.noise import detector_scores, score_detectors
+from soi_mlflow.analysis.runs import load_examples, load_traces
 from soi_mlflow.common import process_state
 from soi_mlflow.common.seeds import check_seed
 from soi_mlflow.data.builtin import BuiltinOptions, builtin_suite
 from soi_mlflow.data.mixture import MixtureSpec
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.fanout import Child, Fanout, StudySettings, check_study
-from soi_mlflow.studies.noise_folds import cross_validated
-from soi_mlflow.studies.noise_tables import (  # the tables, re-exported for callers
-    FLAG_SETS,
-    METRICS,
+from soi_mlflow.studies.noise_benchmark.analysis import (
     flag_sets,
     summarize,
-    summary_rows,
     top_k_breakdown,
     with_unscored,
 )
+from soi_mlflow.studies.noise_benchmark.folds import cross_validated
 from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.studies.result import StudyResult, deprecated
+from soi_mlflow.tracking import tags
+from soi_mlflow.tracking.artifacts import log_figures, log_table
 from soi_mlflow.training import TrainConfig, validate_config
 
 HARDEST = "boundary+asymmetric+duplicates"
-__all__ = [
-    "FLAG_SETS",
-    "METRICS",
-    "NoiseBenchmarkResult",
-    "NoiseBenchmarkSettings",
-    "flag_sets",
-    "run",
-    "run_noise_benchmark",
-    "detect_scores",
-    "summarize",
-    "summary_rows",
-    "top_k_breakdown",
-    "validate",
-    "validate_benchmark",
-    "with_unscored",
-]
 
 
 def _help(text: str) -> dict[str, str]:
@@ -185,7 +171,6 @@ def run(config: TrainConfig, settings: NoiseBenchmarkSettings) -> NoiseBenchmark
     """Train ``settings.seeds`` models (plus ``cl_folds`` each), score every detector.
     ``config`` gives the training options; its mixture and seed are set per seed from
     ``settings`` (the built-in noise suite of that seed)."""
-    from soi_mlflow.analysis.noise import score_detectors
 
     base = validate(config, settings)
     check_study(base, settings)
@@ -214,13 +199,13 @@ def run(config: TrainConfig, settings: NoiseBenchmarkSettings) -> NoiseBenchmark
         Fanout(parent, settings) as fan,
     ):
         fan.total = settings.seeds * (1 + settings.cl_folds)
-        tags = {"soi.study": parent.run_id, "soi.role": "detect"}
+        own = {tags.ROLE: "detect"}
         seeds = [settings.first_seed + k for k in range(settings.seeds)]
         configs = [seed_config(base, settings, seed) for seed in seeds]
         detect = fan.run(
             [
                 Child(
-                    fan.nested(replace(c, run_name=f"detect-seed{c.seed}"), tags),
+                    fan.nested(replace(c, run_name=f"detect-seed{c.seed}"), own),
                     f"detect seed {c.seed}",
                 )
                 for c in configs
@@ -268,8 +253,6 @@ DETECTOR_COLUMNS = (
 def detect_scores(config: TrainConfig, run_id: str, tracking_uri: str) -> pd.DataFrame:
     """Every trace detector's score per example of the detection run ``run_id``, with the
     example table's ``label``, ``planted``, ``evidence`` and ``noise``."""
-    from soi_mlflow.analysis.noise import detector_scores
-    from soi_mlflow.analysis.runs import load_examples, load_traces
 
     trace = load_traces(run_id, "train", tracking_uri)
     examples = load_examples(run_id, "train", tracking_uri)
@@ -285,8 +268,7 @@ def detect_scores(config: TrainConfig, run_id: str, tracking_uri: str) -> pd.Dat
 
 
 def _log(parent, per_seed, summary, breakdown, settings: NoiseBenchmarkSettings) -> None:
-    from soi_mlflow.analysis import figures, identified
-    from soi_mlflow.tracking.artifacts import log_figures, log_table
+    from soi_mlflow.analysis import figures  # matplotlib, when the figure is drawn
 
     client, run_id = parent.client, parent.run_id
     log_table(client, run_id, per_seed, "noise_benchmark_seeds")

@@ -1,0 +1,58 @@
+"""The analysis of a transfer study: the matrix (mean and std over seeds) with intervals,
+its latent traits (PCA) and their figures, logged to the parent by the study
+(``study.py``) and by its re-analysis (``reanalysis.py``)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from soi_mlflow.analysis import identified
+from soi_mlflow.analysis.transfer import (
+    biplot,
+    heatmap,
+    latent_traits,
+    transfer_intervals,
+    transfer_matrix,
+)
+from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking import tags
+from soi_mlflow.tracking.artifacts import log_figures, log_table
+from soi_mlflow.tracking.run import RunHandle, metric_safe
+
+
+def log_transfer(
+    parent: RunHandle, scores: pd.DataFrame, members: list[str], mode: str, seeds: int
+):
+    """The matrix, its latent traits, their figures and the scores, logged to ``parent``."""
+    mean, std = transfer_matrix(scores, members)
+    intervals = transfer_intervals(scores)
+    log_table(parent.client, parent.run_id, intervals, "transfer_intervals")
+    problems = identified.table_problems({"transfer_intervals": intervals})
+    try:
+        traits = latent_traits(mean)
+    except SoiInputError as exc:  # missing cells: keep the matrix, say why there is no PCA
+        reason = identified.not_identified(exc)
+        problems["latent traits (PCA)"] = reason
+        parent.client.set_tag(parent.run_id, tags.LATENT_TRAITS, reason[:5000])
+        traits = {"explained": pd.DataFrame({"component": [None], "problem": [reason]})}
+    log_table(parent.client, parent.run_id, scores, "transfer_scores")
+    log_table(parent.client, parent.run_id, mean, "transfer_mean")
+    parent.log_metrics(
+        {
+            f"transfer/{metric_safe(src)}/{metric_safe(tgt)}": float(v)
+            for (src, tgt), v in mean.stack().items()
+            if pd.notna(v)
+        },
+        step=0,
+    )
+    log_table(parent.client, parent.run_id, std, "transfer_std")
+    for name, frame in traits.items():
+        log_table(parent.client, parent.run_id, frame, f"transfer_{name}")
+    what = f"{mode}, test accuracy, mean ± std over {seeds} seed(s)"
+    note = identified.title_note(problems)
+    figs = {"transfer_matrix": heatmap(mean, std, f"Transfer T[source, target] ({what}){note}")}
+    if "source_scores" in traits:
+        figs["transfer_biplot"] = biplot(traits, f"Latent traits of the transfer matrix ({mode})")
+    log_figures(parent.client, parent.run_id, figs)
+    identified.report(parent.client, parent.run_id, problems)
+    return mean, std, traits if "source_scores" in traits else {}
