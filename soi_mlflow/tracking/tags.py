@@ -23,7 +23,7 @@ PARENT_RUN_ID = "mlflow.parentRunId"
 
 # -- every training run (``training/describe.py``, the recorder) -----------------------
 AXIS = "soi.axis"
-SETTING = "soi.setting"  # single | multi (``study`` on a compare parent)
+SETTING = "soi.setting"  # single | multi (``study`` on compare and noise_benchmark parents)
 MEMBERS = "soi.members"  # sorted, comma-separated
 OOD = "soi.ood"
 SEED = "soi.seed"
@@ -49,6 +49,7 @@ TARGET = "soi.target"  # learning_curve
 AUX = "soi.aux"  # learning_curve
 APPROX = "soi.approx"  # learning_curve parent and children
 LATENT_TRAITS = "soi.latent_traits"  # transfer: why there is no PCA
+NOISE = "soi.noise"  # noise_benchmark: the planted noise setting
 
 # -- a study's child runs ---------------------------------------------------------------
 CURVE = "soi.curve"  # learning_curve: alone, or the auxiliary set (a+b)
