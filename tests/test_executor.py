@@ -132,11 +132,12 @@ def test_the_old_entry_points_warn_and_still_refuse_bad_input(store) -> None:
 def test_only_the_old_name_of_the_learning_curve_study_warns(store) -> None:
     """Its waves are the study's own: no deprecation warning from every run."""
     from soi_mlflow.studies import learning_curve as curve
+    from soi_mlflow.studies.learning_curve.study import _plan, _waves
 
     settings = curve.CurveSettings("entailment", ("sentiment",), sizes=(4, 8, 12), approx=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert curve._waves(curve._plan(settings), True) == [[0, 3], [1, 4], [2, 5]]
+        assert _waves(_plan(settings), True) == [[0, 3], [1, 4], [2, 5]]
     base = small_config(store, ("entailment",), axis="task")
     with (
         pytest.warns(DeprecationWarning, match=r"learning_curve\.learning_curve is deprecated"),
