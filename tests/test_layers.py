@@ -121,3 +121,23 @@ def test_no_import_cycle() -> None:
         if state[node] == 0:
             visit(node, [node])
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_the_reader_counts_function_level_imports_but_not_type_checking(tmp_path) -> None:
+    source = tmp_path / "sample.py"
+    source.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from soi_mlflow.studies.views import ViewsSettings\n"
+        "def later():\n"
+        "    from soi_mlflow.common.executor_ray import RayExecutor\n"
+        "class Holder:\n"
+        "    def method(self):\n"
+        "        import soi_mlflow.tracking.tags\n"
+        "from soi_mlflow.analysis import figures\n",
+        encoding="utf-8",
+    )
+    found = _imports(source)
+    assert {"soi_mlflow.common.executor_ray", "soi_mlflow.tracking.tags"} <= found
+    assert "soi_mlflow.analysis.figures" in found and "soi_mlflow.analysis" not in found
+    assert not any(name.startswith("soi_mlflow.studies") for name in found)
