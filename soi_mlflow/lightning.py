@@ -159,6 +159,7 @@ class TraceCallback(pl.Callback):
             tags=self.tags,
             resume=bool(restored),
             shards=self.shards,
+            analyze=False,  # teardown analyses, after fit only
         )
         self._resolved_run = self.recorder.run_id
 

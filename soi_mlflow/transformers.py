@@ -150,6 +150,7 @@ class TraceCallback(TrainerCallback):
             source=SOURCE,
             members=self.members,
             shards=self.shards,
+            analyze=False,  # the run is analysed once both recorders closed (_finish)
         )
 
     # -- Trainer events ---------------------------------------------------------------
