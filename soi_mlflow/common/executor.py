@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 from soi_mlflow.common.console import step
-from soi_mlflow.errors import SoiInputError
+from soi_mlflow.errors import SoiInputError, first_line
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -80,14 +80,6 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-def reason(exc: BaseException) -> str:
-    """One line saying why a job failed: the exception's type and first message line."""
-    cause = getattr(exc, "cause", None)  # a Ray task error carries the job's own exception
-    exc = cause if isinstance(cause, BaseException) else exc
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
 def progress(steps: tuple[int, int] | None, count: int) -> tuple[int, int]:
     """(number of the first line, total) of a map's ``[k/n]`` lines."""
     return steps if steps is not None else (0, count)
@@ -125,10 +117,10 @@ class LocalExecutor:
             try:
                 results.append(fn(item))
             except Exception as exc:  # noqa: BLE001 - reported with the others below
-                failures.append((what, reason(exc)))
+                failures.append((what, first_line(exc)))
                 errors.append(exc)
                 results.append(None)
-                step(k, total, finished_line(what, None, reason(exc)))
+                step(k, total, finished_line(what, None, first_line(exc)))
                 traceback.print_exc()
         if failures:
             raise failed(failures, errors, len(items))
