@@ -106,6 +106,13 @@ def check_split_name(split: Any) -> str:
     return split
 
 
+def split_names(names: str | Iterable[str] | None) -> list[str] | None:
+    """An adapter's ``eval_splits``: one name or several, each checked; None (or none
+    given) stays None, so the default names apply."""
+    listed = [names] if isinstance(names, str) else list(names or ())
+    return [check_split_name(n) for n in listed] or None
+
+
 def is_split_name(split: Any) -> bool:
     """Whether :func:`check_split_name` accepts ``split``."""
     return isinstance(split, str) and bool(SPLIT_NAME.match(split)) and split not in (".", "..")
