@@ -12,13 +12,13 @@ from soi_mlflow.studies.learning_curve import _plan
 from soi_mlflow.studies.views import (
     ViewsSettings,
     _curve_settings,
-    _figure,
     log_views,
     per_seed_passes,
     validate_views,
     view_seeds,
     views_agreement,
 )
+from soi_mlflow.studies.views_analysis import _figure
 
 VIEWS_ = ("transfer", "affinity", "curves")
 PAIRS = [(s, t) for s in "abc" for t in "abc" if s != t]

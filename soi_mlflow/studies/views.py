@@ -48,7 +48,6 @@ from soi_mlflow.studies.result import StudyResult, deprecated
 from soi_mlflow.studies.views_analysis import (
     NO_RHO,
     VIEWS,
-    _figure,
     log_views,
     views_agreement,
     with_significant_pairs,
@@ -62,7 +61,6 @@ __all__ = [
     "VIEWS",
     "ViewsResult",
     "ViewsSettings",
-    "_figure",
     "views_agreement",
     "log_views",
     "per_seed_passes",
