@@ -1,5 +1,8 @@
 """Every import path the documentation shows still works, and so does every entry point
-the package declares: a re-layout must not break a user's ``from soi_mlflow... import``."""
+the package declares: a re-layout must not break a user's ``from soi_mlflow... import``.
+And every repository path (``soi_mlflow/...``, ``tests/...``, ``tracking/run.py`` in a
+module list, the package tree in docs/design.md), relative link and ``soi_mlflow.x.y``
+name that README.md, CONTRIBUTING.md and docs/*.md mention is there."""
 
 from __future__ import annotations
 
