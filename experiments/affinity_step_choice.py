@@ -24,8 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from soi_mlflow.data.mixture import MixtureSpec
-from soi_mlflow.model.affinity import (
+from soi_mlflow.callbacks.affinity import (
     AFFINITY_STEPS,
     _gradient_step,
     _learning_rates,
@@ -34,6 +33,7 @@ from soi_mlflow.model.affinity import (
     _restore_slots,
     lookahead_affinity,
 )
+from soi_mlflow.data.mixture import MixtureSpec
 from soi_mlflow.training import TrainConfig, train
 
 

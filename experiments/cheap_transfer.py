@@ -37,7 +37,8 @@ import warnings
 import pandas as pd
 
 from soi_mlflow.data.mixture import MixtureSpec
-from soi_mlflow.studies.learning_curve import CurveSettings, learning_curve
+from soi_mlflow.studies import learning_curve
+from soi_mlflow.studies.learning_curve import CurveSettings
 from soi_mlflow.training import TrainConfig
 
 TASKS = ("sentiment", "paraphrase", "entailment")
@@ -67,7 +68,7 @@ def study(args) -> None:
         approx=args.variant.startswith("warm"),
         sets="pairwise",
     )
-    result = learning_curve(base, settings)
+    result = learning_curve.run(base, settings)
     print(result.tables["learning_curve_worth_over_sizes"].round(2).to_string(index=False))
     print(result.tables["learning_curve_contextual"].T.to_string())
     print(result.compute)

@@ -19,7 +19,8 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from soi_mlflow.data.mixture import MixtureSpec
-from soi_mlflow.studies.learning_curve import run_learning_curve
+from soi_mlflow.studies import learning_curve
+from soi_mlflow.studies.learning_curve import CurveSettings
 from soi_mlflow.training import TrainConfig, train
 
 
@@ -52,7 +53,10 @@ def main() -> None:
                 tracking_uri=args.tracking_uri,
                 experiment="curves-vs-affinity",
             )
-            result = run_learning_curve(base, args.target, [aux], sizes, args.seeds, approx=approx)
+            settings = CurveSettings(
+                args.target, (aux,), tuple(sizes), seeds=args.seeds, approx=approx
+            )
+            result = learning_curve.run(base, settings)
             for n, delta in transfer_by_size(result.points).items():
                 rows.append({"aux": aux, "approx": approx, "n": n, "transfer": delta})
             ctx = result.fits[result.fits["curve"] == "contextual"].iloc[0]

@@ -1,10 +1,10 @@
 """How hard each planted-noise mechanism is: the noise benchmark once per mechanism.
 
-Runs ``run_noise_benchmark`` (trace detectors only, no cross-validation) on the built-in
-``sentiment`` member for uniform, boundary, asymmetric and duplicate noise alone and all
-three harder ones together, at one mislabeled rate, and prints each detector's AUROC and
-average precision (mean ± std over seeds). The comparison table in docs/noise.md comes
-from this script:
+Runs ``soi_mlflow.studies.noise_benchmark.run`` (trace detectors only, no cross-validation)
+on the built-in ``sentiment`` member for uniform, boundary, asymmetric and duplicate noise
+alone and all three harder ones together, at one mislabeled rate, and prints each
+detector's AUROC and average precision (mean ± std over seeds). The comparison table in
+docs/noise.md comes from this script:
 
     .venv/bin/python experiments/noise_mechanisms.py [--seeds 3] [--tracking-uri URI]
 """
@@ -16,7 +16,8 @@ import warnings
 
 import pandas as pd
 
-from soi_mlflow.studies.noise_benchmark import HARDEST, NoiseBenchmarkSettings, run_noise_benchmark
+from soi_mlflow.studies import noise_benchmark
+from soi_mlflow.studies.noise_benchmark import HARDEST, NoiseBenchmarkSettings
 
 SETTINGS = ("uniform", "boundary", "asymmetric", "duplicates", HARDEST)
 
@@ -32,16 +33,15 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     rows = []
     for noise in SETTINGS:
-        result = run_noise_benchmark(
-            NoiseBenchmarkSettings(
-                noise=noise,
-                mislabeled_rate=args.rate,
-                seeds=args.seeds,
-                cl_folds=0,
-                tracking_uri=args.tracking_uri,
-                experiment="noise-mechanisms",
-            )
+        settings = NoiseBenchmarkSettings(
+            noise=noise,
+            mislabeled_rate=args.rate,
+            seeds=args.seeds,
+            cl_folds=0,
+            tracking_uri=args.tracking_uri,
+            experiment="noise-mechanisms",
         )
+        result = noise_benchmark.run(settings.train_config(), settings)
         for detector, row in result.summary.iterrows():
             rows.append(
                 {

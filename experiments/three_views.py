@@ -1,6 +1,6 @@
 """Three views of transfer on the built-in task suite, on the same members and seeds.
 
-Runs ``soi_mlflow.studies.views.run_views``: the joint transfer matrix, lookahead task
+Runs ``soi_mlflow.studies.views.run``: the joint transfer matrix, lookahead task
 affinity (TAG's gradient step, every 10 steps) and pairwise learning curves (target sizes
 50, 150, 450) for sentiment, paraphrase and entailment (600 training examples each,
 3 epochs, 3 seeds, tiny encoder); then which ordered pairs each view finds significant
@@ -26,7 +26,8 @@ import fcntl
 import warnings
 
 from soi_mlflow.data.mixture import MixtureSpec
-from soi_mlflow.studies.views import ViewsSettings, run_views
+from soi_mlflow.studies import views
+from soi_mlflow.studies.views import ViewsSettings
 from soi_mlflow.training import TrainConfig
 
 
@@ -66,7 +67,7 @@ def main() -> None:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    result = run_views(base, settings, locked if args.lock else None)
+    result = views.run(base, settings, around_view=locked if args.lock else None)
     print("\nper view and ordered pair (mean over seeds, interval, significant):")
     print(result.significance.round(4).to_string(index=False))
     print("\nrank agreement between the views:")

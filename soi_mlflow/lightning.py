@@ -44,7 +44,8 @@ import lightning.pytorch as pl
 
 from soi_mlflow.callbacks.resume import EpochSeed
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.tracking.recorder import TraceRecorder, check_split_name
+from soi_mlflow.tracking.names import split_names
+from soi_mlflow.tracking.recorder import TraceRecorder
 
 __all__ = ["EpochSeed", "TraceCallback"]
 
@@ -54,38 +55,83 @@ Selector = Callable[[Any, Any], Mapping[str, Any]]
 class TraceCallback(pl.Callback):
     """Records a per-example trace of training and evaluation into an MLflow run.
 
+    Takes the same arguments, in the same order, as
+    :class:`soi_mlflow.transformers.TraceCallback` (``task``, ``select``,
+    ``test_splits``, ``trace_train``, ``capture`` and ``tags`` are Lightning's only);
+    all but ``label_names`` are keyword-only.
+
     Args:
-        ids, labels, logits: where the example ids and gold labels are in the batch, and the
-            logits in the step's outputs (dict keys or attribute names).
-        member, task: optional batch keys with each row's member / task (names, or integer
-            indices into ``members`` / the tasks of ``label_names``).
+        label_names: class names of one task (a list) or of several (``{task: names}``);
+            default ``"0".."C-1"`` of one task, from the logits' width.
+        members: member names, for a ``member`` key that holds integer indices.
+        ids: the batch key (or attribute) holding each row's example id.
+        labels: the batch key holding the gold labels (``"labels"`` also finds
+            ``"label"``).
+        logits: the key of the logits in what ``training_step`` / ``validation_step`` /
+            ``test_step`` return.
+        member: optional batch key with each row's member (a name, or an index into
+            ``members``).
+        task: optional batch key with each row's task (a name, or an index into the
+            tasks of ``label_names``).
         select: ``(outputs, batch) -> {"example_ids", "logits" or "probs", "labels",
             "member", "task"}``; replaces the key look-ups.
-        label_names: class names (one task) or ``{task: names}``.
-        eval_splits, test_splits: a split name per validation / test dataloader.
-        trace_train: record training batches (``train_pass``); off when the ``train`` split
-            comes from an evaluation pass over the training set instead (``eval_pass``).
-        run_id: a run id, or a function returning one (called once, on rank 0).
-        analyze: analyse the run when ``fit`` ends well (on rank 0); the outcome is then
-            in :attr:`analysis`.
+        eval_splits: the split name of each validation dataloader (one name, or a name
+            per dataloader); default ``validation``, ``validation_1``, ...
+        test_splits: the same for test dataloaders; default ``test``, ``test_1``, ...
+        trace_train: record training batches (``train_pass``); off when the ``train``
+            split comes from an evaluation pass over the training set instead.
+        capture: the ``soi.capture`` of the ``train`` split; default ``train_pass``
+            when ``trace_train``, else ``eval_pass``.
+        run_id: the run to write into, or a function returning one (called once, on
+            rank 0); default the run of the trainer's ``MLFlowLogger``, else the active
+            MLflow run, else a new run that ends when training ends.
+        tracking_uri: the tracking store; default the ``MLFlowLogger``'s, else MLflow's
+            current one.
+        axis: optional ``soi.axis`` tag (``task``, ``source`` or ``lang``).
+        tags: more tags for the run.
+        log_metrics: log ``<split>/<member>/acc`` and ``/loss`` (and ``train/loss``) at
+            every epoch's end.
+        analyze: analyse the run when ``fit`` ends well (on rank 0), as ``soi-mlflow
+            analyze --run-id`` does; the outcome is then in :attr:`analysis`.
         shards: under DDP, each rank writes its own trace shards (True), rank 0 gathers
             the rows (False), or shards past a size (None; see
             :class:`~soi_mlflow.tracking.recorder.TraceRecorder`).
+
+    Raises:
+        SoiInputError: a split name that cannot name a folder (here); a batch or step
+            output without the ids, labels or logits, a dataloader beyond
+            ``eval_splits`` / ``test_splits``, or rows the recorder refuses (during
+            training, at the first such batch).
+
+    Example::
+
+        from lightning.pytorch import Trainer
+        from lightning.pytorch.loggers import MLFlowLogger
+        from soi_mlflow.lightning import TraceCallback
+
+        trace = TraceCallback(["neg", "pos"], eval_splits=["validation", "ood"])
+        trainer = Trainer(
+            max_epochs=3,
+            logger=MLFlowLogger(tracking_uri="sqlite:///mlflow.db"),
+            callbacks=[trace],
+        )
+        trainer.fit(model, train_loader, [val_loader, ood_loader])
+        trace.run_id_resolved  # the run holding traces/train/, traces/validation/, ...
     """
 
     def __init__(
         self,
+        label_names: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
         *,
+        members: Sequence[str] | None = None,
         ids: str = "example_id",
         labels: str = "labels",
         logits: str = "logits",
         member: str | None = None,
         task: str | None = None,
         select: Selector | None = None,
-        label_names: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
-        members: Sequence[str] | None = None,
-        eval_splits: Sequence[str] | None = None,
-        test_splits: Sequence[str] | None = None,
+        eval_splits: str | Sequence[str] | None = None,
+        test_splits: str | Sequence[str] | None = None,
         trace_train: bool = True,
         capture: str | None = None,
         run_id: str | Callable[[], str] | None = None,
@@ -96,15 +142,14 @@ class TraceCallback(pl.Callback):
         analyze: bool = True,
         shards: bool | None = None,
     ) -> None:
-        for name in (*(eval_splits or ()), *(test_splits or ())):
-            check_split_name(name)
+        eval_splits, test_splits = split_names(eval_splits), split_names(test_splits)
         self.keys = {"ids": ids, "labels": labels, "logits": logits}
         self.member_key, self.task_key = member, task
         self.select = select
         self.label_names = label_names
         self.members = members
-        self.eval_splits = list(eval_splits) if eval_splits else None
-        self.test_splits = list(test_splits) if test_splits else None
+        self.eval_splits = eval_splits
+        self.test_splits = test_splits
         self.trace_train = trace_train
         self.capture = capture or ("train_pass" if trace_train else "eval_pass")
         self.run_id = run_id
@@ -159,6 +204,7 @@ class TraceCallback(pl.Callback):
             tags=self.tags,
             resume=bool(restored),
             shards=self.shards,
+            analyze=False,  # teardown analyses, after fit only
         )
         self._resolved_run = self.recorder.run_id
 

@@ -21,7 +21,8 @@ in eval mode too, pass it as one more evaluation set.
 
 When ``train()`` ends well, the main process analyses the run (``analyze=False``: not), as
 ``soi-mlflow analyze --run-id`` does; a failed analysis is a warning line on stderr.
-Key options share ``lightning.TraceCallback``'s names (``ids``, ``labels``, ...).
+:class:`TraceCallback` takes ``lightning.TraceCallback``'s arguments: the same names, in
+the same order, ``label_names`` the only positional one.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from transformers import Trainer, TrainerCallback
 
 from soi_mlflow.common.renamed import Default, take_renamed
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.names import split_names
 from soi_mlflow.tracking.recorder import TraceRecorder
 from soi_mlflow.tracking.trace_rows import dist_rank_world
 
@@ -45,48 +47,102 @@ _IDS, _LABELS, _LOGITS = Default("example_id"), Default("labels"), Default("logi
 class TraceCallback(TrainerCallback):
     """Traces of a Trainer's training batches and evaluation sets into an MLflow run.
 
+    Takes the same arguments, in the same order, as
+    :class:`soi_mlflow.lightning.TraceCallback` (which has a few more); all but
+    ``label_names`` are keyword-only. A :class:`TracingTrainer` (or a Trainer with
+    :class:`TraceMixin`) hands it the logits: pass one in ``callbacks`` to set these
+    arguments, else the trainer adds ``TraceCallback()``.
+
     Args:
-        label_names: class names (a list, or ``{task: [...]}``); default the model
-            config's ``id2label``.
-        run_id: the run to write into; default the run ``MLflowCallback`` opened, else the
-            active run, else a new run (ended when training ends).
-        tracking_uri: default MLflow's current tracking URI.
-        eval_split: the split name of an evaluation with the plain ``eval`` prefix.
-        ids, labels, logits: where the ids and labels are in the batch and the logits in
-            the model's output (the old names ``ids_key``, ... warn DeprecationWarning).
-        member, members: optionally a batch key holding each row's member index into
-            ``members`` (e.g. the source of a multi-source data set).
-        axis: optional ``soi.axis`` tag; log_metrics: per-split accuracy and loss per epoch.
-        analyze: analyse the run when training ends well (the outcome: :attr:`analysis`).
-        shards: per-rank trace shards under torch.distributed (as TraceRecorder's).
+        label_names: class names of one task (a list) or of several (``{task: names}``);
+            default the model config's ``id2label``.
+        members: the member names a ``member`` column's indices stand for.
+        ids: the batch column holding each row's example id (kept through
+            ``remove_unused_columns``, taken out before the model's forward).
+        labels: the batch column holding the gold labels.
+        logits: the key of the logits in the model's output.
+        member: optional batch column with each row's member index into ``members``
+            (e.g. the source of a multi-source data set).
+        eval_splits: the split name of the evaluation set that has no name of its own
+            (a plain ``eval_dataset``, metric prefix ``eval``); default ``validation``.
+            One name, as a string or a list of one: a dict ``eval_dataset`` names its
+            sets by their keys (:func:`eval_split_name`).
+        run_id: the run to write into; default the run transformers' ``MLflowCallback``
+            opened, else the active run, else a new run (ended when training ends).
+        tracking_uri: the tracking store; default MLflow's current one.
+        axis: optional ``soi.axis`` tag (``task``, ``source`` or ``lang``).
+        log_metrics: log ``<split>/<member>/acc`` and ``/loss`` (and ``train/loss``) at
+            every epoch's end.
+        analyze: analyse the run when ``train()`` ends well (on the main process), as
+            ``soi-mlflow analyze --run-id`` does; the outcome is then in
+            :attr:`analysis`.
+        shards: per-rank trace shards under torch.distributed (as
+            :class:`~soi_mlflow.tracking.recorder.TraceRecorder`'s).
+
+    Renamed, the old names working for one release with a DeprecationWarning:
+    ``eval_split`` is now ``eval_splits``; ``ids_key``, ``labels_key``, ``logits_key`` and
+    ``member_key`` are ``ids``, ``labels``, ``logits`` and ``member``.
+
+    Raises:
+        SoiInputError: ``member`` without ``members``, more than one ``eval_splits`` or
+            a split name that cannot name a folder (here); a batch without ids or
+            labels, a model output without ``logits``, or a first training step that
+            reached no trace (a plain ``Trainer``), during training.
+        TypeError: an unknown keyword argument.
+
+    Example::
+
+        from soi_mlflow.transformers import TraceCallback, TracingTrainer
+
+        trainer = TracingTrainer(
+            model=model,
+            args=TrainingArguments("out", num_train_epochs=3, eval_strategy="epoch"),
+            train_dataset=train,                    # with an example_id column
+            eval_dataset={"validation": val, "ood": ood},
+            callbacks=[TraceCallback(["neg", "pos"], member="source", members=["a", "b"])],
+        )
+        trainer.train()                             # traces/train/, traces/validation/, ...
     """
 
     def __init__(
         self,
         label_names: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
         *,
-        run_id: str | None = None,
-        tracking_uri: str | None = None,
-        eval_split: str = "validation",
+        members: Sequence[str] | None = None,
         ids: str = _IDS,
         labels: str = _LABELS,
         logits: str = _LOGITS,
         member: str | None = None,
-        members: Sequence[str] | None = None,
+        eval_splits: str | Sequence[str] | None = None,
+        run_id: str | None = None,
+        tracking_uri: str | None = None,
         axis: str | None = None,
         log_metrics: bool = True,
         analyze: bool = True,
         shards: bool | None = None,
-        **renamed: str,
+        **renamed: Any,
     ) -> None:
-        new = {"ids": ids, "labels": labels, "logits": logits, "member": member}
-        keys = take_renamed("TraceCallback", renamed, new, {f"{k}_key": k for k in new})
+        new = {
+            "ids": ids,
+            "labels": labels,
+            "logits": logits,
+            "member": member,
+            "eval_splits": eval_splits,
+        }
+        old = {f"{k}_key": k for k in ("ids", "labels", "logits", "member")}
+        keys = take_renamed("TraceCallback", renamed, new, old | {"eval_split": "eval_splits"})
         if keys["member"] is not None and not members:
             raise SoiInputError("member needs members=[...]: the names its indices stand for")
+        named = split_names(keys["eval_splits"]) or ["validation"]
+        if len(named) > 1:
+            raise SoiInputError(
+                f"eval_splits {named}: a Trainer has one evaluation set without a name of "
+                "its own; name the others with eval_dataset={name: dataset, ...}"
+            )
+        self.eval_splits = named
         self.label_names = label_names
         self.run_id = run_id
         self.tracking_uri = tracking_uri
-        self.eval_split = eval_split
         self.ids_key, self.labels_key = keys["ids"], keys["labels"]
         self.logits_key, self.member_key = keys["logits"], keys["member"]
         self.members = list(members) if members else None
@@ -150,6 +206,7 @@ class TraceCallback(TrainerCallback):
             source=SOURCE,
             members=self.members,
             shards=self.shards,
+            analyze=False,  # the run is analysed once both recorders closed (_finish)
         )
 
     # -- Trainer events ---------------------------------------------------------------
@@ -236,7 +293,7 @@ class TraceCallback(TrainerCallback):
         rec.add(split, ids, _logits(outputs, self.logits_key), labels, member=member)
 
     def begin_eval(self, metric_key_prefix: str) -> None:
-        self._split = eval_split_name(metric_key_prefix, self.eval_split)
+        self._split = eval_split_name(metric_key_prefix, self.eval_splits[0])
 
     def end_eval(self, state: Any) -> None:
         """Write the evaluation set's trace; outside training, wait until it is logged."""
@@ -292,6 +349,20 @@ class TraceMixin:
     ``class MyTrainer(TraceMixin, Trainer)``; a :class:`TraceCallback` is added when
     ``callbacks`` has none. ``example_id`` (and ``member``) survive
     ``remove_unused_columns`` and are taken out of the batch before the model's forward.
+
+    Args:
+        *args: the Trainer's positional arguments.
+        **kwargs: the Trainer's keyword arguments; a :class:`TraceCallback` in
+            ``callbacks`` sets how tracing is done.
+
+    Raises:
+        SoiInputError: a batch without the callback's ``ids`` column (at the first
+            ``compute_loss``), and what :class:`TraceCallback` raises.
+
+    Example::
+
+        class MyTrainer(TraceMixin, Seq2SeqTrainer):  # any Trainer subclass
+            pass
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -397,4 +468,21 @@ class TraceMixin:
 
 
 class TracingTrainer(TraceMixin, Trainer):
-    """``transformers.Trainer`` with per-example traces (see :class:`TraceMixin`)."""
+    """``transformers.Trainer`` with per-example traces (see :class:`TraceMixin`).
+
+    Args:
+        *args: ``transformers.Trainer``'s positional arguments.
+        **kwargs: ``transformers.Trainer``'s keyword arguments; a :class:`TraceCallback`
+            in ``callbacks`` sets how tracing is done, else ``TraceCallback()`` is added.
+
+    Raises:
+        SoiInputError: as :class:`TraceMixin` and :class:`TraceCallback`.
+
+    Example::
+
+        trainer = TracingTrainer(  # was: Trainer(...); the rest of the script stays
+            model=model, args=args, train_dataset=train, eval_dataset=val
+        )
+        trainer.train()
+        trainer.trace_run_id  # the run holding traces/train/ and traces/validation/
+    """

@@ -73,7 +73,8 @@ def test_bad_learning_curve_sizes_are_refused_before_training(store) -> None:
     from mlflow import MlflowClient
 
     from soi_mlflow.data.mixture import MixtureSpec
-    from soi_mlflow.studies.learning_curve import run_learning_curve
+    from soi_mlflow.studies import learning_curve
+    from soi_mlflow.studies.learning_curve import CurveSettings
     from soi_mlflow.training import TrainConfig
 
     base = TrainConfig(
@@ -86,11 +87,11 @@ def test_bad_learning_curve_sizes_are_refused_before_training(store) -> None:
         ([50, 100], "at least 3 sizes"),
     ):
         with pytest.raises(SoiInputError, match=pattern):
-            run_learning_curve(base, "entailment", ["sentiment"], sizes)
+            learning_curve.run(base, CurveSettings("entailment", ("sentiment",), tuple(sizes)))
     with pytest.raises(SoiInputError, match="cannot also be auxiliary"):
-        run_learning_curve(base, "entailment", ["entailment"], [10, 20, 30])
+        learning_curve.run(base, CurveSettings("entailment", ("entailment",), (10, 20, 30)))
     with pytest.raises(SoiInputError, match="is on axis 'source', not 'task'"):
-        run_learning_curve(base, "entailment", ["books"], [10, 20, 30])
+        learning_curve.run(base, CurveSettings("entailment", ("books",), (10, 20, 30)))
     assert not MlflowClient(store).search_runs(["0"])
 
 

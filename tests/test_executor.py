@@ -117,20 +117,9 @@ def test_resume_of_a_study_is_its_parent_run_id_not_a_training_runs(store) -> No
         transfer.run(small_config(store, ("books", "movies")), TransferSettings(resume="nope"))
 
 
-def test_the_old_entry_points_warn_and_still_refuse_bad_input(store) -> None:
-    base = small_config(store, ("books",))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        with pytest.raises(SoiInputError, match="at least two members"):
-            transfer.run_transfer(base, "joint")
-    assert any(
-        issubclass(w.category, DeprecationWarning) and "transfer.run" in str(w.message)
-        for w in caught
-    )
-
-
-def test_only_the_old_name_of_the_learning_curve_study_warns(store) -> None:
-    """Its waves are the study's own: no deprecation warning from every run."""
+def test_the_learning_curve_studys_waves_warn_nothing() -> None:
+    """Its waves are the study's own: no deprecation warning from every run (the old
+    entry points' own warnings: tests/test_deprecated_studies.py)."""
     from soi_mlflow.studies import learning_curve as curve
     from soi_mlflow.studies.learning_curve.study import _plan, _waves
 
@@ -138,12 +127,6 @@ def test_only_the_old_name_of_the_learning_curve_study_warns(store) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert _waves(_plan(settings), True) == [[0, 3], [1, 4], [2, 5]]
-    base = small_config(store, ("entailment",), axis="task")
-    with (
-        pytest.warns(DeprecationWarning, match=r"learning_curve\.learning_curve is deprecated"),
-        pytest.raises(SoiInputError, match="at least one auxiliary member"),
-    ):
-        curve.learning_curve(base, replace(settings, aux=()))
 
 
 def test_a_child_left_running_says_why_it_was_ended() -> None:

@@ -172,3 +172,38 @@ def test_example_tables_are_logged(module_store) -> None:
     rec.close()
     paths = [a.path for a in MlflowClient(module_store).list_artifacts(rec.run_id, "examples")]
     assert paths == ["examples/train.parquet"]
+
+
+def test_one_recorder_class_whose_close_runs_the_registered_steps(module_store) -> None:
+    """``soi_mlflow.TraceRecorder`` is the tracking layer's class, not a subclass: the
+    analysis reaches it as a step the package registers, whatever path imported it."""
+    from soi_mlflow.tracking import after_close
+
+    assert soi_mlflow.TraceRecorder is TraceRecorder
+    fresh = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from soi_mlflow.tracking.recorder import TraceRecorder\n"
+            "from soi_mlflow.tracking import after_close\n"
+            "print([s.__name__ for s in after_close.steps()])",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert fresh.stdout.strip() == "['_analyse_after_close']", fresh.stderr
+    seen = []
+
+    def step(recorder, status):
+        seen.append((recorder.run_id, status))
+
+    after_close.register(step)
+    try:
+        quiet = TraceRecorder(tracking_uri=module_store, analyze=False)
+        quiet.close()
+        failed = TraceRecorder(tracking_uri=module_store)
+        failed.close(exception=RuntimeError("boom"))
+    finally:
+        after_close.unregister(step)
+    assert seen == [(failed.run_id, "FAILED")] and failed.analysis is None

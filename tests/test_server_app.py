@@ -21,6 +21,7 @@ import pytest
 from mlflow import MlflowClient
 from plantruns import HOSTILE, PATTERNS, plant_run
 from servers import mlflow_server
+from tracehelp import log_synthetic_run
 
 from soi_mlflow.tracking.links import soi_pages_note
 
@@ -128,12 +129,12 @@ def test_transitions_and_siblings_of_a_study_run(soi_server) -> None:
     ("query", "status", "says"),
     [
         ("run?run_id=0123456789abcdef0123456789abcdef", 404, "no run"),
-        ("run?run_id=../../etc/passwd", 400, "is not a run id"),
-        ("run?run_id=%2Fetc%2Fpasswd", 400, "is not a run id"),
-        ("run?split=..%2F..%2Fsecret&run_id={a}", 400, "unknown split"),
-        ("table.csv?run_id={a}&split=examples%2F..", 400, "unknown split"),
-        ("run", 400, "is not a run id"),
-        ("transitions?run_a={a}", 400, "is not a run id"),
+        ("run?run_id=../../etc/passwd", 400, "expected an MLflow run id"),
+        ("run?run_id=%2Fetc%2Fpasswd", 400, "expected an MLflow run id"),
+        ("run?split=..%2F..%2Fsecret&run_id={a}", 400, "split name"),
+        ("table.csv?run_id={a}&split=examples%2F..", 400, "split name"),
+        ("run", 400, "expected an MLflow run id"),
+        ("transitions?run_a={a}", 400, "expected an MLflow run id"),
     ],
 )
 def test_bad_requests_are_refused_with_a_message(soi_server, query, status, says) -> None:
@@ -141,6 +142,19 @@ def test_bad_requests_are_refused_with_a_message(soi_server, query, status, says
     code, headers, body = get(f"{uri}/soi/{query.format(a=runs['a'])}")
     assert code == status and says in body, body
     assert "root:" not in body and headers["Content-Type"].startswith("text/html")
+
+
+def test_a_split_of_any_valid_name_is_served(soi_server) -> None:
+    """The pages take a split by the recorder's rule, not from a list of four; a run id
+    is taken by the rule the command line uses (surrounding blanks stripped)."""
+    uri, _ = soi_server
+    run = log_synthetic_run(uri, {1: [0, 1, 1], 2: [1, 1, 1], 3: [0, 0, 0]}, split="dev.news")
+    status, _, body = get(f"{uri}/soi/table.csv?run_id=%20{run}%0A&split=dev.news")
+    assert status == 200, body
+    table = pd.read_csv(io.StringIO(body)).set_index("example_id")["soi"]
+    assert table.to_dict() == {1: "early_learned", 2: "always_correct", 3: "never_learned"}
+    status, _, body = get(f"{uri}/soi/run?run_id={run}&split=dev.news")
+    assert status == 200 and "split dev.news" in body, body
 
 
 def test_the_routes_are_read_only(soi_server) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from mlflow import MlflowClient
 
-from soi_mlflow.errors import SoiInputError
-from soi_mlflow.tracking.health import check_run_id, first_line
+from soi_mlflow.errors import SoiInputError, first_line
+from soi_mlflow.tracking.health import check_run_id
 from soi_mlflow.tracking.local import run_folder, run_folder_name
 from soi_mlflow.tracking.run import create_run, log_metric_batch, metric_safe
 
@@ -56,6 +56,9 @@ def test_first_line() -> None:
     assert first_line(ValueError("bad\nmore")) == "ValueError: bad"
     assert first_line(KeyError()) == "KeyError"
     assert len(first_line(RuntimeError("x" * 500), 50)) == 50
+    wrapped = RuntimeError("a task failed\nTraceback ...")
+    wrapped.cause = KeyError("seed")  # as a Ray task's error carries the job's own
+    assert first_line(wrapped) == "KeyError: 'seed'"
 
 
 def test_the_recorder_writes_into_mlflow_runs_run(store, monkeypatch) -> None:

@@ -273,3 +273,62 @@ def test_key_options_share_lightnings_names_and_the_old_ones_warn() -> None:
         TraceCallback(idz="uid")
     with pytest.raises(SoiInputError, match="member needs members="):
         TraceCallback(member="src")
+
+
+def _args_section(cls: type) -> list[str]:
+    """The argument names a class's docstring lists under ``Args:``, in order."""
+    import inspect
+    import re
+
+    doc = inspect.getdoc(cls) or ""
+    section = doc.split("\nArgs:\n", 1)[1].split("\n\n", 1)[0]
+    return re.findall(r"^    (\w+):", section, re.M)
+
+
+def test_both_trace_callbacks_take_the_same_arguments_in_the_same_order() -> None:
+    """One spelling for both frameworks: the transformers callback's arguments are the
+    Lightning callback's (same names, order, kinds and defaults), each documented."""
+    import inspect
+
+    from soi_mlflow.lightning import TraceCallback as LightningCallback
+
+    def params(cls: type) -> dict[str, inspect.Parameter]:
+        found = inspect.signature(cls).parameters.items()
+        return {n: p for n, p in found if p.kind is not p.VAR_KEYWORD}
+
+    hf, light = params(TraceCallback), params(LightningCallback)
+    assert [n for n in light if n in hf] == list(hf), "every argument is Lightning's, in order"
+    for name, param in hf.items():
+        other = light[name]
+        assert (param.kind, str(param.default)) == (other.kind, str(other.default)), name
+        if name != "run_id":  # Lightning's also takes a function called on rank 0
+            assert param.annotation == other.annotation, name
+    assert [n for n, p in light.items() if p.kind is not p.KEYWORD_ONLY] == ["label_names"]
+    assert _args_section(TraceCallback) == list(hf)
+    assert _args_section(LightningCallback) == list(light)
+    for cls in (TraceCallback, LightningCallback, TracingTrainer):
+        doc = inspect.getdoc(cls) or ""
+        assert "\nRaises:\n" in doc and "\nExample::\n" in doc, cls
+
+
+def test_eval_splits_is_one_name_or_a_list_and_the_old_spelling_warns() -> None:
+    from soi_mlflow.lightning import TraceCallback as LightningCallback
+
+    assert TraceCallback(["neg", "pos"]).label_names == ["neg", "pos"]
+    assert LightningCallback(["neg", "pos"]).label_names == ["neg", "pos"]
+    assert TraceCallback(eval_splits="dev").eval_splits == ["dev"]
+    assert TraceCallback(eval_splits=["dev"]).eval_splits == ["dev"]
+    assert TraceCallback().eval_splits == ["validation"]
+    assert LightningCallback(eval_splits="dev").eval_splits == ["dev"]
+    assert LightningCallback(eval_splits=["dev", "ood"]).eval_splits == ["dev", "ood"]
+    with pytest.warns(DeprecationWarning, match=r"eval_split=\.\.\.\) is deprecated; use eval_"):
+        old = TraceCallback(eval_split="dev")
+    old.begin_eval("eval")  # what TraceMixin calls as an unnamed evaluation starts
+    assert old.eval_splits == ["dev"] and old._split == "dev"
+    with pytest.raises(SoiInputError, match="one evaluation set without a name"):
+        TraceCallback(eval_splits=["dev", "ood"])
+    for cls in (TraceCallback, LightningCallback):
+        with pytest.raises(SoiInputError, match="split name 'a/b'"):
+            cls(eval_splits="a/b")
+        with pytest.raises(TypeError):
+            cls(["neg", "pos"], "example_id")  # only label_names is positional

@@ -128,7 +128,7 @@ def test_bad_stage2_selections(stage1) -> None:
         (Selection(), "exactly one stage-2 selection"),
     ):
         with pytest.raises(SoiInputError, match=pattern):
-            two_stage.run_two_stage(_base(uri), selection, 1, stage1_run_id=s1.run_id)
+            two_stage.run(_base(uri), TwoStageSettings.of(selection, 1, stage1_run_id=s1.run_id))
     # with 2 epochs the split epoch is 1, so no example can be early_learned (1 < t <= 1)
     runs_before = len(MlflowClient(uri).search_runs([s1.experiment_id]))
     with pytest.raises(

@@ -1,8 +1,10 @@
 """The analysis a traced training ends with: what ``soi-mlflow analyze --run-id`` does.
 
-``soi-mlflow train``, the Lightning and transformers adapters and the framework-free
-recorder call :func:`analyze_after_training` once the run's traces are in the store, so a
-single training shows its data map in the MLflow UI. Every split traced in at least
+``soi-mlflow train`` and the Lightning and transformers adapters call
+:func:`analyze_after_training` once the run's traces are in the store, and so does every
+``TraceRecorder`` that closes a run well (:func:`after_close`, the step
+``soi_mlflow/__init__.py`` registers in ``tracking/after_close.py``), so a single training
+shows its data map in the MLflow UI. Every split traced in at least
 :data:`MIN_EPOCHS` epochs is analysed (``train`` first); the others are named with the
 reason in the run's "Analysis" section.
 
@@ -18,11 +20,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from soi_mlflow.tracking.health import first_line
-from soi_mlflow.tracking.recorder import TraceRecorder as _Recorder
+from soi_mlflow.errors import first_line
+from soi_mlflow.tracking.names import in_split_order, listed_epoch
 
 MIN_EPOCHS = 2  # SOI needs a before and an after: one epoch says nothing about forgetting
-FIRST = ("train", "validation", "test", "ood")  # analysed in this order, then the rest
 
 
 @dataclass
@@ -64,17 +65,14 @@ class AnalysisOutcome:
 
 def traced_epochs(client: object, run_id: str) -> dict[str, int]:
     """Per traced split of the run, its number of traced epochs (a trace file or a
-    folder of shards each), in analysis order."""
-    from soi_mlflow.tracking.names import listed_epoch
-
+    folder of shards each), in analysis order (:func:`in_split_order`)."""
     found = {}
     for folder in client.list_artifacts(run_id, "traces"):
         if folder.is_dir:
             files = client.list_artifacts(run_id, folder.path)
             epochs = {listed_epoch(a.path, a.is_dir) for a in files} - {None}
             found[folder.path.rsplit("/", 1)[-1]] = len(epochs)
-    order = [s for s in FIRST if s in found] + sorted(s for s in found if s not in FIRST)
-    return {s: found[s] for s in order}
+    return {s: found[s] for s in in_split_order(found)}
 
 
 def analyze_after_training(
@@ -135,19 +133,8 @@ def _analyze(out: AnalysisOutcome, tracking_uri: str) -> None:
     set_description_section(client, out.run_id, "Analysis", "\n".join(lines))
 
 
-class TraceRecorder(_Recorder):
-    """``soi_mlflow.TraceRecorder``: the framework-free trace recorder
-    (``tracking/recorder.py``, which documents every argument) that, when :meth:`close`
-    ends training well, analyses the run as ``soi-mlflow analyze --run-id`` does (SOI
-    metrics, tables, the data map ``html/datamap_<split>.html``, the run's "Analysis"
-    section); the outcome is then in :attr:`analysis`. ``analyze=False`` leaves it out.
-    """
-
-    def __init__(self, *args: Any, analyze: bool = True, **kwargs: Any) -> None:
-        self._analyze = analyze
-        self.analysis: AnalysisOutcome | None = None
-        super().__init__(*args, **kwargs)
-
-    def _after_close(self, status: str) -> None:
-        if self._analyze and status == "FINISHED" and self.run_id and self.tracking_uri:
-            self.analysis = analyze_after_training(self.run_id, self.tracking_uri)
+def after_close(recorder: Any, status: str) -> None:
+    """The step a ``TraceRecorder`` runs once it has closed its run: when training ended
+    well (``FINISHED``), the run's analysis, kept in ``recorder.analysis``."""
+    if status == "FINISHED" and recorder.run_id and recorder.tracking_uri:
+        recorder.analysis = analyze_after_training(recorder.run_id, recorder.tracking_uri)

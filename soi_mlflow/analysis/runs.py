@@ -17,7 +17,7 @@ from soi_mlflow.analysis.soi import Taxonomy, get_taxonomy
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.artifacts import ArtifactCache
 from soi_mlflow.tracking.health import check_tracking, get_run, is_stale, stale_message
-from soi_mlflow.tracking.recorder import check_split_name as check_split
+from soi_mlflow.tracking.names import check_split_name as check_split
 from soi_mlflow.tracking.run import TAG_PREFIX, resolve_tracking_uri
 from soi_mlflow.tracking.search import PAGE_SIZE, all_experiment_ids, search_all
 from soi_mlflow.tracking.trace_files import (
@@ -27,8 +27,6 @@ from soi_mlflow.tracking.trace_files import (
     locate_traces,
 )
 from soi_mlflow.tracking.trace_format import TraceFormatError, read_trace
-
-SPLITS = ("train", "validation", "test", "ood")  # the built-in trainer's; any valid name works
 
 
 @lru_cache(maxsize=8)

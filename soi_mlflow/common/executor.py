@@ -30,10 +30,10 @@ from soi_mlflow.common.executor_base import (  # the shared names, imported from
     failed,
     finished_line,
     progress,
-    reason,
+
 )
 from soi_mlflow.common.executor_ray import RayExecutor
-from soi_mlflow.errors import SoiInputError
+from soi_mlflow.errors import SoiInputError, first_line
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -52,7 +52,6 @@ __all__ = [
     "is_remote",
     "make_executor",
     "progress",
-    "reason",
 ]
 
 
@@ -80,10 +79,10 @@ class LocalExecutor:
             try:
                 results.append(fn(item))
             except Exception as exc:  # noqa: BLE001 - reported with the others below
-                failures.append((what, reason(exc)))
+                failures.append((what, first_line(exc)))
                 errors.append(exc)
                 results.append(None)
-                step(k, total, finished_line(what, None, reason(exc)))
+                step(k, total, finished_line(what, None, first_line(exc)))
                 traceback.print_exc()
         if failures:
             raise failed(failures, errors, len(items))

@@ -69,14 +69,6 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-def reason(exc: BaseException) -> str:
-    """One line saying why a job failed: the exception's type and first message line."""
-    cause = getattr(exc, "cause", None)  # a Ray task error carries the job's own exception
-    exc = cause if isinstance(cause, BaseException) else exc
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
 def progress(steps: tuple[int, int] | None, count: int) -> tuple[int, int]:
     """(number of the first line, total) of a map's ``[k/n]`` lines."""
     return steps if steps is not None else (0, count)

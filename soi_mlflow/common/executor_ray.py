@@ -26,8 +26,8 @@ from soi_mlflow.common.executor_base import (
     failed,
     finished_line,
     progress,
-    reason,
 )
+from soi_mlflow.errors import first_line
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -120,9 +120,9 @@ class RayExecutor:
                     try:
                         results[i], seconds = ray.get(ref)
                     except Exception as exc:  # noqa: BLE001 - reported after the others
-                        failures.append((what, reason(exc)))
+                        failures.append((what, first_line(exc)))
                         errors.append(exc)
-                        step(k, total, finished_line(what, None, reason(exc)))
+                        step(k, total, finished_line(what, None, first_line(exc)))
                         continue
                     step(k, total, finished_line(what, seconds))
         except BaseException:  # Ctrl-C, SIGTERM: no task outlives the driver's decision

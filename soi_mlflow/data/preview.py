@@ -8,12 +8,13 @@ import textwrap
 import pandas as pd
 
 from soi_mlflow.data.mixture import Mixture, MixtureSpec
+from soi_mlflow.tracking.names import BUILTIN_SPLITS
 
 
 def summary(mixture: Mixture) -> pd.DataFrame:
     """One row per (member, split): size, label counts, planted counts when present."""
     rows = []
-    for split in ("train", "validation", "test", "ood"):
+    for split in BUILTIN_SPLITS:
         table = mixture.example_table(split)
         if table.empty:
             continue

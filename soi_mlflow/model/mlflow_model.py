@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from soi_mlflow.errors import SoiInputError
+from soi_mlflow.errors import SoiInputError, first_line
 from soi_mlflow.tracking.artifacts import quiet_downloads
 from soi_mlflow.tracking.search import quote_value
 
@@ -259,8 +259,9 @@ def locate_model(uri: str, tracking_uri: str) -> ModelLocation:
     except SoiInputError:
         raise
     except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SoiInputError(f"cannot find model {uri!r} in {tracking_uri}: {first}") from None
+        raise SoiInputError(
+            f"cannot find model {uri!r} in {tracking_uri}: {first_line(exc)}"
+        ) from None
 
 
 def _locate(client: Any, uri: str) -> ModelLocation:
@@ -331,7 +332,7 @@ def model_checkpoint(uri: str, tracking_uri: str) -> Iterator[Path]:
             except Exception as exc:
                 raise SoiInputError(
                     f"init-from: {uri!r} is not a soi-mlflow model (no {CHECKPOINT_ARTIFACT} "
-                    f"artifact with tasks.json): {str(exc).splitlines()[0][:200]}"
+                    f"artifact with tasks.json): {first_line(exc, 200)}"
                 ) from None
         if not (local / "tasks.json").is_file():
             raise SoiInputError(

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from soi_mlflow.errors import SoiInputError
 from soi_mlflow.server.app import add_soi_routes
 from soi_mlflow.server.views import RUN_PARAMS
-from soi_mlflow.tracking.health import RUN_ID_PATTERN
+from soi_mlflow.tracking.health import check_run_id
 
 
 def can_read_named_runs() -> bool:
@@ -25,8 +26,11 @@ def can_read_named_runs() -> bool:
     from flask import request
     from mlflow.server import auth
 
-    ids = [request.args.get(p) for p in RUN_PARAMS if request.args.get(p) is not None]
-    if not ids or not all(RUN_ID_PATTERN.fullmatch(i) for i in ids):
+    try:  # the ids the routes read: the same rule, the same (stripped) ids
+        ids = [check_run_id(request.args[p], p) for p in RUN_PARAMS if p in request.args]
+    except SoiInputError:
+        return False
+    if not ids:
         return False
     return all(auth._authorize_run_id(i, "read") for i in ids)
 

@@ -3,8 +3,9 @@
 Artifacts are fetched once into the analysis package's download cache (files of a finished
 run never change); computed tables of finished runs are kept in a small in-memory cache,
 so a page opened twice is computed once. Only fixed artifact paths are ever read
-(``traces/<split>``, ``examples/<split>.parquet``, with ``split`` from a fixed list): no
-path from a request reaches the artifact store.
+(``traces/<split>``, ``examples/<split>.parquet``, with ``split`` a name the one
+split-name rule accepts, ``tracking/names.py``): no path from a request reaches the
+artifact store.
 """
 
 from __future__ import annotations
@@ -17,25 +18,19 @@ from typing import Any
 import pandas as pd
 
 from soi_mlflow.analysis.matrix import TraceMatrix
-from soi_mlflow.analysis.runs import SPLITS, soi_frame
+from soi_mlflow.analysis.runs import soi_frame
 from soi_mlflow.analysis.transition_tables import transition_matrix
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.server.store import ServerStoreClient, check_run_id, server_backend_uri
+from soi_mlflow.server.store import ServerStoreClient, server_backend_uri
 from soi_mlflow.tracking.artifacts import ArtifactCache
-from soi_mlflow.tracking.names import local_trace_files
+from soi_mlflow.tracking.health import check_run_id
+from soi_mlflow.tracking.names import check_split_name, local_trace_files
 
 EXAMPLE_COLUMNS = ("text", "text_pair", "label_name", "planted")
 
 
 class MissingData(SoiInputError):
     """The run, or the artifacts a page needs, are not in the store (HTTP 404)."""
-
-
-def check_split(split: str | None) -> str:
-    split = split or "train"
-    if split not in SPLITS:
-        raise SoiInputError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    return split
 
 
 class LruCache:
@@ -81,7 +76,7 @@ class RunData:
 
     def soi_table(self, run_id: str, split: str) -> pd.DataFrame:
         """SOI and cartography per example (the analysis package's ``soi_table``)."""
-        split = check_split(split)
+        split = check_split_name(split)
 
         def make() -> pd.DataFrame:
             folder = self.cache.folder(run_id, f"traces/{split}", subfolders=True)
@@ -97,7 +92,7 @@ class RunData:
 
     def examples(self, run_id: str, split: str) -> pd.DataFrame | None:
         """The run's example table of ``split``, or None when the run logged none."""
-        split = check_split(split)
+        split = check_split_name(split)
 
         def make() -> pd.DataFrame | None:
             listing = self.client.list_artifacts(run_id, "examples")

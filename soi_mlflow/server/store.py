@@ -15,15 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.tracking.health import RUN_ID_PATTERN
-
-
-def check_run_id(run_id: str | None) -> str:
-    """``run_id`` if it has the form of an MLflow run id (:data:`RUN_ID_PATTERN`, exactly
-    as given: a request's value is not stripped); a clear error otherwise."""
-    if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
-        raise SoiInputError(f"{run_id!r} is not a run id")
-    return run_id
+from soi_mlflow.tracking.health import check_run_id
 
 
 class ServerStoreClient:

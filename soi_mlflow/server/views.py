@@ -23,10 +23,11 @@ import threading
 import pandas as pd
 from flask import Blueprint, Response, request
 
-from soi_mlflow.analysis.runs import SPLITS
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.server import pages
-from soi_mlflow.server.compute import MissingData, RunData, check_split
+from soi_mlflow.server.compute import MissingData, RunData
+from soi_mlflow.tracking.health import check_run_id
+from soi_mlflow.tracking.names import check_split_name, in_split_order, is_split_name
 
 ROUTES = ("run", "datamap", "table.csv", "transitions", "heatmap")
 RUN_PARAMS = ("run_id", "run_a", "run_b")  # every query parameter that names a run
@@ -68,15 +69,26 @@ def _bad_input(error: SoiInputError) -> Response:
     return _respond(pages.error_page(status, str(error)), status)
 
 
+def _run(param: str) -> str:
+    """The run id a query parameter names, by the one run-id rule (``check_run_id``)."""
+    return check_run_id(request.args.get(param), param)
+
+
+def _split() -> str:
+    """The request's split (default ``train``), by the one split-name rule: any name a
+    trace folder can have, not only the built-in trainer's four."""
+    return check_split_name(request.args.get("split") or "train")
+
+
 def _splits_of(data: RunData, run_id: str) -> list[str]:
     listed = {a.path.rsplit("/", 1)[-1] for a in data.client.list_artifacts(run_id, "traces")}
-    return [s for s in SPLITS if s in listed]
+    return in_split_order(s for s in listed if is_split_name(s))
 
 
 @blueprint.get("/run")
 def run_page() -> Response:
-    data, split = run_data(), check_split(request.args.get("split"))
-    run_id = request.args.get("run_id", "")
+    data, split = run_data(), _split()
+    run_id = _run("run_id")
     run = data.run(run_id)
     table = data.joined(run_id, split)
     html = pages.run_page(run, split, table, data.siblings(run_id), _splits_of(data, run_id))
@@ -85,8 +97,8 @@ def run_page() -> Response:
 
 @blueprint.get("/table.csv")
 def table_csv() -> Response:
-    data, split = run_data(), check_split(request.args.get("split"))
-    run_id = request.args.get("run_id", "")
+    data, split = run_data(), _split()
+    run_id = _run("run_id")
     data.run(run_id)
     table = data.joined(run_id, split).copy()
     for col in table.columns:
@@ -108,8 +120,8 @@ def _defuse_formula(text: str) -> str:
 def datamap() -> Response:
     from soi_mlflow.analysis.html import data_map_html
 
-    data, split = run_data(), check_split(request.args.get("split"))
-    run_id = request.args.get("run_id", "")
+    data, split = run_data(), _split()
+    run_id = _run("run_id")
     run = data.run(run_id)
     table = data.soi_table(run_id, split)
     title = f"Data map: {run.info.run_name or run_id} ({split})"
@@ -123,8 +135,8 @@ def datamap() -> Response:
 
 @blueprint.get("/transitions")
 def transitions() -> Response:
-    data, split = run_data(), check_split(request.args.get("split"))
-    run_a, run_b = request.args.get("run_a", ""), request.args.get("run_b", "")
+    data, split = run_data(), _split()
+    run_a, run_b = _run("run_a"), _run("run_b")
     ra, rb = data.run(run_a), data.run(run_b)
     counts = data.transitions(run_a, run_b, split)
     return _respond(pages.transitions_page(ra, rb, split, counts))
@@ -135,8 +147,8 @@ def heatmap() -> Response:
     """The interactive transition heatmap (clicking a cell lists its examples)."""
     from soi_mlflow.analysis.html import transitions_html
 
-    data, split = run_data(), check_split(request.args.get("split"))
-    run_a, run_b = request.args.get("run_a", ""), request.args.get("run_b", "")
+    data, split = run_data(), _split()
+    run_a, run_b = _run("run_a"), _run("run_b")
     ra, rb = data.run(run_a), data.run(run_b)
     title = f"SOI transitions: {ra.info.run_name or run_a} to {rb.info.run_name or run_b}"
     html = data.results.get_or_make(

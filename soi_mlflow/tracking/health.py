@@ -10,7 +10,8 @@
 - :func:`end_status` / :func:`end_reason`: how a run ends after an exception (runs end
   through their spool: :func:`soi_mlflow.tracking.run_end.end_run`).
 - :func:`probe_http`: the one probe of an HTTP server's ``/health``; :data:`RUN_ID_PATTERN`
-  and :func:`check_run_id`: the one run-id rule; :func:`first_line`: an error in one line.
+  and :func:`check_run_id`: the one run-id rule (``first_line``, an error in one line, is
+  :func:`soi_mlflow.errors.first_line`, imported here for this module's callers).
 - :func:`is_stale`: a RUNNING run whose last sign of progress (the ``soi.heartbeat`` tag the
   recorder sets every epoch, else its start) is older than :func:`stale_after_s`.
 """
@@ -29,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from soi_mlflow.errors import SoiInputError
+from soi_mlflow.errors import SoiInputError, first_line
 from soi_mlflow.tracking.tags import END_REASON, HEARTBEAT
 
 # MLflow's defaults (7 retries, backoff factor 2, 120 s timeout) wait ~4 minutes on a dead
@@ -192,14 +193,6 @@ def _api_call(uri: str) -> None:
         raise TrackingUnavailable(
             f"tracking store {uri} did not answer: {first_line(exc)}"
         ) from None
-
-
-def first_line(exc: BaseException, limit: int = 300) -> str:
-    """An error in one line: its type and the first line of its message, at most
-    ``limit`` characters (for messages, tags and the spool's manifest)."""
-    text = str(exc).strip().splitlines()
-    name = type(exc).__name__
-    return (f"{name}: {text[0]}" if text else name)[:limit]
 
 
 def get_run(client: Any, run_id: Any, uri: str, what: str = "run id") -> Any:

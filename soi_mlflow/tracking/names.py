@@ -21,6 +21,9 @@ from typing import Any, TypeVar
 from soi_mlflow.errors import SoiInputError
 
 SPLIT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# the built-in trainer's splits, in the order analyses and pages list them; any name
+# check_split_name accepts is a split as good as these (the one rule for split names)
+BUILTIN_SPLITS = ("train", "validation", "test", "ood")
 METRIC_PREFIX = {"train": "train", "validation": "val", "test": "test", "ood": "ood"}
 DEFAULT_TASK = "default"
 # the tail of a trace file's path: epoch=NNN.parquet, or epoch=NNN/rank=R.parquet
@@ -91,10 +94,32 @@ def local_trace_files(folder: Path) -> list[Path]:
 
 
 def check_split_name(split: Any) -> str:
-    """A split name becomes a folder and a metric prefix: letters, digits, ``_ . -`` only."""
-    if not isinstance(split, str) or not SPLIT_NAME.match(split) or split in (".", ".."):
+    """The one rule for split names, wherever one comes from (a recorder, an adapter, the
+    analysis, a request to the soi pages): a split name becomes a folder and a metric
+    prefix, so it is 1-64 letters, digits, ``_ . -`` and neither ``.`` nor ``..``. Any
+    such name is a split, not only :data:`BUILTIN_SPLITS`."""
+    if not is_split_name(split):
         raise SoiInputError(
             f"split name {split!r}: expected 1-64 letters, digits, '_', '.' or '-' "
             "(it names the folder traces/<split>/ and the metrics of that split)"
         )
     return split
+
+
+def split_names(names: str | Iterable[str] | None) -> list[str] | None:
+    """An adapter's ``eval_splits``: one name or several, each checked; None (or none
+    given) stays None, so the default names apply."""
+    listed = [names] if isinstance(names, str) else list(names or ())
+    return [check_split_name(n) for n in listed] or None
+
+
+def is_split_name(split: Any) -> bool:
+    """Whether :func:`check_split_name` accepts ``split``."""
+    return isinstance(split, str) and bool(SPLIT_NAME.match(split)) and split not in (".", "..")
+
+
+def in_split_order(names: Iterable[str]) -> list[str]:
+    """``names`` with the built-in splits first, in :data:`BUILTIN_SPLITS` order, then
+    the others sorted: the order analyses run in and pages list splits."""
+    given = set(names)
+    return [s for s in BUILTIN_SPLITS if s in given] + sorted(given - set(BUILTIN_SPLITS))

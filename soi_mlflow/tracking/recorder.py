@@ -27,9 +27,10 @@ Three calls in a plain loop, as AUM's calculator takes them::
   (``shards=``) each rank writes its own ``epoch=NNN/rank=R.parquet`` (``shards.py``).
 - Bad input (no ids, lengths that differ, labels outside the classes, a split name that
   cannot be a folder) raises :class:`SoiInputError` at the first batch, never an empty trace.
-- The public ``soi_mlflow.TraceRecorder`` (``analysis/after_training.py``) is this class
-  plus the run's analysis when :meth:`close` ends training well, as ``soi-mlflow analyze
-  --run-id`` does; this layer only offers the hook (:meth:`_after_close`).
+- ``soi_mlflow.TraceRecorder`` is this class. When :meth:`close` ends training well it
+  analyses the run as ``soi-mlflow analyze --run-id`` does (``analyze=False``: not); the
+  analysis lives a layer up (``analysis/after_training.py``), so this layer runs the steps
+  the package registered in ``tracking/after_close.py``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking import after_close
 from soi_mlflow.tracking.batch import batch_rows
 from soi_mlflow.tracking.epoch_writer import epoch_rows, gather, put_trace, split_metrics
 from soi_mlflow.tracking.health import HEARTBEAT_TAG, end_status
@@ -103,6 +105,25 @@ class TraceRecorder(ShardedEpochs):
             (True), rank 0 gathers and writes (False), or shards once an epoch has more
             than :data:`~soi_mlflow.tracking.shards.SHARD_ROWS` rows on all ranks (None).
             Either way each example has one row per epoch and rank 0 logs the metrics.
+        analyze: when :meth:`close` ends training well (FINISHED), analyse the run as
+            ``soi-mlflow analyze --run-id`` does (SOI metrics, tables, the data map
+            ``html/datamap_<split>.html``, the run's "Analysis" section), on the process
+            that owns the run; the outcome is then in :attr:`analysis`. A failed analysis
+            is one warning line on stderr: the run stays FINISHED.
+
+    Raises:
+        SoiInputError: a bad ``capture``, ``members`` or ``label_names`` here; bad rows
+            (no ids, lengths that differ, labels outside the classes, a split name that
+            cannot be a folder) at the first :meth:`add`.
+
+    Example::
+
+        with mlflow.start_run(), TraceRecorder(label_names=["neg", "pos"]) as rec:
+            for epoch in range(3):
+                for batch in loader:
+                    rec.add("train", batch["example_id"], model(batch), batch["labels"])
+                rec.end_epoch()
+        rec.analysis.analysed  # ["train"]
     """
 
     def __init__(
@@ -122,6 +143,7 @@ class TraceRecorder(ShardedEpochs):
         margin: bool = True,
         resume: bool = False,
         shards: bool | None = None,
+        analyze: bool = True,
     ) -> None:
         if capture not in CAPTURE_MODES:
             raise SoiInputError(
@@ -140,6 +162,8 @@ class TraceRecorder(ShardedEpochs):
         self._epoch = start_epoch
         self._batches = 0
         self.last_metrics: dict[str, float] = {}
+        self.analyze = analyze
+        self.analysis: Any = None  # the AnalysisOutcome once close() analysed the run
         self._rank, self._world = dist_rank_world()
         self._run_id = run_id
         self._tracking_uri = tracking_uri
@@ -343,8 +367,8 @@ class TraceRecorder(ShardedEpochs):
         ``exception`` calls for (``soi.end_reason`` tag: its type and message). Rows added
         since the last :meth:`end_epoch` are discarded: an unfinished epoch is not a trace.
         If the tracking server still does not answer, everything stays in the spool and
-        stderr names the incomplete run and ``soi-mlflow sync``. Then
-        :meth:`_after_close`."""
+        stderr names the incomplete run and ``soi-mlflow sync``. Then, on the process that
+        owns the run and with ``analyze``, the registered after-close steps (the analysis)."""
         if self._closed:
             return
         if status is None:
@@ -358,11 +382,9 @@ class TraceRecorder(ShardedEpochs):
                 self._executor.shutdown(wait=True)
                 self._executor = None
             self._finish_ranks(status, exception)
-        if self._spool is not None and self._rank == 0:  # the run's owner
-            self._after_close(status)
-
-    def _after_close(self, status: str) -> None:
-        """What a layer above does once the run is closed (the analysis); nothing here."""
+        if self.analyze and self._spool is not None and self._rank == 0:  # the run's owner
+            for step in after_close.steps():
+                step(self, status)
 
     def _finish(self, status: str, exception: BaseException | None) -> None:
         """The last round of sending, with the run's end if this recorder started it."""

@@ -13,9 +13,10 @@ from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.health import (
     check_experiment_name,
 )
+from soi_mlflow.tracking.names import BUILTIN_SPLITS
 from soi_mlflow.tracking.trace_format import CAPTURE_MODES
 
-EXAMPLE_SPLITS = ("train", "validation", "test", "ood")
+EXAMPLE_SPLITS = BUILTIN_SPLITS  # the splits a training logs the examples of
 
 
 @dataclass

@@ -17,6 +17,7 @@ from typing import Any
 
 from soi_mlflow.common import process_state
 from soi_mlflow.data.mixture import Mixture
+from soi_mlflow.errors import first_line
 from soi_mlflow.tracking.health import (
     sigterm_raises,
 )
@@ -118,7 +119,7 @@ def _log_weights(
             except Exception as exc:  # an outage must not fail a finished training
                 print(
                     f"soi-mlflow: run {run.run_id}: the MLflow Model was not logged "
-                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); its weights "
+                    f"({first_line(exc, 200)}); its weights "
                     "go to the run's checkpoint/ through the spool instead",
                     file=sys.stderr,
                 )

@@ -21,7 +21,7 @@ import pandas as pd
 from soi_mlflow.analysis.duck.limits import Limits
 from soi_mlflow.analysis.matrix import MIN_OBSERVED
 from soi_mlflow.analysis.soi import Taxonomy, get_taxonomy
-from soi_mlflow.errors import SoiInputError
+from soi_mlflow.errors import SoiInputError, first_line
 
 ENGINES = ("auto", "memory", "duckdb")
 # TraceMatrix.from_files holds every epoch's ids, gold, pred and p_gold (20 B a row), then
@@ -134,14 +134,9 @@ def duckdb_soi_table(
     except duckdb.OutOfMemoryException as exc:
         raise SoiInputError(
             f"run {run_id}, split {split!r}: DuckDB ran out of memory or spill space "
-            f"({_first_line(exc)}); raise --memory-limit or --spill-limit"
+            f"({first_line(exc)}); raise --memory-limit or --spill-limit"
         ) from None
     except duckdb.Error as exc:
         raise SoiInputError(
-            f"run {run_id}: trace files of split {split!r} cannot be read: {_first_line(exc)}"
+            f"run {run_id}: trace files of split {split!r} cannot be read: {first_line(exc)}"
         ) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:300] if lines else type(exc).__name__
