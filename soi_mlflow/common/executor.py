@@ -30,7 +30,6 @@ from soi_mlflow.common.executor_base import (  # the shared names, imported from
     failed,
     finished_line,
     progress,
-
 )
 from soi_mlflow.common.executor_ray import RayExecutor
 from soi_mlflow.errors import SoiInputError, first_line
