@@ -27,7 +27,7 @@ from soi_mlflow.data.mixture import Mixture, MixtureSpec
 from soi_mlflow.lightning import TraceCallback
 from soi_mlflow.model.encoder import build_tiny
 from soi_mlflow.model.module import MultiTaskClassifier
-from soi_mlflow.tracking.run import RunHandle
+from soi_mlflow.tracking.run_open import open_run
 from soi_mlflow.training import mixture_trace_callback
 
 MEMBERS = ("books", "movies", "electronics")
@@ -71,7 +71,7 @@ def one_run(
                 mixture,
                 [split for split, _ in data.eval_keys],
                 trace_train=capture == "train_pass",
-                run_id=lambda: RunHandle.open(uri, "bench", "traced", {}).run_id,
+                run_id=lambda: open_run(uri, experiment="bench", run_name="traced"),
                 tracking_uri=uri,
             )
         )

@@ -38,6 +38,8 @@ from soi_mlflow.common.renamed import Default, take_renamed
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.names import split_names
 from soi_mlflow.tracking.recorder import TraceRecorder
+from soi_mlflow.tracking.run import RunHandle
+from soi_mlflow.tracking.run_open import open_run
 from soi_mlflow.tracking.trace_rows import dist_rank_world
 
 SOURCE = "transformers"
@@ -157,40 +159,29 @@ class TraceCallback(TrainerCallback):
         self._training = False
         self._train_rows = 0
         self._unlabelled: set[str] = set()
-        self._started_run = False
-        self._client_run = False  # the run was opened through a client, not as active run
+        self._run: RunHandle | None = None  # the run, once opened; ended here if created
         self._checked_first_step = False
         self._model: Any = None
 
     # -- the run and its recorders -------------------------------------------------------
-    def _resolve_run(self) -> str:
+    def _resolve_run(self) -> RunHandle:
         """The given run, else the active run (the one MLflowCallback opened), else a new
         active run, which MLflowCallback then also logs into and this callback ends.
 
         With a ``tracking_uri`` other than MLflow's current one, the new run is opened in
         that store through a client (MLflow's global URI is never changed) and ended here;
-        transformers' MLflowCallback, if on, keeps logging to its own store."""
-        if self.run_id is None:
-            import mlflow
-
-            fluent = mlflow.get_tracking_uri()
-            active = mlflow.active_run()
-            if self.tracking_uri and self.tracking_uri != fluent:
-                from mlflow import MlflowClient
-
-                from soi_mlflow.tracking.run import create_run
-
-                self.run_id = create_run(MlflowClient(self.tracking_uri), prefix="trainer")
-                self._started_run = True
-                self._client_run = True
-                return self.run_id
-            if active is None:
-                from soi_mlflow.tracking.run import fresh_run_name
-
-                active = mlflow.start_run(run_name=fresh_run_name("trainer"))
-                self._started_run = True
-            self.run_id = active.info.run_id
-        return self.run_id
+        transformers' MLflowCallback, if on, keeps logging to its own store. Opened once
+        (:func:`~soi_mlflow.tracking.run_open.open_run`) and handed to every recorder."""
+        if self._run is None:
+            self._run = open_run(
+                self.tracking_uri,
+                run_id=self.run_id,
+                adopt="integration",
+                start_active=True,
+                prefix="trainer",
+            )
+            self.run_id = self._run.run_id
+        return self._run
 
     def _recorder(self, model: Any = None) -> TraceRecorder:
         if self.label_names is None and model is not None:
@@ -221,11 +212,12 @@ class TraceCallback(TrainerCallback):
             return
         self._checked_first_step = True
         if self._train_rows == 0:
-            self.abort()
-            raise SoiInputError(
+            error = SoiInputError(
                 "TraceCallback saw no training batch: train with TracingTrainer (or a Trainer "
                 "subclass with soi_mlflow.transformers.TraceMixin) so that it gets the logits"
             )
+            self.abort(error)
+            raise error
 
     def on_epoch_end(self, args, state, control, **kwargs) -> None:
         if self._train is not None:
@@ -236,32 +228,25 @@ class TraceCallback(TrainerCallback):
         """Flush every trace; end the run if this callback started it."""
         self._finish("FINISHED")
 
-    def abort(self) -> None:
+    def abort(self, exception: BaseException | None = None) -> None:
         """Training stops on an error: keep the finished epochs, end a run we started as
-        FAILED (a Trainer calls no callback when its loop raises)."""
+        FAILED, with the reason in ``soi.end_reason`` (a Trainer calls no callback when
+        its loop raises)."""
         with contextlib.suppress(Exception):  # the error being raised matters more
-            self._finish("FAILED")
+            self._finish("FAILED", exception)
 
-    def _finish(self, status: str) -> None:
+    def _finish(self, status: str, exception: BaseException | None = None) -> None:
         self._training = False
         eval_rec, self._eval = self._eval, None
         train_rec, self._train = self._train, None
+        run, self._run = self._run, None
         try:
             for rec in (eval_rec, train_rec):
                 if rec is not None:
-                    rec.close(status)
+                    rec.close(status, exception)
         finally:
-            if self._started_run and self._client_run:
-                from mlflow import MlflowClient
-
-                MlflowClient(self.tracking_uri).set_terminated(self.run_id, status)
-            elif self._started_run:
-                import mlflow
-
-                active = mlflow.active_run()
-                if active is not None and active.info.run_id == self.run_id:
-                    mlflow.end_run(status)
-            self._started_run = self._client_run = False
+            if run is not None and run.created:  # the one way runs end
+                run.end(exception, status=status)
         if self.analyze and status == "FINISHED" and train_rec is not None:
             self._analyze(train_rec)
 
@@ -392,10 +377,10 @@ class TraceMixin:
         started is marked FAILED."""
         try:
             return super().train(*args, **kwargs)
-        except BaseException:
+        except BaseException as exc:
             cb = self._soi_callback()
             if cb is not None:
-                cb.abort()
+                cb.abort(exc)
             raise
 
     def _set_signature_columns_if_needed(self) -> None:

@@ -9,7 +9,13 @@ from mlflow import MlflowClient
 from soi_mlflow.errors import SoiInputError, first_line
 from soi_mlflow.tracking.health import check_run_id
 from soi_mlflow.tracking.local import run_folder, run_folder_name
-from soi_mlflow.tracking.run import create_run, log_metric_batch, metric_safe
+from soi_mlflow.tracking.run import log_metric_batch, metric_safe
+from soi_mlflow.tracking.run_open import open_run
+
+
+def create_run(client: MlflowClient, experiment: str) -> str:
+    """A new run of ``client``'s store in ``experiment``, opened the one way runs open."""
+    return open_run(client.tracking_uri, adopt="new", experiment=experiment).run_id
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from tracehelp import small_config
 
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.local import checkpoint_path
-from soi_mlflow.tracking.run import RunHandle
+from soi_mlflow.tracking.run_open import open_run
 from soi_mlflow.training import TrainConfig, preflight, run_params, run_tags
 
 
@@ -73,7 +73,7 @@ def test_run_params_and_key_follow_the_table() -> None:
 def _interrupted_run(uri: str, config: TrainConfig) -> str:
     """A RUNNING run opened and logged as ``train`` opens one, with a resume checkpoint
     file in its local folder (``preflight`` only checks that the file is there)."""
-    run = RunHandle.open(uri, "resume-tests", "r", run_tags(config))
+    run = open_run(uri, experiment="resume-tests", run_name="r", tags=run_tags(config))
     run.log_params(run_params(config))
     ckpt = checkpoint_path(run.run_id)
     ckpt.parent.mkdir(parents=True)

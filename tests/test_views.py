@@ -104,7 +104,7 @@ def test_budget_gives_each_view_the_seeds_it_pays_for(store) -> None:
 
 
 def test_views_at_one_budget_compare_over_their_own_seeds(store) -> None:
-    from soi_mlflow.tracking.run import RunHandle
+    from soi_mlflow.tracking.run_open import open_run
 
     seeds = {"transfer": 3, "affinity": 9, "curves": 2}
     values = _values(seeds)
@@ -117,7 +117,7 @@ def test_views_at_one_budget_compare_over_their_own_seeds(store) -> None:
     assert agree.loc[("transfer", "curves"), "high"] < -0.8
     sig = out["significance"].set_index("view")["seeds"]
     assert sig.groupby(level=0).max().to_dict() == seeds
-    parent = RunHandle.open(store, "views-test", "views", {})
+    parent = open_run(store, experiment="views-test", run_name="views")
     compute = pd.DataFrame(
         [
             {

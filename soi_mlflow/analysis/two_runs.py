@@ -21,7 +21,9 @@ from soi_mlflow.analysis.soi import Taxonomy, get_taxonomy
 from soi_mlflow.analysis.transition_tables import transition_matrix
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.artifacts import log_figures, log_table
-from soi_mlflow.tracking.run import log_metric_batch, metric_safe, resolve_tracking_uri
+from soi_mlflow.tracking.run import RunHandle, log_metric_batch, metric_safe
+from soi_mlflow.tracking.run_open import open_run
+from soi_mlflow.tracking.store import resolve_tracking_uri
 
 INTO = ("new", "b")
 
@@ -90,13 +92,16 @@ def compare_runs(
         )
     if into == "b":
         return _log(client, run_b, "b", a, b, label_a, label_b, counts, split, tax, thresholds)
-    target = _new_run(client, run_a, runs["run_b"], label_a, label_b, split)
+    target = _new_run(uri, run_a, runs["run_b"], label_a, label_b, split)
     try:
-        out = _log(client, target, "new", a, b, label_a, label_b, counts, split, tax, thresholds)
-    except BaseException:
-        client.set_terminated(target, "FAILED")
+        out = _log(
+            target.client, target.run_id, "new", a, b, label_a, label_b, counts, split, tax,
+            thresholds,
+        )
+    except BaseException as exc:
+        target.end(exc)  # FAILED or KILLED, with the reason in soi.end_reason
         raise
-    client.set_terminated(target, "FINISHED")
+    target.end()
     return out
 
 
@@ -153,7 +158,9 @@ def _log(
     return RunComparison(target, counts, coverage, a, b, by_member)
 
 
-def _new_run(client: Any, run_a: str, run_b: Any, label_a: str, label_b: str, split: str) -> str:
+def _new_run(
+    uri: str, run_a: str, run_b: Any, label_a: str, label_b: str, split: str
+) -> RunHandle:
     """A comparison run in run B's experiment, pointing at both runs."""
     tags = {
         "mlflow.runName": f"compare {label_a} -> {label_b} ({split})",
@@ -164,5 +171,10 @@ def _new_run(client: Any, run_a: str, run_b: Any, label_a: str, label_b: str, sp
         "soi.compare.run_a": run_a,
         "soi.compare.run_b": run_b.info.run_id,
     }
-    name = tags["mlflow.runName"]  # given, so MLflow draws no random name
-    return client.create_run(run_b.info.experiment_id, run_name=name, tags=tags).info.run_id
+    return open_run(
+        uri,
+        adopt="new",
+        experiment_id=run_b.info.experiment_id,
+        run_name=tags["mlflow.runName"],
+        tags=tags,
+    )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from soi_mlflow.cli.show import print_comparison, print_study_table
 from soi_mlflow.common import console
 from soi_mlflow.common.executor import ExecutorSettings, check_executor
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.store import TRACKING_URI_HELP
 
 if TYPE_CHECKING:
     from soi_mlflow.analysis.duck.engine import Engine
@@ -34,8 +35,7 @@ class AnalyzeSettings(ExecutorSettings):
     """a registered SOI taxonomy"""
     aggregate: Literal["majority", "pairs"] = "majority"
     """how seeds combine in transitions"""
-    tracking_uri: str | None = None
-    """MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"""
+    tracking_uri: str | None = field(default=None, metadata={"help": TRACKING_URI_HELP})
     engine: Literal["auto", "memory", "duckdb"] = "auto"
     """read traces in memory, or with DuckDB out of core; auto: DuckDB when a run's traces
     would take over half of --memory-limit in memory"""

@@ -4,13 +4,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from soi_mlflow.cli.options import resolved_yaml
 from soi_mlflow.cli.runs import for_cli
 from soi_mlflow.cli.show import on_screen, print_comparison, print_study_table
 from soi_mlflow.common import console
+from soi_mlflow.tracking.store import TRACKING_URI_HELP
 
 
 @dataclass
@@ -23,8 +24,7 @@ class DemoSettings:
     """seeds per setting"""
     experiment: str = "soi-demo"
     """MLflow experiment name"""
-    tracking_uri: str | None = None
-    """MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"""
+    tracking_uri: str | None = field(default=None, metadata={"help": TRACKING_URI_HELP})
 
 
 def log_study_config(command: str, run_id: str, config: Any, settings: Any) -> None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from soi_mlflow.errors import SoiInputError, first_line
 from soi_mlflow.tracking.artifacts import quiet_downloads
 from soi_mlflow.tracking.search import quote_value
+from soi_mlflow.tracking.store import client_for
 
 MODEL_NAME = "model"  # runs:/<run_id>/model
 CHECKPOINT_ARTIFACT = "checkpoint"
@@ -146,16 +147,15 @@ def log_model(
     """Log ``checkpoint`` as the run's MLflow Model; register it as ``register_as`` if given.
     ``step`` (the last epoch) picks the run's metrics MLflow links to the model.
 
-    Everything goes through ``MlflowClient(tracking_uri)``: the model is saved locally with
+    Everything goes through the store's one ``MlflowClient``: the model is saved locally with
     ``mlflow.pyfunc.save_model`` and uploaded as a logged model of the run's experiment.
     ``mlflow.pyfunc.log_model``/``Model.log`` would read MLflow's global tracking URI, and
     setting that for a block unsets ``MLFLOW_TRACKING_URI`` on exit (STACK-NOTES)."""
     import mlflow
-    from mlflow import MlflowClient
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus
     from mlflow.models import Model
 
-    client = MlflowClient(tracking_uri)
+    client = client_for(tracking_uri)  # the store's one client, the run's own
     run = client.get_run(run_id)
     logged = client.create_logged_model(
         run.info.experiment_id,

@@ -13,8 +13,7 @@ from soi_mlflow.tracking import tags
 from soi_mlflow.tracking.health import sigterm_raises
 from soi_mlflow.tracking.links import md_escape, set_description_section
 from soi_mlflow.tracking.run import RunHandle, soi_tags
-from soi_mlflow.tracking.run_end import end_run
-from soi_mlflow.tracking.spool import Spool
+from soi_mlflow.tracking.run_open import open_run
 from soi_mlflow.training import TrainConfig, run_params
 
 STUDY_NOTES = {
@@ -53,15 +52,13 @@ def reopen_parent(base: TrainConfig, study: str, run_id: str, params: Mapping[st
     """The parent run ``run_id`` of an earlier ``study``, RUNNING again: refused, before
     it is reopened, when it is no parent of this kind of study or was started with other
     study params (which children it needs)."""
-    from mlflow import MlflowClient
-
     from soi_mlflow.errors import SoiInputError
     from soi_mlflow.tracking.health import check_tracking, get_run
-    from soi_mlflow.tracking.run import resolve_tracking_uri
+    from soi_mlflow.tracking.store import client_for, resolve_tracking_uri
 
     uri = resolve_tracking_uri(base.tracking_uri)
     check_tracking(uri)
-    run = get_run(MlflowClient(uri), run_id, uri, "resume (the study's parent run id)")
+    run = get_run(client_for(uri), run_id, uri, "resume (the study's parent run id)")
     kind = run.data.tags.get(tags.STUDY)
     if kind != study:
         raise SoiInputError(
@@ -79,7 +76,7 @@ def reopen_parent(base: TrainConfig, study: str, run_id: str, params: Mapping[st
             f"resume: run {run_id} was started with other study settings: {', '.join(differ)}; "
             "resume with the same settings, or start a new study"
         )
-    return RunHandle.attach(uri, run_id)
+    return open_run(uri, run_id=run_id, resume=True, owned=True, what="resume run id")
 
 
 @contextmanager
@@ -104,12 +101,12 @@ def study_parent(
     if resume:
         parent = reopen_parent(base, study, resume, params)
     else:
-        parent = RunHandle.open(
+        parent = open_run(
             base.tracking_uri,
-            base.experiment,
-            base.run_name or name,
-            soi_tags(study=study, axis=base.mixture.axis, **tags),
-            base.parent_run_id,
+            experiment=base.experiment,
+            run_name=base.run_name or name,
+            tags=soi_tags(study=study, axis=base.mixture.axis, **tags),
+            parent_run_id=base.parent_run_id,
         )
     start = time.perf_counter()
     try:
@@ -121,8 +118,8 @@ def study_parent(
             set_description_section(parent.client, parent.run_id, None, study_note(study, base))
             yield parent
     except BaseException as exc:
-        end_run(parent.client, parent.tracking_uri, parent.run_id, exc, parent.created)
+        parent.end(exc)
         raise
     wall = {"compute/wall_seconds": time.perf_counter() - start}
-    Spool(parent.run_id, parent.tracking_uri).put_metrics(wall, step=0, heartbeat=False)
-    end_run(parent.client, parent.tracking_uri, parent.run_id, None, parent.created)
+    parent.spool.put_metrics(wall, step=0, heartbeat=False)
+    parent.end()

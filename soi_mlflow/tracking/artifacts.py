@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from soi_mlflow.tracking.local import run_folder_name, soi_home
-from soi_mlflow.tracking.run import resolve_tracking_uri
+from soi_mlflow.tracking.store import client_for, resolve_tracking_uri
 
 _DONE = ".complete"
 PREVIEW_ROWS = 2_000  # tables up to this size also get a copy the artifact viewer shows
@@ -36,16 +36,15 @@ class ArtifactCache:
     def __init__(
         self, tracking_uri: str | None = None, root: Path | None = None, client: Any = None
     ) -> None:
-        """``client`` (default an ``MlflowClient`` of the store) needs only ``get_run``,
-        ``list_artifacts`` and ``download_artifacts``; the server app passes its own."""
-        from mlflow import MlflowClient
-
+        """``client`` (default the store's one ``MlflowClient``, ``store.client_for``) needs
+        only ``get_run``, ``list_artifacts`` and ``download_artifacts``; the server app
+        passes its own."""
         from soi_mlflow.tracking.health import check_tracking
 
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         if client is None:
             check_tracking(self.tracking_uri)  # a dead server fails in seconds, naming the URI
-        self.client = client if client is not None else MlflowClient(self.tracking_uri)
+        self.client = client if client is not None else client_for(self.tracking_uri)
         key = hashlib.blake2b(self.tracking_uri.encode(), digest_size=8).hexdigest()
         self.root = (root or soi_home() / "artifacts") / key
         self.downloads = 0  # files fetched from the store by this object (for tests)

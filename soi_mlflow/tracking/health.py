@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from soi_mlflow.errors import SoiInputError, first_line
+from soi_mlflow.tracking.store import client_for
 from soi_mlflow.tracking.tags import END_REASON, HEARTBEAT
 
 # MLflow's defaults (7 retries, backoff factor 2, 120 s timeout) wait ~4 minutes on a dead
@@ -179,11 +180,10 @@ def _check_folder(folder: Path, uri: str) -> None:
 
 def _api_call(uri: str) -> None:
     """One cheap read through MLflow itself (creates a fresh SQLite store's tables)."""
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     try:
-        MlflowClient(uri).search_experiments(max_results=1)
+        client_for(uri).search_experiments(max_results=1)
     except MlflowException as exc:
         raise TrackingUnavailable(
             f"tracking store {uri} refused a request: {first_line(exc)}. Check the URI, "

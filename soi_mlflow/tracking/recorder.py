@@ -60,6 +60,7 @@ from soi_mlflow.tracking.names import (
 from soi_mlflow.tracking.recorder_shards import ShardedEpochs
 from soi_mlflow.tracking.run import RunHandle
 from soi_mlflow.tracking.run_end import report_incomplete
+from soi_mlflow.tracking.run_open import open_run
 from soi_mlflow.tracking.spool import SendResult, Spool
 from soi_mlflow.tracking.spool_writer import SpoolWriter, retry_interval
 from soi_mlflow.tracking.trace_format import CAPTURE_MODES, SCHEMA_VERSION
@@ -83,8 +84,13 @@ class TraceRecorder(ShardedEpochs):
     Args:
         run_id: the run to write into; default the active MLflow run, else
             ``MLFLOW_RUN_ID`` (both only in MLflow's current store), else a new run that
-            :meth:`close` ends (:meth:`~soi_mlflow.tracking.run.RunHandle.traced`).
-        tracking_uri: default MLflow's current tracking URI.
+            :meth:`close` ends (:func:`~soi_mlflow.tracking.run_open.open_run`). Or a
+            run already open (a :class:`~soi_mlflow.tracking.run.RunHandle`, as the
+            built-in trainer and the adapters hand theirs down): its client and spool are
+            used, and its opener ends it.
+        tracking_uri: default ``$MLFLOW_TRACKING_URI``, which ``mlflow.set_tracking_uri``
+            also sets, else ``sqlite:///mlflow.db``
+            (:func:`~soi_mlflow.tracking.store.resolve_tracking_uri`).
         label_names: class names of one task (a list) or of several (``{task: [...]}``);
             default ``"0".."C-1"`` of one task, from the logits' width.
         capture: how the ``train`` split is captured: ``train_pass`` (the training step's
@@ -128,7 +134,7 @@ class TraceRecorder(ShardedEpochs):
 
     def __init__(
         self,
-        run_id: str | None = None,
+        run_id: str | RunHandle | None = None,
         *,
         tracking_uri: str | None = None,
         label_names: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
@@ -165,8 +171,9 @@ class TraceRecorder(ShardedEpochs):
         self.analyze = analyze
         self.analysis: Any = None  # the AnalysisOutcome once close() analysed the run
         self._rank, self._world = dist_rank_world()
-        self._run_id = run_id
-        self._tracking_uri = tracking_uri
+        self._run: RunHandle | None = run_id if isinstance(run_id, RunHandle) else None
+        self._run_id = run_id.run_id if isinstance(run_id, RunHandle) else run_id
+        self._tracking_uri = run_id.tracking_uri if self._run is not None else tracking_uri
         self._client: Any = None
         self._started_run = False
         self._executor: SpoolWriter | None = None
@@ -199,9 +206,17 @@ class TraceRecorder(ShardedEpochs):
 
     def _open_run(self) -> None:
         retry_s = retry_interval()  # a bad $SOI_MLFLOW_SPOOL_RETRY_S before any run opens
-        run = RunHandle.traced(self._tracking_uri, self._run_id, self._experiment, self._resume)
+        run = self._run
+        if run is None:  # a run handed down is its opener's to end; one opened here, ours
+            run = self._run = open_run(
+                self._tracking_uri,
+                run_id=self._run_id,
+                resume=self._resume,
+                adopt="integration",
+                experiment=self._experiment,
+            )
+            self._started_run = run.created  # a run this recorder created or reopened
         self._client, self._run_id, self._tracking_uri = run.client, run.run_id, run.tracking_uri
-        self._started_run = run.created  # a run this recorder created or reopened: it ends it
         if self._resume:
             count = int(self._client.get_run(self._run_id).data.tags.get("soi.resumed") or 0)
             self.extra_tags["soi.resumed"] = str(count + 1)
@@ -214,7 +229,7 @@ class TraceRecorder(ShardedEpochs):
             tags["soi.axis"] = self.axis
         tags[HEARTBEAT_TAG] = str(int(time.time()))
         run.set_tags(tags | self.extra_tags)
-        self._spool = Spool(self._run_id, self._tracking_uri)
+        self._spool = run.spool
         # one writer thread; it also sends again on a timer while entries wait
         self._executor = SpoolWriter(self._send, lambda: self.unsent.pending > 0, retry_s)
         self._submit(self._send)  # a resumed run may have entries waiting from before
@@ -388,13 +403,11 @@ class TraceRecorder(ShardedEpochs):
 
     def _finish(self, status: str, exception: BaseException | None) -> None:
         """The last round of sending, with the run's end if this recorder started it."""
-        from soi_mlflow.tracking.health import end_reason
-
         if self._spool is None:
             return
-        if self._started_run:
-            reason = end_reason(exception) if exception is not None else None
-            self._spool.put_end(status, reason)
+        if self._started_run and self._run is not None:  # the one way runs end
+            self.unsent = self._run.end(exception, status=status)
+            return
         self.unsent = self._spool.send(self._client)
         report_incomplete(self._run_id, self._tracking_uri, self.unsent)
 

@@ -12,6 +12,7 @@ from soi_mlflow.tracking.epoch_writer import sharded_epoch
 from soi_mlflow.tracking.shards import broadcast_text, choose_shards, wait_for_shards
 from soi_mlflow.tracking.spool import Spool
 from soi_mlflow.tracking.spool_writer import SpoolWriter
+from soi_mlflow.tracking.store import client_for
 
 Rows = dict[str, np.ndarray]
 
@@ -70,10 +71,8 @@ class ShardedEpochs:
         self._joined = True
         run_id, uri = broadcast_text(self._run_id), broadcast_text(self._tracking_uri)
         if self._rank != 0:
-            from mlflow import MlflowClient
-
             self._run_id, self._tracking_uri = run_id, uri
-            self._client = MlflowClient(uri)
+            self._client = client_for(uri)
             self._spool = Spool(run_id, uri)
             self._executor = SpoolWriter(self._send, lambda: self.unsent.pending > 0)
 

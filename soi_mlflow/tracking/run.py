@@ -1,12 +1,14 @@
-"""MLflow run conventions (docs/design.md): opening the run, tags, params, inputs, artifacts.
+"""MLflow run conventions (docs/design.md): the open run (:class:`RunHandle`), tags,
+params, inputs, metric names, experiments and run names.
 
 Everything goes through ``MlflowClient`` with an explicit run id (no fluent active run),
 so it works the same against SQLite, an ``http://`` server and inside ``mlflow run``.
+Runs are opened by ``run_open.open_run`` and ended by :meth:`RunHandle.end`.
 """
 
 from __future__ import annotations
 
-import os
+import contextlib
 import re
 import time
 import warnings
@@ -16,17 +18,30 @@ from pathlib import Path
 from typing import Any
 
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.health import end_status
 from soi_mlflow.tracking.links import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+from soi_mlflow.tracking.run_end import end_run
+from soi_mlflow.tracking.spool import SendResult, Spool
+
+# the tracking URI's rule lives in store.py; importers of this module keep finding it here
+from soi_mlflow.tracking.store import DEFAULT_TRACKING_URI, resolve_tracking_uri
 from soi_mlflow.tracking.tags import PREFIX
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+__all__ = [
+    "DEFAULT_EXPERIMENT",
+    "DEFAULT_TRACKING_URI",
+    "TAG_PREFIX",
+    "RunHandle",
+    "ensure_experiment",
+    "fresh_run_name",
+    "log_metric_batch",
+    "metric_safe",
+    "resolve_tracking_uri",
+    "soi_tags",
+]
+
 DEFAULT_EXPERIMENT = "soi-mlflow"
 TAG_PREFIX = PREFIX  # tracking/tags.py
-
-
-def resolve_tracking_uri(uri: str | None) -> str:
-    """The flag, else ``MLFLOW_TRACKING_URI``, else a SQLite file in the working directory."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
 def soi_tags(**values: Any) -> dict[str, str]:
@@ -43,109 +58,49 @@ def soi_tags(**values: Any) -> dict[str, str]:
 
 @dataclass
 class RunHandle:
-    """An open MLflow run: the client, the run id, and whether this process created it
-    (then it ends it, through :func:`soi_mlflow.tracking.run_end.end_run`)."""
+    """An open MLflow run, made once per run by
+    :func:`~soi_mlflow.tracking.run_open.open_run` and handed down to whoever writes into
+    it (the trace recorder, the trainer, the adapters, the analyses): the store's tracking
+    URI and its one client, the run id, and the run's spool. ``created``: this process
+    opened (or reopened) the run, so it ends it, through :meth:`end`; ``fluent``: the run
+    is MLflow's active run, started for MLflow's own integrations to log into."""
 
     client: Any
     run_id: str
     experiment_id: str
     tracking_uri: str
     created: bool
+    fluent: bool = False
 
-    @classmethod
-    def open(
-        cls,
-        tracking_uri: str | None,
-        experiment: str | None,
-        run_name: str | None,
-        tags: Mapping[str, str],
-        parent_run_id: str | None = None,
-        experiment_id: str | None = None,
-    ) -> RunHandle:
-        """Attach to ``MLFLOW_RUN_ID`` (under ``mlflow run``) or create a new run.
+    @property
+    def spool(self) -> Spool:
+        """The run's upload spool (``tracking/spool.py``): files and metrics wait there
+        until the store has them."""
+        return Spool(self.run_id, self.tracking_uri)
 
-        A child run (``parent_run_id`` given) is always a new run, in the parent's
-        experiment unless ``experiment_id`` says otherwise."""
-        from mlflow import MlflowClient
-
-        from soi_mlflow.tracking.health import check_tracking, get_run
-
-        uri = resolve_tracking_uri(tracking_uri)
-        check_tracking(uri)  # seconds, not MLflow's minutes of retries, on a dead server
-        client = MlflowClient(uri)
-        all_tags = dict(tags)
-        parent = get_run(client, parent_run_id, uri, "parent run id") if parent_run_id else None
-        if parent is not None:
-            all_tags["mlflow.parentRunId"] = parent.info.run_id
-        env_run = os.environ.get("MLFLOW_RUN_ID") if not parent_run_id else None
-        if env_run:
-            run = get_run(client, env_run, uri, "MLFLOW_RUN_ID")
-            handle = cls(client, env_run, run.info.experiment_id, uri, created=False)
-            if run_name and not run.info.run_name:
-                all_tags["mlflow.runName"] = run_name
-            handle.set_tags(all_tags)
-            return handle
-        if experiment_id is None and parent is not None:
-            experiment_id = parent.info.experiment_id
-        if experiment_id is None:
-            experiment_id = ensure_experiment(client, experiment or DEFAULT_EXPERIMENT)
-        run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
-        return cls(client, run.info.run_id, experiment_id, uri, created=True)
-
-    @classmethod
-    def traced(
-        cls,
-        tracking_uri: str | None,
-        run_id: str | None = None,
-        experiment: str | None = None,
-        resume: bool = False,
-    ) -> RunHandle:
-        """The run a trace recorder writes into, as MLflow's own integrations pick it.
-
-        ``run_id`` if given (with ``resume``: RUNNING again if it had ended, and then
-        ``created``, so this process ends it); else, when ``tracking_uri`` is MLflow's
-        current URI (the default), MLflow's active run, else ``MLFLOW_RUN_ID`` (under
-        ``mlflow run``); else a new run (:func:`create_run`: in ``experiment``, else
-        ``MLFLOW_EXPERIMENT_NAME`` / ``MLFLOW_EXPERIMENT_ID``). MLflow's current URI and
-        active run are only read, never changed."""
-        import mlflow
-
-        from soi_mlflow.tracking.health import check_tracking, get_run
-
-        fluent = mlflow.get_tracking_uri()
-        uri = tracking_uri or fluent
-        check_tracking(uri)  # fail in seconds, not after MLflow's retries
-        client = mlflow.MlflowClient(uri)
-        what = "run id"
-        if run_id is None and uri == fluent:
-            active = mlflow.active_run()
-            if active is not None:
-                run_id = active.info.run_id
-            elif os.environ.get("MLFLOW_RUN_ID"):
-                run_id, what = os.environ["MLFLOW_RUN_ID"], "MLFLOW_RUN_ID"
-        if run_id is None:
-            run = _new_run(client, experiment, "traced")
-            return cls(client, run.info.run_id, run.info.experiment_id, uri, created=True)
-        run = get_run(client, run_id, uri, what)
-        created = resume and run.info.status != "RUNNING"
-        if created:
-            client.update_run(run.info.run_id, status="RUNNING")
-        return cls(client, run.info.run_id, run.info.experiment_id, uri, created)
-
-    @classmethod
-    def attach(cls, tracking_uri: str | None, run_id: str) -> RunHandle:
-        """Reopen ``run_id`` to resume it: RUNNING again, ended by ``run_end.end_run``."""
-        from mlflow import MlflowClient
-
-        from soi_mlflow.tracking.health import check_tracking, get_run
-
-        uri = resolve_tracking_uri(tracking_uri)
-        check_tracking(uri)
-        client = MlflowClient(uri)
-        run = get_run(client, run_id, uri, "resume run id")
-        if run.info.status != "RUNNING":
-            client.update_run(run_id, status="RUNNING")
-        return cls(client, run_id, run.info.experiment_id, uri, created=True)
+    def end(
+        self,
+        exc: BaseException | None = None,
+        *,
+        status: str | None = None,
+        terminate: bool | None = None,
+    ) -> SendResult:
+        """End the run the one way runs end (:func:`~soi_mlflow.tracking.run_end.end_run`):
+        through its spool, ``status`` (default: what ``exc`` calls for) with the reason in
+        ``soi.end_reason``, terminated unless not ``terminate`` (default: ``created``; a
+        run of ``mlflow run`` is MLflow's to end). A run started as MLflow's active run is
+        then taken off MLflow's stack. Never raises."""
+        done = end_run(
+            self.client,
+            self.tracking_uri,
+            self.run_id,
+            exc,
+            self.created if terminate is None else terminate,
+            status=status,
+        )
+        if self.fluent:
+            _end_active(self.run_id, status or end_status(exc))
+        return done
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag
@@ -235,22 +190,6 @@ def ensure_experiment(client: Any, name: str) -> str:
         return found.experiment_id
 
 
-def create_run(client: Any, experiment: str | None = None, prefix: str = "traced") -> str:
-    """A new run of ``client``'s store in ``experiment`` (else ``MLFLOW_EXPERIMENT_NAME``,
-    else ``MLFLOW_EXPERIMENT_ID``, else the default experiment), as MLflow's own
-    integrations pick it; MLflow's active run and global URI are not touched. Named by
-    :func:`fresh_run_name`."""
-    return _new_run(client, experiment, prefix).info.run_id
-
-
-def _new_run(client: Any, experiment: str | None, prefix: str) -> Any:
-    name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME")
-    experiment_id = (
-        ensure_experiment(client, name) if name else os.environ.get("MLFLOW_EXPERIMENT_ID", "0")
-    )
-    return client.create_run(experiment_id, run_name=fresh_run_name(prefix))
-
-
 def fresh_run_name(prefix: str) -> str:
     """``<prefix>-<date>-<time>-<4 hex digits>``: readable, unique, and drawn without the
     global ``random`` generator, which MLflow's own name generator (used when a run is
@@ -258,3 +197,14 @@ def fresh_run_name(prefix: str) -> str:
     import secrets
 
     return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def _end_active(run_id: str, status: str) -> None:
+    """Take ``run_id`` off MLflow's stack of active runs, if it is the active run (its end
+    is already in the store: MLflow only marks it ended once more)."""
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        with contextlib.suppress(Exception):  # the store may be away: the spool holds the end
+            mlflow.end_run(status)

@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.tracking.health import first_line
+from soi_mlflow.tracking.health import end_reason, end_status, first_line
 from soi_mlflow.tracking.spool import SendResult, Spool
 
 _reported: set[str] = set()  # run ids this process already called incomplete
@@ -21,25 +21,41 @@ _ended_later: set[str] = set()  # run ids whose end a caller spools after the re
 
 
 def end_run(
-    client: Any, uri: str, run_id: str, exc: BaseException | None, terminate: bool = True
+    client: Any,
+    uri: str,
+    run_id: str,
+    exc: BaseException | None,
+    terminate: bool = True,
+    *,
+    status: str | None = None,
 ) -> SendResult:
-    """End ``run_id`` through its spool, after anything still waiting there: the status
-    ``exc`` calls for (:func:`~soi_mlflow.tracking.health.end_status`: FINISHED, FAILED,
-    KILLED), the reason in the ``soi.end_reason`` tag, and, unless not ``terminate`` (a
-    run of ``mlflow run`` is MLflow's to end), the run terminated. The one way runs end:
-    training runs and study parents alike, so in an outage the end waits in the spool for
-    ``soi-mlflow sync``. Never raises; says so on stderr when the run could not be
-    completed."""
-    from soi_mlflow.tracking.health import end_reason, end_status
-
+    """End ``run_id`` through its spool, after anything still waiting there: ``status``,
+    by default the one ``exc`` calls for (:func:`~soi_mlflow.tracking.health.end_status`:
+    FINISHED, FAILED, KILLED), the reason in the ``soi.end_reason`` tag
+    (:func:`reason_for`), and, unless not ``terminate`` (a run of ``mlflow run`` is
+    MLflow's to end), the run terminated. The one way runs end: training runs, study
+    parents, the adapters' and the recorder's own runs and comparison runs alike (an open
+    run: :meth:`~soi_mlflow.tracking.run.RunHandle.end`), so in an outage the end waits
+    in the spool for ``soi-mlflow sync``. Never raises; says so on stderr when the run
+    could not be completed."""
+    status = status or end_status(exc)
     try:
         spool = Spool(run_id, uri)
-        spool.put_end(end_status(exc), end_reason(exc) if exc is not None else None, terminate)
+        spool.put_end(status, reason_for(status, exc), terminate)
         result = spool.send(client)
     except Exception as error:  # noqa: BLE001 - the original error matters more
         return SendResult(0, 1, first_line(error))
     report_incomplete(run_id, uri, result, final=True)
     return result
+
+
+def reason_for(status: str, exc: BaseException | None) -> str | None:
+    """The ``soi.end_reason`` of an end: none for FINISHED; the exception's type and first
+    line (``SIGTERM``, ``KeyboardInterrupt (Ctrl-C)``), else the status itself, for any
+    other end, so every FAILED or KILLED run says why as far as it is known."""
+    if exc is not None:
+        return end_reason(exc)
+    return None if status == "FINISHED" else f"{status} (no exception was given)"
 
 
 def end_follows(run_id: str) -> None:

@@ -42,6 +42,7 @@ from typing import Any
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.health import first_line, probe_http
 from soi_mlflow.tracking.local import run_folder, soi_home
+from soi_mlflow.tracking.store import client_for
 
 try:  # POSIX; elsewhere one process at a time is assumed
     import fcntl
@@ -191,9 +192,7 @@ class Spool:
             if probe_http(self.tracking_uri) is not None:
                 return SendResult(0, len(entries), f"{self.tracking_uri} does not answer")
             if client is None:
-                from mlflow import MlflowClient
-
-                client = MlflowClient(self.tracking_uri)
+                client = client_for(self.tracking_uri)
             for done, entry in enumerate(entries):
                 try:
                     self._send_one(client, entry)

@@ -14,6 +14,7 @@ from soi_mlflow.tracking.health import (
     check_experiment_name,
 )
 from soi_mlflow.tracking.names import BUILTIN_SPLITS
+from soi_mlflow.tracking.store import TRACKING_URI_HELP
 from soi_mlflow.tracking.trace_format import CAPTURE_MODES
 
 EXAMPLE_SPLITS = BUILTIN_SPLITS  # the splits a training logs the examples of
@@ -47,8 +48,7 @@ class TrainConfig:
     """share of the steps with a linear learning-rate warm-up"""
     experiment: str | None = None
     """MLflow experiment name (default soi-mlflow; under `mlflow run`, MLflow's)"""
-    tracking_uri: str | None = None
-    """MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"""
+    tracking_uri: str | None = field(default=None, metadata={"help": TRACKING_URI_HELP})
     run_name: str | None = None
     """MLflow run name (default: <setting>-<members>-seed<seed>)"""
     parent_run_id: str | None = None

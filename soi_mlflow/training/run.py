@@ -23,9 +23,10 @@ from soi_mlflow.tracking.health import (
 )
 from soi_mlflow.tracking.links import set_description_section, soi_pages_note
 from soi_mlflow.tracking.local import checkpoint_path, run_folder
-from soi_mlflow.tracking.run import RunHandle, resolve_tracking_uri
-from soi_mlflow.tracking.run_end import end_follows, end_run
-from soi_mlflow.tracking.spool import Spool
+from soi_mlflow.tracking.run import RunHandle
+from soi_mlflow.tracking.run_end import end_follows
+from soi_mlflow.tracking.run_open import open_run
+from soi_mlflow.tracking.store import resolve_tracking_uri
 from soi_mlflow.training.config import EXAMPLE_SPLITS, TrainConfig, TrainResult, validate_config
 from soi_mlflow.training.describe import default_run_name, run_tags, training_note
 from soi_mlflow.training.key import (
@@ -38,7 +39,7 @@ from soi_mlflow.training.store_checks import preflight
 def _log_examples(run: RunHandle, mixture: Mixture) -> None:
     """Example tables (``examples/<split>.parquet``, through the run's spool: the trace
     recorder sends them) and the data sets as run inputs."""
-    spool = Spool(run.run_id, run.tracking_uri)
+    spool = run.spool
     for split in EXAMPLE_SPLITS:
         if split == "ood" and not mixture.spec.ood:
             continue
@@ -100,7 +101,7 @@ def _log_weights(
     from soi_mlflow.model.checkpoint import save_checkpoint
     from soi_mlflow.model.mlflow_model import input_example, log_model
 
-    spool = Spool(run.run_id, run.tracking_uri)
+    spool = run.spool
     with tempfile.TemporaryDirectory(prefix="soi-ckpt-") as tmp:
         folder = save_checkpoint(module, tokenizer, mixture.tasks, Path(tmp) / "checkpoint")
         spool_checkpoint = config.log_checkpoint
@@ -143,7 +144,8 @@ def mixture_trace_callback(
 
     The same adapter users put on their own modules: batches carry member and task
     indices into the mixture's names, steps return each row's (padded) logits.
-    ``run_id`` may be a callable that opens the run when training starts.
+    ``run_id`` may be a callable that opens the run when training starts (returning its
+    :class:`RunHandle`, which the trace recorder then writes through).
     """
     from soi_mlflow.lightning import TraceCallback
 
@@ -199,13 +201,13 @@ def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
     )
     opened: list[RunHandle] = []  # the run, once rank 0 has opened it
 
-    def open_run() -> str:  # not called when resuming: the checkpoint names the run
-        run = RunHandle.open(
+    def open_training_run() -> RunHandle:  # not called when resuming: the checkpoint names it
+        run = open_run(
             config.tracking_uri,
-            config.experiment,
-            config.run_name or default_run_name(config),
-            run_tags(config),
-            config.parent_run_id,
+            experiment=config.experiment,
+            run_name=config.run_name or default_run_name(config),
+            tags=run_tags(config),
+            parent_run_id=config.parent_run_id,
         )
         opened.append(run)  # before anything else can fail: the run must be ended
         end_follows(run.run_id)  # end_run below reports the run if incomplete, not the recorder
@@ -214,13 +216,13 @@ def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
         note = f"{training_note(config)}\n\n{soi_pages_note(run.run_id)}"
         set_description_section(run.client, run.run_id, None, note)
         _log_examples(run, mixture)
-        return run.run_id
+        return run  # handed down: the trace recorder writes through its client and spool
 
     callback = mixture_trace_callback(
         mixture,
         [split for split, _ in data.eval_keys],
         trace_train=config.capture == "train_pass",
-        run_id=open_run,
+        run_id=open_training_run,
         tracking_uri=resolve_tracking_uri(config.tracking_uri),
         shards=config.trace_shards,
     )
@@ -261,8 +263,15 @@ def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
     )
     try:
         if config.resume is not None:
-            opened.append(RunHandle.attach(config.tracking_uri, config.resume))
-            end_follows(opened[-1].run_id)
+            resumed = open_run(
+                config.tracking_uri,
+                run_id=config.resume,
+                resume=True,
+                owned=True,  # RUNNING after a SIGKILL, or ended: this process ends it
+                what="resume run id",
+            )
+            opened.append(resumed)
+            end_follows(resumed.run_id)
         trainer.fit(
             module,
             datamodule=data,
@@ -276,15 +285,14 @@ def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
         if opened:
             # Lightning turns Ctrl-C into SystemExit(1): the callback saw the real cause
             cause = callback.exception if isinstance(exc, SystemExit) else None
-            end = opened[0]
-            end_run(end.client, end.tracking_uri, end.run_id, cause or exc, end.created)
+            opened[0].end(cause or exc)
             if isinstance(cause, KeyboardInterrupt):  # so a study's parent ends KILLED too
                 raise cause from None
         raise
     if run is None:
         return TrainResult(None, None, None, {}, None, module, affinity)
     # after whatever still waits in the spool (an outage: stderr names the run and `sync`)
-    end_run(run.client, run.tracking_uri, run.run_id, None, terminate=run.created)
+    run.end()
     if saver is not None and not config.keep_checkpoint:
         shutil.rmtree(run_folder(run.run_id) / "checkpoint", ignore_errors=True)
     analysis = None

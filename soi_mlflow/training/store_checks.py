@@ -11,7 +11,7 @@ from soi_mlflow.tracking.health import (
     get_run,
 )
 from soi_mlflow.tracking.local import checkpoint_path
-from soi_mlflow.tracking.run import resolve_tracking_uri
+from soi_mlflow.tracking.store import client_for, resolve_tracking_uri
 from soi_mlflow.training.config import TrainConfig
 from soi_mlflow.training.key import (
     resume_differences,
@@ -23,13 +23,11 @@ def preflight(config: TrainConfig) -> Path | None:
     written, and the parent run, ``MLFLOW_RUN_ID`` and the run to resume exist. Fails in
     seconds with a message naming the URI (``tracking/health.py``). Returns the checkpoint
     to resume from, if resuming."""
-    from mlflow import MlflowClient
-
     from soi_mlflow.model.mlflow_model import is_model_uri, model_run_id
 
     uri = resolve_tracking_uri(config.tracking_uri)
     check_tracking(uri)
-    client = MlflowClient(uri)
+    client = client_for(uri)
     if config.experiment is not None:
         found = client.get_experiment_by_name(config.experiment)
         if found is not None and found.lifecycle_stage == "deleted":
