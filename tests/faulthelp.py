@@ -101,7 +101,8 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str, proc=No
         if found:
             return found
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"{what}: the child ended first:\n{proc.stdout.read()[-3000:]}")
+            out = proc.stdout.read()[-3000:] if proc.stdout else ""
+            raise AssertionError(f"{what}: the child ended first:\n{out}")
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
 
