@@ -36,8 +36,8 @@ GIVEN = {
     "two_stage": [*SMALL, "stage2_epochs=1"],
     "transfer": SMALL,
     "noise_benchmark": ["train_size=24", "eval_size=16", "seeds=1", "epochs=1", "cl_folds=0"],
-    "learning_curve": [*SMALL, "target=books", "aux=movies", "sizes=8,16", "seeds=1"],
-    "views": [*SMALL[:2], "eval_max_examples=8", "seeds=2", "sizes=4,8", "affinity_interval=1"],
+    "learning_curve": [*SMALL, "target=books", "aux=movies", "sizes=8,16,24", "seeds=1"],
+    "views": [*SMALL[:2], "eval_max_examples=8", "seeds=2", "sizes=4,8,12", "affinity_interval=1"],
     "sync": [],
 }
 SAME_AS = {"demo": "main"}  # one command: run once
