@@ -6,7 +6,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -51,29 +53,37 @@ def start_training(
 
 def add_gates(folder: str | None) -> None:
     """In the training child: before epoch ``k`` starts, if ``folder/epoch-k`` exists,
-    write ``folder/epoch-k.reached`` and wait until the test removes the gate. The test
-    injects its faults between epochs this way; nothing else changes (the epoch's seed is
-    set after the wait, by the trainer's own EpochSeed)."""
+    write ``folder/epoch-k.reached`` and wait until the test removes the gate; likewise
+    before batch ``b`` of epoch ``k`` with ``folder/epoch-k-batch-b`` (a fault in the middle
+    of an epoch). The test injects its faults at these points; nothing else changes (the
+    epoch's seed is set after the wait, by the trainer's own EpochSeed)."""
     if folder is None:
         return
     from soi_mlflow.callbacks.resume import EpochSeed
 
     original = EpochSeed.on_train_epoch_start
 
-    def gated(self, trainer, pl_module) -> None:
-        gate = Path(folder) / f"epoch-{trainer.current_epoch}"
+    def wait(gate: Path) -> None:
         if gate.exists():
             gate.with_name(gate.name + ".reached").touch()
             while gate.exists():
                 time.sleep(0.02)
+
+    def gated(self, trainer, pl_module) -> None:
+        wait(Path(folder) / f"epoch-{trainer.current_epoch}")
         original(self, trainer, pl_module)
 
+    def gated_batch(self, trainer, pl_module, batch, batch_idx) -> None:
+        wait(Path(folder) / f"epoch-{trainer.current_epoch}-batch-{batch_idx}")
+
     EpochSeed.on_train_epoch_start = gated
+    EpochSeed.on_train_batch_start = gated_batch
 
 
-def close_gate(folder: Path, epoch: int) -> Path:
+def close_gate(folder: Path, epoch: int, batch: int | None = None) -> Path:
+    """The gate before epoch ``epoch`` (before its batch ``batch`` if given)."""
     folder.mkdir(parents=True, exist_ok=True)
-    gate = folder / f"epoch-{epoch}"
+    gate = folder / (f"epoch-{epoch}" if batch is None else f"epoch-{epoch}-batch-{batch}")
     gate.touch()
     return gate
 
@@ -91,9 +101,55 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str, proc=No
         if found:
             return found
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"{what}: the child ended first:\n{proc.stdout.read()[-3000:]}")
+            out = proc.stdout.read()[-3000:] if proc.stdout else ""
+            raise AssertionError(f"{what}: the child ended first:\n{out}")
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextmanager
+def held(folder: Path, epoch: int) -> Iterator[None]:
+    """In this process, while the block runs: each training that starts epoch ``epoch``
+    while ``folder/hold`` exists writes ``folder/held-<token>`` (a token of its own) and
+    waits until the test writes ``folder/go-<token>`` (this one goes on) or removes the
+    hold (all go on). Then EpochSeed is put back."""
+    from soi_mlflow.callbacks.resume import EpochSeed
+
+    original = EpochSeed.on_train_epoch_start
+    hold = folder / "hold"
+
+    def gated(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == epoch and hold.exists():
+            token = uuid.uuid4().hex
+            go = folder / f"go-{token}"
+            (folder / f"held-{token}").touch()
+            while hold.exists() and not go.exists():
+                time.sleep(0.02)
+        original(self, trainer, pl_module)
+
+    EpochSeed.on_train_epoch_start = gated
+    try:
+        yield
+    finally:
+        EpochSeed.on_train_epoch_start = original
+
+
+class HeldChildren:
+    """A study's ``train_child`` for an executor whose workers are other processes (Ray):
+    each child trains ``held`` at ``epoch`` (above), so a test decides which children of
+    a study finish before it stops the study. Picklable by reference: the workers need
+    this folder (tests/) on their ``PYTHONPATH``."""
+
+    def __init__(self, folder: Path, epoch: int = 0) -> None:
+        self.folder, self.epoch = str(folder), epoch
+
+    def __call__(self, child):
+        from soi_mlflow.studies import fanout
+
+        if fanout.train_child is self:
+            raise RuntimeError("HeldChildren runs in a worker process, not in the driver")
+        with held(Path(self.folder), self.epoch):
+            return fanout.train_child(child)
 
 
 def run_traces(uri: str, run_id: str, split: str, dst: Path) -> list[tuple[pd.DataFrame, dict]]:

@@ -422,5 +422,5 @@ def test_the_probe_message_says_how_long_it_tried() -> None:
             found = re.search(r"; (\d+) tries in (\d+\.\d) s\)", message)
             assert found, message
             assert int(found[1]) == PROBE_ATTEMPTS
-            assert abs(float(found[2]) - elapsed) < 0.3, (message, elapsed)
+            assert -0.05 <= elapsed - float(found[2]) < 1.0, (message, elapsed)  # 0.1 s digits
             assert low < elapsed < high, (uri, elapsed)

@@ -10,7 +10,6 @@ import re
 import signal
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from faulthelp import HeldChildren, wait_for
 from mlflow import MlflowClient
 from tracehelp import load_trace, scratch_store, small_config
 
@@ -35,10 +35,12 @@ RAY = {"executor": "ray"}
 def cluster(tmp_path_factory):
     """One local Ray cluster for the module; the process's SIGTERM handler put back. Its
     workers get the tests' cache (conftest's ``_isolated_cache``, set only per test, after
-    this), not the user's ``~/.cache/soi_mlflow``."""
+    this), not the user's ``~/.cache/soi_mlflow``, and tests/ on their ``PYTHONPATH``."""
     handler = signal.getsignal(signal.SIGTERM)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SOI_MLFLOW_CACHE", str(tmp_path_factory.getbasetemp() / "soi-cache"))
+        tests = str(Path(__file__).parent)  # faulthelp's HeldChildren, unpickled in workers
+        mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [tests, os.getenv("PYTHONPATH")])))
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     signal.signal(signal.SIGTERM, handler)
     yield
@@ -153,46 +155,71 @@ def test_a_failing_child_fails_the_parent_after_the_others_finish(uri, tmp_path)
     }
 
 
-def _stop_after_first_child(uri: str, experiment: str) -> threading.Thread:
-    """SIGTERM this process once a child of the study in ``experiment`` has FINISHED."""
+def _stop_with_one_child_finished(
+    uri: str, experiment: str, gates: Path, failed: list[str]
+) -> threading.Thread:
+    """SIGTERM this process at a moment the study cannot race: every child of the study in
+    ``experiment`` is held before its first epoch (faulthelp.HeldChildren); one is let go,
+    and once it is FINISHED and the other two are held (each RUNNING), the signal goes.
+    Anything unexpected lets every child go (the study then ends on its own) and is
+    recorded in ``failed``."""
+
+    def held() -> set[str]:
+        return {p.name.removeprefix("held-") for p in gates.glob("held-*")}
 
     def watch() -> None:
         client = MlflowClient(uri)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            found = client.get_experiment_by_name(experiment)
-            if found is not None:
-                done = client.search_runs(
-                    [found.experiment_id],
-                    "attributes.status = 'FINISHED' and tags.`mlflow.parentRunId` != ''",
-                )
-                if done:
-                    os.kill(os.getpid(), signal.SIGTERM)
-                    return
-            time.sleep(0.2)
+        try:
+            first = next(iter(wait_for(held, 120, "a child held before epoch 0")))
+            (gates / f"go-{first}").touch()
+
+            def finished() -> list:
+                found = client.get_experiment_by_name(experiment)
+                done = "attributes.status = 'FINISHED' and tags.`mlflow.parentRunId` != ''"
+                return found and client.search_runs([found.experiment_id], done)
+
+            wait_for(finished, 120, "the child let go to finish")
+            wait_for(lambda: len(held() - {first}) == 2, 120, "the other two children held")
+        except AssertionError as exc:
+            failed.append(str(exc))
+            (gates / "hold").unlink()
+            return
+        os.kill(os.getpid(), signal.SIGTERM)
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
     return thread
 
 
-def test_a_study_stopped_mid_way_resumes_training_only_the_unfinished(uri) -> None:
-    base = _base(uri, "stopped", max_examples=300, epochs=3)  # a child takes a few seconds
-    watcher = _stop_after_first_child(uri, "stopped")
-    with pytest.raises(SystemExit):  # SIGTERM: RunTerminated
-        transfer.run(base, TransferSettings(**RAY))
-    watcher.join(timeout=5)
+def test_a_study_stopped_mid_way_resumes_training_only_the_unfinished(
+    uri, tmp_path, monkeypatch
+) -> None:
+    """Stopped (SIGTERM) with one child FINISHED and two RUNNING: the parent and the two
+    end KILLED; ``--resume`` trains those two only, reusing the finished one."""
+    from soi_mlflow.studies import fanout
+
+    base = _base(uri, "stopped")
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    (gates / "hold").touch()
+    failed: list[str] = []
+    with monkeypatch.context() as patch:
+        patch.setattr(fanout, "train_child", HeldChildren(gates))
+        watcher = _stop_with_one_child_finished(uri, "stopped", gates, failed)
+        with pytest.raises(SystemExit):  # SIGTERM: RunTerminated
+            transfer.run(base, TransferSettings(**RAY))
+        watcher.join(timeout=30)
+    assert not failed, failed
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("stopped").experiment_id
     parent = client.search_runs([experiment], "tags.`soi.study` = 'transfer'")[0]
     assert parent.info.status == "KILLED", parent.data.tags.get("soi.end_reason")
     statuses = sorted(r.info.status for r in _all_children(uri, parent.info.run_id))
-    finished = statuses.count("FINISHED")
-    assert 1 <= finished < 3, statuses
-    assert statuses == ["FINISHED"] * finished + ["KILLED"] * (len(statuses) - finished)
+    assert statuses == ["FINISHED", "KILLED", "KILLED"]
+    (gates / "hold").unlink()
     again = transfer.run(base, TransferSettings(**RAY, resume=parent.info.run_id))
     assert again.parent_run_id == parent.info.run_id
-    assert (again.trained, again.reused) == (3 - finished, finished)
+    assert (again.trained, again.reused) == (2, 1)
     assert client.get_run(parent.info.run_id).info.status == "FINISHED"
     now = _all_children(uri, parent.info.run_id)
     assert sorted({r.data.tags["soi.members"] for r in now if r.info.status == "FINISHED"}) == [

@@ -199,10 +199,12 @@ def test_unreachable_hub_fails_at_once_with_a_local_files_hint(
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     else:
         monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    import datasets  # noqa: F401 - imported before the clock: only the hub's try is timed
+
     start = time.perf_counter()
     with pytest.raises(HubUnavailableError) as err:
         load_member("glue_multitask", "sst2", "train")
-    assert time.perf_counter() - start < 10
+    assert time.perf_counter() - start < 10  # not the ~23 s of retries
     message = str(err.value)
     assert "not reachable" in message and "--data-dir" in message and "sst2" in message
 

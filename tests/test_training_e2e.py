@@ -6,10 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from faulthelp import at_gate, close_gate, wait_for
 from mlflow import MlflowClient
 from servers import mlflow_server
 from tracehelp import cli_env, load_trace, run_cli, trace_files
@@ -132,7 +132,19 @@ def test_traces_go_through_a_real_tracking_server(tmp_path: Path) -> None:
     assert len(stored) == 3  # train, validation, test: proxied into the server's folder
 
 
+GATED_CLI = """
+import sys
+sys.path.insert(0, {tests!r})
+from faulthelp import add_gates
+add_gates({gates!r})
+from soi_mlflow.cli.main import main
+raise SystemExit(main())
+"""
+
+
 def test_a_killed_run_keeps_the_epochs_already_written(store, tmp_path: Path) -> None:
+    """``soi-mlflow train`` SIGKILLed (its process group) while it waits before epoch 3
+    of 8 (tests/faulthelp.py's gate): the run keeps epochs 0-2's traces, whole."""
     args = [
         "train",
         *SMALL,
@@ -141,42 +153,43 @@ def test_a_killed_run_keeps_the_epochs_already_written(store, tmp_path: Path) ->
         "--ood",
         "",
         "--epochs",
-        "200",
+        "8",
         "--max-examples",
         "200",
     ]
     client = MlflowClient(store)
     client.search_experiments()  # the store exists before the training opens it: this test
     # is about a killed run, not two processes creating one SQLite schema at once
+    gate = close_gate(tmp_path / "gates", 3)
+    code = GATED_CLI.format(tests=str(Path(__file__).parent), gates=str(gate.parent))
     log = (tmp_path / "train.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "soi_mlflow.cli", *args],
+        [sys.executable, "-c", code, *args],
         env=cli_env(store),
         cwd=tmp_path,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    written: list[str] = []
-    deadline = time.monotonic() + 240
+
+    def written() -> list[str]:
+        runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+        return runs and len(trace_files(store, runs[0].info.run_id, "train")) == 3
+
     try:
-        while time.monotonic() < deadline and len(written) < 3:
-            time.sleep(1)
-            try:
-                runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-            except Exception:  # the store may not exist yet
-                continue
-            if runs:
-                written = trace_files(store, runs[0].info.run_id, "train")
-        output = (tmp_path / "train.log").read_text()[-2000:]
-        assert len(written) >= 3, f"training did not reach epoch 3 in time:\n{output}"
+        try:
+            at_gate(gate, proc, 240)
+            wait_for(written, 120, "epochs 0-2's traces", proc)  # their upload may lag
+        except AssertionError as exc:
+            output = (tmp_path / "train.log").read_text()[-2000:]
+            raise AssertionError(f"{exc}\n{output}") from None
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         log.close()
     run = _only_run(store)
     files = trace_files(store, run.info.run_id, "train")
-    assert len(files) >= 3 and len(files) < 200
+    assert len(files) == 3
     for epoch, path in enumerate(files):
         assert path == f"traces/train/epoch={epoch:03d}.parquet"
         trace, _ = load_trace(store, run.info.run_id, path)

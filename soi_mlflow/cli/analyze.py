@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 from soi_mlflow.cli.show import print_comparison, print_study_table
@@ -24,7 +25,8 @@ class AnalyzeSettings(ExecutorSettings):
     parent_run_id: str | None = None
     """re-analyse a study from its parent run (any kind, by its soi.study tag)"""
     experiment: str | None = None
-    """analyse every run of this MLflow experiment that has traces (of each --split)"""
+    """analyse every run of this MLflow experiment that has traces (of each --split);
+    default under `mlflow run`, when nothing else is given: the experiment of its run"""
     compare: tuple[str, ...] = ()
     """two runs, RUN_A,RUN_B: SOI transitions A -> B and both data maps (any traced runs)"""
     into: Literal["new", "b"] = "new"
@@ -52,7 +54,9 @@ def analyze(settings: AnalyzeSettings) -> None:
     from soi_mlflow.tracking.health import check_run_id
 
     given = (settings.run_id, settings.parent_run_id, settings.compare, settings.experiment)
-    if sum(map(bool, given)) != 1:
+    if not any(given) and os.environ.get("MLFLOW_RUN_ID"):
+        settings = replace(settings, experiment=_mlflow_run_experiment(settings))
+    elif sum(map(bool, given)) != 1:
         raise SoiInputError(
             "give exactly one of --run-id, --parent-run-id, --compare or --experiment (in a "
             "--config file: run_id, parent_run_id, compare or experiment)"
@@ -75,6 +79,19 @@ def analyze(settings: AnalyzeSettings) -> None:
         _experiment(settings, splits, engine)
     else:
         _study(settings, splits, engine)
+
+
+def _mlflow_run_experiment(settings: AnalyzeSettings) -> str:
+    """The name of the experiment of ``MLFLOW_RUN_ID``, the run ``mlflow run`` made for
+    this analysis: what ``mlflow run . -e analyze`` analyses when given nothing else."""
+    from soi_mlflow.analysis.runs import cache_for
+    from soi_mlflow.tracking.health import get_run
+
+    cache = cache_for(settings.tracking_uri)
+    run = get_run(cache.client, os.environ["MLFLOW_RUN_ID"], cache.tracking_uri, "MLFLOW_RUN_ID")
+    name = cache.client.get_experiment(run.info.experiment_id).name
+    print(f"analysing every traced run of experiment {name} (the experiment of this mlflow run)")
+    return name
 
 
 def _one_run(settings: AnalyzeSettings, splits: list[str], engine: Engine) -> None:

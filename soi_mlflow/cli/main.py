@@ -92,9 +92,10 @@ COMMANDS: dict[str, Command] = {
                  "soi-mlflow learning-curve --config curve.yaml --sizes 50,100,200 --approx true")),
         Command("views", "transfer matrix, affinity and learning curves compared on one set-up",
                 views, (TRAIN, "soi_mlflow.studies.views:ViewsSettings"),
-                ("soi-mlflow views --axis task --members sentiment,paraphrase,entailment",
-                 "soi-mlflow views --members sentiment,paraphrase,entailment --seeds 2 "
-                 "--sizes 50,150")),
+                ("soi-mlflow views   # the built-in suite's task axis: its three members",
+                 "soi-mlflow views --axis task --members sentiment,paraphrase,entailment "
+                 "--seeds 2 --sizes 50,150"),
+                default_axis="task"),
         Command("sync", "send the spooled traces and metrics of runs a server outage left "
                 "incomplete", sync, ("soi_mlflow.tracking.sync:SyncSettings",),
                 ("soi-mlflow sync", "soi-mlflow sync --run-id RUN_ID --tracking-uri URI")),

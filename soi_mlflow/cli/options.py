@@ -190,6 +190,9 @@ class Command:
     run: Callable[..., None]
     settings: tuple[str, ...]
     examples: tuple[str, str]
+    default_axis: str | None = None
+    """the built-in suite's axis when neither --axis nor --members is given (a command
+    that needs more members than the suite's default mixture has)"""
 
     def settings_classes(self) -> list[type]:
         refs = [ref.partition(":") for ref in self.settings]
@@ -210,11 +213,18 @@ def parse(command: Command, argv: Sequence[str]) -> tuple[list[Any], Any]:
     parser, keys, classes = command_parser(command)
     namespace = parser.parse_args(normalize_argv(parser, argv))
     values = values_of(namespace, keys)
+    if command.default_axis and _no_mixture_given(values):
+        values["axis"] = command.default_axis
     instances = []
     for i, cls in enumerate(classes):  # an option a later class declares is that class's
         later = {n for other in classes[i + 1 :] for n in option_names(other)}
         instances.append(build(cls, {k: v for k, v in values.items() if k not in later}))
     return instances, namespace
+
+
+def _no_mixture_given(values: dict[str, Any]) -> bool:
+    """Whether the options name the built-in suite and neither an axis nor members."""
+    return values.get("suite") == "builtin" and not values.get("axis") and not values.get("members")
 
 
 def resolved_yaml(instances: Sequence[Any], header: str = "") -> str:

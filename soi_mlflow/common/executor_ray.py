@@ -2,11 +2,13 @@
 ``CUDA_VISIBLE_DEVICES``), results gathered as they finish.
 
 Ray already initialised in this process is used as it is and left running; otherwise the
-first ``map`` starts it (``ray_address``, or a local cluster) and ``close`` shuts down
-what it started. What ``ray.init`` changes in the process (its SIGTERM handler, logging,
-environment variables) is put back, so SIGTERM still ends a study's runs KILLED. Ctrl-C
-or SIGTERM during a ``map`` cancels every unfinished task (``ray.cancel(force=True)``).
-Tasks are never retried: a retried training would log a second run.
+first ``map`` starts it (``ray_address``, or a local cluster without Ray's dashboard) and
+``close`` shuts down what it started. Before a local cluster starts, the processes that
+the local clusters of killed drivers left are ended (``common.ray_leftovers``). What
+``ray.init`` changes in the process (its SIGTERM handler, logging, environment
+variables) is put back, so SIGTERM still ends a study's runs KILLED. Ctrl-C or SIGTERM
+during a ``map`` cancels every unfinished task (``ray.cancel(force=True)``). Tasks are
+never retried: a retried training would log a second run.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from soi_mlflow.common import process_state
@@ -68,6 +71,7 @@ class RayExecutor:
         if address and address != "local":
             ray.init(address=address, **options)
         else:
+            _end_leftovers()
             ray.init(**options)
         self.started = True
         found = ray.cluster_resources()
@@ -153,6 +157,21 @@ class RayExecutor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _end_leftovers() -> None:
+    """Before a local cluster starts: end what the local clusters of dead drivers left
+    (``common.ray_leftovers``), saying so."""
+    from soi_mlflow.common.ray_leftovers import end_leftovers
+
+    ended = end_leftovers()
+    if ended:
+        sessions = ", ".join(sorted({Path(p.session).name for p in ended}))
+        print(
+            f"ended {len(ended)} process(es) that stopped Ray clusters left "
+            f"({', '.join(p.title.split()[0] for p in ended)}; {sessions})",
+            flush=True,
+        )
 
 
 def _hold_sigterm(stop: list[int]) -> Any:

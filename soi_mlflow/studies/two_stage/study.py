@@ -103,13 +103,19 @@ def parse_top(value: str) -> tuple[str, float]:
         ) from None
 
 
+DEFAULT_SUBSETS = ("forgettable", "never_learned")
+"""Stage 2's selection when none is given (with the default taxonomy), docs/design.md 2.6."""
+
+
 @dataclass
 class TwoStageSettings(StudySettings):
-    """Two-stage fine-tuning's own options: exactly one stage-2 selection, stage 2's
-    length, and optionally an existing stage-1 run (the training options are TrainConfig's)."""
+    """Two-stage fine-tuning's own options: at most one stage-2 selection (none: the
+    subsets forgettable,never_learned of the default taxonomy), stage 2's length, and
+    optionally an existing stage-1 run (the training options are TrainConfig's)."""
 
     stage2_subsets: tuple[str, ...] = ()
-    """SOI names or groups to train stage 2 on, e.g. forgettable,never_learned"""
+    """SOI names or groups to train stage 2 on (default, when no other selection is given:
+    forgettable,never_learned)"""
     stage2_region: str | None = None
     """a cartography region: easy_to_learn, ambiguous or hard_to_learn"""
     stage2_top: str | None = None
@@ -141,6 +147,8 @@ class TwoStageSettings(StudySettings):
         )
 
     def selection(self) -> Selection:
+        """The stage-2 selection these settings give; none given (and the default
+        taxonomy): :data:`DEFAULT_SUBSETS`. Two given stay two (refused by ``validate``)."""
         if self.stage2_top or self.stage2_bottom:
             metric, fraction = parse_top(self.stage2_top or self.stage2_bottom or "")
             return Selection(
@@ -149,9 +157,10 @@ class TwoStageSettings(StudySettings):
                 highest=bool(self.stage2_top),
                 taxonomy=self.taxonomy,
             )
-        return Selection(
-            subsets=tuple(self.stage2_subsets), region=self.stage2_region, taxonomy=self.taxonomy
-        )
+        subsets = tuple(self.stage2_subsets)
+        if not subsets and self.stage2_region is None and self.taxonomy == "default":
+            subsets = DEFAULT_SUBSETS
+        return Selection(subsets=subsets, region=self.stage2_region, taxonomy=self.taxonomy)
 
 
 @dataclass
