@@ -6,6 +6,7 @@ callers use are imported from here."""
 from soi_mlflow.studies.two_stage.analysis import accuracy_rows, log_two_stage, two_stage_headline
 from soi_mlflow.studies.two_stage.study import (
     CONTROL_STREAM,
+    DEFAULT_SUBSETS,
     METRICS,
     TIE_STREAM,
     Selection,
@@ -19,6 +20,7 @@ from soi_mlflow.studies.two_stage.study import (
 
 __all__ = [
     "CONTROL_STREAM",
+    "DEFAULT_SUBSETS",
     "METRICS",
     "TIE_STREAM",
     "Selection",
