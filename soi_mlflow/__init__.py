@@ -18,7 +18,7 @@ __all__ = ["TraceRecorder", "__version__"]
 
 
 def _analyse_after_close(recorder: Any, status: str) -> None:
-    # deferred: the analysis imports pandas and pyarrow, which `import soi_mlflow` must not
+    # deferred (not heavy): pandas and pyarrow; `import soi_mlflow` loads no third-party module
     from soi_mlflow.analysis.after_training import after_close
 
     after_close(recorder, status)
@@ -29,6 +29,7 @@ _after_close.register(_analyse_after_close)
 
 def __getattr__(name: str) -> Any:
     if name == "TraceRecorder":
+        # deferred (not heavy): pandas and pyarrow; `import soi_mlflow` loads no third-party module
         from soi_mlflow.tracking.recorder import TraceRecorder
 
         return TraceRecorder

@@ -42,6 +42,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 
+from soi_mlflow.analysis.after_training import analyze_after_training
 from soi_mlflow.callbacks.resume import EpochSeed
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.names import split_names
@@ -243,8 +244,6 @@ class TraceCallback(pl.Callback):
             and recorder.run_id
             and trainer.is_global_zero
         ):
-            from soi_mlflow.analysis.after_training import analyze_after_training
-
             uri = recorder.tracking_uri or self.tracking_uri
             self.analysis = analyze_after_training(recorder.run_id, str(uri))
 

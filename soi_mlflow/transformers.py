@@ -34,6 +34,7 @@ from typing import Any
 
 from transformers import Trainer, TrainerCallback
 
+from soi_mlflow.analysis.after_training import analyze_after_training
 from soi_mlflow.common.renamed import Default, take_renamed
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.names import split_names
@@ -252,8 +253,6 @@ class TraceCallback(TrainerCallback):
 
     def _analyze(self, recorder: TraceRecorder) -> None:
         """The run's analysis, on the process that wrote its traces (rank 0)."""
-        from soi_mlflow.analysis.after_training import analyze_after_training
-
         if dist_rank_world()[0] == 0 and recorder.run_id and recorder.tracking_uri:
             self.analysis = analyze_after_training(recorder.run_id, recorder.tracking_uri)
 

@@ -20,8 +20,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from soi_mlflow.analysis.runs import cache_for
 from soi_mlflow.errors import first_line
+from soi_mlflow.tracking.health import probe_http
+from soi_mlflow.tracking.links import set_description_section
 from soi_mlflow.tracking.names import in_split_order, listed_epoch
+from soi_mlflow.tracking.spool import Spool
 
 MIN_EPOCHS = 2  # SOI needs a before and an after: one epoch says nothing about forgetting
 
@@ -96,11 +100,7 @@ def analyze_after_training(
 
 
 def _analyze(out: AnalysisOutcome, tracking_uri: str) -> None:
-    from soi_mlflow.analysis.report import analysis_note, analyze_run
-    from soi_mlflow.analysis.runs import cache_for
-    from soi_mlflow.tracking.health import probe_http
-    from soi_mlflow.tracking.links import set_description_section
-    from soi_mlflow.tracking.spool import Spool
+    from soi_mlflow.analysis.report import analysis_note, analyze_run  # deferred: matplotlib
 
     waiting = len(Spool(out.run_id, tracking_uri).pending())
     if waiting:

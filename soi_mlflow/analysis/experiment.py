@@ -17,9 +17,11 @@ from typing import Any
 import pandas as pd
 
 from soi_mlflow.analysis.duck.engine import Engine
+from soi_mlflow.analysis.runs import cache_for, find_runs
 from soi_mlflow.analysis.soi import TOO_FEW, Taxonomy
 from soi_mlflow.common.executor import ExecutorSettings, executor_for
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.names import check_split_name
 
 
 @dataclass(frozen=True)
@@ -32,9 +34,6 @@ def runs_with_traces(
     experiment: str, splits: Sequence[str] = ("train",), tracking_uri: str | None = None
 ) -> list[TracedRun]:
     """The runs of ``experiment`` with traces of every split of ``splits``, oldest first."""
-    from soi_mlflow.analysis.runs import cache_for, find_runs
-    from soi_mlflow.tracking.names import check_split_name
-
     wanted = [f"traces/{check_split_name(s)}" for s in splits]
     runs = find_runs(experiment, tracking_uri=tracking_uri)
     if runs.empty:
@@ -56,7 +55,7 @@ def analyse_one(
     engine: Engine,
 ) -> list[dict[str, Any]]:
     """``report.analyze_run`` of one run; per split a summary row."""
-    from soi_mlflow.analysis.report import analyze_run
+    from soi_mlflow.analysis.report import analyze_run  # deferred: matplotlib
 
     tables = analyze_run(run.run_id, splits, taxonomy, tracking_uri, engine=engine)
     return [

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from soi_mlflow.tracking.links import md_escape, set_description_section
 from soi_mlflow.tracking.tags import NOT_IDENTIFIED
 
 PREFIX = "not identified: "
@@ -101,8 +102,6 @@ def title_note(problems: Mapping[str, str], limit: int = 110) -> str:
 def report(client: Any, run_id: str, problems: Mapping[str, str]) -> None:
     """Write (or clear) the "Not identified" section of the run's description and the
     ``soi.not_identified`` tag (the count), and print one line per estimate."""
-    from soi_mlflow.tracking.links import md_escape, set_description_section
-
     client.set_tag(run_id, TAG, str(len(problems)))
     if not problems:
         set_description_section(client, run_id, SECTION, "Every estimate was identified.")

@@ -25,6 +25,7 @@ import pandas as pd
 
 from soi_mlflow.analysis.cartography import forgetting_rank
 from soi_mlflow.analysis.matrix import TraceMatrix
+from soi_mlflow.analysis.runs import soi_frame
 from soi_mlflow.errors import SoiInputError
 
 SOI_FLAGGED = ("never_learned", "forgotten")
@@ -125,8 +126,6 @@ def detector_scores(
     """Suspicion scores of every example of a long training trace (schema v1 columns,
     ``margin`` optional), one row per example sorted by id: ``example_id``, ``member``,
     then one column per trace detector."""
-    from soi_mlflow.analysis.runs import soi_frame
-
     tm = TraceMatrix.from_frame(trace)
     frame = soi_frame(tm, taxonomy)
     forgetting = forgetting_rank(frame)  # never learned: inf, above any learned example

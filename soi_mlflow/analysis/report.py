@@ -11,6 +11,7 @@ import pandas as pd
 
 from soi_mlflow.analysis import figures
 from soi_mlflow.analysis.cartography import DEFAULT_THRESHOLDS, RegionThresholds, regions
+from soi_mlflow.analysis.duck.engine import engine_soi_table
 from soi_mlflow.analysis.html import data_map_html, transitions_html
 from soi_mlflow.analysis.matrix import MIN_OBSERVED
 from soi_mlflow.analysis.runs import cache_for, load_examples, soi_table, warn_if_stale
@@ -148,7 +149,6 @@ def _soi_table(
     """``soi_table`` in memory, or on ``engine`` when one is given."""
     if engine is None:
         return soi_table(run_id, split, taxonomy, tracking_uri, min_observed=min_observed)
-    from soi_mlflow.analysis.duck.engine import engine_soi_table
 
     return engine_soi_table(
         engine, run_id, split, taxonomy, tracking_uri, min_observed=min_observed

@@ -14,6 +14,7 @@ from soi_mlflow.analysis.from_traces import example_members, soi_from_matrix
 from soi_mlflow.analysis.from_traces import soi_frame as soi_frame  # its old home
 from soi_mlflow.analysis.matrix import MIN_OBSERVED, TraceMatrix
 from soi_mlflow.analysis.soi import Taxonomy, get_taxonomy
+from soi_mlflow.analysis.transition_tables import transition_matrix
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.artifacts import ArtifactCache
 from soi_mlflow.tracking.health import check_tracking, get_run, is_stale, stale_message
@@ -204,8 +205,6 @@ def transitions(
     """Rows: SOI in ``run_a``; columns: SOI in ``run_b``; ``normalize="row"`` for fractions.
 
     Examples are matched by id; ``attrs["coverage"]`` says how many matched."""
-    from soi_mlflow.analysis.transition_tables import transition_matrix
-
     a = soi_table(run_a, split, taxonomy, tracking_uri)
     b = soi_table(run_b, split, taxonomy, tracking_uri)
     return transition_matrix(a, b, member, normalize, taxonomy)

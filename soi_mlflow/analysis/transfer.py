@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from soi_mlflow.analysis.identified import with_problems
 from soi_mlflow.errors import SoiInputError
 
 
@@ -58,8 +59,7 @@ def transfer_matrix(scores: pd.DataFrame, members: list[str]) -> tuple[pd.DataFr
 
 def transfer_intervals(scores: pd.DataFrame, method: str = "t", level: float = 0.95):
     """Each cell's mean over seeds with its interval and whether it excludes 0."""
-    from soi_mlflow.analysis.identified import with_problems
-    from soi_mlflow.analysis.intervals import summarize
+    from soi_mlflow.analysis.intervals import summarize  # deferred: scipy
 
     deltas = transfer_deltas(scores)
     by = ["source", "target"]
@@ -94,7 +94,7 @@ def latent_traits(mean: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def heatmap(mean: pd.DataFrame, std: pd.DataFrame, title: str):
-    from soi_mlflow.analysis.figures import subplots
+    from soi_mlflow.analysis.figures import subplots  # deferred: matplotlib
 
     values = mean.to_numpy(dtype=float)
     bound = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 1.0
@@ -115,7 +115,7 @@ def heatmap(mean: pd.DataFrame, std: pd.DataFrame, title: str):
 
 
 def biplot(traits: dict[str, pd.DataFrame], title: str):
-    from soi_mlflow.analysis.figures import subplots
+    from soi_mlflow.analysis.figures import subplots  # deferred: matplotlib
 
     scores, loadings = traits["source_scores"], traits["target_loadings"]
     explained = traits["explained"]["explained_variance"].to_numpy()

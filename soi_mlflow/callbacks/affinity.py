@@ -29,6 +29,8 @@ import numpy as np
 import torch
 
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.artifacts import log_figures, log_table
+from soi_mlflow.tracking.spool import Spool
 
 DEFAULT_EVERY = 20
 AFFINITY_STEPS = ("gradient", "optimizer")
@@ -230,8 +232,6 @@ class AffinityCallback(pl.Callback):
         self.history.append(means)
         run = self.run_of() if self.run_of else None
         if run is not None and means:
-            from soi_mlflow.tracking.spool import Spool
-
             # through the run's spool, after the epoch's traces (the trace recorder sends it)
             spool = Spool(run.run_id, run.tracking_uri)
             spool.put_metrics(means, trainer.current_epoch, heartbeat=False)
@@ -240,9 +240,7 @@ class AffinityCallback(pl.Callback):
         run = self.run_of() if self.run_of else None
         if run is None or not any(self.history):
             return
-        from soi_mlflow.analysis import figures
-        from soi_mlflow.tracking.artifacts import log_figures, log_table
-        from soi_mlflow.tracking.spool import Spool
+        from soi_mlflow.analysis import figures  # deferred: matplotlib
 
         matrix = self.mean_matrix()
         figs = {
@@ -280,7 +278,7 @@ class AffinityCallback(pl.Callback):
 
 
 def _heatmap(matrix: Any, epochs: int, every: int, step: str):
-    from soi_mlflow.analysis.figures import subplots
+    from soi_mlflow.analysis.figures import subplots  # deferred: matplotlib
 
     values = matrix.to_numpy(dtype=float)
     bound = np.nanmax(np.abs(values)) or 1.0
@@ -304,7 +302,7 @@ def _heatmap(matrix: Any, epochs: int, every: int, step: str):
 
 
 def _curves(history: list[dict[str, float]], step: str):
-    from soi_mlflow.analysis.figures import subplots
+    from soi_mlflow.analysis.figures import subplots  # deferred: matplotlib
 
     fig, ax = subplots(figsize=(7, 4))
     keys = sorted({k for h in history for k in h})

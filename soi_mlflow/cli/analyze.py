@@ -50,7 +50,10 @@ class AnalyzeSettings(ExecutorSettings):
 
 
 def analyze(settings: AnalyzeSettings) -> None:
+    # deferred (not heavy): pandas and pyarrow, kept out of soi-mlflow --help
     from soi_mlflow.analysis.duck.engine import Engine
+
+    # deferred (not heavy): urllib and http, kept out of soi-mlflow --help
     from soi_mlflow.tracking.health import check_run_id
 
     given = (settings.run_id, settings.parent_run_id, settings.compare, settings.experiment)
@@ -84,7 +87,10 @@ def analyze(settings: AnalyzeSettings) -> None:
 def _mlflow_run_experiment(settings: AnalyzeSettings) -> str:
     """The name of the experiment of ``MLFLOW_RUN_ID``, the run ``mlflow run`` made for
     this analysis: what ``mlflow run . -e analyze`` analyses when given nothing else."""
+    # deferred (not heavy): pandas and pyarrow, kept out of soi-mlflow --help
     from soi_mlflow.analysis.runs import cache_for
+
+    # deferred (not heavy): urllib and http, kept out of soi-mlflow --help
     from soi_mlflow.tracking.health import get_run
 
     cache = cache_for(settings.tracking_uri)
@@ -95,8 +101,12 @@ def _mlflow_run_experiment(settings: AnalyzeSettings) -> str:
 
 
 def _one_run(settings: AnalyzeSettings, splits: list[str], engine: Engine) -> None:
-    from soi_mlflow.analysis.report import analyze_run, coverage_table
+    from soi_mlflow.analysis.report import analyze_run, coverage_table  # deferred: matplotlib
+
+    # deferred (not heavy): pandas and pyarrow, kept out of soi-mlflow --help
     from soi_mlflow.analysis.runs import cache_for
+
+    # deferred (not heavy): urllib and http, kept out of soi-mlflow --help
     from soi_mlflow.tracking.health import get_run
 
     uri = settings.tracking_uri
@@ -120,10 +130,14 @@ def _one_run(settings: AnalyzeSettings, splits: list[str], engine: Engine) -> No
 
 
 def _study(settings: AnalyzeSettings, splits: list[str], engine: Engine) -> None:
+    # deferred (not heavy): pandas and pyarrow, kept out of soi-mlflow --help
     from soi_mlflow.analysis.runs import cache_for
 
     # the studies import their trainings' libraries: only when a study is re-analysed
+    # deferred: datasets, matplotlib
     from soi_mlflow.studies.reanalyze import ReanalysisOptions, reanalyze, study_kind
+
+    # deferred (not heavy): urllib and http, kept out of soi-mlflow --help
     from soi_mlflow.tracking.health import get_run
 
     uri = settings.tracking_uri
@@ -140,8 +154,13 @@ def _study(settings: AnalyzeSettings, splits: list[str], engine: Engine) -> None
 
 
 def _experiment(settings: AnalyzeSettings, splits: list[str], engine: Engine) -> None:
+    # deferred (not heavy): pandas and pyarrow, kept out of soi-mlflow --help
     from soi_mlflow.analysis.experiment import analyze_experiment
+
+    # deferred (not heavy): urllib and http, kept out of soi-mlflow --help
     from soi_mlflow.tracking.health import check_experiment_name
+
+    # deferred (not heavy): urllib and http, kept out of soi-mlflow --help
     from soi_mlflow.tracking.reach import check_store_reaches_workers
 
     name = check_experiment_name(settings.experiment)
@@ -158,7 +177,7 @@ def _experiment(settings: AnalyzeSettings, splits: list[str], engine: Engine) ->
 
 
 def _compare_two(settings: AnalyzeSettings, split: str) -> None:
-    from soi_mlflow.analysis.two_runs import compare_runs
+    from soi_mlflow.analysis.two_runs import compare_runs  # deferred: matplotlib
 
     if len(settings.compare) != 2:
         raise SoiInputError(f"--compare: expected two run ids RUN_A,RUN_B, got {settings.compare}")

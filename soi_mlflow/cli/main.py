@@ -9,9 +9,12 @@ things:
    ``field(metadata={"help": ...})``) are its options, beside the code it configures;
 2. a function in the ``cli`` module of its kind (``runs``, ``studies``, ``analyze``, or a
    new one) that takes one instance of each settings class, in order;
-3. one line in ``COMMANDS`` here: name, summary, function, the settings as "module:Class"
-   strings (imported only when that command runs, so ``soi-mlflow --help`` stays fast),
-   and two examples for its ``--help``; then ``make mlproject`` adds its entry point.
+3. one line in ``COMMANDS`` here: name, summary, function, the settings classes, and two
+   examples for its ``--help``; then ``make mlproject`` adds its entry point. A settings
+   class whose module loads a heavy library (torch, Lightning, transformers, datasets) at
+   import is named as a ``"module:Class"`` string instead, imported only when its command
+   runs, so that ``soi-mlflow --help`` stays fast (``tests/test_layers.py`` checks that
+   each string names such a module).
 
 ``TrainConfig`` brings every training and data option (``MixtureSpec`` is flattened
 into it). From the same declaration come the flags (``--max-examples``), the keys of
@@ -29,10 +32,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from soi_mlflow.cli.analyze import analyze
+from soi_mlflow.cli.analyze import AnalyzeSettings, analyze
 from soi_mlflow.cli.options import Command, parse, resolved_yaml, version
-from soi_mlflow.cli.runs import preview, sync, train
+from soi_mlflow.cli.runs import PreviewSettings, preview, sync, train
 from soi_mlflow.cli.studies import (
+    DemoSettings,
     compare,
     demo,
     learning_curve,
@@ -43,7 +47,10 @@ from soi_mlflow.cli.studies import (
 )
 from soi_mlflow.common import console
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.sync_settings import SyncSettings
 
+# The settings below are named, not imported: their modules load datasets (through
+# data/mixture.py, which TrainConfig and every study's settings build on) when imported.
 TRAIN = "soi_mlflow.training:TrainConfig"
 MIXTURE = "soi_mlflow.data.mixture:MixtureSpec"
 
@@ -53,7 +60,7 @@ COMMANDS: dict[str, Command] = {
     c.name: c
     for c in (
         Command("preview", "show a mixture's data: sizes, labels, planted kinds", preview,
-                (MIXTURE, "soi_mlflow.cli.runs:PreviewSettings"),
+                (MIXTURE, PreviewSettings),
                 ("soi-mlflow preview --axis task --max-examples 200",
                  "soi-mlflow preview --config my-mixture.yaml --examples 0")),
         Command("train", "train one model (one member or a mixture) with per-example traces",
@@ -65,11 +72,11 @@ COMMANDS: dict[str, Command] = {
                 ("soi-mlflow compare --axis task --members sentiment,paraphrase,entailment",
                  "soi-mlflow compare --members books,movies --seeds 3 --epochs 5")),
         Command("analyze", "SOI, data maps and comparisons of runs already in MLflow",
-                analyze, ("soi_mlflow.cli.analyze:AnalyzeSettings",),
+                analyze, (AnalyzeSettings,),
                 ("soi-mlflow analyze --run-id RUN_ID --split train,ood",
                  "soi-mlflow analyze --parent-run-id PARENT_ID --aggregate pairs")),
         Command("demo", "the built-in source-axis comparison, end to end (about 2 minutes)",
-                demo, ("soi_mlflow.cli.studies:DemoSettings",),
+                demo, (DemoSettings,),
                 ("soi-mlflow demo",
                  "soi-mlflow demo --epochs 3 --seeds 1 --tracking-uri sqlite:///demo.db")),
         Command("two-stage", "stage 2 on SOI-selected examples, with a random control",
@@ -97,7 +104,7 @@ COMMANDS: dict[str, Command] = {
                  "--seeds 2 --sizes 50,150"),
                 default_axis="task"),
         Command("sync", "send the spooled traces and metrics of runs a server outage left "
-                "incomplete", sync, ("soi_mlflow.tracking.sync:SyncSettings",),
+                "incomplete", sync, (SyncSettings,),
                 ("soi-mlflow sync", "soi-mlflow sync --run-id RUN_ID --tracking-uri URI")),
     )
 }  # fmt: skip
@@ -151,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         console.quiet(verbose="--verbose" in argv)
+        # deferred (not heavy): urllib and http, kept out of soi-mlflow --help
         from soi_mlflow.tracking.health import bound_http_retries
 
         bound_http_retries()  # this process only: the library leaves os.environ alone

@@ -19,6 +19,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from soi_mlflow.cli import COMMANDS
 from soi_mlflow.training.settings_io import nested_settings, option_fields, plain
 
 HEADER = """\
@@ -76,8 +77,6 @@ def _parameters(cls: type) -> dict[str, dict[str, str]]:
 
 def entry_points() -> dict[str, dict[str, Any]]:
     """Entry point name -> {"parameters": ..., "command": ...} for every command."""
-    from soi_mlflow.cli import COMMANDS
-
     points: dict[str, dict[str, Any]] = {}
     for command in COMMANDS.values():
         params: dict[str, dict[str, str]] = {}

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from soi_mlflow import __version__
 from soi_mlflow.training.settings_io import (
     build,
     flat_values,
@@ -188,15 +189,21 @@ class Command:
     name: str
     summary: str
     run: Callable[..., None]
-    settings: tuple[str, ...]
+    settings: tuple[type | str, ...]
+    """the settings classes, in order; a ``"module:Class"`` string is imported only when
+    the command runs (for settings whose module loads a heavy library)"""
     examples: tuple[str, str]
     default_axis: str | None = None
     """the built-in suite's axis when neither --axis nor --members is given (a command
     that needs more members than the suite's default mixture has)"""
 
     def settings_classes(self) -> list[type]:
-        refs = [ref.partition(":") for ref in self.settings]
-        return [getattr(importlib.import_module(module), name) for module, _, name in refs]
+        return [_resolve(ref) if isinstance(ref, str) else ref for ref in self.settings]
+
+
+def _resolve(ref: str) -> type:
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def command_parser(command: Command) -> tuple[Any, list[str], list[type]]:
@@ -239,8 +246,6 @@ def resolved_yaml(instances: Sequence[Any], header: str = "") -> str:
 def version() -> str:
     from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as dist_version
-
-    from soi_mlflow import __version__
 
     try:
         return dist_version("soi-mlflow")

@@ -24,16 +24,16 @@ def for_cli(config: Any) -> Any:
 
 
 def preview(spec: Any, settings: PreviewSettings) -> None:
-    from soi_mlflow.data.mixture import validate_mixture
-    from soi_mlflow.data.preview import print_preview
+    from soi_mlflow.data.mixture import validate_mixture  # deferred: datasets
+    from soi_mlflow.data.preview import print_preview  # deferred: datasets
 
     validate_mixture(spec)
     print_preview(spec, examples=settings.examples)
 
 
 def train(config: Any) -> None:
-    from soi_mlflow.training import train as train_run
-    from soi_mlflow.training import validate_config
+    from soi_mlflow.training import train as train_run  # deferred: datasets
+    from soi_mlflow.training import validate_config  # deferred: datasets
 
     config = for_cli(config)
     validate_config(config)
@@ -46,6 +46,7 @@ def train(config: Any) -> None:
 
 
 def sync(settings: Any) -> None:
+    # deferred (not heavy): urllib and http, kept out of soi-mlflow --help
     from soi_mlflow.tracking.sync import sync as sync_spool
 
     sync_spool(settings)

@@ -27,7 +27,7 @@ def print_study_table(table: Any, title: str) -> None:
 
 def print_comparison(summary: Any) -> None:
     """The single-vs-multi summary of a comparison study."""
-    from soi_mlflow.studies.single_vs_multi import summary_rows
+    from soi_mlflow.studies.single_vs_multi import summary_rows  # deferred: datasets
 
     columns, rows = summary_rows(summary)
     console.print_table(

@@ -12,6 +12,7 @@ from soi_mlflow.cli.runs import for_cli
 from soi_mlflow.cli.show import on_screen, print_comparison, print_study_table
 from soi_mlflow.common import console
 from soi_mlflow.tracking.store import TRACKING_URI_HELP
+from soi_mlflow.training.settings_io import CONFIG_ARTIFACT
 
 
 @dataclass
@@ -31,8 +32,8 @@ def log_study_config(command: str, run_id: str, config: Any, settings: Any) -> N
     """Log the study's resolved options to its parent run, as each training run does."""
     from mlflow import MlflowClient
 
+    # deferred (not heavy): urllib and http, kept out of soi-mlflow --help
     from soi_mlflow.tracking.run import resolve_tracking_uri
-    from soi_mlflow.training.settings_io import CONFIG_ARTIFACT
 
     header = "The resolved options of this study. Repeat it with:\n"
     header += f"  soi-mlflow {command} --config config.yaml"
@@ -50,7 +51,7 @@ def run_study(command: str, study: Any, config: Any, settings: Any) -> tuple[Any
 
 
 def compare(config: Any, settings: Any) -> None:
-    from soi_mlflow.studies import single_vs_multi
+    from soi_mlflow.studies import single_vs_multi  # deferred: datasets
 
     config = for_cli(config)
     single_vs_multi.validate(config, settings)
@@ -69,9 +70,9 @@ def compare(config: Any, settings: Any) -> None:
 
 
 def demo(settings: DemoSettings) -> None:
-    from soi_mlflow.data.mixture import MixtureSpec
-    from soi_mlflow.studies.single_vs_multi import SingleVsMultiSettings
-    from soi_mlflow.training import TrainConfig
+    from soi_mlflow.data.mixture import MixtureSpec  # deferred: datasets
+    from soi_mlflow.studies.single_vs_multi import SingleVsMultiSettings  # deferred: datasets
+    from soi_mlflow.training import TrainConfig  # deferred: datasets
 
     config = TrainConfig(
         MixtureSpec("builtin", "source", ("books", "movies", "electronics"), ("restaurants",)),
@@ -87,7 +88,7 @@ def demo(settings: DemoSettings) -> None:
 
 
 def two_stage(config: Any, settings: Any) -> None:
-    from soi_mlflow.studies import two_stage as study
+    from soi_mlflow.studies import two_stage as study  # deferred: datasets
 
     config, result = run_study("two-stage", study, config, settings)
     console.print_frame(
@@ -104,7 +105,7 @@ def two_stage(config: Any, settings: Any) -> None:
 
 
 def transfer(config: Any, settings: Any) -> None:
-    from soi_mlflow.studies import transfer as study
+    from soi_mlflow.studies import transfer as study  # deferred: datasets
 
     config, result = run_study("transfer", study, config, settings)
     console.print_frame(
@@ -117,7 +118,7 @@ def transfer(config: Any, settings: Any) -> None:
 
 
 def learning_curve(config: Any, settings: Any) -> None:
-    from soi_mlflow.studies import learning_curve as study
+    from soi_mlflow.studies import learning_curve as study  # deferred: datasets
 
     config, result = run_study("learning-curve", study, config, settings)
     fits = on_screen(result.fits, ["curve", "aux_size", "form", "c", "a", "b", "aic"])
@@ -150,7 +151,7 @@ def learning_curve(config: Any, settings: Any) -> None:
 
 
 def views(config: Any, settings: Any) -> None:
-    from soi_mlflow.studies import views as study
+    from soi_mlflow.studies import views as study  # deferred: datasets
 
     config, result = run_study("views", study, config, settings)
     console.print_frame(
@@ -166,7 +167,7 @@ def views(config: Any, settings: Any) -> None:
 
 
 def noise_benchmark(settings: Any) -> None:
-    from soi_mlflow.studies import noise_benchmark as study
+    from soi_mlflow.studies import noise_benchmark as study  # deferred: datasets
 
     result = study.run(settings.train_config(), settings)
     summary = result.summary

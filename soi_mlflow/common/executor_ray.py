@@ -162,6 +162,7 @@ class RayExecutor:
 def _end_leftovers() -> None:
     """Before a local cluster starts: end what the local clusters of dead drivers left
     (``common.ray_leftovers``), saying so."""
+    # deferred (not heavy): soi-mlflow --help imports this module, and needs none of that
     from soi_mlflow.common.ray_leftovers import end_leftovers
 
     ended = end_leftovers()

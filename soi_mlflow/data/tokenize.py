@@ -13,13 +13,13 @@ from typing import Any
 
 from datasets import Dataset
 
+from soi_mlflow.tracking.local import soi_home
+
 MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def cache_dir() -> Path:
     """``$SOI_MLFLOW_CACHE`` or ``~/.cache/soi_mlflow`` (:func:`soi_home`)."""
-    from soi_mlflow.tracking.local import soi_home
-
     return soi_home()
 
 

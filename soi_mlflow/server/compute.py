@@ -25,6 +25,7 @@ from soi_mlflow.server.store import ServerStoreClient, server_backend_uri
 from soi_mlflow.tracking.artifacts import ArtifactCache
 from soi_mlflow.tracking.health import check_run_id
 from soi_mlflow.tracking.names import check_split_name, local_trace_files
+from soi_mlflow.tracking.search import tag_clause
 
 EXAMPLE_COLUMNS = ("text", "text_pair", "label_name", "planted")
 
@@ -124,8 +125,6 @@ class RunData:
         """Other runs of the same parent (the runs a transition is usually asked for)."""
         from mlflow.entities import ViewType
         from mlflow.server.handlers import _get_tracking_store
-
-        from soi_mlflow.tracking.search import tag_clause
 
         run = self.run(run_id)
         parent = run.data.tags.get("mlflow.parentRunId")

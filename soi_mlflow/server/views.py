@@ -23,6 +23,7 @@ import threading
 import pandas as pd
 from flask import Blueprint, Response, request
 
+from soi_mlflow.analysis.html import data_map_html, transitions_html
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.server import pages
 from soi_mlflow.server.compute import MissingData, RunData
@@ -118,8 +119,6 @@ def _defuse_formula(text: str) -> str:
 
 @blueprint.get("/datamap")
 def datamap() -> Response:
-    from soi_mlflow.analysis.html import data_map_html
-
     data, split = run_data(), _split()
     run_id = _run("run_id")
     run = data.run(run_id)
@@ -145,8 +144,6 @@ def transitions() -> Response:
 @blueprint.get("/heatmap")
 def heatmap() -> Response:
     """The interactive transition heatmap (clicking a cell lists its examples)."""
-    from soi_mlflow.analysis.html import transitions_html
-
     data, split = run_data(), _split()
     run_a, run_b = _run("run_a"), _run("run_b")
     ra, rb = data.run(run_a), data.run(run_b)

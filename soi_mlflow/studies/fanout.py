@@ -22,11 +22,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from soi_mlflow.common.console import step
 from soi_mlflow.common.executor import ExecutorSettings, check_executor, make_executor
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking import tags
+from soi_mlflow.tracking.health import sigterm_raises
 from soi_mlflow.tracking.reach import check_store_reaches_workers
 from soi_mlflow.tracking.run import RunHandle
+from soi_mlflow.tracking.run_end import end_run
 from soi_mlflow.tracking.search import search_all
 from soi_mlflow.training import TrainConfig, train
 from soi_mlflow.training.key import training_key
@@ -91,8 +94,6 @@ class Done:
 def train_child(child: Child) -> Done:
     """In the worker (this process or a Ray task): train the child, then ``after``.
     SIGTERM (a cancelled Ray task's worker gets one) ends the child's run KILLED."""
-    from soi_mlflow.tracking.health import sigterm_raises
-
     start = time.perf_counter()
     with sigterm_raises():
         result = train(child.config)
@@ -153,8 +154,6 @@ class Fanout:
     def run(self, children: list[Child]) -> list[Done]:
         """Every child of one wave: reused where MLflow holds it FINISHED, else trained;
         in the children's order."""
-        from soi_mlflow.common.console import step
-
         total = self.total or self.done + len(children)
         out: list[Done | None] = [None] * len(children)
         todo: list[int] = []
@@ -223,8 +222,6 @@ class KilledBefore(KeyboardInterrupt):
 def end_unfinished(parent: RunHandle, exc: BaseException) -> list[str]:
     """End every child of ``parent`` still RUNNING (a cancelled Ray task cannot end its
     own run) with the status ``exc`` calls for (KILLED); returns their run ids."""
-    from soi_mlflow.tracking.run_end import end_run
-
     ended = []
     running, children = "attributes.status = 'RUNNING'", {tags.PARENT_RUN_ID: parent.run_id}
     for run in search_all(parent.client, [parent.experiment_id], running, children):

@@ -9,11 +9,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from soi_mlflow.common import process_state
+from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking import tags
-from soi_mlflow.tracking.health import sigterm_raises
+from soi_mlflow.tracking.health import check_tracking, get_run, sigterm_raises
 from soi_mlflow.tracking.links import md_escape, set_description_section
 from soi_mlflow.tracking.run import RunHandle, soi_tags
 from soi_mlflow.tracking.run_open import open_run
+from soi_mlflow.tracking.store import client_for, resolve_tracking_uri
 from soi_mlflow.training import TrainConfig, run_params
 
 STUDY_NOTES = {
@@ -52,10 +54,6 @@ def reopen_parent(base: TrainConfig, study: str, run_id: str, params: Mapping[st
     """The parent run ``run_id`` of an earlier ``study``, RUNNING again: refused, before
     it is reopened, when it is no parent of this kind of study or was started with other
     study params (which children it needs)."""
-    from soi_mlflow.errors import SoiInputError
-    from soi_mlflow.tracking.health import check_tracking, get_run
-    from soi_mlflow.tracking.store import client_for, resolve_tracking_uri
-
     uri = resolve_tracking_uri(base.tracking_uri)
     check_tracking(uri)
     run = get_run(client_for(uri), run_id, uri, "resume (the study's parent run id)")

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from soi_mlflow.tracking.health import check_tracking, get_run
 from soi_mlflow.tracking.local import run_folder_name, soi_home
 from soi_mlflow.tracking.store import client_for, resolve_tracking_uri
 
@@ -39,8 +40,6 @@ class ArtifactCache:
         """``client`` (default the store's one ``MlflowClient``, ``store.client_for``) needs
         only ``get_run``, ``list_artifacts`` and ``download_artifacts``; the server app
         passes its own."""
-        from soi_mlflow.tracking.health import check_tracking
-
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         if client is None:
             check_tracking(self.tracking_uri)  # a dead server fails in seconds, naming the URI
@@ -54,8 +53,6 @@ class ArtifactCache:
         """The folder name of ``run_id`` once it is known to name a run of the store: a
         malformed or unknown id is a clear error, not a path or a traceback."""
         if run_id not in self._known:
-            from soi_mlflow.tracking.health import get_run
-
             get_run(self.client, run_id, self.tracking_uri)
             self._known.add(run_id)
         return run_folder_name(run_id)

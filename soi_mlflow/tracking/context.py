@@ -16,6 +16,9 @@ import sys
 
 from mlflow.tracking.context.abstract_context import RunContextProvider
 
+from soi_mlflow import __version__
+from soi_mlflow.tracking.trace_format import SCHEMA_VERSION
+
 RECORDER_MODULE = "soi_mlflow.tracking.recorder"
 
 
@@ -26,7 +29,4 @@ class SoiRunContext(RunContextProvider):
         return RECORDER_MODULE in sys.modules
 
     def tags(self) -> dict[str, str]:
-        from soi_mlflow import __version__
-        from soi_mlflow.tracking.trace_format import SCHEMA_VERSION
-
         return {"soi.version": __version__, "soi.trace_schema": str(SCHEMA_VERSION)}

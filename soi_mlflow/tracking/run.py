@@ -19,7 +19,7 @@ from typing import Any
 
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.health import end_status
-from soi_mlflow.tracking.links import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+from soi_mlflow.tracking.links import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, ui_command
 from soi_mlflow.tracking.run_end import end_run
 from soi_mlflow.tracking.spool import SendResult, Spool
 
@@ -142,8 +142,6 @@ class RunHandle:
     def ui_command(self) -> str:
         """What to open to see this run: the runs table and the run, in the MLflow UI's
         model-training view (with the ``mlflow ui`` command first for a local store)."""
-        from soi_mlflow.tracking.links import ui_command
-
         return ui_command(self.tracking_uri, self.experiment_id, self.run_id)
 
 

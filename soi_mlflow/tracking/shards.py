@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.label_space import LabelSpace
 from soi_mlflow.tracking.names import METRIC_PREFIX
 from soi_mlflow.tracking.run import metric_safe
@@ -96,8 +97,6 @@ def exchange_names(
     path does, so its name tables stay the same. Every rank raises the first error, so
     none waits in a later collective for a rank that stopped."""
     import torch.distributed as dist
-
-    from soi_mlflow.errors import SoiInputError
 
     payload = {
         "members": list(space.members.names),

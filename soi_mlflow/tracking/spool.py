@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.tracking.health import first_line, probe_http
+from soi_mlflow.tracking.health import END_REASON_TAG, HEARTBEAT_TAG, first_line, probe_http
 from soi_mlflow.tracking.local import run_folder, soi_home
 from soi_mlflow.tracking.store import client_for
 
@@ -208,8 +208,6 @@ class Spool:
 
     def _send_one(self, client: Any, entry: dict[str, Any]) -> None:
         from mlflow.entities import Metric, RunTag
-
-        from soi_mlflow.tracking.health import END_REASON_TAG, HEARTBEAT_TAG
 
         if entry["kind"] == "artifact":
             path = self.folder / entry["file"]

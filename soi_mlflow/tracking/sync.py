@@ -6,29 +6,18 @@ filled for, or to ``--tracking-uri`` where the run lives now.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from soi_mlflow.errors import SoiInputError
-from soi_mlflow.tracking.health import probe_http
+from soi_mlflow.tracking.health import check_tracking, probe_http
 from soi_mlflow.tracking.local import soi_home
 from soi_mlflow.tracking.spool import SendResult, Spool, spooled_runs
+from soi_mlflow.tracking.sync_settings import SyncSettings
 
-
-@dataclass
-class SyncSettings:
-    """Which spooled runs to send (every run spooled on this machine by default)."""
-
-    run_id: str | None = None
-    """send only this run's spool"""
-    tracking_uri: str | None = None
-    """send to this tracking URI instead of the one each spool was filled for"""
+__all__ = ["SyncSettings", "sync"]
 
 
 def sync(settings: SyncSettings) -> dict[str, SendResult]:
     """Send the spools of ``settings`` in order; print one line per run. Raises
     :class:`SoiInputError` if something is still waiting afterwards."""
-    from soi_mlflow.tracking.health import check_tracking
-
     runs = [settings.run_id] if settings.run_id else spooled_runs()
     if not runs:
         print(f"nothing to send: no spooled runs under {soi_home() / 'runs'}")

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from soi_mlflow.common.seeds import check_seed
 from soi_mlflow.data.mixture import MixtureSpec, validate_mixture
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.model.mlflow_model import check_model_uri, check_registered_name, is_model_uri
 from soi_mlflow.tracking.health import (
     check_experiment_name,
 )
@@ -143,15 +144,13 @@ def validate_config(config: TrainConfig) -> None:
             )
         if config.devices > 1:
             raise SoiInputError("--affinity-every works with one process; use --devices 1")
-        from soi_mlflow.callbacks.affinity import check_step
+        from soi_mlflow.callbacks.affinity import check_step  # deferred: lightning, torch
 
         check_step(config.affinity_step)
     _validate_model_options(config)
 
 
 def _validate_model_options(config: TrainConfig) -> None:
-    from soi_mlflow.model.mlflow_model import check_model_uri, check_registered_name, is_model_uri
-
     if config.register_as is not None:
         if not config.log_model:
             raise SoiInputError("register-as needs the logged model: drop --log-model false")
@@ -159,6 +158,6 @@ def _validate_model_options(config: TrainConfig) -> None:
     if is_model_uri(config.init_from):
         check_model_uri(str(config.init_from))
     elif config.init_from is not None:
-        from soi_mlflow.model.checkpoint import check_checkpoint
+        from soi_mlflow.model.checkpoint import check_checkpoint  # deferred: torch
 
         check_checkpoint(Path(config.init_from))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from soi_mlflow.model.mlflow_model import is_model_uri
 from soi_mlflow.tracking.links import md_escape
 from soi_mlflow.tracking.run import soi_tags
 from soi_mlflow.tracking.trace_format import SCHEMA_VERSION
@@ -41,8 +42,6 @@ def training_note(config: TrainConfig) -> str:
     if spec.ood:
         text += f"; held out (OOD): {', '.join(md_escape(m) for m in spec.ood)}"
     if config.init_from is not None:
-        from soi_mlflow.model.mlflow_model import is_model_uri
-
         text += (
             f"; continued from the model {md_escape(config.init_from)}"
             if is_model_uri(config.init_from)

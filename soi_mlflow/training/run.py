@@ -15,9 +15,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from soi_mlflow.analysis.after_training import analyze_after_training
 from soi_mlflow.common import process_state
 from soi_mlflow.data.mixture import Mixture
 from soi_mlflow.errors import first_line
+from soi_mlflow.model.mlflow_model import input_example, is_model_uri, log_model, model_checkpoint
 from soi_mlflow.tracking.health import (
     sigterm_raises,
 )
@@ -58,8 +60,6 @@ def _log_examples(run: RunHandle, mixture: Mixture) -> None:
 def build_model(config: TrainConfig, mixture: Mixture) -> tuple[Any, Any]:
     """The module and tokenizer: fresh, or from ``config.init_from`` (encoder, tokenizer
     and the heads of the tasks it shares with this mixture)."""
-    from soi_mlflow.model.mlflow_model import is_model_uri, model_checkpoint
-
     if is_model_uri(config.init_from):
         uri = resolve_tracking_uri(config.tracking_uri)
         with model_checkpoint(str(config.init_from), uri) as folder:
@@ -68,7 +68,10 @@ def build_model(config: TrainConfig, mixture: Mixture) -> tuple[Any, Any]:
 
 
 def _build_model(config: TrainConfig, mixture: Mixture, init: Path | None) -> tuple[Any, Any]:
+    # deferred: torch, transformers
     from soi_mlflow.model.encoder import build_encoder, build_pretrained
+
+    # deferred: lightning, torch, transformers
     from soi_mlflow.model.module import MultiTaskClassifier
 
     if init is not None:
@@ -84,7 +87,7 @@ def _build_model(config: TrainConfig, mixture: Mixture, init: Path | None) -> tu
         warmup_ratio=config.warmup_ratio,
     )
     if init is not None:
-        from soi_mlflow.model.checkpoint import load_heads
+        from soi_mlflow.model.checkpoint import load_heads  # deferred: torch
 
         load_heads(module, mixture.tasks, init)
     return module, tokenizer
@@ -98,8 +101,7 @@ def _log_weights(
     leaves its weights in the spool as ``checkpoint/`` instead: nothing trained is lost."""
     import sys
 
-    from soi_mlflow.model.checkpoint import save_checkpoint
-    from soi_mlflow.model.mlflow_model import input_example, log_model
+    from soi_mlflow.model.checkpoint import save_checkpoint  # deferred: torch
 
     spool = run.spool
     with tempfile.TemporaryDirectory(prefix="soi-ckpt-") as tmp:
@@ -147,7 +149,7 @@ def mixture_trace_callback(
     ``run_id`` may be a callable that opens the run when training starts (returning its
     :class:`RunHandle`, which the trace recorder then writes through).
     """
-    from soi_mlflow.lightning import TraceCallback
+    from soi_mlflow.lightning import TraceCallback  # deferred: lightning, torch
 
     return TraceCallback(
         labels="label",
@@ -185,8 +187,8 @@ def train(config: TrainConfig) -> TrainResult:
 def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
     import lightning.pytorch as pl
 
-    from soi_mlflow.callbacks.resume import EpochCheckpoint, EpochSeed
-    from soi_mlflow.data.datamodule import MixtureDataModule
+    from soi_mlflow.callbacks.resume import EpochCheckpoint, EpochSeed  # deferred: lightning, torch
+    from soi_mlflow.data.datamodule import MixtureDataModule  # deferred: lightning, torch
 
     pl.seed_everything(config.seed, workers=True, verbose=False)
     mixture = Mixture(config.mixture)
@@ -229,7 +231,7 @@ def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
     callbacks: list[pl.Callback] = [callback, EpochSeed(config.seed)]
     affinity = None
     if config.affinity_every is not None:
-        from soi_mlflow.callbacks.affinity import AffinityCallback
+        from soi_mlflow.callbacks.affinity import AffinityCallback  # deferred: lightning, torch
 
         affinity = AffinityCallback(
             list(mixture.spec.members),
@@ -244,7 +246,7 @@ def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
         saver = EpochCheckpoint(lambda: checkpoint_path(opened[0].run_id), config.checkpoint_every)
         callbacks.append(saver)
     if config.progress:
-        from soi_mlflow.callbacks.epoch_bar import EpochBar
+        from soi_mlflow.callbacks.epoch_bar import EpochBar  # deferred: lightning
 
         callbacks.append(EpochBar())
     trainer = pl.Trainer(
@@ -297,7 +299,6 @@ def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
         shutil.rmtree(run_folder(run.run_id) / "checkpoint", ignore_errors=True)
     analysis = None
     if config.analyze:  # never raises: a finished run stays finished
-        from soi_mlflow.analysis.after_training import analyze_after_training
 
         analysis = analyze_after_training(run.run_id, run.tracking_uri, quiet=True)
     return TrainResult(

@@ -101,6 +101,7 @@ def to_yaml(values: Mapping[str, Any], header: str = "") -> str:
 def run_config_yaml(config: Any) -> str:
     """The ``config.yaml`` a training run logs: its resolved settings, with the links to a
     study (parent run, study tags) cleared so that a repeat is a run of its own."""
+    # deferred (not heavy): urllib and http, kept out of soi-mlflow --help
     from soi_mlflow.model.mlflow_model import is_model_uri
 
     values = flat_values(config)

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.model.mlflow_model import is_model_uri, model_run_id
 from soi_mlflow.tracking.health import (
     check_tracking,
     get_run,
@@ -23,8 +24,6 @@ def preflight(config: TrainConfig) -> Path | None:
     written, and the parent run, ``MLFLOW_RUN_ID`` and the run to resume exist. Fails in
     seconds with a message naming the URI (``tracking/health.py``). Returns the checkpoint
     to resume from, if resuming."""
-    from soi_mlflow.model.mlflow_model import is_model_uri, model_run_id
-
     uri = resolve_tracking_uri(config.tracking_uri)
     check_tracking(uri)
     client = client_for(uri)

@@ -18,10 +18,20 @@ from typing import Any
 
 import pandas as pd
 
-from soi_mlflow.analysis.duck.limits import Limits
+from soi_mlflow.analysis.duck.dynamics import BYTES_PER_GROUP, soi_from_files
+from soi_mlflow.analysis.duck.files import file_rows
+from soi_mlflow.analysis.duck.limits import Limits, connection
 from soi_mlflow.analysis.matrix import MIN_OBSERVED
+from soi_mlflow.analysis.runs import (
+    _run_examples,
+    naming_the_run,
+    soi_table,
+    trace_files,
+    trace_paths,
+)
 from soi_mlflow.analysis.soi import Taxonomy, get_taxonomy
 from soi_mlflow.errors import SoiInputError, first_line
+from soi_mlflow.tracking.trace_format import open_trace
 
 ENGINES = ("auto", "memory", "duckdb")
 # TraceMatrix.from_files holds every epoch's ids, gold, pred and p_gold (20 B a row), then
@@ -47,8 +57,6 @@ class Engine:
 
     def max_groups(self) -> int:
         """Examples one DuckDB GROUP BY takes at a time (more: per example-id range)."""
-        from soi_mlflow.analysis.duck.dynamics import BYTES_PER_GROUP
-
         return max(1, self.limits.memory_bytes // BYTES_PER_GROUP)
 
     def choose(self, paths: Sequence[str | Path], filesystem: Any = None) -> str:
@@ -63,8 +71,6 @@ class Engine:
 def in_memory_bytes(paths: Sequence[str | Path], filesystem: Any = None) -> int:
     """What the in-memory path would hold for these trace files, from their footers
     (over a remote ``filesystem``, a range request per file, not a download)."""
-    from soi_mlflow.tracking.trace_format import open_trace
-
     rows = 0
     for path in paths:
         with open_trace(path, filesystem) as pf:
@@ -83,14 +89,6 @@ def engine_soi_table(
 ) -> pd.DataFrame:
     """``runs.soi_table`` on the engine ``engine`` chooses for this run; ``attrs["engine"]``
     says which one ran."""
-    from soi_mlflow.analysis.runs import (
-        _run_examples,
-        naming_the_run,
-        soi_table,
-        trace_files,
-        trace_paths,
-    )
-
     get_taxonomy(taxonomy)
     found = trace_files(run_id, split, tracking_uri)  # read where they are, not downloaded
     with naming_the_run(run_id, split, found):
@@ -120,10 +118,6 @@ def duckdb_soi_table(
     """The SOI table of one run's trace files on DuckDB, under ``engine.limits``; DuckDB's
     errors (an unreadable file, the spill limit reached) name the run."""
     import duckdb
-
-    from soi_mlflow.analysis.duck.dynamics import soi_from_files
-    from soi_mlflow.analysis.duck.files import file_rows
-    from soi_mlflow.analysis.duck.limits import connection
 
     files = file_rows(paths, run_id)
     try:

@@ -16,9 +16,12 @@ from collections.abc import Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from soi_mlflow.analysis.duck.files import TraceFile
+from soi_mlflow.analysis.duck.files import TraceFile, file_rows
 from soi_mlflow.analysis.duck.limits import Limits, open_connection
+from soi_mlflow.analysis.experiment import runs_with_traces
+from soi_mlflow.analysis.runs import trace_paths
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.health import check_run_id
 
 
 def trace_relation(files: Sequence[TraceFile], con=None, limits: Limits | None = None):
@@ -65,15 +68,9 @@ def traces(
     ``connection``: a DuckDB connection of yours; by default a new one with a quarter of
     this machine's memory (``limits``) and a spill folder removed with it. The files are
     read in place from a local artifact store, else from the artifact cache's copies."""
-    from soi_mlflow.analysis.duck.files import file_rows
-    from soi_mlflow.analysis.runs import trace_paths
-    from soi_mlflow.tracking.health import check_run_id
-
     if (run_ids is None) == (experiment is None):
         raise SoiInputError("traces: give run_ids or experiment=NAME (one of them)")
     if experiment is not None:
-        from soi_mlflow.analysis.experiment import runs_with_traces
-
         ids = [run.run_id for run in runs_with_traces(experiment, (split,), tracking_uri)]
         if not ids:
             raise SoiInputError(f"experiment {experiment!r}: no run has traces of {split!r}")

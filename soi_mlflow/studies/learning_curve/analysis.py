@@ -31,7 +31,7 @@ SUMMARY_TABLES = (
 
 def analyse_points(points: pd.DataFrame, settings: CurveSettings) -> dict[str, pd.DataFrame]:
     """Fits, worth with intervals, the interaction and the contextual form, as tables."""
-    from soi_mlflow.analysis.worth import transfer_summary
+    from soi_mlflow.analysis.worth import transfer_summary  # deferred: scipy
 
     fits = _fits(points)
     summary = transfer_summary(points, list(settings.aux), settings.interval, settings.level)
@@ -52,7 +52,7 @@ def analyse_points(points: pd.DataFrame, settings: CurveSettings) -> dict[str, p
 
 def _fits(points: pd.DataFrame) -> pd.DataFrame:
     """The better of power law and exponential per curve and auxiliary size (all seeds)."""
-    from soi_mlflow.analysis.curves import best_fit
+    from soi_mlflow.analysis.curves import best_fit  # deferred: scipy
 
     rows = []
     for (curve, cap), part in points.groupby(["curve", "aux_size"], sort=True):
@@ -75,6 +75,7 @@ def _fits(points: pd.DataFrame) -> pd.DataFrame:
 
 def _contextual(points: pd.DataFrame, settings: CurveSettings) -> pd.DataFrame:
     """The contextual form per auxiliary set (with the alone points), or why not."""
+    # deferred: scipy
     from soi_mlflow.analysis.curves import (
         contextual_design_problem,
         contextual_ratio,
@@ -126,8 +127,8 @@ def log_curves(parent: RunHandle, points, tables, settings: CurveSettings) -> di
 def _curve_figure(
     points: pd.DataFrame, fits: pd.DataFrame, settings: CurveSettings, note: str = ""
 ):
-    from soi_mlflow.analysis.curves import exponential, power_law
-    from soi_mlflow.analysis.figures import colormap, subplots
+    from soi_mlflow.analysis.curves import exponential, power_law  # deferred: scipy
+    from soi_mlflow.analysis.figures import colormap, subplots  # deferred: matplotlib
 
     fig, ax = subplots(figsize=(7.5, 4.8))
     grid = np.geomspace(points["n"].min(), points["n"].max(), 100)
@@ -168,7 +169,7 @@ def _curve_figure(
 
 def _worth_figure(tables: dict[str, pd.DataFrame], settings: CurveSettings, note: str = ""):
     """Each set's worth (median over sizes) with its interval; the interaction too."""
-    from soi_mlflow.analysis.figures import subplots
+    from soi_mlflow.analysis.figures import subplots  # deferred: matplotlib
 
     worth = tables["learning_curve_worth_over_sizes"]
     labels = [

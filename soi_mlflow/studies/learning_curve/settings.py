@@ -60,6 +60,7 @@ class CurveSettings(StudySettings):
 
 def validate_curve(base: TrainConfig, settings: CurveSettings) -> dict[str, int]:
     """Check everything before training; returns each member's training-set size."""
+    # deferred: scipy
     from soi_mlflow.analysis.intervals import METHODS  # scipy: imported when checked
 
     target, aux = settings.target, list(settings.aux)

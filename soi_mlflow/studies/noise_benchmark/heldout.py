@@ -8,7 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from soi_mlflow.training import TrainConfig
+from soi_mlflow.data.mixture import Mixture
+from soi_mlflow.data.tokenize import tokenize
+from soi_mlflow.training import TrainConfig, build_model
 
 
 def heldout_probabilities(
@@ -20,10 +22,7 @@ def heldout_probabilities(
     import torch
     from torch.utils.data import DataLoader
 
-    from soi_mlflow.data.batching import Collator, loader_view
-    from soi_mlflow.data.mixture import Mixture
-    from soi_mlflow.data.tokenize import tokenize
-    from soi_mlflow.training import build_model
+    from soi_mlflow.data.batching import Collator, loader_view  # deferred: torch
 
     _, tokenizer = build_model(config, Mixture(config.mixture))
     full = Mixture(replace(config.mixture, train_ids=None)).train

@@ -268,6 +268,7 @@ def detect_scores(config: TrainConfig, run_id: str, tracking_uri: str) -> pd.Dat
 
 
 def _log(parent, per_seed, summary, breakdown, settings: NoiseBenchmarkSettings) -> None:
+    # deferred: matplotlib
     from soi_mlflow.analysis import figures  # matplotlib, when the figure is drawn
 
     client, run_id = parent.client, parent.run_id

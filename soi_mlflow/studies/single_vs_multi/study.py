@@ -51,6 +51,7 @@ def run(base: TrainConfig, settings: SingleVsMultiSettings) -> SingleVsMultiResu
     """Train every member alone and the mixture, ``settings.seeds`` times; analyse; log
     to a parent."""
     # draws figures: matplotlib is imported when a study analyses, not with its settings
+    # deferred: matplotlib
     from soi_mlflow.analysis.report import SingleVsMultiRuns, analyze_run, log_single_vs_multi
 
     validate(base, settings)

@@ -49,6 +49,7 @@ def log_two_stage(
     """The accuracy table, headline metrics and figure of ``runs`` (stage 1, stage 2,
     control), logged to ``parent``; a run without a member's metric gives a "not
     identified" row (``problem``) instead of an error. Returns the wide table."""
+    # deferred: matplotlib
     from soi_mlflow.analysis import figures  # matplotlib, when a figure is drawn
 
     acc = accuracy_rows(parent.client, runs, members, ood)

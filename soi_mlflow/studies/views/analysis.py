@@ -27,8 +27,8 @@ NO_RHO = "fewer than 3 pairs have a value in both views, or one view ranks them 
 def views_agreement(values: pd.DataFrame, settings: ViewsSettings) -> dict[str, pd.DataFrame]:
     """Significance per view and pair, and the rank agreement of every two views."""
     # scipy, imported when the views are compared
-    from soi_mlflow.analysis.agreement import rank_agreement
-    from soi_mlflow.analysis.intervals import summarize
+    from soi_mlflow.analysis.agreement import rank_agreement  # deferred: scipy
+    from soi_mlflow.analysis.intervals import summarize  # deferred: scipy
 
     by = ["view", "source", "target"]
     significance = with_problems(
@@ -95,6 +95,7 @@ def log_views(parent: RunHandle, values, result, compute, settings: ViewsSetting
 
 
 def _figure(result, settings: ViewsSettings, note: str = ""):
+    # deferred: matplotlib
     from soi_mlflow.analysis.figures import subplots  # matplotlib, when the figure is drawn
 
     sig, agree = result["significance"], result["agreement"]

@@ -41,6 +41,7 @@ def reanalyze(handle: RunHandle, run: Any, options: ReanalysisOptions | None = N
     """Rebuild every view's per-seed values from the children (the nested transfer and
     learning-curve studies re-analysed in turn), compare the views again and log it all
     to the views parent."""
+    # deferred: scipy
     from soi_mlflow.analysis.agreement import transfer_gains  # scipy, when it runs
 
     values: list[dict] = []

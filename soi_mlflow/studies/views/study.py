@@ -233,6 +233,7 @@ def _affinity_view(plan: _Plan) -> _ViewRun:
 def _curves_view(plan: _Plan) -> _ViewRun:
     """Learning curves: each member as target, each other member as auxiliary; a pair's
     value is the mean over sizes of the target's gain with the auxiliary's data."""
+    # deferred: scipy
     from soi_mlflow.analysis.agreement import transfer_gains  # scipy, when it runs
 
     values, passes, runs, seconds, trained, reused = [], 0, 0, 0.0, 0, 0
