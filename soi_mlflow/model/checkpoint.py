@@ -5,7 +5,7 @@ Layout of a checkpoint folder (logged to a run as ``checkpoint/``)::
 
     encoder/             save_pretrained(): config.json, model.safetensors, tokenizer files
     heads.safetensors    "<task>.weight", "<task>.bias" for every task head
-    tasks.json           {"tasks": {task: [label names]}}
+    tasks.json           {"tasks": {task: [label names]}, "pooling": first|last|mean}
 """
 
 from __future__ import annotations
@@ -31,9 +31,8 @@ def save_checkpoint(
         for name, tensor in head.state_dict().items():
             heads[f"{task}.{name}"] = tensor.detach().cpu().contiguous()
     save_file(heads, str(folder / "heads.safetensors"))
-    (folder / "tasks.json").write_text(
-        json.dumps({"tasks": {t: list(n) for t, n in tasks.items()}})
-    )
+    meta = {"tasks": {t: list(n) for t, n in tasks.items()}, "pooling": module.hparams.pooling}
+    (folder / "tasks.json").write_text(json.dumps(meta))
     return folder
 
 

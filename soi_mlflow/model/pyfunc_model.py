@@ -33,6 +33,18 @@ def _present(value: Any) -> bool:
     return str(value) != ""
 
 
+def _pool(hidden: Any, mask: Any, how: str, torch: Any) -> Any:
+    """``soi_mlflow.model.backbone.pool``, restated: this file imports no soi-mlflow."""
+    mask = mask.long()
+    rows = torch.arange(hidden.shape[0])
+    if how == "last":
+        return hidden[rows, (torch.arange(mask.shape[1]) * mask).argmax(dim=1)]
+    if how == "mean":
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1)
+    return hidden[rows, mask.argmax(dim=1)]
+
+
 class MultiTaskModel(PythonModel):
     """A shared encoder and one linear head per task, read from a soi-mlflow checkpoint."""
 
@@ -42,7 +54,9 @@ class MultiTaskModel(PythonModel):
         from transformers import AutoModel, AutoTokenizer
 
         folder = Path(context.artifacts["checkpoint"])
-        self.tasks: dict[str, list[str]] = json.loads((folder / "tasks.json").read_text())["tasks"]
+        meta = json.loads((folder / "tasks.json").read_text())
+        self.tasks: dict[str, list[str]] = meta["tasks"]
+        self.pooling = meta.get("pooling", "first")  # older checkpoints: the first token
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder / "encoder"))
         try:  # the encoder was saved without a pooler (model/encoder.py)
             encoder = AutoModel.from_pretrained(str(folder / "encoder"), add_pooling_layer=False)
@@ -72,7 +86,8 @@ class MultiTaskModel(PythonModel):
         return names
 
     def _hidden(self, texts: list[str], pairs: list[Any]) -> Any:
-        """The first token's final hidden state, as the training module computes it."""
+        """The pooled final hidden state, as the training module computes it
+        (``soi_mlflow/model/backbone.py``: first or last real token, or their mean)."""
         rows = [
             self.tokenizer(
                 t, p if _present(p) else None, truncation=True
@@ -83,7 +98,8 @@ class MultiTaskModel(PythonModel):
         inputs = {
             k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch
         }
-        return self.encoder(**inputs).last_hidden_state[:, 0]
+        hidden = self.encoder(**inputs).last_hidden_state
+        return _pool(hidden, batch["attention_mask"], self.pooling, self.torch).float()
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
         frame = pd.DataFrame(model_input).reset_index(drop=True)

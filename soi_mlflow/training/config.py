@@ -10,6 +10,7 @@ from typing import Any, Literal
 from soi_mlflow.common.seeds import check_seed
 from soi_mlflow.data.mixture import MixtureSpec, validate_mixture
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.model.backbone import POOLINGS
 from soi_mlflow.tracking.health import (
     check_experiment_name,
 )
@@ -34,6 +35,9 @@ class TrainConfig:
     """training seed: initialisation and example order"""
     model: str = "tiny"
     """tiny, a hub model name, or a local folder with a transformers model"""
+    pooling: Literal["first", "last", "mean"] | None = None
+    """the hidden state the heads read: first token, last real token, or the mean (default:
+    last for a decoder-only model, first for an encoder)"""
     capture: Literal["train_pass", "eval_pass"] = "train_pass"
     """train trace from the training step's logits, or from an extra eval pass"""
     batch_size: int = 32
@@ -135,6 +139,10 @@ def validate_config(config: TrainConfig) -> None:
     ):
         raise SoiInputError(
             f"model path {config.model!r} is not a folder with a transformers model"
+        )
+    if config.pooling is not None and config.pooling not in POOLINGS:
+        raise SoiInputError(
+            f"pooling: expected one of {', '.join(POOLINGS)}, got {config.pooling!r}"
         )
     if config.affinity_every is not None:
         if config.affinity_every <= 0:

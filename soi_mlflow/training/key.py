@@ -175,6 +175,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("epochs", resume=False, why="a resumed run may train for more epochs"),
     Setting("seed"),
     Setting("model"),
+    Setting(
+        "pooling",
+        param=None,
+        resume=False,
+        why="unset, it follows the architecture: train logs the pooling used as the param "
+        "pooling; the key holds what was asked",
+    ),
     Setting("capture"),
     Setting("batch_size"),
     Setting("max_length"),

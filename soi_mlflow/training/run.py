@@ -68,6 +68,7 @@ def build_model(config: TrainConfig, mixture: Mixture) -> tuple[Any, Any]:
 
 
 def _build_model(config: TrainConfig, mixture: Mixture, init: Path | None) -> tuple[Any, Any]:
+    from soi_mlflow.model.backbone import ensure_pad_token, resolve_pooling
     from soi_mlflow.model.encoder import build_encoder, build_pretrained
     from soi_mlflow.model.module import MultiTaskClassifier
 
@@ -76,18 +77,30 @@ def _build_model(config: TrainConfig, mixture: Mixture, init: Path | None) -> tu
     else:
         texts = list(mixture.train["text"]) + [t for t in mixture.train["text_pair"] if t]
         encoder, tokenizer = build_encoder(config.model, texts, config.max_length, config.seed)
+    pad_token = ensure_pad_token(tokenizer, encoder)
     module = MultiTaskClassifier(
         encoder,
         [len(names) for names in mixture.tasks.values()],
         lr=config.learning_rate,
         weight_decay=config.weight_decay,
         warmup_ratio=config.warmup_ratio,
+        pooling=resolve_pooling(config.pooling or _saved_pooling(init), encoder.config),
     )
+    module.backbone_params = {"pooling": module.hparams.pooling, "pad_token": pad_token}
     if init is not None:
         from soi_mlflow.model.checkpoint import load_heads
 
         load_heads(module, mixture.tasks, init)
     return module, tokenizer
+
+
+def _saved_pooling(init: Path | None) -> str | None:
+    """The pooling a checkpoint was trained with (None: not saved, or no checkpoint)."""
+    if init is None:
+        return None
+    import json
+
+    return json.loads((init / "tasks.json").read_text()).get("pooling")
 
 
 def _log_weights(
@@ -211,7 +224,7 @@ def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
         )
         opened.append(run)  # before anything else can fail: the run must be ended
         end_follows(run.run_id)  # end_run below reports the run if incomplete, not the recorder
-        run.log_params(run_params(config))
+        run.log_params(run_params(config) | module.backbone_params)
         run.client.log_text(run.run_id, run_config_yaml(config), CONFIG_ARTIFACT)
         note = f"{training_note(config)}\n\n{soi_pages_note(run.run_id)}"
         set_description_section(run.client, run.run_id, None, note)
