@@ -8,6 +8,7 @@ tokenizer trained offline that, like the real ones, has no pad token
 from __future__ import annotations
 
 import copy
+import math
 import random
 
 import pandas as pd
@@ -188,3 +189,52 @@ def test_last_pooling_learns_a_label_in_the_last_word_on_either_side(
     )
     result = train(config)
     assert result.metrics["test/tail/acc"] >= 0.9, result.metrics
+
+
+# -- precision and memory --
+
+
+def test_heads_and_logits_stay_float32_under_bf16_autocast(folders) -> None:
+    from transformers import AutoModel
+
+    from soi_mlflow.model.module import MultiTaskClassifier
+
+    module = MultiTaskClassifier(AutoModel.from_pretrained(folders["gpt2"]), [2, 3], pooling="last")
+    batch = {
+        "input_ids": torch.tensor([[5, 6, 7], [8, 9, 0]]),
+        "attention_mask": torch.tensor([[1, 1, 1], [1, 1, 0]]),
+        "label": torch.tensor([1, 2]),
+        "task_idx": torch.tensor([0, 1]),
+    }
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = module.validation_step(batch, 0)
+    assert out["logits"].dtype == torch.float32
+    assert torch.isinf(out["logits"][0, 2]) and torch.isfinite(out["logits"][1]).all()
+
+
+def test_bad_precision_and_accumulation_are_refused(store) -> None:
+    with pytest.raises(SoiInputError, match="precision"):
+        train(small_config(store, precision="bf16"))
+    with pytest.raises(SoiInputError, match="grad_accum"):
+        train(small_config(store, grad_accum=0))
+
+
+@pytest.mark.e2e
+def test_bf16_mixed_with_accumulation_and_checkpointing_traces_float32(folders, uri) -> None:
+    config = small_config(
+        uri,
+        model=str(folders["llama"]),
+        precision="bf16-mixed",
+        grad_accum=2,
+        gradient_checkpointing=True,
+        **SMALL,
+    )
+    result = train(config)
+    trace, _ = load_trace(uri, result.run_id, "traces/train/epoch=001.parquet")
+    assert len(trace) == 48 and trace["example_id"].is_unique
+    assert trace["p_gold"].dtype == "float32" and trace["p_gold"].between(0, 1).all()
+    assert (trace["loss"] - (-trace["p_gold"].astype("float64").map(math.log))).abs().max() < 1e-3
+    assert trace["step"].max() == 4  # 3 batches an epoch, 2 per step: 2 steps an epoch
+    params = MlflowClient(uri).get_run(result.run_id).data.params
+    assert params["precision"] == "bf16-mixed" and params["grad_accum"] == "2"
+    assert params["effective_batch_size"] == "32" and params["gradient_checkpointing"] == "True"

@@ -103,5 +103,15 @@ def build_encoder(
     return build_pretrained(model, max_length)
 
 
+def enable_checkpointing(encoder: nn.Module) -> None:
+    """Gradient checkpointing of a ``transformers`` backbone (non-reentrant: it needs no
+    input that requires grad, so frozen embeddings under an adapter work too)."""
+    if not getattr(encoder, "supports_gradient_checkpointing", False):
+        raise SoiInputError(
+            f"gradient-checkpointing: {type(encoder).__name__} does not support it"
+        )
+    encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def hidden_size(encoder: nn.Module) -> int:
     return int(encoder.config.hidden_size)

@@ -18,6 +18,7 @@ from soi_mlflow.tracking.names import BUILTIN_SPLITS
 from soi_mlflow.tracking.store import TRACKING_URI_HELP
 from soi_mlflow.tracking.trace_format import CAPTURE_MODES
 
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")  # Lightning's names
 EXAMPLE_SPLITS = BUILTIN_SPLITS  # the splits a training logs the examples of
 
 
@@ -44,6 +45,14 @@ class TrainConfig:
     """examples per training batch"""
     max_length: int = 64
     """tokens per example"""
+    grad_accum: int = 1
+    """batches whose gradients make one optimizer step (the effective batch, batch-size x
+    grad-accum x devices, is logged as the param effective_batch_size)"""
+    precision: str = "32"
+    """Lightning's training precision: 32, bf16-mixed or 16-mixed (GPU); the heads, logits
+    and trace probabilities stay float32"""
+    gradient_checkpointing: bool = False
+    """recompute the backbone's activations in the backward pass: less memory, more time"""
     lr: float | None = None
     """learning rate (default: 1e-3 for tiny, 3e-5 for a pretrained encoder)"""
     weight_decay: float = 0.01
@@ -129,7 +138,11 @@ def validate_config(config: TrainConfig) -> None:
         raise SoiInputError(
             f"capture: expected one of {', '.join(CAPTURE_MODES)}, got {config.capture!r}"
         )
-    for name in ("batch_size", "max_length", "devices"):
+    if config.precision not in PRECISIONS:
+        raise SoiInputError(
+            f"precision: expected one of {', '.join(PRECISIONS)}, got {config.precision!r}"
+        )
+    for name in ("batch_size", "max_length", "devices", "grad_accum"):
         if getattr(config, name) <= 0:
             raise SoiInputError(f"{name} must be a positive integer, got {getattr(config, name)!r}")
     if config.learning_rate <= 0:

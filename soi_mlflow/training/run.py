@@ -69,7 +69,7 @@ def build_model(config: TrainConfig, mixture: Mixture) -> tuple[Any, Any]:
 
 def _build_model(config: TrainConfig, mixture: Mixture, init: Path | None) -> tuple[Any, Any]:
     from soi_mlflow.model.backbone import ensure_pad_token, resolve_pooling
-    from soi_mlflow.model.encoder import build_encoder, build_pretrained
+    from soi_mlflow.model.encoder import build_encoder, build_pretrained, enable_checkpointing
     from soi_mlflow.model.module import MultiTaskClassifier
 
     if init is not None:
@@ -78,6 +78,8 @@ def _build_model(config: TrainConfig, mixture: Mixture, init: Path | None) -> tu
         texts = list(mixture.train["text"]) + [t for t in mixture.train["text_pair"] if t]
         encoder, tokenizer = build_encoder(config.model, texts, config.max_length, config.seed)
     pad_token = ensure_pad_token(tokenizer, encoder)
+    if config.gradient_checkpointing:
+        enable_checkpointing(encoder)
     module = MultiTaskClassifier(
         encoder,
         [len(names) for names in mixture.tasks.values()],
@@ -86,7 +88,11 @@ def _build_model(config: TrainConfig, mixture: Mixture, init: Path | None) -> tu
         warmup_ratio=config.warmup_ratio,
         pooling=resolve_pooling(config.pooling or _saved_pooling(init), encoder.config),
     )
-    module.backbone_params = {"pooling": module.hparams.pooling, "pad_token": pad_token}
+    module.backbone_params = {
+        "pooling": module.hparams.pooling,
+        "pad_token": pad_token,
+        "effective_batch_size": config.batch_size * config.grad_accum * config.devices,
+    }
     if init is not None:
         from soi_mlflow.model.checkpoint import load_heads
 
@@ -265,6 +271,8 @@ def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
         accelerator=config.accelerator,
         devices=config.devices,
         strategy=config.strategy,
+        precision=config.precision,
+        accumulate_grad_batches=config.grad_accum,
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
