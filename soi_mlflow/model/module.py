@@ -97,13 +97,14 @@ class MultiTaskClassifier(pl.LightningModule):
         from transformers import get_linear_schedule_with_warmup
 
         no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
+        trained = [(n, p) for n, p in self.named_parameters() if p.requires_grad]  # adapters
         groups = [
             {
-                "params": [p for n, p in self.named_parameters() if not n.endswith(no_decay)],
+                "params": [p for n, p in trained if not n.endswith(no_decay)],
                 "weight_decay": self.hparams.weight_decay,
             },
             {
-                "params": [p for n, p in self.named_parameters() if n.endswith(no_decay)],
+                "params": [p for n, p in trained if n.endswith(no_decay)],
                 "weight_decay": 0.0,
             },
         ]

@@ -4,8 +4,10 @@
 stores this file next to a checkpoint folder (``model/checkpoint.py``: the encoder and
 tokenizer as ``save_pretrained`` writes them, heads and label names as safetensors and
 JSON). Loading runs this file and reads the weights from safetensors, so nothing is
-unpickled. The file imports only torch, transformers, safetensors, pandas and MLflow, not
-soi-mlflow: a registered model is served wherever those are installed.
+unpickled. The file imports only torch, transformers, safetensors, pandas and MLflow (and
+peft for a model trained with an adapter), not soi-mlflow: a registered model is served
+wherever those are installed. An adapter's model holds the adapter and the heads and
+names its backbone (``tasks.json``'s ``base_model``), which loading reads from there.
 
 Input: a DataFrame with ``text``, optionally ``text_pair`` and ``task`` (needed when the
 model has more than one task head). Output: one row per input row with ``task``, ``pred``
@@ -57,11 +59,21 @@ class MultiTaskModel(PythonModel):
         meta = json.loads((folder / "tasks.json").read_text())
         self.tasks: dict[str, list[str]] = meta["tasks"]
         self.pooling = meta.get("pooling", "first")  # older checkpoints: the first token
-        self.tokenizer = AutoTokenizer.from_pretrained(str(folder / "encoder"))
-        try:  # the encoder was saved without a pooler (model/encoder.py)
-            encoder = AutoModel.from_pretrained(str(folder / "encoder"), add_pooling_layer=False)
-        except TypeError:  # models without a pooler do not take the argument
-            encoder = AutoModel.from_pretrained(str(folder / "encoder"))
+        adapter = folder / "adapter"  # a peft adapter on a backbone named or saved beside it
+        has_base = (folder / "encoder").is_dir()
+        base = str(folder / "encoder") if has_base else meta["base_model"]
+        self.tokenizer = AutoTokenizer.from_pretrained(str(adapter if adapter.is_dir() else base))
+        if has_base:
+            try:  # the encoder was saved without a pooler (model/encoder.py)
+                encoder = AutoModel.from_pretrained(base, add_pooling_layer=False)
+            except TypeError:  # models without a pooler do not take the argument
+                encoder = AutoModel.from_pretrained(base)
+        else:  # the backbone by name (hub or folder), as training started from it
+            encoder = AutoModel.from_pretrained(base)
+        if adapter.is_dir():
+            from peft import PeftModel
+
+            encoder = PeftModel.from_pretrained(encoder, str(adapter))
         self.encoder = encoder.eval()
         weights = load_file(str(folder / "heads.safetensors"))
         self.heads = {t: (weights[f"{t}.weight"], weights[f"{t}.bias"]) for t in self.tasks}

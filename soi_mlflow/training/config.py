@@ -10,6 +10,7 @@ from typing import Any, Literal
 from soi_mlflow.common.seeds import check_seed
 from soi_mlflow.data.mixture import MixtureSpec, validate_mixture
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.model.adapters import PEFT_METHODS
 from soi_mlflow.model.backbone import POOLINGS
 from soi_mlflow.tracking.health import (
     check_experiment_name,
@@ -53,6 +54,17 @@ class TrainConfig:
     and trace probabilities stay float32"""
     gradient_checkpointing: bool = False
     """recompute the backbone's activations in the backward pass: less memory, more time"""
+    peft: Literal["lora"] | None = None
+    """train a parameter-efficient adapter (lora) on a frozen backbone; heads train in full"""
+    lora_r: int = 8
+    """LoRA rank"""
+    lora_alpha: int = 16
+    """LoRA scaling alpha"""
+    lora_dropout: float = 0.05
+    """dropout on LoRA's input"""
+    lora_targets: str = "auto"
+    """modules LoRA adapts, comma-separated (auto: c_attn for GPT-2, q_proj,v_proj for
+    Llama/Qwen2, query,value for BERT)"""
     lr: float | None = None
     """learning rate (default: 1e-3 for tiny, 3e-5 for a pretrained encoder)"""
     weight_decay: float = 0.01
@@ -142,6 +154,15 @@ def validate_config(config: TrainConfig) -> None:
         raise SoiInputError(
             f"precision: expected one of {', '.join(PRECISIONS)}, got {config.precision!r}"
         )
+    if config.peft is not None:
+        if config.peft not in PEFT_METHODS:
+            raise SoiInputError(
+                f"peft: expected one of {', '.join(PEFT_METHODS)}, got {config.peft!r}"
+            )
+        if config.lora_r <= 0 or config.lora_alpha <= 0:
+            raise SoiInputError("lora-r and lora-alpha must be positive integers")
+        if not 0 <= config.lora_dropout < 1:
+            raise SoiInputError(f"lora-dropout must be in [0, 1), got {config.lora_dropout!r}")
     for name in ("batch_size", "max_length", "devices", "grad_accum"):
         if getattr(config, name) <= 0:
             raise SoiInputError(f"{name} must be a positive integer, got {getattr(config, name)!r}")

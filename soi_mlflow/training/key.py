@@ -182,6 +182,11 @@ SETTINGS: tuple[Setting, ...] = (
         why="unset, it follows the architecture: train logs the pooling used as the param "
         "pooling; the key holds what was asked",
     ),
+    Setting("peft"),
+    *(
+        Setting(name, when=lambda config: config.peft is not None)
+        for name in ("lora_r", "lora_alpha", "lora_dropout", "lora_targets")
+    ),
     Setting("capture"),
     Setting("batch_size"),
     Setting("max_length"),

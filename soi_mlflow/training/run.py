@@ -59,54 +59,13 @@ def build_model(config: TrainConfig, mixture: Mixture) -> tuple[Any, Any]:
     """The module and tokenizer: fresh, or from ``config.init_from`` (encoder, tokenizer
     and the heads of the tasks it shares with this mixture)."""
     from soi_mlflow.model.mlflow_model import is_model_uri, model_checkpoint
+    from soi_mlflow.training.model_build import build_module
 
     if is_model_uri(config.init_from):
         uri = resolve_tracking_uri(config.tracking_uri)
         with model_checkpoint(str(config.init_from), uri) as folder:
-            return _build_model(config, mixture, folder)
-    return _build_model(config, mixture, Path(config.init_from) if config.init_from else None)
-
-
-def _build_model(config: TrainConfig, mixture: Mixture, init: Path | None) -> tuple[Any, Any]:
-    from soi_mlflow.model.backbone import ensure_pad_token, resolve_pooling
-    from soi_mlflow.model.encoder import build_encoder, build_pretrained, enable_checkpointing
-    from soi_mlflow.model.module import MultiTaskClassifier
-
-    if init is not None:
-        encoder, tokenizer = build_pretrained(str(init / "encoder"), config.max_length)
-    else:
-        texts = list(mixture.train["text"]) + [t for t in mixture.train["text_pair"] if t]
-        encoder, tokenizer = build_encoder(config.model, texts, config.max_length, config.seed)
-    pad_token = ensure_pad_token(tokenizer, encoder)
-    if config.gradient_checkpointing:
-        enable_checkpointing(encoder)
-    module = MultiTaskClassifier(
-        encoder,
-        [len(names) for names in mixture.tasks.values()],
-        lr=config.learning_rate,
-        weight_decay=config.weight_decay,
-        warmup_ratio=config.warmup_ratio,
-        pooling=resolve_pooling(config.pooling or _saved_pooling(init), encoder.config),
-    )
-    module.backbone_params = {
-        "pooling": module.hparams.pooling,
-        "pad_token": pad_token,
-        "effective_batch_size": config.batch_size * config.grad_accum * config.devices,
-    }
-    if init is not None:
-        from soi_mlflow.model.checkpoint import load_heads
-
-        load_heads(module, mixture.tasks, init)
-    return module, tokenizer
-
-
-def _saved_pooling(init: Path | None) -> str | None:
-    """The pooling a checkpoint was trained with (None: not saved, or no checkpoint)."""
-    if init is None:
-        return None
-    import json
-
-    return json.loads((init / "tasks.json").read_text()).get("pooling")
+            return build_module(config, mixture, folder)
+    return build_module(config, mixture, Path(config.init_from) if config.init_from else None)
 
 
 def _log_weights(
