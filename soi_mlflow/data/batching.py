@@ -23,10 +23,12 @@ def loader_view(ds: Dataset) -> Dataset:
 
 
 class Collator:
-    """Pads token columns to the longest in the batch; carries ids, labels, members, tasks."""
+    """Pads token columns to the longest in the batch, on the tokenizer's padding side;
+    carries ids, labels, members, tasks."""
 
-    def __init__(self, pad_token_id: int) -> None:
+    def __init__(self, pad_token_id: int, padding_side: str = "right") -> None:
         self.pad_token_id = pad_token_id
+        self.left = padding_side == "left"
 
     def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         longest = max(len(r["input_ids"]) for r in rows)
@@ -37,7 +39,9 @@ class Collator:
             pad = self.pad_token_id if col == "input_ids" else 0
             out = torch.full((len(rows), longest), pad, dtype=torch.long)
             for i, r in enumerate(rows):
-                out[i, : len(r[col])] = torch.as_tensor(r[col], dtype=torch.long)
+                n = len(r[col])
+                where = slice(longest - n, longest) if self.left else slice(0, n)
+                out[i, where] = torch.as_tensor(r[col], dtype=torch.long)
             batch[col] = out
         for col in ID_COLUMNS:
             batch[col] = torch.as_tensor([r[col] for r in rows], dtype=torch.long)

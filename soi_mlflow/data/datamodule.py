@@ -39,7 +39,7 @@ class MixtureDataModule(pl.LightningDataModule):
         self.eval_batch_size = eval_batch_size or 2 * batch_size
         self.seed = seed
         self.eval_train = eval_train
-        self.collate = Collator(tokenizer.pad_token_id)
+        self.collate = Collator(tokenizer.pad_token_id, tokenizer.padding_side)
         self._train = None
         self._eval: dict[tuple[str, str], Any] = {}
 

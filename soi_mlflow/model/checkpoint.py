@@ -4,8 +4,11 @@ format with its tokenizer, the heads by task name, and the tasks' label names.
 Layout of a checkpoint folder (logged to a run as ``checkpoint/``)::
 
     encoder/             save_pretrained(): config.json, model.safetensors, tokenizer files
+                         (under --peft: the frozen backbone, only when no name reloads it)
+    adapter/             under --peft: the adapter (peft's save_pretrained) and the tokenizer
     heads.safetensors    "<task>.weight", "<task>.bias" for every task head
-    tasks.json           {"tasks": {task: [label names]}}
+    tasks.json           {"tasks": {task: [label names]}, "pooling": first|last|mean,
+                          "base_model": the backbone an adapter-only checkpoint adapts}
 """
 
 from __future__ import annotations
@@ -18,22 +21,29 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.model.adapters import ADAPTER, is_adapted, save_adapted
 
 
 def save_checkpoint(
     module: Any, tokenizer: Any, tasks: dict[str, tuple[str, ...]], folder: Path
 ) -> Path:
     folder = Path(folder)
-    module.encoder.save_pretrained(folder / "encoder", safe_serialization=True)
-    _definition(tokenizer).save_pretrained(folder / "encoder")
+    base = getattr(module, "base_model", None)
+    meta: dict[str, Any] = {"pooling": module.hparams.pooling}
+    if is_adapted(module.encoder):
+        save_adapted(module.encoder, folder, with_base=base is None)
+        _definition(tokenizer).save_pretrained(folder / ADAPTER)
+        meta["base_model"] = base
+    else:
+        module.encoder.save_pretrained(folder / "encoder", safe_serialization=True)
+        _definition(tokenizer).save_pretrained(folder / "encoder")
     heads = {}
     for task, head in zip(tasks, module.heads, strict=True):
         for name, tensor in head.state_dict().items():
             heads[f"{task}.{name}"] = tensor.detach().cpu().contiguous()
     save_file(heads, str(folder / "heads.safetensors"))
-    (folder / "tasks.json").write_text(
-        json.dumps({"tasks": {t: list(n) for t, n in tasks.items()}})
-    )
+    meta = {"tasks": {t: list(n) for t, n in tasks.items()}, **meta}
+    (folder / "tasks.json").write_text(json.dumps(meta))
     return folder
 
 
@@ -54,11 +64,9 @@ def _definition(tokenizer: Any) -> Any:
 def check_checkpoint(folder: Path) -> dict[str, list[str]]:
     """The checkpoint's tasks; a clear error if the folder is not a checkpoint."""
     folder = Path(folder)
-    missing = [
-        p
-        for p in ("encoder/config.json", "heads.safetensors", "tasks.json")
-        if not (folder / p).exists()
-    ]
+    adapted = (folder / "adapter").is_dir()
+    weights = "adapter/adapter_config.json" if adapted else "encoder/config.json"
+    missing = [p for p in (weights, "heads.safetensors", "tasks.json") if not (folder / p).exists()]
     if missing:
         raise SoiInputError(
             f"{str(folder)!r} is not a soi-mlflow checkpoint (missing {', '.join(missing)})"

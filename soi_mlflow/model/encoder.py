@@ -3,7 +3,9 @@
 ``tiny`` is a small randomly initialised BERT (hidden 64, 2 layers) with a WordPiece
 tokenizer trained offline on the training texts: the default, fast on two CPU cores.
 Encoders are built without a pooler, whose weights no head uses (DDP refuses unused
-parameters); heads read the first token's hidden state.
+parameters); heads read the pooled hidden state (``model/backbone.py``: the first token of
+an encoder, the last real token of a decoder-only model). Encoder-decoder models are
+refused before their weights load.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torch import nn
 
 from soi_mlflow.data.hub import hub_access
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.model.backbone import check_architecture, is_decoder_only
 from soi_mlflow.model.tokenizer import train_wordpiece
 
 TINY = "tiny"
@@ -59,7 +62,7 @@ def build_tiny(
 
 def build_pretrained(name: str, max_length: int) -> tuple[nn.Module, Any]:
     """A pretrained encoder and its tokenizer, from the hub or a local folder."""
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     local = Path(name).is_dir()
     if not local and (Path(name).exists() or name.startswith((".", "/"))):
@@ -70,11 +73,17 @@ def build_pretrained(name: str, max_length: int) -> tuple[nn.Module, Any]:
     )
 
     def load() -> tuple[nn.Module, Any]:
+        config = AutoConfig.from_pretrained(name)
+        check_architecture(config, name)
         tokenizer = AutoTokenizer.from_pretrained(name, model_max_length=max_length)
-        try:
-            encoder = AutoModel.from_pretrained(name, add_pooling_layer=False)
-        except TypeError:  # models without a pooler do not take the argument
-            encoder = AutoModel.from_pretrained(name)
+        if is_decoder_only(config):  # no pooler; an unknown argument would land in its config
+            config.use_cache = False  # never generates: no key/value cache in the forward
+            encoder = AutoModel.from_pretrained(name, config=config)
+        else:
+            try:
+                encoder = AutoModel.from_pretrained(name, add_pooling_layer=False)
+            except TypeError:  # models without a pooler do not take the argument
+                encoder = AutoModel.from_pretrained(name)
         # from_pretrained returns eval mode, and Lightning keeps a module's mode: without
         # this, a pretrained encoder would fine-tune with its dropout switched off
         return encoder.train(), tokenizer
@@ -92,6 +101,16 @@ def build_encoder(
     if model == TINY:
         return build_tiny(texts, max_length, seed)
     return build_pretrained(model, max_length)
+
+
+def enable_checkpointing(encoder: nn.Module) -> None:
+    """Gradient checkpointing of a ``transformers`` backbone (non-reentrant: it needs no
+    input that requires grad, so frozen embeddings under an adapter work too)."""
+    if not getattr(encoder, "supports_gradient_checkpointing", False):
+        raise SoiInputError(
+            f"gradient-checkpointing: {type(encoder).__name__} does not support it"
+        )
+    encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def hidden_size(encoder: nn.Module) -> int:

@@ -121,8 +121,9 @@ def input_example(examples: pd.DataFrame, rows: int = 2) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def requirements() -> list[str]:
-    """Pinned versions of what the code file imports (no pip inference: it costs seconds)."""
+def requirements(adapted: bool = False) -> list[str]:
+    """Pinned versions of what the code file imports (no pip inference: it costs seconds);
+    peft too for a model with an adapter."""
     import mlflow
     import pandas as pd
     import safetensors
@@ -130,10 +131,23 @@ def requirements() -> list[str]:
     import transformers
 
     modules = (mlflow, torch, transformers, safetensors, pd)
-    return [
+    pins = [
         f"{name}=={m.__version__.split('+')[0]}"
         for name, m in zip(REQUIREMENTS, modules, strict=True)
     ]
+    if adapted:
+        import peft
+
+        pins.append(f"peft=={peft.__version__}")
+    return pins
+
+
+def _backbone(checkpoint: Path) -> dict[str, Any]:
+    """The model's metadata (MLmodel): its pooling and, for an adapter, the backbone."""
+    import json
+
+    meta = json.loads((Path(checkpoint) / "tasks.json").read_text())
+    return {k: meta[k] for k in ("pooling", "base_model") if meta.get(k) is not None}
 
 
 def log_model(
@@ -175,14 +189,16 @@ def log_model(
                 run_id=run_id,
                 model_id=logged.model_id,
             )
+            adapted = (Path(checkpoint) / "adapter").is_dir()
             mlflow.pyfunc.save_model(
                 path=str(local),
                 python_model=str(CODE_FILE),
                 artifacts={CHECKPOINT_ARTIFACT: str(checkpoint)},
                 signature=signature(),
                 input_example=example,
-                pip_requirements=requirements(),
+                pip_requirements=requirements(adapted),
                 mlflow_model=meta,
+                metadata=_backbone(checkpoint),
             )
             client.log_model_artifacts(logged.model_id, str(local))
     except BaseException:

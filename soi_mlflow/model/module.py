@@ -1,5 +1,9 @@
 """The LightningModule: a shared encoder and one classification head per task.
 
+The heads read the encoder's pooled hidden state (``model/backbone.py``: ``first`` for an
+encoder, ``last`` real token for a decoder-only model, or ``mean``), in float32 whatever
+the training precision, so that the logits the trace records are float32 too.
+
 Members of the ``source`` and ``lang`` axes share their task's head. Each step returns,
 beside the loss, the logits it already computed (each row's own head), which the trace
 callback (``soi_mlflow.lightning``) records, so tracing needs no extra forward pass.
@@ -14,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from soi_mlflow.model.backbone import pool
 from soi_mlflow.model.encoder import hidden_size
 
 
@@ -28,6 +33,7 @@ class MultiTaskClassifier(pl.LightningModule):
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
         dropout: float = 0.1,
+        pooling: str = "first",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["encoder"])
@@ -37,11 +43,12 @@ class MultiTaskClassifier(pl.LightningModule):
         self.heads = nn.ModuleList(nn.Linear(width, n) for n in task_sizes)
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The first token's final hidden state, one row per example."""
+        """The pooled final hidden state (``hparams.pooling``), one float32 row per example."""
         inputs = {
             k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch
         }
-        return self.encoder(**inputs).last_hidden_state[:, 0]
+        hidden = self.encoder(**inputs).last_hidden_state
+        return pool(hidden, batch.get("attention_mask"), self.hparams.pooling).float()
 
     def per_example(
         self, hidden: torch.Tensor, batch: dict[str, torch.Tensor], with_trace: bool = False
@@ -60,7 +67,8 @@ class MultiTaskClassifier(pl.LightningModule):
             width = max(head.out_features for head in self.heads)
             chosen_logits = hidden.new_full((len(labels), width), float("-inf"))
         for t, head in enumerate(self.heads):
-            logits = head(hidden)
+            with torch.autocast(hidden.device.type, enabled=False):  # float32 heads, logits
+                logits = head(hidden.float())
             mask = tasks == t
             if not bool(mask.any()):
                 unused = unused + 0.0 * logits.sum()
@@ -89,13 +97,14 @@ class MultiTaskClassifier(pl.LightningModule):
         from transformers import get_linear_schedule_with_warmup
 
         no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
+        trained = [(n, p) for n, p in self.named_parameters() if p.requires_grad]  # adapters
         groups = [
             {
-                "params": [p for n, p in self.named_parameters() if not n.endswith(no_decay)],
+                "params": [p for n, p in trained if not n.endswith(no_decay)],
                 "weight_decay": self.hparams.weight_decay,
             },
             {
-                "params": [p for n, p in self.named_parameters() if n.endswith(no_decay)],
+                "params": [p for n, p in trained if n.endswith(no_decay)],
                 "weight_decay": 0.0,
             },
         ]

@@ -4,8 +4,10 @@
 stores this file next to a checkpoint folder (``model/checkpoint.py``: the encoder and
 tokenizer as ``save_pretrained`` writes them, heads and label names as safetensors and
 JSON). Loading runs this file and reads the weights from safetensors, so nothing is
-unpickled. The file imports only torch, transformers, safetensors, pandas and MLflow, not
-soi-mlflow: a registered model is served wherever those are installed.
+unpickled. The file imports only torch, transformers, safetensors, pandas and MLflow (and
+peft for a model trained with an adapter), not soi-mlflow: a registered model is served
+wherever those are installed. An adapter's model holds the adapter and the heads and
+names its backbone (``tasks.json``'s ``base_model``), which loading reads from there.
 
 Input: a DataFrame with ``text``, optionally ``text_pair`` and ``task`` (needed when the
 model has more than one task head). Output: one row per input row with ``task``, ``pred``
@@ -33,6 +35,18 @@ def _present(value: Any) -> bool:
     return str(value) != ""
 
 
+def _pool(hidden: Any, mask: Any, how: str, torch: Any) -> Any:
+    """``soi_mlflow.model.backbone.pool``, restated: this file imports no soi-mlflow."""
+    mask = mask.long()
+    rows = torch.arange(hidden.shape[0])
+    if how == "last":
+        return hidden[rows, (torch.arange(mask.shape[1]) * mask).argmax(dim=1)]
+    if how == "mean":
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1)
+    return hidden[rows, mask.argmax(dim=1)]
+
+
 class MultiTaskModel(PythonModel):
     """A shared encoder and one linear head per task, read from a soi-mlflow checkpoint."""
 
@@ -42,12 +56,24 @@ class MultiTaskModel(PythonModel):
         from transformers import AutoModel, AutoTokenizer
 
         folder = Path(context.artifacts["checkpoint"])
-        self.tasks: dict[str, list[str]] = json.loads((folder / "tasks.json").read_text())["tasks"]
-        self.tokenizer = AutoTokenizer.from_pretrained(str(folder / "encoder"))
-        try:  # the encoder was saved without a pooler (model/encoder.py)
-            encoder = AutoModel.from_pretrained(str(folder / "encoder"), add_pooling_layer=False)
-        except TypeError:  # models without a pooler do not take the argument
-            encoder = AutoModel.from_pretrained(str(folder / "encoder"))
+        meta = json.loads((folder / "tasks.json").read_text())
+        self.tasks: dict[str, list[str]] = meta["tasks"]
+        self.pooling = meta.get("pooling", "first")  # older checkpoints: the first token
+        adapter = folder / "adapter"  # a peft adapter on a backbone named or saved beside it
+        has_base = (folder / "encoder").is_dir()
+        base = str(folder / "encoder") if has_base else meta["base_model"]
+        self.tokenizer = AutoTokenizer.from_pretrained(str(adapter if adapter.is_dir() else base))
+        if has_base:
+            try:  # the encoder was saved without a pooler (model/encoder.py)
+                encoder = AutoModel.from_pretrained(base, add_pooling_layer=False)
+            except TypeError:  # models without a pooler do not take the argument
+                encoder = AutoModel.from_pretrained(base)
+        else:  # the backbone by name (hub or folder), as training started from it
+            encoder = AutoModel.from_pretrained(base)
+        if adapter.is_dir():
+            from peft import PeftModel
+
+            encoder = PeftModel.from_pretrained(encoder, str(adapter))
         self.encoder = encoder.eval()
         weights = load_file(str(folder / "heads.safetensors"))
         self.heads = {t: (weights[f"{t}.weight"], weights[f"{t}.bias"]) for t in self.tasks}
@@ -72,7 +98,8 @@ class MultiTaskModel(PythonModel):
         return names
 
     def _hidden(self, texts: list[str], pairs: list[Any]) -> Any:
-        """The first token's final hidden state, as the training module computes it."""
+        """The pooled final hidden state, as the training module computes it
+        (``soi_mlflow/model/backbone.py``: first or last real token, or their mean)."""
         rows = [
             self.tokenizer(
                 t, p if _present(p) else None, truncation=True
@@ -83,7 +110,8 @@ class MultiTaskModel(PythonModel):
         inputs = {
             k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch
         }
-        return self.encoder(**inputs).last_hidden_state[:, 0]
+        hidden = self.encoder(**inputs).last_hidden_state
+        return _pool(hidden, batch["attention_mask"], self.pooling, self.torch).float()
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
         frame = pd.DataFrame(model_input).reset_index(drop=True)

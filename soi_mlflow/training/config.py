@@ -10,6 +10,8 @@ from typing import Any, Literal
 from soi_mlflow.common.seeds import check_seed
 from soi_mlflow.data.mixture import MixtureSpec, validate_mixture
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.model.adapters import PEFT_METHODS
+from soi_mlflow.model.backbone import POOLINGS
 from soi_mlflow.model.mlflow_model import check_model_uri, check_registered_name, is_model_uri
 from soi_mlflow.tracking.health import (
     check_experiment_name,
@@ -18,6 +20,7 @@ from soi_mlflow.tracking.names import BUILTIN_SPLITS
 from soi_mlflow.tracking.store import TRACKING_URI_HELP
 from soi_mlflow.tracking.trace_format import CAPTURE_MODES
 
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")  # Lightning's names
 EXAMPLE_SPLITS = BUILTIN_SPLITS  # the splits a training logs the examples of
 
 
@@ -35,12 +38,34 @@ class TrainConfig:
     """training seed: initialisation and example order"""
     model: str = "tiny"
     """tiny, a hub model name, or a local folder with a transformers model"""
+    pooling: Literal["first", "last", "mean"] | None = None
+    """the hidden state the heads read: first token, last real token, or the mean (default:
+    last for a decoder-only model, first for an encoder)"""
     capture: Literal["train_pass", "eval_pass"] = "train_pass"
     """train trace from the training step's logits, or from an extra eval pass"""
     batch_size: int = 32
     """examples per training batch"""
     max_length: int = 64
     """tokens per example"""
+    grad_accum: int = 1
+    """batches whose gradients make one optimizer step (the effective batch, batch-size x
+    grad-accum x devices, is logged as the param effective_batch_size)"""
+    precision: str = "32"
+    """Lightning's training precision: 32, bf16-mixed or 16-mixed (GPU); the heads, logits
+    and trace probabilities stay float32"""
+    gradient_checkpointing: bool = False
+    """recompute the backbone's activations in the backward pass: less memory, more time"""
+    peft: Literal["lora"] | None = None
+    """train a parameter-efficient adapter (lora) on a frozen backbone; heads train in full"""
+    lora_r: int = 8
+    """LoRA rank"""
+    lora_alpha: int = 16
+    """LoRA scaling alpha"""
+    lora_dropout: float = 0.05
+    """dropout on LoRA's input"""
+    lora_targets: str = "auto"
+    """modules LoRA adapts, comma-separated (auto: c_attn for GPT-2, q_proj,v_proj for
+    Llama/Qwen2, query,value for BERT)"""
     lr: float | None = None
     """learning rate (default: 1e-3 for tiny, 3e-5 for a pretrained encoder)"""
     weight_decay: float = 0.01
@@ -126,7 +151,20 @@ def validate_config(config: TrainConfig) -> None:
         raise SoiInputError(
             f"capture: expected one of {', '.join(CAPTURE_MODES)}, got {config.capture!r}"
         )
-    for name in ("batch_size", "max_length", "devices"):
+    if config.precision not in PRECISIONS:
+        raise SoiInputError(
+            f"precision: expected one of {', '.join(PRECISIONS)}, got {config.precision!r}"
+        )
+    if config.peft is not None:
+        if config.peft not in PEFT_METHODS:
+            raise SoiInputError(
+                f"peft: expected one of {', '.join(PEFT_METHODS)}, got {config.peft!r}"
+            )
+        if config.lora_r <= 0 or config.lora_alpha <= 0:
+            raise SoiInputError("lora-r and lora-alpha must be positive integers")
+        if not 0 <= config.lora_dropout < 1:
+            raise SoiInputError(f"lora-dropout must be in [0, 1), got {config.lora_dropout!r}")
+    for name in ("batch_size", "max_length", "devices", "grad_accum"):
         if getattr(config, name) <= 0:
             raise SoiInputError(f"{name} must be a positive integer, got {getattr(config, name)!r}")
     if config.learning_rate <= 0:
@@ -136,6 +174,10 @@ def validate_config(config: TrainConfig) -> None:
     ):
         raise SoiInputError(
             f"model path {config.model!r} is not a folder with a transformers model"
+        )
+    if config.pooling is not None and config.pooling not in POOLINGS:
+        raise SoiInputError(
+            f"pooling: expected one of {', '.join(POOLINGS)}, got {config.pooling!r}"
         )
     if config.affinity_every is not None:
         if config.affinity_every <= 0:

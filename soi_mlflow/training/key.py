@@ -175,9 +175,29 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("epochs", resume=False, why="a resumed run may train for more epochs"),
     Setting("seed"),
     Setting("model"),
+    Setting(
+        "pooling",
+        param=None,
+        resume=False,
+        why="unset, it follows the architecture: train logs the pooling used as the param "
+        "pooling; the key holds what was asked",
+    ),
+    Setting("peft"),
+    *(
+        Setting(name, when=lambda config: config.peft is not None)
+        for name in ("lora_r", "lora_alpha", "lora_dropout", "lora_targets")
+    ),
     Setting("capture"),
     Setting("batch_size"),
     Setting("max_length"),
+    Setting("grad_accum"),
+    Setting("precision"),
+    Setting(
+        "gradient_checkpointing",
+        key=None,
+        resume=False,
+        why="recomputes the same activations (the same dropout): memory, not what is learnt",
+    ),
     Setting("lr", read=lambda config: config.learning_rate),
     Setting("weight_decay"),
     Setting("warmup_ratio"),

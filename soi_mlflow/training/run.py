@@ -34,6 +34,7 @@ from soi_mlflow.training.describe import default_run_name, run_tags, training_no
 from soi_mlflow.training.key import (
     run_params,
 )
+from soi_mlflow.training.model_build import build_module
 from soi_mlflow.training.settings_io import CONFIG_ARTIFACT, run_config_yaml
 from soi_mlflow.training.store_checks import preflight
 
@@ -63,34 +64,8 @@ def build_model(config: TrainConfig, mixture: Mixture) -> tuple[Any, Any]:
     if is_model_uri(config.init_from):
         uri = resolve_tracking_uri(config.tracking_uri)
         with model_checkpoint(str(config.init_from), uri) as folder:
-            return _build_model(config, mixture, folder)
-    return _build_model(config, mixture, Path(config.init_from) if config.init_from else None)
-
-
-def _build_model(config: TrainConfig, mixture: Mixture, init: Path | None) -> tuple[Any, Any]:
-    # deferred: torch, transformers
-    from soi_mlflow.model.encoder import build_encoder, build_pretrained
-
-    # deferred: lightning, torch, transformers
-    from soi_mlflow.model.module import MultiTaskClassifier
-
-    if init is not None:
-        encoder, tokenizer = build_pretrained(str(init / "encoder"), config.max_length)
-    else:
-        texts = list(mixture.train["text"]) + [t for t in mixture.train["text_pair"] if t]
-        encoder, tokenizer = build_encoder(config.model, texts, config.max_length, config.seed)
-    module = MultiTaskClassifier(
-        encoder,
-        [len(names) for names in mixture.tasks.values()],
-        lr=config.learning_rate,
-        weight_decay=config.weight_decay,
-        warmup_ratio=config.warmup_ratio,
-    )
-    if init is not None:
-        from soi_mlflow.model.checkpoint import load_heads  # deferred: torch
-
-        load_heads(module, mixture.tasks, init)
-    return module, tokenizer
+            return build_module(config, mixture, folder)
+    return build_module(config, mixture, Path(config.init_from) if config.init_from else None)
 
 
 def _log_weights(
@@ -213,7 +188,7 @@ def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
         )
         opened.append(run)  # before anything else can fail: the run must be ended
         end_follows(run.run_id)  # end_run below reports the run if incomplete, not the recorder
-        run.log_params(run_params(config))
+        run.log_params(run_params(config) | module.backbone_params)
         run.client.log_text(run.run_id, run_config_yaml(config), CONFIG_ARTIFACT)
         note = f"{training_note(config)}\n\n{soi_pages_note(run.run_id)}"
         set_description_section(run.client, run.run_id, None, note)
@@ -254,6 +229,8 @@ def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
         accelerator=config.accelerator,
         devices=config.devices,
         strategy=config.strategy,
+        precision=config.precision,
+        accumulate_grad_batches=config.grad_accum,
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,

@@ -1,0 +1,154 @@
+"""LoRA adapters through ``peft`` (``--peft lora``): what trains, what the logged MLflow
+Model holds and predicts, and a second stage that continues from the adapter. Tiny random
+GPT-2 from ``tests/decoderhelp.py``, real MLflow (SQLite)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import lightning.pytorch as pl
+import mlflow
+import numpy as np
+import pytest
+import torch
+from decoderhelp import bpe_tokenizer, save_decoder, suite_texts
+from mlflow import MlflowClient
+from tracehelp import load_examples, load_trace, scratch_store, small_config
+
+from soi_mlflow.data.mixture import Mixture
+from soi_mlflow.errors import SoiInputError
+from soi_mlflow.model.adapters import target_modules
+from soi_mlflow.training import build_model, train
+
+pytest.importorskip("peft")
+
+
+def test_auto_targets_follow_the_architecture() -> None:
+    from transformers import BertConfig, GPT2Config, LlamaConfig, Qwen2Config
+
+    assert target_modules(GPT2Config(), "auto") == ["c_attn"]
+    assert target_modules(LlamaConfig(), "auto") == ["q_proj", "v_proj"]
+    assert target_modules(Qwen2Config(), "auto") == ["q_proj", "v_proj"]
+    assert target_modules(BertConfig(), "auto") == ["query", "value"]
+    assert target_modules(GPT2Config(), "c_attn, c_proj") == ["c_attn", "c_proj"]
+
+
+def test_bad_adapter_settings_are_refused(store) -> None:
+    with pytest.raises(SoiInputError, match="peft"):
+        train(small_config(store, peft="prefix"))
+    with pytest.raises(SoiInputError, match="lora-r"):
+        train(small_config(store, peft="lora", lora_r=0))
+
+
+@pytest.fixture(scope="module")
+def gpt2(tmp_path_factory):
+    return save_decoder(
+        "gpt2", tmp_path_factory.mktemp("gpt2") / "gpt2", bpe_tokenizer(suite_texts())
+    )
+
+
+def _config(uri: str, model: str, **kw):
+    return small_config(
+        uri,
+        ("books", "movies"),
+        max_examples=32,
+        eval_max_examples=16,
+        **{"model": model, "peft": "lora", "lr": 3e-3, "epochs": 2, "log_model": True, **kw},
+    )
+
+
+@pytest.fixture(scope="module")
+def stage1(tmp_path_factory, gpt2):
+    with scratch_store(tmp_path_factory, "adapters") as uri:
+        config = _config(uri, str(gpt2))
+        pl.seed_everything(config.seed, verbose=False)  # as train() does before building
+        start, _ = build_model(config, Mixture(config.mixture))
+        initial = {n: p.detach().clone() for n, p in start.named_parameters()}
+        yield uri, config, initial, train(config)
+
+
+def _load(model_uri: str, tracking_uri: str):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+        return mlflow.pyfunc.load_model(model_uri)
+
+
+@pytest.mark.e2e
+def test_only_adapter_and_head_parameters_change(stage1) -> None:
+    uri, _, initial, result = stage1
+    trained = dict(result.module.named_parameters())
+    assert set(trained) == set(initial)
+    trainable = {n for n, p in trained.items() if p.requires_grad}
+    assert trainable and all("lora_" in n or n.startswith("heads.") for n in trainable)
+    assert any(n.startswith("heads.") for n in trainable)
+    for name, before in initial.items():
+        changed = not torch.equal(before, trained[name].detach())
+        assert changed == (name in trainable), name
+    params = MlflowClient(uri).get_run(result.run_id).data.params
+    total = sum(p.numel() for p in trained.values())
+    count = sum(trained[n].numel() for n in trainable)
+    assert params["trainable_params"] == str(count) and params["total_params"] == str(total)
+    assert 0 < float(params["trainable_share"]) < 0.2
+    assert params["peft"] == "lora" and params["lora_r"] == "8" and params["lora_targets"] == "auto"
+
+
+@pytest.mark.e2e
+def test_the_logged_model_holds_the_adapter_names_its_base_and_predicts_as_traced(
+    stage1, gpt2, monkeypatch
+) -> None:
+    uri, _, _, result = stage1
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    from soi_mlflow.model.mlflow_model import locate_model, model_checkpoint
+
+    model_uri = f"runs:/{result.run_id}/model"
+    with model_checkpoint(model_uri, uri) as folder:
+        files = {p.relative_to(folder).as_posix() for p in folder.rglob("*")}
+        meta = json.loads((folder / "tasks.json").read_text())
+    assert "adapter/adapter_model.safetensors" in files
+    assert not any(f.startswith("encoder") for f in files)  # small: the backbone by name
+    assert meta["base_model"] == str(gpt2.resolve()) and meta["pooling"] == "last"
+    where = locate_model(model_uri, uri).artifact_uri
+    pins = mlflow.artifacts.download_artifacts(f"{where}/requirements.txt", tracking_uri=uri)
+    assert "peft==" in Path(pins).read_text()
+
+    examples = load_examples(uri, result.run_id, "validation")
+    trace, _ = load_trace(uri, result.run_id, "traces/validation/epoch=001.parquet")
+    frame = examples[["text"]].assign(task="review_sentiment")
+    out = _load(f"runs:/{result.run_id}/model", uri).predict(frame)
+    traced = trace.set_index("example_id").loc[examples["example_id"]]
+    np.testing.assert_array_equal(out["pred"].to_numpy(), traced["pred"].to_numpy())
+    p_gold = [probs[g] for probs, g in zip(out["probs"], examples["label"], strict=True)]
+    np.testing.assert_allclose(p_gold, traced["p_gold"].to_numpy(), rtol=2**-12)
+
+
+@pytest.mark.e2e
+def test_a_second_stage_continues_from_the_adapter(stage1) -> None:
+    uri, config, _, result = stage1
+    second = replace(config, init_from=f"runs:/{result.run_id}/model", stage=2, epochs=1)
+    start, _ = build_model(second, Mixture(second.mixture))
+    stage1_weights = dict(result.module.named_parameters())
+    for name, param in start.named_parameters():  # the adapter and heads it ended with
+        assert torch.equal(param.detach(), stage1_weights[name].detach()), name
+        assert param.requires_grad == stage1_weights[name].requires_grad, name
+    child = train(second)
+    params = MlflowClient(uri).get_run(child.run_id).data.params
+    first = MlflowClient(uri).get_run(result.run_id).data.params
+    assert params["trainable_params"] == first["trainable_params"]
+    assert params["base_model"] == first["base_model"]
+
+
+@pytest.mark.e2e
+def test_lora_on_the_tiny_encoder_saves_its_backbone_and_reloads(store) -> None:
+    """``tiny`` is built from the training texts, so no name reloads it: the model
+    holds the frozen backbone beside the adapter."""
+    result = train(_config(store, "tiny", epochs=1, lr=1e-3))
+    model = _load(f"runs:/{result.run_id}/model", store)
+    examples = load_examples(store, result.run_id, "validation")
+    trace, _ = load_trace(store, result.run_id, "traces/validation/epoch=000.parquet")
+    out = model.predict(examples[["text"]].assign(task="review_sentiment"))
+    traced = trace.set_index("example_id").loc[examples["example_id"]]
+    np.testing.assert_array_equal(out["pred"].to_numpy(), traced["pred"].to_numpy())
+    params = MlflowClient(store).get_run(result.run_id).data.params
+    assert "base_model" not in params
