@@ -125,7 +125,8 @@ def test_bad_stage2_selections(stage1) -> None:
         (Selection(region="tricky"), "unknown region 'tricky'"),
         (Selection(metric="loss", fraction=0.2), "unknown metric 'loss'"),
         (Selection(metric="confidence", fraction=1.5), r"fraction must be in \(0, 1\]"),
-        (Selection(), "exactly one stage-2 selection"),
+        # none given takes the default selection (tests/test_defaults.py); two are refused
+        (Selection(subsets=("forgotten",), region="ambiguous"), "exactly one stage-2 selection"),
     ):
         with pytest.raises(SoiInputError, match=pattern):
             two_stage.run(_base(uri), TwoStageSettings.of(selection, 1, stage1_run_id=s1.run_id))
