@@ -152,3 +152,49 @@ def test_lora_on_the_tiny_encoder_saves_its_backbone_and_reloads(store) -> None:
     np.testing.assert_array_equal(out["pred"].to_numpy(), traced["pred"].to_numpy())
     params = MlflowClient(store).get_run(result.run_id).data.params
     assert "base_model" not in params
+
+
+@pytest.mark.e2e
+def test_a_resumed_lora_run_is_bit_identical(store, gpt2, tmp_path, monkeypatch) -> None:
+    """``--peft lora``, 2 epochs uninterrupted; then the same run stopped by an error as
+    epoch 2 starts (its epoch-1 checkpoint kept) and resumed: every trace value and the
+    final adapter and head weights are equal."""
+    from faulthelp import assert_same_traces, metric_history
+
+    from soi_mlflow.callbacks.resume import EpochSeed
+
+    config = _config(store, str(gpt2), log_model=False, lora_dropout=0.1)
+    whole = train(config)
+
+    original = EpochSeed.on_train_epoch_start
+
+    def stop_at_epoch_1(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == 1:
+            raise RuntimeError("stopped by the test")
+        original(self, trainer, pl_module)
+
+    monkeypatch.setattr(EpochSeed, "on_train_epoch_start", stop_at_epoch_1)
+    with pytest.raises(RuntimeError, match="stopped by the test"):
+        train(config)
+    monkeypatch.setattr(EpochSeed, "on_train_epoch_start", original)
+    client = MlflowClient(store)
+    stopped = client.search_runs(
+        [client.get_run(whole.run_id).info.experiment_id],
+        "attributes.status = 'FAILED'",
+    )[0].info.run_id
+    resumed = train(replace(config, resume=stopped))
+    assert resumed.run_id == stopped
+    run = client.get_run(stopped)
+    assert run.info.status == "FINISHED" and run.data.tags["soi.resumed"] == "1"
+
+    splits = sorted(Path(a.path).name for a in client.list_artifacts(whole.run_id, "traces"))
+    assert "validation" in splits
+    assert assert_same_traces(store, whole.run_id, stopped, splits, 2, tmp_path, exact_until=2)
+    for key in ("train/loss", "val/books/acc"):
+        assert metric_history(store, stopped, key) == metric_history(store, whole.run_id, key)
+    ours = dict(resumed.module.named_parameters())
+    theirs = dict(whole.module.named_parameters())
+    trainable = [n for n, p in theirs.items() if p.requires_grad]
+    assert any("lora_" in n for n in trainable)
+    for name in trainable:
+        assert torch.equal(ours[name].detach(), theirs[name].detach()), name
