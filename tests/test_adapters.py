@@ -198,3 +198,36 @@ def test_a_resumed_lora_run_is_bit_identical(store, gpt2, tmp_path, monkeypatch)
     assert any("lora_" in n for n in trainable)
     for name in trainable:
         assert torch.equal(ours[name].detach(), theirs[name].detach()), name
+
+
+@pytest.mark.e2e
+def test_sequential_transfer_continues_the_source_adapter(store, gpt2, tmp_path) -> None:
+    """``soi-mlflow transfer --mode sequential --peft lora`` on a decoder: each target run
+    starts from its source's adapter and trains it on (base model named, adapter sized)."""
+    from tracehelp import run_cli
+
+    from soi_mlflow.analysis.runs import find_runs
+
+    small = ["--epochs", "1", "--max-examples", "24", "--eval-max-examples", "16"]
+    lora = ["--model", str(gpt2), "--peft", "lora", "--lr", "0.003"]
+    out = run_cli(
+        ["transfer", "--axis", "source", "--members", "books,movies", "--mode", "sequential"]
+        + [*small, *lora, "--batch-size", "16", "--no-progress"],
+        store,
+        tmp_path,
+    )
+    assert "trained 4 runs, reused 0" in out
+    client = MlflowClient(store)
+    parent = find_runs(tracking_uri=store, study="transfer")["run_id"][0]
+    children = find_runs(tracking_uri=store, parent_run_id=parent)
+    assert set(children["sequence"].dropna()) == {"books>movies", "movies>books"}
+    alone = {r.members: r.run_id for r in children.itertuples() if not isinstance(r.sequence, str)}
+    for run_id, sequence in zip(children["run_id"], children["sequence"], strict=True):
+        params = client.get_run(run_id).data.params
+        assert params["peft"] == "lora" and params["base_model"] == str(gpt2.resolve())
+        assert 0 < float(params["trainable_share"]) < 0.2
+        if isinstance(sequence, str):  # from the source run's checkpoint: its adapter
+            assert alone[sequence.split(">")[0]] in params["init_from"], params["init_from"]
+    assert "tables/transfer_mean.parquet" in {
+        a.path for a in client.list_artifacts(parent, "tables")
+    }
