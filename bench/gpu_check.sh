@@ -28,7 +28,16 @@ echo "== tracing's overhead, all-MiniLM-L6-v2 (examples extra), device $device"
 (cd bench && "$PYTHON" integrations_overhead.py --size minilm --device "$device" \
     --examples "${EXAMPLES:-4000}" --epochs 2 --repeats "${REPEATS:-3}" --threads 4)
 
-# 2. A small compare study (three children) on a local Ray cluster, sharing the one GPU
+# 2. The same through both adapters for a Qwen2-style decoder classifier (random weights;
+#    Qwen2.5-0.5B's shape on CUDA, a small one on the CPU) with LoRA in bf16-mixed.
+qwen=qwen2-small qwen_examples=${QWEN_EXAMPLES:-200}
+[ "$device" = cuda ] && qwen=qwen2-0.5b qwen_examples=${QWEN_EXAMPLES:-2000}
+echo "== tracing's overhead, $qwen with LoRA in bf16, device $device"
+(cd bench && "$PYTHON" integrations_overhead.py --size "$qwen" --peft lora --bf16 \
+    --device "$device" --examples "$qwen_examples" --epochs 2 \
+    --repeats "${REPEATS:-3}" --threads 4)
+
+# 3. A small compare study (three children) on a local Ray cluster, sharing the one GPU
 #    (half a GPU each: two children at a time).
 echo "== a three-child Ray study sharing the device"
 store=$(mktemp -d)

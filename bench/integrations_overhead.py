@@ -7,12 +7,17 @@ threads, so the recorder's background writer counts; far less sensitive than wal
 other jobs on a shared machine), and the training trace's bytes per example per epoch.
 The model: a small BERT for sequence classification (transformers), or all-MiniLM-L6-v2
 (``--size minilm``, loaded offline from the ``examples`` extra), on the built-in suite's
-book reviews, as a user would write it. ``--device cuda`` trains on a GPU and also counts
-the host synchronisations CUDA reports per training batch, traced and untraced
-(``torch.cuda.set_sync_debug_mode``), to show whether tracing adds one (bench/gpu_check.sh).
+book reviews, as a user would write it; or a randomly initialised Qwen2-style decoder
+classifier (``--size qwen2-small``, or ``qwen2-0.5b``: Qwen2.5-0.5B's shape), with
+``--peft lora`` (LoRA on ``q_proj,v_proj`` through peft, the head trained in full) and
+``--bf16`` (Lightning's ``bf16-mixed``, the Trainer's ``bf16=True``). ``--device cuda``
+trains on a GPU and also counts the host synchronisations CUDA reports per training
+batch, traced and untraced (``torch.cuda.set_sync_debug_mode``), to show whether tracing
+adds one (bench/gpu_check.sh).
 
     python bench/integrations_overhead.py --examples 2000 --epochs 2 --repeats 7 --threads 1
     python bench/integrations_overhead.py --size minilm --device cuda --repeats 3
+    python bench/integrations_overhead.py --size qwen2-0.5b --peft lora --bf16 --device cuda
 """
 
 from __future__ import annotations
@@ -50,8 +55,13 @@ from soi_mlflow.transformers import TracingTrainer
 # (hidden size, layers, heads): "mini" has the shape of Google's BERT-mini, the smallest
 # encoder people fine-tune in earnest; "tiny" is the built-in test encoder's size.
 SIZES = {"tiny": (64, 2, 2), "mini": (256, 4, 4), "minilm": None}
+# Qwen2-style decoders, (hidden, layers, heads, kv heads, intermediate); random weights
+QWEN2 = {"qwen2-small": (128, 4, 4, 2, 512), "qwen2-0.5b": (896, 24, 14, 2, 4864)}
 SIZE = "mini"
 DEVICE = "cpu"
+PEFT: str | None = None
+BF16 = False
+PAD_ID = 0
 
 
 def minilm_path() -> str:
@@ -62,8 +72,42 @@ def minilm_path() -> str:
 
 def model():
     torch.manual_seed(0)
-    if SIZE == "minilm":
-        return AutoModelForSequenceClassification.from_pretrained(minilm_path(), num_labels=2)
+    if SIZE in QWEN2:
+        net = qwen2_model()
+    elif SIZE == "minilm":
+        net = AutoModelForSequenceClassification.from_pretrained(minilm_path(), num_labels=2)
+    else:
+        net = bert_model()
+    if PEFT == "lora":
+        import peft
+
+        targets = ["q_proj", "v_proj"] if SIZE in QWEN2 else ["query", "value"]
+        lora = peft.LoraConfig(task_type="SEQ_CLS", r=8, lora_alpha=16, target_modules=targets)
+        net = peft.get_peft_model(net, lora)
+    return net
+
+
+def qwen2_model():
+    """A random Qwen2 classifier of ``QWEN2[SIZE]``'s shape; pads with ``PAD_ID``."""
+    from transformers import Qwen2Config, Qwen2ForSequenceClassification
+
+    hidden, layers, heads, kv_heads, inter = QWEN2[SIZE]
+    config = Qwen2Config(
+        vocab_size=2000,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        intermediate_size=inter,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+        pad_token_id=PAD_ID,
+        num_labels=2,
+    )
+    return Qwen2ForSequenceClassification(config)
+
+
+def bert_model():
     hidden, layers, heads = SIZES[SIZE]
     config = BertConfig(
         vocab_size=2000,
@@ -92,7 +136,7 @@ class UserModule(pl.LightningModule):
         return {"loss": out.loss, "logits": out.logits}
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=1e-3)
+        return torch.optim.AdamW([p for p in self.parameters() if p.requires_grad], lr=1e-3)
 
 
 OWN: dict[str, list[float]] = {"lightning": [], "trainer": []}
@@ -140,6 +184,7 @@ def run_lightning(data, tok, epochs: int, run_id: str | None, uri: str) -> tuple
         enable_model_summary=False,
         accelerator=DEVICE,
         devices=1,
+        precision="bf16-mixed" if BF16 else "32-true",
     )
     take()  # count this run's recorder time only
     start, cpu = time.perf_counter(), time.process_time()
@@ -163,6 +208,7 @@ def run_trainer(
         report_to="none",
         disable_tqdm=True,
         use_cpu=DEVICE == "cpu",
+        bf16=BF16,
         seed=0,
     )
     common = {"model": model(), "args": args, "train_dataset": data}
@@ -192,11 +238,15 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1: no spinning threads)"
     )
-    parser.add_argument("--size", choices=sorted(SIZES), default="mini", help="encoder size")
+    parser.add_argument(
+        "--size", choices=sorted(SIZES) + sorted(QWEN2), default="mini", help="model size"
+    )
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
+    parser.add_argument("--peft", choices=["lora"], help="train LoRA adapters and the head")
+    parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision")
     opts = parser.parse_args()
-    global SIZE, DEVICE
-    SIZE = opts.size
+    global SIZE, DEVICE, PEFT, BF16, PAD_ID
+    SIZE, PEFT, BF16 = opts.size, opts.peft, opts.bf16
     DEVICE = opts.device
     if DEVICE == "auto":
         DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -212,6 +262,7 @@ def main() -> None:
         tok = AutoTokenizer.from_pretrained(minilm_path())
     else:
         tok = train_wordpiece(raw["text"], 2000, 32)
+        PAD_ID = tok.pad_token_id
     data = raw.map(lambda b: tok(b["text"], truncation=True, max_length=32), batched=True)
     hf_data = data.remove_columns(["text", "member", "planted"])
     runners = {
@@ -231,8 +282,9 @@ def main() -> None:
                 (traced if is_traced else plain).append(runner(run_id))
                 if is_traced:
                     sizes.append(trace_bytes(client, run_id) / (len(data) * opts.epochs))
+        how = "".join([", LoRA" if PEFT else "", ", bf16-mixed" if BF16 else ""])
         print(
-            f"{name}: {opts.size} encoder on {DEVICE}, {opts.repeats} pairs, "
+            f"{name}: {opts.size} model{how} on {DEVICE}, {opts.repeats} pairs, "
             f"torch threads {opts.threads}"
         )
         for i, clock in enumerate(("wall", "CPU")):

@@ -152,3 +152,82 @@ def test_lora_on_the_tiny_encoder_saves_its_backbone_and_reloads(store) -> None:
     np.testing.assert_array_equal(out["pred"].to_numpy(), traced["pred"].to_numpy())
     params = MlflowClient(store).get_run(result.run_id).data.params
     assert "base_model" not in params
+
+
+@pytest.mark.e2e
+def test_a_resumed_lora_run_is_bit_identical(store, gpt2, tmp_path, monkeypatch) -> None:
+    """``--peft lora``, 2 epochs uninterrupted; then the same run stopped by an error as
+    epoch 2 starts (its epoch-1 checkpoint kept) and resumed: every trace value and the
+    final adapter and head weights are equal."""
+    from faulthelp import assert_same_traces, metric_history
+
+    from soi_mlflow.callbacks.resume import EpochSeed
+
+    config = _config(store, str(gpt2), log_model=False, lora_dropout=0.1)
+    whole = train(config)
+
+    original = EpochSeed.on_train_epoch_start
+
+    def stop_at_epoch_1(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == 1:
+            raise RuntimeError("stopped by the test")
+        original(self, trainer, pl_module)
+
+    monkeypatch.setattr(EpochSeed, "on_train_epoch_start", stop_at_epoch_1)
+    with pytest.raises(RuntimeError, match="stopped by the test"):
+        train(config)
+    monkeypatch.setattr(EpochSeed, "on_train_epoch_start", original)
+    client = MlflowClient(store)
+    stopped = client.search_runs(
+        [client.get_run(whole.run_id).info.experiment_id],
+        "attributes.status = 'FAILED'",
+    )[0].info.run_id
+    resumed = train(replace(config, resume=stopped))
+    assert resumed.run_id == stopped
+    run = client.get_run(stopped)
+    assert run.info.status == "FINISHED" and run.data.tags["soi.resumed"] == "1"
+
+    splits = sorted(Path(a.path).name for a in client.list_artifacts(whole.run_id, "traces"))
+    assert "validation" in splits
+    assert assert_same_traces(store, whole.run_id, stopped, splits, 2, tmp_path, exact_until=2)
+    for key in ("train/loss", "val/books/acc"):
+        assert metric_history(store, stopped, key) == metric_history(store, whole.run_id, key)
+    ours = dict(resumed.module.named_parameters())
+    theirs = dict(whole.module.named_parameters())
+    trainable = [n for n, p in theirs.items() if p.requires_grad]
+    assert any("lora_" in n for n in trainable)
+    for name in trainable:
+        assert torch.equal(ours[name].detach(), theirs[name].detach()), name
+
+
+@pytest.mark.e2e
+def test_sequential_transfer_continues_the_source_adapter(store, gpt2, tmp_path) -> None:
+    """``soi-mlflow transfer --mode sequential --peft lora`` on a decoder: each target run
+    starts from its source's adapter and trains it on (base model named, adapter sized)."""
+    from tracehelp import run_cli
+
+    from soi_mlflow.analysis.runs import find_runs
+
+    small = ["--epochs", "1", "--max-examples", "24", "--eval-max-examples", "16"]
+    lora = ["--model", str(gpt2), "--peft", "lora", "--lr", "0.003"]
+    out = run_cli(
+        ["transfer", "--axis", "source", "--members", "books,movies", "--mode", "sequential"]
+        + [*small, *lora, "--batch-size", "16", "--no-progress"],
+        store,
+        tmp_path,
+    )
+    assert "trained 4 runs, reused 0" in out
+    client = MlflowClient(store)
+    parent = find_runs(tracking_uri=store, study="transfer")["run_id"][0]
+    children = find_runs(tracking_uri=store, parent_run_id=parent)
+    assert set(children["sequence"].dropna()) == {"books>movies", "movies>books"}
+    alone = {r.members: r.run_id for r in children.itertuples() if not isinstance(r.sequence, str)}
+    for run_id, sequence in zip(children["run_id"], children["sequence"], strict=True):
+        params = client.get_run(run_id).data.params
+        assert params["peft"] == "lora" and params["base_model"] == str(gpt2.resolve())
+        assert 0 < float(params["trainable_share"]) < 0.2
+        if isinstance(sequence, str):  # from the source run's checkpoint: its adapter
+            assert alone[sequence.split(">")[0]] in params["init_from"], params["init_from"]
+    assert "tables/transfer_mean.parquet" in {
+        a.path for a in client.list_artifacts(parent, "tables")
+    }

@@ -1,7 +1,8 @@
-"""The three example scripts run as a user runs them, each leaving one traced MLflow run
-that the analysis reads. They use the real pretrained MiniLM, on fewer examples than their
-default (``SOI_EXAMPLES_N``), one after the other in one child process (as a user's session
-would run them; the libraries are imported once) to keep the suite fast."""
+"""The example scripts run as a user runs them, each leaving one traced MLflow run that
+the analysis reads. Three use the real pretrained MiniLM, ``hf_trainer_lora`` its default
+tiny GPT-2 with LoRA built offline; all on fewer examples than their default
+(``SOI_EXAMPLES_N``), one after the other in one child process (as a user's session would
+run them; the libraries are imported once) to keep the suite fast."""
 
 from __future__ import annotations
 
@@ -17,15 +18,17 @@ from tracehelp import cli_env
 from soi_mlflow.analysis.report import analyze_run
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-SCRIPTS = ("plain_loop", "hf_trainer", "lightning_module")
+SCRIPTS = ("plain_loop", "hf_trainer", "lightning_module", "hf_trainer_lora")
 N = 32  # training examples; validation gets 16
 
 RUN_ALL = """
 import runpy, sys
-sys.path.insert(0, sys.argv[1])
-for script in sys.argv[2:]:
+folder, scripts = sys.argv[1], sys.argv[2:]
+sys.path.insert(0, folder)
+for script in scripts:
     print(f"== {script}", flush=True)
-    runpy.run_path(f"{sys.argv[1]}/{script}.py", run_name="__main__")
+    sys.argv = [f"{folder}/{script}.py"]  # as if run with its defaults
+    runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 

@@ -88,9 +88,9 @@ class ArtifactCache:
         return local
 
     def checkpoint(self, run_id: str) -> Path:
-        """The local copy of a run's ``checkpoint/`` folder, with its ``encoder/``."""
-        self.folder(run_id, "checkpoint/encoder")
-        return self.folder(run_id, "checkpoint")
+        """The local copy of a run's ``checkpoint/`` folder, with its ``encoder/`` and,
+        under ``--peft``, its ``adapter/`` (whichever it has)."""
+        return self.folder(run_id, "checkpoint", subfolders=True)
 
     def file(self, run_id: str, path: str) -> Path:
         """The local copy of one artifact file."""
