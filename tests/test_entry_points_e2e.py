@@ -1,13 +1,29 @@
-"""Every entry point of MLproject runs on its defaults: ``mlflow run PROJECT -e NAME
---env-manager local`` with no parameter that chooses *what* runs (members, axis, stage-2
-selection, the runs to analyse) except those MLproject declares without a default, so
-that MLflow names them (``learning_curve``'s ``target`` and ``aux``). Only *how much* is
-trained is made smaller (epochs, examples, seeds, sizes): on the defaults' sizes the
-studies take minutes each on 2 cores.
+"""Every entry point of MLproject runs on its defaults, as teams run it: ``mlflow run
+PROJECT -e NAME --env-manager local`` against a real ``mlflow server`` on 127.0.0.1 with
+proxied artifacts, named only by ``MLFLOW_TRACKING_URI`` (``mlflow run`` hands it and
+``MLFLOW_RUN_ID`` to the command). No parameter chooses *what* runs (members, axis,
+stage-2 selection, the runs to analyse) except those MLproject declares without a
+default, so that MLflow names them (``learning_curve``'s ``target`` and ``aux``). Only
+*how much* is trained is made smaller (epochs, examples, seeds, sizes): on the defaults'
+sizes the studies take minutes each on 2 cores. Each ends with every run FINISHED in the
+server (each training with its logged MLflow Model), a study's runs nested under the run
+MLflow created (its parent, tagged with the study's kind), and no ``mlflow.db`` written
+in the project folder, where the command runs, or in the repository.
+
+``views`` is the one entry point not started here: its smallest study is 68 trainings
+(3 members x 2 seeds x 3 sizes: ~4 minutes of 2 cores through ``mlflow run``), and
+MLproject gives it no parameter that chooses what runs (no members, no axis), so its
+command line is the defaults' by construction (``test_mlproject`` keeps MLproject the
+one the settings write). Its defaults are run in process instead:
+``tests/test_executor_ray.py::test_every_study_on_ray_gives_the_local_studys_runs_and_traces[views]``
+parses the ``views`` command line with no axis and no members (only sizes, epochs and
+examples smaller), asserts the task axis and its three members, and runs that study
+locally and on Ray; ``tests/test_defaults.py`` checks the parse itself.
 
 The project is a copy of this repository's MLproject in a temporary folder, so what the
-runs write next to themselves (``mlruns/``) stays out of the repository; the store is
-one SQLite database for the module, outside it."""
+runs write next to themselves (``mlruns/``) stays out of the repository. The SQLite store
+through ``mlflow run`` is ``tests/test_training_e2e.py``'s; the command line named only
+by the variable, ``tests/test_server_defaults_e2e.py``'s."""
 
 from __future__ import annotations
 
@@ -19,10 +35,10 @@ from pathlib import Path
 import pytest
 import yaml
 from mlflow import MlflowClient
-from tracehelp import cli_env, scratch_store
+from servers import REPO, mlflow_server
+from tracehelp import cli_env, trace_files
 
 pytestmark = pytest.mark.e2e
-REPO = Path(__file__).resolve().parents[1]
 ENTRY_POINTS = yaml.safe_load((REPO / "MLproject").read_text())["entry_points"]
 EXPERIMENT = "entry-points"
 SMALL = ["epochs=1", "max_examples=24", "eval_max_examples=16", "progress=false"]
@@ -37,10 +53,26 @@ GIVEN = {
     "transfer": SMALL,
     "noise_benchmark": ["train_size=24", "eval_size=16", "seeds=1", "epochs=1", "cl_folds=0"],
     "learning_curve": [*SMALL, "target=books", "aux=movies", "sizes=8,16,24", "seeds=1"],
-    "views": [*SMALL[:2], "eval_max_examples=8", "seeds=2", "sizes=4,8,12", "affinity_interval=1"],
     "sync": [],
 }
 SAME_AS = {"demo": "main"}  # one command: run once
+RUN_ELSEWHERE = {"views"}  # its defaults run in tests/test_executor_ray.py (the docstring)
+# The study each entry point runs: its kind, tagged on the run MLflow created (the
+# parent), and the trainings nested under it on the parameters above
+STUDY = {
+    "main": ("compare", 4),  # 3 members alone and together, 1 seed
+    "compare": ("compare", 3),  # books, movies alone and together
+    "two_stage": ("two_stage", 3),  # stage 1, stage 2, its control
+    "transfer": ("transfer", 3),  # books, movies alone and together
+    "noise_benchmark": ("noise_benchmark", 1),  # 1 seed, no cross-validation folds
+    "learning_curve": ("learning_curve", 6),  # 3 sizes alone and with the auxiliary data
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with mlflow_server(tmp_path_factory.mktemp("server")) as uri:
+        yield uri
 
 
 @pytest.fixture(scope="module")
@@ -51,41 +83,69 @@ def project(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def uri(tmp_path_factory):
-    with scratch_store(tmp_path_factory, "entry-points") as store:
-        MlflowClient(store).search_experiments()  # the store exists before mlflow run
-        yield store
-
-
 def test_every_entry_point_is_run_here() -> None:
-    assert set(ENTRY_POINTS) == set(GIVEN) | set(SAME_AS)
+    assert set(ENTRY_POINTS) == set(GIVEN) | set(SAME_AS) | RUN_ELSEWHERE
     for name, same in SAME_AS.items():
         assert ENTRY_POINTS[name] == ENTRY_POINTS[same]
     for name, given in GIVEN.items():
         declared = ENTRY_POINTS[name].get("parameters") or {}
         required = {p for p, spec in declared.items() if "default" not in spec}
         assert required <= {g.split("=")[0] for g in given}, name
+    for name in RUN_ELSEWHERE:  # nothing in MLproject chooses what it runs
+        assert not {"members", "axis"} & set(ENTRY_POINTS[name]["parameters"])
 
 
-@pytest.mark.timeout(900)
+def _ids(runs: list) -> list[str]:
+    return [r.info.run_id for r in runs]
+
+
+def _below(client: MlflowClient, root) -> list:
+    """Every run nested, at any depth, under ``root``, in any experiment."""
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    found, todo = [], [root.info.run_id]
+    while todo:
+        query = f"tags.mlflow.parentRunId = '{todo.pop()}'"
+        runs = client.search_runs(experiments, query, max_results=5000)
+        found += runs
+        todo += [r.info.run_id for r in runs]
+    return found
+
+
+@pytest.mark.timeout(900)  # the child's own 600 s timeout fires first, with its output
 @pytest.mark.parametrize("name", list(GIVEN))
-def test_an_entry_point_runs_on_its_defaults(project, uri, name) -> None:
+def test_an_entry_point_runs_on_its_defaults(server, project, name) -> None:
+    local_db = REPO / "mlflow.db"
+    before = local_db.stat().st_mtime_ns if local_db.exists() else None
     cmd = [sys.executable, "-m", "mlflow", "run", str(project), "-e", name,
            "--env-manager", "local", "--experiment-name", EXPERIMENT]  # fmt: skip
     for param in GIVEN[name]:
         cmd += ["-P", param]
     out = subprocess.run(
-        cmd, capture_output=True, text=True, env=cli_env(uri), cwd=project, timeout=600
+        cmd, capture_output=True, text=True, env=cli_env(server), cwd=project, timeout=600
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    client = MlflowClient(uri)
+    client = MlflowClient(server)
     experiment = client.get_experiment_by_name(EXPERIMENT).experiment_id
-    runs = client.search_runs([experiment], "tags.`mlflow.project.entryPoint` = '" + name + "'")
-    assert runs and runs[0].info.status == "FINISHED", out.stderr[-3000:]
-    parent = runs[0].data
+    roots = client.search_runs([experiment], f"tags.`mlflow.project.entryPoint` = '{name}'")
+    assert len(roots) == 1, [r.info.run_id for r in roots]
+    root = roots[0]
+    runs = [root, *_below(client, root)]
+    assert all(r.info.status == "FINISHED" for r in runs), [
+        (r.info.run_name, r.info.status) for r in runs
+    ]
+    assert all(r.info.artifact_uri.startswith("mlflow-artifacts:") for r in runs)
+    trained = [r for r in runs if "soi.training_key" in r.data.tags]
+    assert all(r.outputs.model_outputs for r in trained), [r.info.run_name for r in trained]
+    tags = root.data.tags
+    if name in STUDY:  # the study's parent is the run MLflow created; its children below
+        kind, trainings = STUDY[name]
+        assert tags.get("soi.study") == kind, tags
+        assert len(trained) == trainings and root.info.run_id not in _ids(trained)
+    if name == "train":  # the training is the run MLflow created, on the default members
+        assert _ids(trained) == [root.info.run_id] and tags["soi.members"] == "books,movies", tags
+        assert trace_files(server, root.info.run_id, "train") == ["traces/train/epoch=000.parquet"]
     if name == "two_stage":  # the documented default selection
-        assert parent.params["selection"] == "subsets:forgettable,never_learned", parent.params
-    if name == "views":  # the built-in suite's task axis, all three of its members
-        assert parent.tags["soi.axis"] == "task", parent.tags
-        assert parent.tags["soi.members"] == "entailment,paraphrase,sentiment", parent.tags
+        assert root.data.params["selection"] == "subsets:forgettable,never_learned"
+    assert not list(project.rglob("mlflow.db"))
+    after = local_db.stat().st_mtime_ns if local_db.exists() else None
+    assert after == before, f"{local_db} was written: the study used MLflow's default store"

@@ -373,13 +373,29 @@ def _learning_curve(uri: str, experiment: str, executor: dict):
 
 
 def _views(uri: str, experiment: str, executor: dict):
-    """The smallest views study (3 members, 2 seeds, 3 sizes) is 68 trainings: a
-    transfer and three learning-curve studies under it, and the affinity runs."""
+    """The views study on the defaults of ``soi-mlflow views`` (and of its MLproject entry
+    point, which gives it no members or axis: tests/test_entry_points_e2e.py leaves it
+    to this test): no axis, no members, so the built-in suite's task axis and its three
+    members; only how much is trained is smaller (the smallest views study: 2 seeds, 3
+    sizes, 12 examples a member, 1 epoch, affinity every step, the tiny config's batch
+    size and no MLflow Model). It is 68 trainings: a transfer and three learning-curve
+    studies under it, and the affinity runs."""
+    from soi_mlflow.cli.main import COMMANDS
+    from soi_mlflow.cli.options import parse
     from soi_mlflow.studies import views
 
-    base = _tiny(uri, experiment, ("sentiment", "paraphrase", "entailment"), axis="task")
-    settings = views.ViewsSettings(seeds=2, sizes=(4, 8, 12), affinity_interval=1, **executor)
-    result = views.run(base, settings)
+    sizes = ["--seeds", "2", "--sizes", "4,8,12", "--affinity-interval", "1"]
+    (config, settings), _ = parse(COMMANDS["views"], sizes)
+    assert (config.mixture.axis, config.mixture.members) == (
+        "task",
+        ("sentiment", "paraphrase", "entailment"),
+    )
+    mixture = replace(config.mixture, max_examples=12, eval_max_examples=8)
+    base = replace(_tiny(uri, experiment, ("sentiment",), axis="task"), mixture=mixture)
+    result = views.run(base, replace(settings, **executor))
+    assert MlflowClient(uri).get_run(result.parent_run_id).data.tags["soi.members"] == (
+        "entailment,paraphrase,sentiment"
+    )
     return result, result.values
 
 

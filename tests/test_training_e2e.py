@@ -29,6 +29,10 @@ SMALL = [
     "16",
     "--no-progress",
 ]
+# At most 40 examples of each evaluation split an epoch, where no claim is about their
+# size: on the full splits (400 a member) evaluating took ~10-20x the training's time.
+# The DDP test keeps them full (its 3 x 400 validation examples, each traced once).
+EVAL = ["--eval-max-examples", "40"]
 
 
 def _only_run(uri: str):
@@ -41,7 +45,9 @@ def _only_run(uri: str):
 
 def test_cli_train_prints_the_run_and_the_ui_command(store, tmp_path: Path) -> None:
     out = run_cli(
-        ["train", *SMALL, "--members", "books,movies", "--ood", "restaurants"], store, tmp_path
+        ["train", *SMALL, *EVAL, "--members", "books,movies", "--ood", "restaurants"],
+        store,
+        tmp_path,
     )
     run = _only_run(store)
     assert f"run id: {run.info.run_id}" in out
@@ -75,6 +81,8 @@ def test_mlflow_run_entry_point_logs_into_its_own_run(store, tmp_path: Path) -> 
         "epochs=1",
         "-P",
         "max_examples=40",
+        "-P",
+        "eval_max_examples=40",
     ]
     out = subprocess.run(
         cmd, capture_output=True, text=True, env=cli_env(store), cwd=tmp_path, timeout=300
@@ -122,7 +130,9 @@ def test_ddp_on_two_cpu_processes_traces_each_example_once(store, tmp_path: Path
 def test_traces_go_through_a_real_tracking_server(tmp_path: Path) -> None:
     with mlflow_server(tmp_path) as uri:
         run_cli(
-            ["train", *SMALL, "--members", "books", "--ood", "", "--epochs", "1"], uri, tmp_path
+            ["train", *SMALL, *EVAL, "--members", "books", "--ood", "", "--epochs", "1"],
+            uri,
+            tmp_path,
         )
         run = _only_run(uri)
         assert run.info.artifact_uri.startswith("mlflow-artifacts:")
@@ -148,6 +158,7 @@ def test_a_killed_run_keeps_the_epochs_already_written(store, tmp_path: Path) ->
     args = [
         "train",
         *SMALL,
+        *EVAL,
         "--members",
         "books",
         "--ood",
