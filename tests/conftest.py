@@ -9,6 +9,12 @@ from pathlib import Path
 
 import pytest
 
+# One torch thread per test process, set before anything imports torch (training
+# subprocesses inherit it): pytest-xdist runs a process per core, and a second intra-op
+# thread in each only oversubscribes the cores, its OpenMP threads spinning while they
+# wait on the other process's work. Set OMP_NUM_THREADS yourself to override.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(
