@@ -35,7 +35,8 @@ test-fast: setup
 	$(BIN)/python -m pytest -m "not e2e"
 
 lint: setup
-	$(BIN)/ruff check soi_mlflow tests bench examples
+	$(BIN)/ruff check soi_mlflow tests bench examples experiments
+	$(BIN)/ruff format --check soi_mlflow tests bench examples experiments
 
 # MLproject is written from the commands' settings dataclasses; a test checks it is current.
 mlproject: setup

@@ -205,8 +205,7 @@ def rows_lost(a: list[tuple[pd.DataFrame, dict]], b: list[tuple[pd.DataFrame, di
     for table, meta in b:
         found.setdefault(meta["epoch"], set()).update(table["example_id"].tolist())
     return sum(
-        int((~table["example_id"].isin(found.get(meta["epoch"], set()))).sum())
-        for table, meta in a
+        int((~table["example_id"].isin(found.get(meta["epoch"], set()))).sum()) for table, meta in a
     )
 
 

@@ -221,7 +221,9 @@ VALUES = {"target": "entailment", "aux": ["sentiment"], "run_id": UNKNOWN,
 
 def test_only_these_commands_require_options() -> None:
     assert {name for name, needed in NEEDED.items() if needed} == {
-        "learning-curve", "analyze", "two-stage"
+        "learning-curve",
+        "analyze",
+        "two-stage",
     }
     assert set(NEEDED["learning-curve"]) == {"target", "aux"}  # the case the issue names
 

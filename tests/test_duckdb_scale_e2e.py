@@ -3,9 +3,9 @@ in-memory path's table to 1e-6.
 
 1M examples x 10 epochs (the ratio of rows to memory of 50M rows under 256 MB, which this
 test ran before at five times the cost: the limit, not the size, makes DuckDB group per
-example-id range, and the test checks it did), each epoch holding a random 95% of the examples (the sparse
-path: unobserved epochs). The in-memory side
-is today's code (``soi_from_matrix``) on the same arrays the files were written from.
+example-id range, and the test checks it did), each epoch holding a random 95% of the
+examples (the sparse path: unobserved epochs). The in-memory side is today's code
+(``soi_from_matrix``) on the same arrays the files were written from.
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ def test_no_import_cycle() -> None:
         state[node] = 1
         for nxt in sorted(graph[node]):
             if state[nxt] == 1:
-                cycles.append(" -> ".join([*path[path.index(nxt):], nxt]))
+                cycles.append(" -> ".join([*path[path.index(nxt) :], nxt]))
             elif state[nxt] == 0:
                 visit(nxt, [*path, nxt])
         state[node] = 2
@@ -259,8 +259,13 @@ def heavy_libraries(name: str) -> set[str]:
     modules it imports at module level; a heavy name anywhere in a dotted import counts
     (``safetensors.torch`` loads torch)."""
     graph = _module_level()
-    return {part for module in _reach(name) for lib in graph[module][1]
-            for part in lib.split(".") if part in HEAVY}
+    return {
+        part
+        for module in _reach(name)
+        for lib in graph[module][1]
+        for part in lib.split(".")
+        if part in HEAVY
+    }
 
 
 def _comment_of(lines: list[str], node: ast.stmt) -> str:
@@ -302,11 +307,14 @@ def deferred_import_offenders() -> list[str]:
             circle = any(name in _reach(t, parents=False) for t in targets)
             comment = _comment_of(lines, node) if node else lines[line - 1].partition("#")[2]
             if not (brings or circle or NOT_HEAVY_MARK in comment):
-                offenders.append(f"{where}:{line}: {', '.join(sorted(targets))} loads no "
-                                 f"heavy library that {name} does not, and closes no circle")
+                offenders.append(
+                    f"{where}:{line}: {', '.join(sorted(targets))} loads no "
+                    f"heavy library that {name} does not, and closes no circle"
+                )
             elif node is not None and "deferred" not in comment:
-                offenders.append(f"{where}:{line}: a deferred import without a "
-                                 "'# deferred: why' comment")
+                offenders.append(
+                    f"{where}:{line}: a deferred import without a '# deferred: why' comment"
+                )
     return offenders
 
 

@@ -185,9 +185,7 @@ def test_a_failing_two_run_comparison_leaves_its_run_failed_with_the_reason(
         compare_runs(run_a, run_b, taxonomy=taxonomy, tracking_uri=store)
     experiment = client.get_run(run_b).info.experiment_id
     made = [
-        r
-        for r in client.search_runs([experiment])
-        if r.data.tags.get("soi.compare.run_a") == run_a
+        r for r in client.search_runs([experiment]) if r.data.tags.get("soi.compare.run_a") == run_a
     ]
     assert len(made) == 1
     assert made[0].info.status == "FAILED"

@@ -52,11 +52,13 @@ def _finished_with_models(uri: str, experiment: str) -> list:
 
 
 def test_train_and_compare_through_the_variable(server, work) -> None:
-    run_cli(["train", "--members", "books", "--ood", "", *SMALL, "--experiment", "b-train"],
-            server, work)
+    run_cli(
+        ["train", "--members", "books", "--ood", "", *SMALL, "--experiment", "b-train"],
+        server,
+        work,
+    )
     assert len(_finished_with_models(server, "b-train")) == 1
     args = ["compare", "--members", "books,movies", "--ood", "", *SMALL, "--experiment", "b-cmp"]
     run_cli(args, server, work)
     assert len(_finished_with_models(server, "b-cmp")) == 4  # the parent and 3 children
     assert not list(work.rglob("mlflow.db"))
-

@@ -67,7 +67,6 @@ def naming_the_run(run_id: str, split: str, found: TraceFiles | None = None) -> 
         raise SoiInputError(f"run {run_id}: trace file {artifact} {exc.problem}") from None
 
 
-
 def load_traces(run_id: str, split: str = "train", tracking_uri: str | None = None) -> pd.DataFrame:
     """Every epoch's trace of ``split`` (schema-v1 columns), one row per example and epoch,
     read where the traces are (:func:`trace_files`)."""

@@ -95,7 +95,16 @@ def compare_runs(
     target = _new_run(uri, run_a, runs["run_b"], label_a, label_b, split)
     try:
         out = _log(
-            target.client, target.run_id, "new", a, b, label_a, label_b, counts, split, tax,
+            target.client,
+            target.run_id,
+            "new",
+            a,
+            b,
+            label_a,
+            label_b,
+            counts,
+            split,
+            tax,
             thresholds,
         )
     except BaseException as exc:
@@ -158,9 +167,7 @@ def _log(
     return RunComparison(target, counts, coverage, a, b, by_member)
 
 
-def _new_run(
-    uri: str, run_a: str, run_b: Any, label_a: str, label_b: str, split: str
-) -> RunHandle:
+def _new_run(uri: str, run_a: str, run_b: Any, label_a: str, label_b: str, split: str) -> RunHandle:
     """A comparison run in run B's experiment, pointing at both runs."""
     tags = {
         "mlflow.runName": f"compare {label_a} -> {label_b} ({split})",

@@ -107,9 +107,7 @@ def enable_checkpointing(encoder: nn.Module) -> None:
     """Gradient checkpointing of a ``transformers`` backbone (non-reentrant: it needs no
     input that requires grad, so frozen embeddings under an adapter work too)."""
     if not getattr(encoder, "supports_gradient_checkpointing", False):
-        raise SoiInputError(
-            f"gradient-checkpointing: {type(encoder).__name__} does not support it"
-        )
+        raise SoiInputError(f"gradient-checkpointing: {type(encoder).__name__} does not support it")
     encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 

@@ -276,7 +276,6 @@ def _train(config: TrainConfig, resume_ckpt: Path | None) -> TrainResult:
         shutil.rmtree(run_folder(run.run_id) / "checkpoint", ignore_errors=True)
     analysis = None
     if config.analyze:  # never raises: a finished run stays finished
-
         analysis = analyze_after_training(run.run_id, run.tracking_uri, quiet=True)
     return TrainResult(
         run.run_id,

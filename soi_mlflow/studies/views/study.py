@@ -240,9 +240,7 @@ def _curves_view(plan: _Plan) -> _ViewRun:
     for target in plan.members:
         start = time.perf_counter()
         settings = curve_settings(plan.members, target, plan.settings, plan.seeds["curves"])
-        settings = replace(
-            settings, resume=plan.resumed("learning_curve", {tags.TARGET: target})
-        )
+        settings = replace(settings, resume=plan.resumed("learning_curve", {tags.TARGET: target}))
         curve = learning_curve.run(replace(plan.child, run_name=f"views-curve-{target}"), settings)
         trained, reused = trained + curve.trained, reused + curve.reused
         seconds += time.perf_counter() - start
