@@ -1,13 +1,6 @@
-"""The framework-free trace recorder: per-example traces from any training code.
-
-Three calls in a plain loop, as AUM's calculator takes them::
-
-    with mlflow.start_run(), TraceRecorder(label_names=["neg", "pos"]) as rec:
-        for epoch in range(epochs):
-            for batch in loader:
-                logits = model(batch)                      # the step's own logits
-                rec.add("train", batch["example_id"], logits, batch["labels"])
-            rec.end_epoch()                                # one Parquet file per split
+"""The framework-free trace recorder: per-example traces from any training code, in three
+calls in a plain loop, as AUM's calculator takes them (``add`` per batch, ``end_epoch``,
+``close``; the class's example).
 
 - ``add`` takes tensors on any device or numpy arrays; the statistics (gold probability,
   prediction, loss, margin) are computed where the logits are, without a host sync, and
@@ -49,14 +42,7 @@ from soi_mlflow.tracking.batch import batch_rows
 from soi_mlflow.tracking.epoch_writer import epoch_rows, gather, put_trace, split_metrics
 from soi_mlflow.tracking.health import HEARTBEAT_TAG, end_status
 from soi_mlflow.tracking.label_space import LabelSpace
-from soi_mlflow.tracking.names import (
-    DEFAULT_TASK,
-    METRIC_PREFIX,
-    SPLIT_NAME,
-    check_split_name,
-    trace_artifact_path,
-    trace_file_name,
-)
+from soi_mlflow.tracking.names import check_split_name
 from soi_mlflow.tracking.recorder_shards import ShardedEpochs
 from soi_mlflow.tracking.run import RunHandle
 from soi_mlflow.tracking.run_end import report_incomplete
@@ -65,17 +51,6 @@ from soi_mlflow.tracking.spool import SendResult, Spool
 from soi_mlflow.tracking.spool_writer import SpoolWriter, retry_interval
 from soi_mlflow.tracking.trace_format import CAPTURE_MODES, SCHEMA_VERSION
 from soi_mlflow.tracking.trace_rows import dist_rank_world, stack
-
-# the naming rules live in names.py; importers of this module keep finding them here
-__all__ = [
-    "DEFAULT_TASK",
-    "METRIC_PREFIX",
-    "SPLIT_NAME",
-    "TraceRecorder",
-    "check_split_name",
-    "trace_artifact_path",
-    "trace_file_name",
-]
 
 
 class TraceRecorder(ShardedEpochs):
