@@ -91,7 +91,8 @@ class TraceMixin:
                 f"the batch has no {cb.ids_key!r} column: give the data set stable ids "
                 "(soi_mlflow.data.with_example_ids) or set TraceCallback(ids=...)"
             )
-        inputs = {k: v for k, v in inputs.items() if k not in self._soi_keys()}
+        drop = (cb.ids_key, cb.member_key)  # once per batch, not once per input key
+        inputs = {k: v for k, v in inputs.items() if k not in drop}
         loss, outputs = super().compute_loss(
             model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
         )
@@ -112,7 +113,8 @@ class TraceMixin:
             cb = self._soi_callback()
             assert cb is not None
             cb.unlabelled()
-            inputs = {k: v for k, v in inputs.items() if k not in self._soi_keys()}
+            drop = self._soi_keys()
+            inputs = {k: v for k, v in inputs.items() if k not in drop}
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
 
     def evaluation_loop(
