@@ -24,6 +24,7 @@ from soi_mlflow.tracking.artifacts import log_figures, log_table
 from soi_mlflow.tracking.run import RunHandle, log_metric_batch, metric_safe
 from soi_mlflow.tracking.run_open import open_run
 from soi_mlflow.tracking.store import resolve_tracking_uri
+from soi_mlflow.tracking.tags import COMPARE_RUN_A, COMPARE_RUN_B
 
 INTO = ("new", "b")
 
@@ -175,8 +176,8 @@ def _new_run(uri: str, run_a: str, run_b: Any, label_a: str, label_b: str, split
             f"SOI transitions of the {split} split from run {label_a} ({run_a}) to run "
             f"{label_b} ({run_b.info.run_id}), by soi_mlflow.analysis.compare_runs."
         ),
-        "soi.compare.run_a": run_a,
-        "soi.compare.run_b": run_b.info.run_id,
+        COMPARE_RUN_A: run_a,
+        COMPARE_RUN_B: run_b.info.run_id,
     }
     return open_run(
         uri,

@@ -17,6 +17,7 @@ import sys
 from mlflow.tracking.context.abstract_context import RunContextProvider
 
 from soi_mlflow import __version__
+from soi_mlflow.tracking.tags import TRACE_SCHEMA, VERSION
 from soi_mlflow.tracking.trace_format import SCHEMA_VERSION
 
 RECORDER_MODULE = "soi_mlflow.tracking.recorder"
@@ -29,4 +30,4 @@ class SoiRunContext(RunContextProvider):
         return RECORDER_MODULE in sys.modules
 
     def tags(self) -> dict[str, str]:
-        return {"soi.version": __version__, "soi.trace_schema": str(SCHEMA_VERSION)}
+        return {VERSION: __version__, TRACE_SCHEMA: str(SCHEMA_VERSION)}

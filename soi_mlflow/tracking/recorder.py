@@ -40,7 +40,7 @@ from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking import after_close
 from soi_mlflow.tracking.batch import batch_rows
 from soi_mlflow.tracking.epoch_writer import epoch_rows, gather, put_trace, split_metrics
-from soi_mlflow.tracking.health import HEARTBEAT_TAG, end_status
+from soi_mlflow.tracking.health import end_status
 from soi_mlflow.tracking.label_space import LabelSpace
 from soi_mlflow.tracking.names import check_split_name
 from soi_mlflow.tracking.recorder_shards import ShardedEpochs
@@ -49,6 +49,7 @@ from soi_mlflow.tracking.run_end import report_incomplete
 from soi_mlflow.tracking.run_open import open_run
 from soi_mlflow.tracking.spool import SendResult, Spool
 from soi_mlflow.tracking.spool_writer import SpoolWriter, retry_interval
+from soi_mlflow.tracking.tags import AXIS, CAPTURE, HEARTBEAT, RECORDER, RESUMED, TRACE_SCHEMA
 from soi_mlflow.tracking.trace_format import CAPTURE_MODES, SCHEMA_VERSION
 from soi_mlflow.tracking.trace_rows import dist_rank_world, stack
 
@@ -193,16 +194,16 @@ class TraceRecorder(ShardedEpochs):
             self._started_run = run.created  # a run this recorder created or reopened
         self._client, self._run_id, self._tracking_uri = run.client, run.run_id, run.tracking_uri
         if self._resume:
-            count = int(self._client.get_run(self._run_id).data.tags.get("soi.resumed") or 0)
-            self.extra_tags["soi.resumed"] = str(count + 1)
+            count = int(self._client.get_run(self._run_id).data.tags.get(RESUMED) or 0)
+            self.extra_tags[RESUMED] = str(count + 1)
         tags = {
-            "soi.trace_schema": str(SCHEMA_VERSION),
-            "soi.capture": self.capture,
-            "soi.recorder": self.source,
+            TRACE_SCHEMA: str(SCHEMA_VERSION),
+            CAPTURE: self.capture,
+            RECORDER: self.source,
         }
         if self.axis:
-            tags["soi.axis"] = self.axis
-        tags[HEARTBEAT_TAG] = str(int(time.time()))
+            tags[AXIS] = self.axis
+        tags[HEARTBEAT] = str(int(time.time()))
         run.set_tags(tags | self.extra_tags)
         self._spool = run.spool
         # one writer thread; it also sends again on a timer while entries wait

@@ -60,3 +60,7 @@ CONTROL = "soi.control"  # two_stage: true on the random control
 STAGE1_RUN_ID = "soi.stage1_run_id"  # two_stage: the run stage 2 started from
 ROLE = "soi.role"  # noise_benchmark: detect | cross_validation
 FOLD = "soi.fold"  # noise_benchmark's cross-validation fold
+
+# -- a comparison run (``analysis/two_runs.compare_runs``, ``into="new"``) ----------------
+COMPARE_RUN_A = "soi.compare.run_a"  # the run the transitions start from
+COMPARE_RUN_B = "soi.compare.run_b"  # the run they end in
