@@ -47,6 +47,7 @@ from soi_mlflow.callbacks.resume import EpochSeed
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.names import split_names
 from soi_mlflow.tracking.recorder import TraceRecorder
+from soi_mlflow.tracking.run import RunHandle
 
 __all__ = ["EpochSeed", "TraceCallback"]
 
@@ -83,9 +84,11 @@ class TraceCallback(pl.Callback):
             split comes from an evaluation pass over the training set instead.
         capture: the ``soi.capture`` of the ``train`` split; default ``train_pass``
             when ``trace_train``, else ``eval_pass``.
-        run_id: the run to write into, or a function returning one (called once, on
-            rank 0); default the run of the trainer's ``MLFlowLogger``, else the active
-            MLflow run, else a new run that ends when training ends.
+        run_id: the run to write into (an id, or a
+            :class:`~soi_mlflow.tracking.run.RunHandle` already open, which its opener
+            ends), or a function returning one (called once, on rank 0); default the
+            run of the trainer's ``MLFlowLogger``, else the active MLflow run, else a new
+            run that ends when training ends.
         tracking_uri: the tracking store; default the ``MLFlowLogger``'s, else MLflow's
             current one.
         axis: optional ``soi.axis`` tag (``task``, ``source`` or ``lang``).
@@ -135,7 +138,7 @@ class TraceCallback(pl.Callback):
         test_splits: str | Sequence[str] | None = None,
         trace_train: bool = True,
         capture: str | None = None,
-        run_id: str | Callable[[], str] | None = None,
+        run_id: str | RunHandle | Callable[[], str | RunHandle] | None = None,
         tracking_uri: str | None = None,
         axis: str | None = None,
         tags: Mapping[str, str] | None = None,
@@ -173,7 +176,7 @@ class TraceCallback(pl.Callback):
         return self._resolved_run
 
     # -- the run and the recorder ---------------------------------------------------
-    def _resolve_run(self, trainer: pl.Trainer) -> tuple[str | None, str | None]:
+    def _resolve_run(self, trainer: pl.Trainer) -> tuple[str | RunHandle | None, str | None]:
         if self._resolved_run is not None:
             return self._resolved_run, self.tracking_uri
         if not trainer.is_global_zero:
