@@ -199,7 +199,9 @@ def fresh_run_name(prefix: str) -> str:
 
 def _end_active(run_id: str, status: str) -> None:
     """Take ``run_id`` off MLflow's stack of active runs, if it is the active run (its end
-    is already in the store: MLflow only marks it ended once more)."""
+    is already in the store: MLflow only marks it ended once more). ``mlflow.end_run`` is
+    MLflow's only public way to pop that stack and stop the run's system-metrics monitor,
+    so a run started active ends in the spool and is then popped here."""
     import mlflow
 
     active = mlflow.active_run()
