@@ -139,6 +139,21 @@ def test_a_second_stage_continues_from_the_adapter(stage1) -> None:
     assert params["base_model"] == first["base_model"]
 
 
+def test_full_fine_tuning_from_an_adapter_trains_the_merged_backbone(gpt2, tmp_path) -> None:
+    """Without ``--peft``, a checkpoint's adapter is merged into the backbone, which then
+    trains in full, in training mode (peft loads an adapter frozen and in eval mode)."""
+    from soi_mlflow.model.checkpoint import save_checkpoint
+
+    config = _config(f"sqlite:///{tmp_path / 'unused.db'}", str(gpt2))
+    mixture = Mixture(config.mixture)
+    adapted, tokenizer = build_model(config, mixture)
+    folder = save_checkpoint(adapted, tokenizer, mixture.tasks, tmp_path / "checkpoint")
+    full, _ = build_model(replace(config, peft=None, init_from=str(folder)), mixture)
+    frozen = [n for n, p in full.encoder.named_parameters() if not p.requires_grad]
+    assert not frozen, frozen
+    assert full.encoder.training
+
+
 @pytest.mark.e2e
 def test_lora_on_the_tiny_encoder_saves_its_backbone_and_reloads(store) -> None:
     """``tiny`` is built from the training texts, so no name reloads it: the model

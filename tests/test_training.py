@@ -189,6 +189,29 @@ def test_every_head_takes_part_in_every_step() -> None:
     )
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA's sync debug mode")
+def test_pooling_and_the_heads_make_no_host_sync() -> None:
+    """Last-token pooling, every head's loss and traced logits, and their backward run
+    on the GPU without waiting for it (boolean indexing or ``.any()`` would)."""
+    from soi_mlflow.model.backbone import pool
+
+    encoder, _ = build_tiny(["a b c", "d e f"], max_length=16, seed=0)
+    model = MultiTaskClassifier(encoder, [2, 3]).cuda()
+    hidden = torch.randn(4, 6, encoder.config.hidden_size, device="cuda", requires_grad=True)
+    mask = torch.tensor([[1] * 6, [1, 1, 0, 0, 0, 0], [0, 0, 1, 1, 1, 1], [1] * 3 + [0] * 3])
+    batch = {"label": torch.tensor([1, 0, 2, 1]), "task_idx": torch.tensor([0, 0, 1, 1])}
+    batch = {k: v.cuda() for k, v in {**batch, "attention_mask": mask}.items()}
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        pooled = pool(hidden, batch["attention_mask"], "last")
+        losses, logits = model.per_example(pooled, batch, with_trace=True)
+        losses.mean().backward()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert logits is not None and torch.isinf(logits[:2, 2]).all()
+
+
 def test_bad_training_settings_fail_before_any_run(store) -> None:
     for kw, pattern in (
         ({"epochs": 0}, "epochs must be a positive"),

@@ -76,10 +76,13 @@ def is_adapted(encoder: Any) -> bool:
 
 def load_adapter(encoder: Any, folder: Path, trainable: bool) -> Any:
     """``encoder`` with the adapter saved in ``folder``: trainable, or merged into the
-    weights (full fine-tuning continues from the adapted model)."""
+    weights (full fine-tuning continues from the adapted model: every weight trainable,
+    in training mode, which peft's frozen, eval-mode inference load does not leave)."""
     peft = _peft()
     adapted = peft.PeftModel.from_pretrained(encoder, str(folder), is_trainable=trainable)
-    return adapted if trainable else adapted.merge_and_unload()
+    if trainable:
+        return adapted
+    return adapted.merge_and_unload().requires_grad_(True).train()
 
 
 def save_adapted(encoder: Any, folder: Path, with_base: bool) -> None:

@@ -64,8 +64,8 @@ def _definition(tokenizer: Any) -> Any:
 def check_checkpoint(folder: Path) -> dict[str, list[str]]:
     """The checkpoint's tasks; a clear error if the folder is not a checkpoint."""
     folder = Path(folder)
-    adapted = (folder / "adapter").is_dir()
-    weights = "adapter/adapter_config.json" if adapted else "encoder/config.json"
+    adapted = (folder / ADAPTER).is_dir()
+    weights = f"{ADAPTER}/adapter_config.json" if adapted else "encoder/config.json"
     missing = [p for p in (weights, "heads.safetensors", "tasks.json") if not (folder / p).exists()]
     if missing:
         raise SoiInputError(

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from soi_mlflow.errors import SoiInputError, first_line
+from soi_mlflow.model.adapters import ADAPTER
 from soi_mlflow.tracking.artifacts import quiet_downloads
 from soi_mlflow.tracking.search import quote_value
 from soi_mlflow.tracking.store import client_for
@@ -189,7 +190,7 @@ def log_model(
                 run_id=run_id,
                 model_id=logged.model_id,
             )
-            adapted = (Path(checkpoint) / "adapter").is_dir()
+            adapted = (Path(checkpoint) / ADAPTER).is_dir()
             mlflow.pyfunc.save_model(
                 path=str(local),
                 python_model=str(CODE_FILE),

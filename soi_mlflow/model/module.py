@@ -57,28 +57,29 @@ class MultiTaskClassifier(pl.LightningModule):
         padded with -inf to the widest head (what the trace records).
 
         Every head runs on the whole batch, so all parameters take part in every step's
-        graph (DDP requires it); each example's loss uses its own task's head.
+        graph (DDP requires it); each example's loss uses its own task's head. Rows are
+        chosen with ``torch.where``, not boolean indexing: no host sync in the step. The
+        heads run outside autocast, on the float32 rows :meth:`encode` returns.
         """
         labels, tasks = batch["label"], batch["task_idx"]
         losses = hidden.new_zeros(len(labels))
-        unused = hidden.new_zeros(())
         chosen_logits = None
         if with_trace:
             width = max(head.out_features for head in self.heads)
             chosen_logits = hidden.new_full((len(labels), width), float("-inf"))
-        for t, head in enumerate(self.heads):
-            with torch.autocast(hidden.device.type, enabled=False):  # float32 heads, logits
-                logits = head(hidden.float())
-            mask = tasks == t
-            if not bool(mask.any()):
-                unused = unused + 0.0 * logits.sum()
-                continue
-            rows = mask.nonzero(as_tuple=True)[0]
-            chosen, gold = logits[mask], labels[mask]
-            losses = losses.index_put((rows,), F.cross_entropy(chosen, gold, reduction="none"))
-            if chosen_logits is not None:
-                chosen_logits[rows, : chosen.shape[1]] = chosen.detach()
-        return losses + unused, chosen_logits
+        with torch.autocast(hidden.device.type, enabled=False):  # float32 heads, logits
+            for t, head in enumerate(self.heads):
+                logits = head(hidden)
+                mask = tasks == t
+                gold = torch.where(mask, labels, 0)  # other tasks' rows: any valid class
+                own = F.cross_entropy(logits, gold, reduction="none")
+                losses = torch.where(mask, own, losses)
+                if chosen_logits is not None:
+                    n = head.out_features
+                    chosen_logits[:, :n] = torch.where(
+                        mask[:, None], logits.detach(), chosen_logits[:, :n]
+                    )
+        return losses, chosen_logits
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> Any:
         hidden = self.dropout(self.encode(batch))

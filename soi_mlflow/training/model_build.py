@@ -35,12 +35,13 @@ def _base_name(config: TrainConfig) -> str | None:
     return str(path.resolve()) if path.is_dir() else config.model
 
 
-def _from_checkpoint(config: TrainConfig, init: Path) -> tuple[Any, Any, str | None]:
-    """Backbone, tokenizer and base name from a checkpoint (adapter trainable under
-    ``--peft``, merged into the weights otherwise)."""
+def _from_checkpoint(
+    config: TrainConfig, init: Path, meta: dict[str, Any]
+) -> tuple[Any, Any, str | None]:
+    """Backbone, tokenizer and base name from a checkpoint and its ``tasks.json`` (adapter
+    trainable under ``--peft``, merged into the weights otherwise)."""
     from soi_mlflow.model.encoder import build_pretrained  # deferred: torch, transformers
 
-    meta = json.loads((init / "tasks.json").read_text())
     if not (init / ADAPTER).is_dir():
         encoder, tokenizer = build_pretrained(str(init / "encoder"), config.max_length)
         return encoder, tokenizer, None
@@ -62,8 +63,10 @@ def build_module(config: TrainConfig, mixture: Mixture, init: Path | None) -> tu
     from soi_mlflow.model.encoder import build_encoder, enable_checkpointing
     from soi_mlflow.model.module import MultiTaskClassifier  # deferred: lightning, torch
 
+    saved: dict[str, Any] = {}  # the checkpoint's tasks.json
     if init is not None:
-        encoder, tokenizer, base = _from_checkpoint(config, init)
+        saved = json.loads((init / "tasks.json").read_text())
+        encoder, tokenizer, base = _from_checkpoint(config, init, saved)
     else:
         texts = list(mixture.train["text"]) + [t for t in mixture.train["text_pair"] if t]
         encoder, tokenizer = build_encoder(config.model, texts, config.max_length, config.seed)
@@ -82,7 +85,7 @@ def build_module(config: TrainConfig, mixture: Mixture, init: Path | None) -> tu
         lr=config.learning_rate,
         weight_decay=config.weight_decay,
         warmup_ratio=config.warmup_ratio,
-        pooling=resolve_pooling(config.pooling or _saved_pooling(init), encoder.config),
+        pooling=resolve_pooling(config.pooling or saved.get("pooling"), encoder.config),
     )
     module.base_model = base if is_adapted(encoder) else None  # what the adapter adapts
     module.backbone_params = {
@@ -97,10 +100,3 @@ def build_module(config: TrainConfig, mixture: Mixture, init: Path | None) -> tu
 
         load_heads(module, mixture.tasks, init)
     return module, tokenizer
-
-
-def _saved_pooling(init: Path | None) -> str | None:
-    """The pooling a checkpoint was trained with (None: not saved, or no checkpoint)."""
-    if init is None:
-        return None
-    return json.loads((init / "tasks.json").read_text()).get("pooling")
