@@ -37,6 +37,13 @@ echo "== tracing's overhead, $qwen with LoRA in bf16, device $device"
     --device "$device" --examples "$qwen_examples" --epochs 2 \
     --repeats "${REPEATS:-3}" --threads 4)
 
+# The training step's own check: pooling, every head's loss and traced logits, and their
+# backward make no host sync (CUDA's sync debug mode; the test is skipped without CUDA).
+if [ "$device" = cuda ]; then
+    echo "== no host sync in the training step (tests/test_training.py)"
+    "$PYTHON" -m pytest -q -n 0 -p no:cacheprovider tests/test_training.py -k no_host_sync
+fi
+
 # 3. A small compare study (three children) on a local Ray cluster, sharing the one GPU
 #    (half a GPU each: two children at a time).
 echo "== a three-child Ray study sharing the device"
