@@ -307,8 +307,5 @@ def run(base: TrainConfig, settings: TwoStageSettings) -> TwoStageResult:
         results["control"],
         len(chosen),
         wide,
-        parent_run_id=parent.run_id,
-        ui_command=parent.ui_command(),
-        trained=fan.trained,
-        reused=fan.reused,
+        **fan.result_fields(),
     )
