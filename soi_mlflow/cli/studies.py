@@ -11,7 +11,7 @@ from soi_mlflow.cli.options import resolved_yaml
 from soi_mlflow.cli.runs import for_cli
 from soi_mlflow.cli.show import on_screen, print_comparison, print_study_table
 from soi_mlflow.common import console
-from soi_mlflow.tracking.store import TRACKING_URI_HELP
+from soi_mlflow.tracking.store import TRACKING_URI_HELP, client_for, resolve_tracking_uri
 from soi_mlflow.training.settings_io import CONFIG_ARTIFACT
 
 
@@ -30,15 +30,10 @@ class DemoSettings:
 
 def log_study_config(command: str, run_id: str, config: Any, settings: Any) -> None:
     """Log the study's resolved options to its parent run, as each training run does."""
-    from mlflow import MlflowClient
-
-    # deferred (not heavy): urllib and http, kept out of soi-mlflow --help
-    from soi_mlflow.tracking.run import resolve_tracking_uri
-
     header = "The resolved options of this study. Repeat it with:\n"
     header += f"  soi-mlflow {command} --config config.yaml"
     text = resolved_yaml([config, settings], header)
-    MlflowClient(resolve_tracking_uri(config.tracking_uri)).log_text(run_id, text, CONFIG_ARTIFACT)
+    client_for(resolve_tracking_uri(config.tracking_uri)).log_text(run_id, text, CONFIG_ARTIFACT)
 
 
 def run_study(command: str, study: Any, config: Any, settings: Any) -> tuple[Any, Any]:
