@@ -48,10 +48,7 @@ def run_study(command: str, study: Any, config: Any, settings: Any) -> tuple[Any
 def compare(config: Any, settings: Any) -> None:
     from soi_mlflow.studies import single_vs_multi  # deferred: datasets
 
-    config = for_cli(config)
-    single_vs_multi.validate(config, settings)
-    result = single_vs_multi.run(config, settings)
-    log_study_config("compare", result.parent_run_id, config, settings)
+    config, result = run_study("compare", single_vs_multi, config, settings)
     print_comparison(result.summary)
     runs = [("parent run id", result.parent_run_id)]
     multi = "+".join(config.mixture.members)
