@@ -28,9 +28,14 @@ def test_two_stage_selects_forgettable_and_never_learned_only_when_given_nothing
         chosen = TwoStageSettings(**given).selection()
         chosen.validate()  # one selection: the default did not join it
         assert chosen.describe() == described
-    two = TwoStageSettings(stage2_region="ambiguous", stage2_subsets=("forgotten",))
-    with pytest.raises(SoiInputError, match="exactly one stage-2 selection"):
-        two.selection().validate()
+    for two in (
+        {"stage2_region": "ambiguous", "stage2_subsets": ("forgotten",)},
+        {"stage2_top": "variability:0.3", "stage2_subsets": ("forgotten",)},
+        {"stage2_bottom": "confidence:0.2", "stage2_region": "ambiguous"},
+        {"stage2_top": "variability:0.3", "stage2_bottom": "confidence:0.2"},
+    ):
+        with pytest.raises(SoiInputError, match="exactly one stage-2 selection"):
+            TwoStageSettings(**two).selection().validate()  # none of the two is dropped
     other = TwoStageSettings(taxonomy="mine").selection()  # its names are not the default's
     assert other.subsets == () and other.region is None and other.metric is None
 

@@ -11,7 +11,7 @@ from soi_mlflow.cli.options import resolved_yaml
 from soi_mlflow.cli.runs import for_cli
 from soi_mlflow.cli.show import on_screen, print_comparison, print_study_table
 from soi_mlflow.common import console
-from soi_mlflow.tracking.store import TRACKING_URI_HELP
+from soi_mlflow.tracking.store import TRACKING_URI_HELP, client_for, resolve_tracking_uri
 from soi_mlflow.training.settings_io import CONFIG_ARTIFACT
 
 
@@ -30,15 +30,10 @@ class DemoSettings:
 
 def log_study_config(command: str, run_id: str, config: Any, settings: Any) -> None:
     """Log the study's resolved options to its parent run, as each training run does."""
-    from mlflow import MlflowClient
-
-    # deferred (not heavy): urllib and http, kept out of soi-mlflow --help
-    from soi_mlflow.tracking.run import resolve_tracking_uri
-
     header = "The resolved options of this study. Repeat it with:\n"
     header += f"  soi-mlflow {command} --config config.yaml"
     text = resolved_yaml([config, settings], header)
-    MlflowClient(resolve_tracking_uri(config.tracking_uri)).log_text(run_id, text, CONFIG_ARTIFACT)
+    client_for(resolve_tracking_uri(config.tracking_uri)).log_text(run_id, text, CONFIG_ARTIFACT)
 
 
 def run_study(command: str, study: Any, config: Any, settings: Any) -> tuple[Any, Any]:
@@ -53,10 +48,7 @@ def run_study(command: str, study: Any, config: Any, settings: Any) -> tuple[Any
 def compare(config: Any, settings: Any) -> None:
     from soi_mlflow.studies import single_vs_multi  # deferred: datasets
 
-    config = for_cli(config)
-    single_vs_multi.validate(config, settings)
-    result = single_vs_multi.run(config, settings)
-    log_study_config("compare", result.parent_run_id, config, settings)
+    config, result = run_study("compare", single_vs_multi, config, settings)
     print_comparison(result.summary)
     runs = [("parent run id", result.parent_run_id)]
     multi = "+".join(config.mixture.members)

@@ -30,6 +30,7 @@ from soi_mlflow.common.executor_base import (
     finished_line,
     progress,
 )
+from soi_mlflow.common.ray_leftovers import end_leftovers
 from soi_mlflow.errors import first_line
 
 T = TypeVar("T")
@@ -162,9 +163,6 @@ class RayExecutor:
 def _end_leftovers() -> None:
     """Before a local cluster starts: end what the local clusters of dead drivers left
     (``common.ray_leftovers``), saying so."""
-    # deferred (not heavy): soi-mlflow --help imports this module, and needs none of that
-    from soi_mlflow.common.ray_leftovers import end_leftovers
-
     ended = end_leftovers()
     if ended:
         sessions = ", ".join(sorted({Path(p.session).name for p in ended}))

@@ -10,7 +10,11 @@ ended here, and only that (Linux ``/proc``; elsewhere nothing is done):
 - that holds a file open inside a Ray session folder (``.../session_<date>_<pid>/``: its
   logs),
 - whose session has neither a ``raylet`` nor a ``gcs_server`` left: no process on this
-  machine names that session folder on its command line as either program does.
+  machine names that session on its command line as either program does. Sessions are
+  compared by their folder's name (``session_<date>_<pid>``, unique), not its path: a
+  raylet names the folder under the temp dir as given (``--temp-dir``, ``RAY_TMPDIR``),
+  open files name it with links resolved, and a link in that path must not make a live
+  session look dead.
 
 A live cluster (another user's, another driver's, ``ray start --head``) always has its
 raylet and GCS server, so nothing of it is touched; nor is any driver (a Python program
@@ -81,7 +85,7 @@ def find_leftovers() -> list[Leftover]:
     ray = _ray_folders()
     if not ray or not PROC.is_dir():
         return []
-    live: set[str] = set()  # sessions with a raylet or GCS server still running
+    live: set[str] = set()  # names of sessions with a raylet or GCS server still running
     candidates: list[tuple[int, str, set[str]]] = []
     me = os.getuid()
     for entry in PROC.iterdir():
@@ -91,7 +95,7 @@ def find_leftovers() -> list[Leftover]:
         if not argv:
             continue
         if Path(argv[0]).name in CORE:
-            live.update(m[1] for a in argv if (m := SESSION.search(a.split("=", 1)[-1])))
+            live.update(Path(m[1]).name for a in argv if (m := SESSION.search(a.split("=", 1)[-1])))
             continue
         is_ray = argv[0].startswith("ray::") or any(a.startswith(ray) for a in argv[:2])
         if is_ray and _owner(entry.name) == me:
@@ -101,7 +105,7 @@ def find_leftovers() -> list[Leftover]:
     return [
         Leftover(pid, title, min(sessions))
         for pid, title, sessions in candidates
-        if not sessions & live
+        if not {Path(s).name for s in sessions} & live
     ]
 
 

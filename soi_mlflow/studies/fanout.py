@@ -137,6 +137,17 @@ class Fanout:
     def __exit__(self, *exc: object) -> None:
         self.executor.close()
 
+    def result_fields(self) -> dict[str, Any]:
+        """The :class:`~soi_mlflow.studies.result.StudyResult` fields of this study: its
+        parent run, the command that opens it in the MLflow UI, the children trained and
+        reused (to pass as ``Result(..., **fan.result_fields())``)."""
+        return {
+            "parent_run_id": self.parent.run_id,
+            "ui_command": self.parent.ui_command(),
+            "trained": self.trained,
+            "reused": self.reused,
+        }
+
     def nested(self, config: TrainConfig, tags: dict[str, str]) -> TrainConfig:
         """``config`` as a child of this parent: nested, tagged, on the parent's store (a
         relative SQLite path made absolute), DDP spawned inside a Ray worker."""

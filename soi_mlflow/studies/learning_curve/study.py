@@ -201,8 +201,5 @@ def run(base: TrainConfig, settings: CurveSettings) -> CurveResult:
         tables["learning_curve_worth"],
         tables,
         compute,
-        parent_run_id=parent.run_id,
-        ui_command=parent.ui_command(),
-        trained=fan.trained,
-        reused=fan.reused,
+        **fan.result_fields(),
     )

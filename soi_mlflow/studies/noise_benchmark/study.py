@@ -233,10 +233,7 @@ def run(config: TrainConfig, settings: NoiseBenchmarkSettings) -> NoiseBenchmark
         per_seed,
         summary,
         breakdown,
-        parent_run_id=parent.run_id,
-        ui_command=parent.ui_command(),
-        trained=fan.trained,
-        reused=fan.reused,
+        **fan.result_fields(),
     )
 
 

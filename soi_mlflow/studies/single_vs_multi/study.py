@@ -102,10 +102,7 @@ def run(base: TrainConfig, settings: SingleVsMultiSettings) -> SingleVsMultiResu
         summary,
         single,
         multi,
-        parent_run_id=parent.run_id,
-        ui_command=parent.ui_command(),
-        trained=fan.trained,
-        reused=fan.reused,
+        **fan.result_fields(),
     )
 
 

@@ -33,8 +33,9 @@ def study_scores(parent_run_id: str, tracking_uri: str | None = None):
     if "tables/transfer_scores.parquet" not in logged:
         return _scores_from_children(cache.client, run), run
     scores = pd.read_parquet(cache.file(parent_run_id, "tables/transfer_scores.parquet"))
+    metrics = {r: cache.client.get_run(r).data.metrics for r in set(scores["run_id"])}
     scores["score"] = [
-        cache.client.get_run(r).data.metrics.get(f"test/{t}/acc", float("nan"))
+        metrics[r].get(f"test/{t}/acc", float("nan"))
         for r, t in zip(scores["run_id"], scores["target"], strict=True)
     ]
     return scores, run
@@ -43,12 +44,18 @@ def study_scores(parent_run_id: str, tracking_uri: str | None = None):
 def reanalyze_transfer(parent_run_id: str, tracking_uri: str | None = None):
     """Rebuild a transfer study's matrix from its runs (``study_scores``) and log it to
     the parent again; returns (mean, std, traits)."""
-    cache = cache_for(tracking_uri)
     scores, run = study_scores(parent_run_id, tracking_uri)
+    return relog_transfer(run, scores, tracking_uri)
+
+
+def relog_transfer(run: Any, scores: pd.DataFrame, tracking_uri: str | None = None):
+    """Log the matrix of the transfer study whose parent is ``run``, from ``scores`` (as
+    :func:`study_scores` reads them), to that parent again; returns (mean, std, traits)."""
+    cache = cache_for(tracking_uri)
     members = run.data.tags[tags.MEMBERS].split(",")
     order = [m for m in run.data.params.get("members", "").split(",") if m in members] or members
     parent = RunHandle(
-        cache.client, parent_run_id, run.info.experiment_id, cache.tracking_uri, created=False
+        cache.client, run.info.run_id, run.info.experiment_id, cache.tracking_uri, created=False
     )
     mode = run.data.tags.get(tags.MODE, "joint")
     seeds = int(run.data.tags.get(tags.SEEDS, "1"))

@@ -170,10 +170,7 @@ def run(base: TrainConfig, settings: TransferSettings) -> TransferResult:
         std,
         traits,
         scores,
-        parent_run_id=parent.run_id,
-        ui_command=parent.ui_command(),
-        trained=fan.trained,
-        reused=fan.reused,
+        **fan.result_fields(),
     )
 
 

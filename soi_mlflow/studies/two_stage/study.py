@@ -148,19 +148,25 @@ class TwoStageSettings(StudySettings):
 
     def selection(self) -> Selection:
         """The stage-2 selection these settings give; none given (and the default
-        taxonomy): :data:`DEFAULT_SUBSETS`. Two given stay two (refused by ``validate``)."""
-        if self.stage2_top or self.stage2_bottom:
-            metric, fraction = parse_top(self.stage2_top or self.stage2_bottom or "")
-            return Selection(
-                metric=metric,
-                fraction=fraction,
-                highest=bool(self.stage2_top),
-                taxonomy=self.taxonomy,
+        taxonomy): :data:`DEFAULT_SUBSETS`. Two given stay two (refused by ``validate``;
+        a top and a bottom fraction, here)."""
+        if self.stage2_top and self.stage2_bottom:
+            raise SoiInputError(
+                "stage2_top, stage2_bottom: give exactly one stage-2 selection, not both"
             )
+        top = self.stage2_top or self.stage2_bottom
+        metric, fraction = parse_top(top) if top else (None, None)
         subsets = tuple(self.stage2_subsets)
-        if not subsets and self.stage2_region is None and self.taxonomy == "default":
+        if not (subsets or top) and self.stage2_region is None and self.taxonomy == "default":
             subsets = DEFAULT_SUBSETS
-        return Selection(subsets=subsets, region=self.stage2_region, taxonomy=self.taxonomy)
+        return Selection(
+            subsets=subsets,
+            region=self.stage2_region,
+            metric=metric,
+            fraction=fraction,
+            highest=not self.stage2_bottom,
+            taxonomy=self.taxonomy,
+        )
 
 
 @dataclass
@@ -307,8 +313,5 @@ def run(base: TrainConfig, settings: TwoStageSettings) -> TwoStageResult:
         results["control"],
         len(chosen),
         wide,
-        parent_run_id=parent.run_id,
-        ui_command=parent.ui_command(),
-        trained=fan.trained,
-        reused=fan.reused,
+        **fan.result_fields(),
     )

@@ -11,7 +11,7 @@ from soi_mlflow.analysis.transfer import transfer_deltas
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.learning_curve import reanalysis as curve_reanalysis
 from soi_mlflow.studies.readback import Reanalysis, ReanalysisOptions, children, handle_of
-from soi_mlflow.studies.transfer.reanalysis import reanalyze_transfer, study_scores
+from soi_mlflow.studies.transfer.reanalysis import relog_transfer, study_scores
 from soi_mlflow.studies.views.analysis import (
     affinity_values,
     log_views,
@@ -50,8 +50,8 @@ def reanalyze(handle: RunHandle, run: Any, options: ReanalysisOptions | None = N
     for child in children(handle):
         kind = child.data.tags.get(tags.STUDY)
         if kind == "transfer":
-            reanalyze_transfer(child.info.run_id, handle.tracking_uri)
-            scores, _ = study_scores(child.info.run_id, handle.tracking_uri)
+            scores, transfer_run = study_scores(child.info.run_id, handle.tracking_uri)
+            relog_transfer(transfer_run, scores, handle.tracking_uri)
             deltas = transfer_deltas(scores)
             values += [
                 {"view": "transfer", "seed": r.seed, "source": r.source, "target": r.target}
