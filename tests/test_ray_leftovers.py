@@ -1,6 +1,9 @@
 """Which processes ``find_leftovers`` names, with stand-ins for Ray's (fast; the real
 thing is in test_ray_leftovers_e2e.py): an agent of a session whose raylet runs is never
-named, even when the raylet names its session folder through a link."""
+named, even when the raylet names its session folder through a link; nor one under
+another Ray temp folder. The stand-ins live in this test's own temp folder, so a local
+cluster that another test starts meanwhile (which ends leftovers under ``/tmp/ray``)
+never sees them."""
 
 from __future__ import annotations
 
@@ -38,10 +41,12 @@ def test_a_session_whose_raylet_names_it_through_a_link_is_live(tmp_path) -> Non
     try:
         assert agent.stdout.readline().strip() == "open"
         wait_for(lambda: Path(f"/proc/{raylet.pid}/cmdline").read_bytes(), 30, "the raylet")
-        assert agent.pid not in [p.pid for p in find_leftovers()]  # its raylet runs
+        temp = tmp_path / "link"  # the Ray temp folder, as a raylet is given it
+        assert agent.pid not in [p.pid for p in find_leftovers(temp)]  # its raylet runs
         raylet.kill()
         raylet.wait(timeout=30)
-        (left,) = [p for p in find_leftovers() if p.pid == agent.pid]  # now it is left over
+        assert agent.pid not in [p.pid for p in find_leftovers()]  # not under /tmp/ray
+        (left,) = [p for p in find_leftovers(temp) if p.pid == agent.pid]  # left over
         assert left.title.startswith("ray::FakeAgent") and Path(left.session).name == session
     finally:
         for proc in (raylet, agent):

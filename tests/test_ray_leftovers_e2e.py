@@ -5,9 +5,11 @@ and leaves a live cluster of another driver alone."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -31,10 +33,19 @@ with make_executor(ExecutorSettings(executor="ray")) as ex:
 """
 
 
-def _driver(tmp_path: Path, name: str) -> tuple[subprocess.Popen, Path]:
+def _env(temp: Path) -> dict[str, str]:
+    """A driver's environment: its local cluster's sessions under ``temp``/ray, this
+    test's own Ray temp folder, so that a cluster another test starts meanwhile (which
+    ends leftovers under /tmp/ray) never touches this test's (a short path: Ray's socket
+    paths must stay under 108 bytes)."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    return env | {"RAY_TMPDIR": str(temp)}
+
+
+def _driver(tmp_path: Path, temp: Path, name: str) -> tuple[subprocess.Popen, Path]:
     """A driver process that starts a local cluster through the executor and waits."""
     log = tmp_path / f"{name}.log"
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env = _env(temp)
     proc = subprocess.Popen(
         [sys.executable, "-c", DRIVER],
         stdin=subprocess.PIPE,
@@ -48,10 +59,11 @@ def _driver(tmp_path: Path, name: str) -> tuple[subprocess.Popen, Path]:
     return proc, log
 
 
-def _session_processes(session_pid: int) -> list[int]:
+def _session_processes(temp: Path, session_pid: int) -> list[int]:
     """Pids of the processes whose session folder the driver ``session_pid`` named
     (Ray names a session folder after the process that started it)."""
-    return [p.pid for p in find_leftovers() if p.session.endswith(f"_{session_pid}")]
+    found = find_leftovers(temp / "ray")
+    return [p.pid for p in found if p.session.endswith(f"_{session_pid}")]
 
 
 def _alive(pid: int) -> bool:
@@ -63,17 +75,19 @@ def _alive(pid: int) -> bool:
 
 
 def test_the_next_local_cluster_ends_what_a_killed_driver_left(tmp_path) -> None:
-    live, live_log = _driver(tmp_path, "live")  # another driver's cluster, in use throughout
-    killed, _ = _driver(tmp_path, "killed")
+    temp = Path(tempfile.mkdtemp(prefix="rl", dir="/tmp"))
+    live, live_log = _driver(tmp_path, temp, "live")  # another driver's cluster, in use
+    killed, _ = _driver(tmp_path, temp, "killed")
     try:
-        assert not _session_processes(killed.pid)  # its raylet runs: nothing is left over
-        assert not _session_processes(live.pid)
+        assert not _session_processes(temp, killed.pid)  # its raylet runs: nothing is left over
+        assert not _session_processes(temp, live.pid)
         killed.send_signal(signal.SIGKILL)
         killed.wait(timeout=30)
         agents = {"ray::DashboardAgent", "ray::RuntimeEnvAgent"}
 
         def left_over() -> list:
-            found = [p for p in find_leftovers() if p.session.endswith(f"_{killed.pid}")]
+            found = find_leftovers(temp / "ray")
+            found = [p for p in found if p.session.endswith(f"_{killed.pid}")]
             return found if agents <= {p.title.split()[0] for p in found} else []
 
         # its raylet and GCS server end with it; its agents stay (others may linger a while)
@@ -85,6 +99,7 @@ def test_the_next_local_cluster_ends_what_a_killed_driver_left(tmp_path) -> None
             text=True,
             timeout=300,
             cwd=tmp_path,
+            env=_env(temp),
         )
         assert next_one.returncode == 0, next_one.stdout[-3000:] + next_one.stderr[-3000:]
         assert "ended " in next_one.stdout and Path(left[0].session).name in next_one.stdout
@@ -102,5 +117,6 @@ def test_the_next_local_cluster_ends_what_a_killed_driver_left(tmp_path) -> None
                     proc.wait(timeout=60)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+        shutil.rmtree(temp, ignore_errors=True)
     assert live.returncode == 0, live_log.read_text()[-3000:]
-    assert not _session_processes(live.pid)  # shut down cleanly: nothing left
+    assert not _session_processes(temp, live.pid)  # shut down cleanly: nothing left

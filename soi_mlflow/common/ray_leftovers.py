@@ -14,7 +14,10 @@ ended here, and only that (Linux ``/proc``; elsewhere nothing is done):
   compared by their folder's name (``session_<date>_<pid>``, unique), not its path: a
   raylet names the folder under the temp dir as given (``--temp-dir``, ``RAY_TMPDIR``),
   open files name it with links resolved, and a link in that path must not make a live
-  session look dead.
+  session look dead;
+- and whose session folder lies in the Ray temp folder a new local cluster of this
+  process would use (``$RAY_TMPDIR/ray``, else ``$TMPDIR/ray``, else ``/tmp/ray``: Ray's
+  own rule), so clusters under another temp folder are never looked at.
 
 A live cluster (another user's, another driver's, ``ray start --head``) always has its
 raylet and GCS server, so nothing of it is touched; nor is any driver (a Python program
@@ -35,6 +38,13 @@ from pathlib import Path
 PROC = Path("/proc")
 SESSION = re.compile(r"^(.*/session_\d{4}-\d{2}-\d{2}_[\d_-]+)(?:/|$)")
 CORE = ("raylet", "gcs_server")  # a session is alive while one of these runs
+
+
+def ray_temp_root() -> Path:
+    """The folder a local Ray cluster started from this process puts its sessions in, by
+    Ray's rule (``ray._common.utils.get_default_ray_temp_dir``), links resolved."""
+    system = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
+    return (Path(system) / "ray").resolve()
 
 
 @dataclass(frozen=True)
@@ -80,8 +90,10 @@ def _owner(pid: str) -> int | None:
     return None
 
 
-def find_leftovers() -> list[Leftover]:
-    """Processes of this user that dead local Ray sessions left (see the module)."""
+def find_leftovers(temp_root: str | Path | None = None) -> list[Leftover]:
+    """Processes of this user that dead local Ray sessions under ``temp_root`` (default
+    :func:`ray_temp_root`) left (see the module)."""
+    root = Path(temp_root).resolve() if temp_root is not None else ray_temp_root()
     ray = _ray_folders()
     if not ray or not PROC.is_dir():
         return []
@@ -99,7 +111,7 @@ def find_leftovers() -> list[Leftover]:
             continue
         is_ray = argv[0].startswith("ray::") or any(a.startswith(ray) for a in argv[:2])
         if is_ray and _owner(entry.name) == me:
-            sessions = _sessions_open(entry.name)
+            sessions = {s for s in _sessions_open(entry.name) if Path(s).parent == root}
             if sessions:
                 candidates.append((int(entry.name), " ".join(argv)[:80], sessions))
     return [
@@ -109,10 +121,10 @@ def find_leftovers() -> list[Leftover]:
     ]
 
 
-def end_leftovers(grace_s: float = 2.0) -> list[Leftover]:
+def end_leftovers(grace_s: float = 2.0, temp_root: str | Path | None = None) -> list[Leftover]:
     """End the processes :func:`find_leftovers` names: SIGTERM, then SIGKILL those still
     there after ``grace_s`` (Ray's agents ignore SIGTERM). Returns what was ended."""
-    found = find_leftovers()
+    found = find_leftovers(temp_root)
     for leftover in found:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(leftover.pid, signal.SIGTERM)
