@@ -72,7 +72,10 @@ if cli.model:
     model = AutoModelForSequenceClassification.from_pretrained(cli.model, **labels)
     targets = None  # peft's own choice per architecture (q_proj, v_proj for Llama, Qwen2)
 else:
-    config = GPT2Config(vocab_size=len(tokenizer), n_embd=64, n_layer=2, n_head=2, **labels)
+    special = {"bos_token_id": tokenizer.eos_token_id, "eos_token_id": tokenizer.eos_token_id}
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_embd=64, n_layer=2, n_head=2, **special, **labels
+    )
     model = AutoModelForSequenceClassification.from_config(config)
     targets = ["c_attn"]
 model.config.pad_token_id = tokenizer.pad_token_id  # the classifier reads the last real token

@@ -26,7 +26,7 @@ class Classifier(pl.LightningModule):
         super().__init__()
         self.model = AutoModelForSequenceClassification.from_pretrained(
             get_model_path(), num_labels=n_labels
-        )
+        ).train()  # from_pretrained returns eval mode (no dropout), and Lightning keeps it
 
     def forward(self, batch):
         return self.model(

@@ -280,8 +280,15 @@ class TraceCallback(TrainerCallback):
 
 
 def eval_split_name(metric_key_prefix: str, eval_split: str = "validation") -> str:
-    """``eval`` -> ``eval_split``; ``eval_<name>`` -> ``<name>``; anything else (``test``
-    of ``trainer.predict``) as is."""
+    """The trace split a Trainer's metric prefix stands for: ``eval`` (a plain
+    ``eval_dataset``) -> ``eval_split`` (default ``validation``); ``eval_<name>`` (a key of
+    a dict ``eval_dataset``) -> ``<name>``; anything else (``test`` of
+    ``trainer.predict``) as is.
+
+    Example::
+
+        eval_split_name("eval_ood")  # "ood"
+    """
     if metric_key_prefix == "eval":
         return eval_split
     if metric_key_prefix.startswith("eval_"):

@@ -46,8 +46,10 @@ def reanalyze(handle: RunHandle, run: Any, options: ReanalysisOptions) -> Reanal
     uri = handle.tracking_uri
     comparison = comparison_of(handle.run_id, uri)
     run_ids = [*comparison.multi, *(r for runs in comparison.single.values() for r in runs)]
+    client = cache_for(uri).client
     for k, run_id in enumerate(run_ids, 1):
-        console.step(k, len(run_ids), f"analysing run {run_id}")
+        name = client.get_run(run_id).info.run_name
+        console.step(k, len(run_ids), f"analysing run {name} ({run_id})")
         analyze_run(run_id, list(options.splits), options.taxonomy, uri, engine=options.engine)
     print("comparing single and multi runs (transitions, figures)", flush=True)
     summary = log_single_vs_multi(

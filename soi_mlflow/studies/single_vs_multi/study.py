@@ -87,11 +87,13 @@ def run(base: TrainConfig, settings: SingleVsMultiSettings) -> SingleVsMultiResu
                 analyze=False,  # analysed below, with the study's splits
             )
             children.append(Child(fan.nested(config, {}), f"{what} seed {base.seed + s}"))
-        for (_, member), done in zip(plan, fan.run(children), strict=True):
+        whats: dict[str, str] = {}
+        for (_, member), child, done in zip(plan, children, fan.run(children), strict=True):
             (single[member] if member else multi).append(done.run_id)
+            whats[done.run_id] = child.what
         run_ids = [*multi, *(r for runs in single.values() for r in runs)]
         for k, run_id in enumerate(run_ids, 1):
-            step(k, len(run_ids), f"analysing run {run_id}")
+            step(k, len(run_ids), f"analysing {whats[run_id]} ({run_id})")
             analyze_run(run_id, analyze_splits, tracking_uri=parent.tracking_uri)
         summary = log_single_vs_multi(
             parent.run_id,

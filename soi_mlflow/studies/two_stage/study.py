@@ -291,7 +291,9 @@ def run(base: TrainConfig, settings: TwoStageSettings) -> TwoStageResult:
             children.append(
                 Child(
                     fan.nested(config, own),
-                    f"{label} on {len(ids)} examples",
+                    f"stage 2 on {len(ids)} examples ({selection.describe()})"
+                    if label == "stage2"
+                    else f"control on {len(ids)} random examples",
                     match_tags={tags.CONTROL: own[tags.CONTROL]},
                 )
             )
