@@ -6,9 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from datasets import ClassLabel, Dataset, Features, Value
 from torch.utils.data import DataLoader
 
 from soi_mlflow.data.batching import Collator, MixtureSampler, loader_view
+from soi_mlflow.data.in_memory import in_memory_dataset
 from soi_mlflow.data.mixture import Mixture, MixtureSpec
 from soi_mlflow.data.tokenize import tokenize
 from soi_mlflow.model.tokenizer import train_wordpiece
@@ -132,3 +134,34 @@ def test_tokenisation_is_cached_and_batches_keep_identity(tmp_path: Path) -> Non
     assert sorted(seen) == sorted(rows.index)
     pair_rows = rows[rows["member"] == "entailment"]
     assert all(max(t) == 1 for t in pair_rows["token_type_ids"]), "pairs carry segment ids"
+
+
+def test_in_memory_datasets_equal_from_dict_and_are_named_by_their_content() -> None:
+    """The fast builder gives from_dict's rows and features; its fingerprint, which names
+    the tokenised cache, is the same for the same content and differs for any change."""
+    features = Features(
+        {
+            "example_id": Value("int64"),
+            "text": Value("string"),
+            "text_pair": Value("string"),
+            "label": ClassLabel(names=["neg", "pos"]),
+        }
+    )
+    columns = {
+        "example_id": [3, 1, 2],
+        "text": ["a", "bb", "ccc"],
+        "text_pair": [None, None, None],
+        "label": [0, 1, "pos"],
+    }
+    fast, slow = in_memory_dataset(columns, features), Dataset.from_dict(columns, features)
+    assert fast.features == slow.features
+    assert fast.to_list() == slow.to_list()
+    assert in_memory_dataset(columns, features)._fingerprint == fast._fingerprint
+    changed = [
+        {**columns, "text": ["a", "bb", "ccd"]},
+        {**columns, "label": [0, 1, 0]},
+        {**columns, "text_pair": [None, "x", None]},
+        {key: values[:2] for key, values in columns.items()},
+    ]
+    prints = {in_memory_dataset(c, features)._fingerprint for c in changed}
+    assert len(prints) == len(changed) and fast._fingerprint not in prints

@@ -13,6 +13,7 @@ from datasets import ClassLabel, Dataset, Features, Value, load_dataset
 from soi_mlflow.data.builtin import BuiltinOptions, generate
 from soi_mlflow.data.hub import hub_access
 from soi_mlflow.data.ids import content_ids, index_ids
+from soi_mlflow.data.in_memory import in_memory_dataset, inferred_features
 from soi_mlflow.data.spec import (
     FILE_FORMATS,
     BuiltinSource,
@@ -182,7 +183,7 @@ def _output(
     data["label"] = labels
     for col in spec.metadata_columns:
         data[col] = columns[col]
-    feats = Dataset.from_dict({c: v[:1] for c, v in data.items()}).features.copy()
+    feats = inferred_features(data)
     feats.update(
         {
             "example_id": Value("int64"),
@@ -193,7 +194,7 @@ def _output(
     )
     if spec.is_pair:
         feats["text_pair"] = Value("string")
-    return Dataset.from_dict(data, features=Features(feats))
+    return in_memory_dataset(data, Features(feats))
 
 
 def _load_builtin(

@@ -16,6 +16,7 @@ import pandas as pd
 from datasets import Dataset, Features, Value, concatenate_datasets
 
 from soi_mlflow.common.seeds import check_seed
+from soi_mlflow.data.in_memory import in_memory_dataset
 from soi_mlflow.data.loaders import load_member
 from soi_mlflow.data.spec import SuiteSpec, check_axis, check_member_name
 from soi_mlflow.data.suites import SuiteRef, get_suite
@@ -197,7 +198,7 @@ class Mixture:
             "member_idx": [self.member_index(member)] * n,
             "task_idx": [self.task_index(member)] * n,
         }
-        return Dataset.from_dict(data, features=_COMMON)
+        return in_memory_dataset(data, _COMMON)
 
     @cached_property
     def train(self) -> Dataset:
