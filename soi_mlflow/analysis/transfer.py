@@ -9,6 +9,8 @@ explained variance, the sources' scores and the targets' loadings, and a biplot.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -114,7 +116,14 @@ def heatmap(mean: pd.DataFrame, std: pd.DataFrame, title: str):
     return fig
 
 
-def biplot(traits: dict[str, pd.DataFrame], title: str):
+def biplot(
+    traits: dict[str, pd.DataFrame],
+    title: str,
+    aligned: Mapping[str, list[tuple[str, float]]] | None = None,
+):
+    """Sources' scores (points) and targets' loadings (arrows) on PC1-PC2; ``aligned``
+    (``transfer_factors.aligned_factors``: trait -> [(factor, rho)]) names under each axis
+    the factors most aligned with that trait."""
     from soi_mlflow.analysis.figures import subplots  # deferred: matplotlib
 
     scores, loadings = traits["source_scores"], traits["target_loadings"]
@@ -132,8 +141,17 @@ def biplot(traits: dict[str, pd.DataFrame], title: str):
         ax.annotate(f"target {name}", (lx, ly), fontsize=8, color="tab:red")
     ax.axhline(0, color="grey", lw=0.5)
     ax.axvline(0, color="grey", lw=0.5)
-    ax.set_xlabel(f"PC1 ({explained[0]:.0%} of variance)")
-    ax.set_ylabel(f"PC2 ({explained[1]:.0%} of variance)" if second else "PC2")
+    ax.set_xlabel(f"PC1 ({explained[0]:.0%} of variance)" + _aligned(aligned, "PC1"))
+    ax.set_ylabel(
+        (f"PC2 ({explained[1]:.0%} of variance)" if second else "PC2") + _aligned(aligned, "PC2")
+    )
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _aligned(aligned: Mapping[str, list[tuple[str, float]]] | None, pc: str) -> str:
+    """A second axis-label line: the factors most aligned with ``pc`` and their rho."""
+    if not aligned or not aligned.get(pc):
+        return ""
+    return "\naligned: " + ", ".join(f"{name} ({rho:+.2f})" for name, rho in aligned[pc])
