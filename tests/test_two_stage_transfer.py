@@ -197,7 +197,11 @@ def test_transfer_matrix_from_constructed_runs_reuses_them(store) -> None:
         result.traits["source_scores"].index
     ) == list(t.index)
     files = {a.path for a in client.list_artifacts(result.parent_run_id, "figures")}
-    assert files == {"figures/transfer_matrix.png", "figures/transfer_biplot.png"}
+    assert files == {
+        "figures/transfer_matrix.png",
+        "figures/transfer_biplot.png",
+        "figures/transfer_asymmetry.png",  # no profiles: no factor figures, a tag says so
+    }
     tables = {a.path for a in client.list_artifacts(result.parent_run_id, "tables")}
     assert "tables/transfer_intervals.parquet" in tables
     metrics = client.get_run(result.parent_run_id).data.metrics

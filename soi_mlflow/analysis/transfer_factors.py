@@ -157,9 +157,7 @@ def _pair_seed_table(deltas: pd.DataFrame) -> tuple[pd.DataFrame, list]:
     if missing:
         raise SoiInputError(f"deltas: no column(s) {missing}; expected seed, source, target, delta")
     off = deltas[deltas["source"].notna() & (deltas["source"] != deltas["target"])]
-    table = off.pivot_table(
-        index=KEYS, columns="seed", values="delta", aggfunc="mean", dropna=False
-    )
+    table = off.pivot_table(index=KEYS, columns="seed", values="delta", aggfunc="mean")
     return table, list(table.columns)
 
 
@@ -210,9 +208,10 @@ def rank_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ra, rb = ranks(a), ranks(b)
     ra = np.where(np.isnan(a), np.nan, ra)
     rb = np.where(np.isnan(b), np.nan, rb)
+    count = np.maximum(np.isfinite(ra).sum(-1, keepdims=True), 1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ra = ra - np.nanmean(ra, axis=-1, keepdims=True)
-        rb = rb - np.nanmean(rb, axis=-1, keepdims=True)
+        ra = ra - np.nansum(ra, axis=-1, keepdims=True) / count
+        rb = rb - np.nansum(rb, axis=-1, keepdims=True) / count
         den = np.sqrt(np.nansum(ra**2, -1) * np.nansum(rb**2, -1))
         num = np.nansum(ra * rb, -1)
         return np.where(den > 1e-12, num / np.where(den > 1e-12, den, 1.0), np.nan)

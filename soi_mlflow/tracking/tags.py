@@ -49,6 +49,7 @@ TARGET = "soi.target"  # learning_curve
 AUX = "soi.aux"  # learning_curve
 APPROX = "soi.approx"  # learning_curve parent and children
 LATENT_TRAITS = "soi.latent_traits"  # transfer: why there is no PCA
+TRANSFER_FACTORS = "soi.transfer_factors"  # transfer: what explains T, in one line
 NOISE = "soi.noise"  # noise_benchmark: the planted noise setting
 
 # -- a study's child runs ---------------------------------------------------------------

@@ -15,15 +15,24 @@ from soi_mlflow.analysis.transfer import (
     transfer_matrix,
 )
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.studies.transfer.factors import log_transfer_factors
 from soi_mlflow.tracking import tags
 from soi_mlflow.tracking.artifacts import log_figures, log_table
 from soi_mlflow.tracking.run import RunHandle, metric_safe
 
 
 def log_transfer(
-    parent: RunHandle, scores: pd.DataFrame, members: list[str], mode: str, seeds: int
+    parent: RunHandle,
+    scores: pd.DataFrame,
+    members: list[str],
+    mode: str,
+    seeds: int,
+    profiles: pd.DataFrame | None = None,
+    similarity: pd.DataFrame | None = None,
 ):
-    """The matrix, its latent traits, their figures and the scores, logged to ``parent``."""
+    """The matrix, its latent traits, their figures and the scores, logged to ``parent``;
+    what explains T (``factors.py``): the asymmetry always, the factors given the
+    members' ``profiles`` (and the pairs' ``similarity``)."""
     mean, std = transfer_matrix(scores, members)
     intervals = transfer_intervals(scores)
     log_table(parent.client, parent.run_id, intervals, "transfer_intervals")
@@ -48,11 +57,15 @@ def log_transfer(
     log_table(parent.client, parent.run_id, std, "transfer_std")
     for name, frame in traits.items():
         log_table(parent.client, parent.run_id, frame, f"transfer_{name}")
+    found = log_transfer_factors(parent, scores, mean, traits, profiles, similarity, mode)
+    problems.update(found.problems)
     what = f"{mode}, test accuracy, mean ± std over {seeds} seed(s)"
     note = identified.title_note(problems)
     figs = {"transfer_matrix": heatmap(mean, std, f"Transfer T[source, target] ({what}){note}")}
     if "source_scores" in traits:
-        figs["transfer_biplot"] = biplot(traits, f"Latent traits of the transfer matrix ({mode})")
+        figs["transfer_biplot"] = biplot(
+            traits, f"Latent traits of the transfer matrix ({mode})", found.aligned
+        )
     log_figures(parent.client, parent.run_id, figs)
     identified.report(parent.client, parent.run_id, problems)
     return mean, std, traits if "source_scores" in traits else {}
