@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from soi_mlflow.analysis.transfer import transfer_deltas
+from soi_mlflow.analysis.transfer_factor_figures import asymmetry_heatmap, factor_scatter
 from soi_mlflow.analysis.transfer_factors import (
     MIN_PAIRS,
     aligned_factors,
@@ -52,11 +53,6 @@ def log_transfer_factors(
 ) -> FactorResult:
     """Asymmetry table and figure; then, given ``profiles``, the factor tables and the
     scatter grid; the statement in the tag ``soi.transfer_factors``."""
-    from soi_mlflow.analysis.transfer_factor_figures import (  # deferred: matplotlib
-        asymmetry_heatmap,
-        factor_scatter,
-    )
-
     client, run_id = parent.client, parent.run_id
     asym = asymmetry(mean)
     log_table(client, run_id, asym["long"], ASYMMETRY)
