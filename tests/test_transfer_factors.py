@@ -13,6 +13,7 @@ from scipy.stats import rankdata, spearmanr
 from soi_mlflow.analysis import transfer_factors as tf
 from soi_mlflow.analysis.transfer import biplot, latent_traits
 from soi_mlflow.analysis.transfer_factor_figures import asymmetry_heatmap, factor_scatter
+from soi_mlflow.errors import SoiInputError
 
 
 def _members(m: int) -> list[str]:
@@ -105,6 +106,10 @@ def test_a_two_member_study_is_declared_too_small_and_not_ranked() -> None:
     assert set(table["verdict"]) == {"too small to tell"}
     assert table["rank"].isna().all() and not table["excludes_zero"].any()
     assert table["problem"].str.startswith("not identified: too small to tell: 2 pairs").all()
+    with pytest.raises(SoiInputError, match="n_boot"):
+        tf.factor_correlations(deltas, factors, n_boot=0)
+    with pytest.raises(SoiInputError, match="factors: expected the columns"):
+        tf.factor_correlations(deltas, factors.drop(columns="source"))
 
 
 def test_source_factors_are_correlated_with_the_sources_pc_scores() -> None:

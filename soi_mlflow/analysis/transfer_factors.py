@@ -114,6 +114,12 @@ def factor_correlations(
     ``against``; ``verdict`` "excludes 0", "includes 0", "too small to tell" (fewer than
     ``MIN_PAIRS`` pairs or ``MIN_MEMBERS`` members: no rank, the reason in ``problem``)
     or "constant"."""
+    if n_boot < 1:
+        raise SoiInputError(f"n_boot: expected at least 1 bootstrap replicate, got {n_boot}")
+    if not 0 < level < 1:
+        raise SoiInputError(f"level: expected a coverage between 0 and 1, got {level}")
+    if any(c not in factors.columns for c in KEYS):
+        raise SoiInputError("factors: expected the columns source, target (see pair_factors)")
     table, seeds = _pair_seed_table(deltas)
     factors = factors.drop_duplicates(KEYS).set_index(KEYS)
     common = table.index.intersection(factors.index)
