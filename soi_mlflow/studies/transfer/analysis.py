@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from soi_mlflow.analysis import identified
+from soi_mlflow.analysis.side_effects import log_side_effects
 from soi_mlflow.analysis.transfer import (
     biplot,
     heatmap,
@@ -54,5 +55,9 @@ def log_transfer(
     if "source_scores" in traits:
         figs["transfer_biplot"] = biplot(traits, f"Latent traits of the transfer matrix ({mode})")
     log_figures(parent.client, parent.run_id, figs)
+    # side effects on the targets' confusion matrices (analysis/side_effects.py)
+    problems |= log_side_effects(
+        parent.client, parent.run_id, scores, parent.tracking_uri, f" ({mode})"
+    )
     identified.report(parent.client, parent.run_id, problems)
     return mean, std, traits if "source_scores" in traits else {}
