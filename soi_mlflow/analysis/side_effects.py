@@ -252,14 +252,17 @@ def _check(frame: pd.DataFrame, columns: list[str], name: str) -> None:
         raise SoiInputError(f"{name}: expected columns {columns}, lacking {lacking}")
 
 
-def side_effects_figure(summary: pd.DataFrame, title: str):
+def side_effects_figure(summary: pd.DataFrame, title: str, order: Sequence[str] = ()):
     """One small heatmap of the mean row-normalised delta per (source, target): rows
-    sources, columns targets, gold classes down and predicted classes across."""
+    sources, columns targets (members in ``order`` first), gold classes down and
+    predicted classes across."""
     from soi_mlflow.analysis.figures import subplots  # deferred: matplotlib
 
     good = summary[summary["problem"].isna() & (summary["gold"] != "")]
-    sources = list(dict.fromkeys(good["source"]))
-    targets = list(dict.fromkeys(good["target"]))
+    sources = [m for m in order if m in set(good["source"])]
+    sources += [m for m in dict.fromkeys(good["source"]) if m not in sources]
+    targets = [m for m in order if m in set(good["target"])]
+    targets += [m for m in dict.fromkeys(good["target"]) if m not in targets]
     values = good["mean"].to_numpy(float)
     bound = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
     bound = bound or 1.0
@@ -267,7 +270,7 @@ def side_effects_figure(summary: pd.DataFrame, title: str):
     fig, axes = subplots(
         len(sources),
         len(targets),
-        figsize=(side * len(targets) + 1.5, side * len(sources) + 1.0),
+        figsize=(side * len(targets) + 1.8, side * len(sources) + 1.2),
         squeeze=False,
     )
     image = None
@@ -278,30 +281,34 @@ def side_effects_figure(summary: pd.DataFrame, title: str):
             if cell.empty:
                 ax.axis("off")
                 continue
-            names = list(dict.fromkeys(cell["gold"]))
-            grid = cell.pivot(index="gold", columns="pred", values="mean")
-            grid = grid.reindex(index=names, columns=names).to_numpy(float)
-            image = ax.imshow(grid, cmap="RdBu_r", vmin=-bound, vmax=bound)
-            if len(names) <= 4:
-                for g in range(len(names)):
-                    for p in range(len(names)):
-                        if np.isfinite(grid[g, p]):
-                            ax.text(
-                                p, g, f"{grid[g, p]:+.2f}", ha="center", va="center", fontsize=6
-                            )
-            short = [n if len(n) <= 8 else n[:7] + "…" for n in names]
-            ax.set_xticks(range(len(names)), short, rotation=45, ha="right", fontsize=6)
-            ax.set_yticks(range(len(names)), short, fontsize=6)
-            if i == 0:
-                ax.set_title(f"target {target}", fontsize=8)
-            if j == 0 or i == j:
-                ax.set_ylabel(f"with {source}\ngold", fontsize=7)
-            if i == len(sources) - 1:
-                ax.set_xlabel("predicted", fontsize=7)
+            image = _cell_heatmap(ax, cell, bound)
+            ax.set_title(f"{_short(source, 14)} → {_short(target, 14)}", fontsize=7)
+            ax.set_xlabel("predicted", fontsize=6, labelpad=1)
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.6, label="rate with − rate alone (row share)")
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(title, fontsize=9, wrap=True)
     return fig
+
+
+def _short(name: str, width: int = 8) -> str:
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
+def _cell_heatmap(ax: Any, cell: pd.DataFrame, bound: float) -> Any:
+    """One (source, target) delta heatmap on ``ax``; values written in up to 4 classes."""
+    names = list(dict.fromkeys(cell["gold"]))
+    grid = cell.pivot(index="gold", columns="pred", values="mean")
+    grid = grid.reindex(index=names, columns=names).to_numpy(float)
+    image = ax.imshow(grid, cmap="RdBu_r", vmin=-bound, vmax=bound)
+    if len(names) <= 4:
+        for g in range(len(names)):
+            for p in range(len(names)):
+                if np.isfinite(grid[g, p]):
+                    ax.text(p, g, f"{grid[g, p]:+.2f}", ha="center", va="center", fontsize=6)
+    short = [_short(n) for n in names]
+    ax.set_xticks(range(len(names)), short, rotation=45, ha="right", fontsize=6)
+    ax.set_yticks(range(len(names)), short, fontsize=6)
+    return image
 
 
 def _read(run_id: Any, tracking_uri: str | None, cache: dict) -> pd.DataFrame | str:
@@ -369,5 +376,7 @@ def log_side_effects(
             f"Side effects on each target's confusion matrix{what}: rate with − rate alone "
             f"(rows gold, columns predicted; mean of {seeds} seed(s), test split, last epoch)"
         )
-        log_figures(client, parent_run_id, {FIGURE: side_effects_figure(summary, title)})
+        order = list(dict.fromkeys(runs["target"]))
+        figure = side_effects_figure(summary, title, order)
+        log_figures(client, parent_run_id, {FIGURE: figure})
     return identified.table_problems({SUMMARY: summary})
