@@ -103,6 +103,7 @@ def test_compare_makes_a_parent_with_children_figures_and_a_summary(study) -> No
             "transitions_movies",
             "soi_single_vs_multi",
             "accuracy_single_vs_multi",
+            "side_effects",
         )
     }
     tables = {a.path for a in client.list_artifacts(parent, "tables")}
