@@ -259,7 +259,9 @@ def log_single_vs_multi(
 
     Figures: ``transitions_<member>.png`` (counts and row-normalised),
     ``soi_single_vs_multi.png``, ``accuracy_single_vs_multi.png``. Tables:
-    ``transitions_<member>``, ``summary`` (each also as previewable JSON). Pages:
+    ``transitions_<member>``, ``summary`` (each also as previewable JSON), and the side
+    effects of the mixture (``analysis/side_effects.py``: ``side_effects_*`` tables, the
+    ``side_effects.png`` figure). Pages:
     ``html/transitions_<member>.html``. Metrics: :func:`headline_metrics`. A "Results"
     section in the parent's description says where to look.
     """

@@ -63,12 +63,14 @@ def named_predictions(trace: pd.DataFrame, target: str, label_names: Mapping) ->
     index without a name keeps its number as its name."""
     rows = trace[trace["member"].astype(str) == target]
     out = pd.DataFrame({"example_id": rows["example_id"].to_numpy()})
+    tasks = rows["task"].astype(str).to_numpy()
     for column in ("gold", "pred"):
-        values = []
-        for task, index in zip(rows["task"].astype(str), rows[column], strict=True):
-            names = label_names.get(task) or []
-            k = int(index)
-            values.append(str(names[k]) if 0 <= k < len(names) else str(k))
+        index = rows[column].to_numpy(dtype=np.int64)
+        values = index.astype(str).astype(object)  # an index without a name keeps its number
+        for task in np.unique(tasks):
+            names = np.asarray([str(n) for n in label_names.get(task) or []], dtype=object)
+            here = (tasks == task) & (index >= 0) & (index < len(names))
+            values[here] = names[index[here]]
         out[column] = values
     return out
 

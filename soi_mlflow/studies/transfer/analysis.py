@@ -24,7 +24,8 @@ from soi_mlflow.tracking.run import RunHandle, metric_safe
 def log_transfer(
     parent: RunHandle, scores: pd.DataFrame, members: list[str], mode: str, seeds: int
 ):
-    """The matrix, its latent traits, their figures and the scores, logged to ``parent``."""
+    """The matrix, its latent traits, their figures, the scores and the side effects on
+    the targets' confusion matrices, logged to ``parent``."""
     mean, std = transfer_matrix(scores, members)
     intervals = transfer_intervals(scores)
     log_table(parent.client, parent.run_id, intervals, "transfer_intervals")
