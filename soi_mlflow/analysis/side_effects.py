@@ -286,6 +286,7 @@ def side_effects_figure(summary: pd.DataFrame, title: str, order: Sequence[str] 
             image = _cell_heatmap(ax, cell, bound)
             ax.set_title(f"{_short(source, 14)} → {_short(target, 14)}", fontsize=7)
             ax.set_xlabel("predicted", fontsize=6, labelpad=1)
+    fig.subplots_adjust(hspace=0.6, wspace=0.6)
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.6, label="rate with − rate alone (row share)")
     fig.suptitle(title, fontsize=9, wrap=True)
