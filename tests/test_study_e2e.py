@@ -14,6 +14,7 @@ from nbclient import NotebookClient
 from tracehelp import run_cli
 
 from soi_mlflow.analysis import find_runs
+from soi_mlflow.analysis.runs import cache_for
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[1]
@@ -102,6 +103,7 @@ def test_compare_makes_a_parent_with_children_figures_and_a_summary(study) -> No
             "transitions_movies",
             "soi_single_vs_multi",
             "accuracy_single_vs_multi",
+            "side_effects",
         )
     }
     tables = {a.path for a in client.list_artifacts(parent, "tables")}
@@ -204,9 +206,11 @@ def test_two_stage_and_sequential_transfer_commands(store, tmp_path: Path) -> No
     assert client.get_run(parent).data.metrics["compute/example_passes"] == 4 * 60 * 2
     sequences = set(find_runs(tracking_uri=store, parent_run_id=parent)["sequence"].dropna())
     assert sequences == {"sentiment>entailment", "entailment>sentiment"}
-    assert "figures/transfer_biplot.png" in {
-        a.path for a in client.list_artifacts(parent, "figures")
-    }
+    figures = {a.path for a in client.list_artifacts(parent, "figures")}
+    assert {"figures/transfer_biplot.png", "figures/side_effects.png"} <= figures
+    # a sequential run's test trace holds its target's predictions: no side-effect problem
+    summary = cache_for(store).file(parent, "tables/side_effects_summary.parquet")
+    assert pd.read_parquet(summary)["problem"].isna().all()
 
 
 def test_learning_curve_command_logs_points_fits_and_figure(store, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from soi_mlflow.analysis.duck.engine import engine_soi_table
 from soi_mlflow.analysis.html import data_map_html, transitions_html
 from soi_mlflow.analysis.matrix import MIN_OBSERVED
 from soi_mlflow.analysis.runs import cache_for, load_examples, soi_table, warn_if_stale
+from soi_mlflow.analysis.side_effects import log_side_effects
 from soi_mlflow.analysis.soi import TOO_FEW, UNASSIGNED, Taxonomy, get_taxonomy
 from soi_mlflow.analysis.transition_tables import majority_soi, seed_transitions
 from soi_mlflow.tracking.artifacts import log_figures, log_html, log_table
@@ -204,6 +205,18 @@ class SingleVsMultiRuns:
     multi: list[str]  # run ids (one per seed)
     ood: list[str] = field(default_factory=list)
 
+    def runs(self, source: str = "multi") -> pd.DataFrame:
+        """``seed, source, target, run_id`` as a transfer study's scores give them: per
+        seed (the k-th run of each list) each member's single run (``source`` None) and
+        the multi run (``source`` ``"multi"``), for the side effects of the mixture."""
+        rows = []
+        for member, runs in self.single.items():
+            for k in range(max(len(runs), len(self.multi))):
+                rows.append((k, None, member, runs[k] if k < len(runs) else None))
+                multi = self.multi[k] if k < len(self.multi) else None
+                rows.append((k, source, member, multi))
+        return pd.DataFrame(rows, columns=["seed", "source", "target", "run_id"])
+
 
 def _metric(client, run_id: str, key: str) -> float:
     return float(client.get_run(run_id).data.metrics.get(key, np.nan))
@@ -246,7 +259,9 @@ def log_single_vs_multi(
 
     Figures: ``transitions_<member>.png`` (counts and row-normalised),
     ``soi_single_vs_multi.png``, ``accuracy_single_vs_multi.png``. Tables:
-    ``transitions_<member>``, ``summary`` (each also as previewable JSON). Pages:
+    ``transitions_<member>``, ``summary`` (each also as previewable JSON), and the side
+    effects of the mixture (``analysis/side_effects.py``: ``side_effects_*`` tables, the
+    ``side_effects.png`` figure). Pages:
     ``html/transitions_<member>.html``. Metrics: :func:`headline_metrics`. A "Results"
     section in the parent's description says where to look.
     """
@@ -299,6 +314,8 @@ def log_single_vs_multi(
     )
     log_figures(client, parent_run_id, figs)
     log_table(client, parent_run_id, summary, "summary")
+    # side effects of the mixture on each member's confusion matrix (analysis/side_effects.py)
+    log_side_effects(client, parent_run_id, comparison.runs(), tracking_uri, " (multi vs single)")
     log_metric_batch(client, parent_run_id, headline_metrics(summary), step=0)
     set_description_section(
         client, parent_run_id, "Results", comparison_note(summary, list(comparison.single))

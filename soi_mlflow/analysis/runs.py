@@ -27,7 +27,12 @@ from soi_mlflow.tracking.trace_files import (
     list_traces,
     locate_traces,
 )
-from soi_mlflow.tracking.trace_format import TraceFormatError, read_trace
+from soi_mlflow.tracking.trace_format import (
+    TraceFormatError,
+    check_metadata,
+    open_trace,
+    read_trace,
+)
 
 
 @lru_cache(maxsize=8)
@@ -82,6 +87,33 @@ def load_examples(
     """The run's example table of ``split``: ids, members, labels, texts, metadata."""
     path = cache_for(tracking_uri).file(run_id, f"examples/{check_split(split)}.parquet")
     return pd.read_parquet(path)
+
+
+PREDICTION_COLUMNS = ["example_id", "member", "task", "gold", "pred"]
+
+
+def last_epoch_predictions(
+    run_id: str, split: str = "test", tracking_uri: str | None = None
+) -> pd.DataFrame:
+    """The predictions of ``split`` at the run's last traced epoch: ``example_id, member,
+    task, gold, pred`` (class indices), one row per example (a DDP shard's repeat counts
+    once, its last row). ``attrs["label_names"]`` holds the class names per task from the
+    files' metadata, ``attrs["epoch"]`` the epoch read."""
+    found = trace_files(run_id, split, tracking_uri)
+    epoch = max(found.epochs)
+    frames, names = [], {}
+    with naming_the_run(run_id, split, found):
+        for path in found.epochs[epoch]:
+            with open_trace(path, found.filesystem) as pf:
+                names |= check_metadata(path, pf.schema_arrow).get("label_names") or {}
+                table = pf.read(columns=PREDICTION_COLUMNS)
+            frames.append(table.to_pandas())
+    out = pd.concat(frames, ignore_index=True)
+    out = out.drop_duplicates("example_id", keep="last").reset_index(drop=True)
+    for column in ("member", "task"):
+        out[column] = out[column].astype(str)
+    out.attrs |= {"label_names": names, "epoch": epoch, "run_id": run_id}
+    return out
 
 
 def trace_matrix(run_id: str, split: str = "train", tracking_uri: str | None = None) -> TraceMatrix:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from soi_mlflow.analysis import identified
+from soi_mlflow.analysis.side_effects import log_side_effects
 from soi_mlflow.analysis.transfer import (
     biplot,
     heatmap,
@@ -30,9 +31,10 @@ def log_transfer(
     profiles: pd.DataFrame | None = None,
     similarity: pd.DataFrame | None = None,
 ):
-    """The matrix, its latent traits, their figures and the scores, logged to ``parent``;
-    what explains T (``factors.py``): the asymmetry always, the factors given the
-    members' ``profiles`` (and the pairs' ``similarity``)."""
+    """The matrix, its latent traits, their figures, the scores and the side effects on
+    the targets' confusion matrices, logged to ``parent``; what explains T
+    (``factors.py``): the asymmetry always, the factors given the members' ``profiles``
+    (and the pairs' ``similarity``)."""
     mean, std = transfer_matrix(scores, members)
     intervals = transfer_intervals(scores)
     log_table(parent.client, parent.run_id, intervals, "transfer_intervals")
@@ -67,5 +69,9 @@ def log_transfer(
             traits, f"Latent traits of the transfer matrix ({mode})", found.aligned
         )
     log_figures(parent.client, parent.run_id, figs)
+    # side effects on the targets' confusion matrices (analysis/side_effects.py)
+    problems |= log_side_effects(
+        parent.client, parent.run_id, scores, parent.tracking_uri, f" ({mode})"
+    )
     identified.report(parent.client, parent.run_id, problems)
     return mean, std, traits if "source_scores" in traits else {}
