@@ -1,5 +1,6 @@
 """Side effects (analysis/side_effects.py) of tiny real studies: logged into the parent by
-the study and again by ``soi-mlflow analyze --parent-run-id``."""
+the study and again by ``soi-mlflow analyze --parent-run-id``. The compare study's side
+effects are checked by tests/test_study_e2e.py's compare test, on its study."""
 
 from __future__ import annotations
 
@@ -76,22 +77,3 @@ def test_a_joint_transfer_study_logs_its_side_effects_and_analyze_redraws_them(
     assert {f"tables/{n}.parquet" for n in NAMES} <= tables
     assert "figures/side_effects.png" in figures
     capsys.readouterr()
-
-
-def test_compare_logs_the_side_effects_of_the_mixture(store) -> None:
-    from soi_mlflow.studies import single_vs_multi
-
-    base = _tiny(store, ("books", "movies"))
-    result = single_vs_multi.run(base, single_vs_multi.SingleVsMultiSettings())
-    client = MlflowClient(store)
-    parent = client.get_run(result.multi[0]).data.tags["mlflow.parentRunId"]
-    tables, figures = _logged(client, parent)
-    assert {f"tables/{n}.parquet" for n in NAMES} <= tables
-    assert "figures/side_effects.png" in figures
-    shift = pd.read_parquet(
-        cache_for(store).file(parent, "tables/side_effects_prediction_shift.parquet")
-    )
-    assert set(shift["source"]) == {"multi"} and set(shift["target"]) == {"books", "movies"}
-    assert shift["problem"].isna().all()
-    sums = shift.groupby("target")[["share_alone", "share_with"]].sum()
-    assert sums.to_numpy() == pytest.approx(1.0)

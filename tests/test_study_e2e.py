@@ -111,6 +111,17 @@ def test_compare_makes_a_parent_with_children_figures_and_a_summary(study) -> No
     assert {"tables/summary.json", "tables/transitions_books.json"} <= tables  # previewable
     pages = {a.path for a in client.list_artifacts(parent, "html")}
     assert pages == {"html/transitions_books.html", "html/transitions_movies.html"}
+    # side effects (analysis/side_effects.py): each member alone vs in the mixture, per seed
+    shift = pd.read_parquet(
+        client.download_artifacts(
+            parent, "tables/side_effects_prediction_shift.parquet", str(folder)
+        )
+    )
+    assert set(shift["source"]) == {"multi"} and set(shift["target"]) == {"books", "movies"}
+    assert shift["problem"].isna().all()
+    assert (shift["seeds"] == 2).all()  # mean and interval over both seeds
+    sums = shift.groupby("target")[["share_alone", "share_with"]].sum()
+    assert sums.to_numpy() == pytest.approx(1.0)
     run = client.get_run(parent)
     summary = pd.read_json(
         client.download_artifacts(parent, "tables/summary.json", str(folder)), orient="split"
