@@ -155,7 +155,10 @@ def test_pair_factors_by_hand_and_their_asymmetry() -> None:
     assert ab["vocab_weighted_jaccard"] == pytest.approx((0.25 + 0.25) / (0.5 + 0.75 + 0.25))
     p, q = np.array([0.5, 0.25, 0.25]), np.array([0.25, 0.75, 0.0])
     m = (p + q) / 2
-    kl = lambda u: sum(ui * math.log(ui / mi) for ui, mi in zip(u, m) if ui > 0)  # noqa: E731
+
+    def kl(u: np.ndarray) -> float:
+        return sum(ui * math.log(ui / mi) for ui, mi in zip(u, m, strict=True) if ui > 0)
+
     assert ab["unigram_jsd"] == pytest.approx(0.5 * kl(p) + 0.5 * kl(q))
     assert ab["unigram_jsd"] == pytest.approx(ba["unigram_jsd"])
     # label_overlap: the share of the target's labels the source has
@@ -228,3 +231,16 @@ def test_trace_factors_and_their_join() -> None:
     joined = with_run_factors(profiles, run)
     assert joined.loc["a", "difficulty_error"] == 0.25
     assert joined.loc["b", ["difficulty_error", "noise_share"]].isna().all()
+
+
+def test_preview_text_of_many_members_stays_under_100_columns() -> None:
+    from soi_mlflow.studies.profiles import PREVIEW_COLUMNS, profiles_text
+
+    names = [f"member_with_a_long_name_{i}" for i in range(9)]
+    ex = _frame([(m, f"word{i} and more?", None, "a") for i, m in enumerate(names)])
+    text = profiles_text(member_profiles(ex))
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) < 100
+    assert sum(line.startswith("examples") for line in lines) == 2  # two blocks of members
+    assert len(lines) == 2 * (len(PREVIEW_COLUMNS) + 1) + 1
+    assert "member_with_" in lines[0] and "questions" in text

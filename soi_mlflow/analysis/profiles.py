@@ -52,6 +52,12 @@ NEGATION: dict[str, frozenset[str]] = {
     "fr": _word_set("ne n pas jamais rien aucun aucune ni sans nul nulle guère"),
     "es": _word_set("no nunca jamás nada nadie ninguno ninguna ningún ni tampoco sin"),
 }
+# the tables the transfer study logs into its parent (tables/<name>.parquet and .json)
+MEMBER_PROFILES, CLASS_SHARES, PAIR_SIMILARITY = (
+    "member_profiles",
+    "class_shares",
+    "pair_similarity",
+)
 NOISE_THRESHOLD = 0.5  # noise_share: mean gold probability over epochs below this
 PROFILE_COLUMNS = (
     "size",
@@ -202,9 +208,9 @@ def profile_tables(
     ``examples`` with one tokenisation, keyed by those names."""
     words = _Words(examples)
     return {
-        "member_profiles": _profiles(words, examples, token_lengths, languages),
-        "class_shares": class_shares(examples),
-        "pair_similarity": _pairs(words, examples),
+        MEMBER_PROFILES: _profiles(words, examples, token_lengths, languages),
+        CLASS_SHARES: class_shares(examples),
+        PAIR_SIMILARITY: _pairs(words, examples),
     }
 
 
@@ -384,7 +390,10 @@ def single_run_factors(scores: pd.DataFrame, tracking_uri: str | None = None) ->
     rows = []
     for target, run_id, score in zip(alone["target"], alone["run_id"], alone["score"], strict=True):
         row = {"member": target, "difficulty_error": 1.0 - float(score)}
-        row.update(trace_factors(load_traces(run_id, "train", tracking_uri)))
+        try:
+            row.update(trace_factors(load_traces(run_id, "train", tracking_uri)))
+        except SoiInputError:  # a run without a training trace: those factors are NaN
+            row.update(dict.fromkeys(RUN_COLUMNS[1:], np.nan))
         rows.append(row)
     if not rows:
         return pd.DataFrame(columns=list(RUN_COLUMNS), index=pd.Index([], name="member"))

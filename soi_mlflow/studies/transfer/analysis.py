@@ -14,16 +14,24 @@ from soi_mlflow.analysis.transfer import (
     transfer_intervals,
     transfer_matrix,
 )
+from soi_mlflow.data.mixture import MixtureSpec
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.studies.profiles import log_member_profiles
 from soi_mlflow.tracking import tags
 from soi_mlflow.tracking.artifacts import log_figures, log_table
 from soi_mlflow.tracking.run import RunHandle, metric_safe
 
 
 def log_transfer(
-    parent: RunHandle, scores: pd.DataFrame, members: list[str], mode: str, seeds: int
+    parent: RunHandle,
+    scores: pd.DataFrame,
+    members: list[str],
+    mode: str,
+    seeds: int,
+    spec: MixtureSpec | None = None,
 ):
-    """The matrix, its latent traits, their figures and the scores, logged to ``parent``."""
+    """The matrix, its latent traits, their figures and the scores, logged to ``parent``;
+    with the training mixture ``spec``, its member profiles and pair similarity too."""
     mean, std = transfer_matrix(scores, members)
     intervals = transfer_intervals(scores)
     log_table(parent.client, parent.run_id, intervals, "transfer_intervals")
@@ -54,5 +62,6 @@ def log_transfer(
     if "source_scores" in traits:
         figs["transfer_biplot"] = biplot(traits, f"Latent traits of the transfer matrix ({mode})")
     log_figures(parent.client, parent.run_id, figs)
+    problems.update(log_member_profiles(parent, spec, scores))  # member profiles, pairs
     identified.report(parent.client, parent.run_id, problems)
     return mean, std, traits if "source_scores" in traits else {}

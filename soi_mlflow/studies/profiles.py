@@ -1,0 +1,128 @@
+"""Member profiles of a study's mixture, logged into its parent run: the frames the pure
+cores of ``analysis/profiles.py`` take, built from the mixture's training data, plus the
+factors from each member's run alone; and the mixture of an old study rebuilt from what
+its runs logged (``config.yaml``), so that its re-analysis logs them too."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from soi_mlflow.analysis import identified
+from soi_mlflow.analysis.profiles import (
+    MEMBER_PROFILES,
+    profile_tables,
+    single_run_factors,
+    with_run_factors,
+)
+from soi_mlflow.data.mixture import Mixture, MixtureSpec
+from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.artifacts import log_table
+from soi_mlflow.tracking.run import RunHandle
+from soi_mlflow.training.settings_io import CONFIG_ARTIFACT, build
+
+PROFILES_PROBLEM = "member profiles"
+
+
+def mixture_examples(mixture: Mixture) -> pd.DataFrame:
+    """The mixture's training examples as the profile cores take them: ``member, text,
+    text_pair, label_name, task``."""
+    table = mixture.example_table("train")
+    if "text_pair" not in table.columns:
+        table = table.assign(text_pair=None)
+    task = {m: mixture.suite.member(m).task for m in mixture.spec.members}
+    return table.assign(task=table["member"].map(task))[
+        ["member", "text", "text_pair", "label_name", "task"]
+    ]
+
+
+def mixture_profiles(spec: MixtureSpec) -> dict[str, pd.DataFrame]:
+    """``profile_tables`` of the mixture's training data (lengths in words)."""
+    return profile_tables(mixture_examples(Mixture(spec)))
+
+
+def log_member_profiles(
+    parent: RunHandle, spec: MixtureSpec | None, scores: pd.DataFrame | None = None
+) -> dict[str, str]:
+    """Log ``member_profiles`` (with the single-run factors of ``scores``' runs alone),
+    ``class_shares`` and ``pair_similarity`` of ``spec``'s training data to ``parent``.
+    Returns the problems for the parent's "Not identified" section: none, or why the
+    profiles are missing (no mixture, or data that no longer loads)."""
+    if spec is None:
+        return {PROFILES_PROBLEM: identified.not_identified("the study's mixture is unknown")}
+    try:
+        tables = mixture_profiles(spec)
+    except (SoiInputError, OSError) as exc:
+        return {PROFILES_PROBLEM: identified.not_identified(exc)}
+    if scores is not None:
+        factors = single_run_factors(scores, parent.tracking_uri)
+        tables[MEMBER_PROFILES] = with_run_factors(tables[MEMBER_PROFILES], factors)
+    for name, frame in tables.items():
+        log_table(parent.client, parent.run_id, frame, name)
+    return {}
+
+
+def logged_mixture(
+    cache: Any, run: Any, members: list[str], run_ids: list[str]
+) -> MixtureSpec | None:
+    """The training mixture of the study whose parent is ``run``, with ``members``
+    trained and no OOD: from the parent's ``config.yaml`` (studies started from the
+    command line), else from the first of ``run_ids`` (its children) that has one; None
+    when none has. A suite built in Python is logged by name only (its defaults)."""
+    for run_id in dict.fromkeys([run.info.run_id, *run_ids]):
+        if CONFIG_ARTIFACT not in {a.path for a in cache.client.list_artifacts(run_id)}:
+            continue
+        values = yaml.safe_load(cache.file(run_id, CONFIG_ARTIFACT).read_text("utf-8"))
+        try:
+            return build(MixtureSpec, {**(values or {}), "members": tuple(members), "ood": ()})
+        except (SoiInputError, TypeError):
+            return None
+    return None
+
+
+PREVIEW_COLUMNS = {  # factor -> short row label of the preview
+    "size": "examples",
+    "n_classes": "classes",
+    "class_entropy": "class entropy (bits)",
+    "majority_share": "majority share",
+    "tokens_mean": "words, mean",
+    "tokens_p90": "words, p90",
+    "chars_mean": "characters, mean",
+    "pair_share": "pair share",
+    "vocab_size": "vocabulary",
+    "type_token_ratio": "type-token ratio",
+    "question_rate": "questions",
+    "negation_rate": "negations (en)",
+    "digit_rate": "with digits",
+    "uppercase_rate": "uppercase",
+    "punctuation_rate": "punctuation",
+}
+
+
+def profiles_text(profiles: pd.DataFrame, width: int = 100, name_width: int = 12) -> str:
+    """The member profiles as compact text under ``width`` columns: one row per factor,
+    one column per member (names cut to ``name_width``), in blocks of as many members as
+    fit."""
+    table = profiles.reindex(columns=list(PREVIEW_COLUMNS)).T
+    table.index = [PREVIEW_COLUMNS[c] for c in table.index]
+    label = max(len(s) for s in table.index)
+    per_block = max(1, (width - label - 1) // (name_width + 2))
+    blocks = []
+    for start in range(0, table.shape[1], per_block):
+        part = table.iloc[:, start : start + per_block].copy()
+        part.columns = [str(c)[:name_width] for c in part.columns]
+        blocks.append(part.to_string(float_format=_short, na_rep="-"))
+    return "\n\n".join(blocks)
+
+
+def _short(value: float) -> str:
+    return f"{value:.0f}" if float(value).is_integer() and abs(value) >= 1 else f"{value:.3g}"
+
+
+def print_profiles(spec: MixtureSpec) -> None:
+    """Print the training members' profiles (``soi-mlflow preview``)."""
+    profiles = mixture_profiles(spec)[MEMBER_PROFILES]
+    print("\nmember profiles (training data; docs/studies.md, 'Member profiles'):")
+    print(profiles_text(profiles))
