@@ -18,7 +18,9 @@ MLflow.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -99,7 +101,29 @@ def _check(examples: pd.DataFrame) -> None:
 
 
 def _strings(values: pd.Series) -> pa.Array:
-    return pa.array(values.astype(object).where(values.notna(), None), type=pa.large_string())
+    try:
+        array = pa.array(values, type=pa.large_string(), from_pandas=True)
+        return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise SoiInputError(f"examples: column {values.name!r} must hold strings") from exc
+
+
+def _split(lower: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """The words of each text of ``lower`` (:data:`WORD_SPLIT`): flat, and per text."""
+    spaced = pc.ascii_trim_whitespace(pc.replace_substring_regex(lower, WORD_SPLIT, " "))
+    lists = pc.ascii_split_whitespace(spaced)
+    return pc.list_flatten(lists), pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+
+
+def _split_in_threads(lower: pa.Array, parts: int) -> tuple[pa.Array, np.ndarray]:
+    """:func:`_split` on ``parts`` slices at once (pyarrow's kernels release the GIL)."""
+    if parts < 2 or len(lower) < 20_000:
+        return _split(lower)
+    step = -(-len(lower) // parts)
+    slices = [lower.slice(i, step) for i in range(0, len(lower), step)]
+    with ThreadPoolExecutor(max_workers=parts) as pool:
+        done = list(pool.map(_split, slices))
+    return pa.concat_arrays([f for f, _ in done]), np.concatenate([c for _, c in done])
 
 
 class _Words:
@@ -126,21 +150,23 @@ class _Words:
             self.has_pair = pa.array(np.zeros(n, bool))
             self.joined = text
         self.lower = pc.utf8_lower(self.joined)
-        spaced = pc.replace_substring_regex(self.lower, WORD_SPLIT, " ")
-        lists = pc.ascii_split_whitespace(spaced)
-        flat = pc.list_flatten(lists)
+        flat, per_text = _split_in_threads(self.lower, min(4, os.cpu_count() or 1))
         lengths = pc.utf8_length(flat).to_numpy(zero_copy_only=False)
-        keep = lengths > 0  # the split leaves an empty string after trailing white space
         encoded = pc.dictionary_encode(flat)
         self.vocab = encoded.dictionary.to_numpy(zero_copy_only=False)
-        token = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)[keep]
-        parent = pc.list_parent_indices(lists).to_numpy().astype(np.int64)[keep]
+        token = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)  # writable
+        parent = np.repeat(np.arange(n), per_text)
+        keep = lengths > 0  # an empty text splits into one empty string
+        if not keep.all():
+            token, parent, lengths = token[keep], parent[keep], lengths[keep]
         self.parent, self.token = parent, token
-        v = len(self.vocab)
         self.words = np.bincount(parent, minlength=n)
-        self.word_chars = np.bincount(parent, weights=lengths[keep], minlength=n)
-        # example x word counts, and member x word counts
-        self.x = sparse.csr_matrix((np.ones(len(token)), (self.parent, token)), shape=(n, v))
+        self.word_chars = np.bincount(parent, weights=lengths, minlength=n)
+        # example x word counts (rows in order: CSR built directly), member x word counts
+        indptr = np.concatenate([[0], np.cumsum(self.words)])
+        shape = (n, len(self.vocab))
+        self.x = sparse.csr_matrix((np.ones(len(token)), token, indptr), shape=shape)
+        self.x.sum_duplicates()
         member = sparse.csr_matrix((np.ones(n), (self.codes, np.arange(n))), shape=(k, n))
         self.counts = (member @ self.x).tocsr()
 
