@@ -69,6 +69,9 @@ def test_words_are_unicode_lowercased_and_split_at_anything_else() -> None:
     # ça va ça va x_1 don t: 7 words, 5 kinds
     assert p.loc["m", "tokens_mean"] == 7 and p.loc["m", "vocab_size"] == 5
     assert p.loc["m", "negation_rate"] == 1.0  # English "n't"
+    # combining marks stay in their word (Devanagari vowel signs, a decomposed accent)
+    ex = _frame([("m", "नमस्ते दुनिया cafe\u0301", None, "a")])
+    assert member_profiles(ex).loc["m", "tokens_mean"] == 3
 
 
 def test_negation_follows_each_members_language_and_unknown_gives_nan() -> None:

@@ -7,8 +7,9 @@ Pure cores on a frame of examples (``member``, ``text``, ``text_pair`` (optional
 None), ``label_name``, optional ``task``), vectorised with pyarrow.compute and SciPy sparse
 matrices: no Python loop over examples. Words are the documented simple tokenisation
 (:data:`WORD_SPLIT`): the text (and its pair) lowercased, split into maximal runs of
-Unicode letters, digits and underscore. Logarithms: class entropy in bits (log 2), the
-Jensen-Shannon divergence in nats (natural log, so at most ln 2).
+Unicode letters (with their combining marks), digits and underscore. Logarithms: class
+entropy in bits (log 2), the Jensen-Shannon divergence in nats (natural log, so at most
+ln 2).
 
 The factors from each member's own single run (``difficulty_error``,
 ``never_learned_share``, ``noise_share``) come from :func:`trace_factors` on its
@@ -33,9 +34,11 @@ from soi_mlflow.analysis.runs import load_traces
 from soi_mlflow.errors import SoiInputError
 
 # RE2 (pyarrow.compute): what separates words besides ASCII white space (everything that is
-# not a Unicode letter, digit, underscore or ASCII white space, Unicode spaces included),
-# replaced by a space before the text is split at ASCII white space (the fast split)
-WORD_SPLIT = r"[^\p{L}\p{N}_ \t\n\r\f\v]+"
+# not a Unicode letter, combining mark, digit, underscore or ASCII white space, Unicode
+# spaces included), replaced by a space before the text is split at ASCII white space (the
+# fast split). Scripts written without spaces (Chinese, Japanese, Thai) give one "word" per
+# run of letters.
+WORD_SPLIT = r"[^\p{L}\p{M}\p{N}_ \t\n\r\f\v]+"
 QUESTION = r"[?¿？؟]"
 
 
