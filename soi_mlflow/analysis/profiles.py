@@ -137,7 +137,7 @@ class _Words:
 
         _check(examples)
         self.codes, uniques = pd.factorize(examples["member"], sort=False)
-        self.members = [str(m) for m in uniques]
+        self.members = list(uniques)
         n, k = len(examples), len(self.members)
         text = pc.fill_null(_strings(examples["text"]), "")
         if "text_pair" in examples.columns:
