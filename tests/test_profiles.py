@@ -247,3 +247,19 @@ def test_preview_text_of_many_members_stays_under_100_columns() -> None:
     assert sum(line.startswith("examples") for line in lines) == 2  # two blocks of members
     assert len(lines) == 2 * (len(PREVIEW_COLUMNS) + 1) + 1
     assert "member_with_" in lines[0] and "questions" in text
+
+
+def test_tiny_tokenizer_lengths_count_special_tokens_and_pairs() -> None:
+    from soi_mlflow.studies.profiles import tokenizer_lengths
+
+    ex = _frame(
+        [
+            ("a", "good film", None, "p"),
+            ("a", "good film", "bad film", "p"),
+            ("b", "bad", None, "q"),
+        ]
+    )
+    # every word is seen twice or more, so each is one token: [CLS] text [SEP] (pair [SEP])
+    lengths = tokenizer_lengths(ex, "tiny", 64)
+    assert list(lengths) == [2 + 2, 4 + 3, 1 + 2]
+    assert tokenizer_lengths(ex, "/nonexistent/model/folder", 64) is None

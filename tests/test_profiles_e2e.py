@@ -12,10 +12,16 @@ import pytest
 from mlflow import MlflowClient
 from tracehelp import small_config
 
-from soi_mlflow.analysis.profiles import PAIR_COLUMNS, PROFILE_COLUMNS, RUN_COLUMNS
+from soi_mlflow.analysis.profiles import (
+    PAIR_COLUMNS,
+    PROFILE_COLUMNS,
+    RUN_COLUMNS,
+    member_profiles,
+)
 from soi_mlflow.analysis.runs import cache_for
+from soi_mlflow.data.mixture import Mixture
 from soi_mlflow.studies import transfer
-from soi_mlflow.studies.profiles import logged_mixture
+from soi_mlflow.studies.profiles import logged_config, mixture_examples
 from soi_mlflow.studies.transfer import TransferSettings, reanalyze_transfer
 from soi_mlflow.tracking import tags
 
@@ -37,6 +43,9 @@ def test_transfer_study_logs_member_profiles_and_reanalysis_relogs_them(store) -
     assert list(profiles.index) == list(MEMBERS)
     assert list(profiles.columns) == [*PROFILE_COLUMNS, *RUN_COLUMNS]
     assert (profiles["size"] == 12).all()
+    # lengths in the tiny encoder's tokens: at least the words plus [CLS] and [SEP]
+    words = member_profiles(mixture_examples(Mixture(base.mixture)))["tokens_mean"]
+    assert (profiles["tokens_mean"] >= words + 2).all()
     alone = result.scores[result.scores["source"].isna()].set_index("target")["score"]
     assert profiles["difficulty_error"].to_dict() == pytest.approx((1 - alone).to_dict())
     assert profiles[["never_learned_share", "noise_share"]].notna().all().all()
@@ -47,8 +56,9 @@ def test_transfer_study_logs_member_profiles_and_reanalysis_relogs_them(store) -
 
     # re-analysis: the mixture comes back from the children's config.yaml
     run = client.get_run(parent)
-    spec = logged_mixture(cache, run, list(MEMBERS), list(result.scores["run_id"]))
-    assert spec is not None and spec.members == MEMBERS and spec.max_examples == 12
+    config = logged_config(cache, run, list(MEMBERS), list(result.scores["run_id"]))
+    assert config is not None and config.mixture.members == MEMBERS
+    assert config.mixture.max_examples == 12 and config.model == "tiny"
     # remove the logged tables from the (local) artifact store: re-analysis writes them back
     root = Path(urlparse(run.info.artifact_uri).path) / "tables"
     for name in ("member_profiles", "class_shares", "pair_similarity"):

@@ -1,12 +1,14 @@
 """Member profiles of a study's mixture, logged into its parent run: the frames the pure
 cores of ``analysis/profiles.py`` take, built from the mixture's training data, plus the
-factors from each member's run alone; and the mixture of an old study rebuilt from what
-its runs logged (``config.yaml``), so that its re-analysis logs them too."""
+factors from each member's run alone and lengths in the training's tokenizer; and the
+configuration of an old study rebuilt from what its runs logged (``config.yaml``), so
+that its re-analysis logs them too."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -21,6 +23,7 @@ from soi_mlflow.data.mixture import Mixture, MixtureSpec
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.artifacts import log_table
 from soi_mlflow.tracking.run import RunHandle
+from soi_mlflow.training import TrainConfig
 from soi_mlflow.training.settings_io import CONFIG_ARTIFACT, build
 
 PROFILES_PROBLEM = "member profiles"
@@ -38,24 +41,64 @@ def mixture_examples(mixture: Mixture) -> pd.DataFrame:
     ]
 
 
-def mixture_profiles(spec: MixtureSpec) -> dict[str, pd.DataFrame]:
-    """``profile_tables`` of the mixture's training data (lengths in words)."""
-    return profile_tables(mixture_examples(Mixture(spec)))
+def mixture_profiles(
+    spec: MixtureSpec, model: str | None = None, max_length: int = 64
+) -> dict[str, pd.DataFrame]:
+    """``profile_tables`` of the mixture's training data; lengths in the tokens of
+    ``model``'s tokenizer (:func:`tokenizer_lengths`), in words without one."""
+    examples = mixture_examples(Mixture(spec))
+    lengths = tokenizer_lengths(examples, model, max_length) if model else None
+    return profile_tables(examples, lengths)
+
+
+def tokenizer_lengths(examples: pd.DataFrame, model: str, max_length: int) -> np.ndarray | None:
+    """Tokens per example (text and pair, special tokens included, not truncated) by the
+    training's tokenizer: for ``tiny``, the WordPiece built from these examples' texts as
+    a training on all of them builds it (a child trained on fewer members builds its own
+    from its members' texts); else the model's own tokenizer from its folder or the local
+    Hugging Face cache. None when that tokenizer does not load here."""
+    texts = examples["text"].tolist()
+    pairs = [p if isinstance(p, str) and p else None for p in examples["text_pair"]]
+    if model == "tiny":
+        from soi_mlflow.model.encoder import TinyConfig  # deferred: torch
+        from soi_mlflow.model.tokenizer import train_wordpiece  # deferred: transformers
+
+        corpus = texts + [p for p in pairs if p]
+        tok = train_wordpiece(corpus, vocab_size=TinyConfig().vocab_size, max_length=max_length)
+    else:
+        from transformers import AutoTokenizer  # deferred: transformers
+
+        try:
+            tok = AutoTokenizer.from_pretrained(model, local_files_only=True)
+        except (OSError, ValueError):
+            return None
+    lengths = np.zeros(len(texts))
+    with_pair = np.array([p is not None for p in pairs], dtype=bool)
+    for mask in (with_pair, ~with_pair):
+        rows = np.flatnonzero(mask)
+        if len(rows) == 0:
+            continue
+        first = [texts[i] for i in rows]
+        second = [pairs[i] for i in rows] if mask is with_pair else None
+        ids = tok(first, second, truncation=False, verbose=False)["input_ids"]
+        lengths[rows] = [len(x) for x in ids]
+    return lengths
 
 
 def log_member_profiles(
-    parent: RunHandle, spec: MixtureSpec | None, scores: pd.DataFrame | None = None
+    parent: RunHandle, config: TrainConfig | None, scores: pd.DataFrame | None = None
 ) -> dict[str, str]:
     """Log ``member_profiles`` (with the single-run factors of ``scores``' runs alone),
-    ``class_shares`` and ``pair_similarity`` of ``spec``'s training data to ``parent``.
-    Returns the problems for the parent's "Not identified" section: none, or why the
-    profiles are missing (data that no longer loads). Without ``spec`` (an old study
-    whose runs logged no ``config.yaml``) nothing is logged."""
-    if spec is None:
+    ``class_shares`` and ``pair_similarity`` of the training data of ``config`` (the
+    study's base configuration) to ``parent``. Returns the problems for the parent's "Not
+    identified" section: none, or why the profiles are missing (data that no longer
+    loads). Without ``config`` (an old study whose runs logged no ``config.yaml``)
+    nothing is logged."""
+    if config is None:
         print("member profiles: skipped, the study's training mixture is unknown", flush=True)
         return {}
     try:
-        tables = mixture_profiles(spec)
+        tables = mixture_profiles(config.mixture, config.model, config.max_length)
     except (SoiInputError, OSError) as exc:
         return {PROFILES_PROBLEM: identified.not_identified(exc)}
     if scores is not None:
@@ -66,10 +109,10 @@ def log_member_profiles(
     return {}
 
 
-def logged_mixture(
+def logged_config(
     cache: Any, run: Any, members: list[str], run_ids: list[str]
-) -> MixtureSpec | None:
-    """The training mixture of the study whose parent is ``run``, with ``members``
+) -> TrainConfig | None:
+    """The training configuration of the study whose parent is ``run``, with ``members``
     trained and no OOD: from the parent's ``config.yaml`` (studies started from the
     command line), else from the first of ``run_ids`` (its children) that has one; None
     when none has. A suite built in Python is logged by name only (its defaults)."""
@@ -78,7 +121,7 @@ def logged_mixture(
             continue
         values = yaml.safe_load(cache.file(run_id, CONFIG_ARTIFACT).read_text("utf-8"))
         try:
-            return build(MixtureSpec, {**(values or {}), "members": tuple(members), "ood": ()})
+            return build(TrainConfig, {**(values or {}), "members": tuple(members), "ood": ()})
         except (SoiInputError, TypeError):
             return None
     return None

@@ -14,12 +14,12 @@ from soi_mlflow.analysis.transfer import (
     transfer_intervals,
     transfer_matrix,
 )
-from soi_mlflow.data.mixture import MixtureSpec
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.profiles import log_member_profiles
 from soi_mlflow.tracking import tags
 from soi_mlflow.tracking.artifacts import log_figures, log_table
 from soi_mlflow.tracking.run import RunHandle, metric_safe
+from soi_mlflow.training import TrainConfig
 
 
 def log_transfer(
@@ -28,10 +28,10 @@ def log_transfer(
     members: list[str],
     mode: str,
     seeds: int,
-    spec: MixtureSpec | None = None,
+    config: TrainConfig | None = None,
 ):
     """The matrix, its latent traits, their figures and the scores, logged to ``parent``;
-    with the training mixture ``spec``, its member profiles and pair similarity too."""
+    with the study's base ``config``, its members' profiles and pair similarity too."""
     mean, std = transfer_matrix(scores, members)
     intervals = transfer_intervals(scores)
     log_table(parent.client, parent.run_id, intervals, "transfer_intervals")
@@ -62,6 +62,6 @@ def log_transfer(
     if "source_scores" in traits:
         figs["transfer_biplot"] = biplot(traits, f"Latent traits of the transfer matrix ({mode})")
     log_figures(parent.client, parent.run_id, figs)
-    problems.update(log_member_profiles(parent, spec, scores))  # member profiles, pairs
+    problems.update(log_member_profiles(parent, config, scores))  # member profiles, pairs
     identified.report(parent.client, parent.run_id, problems)
     return mean, std, traits if "source_scores" in traits else {}
