@@ -56,7 +56,8 @@ def tokenizer_lengths(examples: pd.DataFrame, model: str, max_length: int) -> np
     training's tokenizer: for ``tiny``, the WordPiece built from these examples' texts as
     a training on all of them builds it (a child trained on fewer members builds its own
     from its members' texts); else the model's own tokenizer from its folder or the local
-    Hugging Face cache. None when that tokenizer does not load here."""
+    Hugging Face cache. None when that tokenizer does not load here or has no fast (Rust)
+    backend: the profiles then count words."""
     texts = examples["text"].tolist()
     pairs = [p if isinstance(p, str) and p else None for p in examples["text_pair"]]
     if model == "tiny":
@@ -72,17 +73,13 @@ def tokenizer_lengths(examples: pd.DataFrame, model: str, max_length: int) -> np
             tok = AutoTokenizer.from_pretrained(model, local_files_only=True)
         except (OSError, ValueError):
             return None
-    lengths = np.zeros(len(texts))
-    with_pair = np.array([p is not None for p in pairs], dtype=bool)
-    for mask in (with_pair, ~with_pair):
-        rows = np.flatnonzero(mask)
-        if len(rows) == 0:
-            continue
-        first = [texts[i] for i in rows]
-        second = [pairs[i] for i in rows] if mask is with_pair else None
-        ids = tok(first, second, truncation=False, verbose=False)["input_ids"]
-        lengths[rows] = [len(x) for x in ids]
-    return lengths
+    backend = getattr(tok, "backend_tokenizer", None)  # a fast tokenizer: Rust, in batches
+    if backend is None:  # a slow (Python) tokenizer: lengths in words instead
+        return None
+    backend.no_truncation()
+    backend.no_padding()
+    inputs = [t if p is None else (t, p) for t, p in zip(texts, pairs, strict=True)]
+    return np.array([len(e.ids) for e in backend.encode_batch(inputs)], dtype=float)
 
 
 def log_member_profiles(
