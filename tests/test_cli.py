@@ -37,6 +37,12 @@ def test_preview_of_the_default_builtin_mixture() -> None:
     assert "restaurants        ood" in out.stdout
     assert "mislabeled=" in out.stdout
     assert re.search(r"label=(negative|positive) \[(clean|ambiguous|mislabeled)\]", out.stdout)
+    # the members' profiles, one row per factor, under 100 columns
+    profiles = out.stdout.split("member profiles")[1].splitlines()[1:]
+    assert profiles[0].split() == ["books", "movies"]
+    assert re.match(r"examples +40 +40$", profiles[1])
+    assert re.match(r"classes +2 +2$", profiles[2])
+    assert max(len(line) for line in profiles) < 100
 
 
 def test_config_file_fills_in_and_flags_win(tmp_path: Path) -> None:

@@ -26,9 +26,11 @@ def for_cli(config: Any) -> Any:
 def preview(spec: Any, settings: PreviewSettings) -> None:
     from soi_mlflow.data.mixture import validate_mixture  # deferred: datasets
     from soi_mlflow.data.preview import print_preview  # deferred: datasets
+    from soi_mlflow.studies.profiles import print_profiles  # deferred: datasets
 
     validate_mixture(spec)
     print_preview(spec, examples=settings.examples)
+    print_profiles(spec)
 
 
 def train(config: Any) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from soi_mlflow.analysis import identified
+from soi_mlflow.analysis.profiles import MEMBER_PROFILES, PAIR_SIMILARITY
 from soi_mlflow.analysis.side_effects import log_side_effects
 from soi_mlflow.analysis.transfer import (
     biplot,
@@ -16,10 +17,12 @@ from soi_mlflow.analysis.transfer import (
     transfer_matrix,
 )
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.studies.profiles import log_member_profiles
 from soi_mlflow.studies.transfer.factors import log_transfer_factors
 from soi_mlflow.tracking import tags
 from soi_mlflow.tracking.artifacts import log_figures, log_table
 from soi_mlflow.tracking.run import RunHandle, metric_safe
+from soi_mlflow.training import TrainConfig
 
 
 def log_transfer(
@@ -28,13 +31,16 @@ def log_transfer(
     members: list[str],
     mode: str,
     seeds: int,
+    config: TrainConfig | None = None,
     profiles: pd.DataFrame | None = None,
     similarity: pd.DataFrame | None = None,
 ):
     """The matrix, its latent traits, their figures, the scores and the side effects on
-    the targets' confusion matrices, logged to ``parent``; what explains T
-    (``factors.py``): the asymmetry always, the factors given the members' ``profiles``
-    (and the pairs' ``similarity``)."""
+    the targets' confusion matrices, logged to ``parent``; with the study's base
+    ``config``, its members' profiles and pair similarity (``studies/profiles.py``) and
+    what explains T (``factors.py``): the asymmetry always, the factors when the profiles
+    could be made. ``profiles`` and ``similarity`` (frames as ``analysis/profiles.py``
+    makes them) take the place of the ones ``config``'s data would give."""
     mean, std = transfer_matrix(scores, members)
     intervals = transfer_intervals(scores)
     log_table(parent.client, parent.run_id, intervals, "transfer_intervals")
@@ -59,6 +65,10 @@ def log_transfer(
     log_table(parent.client, parent.run_id, std, "transfer_std")
     for name, frame in traits.items():
         log_table(parent.client, parent.run_id, frame, f"transfer_{name}")
+    if profiles is None:
+        profile_problems, made = log_member_profiles(parent, config, scores)
+        problems.update(profile_problems)
+        profiles, similarity = made.get(MEMBER_PROFILES), made.get(PAIR_SIMILARITY)
     found = log_transfer_factors(parent, scores, mean, traits, profiles, similarity, mode)
     problems.update(found.problems)
     what = f"{mode}, test accuracy, mean ± std over {seeds} seed(s)"

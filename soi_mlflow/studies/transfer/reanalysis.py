@@ -11,6 +11,7 @@ import pandas as pd
 
 from soi_mlflow.analysis.runs import cache_for
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.studies.profiles import logged_config
 from soi_mlflow.studies.readback import Reanalysis, ReanalysisOptions
 from soi_mlflow.studies.transfer.analysis import log_transfer
 from soi_mlflow.tracking import tags
@@ -59,7 +60,8 @@ def relog_transfer(run: Any, scores: pd.DataFrame, tracking_uri: str | None = No
     )
     mode = run.data.tags.get(tags.MODE, "joint")
     seeds = int(run.data.tags.get(tags.SEEDS, "1"))
-    return log_transfer(parent, scores, order, mode, seeds)
+    config = logged_config(cache, run, order, list(dict.fromkeys(scores["run_id"])))
+    return log_transfer(parent, scores, order, mode, seeds, config)
 
 
 def _scores_from_children(client, parent) -> pd.DataFrame:

@@ -160,7 +160,7 @@ def run(base: TrainConfig, settings: TransferSettings) -> TransferResult:
             if not d.reused
         )
         scores = pd.DataFrame(rows)
-        mean, std, traits = log_transfer(parent, scores, members, mode, seeds)
+        mean, std, traits = log_transfer(parent, scores, members, mode, seeds, base)
         parent.log_metrics(
             {"compute/example_passes": float(passes), "compute/runs": float(fan.trained)},
             step=0,
