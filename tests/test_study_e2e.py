@@ -165,7 +165,7 @@ def test_the_notebook_runs_against_the_study(study, monkeypatch) -> None:
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) == 4
+    assert len(images) == 5  # the compare parent's figures (see its test)
     text = "".join(o.get("text", "") for o in outputs)
     assert "transitions_books.png" in text and "'matched': 80" in text
 
