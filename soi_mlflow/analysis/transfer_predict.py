@@ -230,9 +230,9 @@ def _error_row(label, model, p, t, ours, picks, level) -> dict:
         row["verdict"] = "too small to tell"
         row["problem"] = f"too small to tell: {n} measured pairs (at least {MIN_PAIRS} needed)"
     elif high < 0:
-        row["verdict"] = f"beats the {model}"
+        row["verdict"] = f"beats {model}"
     else:
-        row["verdict"] = f"does not beat the {model}"
+        row["verdict"] = f"does not beat {model}"
     return row
 
 
