@@ -64,11 +64,14 @@ def _transfer(uri: str, profiles: bool, study: str = "transfer") -> str:
 @pytest.fixture(scope="module")
 def studies(tmp_path_factory):
     with scratch_store(tmp_path_factory, "recommend") as uri:
-        yield uri, {
-            "profiles": _transfer(uri, True),
-            "bare": _transfer(uri, False),
-            "compare": _transfer(uri, False, study="compare"),
-        }
+        yield (
+            uri,
+            {
+                "profiles": _transfer(uri, True),
+                "bare": _transfer(uri, False),
+                "compare": _transfer(uri, False, study="compare"),
+            },
+        )
 
 
 def _run(capsys, uri: str, *args: str) -> tuple[int, str, str]:

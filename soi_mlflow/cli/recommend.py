@@ -3,6 +3,7 @@ already in MLflow, and with ``--verify K`` the trainings that check the ranking.
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from soi_mlflow.common import console
@@ -15,7 +16,7 @@ def recommend(settings: Any) -> None:
 
     result = study.run(settings)
     for note in result.notes:
-        print(f"note: {note}")
+        print(textwrap.fill(f"note: {note}", 99, subsequent_indent="  "))
     table = result.table.set_index("rank")
     console.print_frame(
         table,
