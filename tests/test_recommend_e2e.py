@@ -34,6 +34,7 @@ def test_recommend_verify_trains_top_and_bottom_and_reports_the_order(store, cap
     shown = out.out.split("parent run id")[0]  # then the links, URLs as long as they are
     assert max(map(len, shown.splitlines())) < 100, out.out
     assert "verdict: the predicted order " in out.out
+    assert out.out.index("auxiliary members for books") < out.out.index("[1/3] alone")
     assert "no member profiles" in out.out  # this branch's transfer study logs none
 
     client = MlflowClient(store)

@@ -14,7 +14,19 @@ ALIASES = (("--from", "--parents"),)  # ``from`` is a Python keyword: the field 
 def recommend(settings: Any) -> None:
     from soi_mlflow.studies import recommend as study  # deferred: datasets
 
-    result = study.run(settings)
+    result = study.run(settings, show=lambda advice: _advice(settings, advice))
+    if result.verdict is not None:
+        verdict = result.verdict.set_index("quantity")
+        console.print_frame(
+            verdict.drop(columns="verdict"),
+            f"--verify {settings.verify}: test accuracy of {settings.target}, paired by seed",
+        )
+        print(f"verdict: the predicted order {verdict['verdict'].iloc[0]}")
+        console.print_links([("parent run id", result.parent_run_id)], result.ui_command)
+
+
+def _advice(settings: Any, result: Any) -> None:
+    """The notes, the ranked candidates and the predictor's errors."""
     for note in result.notes:
         print(textwrap.fill(f"note: {note}", 99, subsequent_indent="  "))
     table = result.table.set_index("rank")
@@ -27,11 +39,3 @@ def recommend(settings: Any) -> None:
     if result.errors is not None:
         errors = result.errors[["scheme", "model", "mae", "rmse", "rho", "n", "verdict"]]
         console.print_frame(errors.set_index("scheme"), "the predictor against the baselines")
-    if result.verdict is not None:
-        verdict = result.verdict.set_index("quantity")
-        console.print_frame(
-            verdict.drop(columns="verdict"),
-            f"--verify {settings.verify}: test accuracy of {settings.target}, paired by seed",
-        )
-        print(f"verdict: the predicted order {verdict['verdict'].iloc[0]}")
-        console.print_links([("parent run id", result.parent_run_id)], result.ui_command)

@@ -7,6 +7,7 @@ gain, paired by seed."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import pandas as pd
@@ -74,8 +75,11 @@ def advise(settings: RecommendSettings) -> tuple[Evidence, pd.DataFrame, pd.Data
     return evidence, table, errors
 
 
-def run(settings: RecommendSettings) -> RecommendResult:
-    """Recommend; with ``settings.verify`` K, train and check the order."""
+def run(
+    settings: RecommendSettings, show: Callable[[RecommendResult], None] | None = None
+) -> RecommendResult:
+    """Recommend; with ``settings.verify`` K, train and check the order. ``show`` is
+    called with the recommendation before anything trains (the command prints it)."""
     if settings.verify < 0:
         raise SoiInputError(f"--verify: expected K >= 0, got {settings.verify}")
     if settings.seeds < 1:
@@ -84,17 +88,24 @@ def run(settings: RecommendSettings) -> RecommendResult:
     notes = list(evidence.notes)
     if evidence.factors is None:
         notes.append("no profiles in any study: unmeasured cells are predicted by the row mean")
-    if not settings.verify:
-        return RecommendResult(
-            parent_run_id="", ui_command="", table=table, errors=errors, notes=notes
-        )
+    advice = RecommendResult(
+        parent_run_id="", ui_command="", table=table, errors=errors, notes=notes
+    )
     k = settings.verify
     if 2 * k > len(table):
         raise SoiInputError(
             f"--verify: {k} top and {k} bottom candidates need {2 * k}; there are {len(table)}"
         )
-    if evidence.modes - {"joint"}:
+    if k and evidence.modes - {"joint"}:
         notes.append("the studies include sequential ones; --verify trains jointly")
+    if show is not None:
+        show(advice)
+    if not k:
+        return advice
+    if settings.target not in evidence.alone_runs:
+        raise SoiInputError(
+            f"--target: no study holds a run of {settings.target!r} alone to repeat its set-up"
+        )
     ranked = table.sort_values("rank")
     top, bottom = tuple(ranked["candidate"][:k]), tuple(ranked["candidate"][-k:])
     base = training_config(evidence.alone_runs[settings.target], settings.tracking_uri)
