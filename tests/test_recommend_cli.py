@@ -14,6 +14,7 @@ from mlflow import MlflowClient
 from tracehelp import scratch_store
 
 from soi_mlflow.cli.main import main
+from soi_mlflow.studies.recommend import order_verdict
 from soi_mlflow.tracking import tags
 from soi_mlflow.tracking.artifacts import log_table
 
@@ -130,3 +131,27 @@ def test_a_parent_that_is_no_transfer_study_is_refused(studies, capsys):
     uri, ids = studies
     code, _, err = _run(capsys, uri, "--target", "ant", "--from", ids["compare"])
     assert code == 2 and "error: --from" in err and "not the parent run of a transfer" in err
+
+
+def _arms(top: list[float], bottom: list[float]) -> pd.DataFrame:
+    rows = []
+    for seed, (t, b) in enumerate(zip(top, bottom, strict=True)):
+        rows += [(seed, "alone", 0.5), (seed, "top", 0.5 + t), (seed, "bottom", 0.5 + b)]
+    return pd.DataFrame(rows, columns=["seed", "arm", "score"])
+
+
+@pytest.mark.parametrize(
+    ("top", "bottom", "verdict"),
+    [
+        ([0.10, 0.12, 0.11], [0.0, 0.01, -0.01], "held"),
+        ([0.10, -0.05, 0.02], [0.0, 0.01, 0.0], "held in the mean (interval includes 0)"),
+        ([0.05], [0.0], "held in the mean (one seed: no interval)"),
+        ([0.0, 0.01], [0.02, 0.03], "did not hold"),
+    ],
+)
+def test_order_verdict_pairs_the_arms_by_seed(top, bottom, verdict):
+    out = order_verdict(_arms(top, bottom)).set_index("quantity")
+    assert (out["verdict"] == verdict).all()
+    diff = out.loc["top-K minus bottom-K"]
+    assert diff["mean"] == pytest.approx(np.mean(np.array(top) - np.array(bottom)))
+    assert diff["n_seeds"] == len(top)
