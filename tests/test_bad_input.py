@@ -216,7 +216,7 @@ NEEDED = {name: [o for c in cmd.settings_classes() for o in _required(c)] for na
 NEEDED["analyze"] += ["run_id"]
 NEEDED["two-stage"] += ["stage2_subsets"]
 VALUES = {"target": "entailment", "aux": ["sentiment"], "run_id": UNKNOWN,
-          "stage2_subsets": ["forgettable"]}  # fmt: skip
+          "stage2_subsets": ["forgettable"], "parents": [UNKNOWN]}  # fmt: skip
 
 
 def test_only_these_commands_require_options() -> None:
@@ -224,11 +224,13 @@ def test_only_these_commands_require_options() -> None:
         "learning-curve",
         "analyze",
         "two-stage",
+        "recommend",
     }
     assert set(NEEDED["learning-curve"]) == {"target", "aux"}  # the case the issue names
+    assert set(NEEDED["recommend"]) == {"target", "parents"}
 
 
-@pytest.mark.parametrize("name", ["learning-curve", "analyze", "two-stage"])
+@pytest.mark.parametrize("name", ["learning-curve", "analyze", "two-stage", "recommend"])
 def test_config_file_may_set_every_required_option(tmp_path, name) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("".join(f"{k}: {VALUES[k]!r}\n".replace("'", '"') for k in NEEDED[name]))

@@ -34,7 +34,10 @@ OPTIONS_BEFORE = {
     "demo": 4,
 }
 # A value for every option that has no default, per command.
-REQUIRED = {"learning-curve": {"target": "entailment", "aux": ["sentiment"], "axis": "task"}}
+REQUIRED = {
+    "learning-curve": {"target": "entailment", "aux": ["sentiment"], "axis": "task"},
+    "recommend": {"target": "entailment", "parents": ["0123abcd"]},
+}
 
 
 @pytest.fixture(autouse=True)

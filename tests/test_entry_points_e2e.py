@@ -18,7 +18,10 @@ one the settings write). Its defaults are run in process instead:
 ``tests/test_executor_ray.py::test_every_study_on_ray_gives_the_local_studys_runs_and_traces[views]``
 parses the ``views`` command line with no axis and no members (only sizes, epochs and
 examples smaller), asserts the task axis and its three members, and runs that study
-locally and on Ray; ``tests/test_defaults.py`` checks the parse itself.
+locally and on Ray; ``tests/test_defaults.py`` checks the parse itself. ``recommend``
+needs a transfer study's parent run id (``parents``, declared without a default), which
+no static parameter here can name: ``tests/test_recommend_e2e.py`` runs its command line
+on a tiny transfer study, ``--verify`` included.
 
 The project is a copy of this repository's MLproject in a temporary folder, so what the
 runs write next to themselves (``mlruns/``) stays out of the repository. The SQLite store
@@ -56,7 +59,7 @@ GIVEN = {
     "sync": [],
 }
 SAME_AS = {"demo": "main"}  # one command: run once
-RUN_ELSEWHERE = {"views"}  # its defaults run in tests/test_executor_ray.py (the docstring)
+RUN_ELSEWHERE = {"views", "recommend"}  # run in other tests (the docstring says where)
 # The study each entry point runs: its kind, tagged on the run MLflow created (the
 # parent), and the trainings nested under it on the parameters above
 STUDY = {

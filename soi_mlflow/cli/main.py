@@ -34,6 +34,7 @@ from collections.abc import Sequence
 
 from soi_mlflow.cli.analyze import AnalyzeSettings, analyze
 from soi_mlflow.cli.options import Command, parse, resolved_yaml, version
+from soi_mlflow.cli.recommend import ALIASES, recommend
 from soi_mlflow.cli.runs import PreviewSettings, preview, sync, train
 from soi_mlflow.cli.studies import (
     DemoSettings,
@@ -103,6 +104,11 @@ COMMANDS: dict[str, Command] = {
                  "soi-mlflow views --axis task --members sentiment,paraphrase,entailment "
                  "--seeds 2 --sizes 50,150"),
                 default_axis="task"),
+        Command("recommend", "auxiliary members for a target, ranked from transfer studies",
+                recommend, ("soi_mlflow.studies.recommend:RecommendSettings",),
+                ("soi-mlflow recommend --target entailment --from PARENT_RUN_ID",
+                 "soi-mlflow recommend --target books --from ID1,ID2 --verify 1 --seeds 3"),
+                aliases=ALIASES),
         Command("sync", "send the spooled traces and metrics of runs a server outage left "
                 "incomplete", sync, (SyncSettings,),
                 ("soi-mlflow sync", "soi-mlflow sync --run-id RUN_ID --tracking-uri URI")),

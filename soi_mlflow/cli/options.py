@@ -196,6 +196,8 @@ class Command:
     default_axis: str | None = None
     """the built-in suite's axis when neither --axis nor --members is given (a command
     that needs more members than the suite's default mixture has)"""
+    aliases: tuple[tuple[str, str], ...] = ()
+    """(flag, the option's own flag) pairs: another spelling of an option (``--from``)"""
 
     def settings_classes(self) -> list[type]:
         return [_resolve(ref) if isinstance(ref, str) else ref for ref in self.settings]
@@ -218,6 +220,7 @@ def parse(command: Command, argv: Sequence[str]) -> tuple[list[Any], Any]:
     """The settings instances of ``command`` from ``argv`` (and its ``--config`` files),
     plus the parsed namespace (``print_config``, ``verbose``)."""
     parser, keys, classes = command_parser(command)
+    argv = [_alias(token, command.aliases) for token in argv]
     namespace = parser.parse_args(normalize_argv(parser, argv))
     values = values_of(namespace, keys)
     if command.default_axis and _no_mixture_given(values):
@@ -227,6 +230,14 @@ def parse(command: Command, argv: Sequence[str]) -> tuple[list[Any], Any]:
         later = {n for other in classes[i + 1 :] for n in option_names(other)}
         instances.append(build(cls, {k: v for k, v in values.items() if k not in later}))
     return instances, namespace
+
+
+def _alias(token: str, aliases: Sequence[tuple[str, str]]) -> str:
+    """``token`` with an alias flag (``--from``, ``--from=X``) spelled as its option's."""
+    for alias, flag in aliases:
+        if token == alias or token.startswith(alias + "="):
+            return flag + token[len(alias) :]
+    return token
 
 
 def _no_mixture_given(values: dict[str, Any]) -> bool:

@@ -40,6 +40,12 @@ STUDY_NOTES = {
         "at `tables/learning_curve_worth.json` (what the auxiliary data is worth in target "
         "examples), `tables/learning_curve_fits.json` and `figures/learning_curve.png`."
     ),
+    "recommend": (
+        "**Recommendation check** (`soi-mlflow recommend --verify`): the target alone, with "
+        "the top-K and with the bottom-K recommended auxiliary members. Look at "
+        "`tables/recommend_table.json` (the ranking), `tables/recommend_verdict.json` and "
+        "the tag `soi.recommend_verdict` (did the predicted order hold)."
+    ),
 }
 
 

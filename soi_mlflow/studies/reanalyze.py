@@ -17,6 +17,7 @@ from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.learning_curve import reanalysis as learning_curve
 from soi_mlflow.studies.noise_benchmark import reanalysis as noise_benchmark
 from soi_mlflow.studies.readback import Reanalysis, ReanalysisOptions, handle_of
+from soi_mlflow.studies.recommend import reanalysis as recommend
 from soi_mlflow.studies.single_vs_multi import reanalysis as single_vs_multi
 from soi_mlflow.studies.transfer import reanalysis as transfer
 from soi_mlflow.studies.two_stage import reanalysis as two_stage
@@ -33,6 +34,7 @@ REANALYSES: dict[str, Callable[[RunHandle, Any, ReanalysisOptions], Reanalysis]]
     "learning_curve": learning_curve.reanalyze,
     "views": views.reanalyze,
     "noise_benchmark": noise_benchmark.reanalyze,  # refused, saying why
+    "recommend": recommend.reanalyze,  # the verdict of recommend --verify
 }
 """the re-analysis of each study kind (the parent's ``soi.study`` tag)"""
 KINDS = tuple(REANALYSES)

@@ -51,6 +51,8 @@ APPROX = "soi.approx"  # learning_curve parent and children
 LATENT_TRAITS = "soi.latent_traits"  # transfer: why there is no PCA
 TRANSFER_FACTORS = "soi.transfer_factors"  # transfer: what explains T, in one line
 NOISE = "soi.noise"  # noise_benchmark: the planted noise setting
+RECOMMEND_FROM = "soi.recommend_from"  # recommend: the transfer studies it learned from
+RECOMMEND_VERDICT = "soi.recommend_verdict"  # recommend --verify: did the order hold
 
 # -- a study's child runs ---------------------------------------------------------------
 CURVE = "soi.curve"  # learning_curve: alone, or the auxiliary set (a+b)
@@ -61,6 +63,7 @@ CONTROL = "soi.control"  # two_stage: true on the random control
 STAGE1_RUN_ID = "soi.stage1_run_id"  # two_stage: the run stage 2 started from
 ROLE = "soi.role"  # noise_benchmark: detect | cross_validation
 FOLD = "soi.fold"  # noise_benchmark's cross-validation fold
+ARM = "soi.arm"  # recommend --verify: alone, top or bottom
 
 # -- a comparison run (``analysis/two_runs.compare_runs``, ``into="new"``) ----------------
 COMPARE_RUN_A = "soi.compare.run_a"  # the run the transitions start from
