@@ -120,6 +120,13 @@ def test_compare_makes_a_parent_with_children_figures_and_a_summary(study) -> No
     assert set(shift["source"]) == {"multi"} and set(shift["target"]) == {"books", "movies"}
     assert shift["problem"].isna().all()
     assert (shift["seeds"] == 2).all()  # mean and interval over both seeds
+    # the members' profiles (studies/profiles.py), as a transfer study logs them
+    assert {"tables/member_profiles.parquet", "tables/pair_similarity.parquet"} <= tables
+    profiles = pd.read_parquet(
+        client.download_artifacts(parent, "tables/member_profiles.parquet", str(folder))
+    )
+    assert sorted(profiles.index) == ["books", "movies"] and (profiles["size"] == 80).all()
+    assert profiles["difficulty_error"].notna().all()
     sums = shift.groupby("target")[["share_alone", "share_with"]].sum()
     assert sums.to_numpy() == pytest.approx(1.0)
     run = client.get_run(parent)

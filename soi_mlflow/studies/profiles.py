@@ -106,6 +106,24 @@ def log_member_profiles(
     return {}, tables
 
 
+def alone_scores(client: Any, single: dict[str, list[str]]) -> pd.DataFrame:
+    """The scores frame :func:`log_member_profiles` takes (``seed, source, target, score,
+    run_id``, no source) for members trained alone, from each run's test accuracy: how
+    the single-vs-multi study hands its single runs to the profiles."""
+    rows = [
+        {
+            "seed": seed,
+            "source": None,
+            "target": member,
+            "score": client.get_run(run_id).data.metrics.get(f"test/{member}/acc", np.nan),
+            "run_id": run_id,
+        }
+        for member, run_ids in single.items()
+        for seed, run_id in enumerate(run_ids)
+    ]
+    return pd.DataFrame(rows, columns=["seed", "source", "target", "score", "run_id"])
+
+
 def logged_config(
     cache: Any, run: Any, members: list[str], run_ids: list[str]
 ) -> TrainConfig | None:

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from soi_mlflow.analysis import identified
 from soi_mlflow.analysis.report import SingleVsMultiRuns, analyze_run, log_single_vs_multi
 from soi_mlflow.analysis.runs import cache_for, find_runs
 from soi_mlflow.common import console
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.studies.profiles import alone_scores, log_member_profiles, logged_config
 from soi_mlflow.studies.readback import Reanalysis, ReanalysisOptions
 from soi_mlflow.tracking import tags
 from soi_mlflow.tracking.health import get_run
@@ -61,4 +63,8 @@ def reanalyze(handle: RunHandle, run: Any, options: ReanalysisOptions) -> Reanal
         uri,
         options.engine,
     )
+    cache = cache_for(uri)
+    config = logged_config(cache, run, list(comparison.single), run_ids)
+    problems, _ = log_member_profiles(handle, config, alone_scores(client, comparison.single))
+    identified.report(client, handle.run_id, problems)
     return Reanalysis("compare", data={"summary": summary})

@@ -8,11 +8,13 @@ from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
+from soi_mlflow.analysis import identified
 from soi_mlflow.common.console import step
 from soi_mlflow.common.seeds import check_seed
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.fanout import Child, Fanout, StudySettings, check_study
 from soi_mlflow.studies.parent import study_parent
+from soi_mlflow.studies.profiles import alone_scores, log_member_profiles
 from soi_mlflow.studies.result import StudyResult
 from soi_mlflow.training import TrainConfig, validate_config
 
@@ -100,6 +102,9 @@ def run(base: TrainConfig, settings: SingleVsMultiSettings) -> SingleVsMultiResu
             SingleVsMultiRuns(single, multi, list(spec.ood)),
             tracking_uri=parent.tracking_uri,
         )
+        # the members' profiles and pairs' similarity (studies/profiles.py)
+        problems, _ = log_member_profiles(parent, base, alone_scores(parent.client, single))
+        identified.report(parent.client, parent.run_id, problems)
     return SingleVsMultiResult(
         summary,
         single,
