@@ -14,6 +14,7 @@ from soi_mlflow.analysis import transfer_factors as tf
 from soi_mlflow.analysis.transfer import biplot, latent_traits
 from soi_mlflow.analysis.transfer_factor_figures import asymmetry_heatmap, factor_scatter
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.studies.transfer.factors import _problems as factor_problems
 
 
 def _members(m: int) -> list[str]:
@@ -231,3 +232,21 @@ def test_log_transfer_puts_asymmetry_and_factor_tables_in_the_parent(store) -> N
     assert f"{FACTORS}.parquet" not in names(without, "tables")
     assert f"{ASYMMETRY}.png" in names(without, "figures")
     assert client.get_run(without).data.tags[tags.TRANSFER_FACTORS] == NO_PROFILES
+
+
+def test_constant_factors_are_one_not_identified_entry_per_trait() -> None:
+    """Factors the members do not vary (the same size for all, one label set) are
+    reported once, naming them, not one printed line each."""
+    members = _members(5)
+    rng = np.random.default_rng(4)
+    deltas = _deltas({p: float(rng.normal()) for p in _pairs(members)}, seeds=2, rng=rng)
+    means = tf.pair_means(deltas)
+    factors = means[["source", "target"]].assign(
+        size=100.0, n_classes=2.0, three=3.0, four=4.0, varies=means["T"]
+    )
+    table = tf.factor_correlations(deltas, factors, n_boot=50, seed=0)
+    problems = factor_problems(table)
+    constant = {k: v for k, v in problems.items() if "constant" in k}
+    assert list(constant) == ["transfer_factors vs T: 4 constant factor(s)"]
+    assert all(name in constant[list(constant)[0]] for name in ("size", "n_classes", "four"))
+    assert not any("varies" in k or "varies" in v for k, v in problems.items())

@@ -80,10 +80,17 @@ def _problems(table: pd.DataFrame) -> dict[str, str]:
     """One entry per (trait, reason), naming the factors only when they are few."""
     out: dict[str, str] = {}
     bad = table[table["problem"].notna()]
-    for (against, reason), group in bad.groupby(["against", "problem"], sort=False):
+    constant = bad["verdict"] == "constant"
+    for (against, reason), group in bad[~constant].groupby(["against", "problem"], sort=False):
         names = list(group["factor"])
         which = ", ".join(names) if len(names) <= 3 else f"{len(names)} factors"
         out[f"{FACTORS} vs {against}: {which}"] = str(reason)
+    # factors the members do not vary (or a constant T): one entry per trait, not one each
+    for against, group in bad[constant].groupby("against", sort=False):
+        names = ", ".join(group["factor"])
+        out[f"{FACTORS} vs {against}: {len(group)} constant factor(s)"] = (
+            f"not identified: constant over the study's pairs, nothing to correlate ({names})"
+        )
     return out
 
 
