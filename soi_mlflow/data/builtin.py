@@ -21,6 +21,14 @@ Axis ``lang``: intent classification (8 intents = verb x object) in three synthe
 languages with their own surface words and word order. Four object words (anchors) and the
 slot values are identical in every language.
 
+Transfer probes (option ``transfer_probes``, off by default; docs/data.md): two more
+members of the source axis whose transfer is known in advance. ``skewed`` is a review
+domain of its own words on the shared ``review_sentiment`` head, 85 % positive: trained
+with another domain it pushes that domain's predictions toward positive. ``decoy`` is
+written in the topic and polarity words of ``books`` but has its own task and labels
+(which of two marker word sets a text holds): the most similar pair in surface, with no
+transfer to expect.
+
 Planted kinds (column ``planted``): ``clean``; ``ambiguous``, whose evidence is balanced
 between two labels and whose gold label is one of them at random; ``mislabeled``, a clean
 example whose gold label was flipped to another label. Option ``noise`` picks how flips
@@ -53,6 +61,15 @@ PLANTED = ("clean", "ambiguous", "mislabeled")
 # Label noise (share of mislabeled examples) per domain of the source axis.
 DOMAIN_NOISE = {"books": 0.02, "movies": 0.04, "electronics": 0.08, "restaurants": 0.03}
 _SPLIT_CODE = {"train": 0, "validation": 1, "test": 2}
+# The transfer probes: what each is for (docs/data.md), and their label noise (none, so the
+# skewed domain's label share is its generator's).
+PROBES = {
+    "skewed": "review domain of its own words, 85 % positive, on the shared head: "
+    "shifts a target's predictions toward positive",
+    "decoy": "written in the words of books, labels unrelated (which marker set a text "
+    "holds), own task: most similar to books in surface, no transfer",
+}
+PROBE_NOISE = {"skewed": 0.0, "decoy": 0.0}
 
 
 @dataclass(frozen=True)
@@ -67,6 +84,7 @@ class BuiltinOptions:
     mislabeled_rate: float = 0.04
     noise: tuple[str, ...] = DEFAULT_NOISE  # mechanisms sharing mislabeled_rate (noise.py)
     boundary_share: float = 0.2  # clean near-boundary examples, with noise "boundary"
+    transfer_probes: bool = False  # add the members ``skewed`` and ``decoy`` (PROBES)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "noise", parse_noise(self.noise))
@@ -124,6 +142,7 @@ def _config_name(options: BuiltinOptions) -> str:
 
 
 BINARY = ["negative", "positive"]
+DECOY_LABELS = ["marker_a", "marker_b"]
 
 
 def builtin_suite(options: BuiltinOptions | None = None) -> SuiteSpec:
@@ -156,10 +175,17 @@ def builtin_suite(options: BuiltinOptions | None = None) -> SuiteSpec:
         ),
         *(_member(options, lang, "lang", "intent", intents, f"intent:{lang}") for lang in LANGS),
     ]
+    description = "Generated offline suite with planted clean, ambiguous, mislabeled examples."
+    if options.transfer_probes:
+        members += [
+            _member(options, "skewed", "source", "review_sentiment", BINARY, "probe:skewed"),
+            _member(options, "decoy", "source", "decoy", DECOY_LABELS, "probe:decoy"),
+        ]
+        description += " Transfer probes: " + "; ".join(f"{k}: {v}" for k, v in PROBES.items())
     return SuiteSpec(
         name="builtin",
         members={m.name: m for m in members},
-        description="Generated offline suite with planted clean, ambiguous, mislabeled examples.",
+        description=description,
         defaults={"axis": "source", "members": ["books", "movies"], "ood": ["restaurants"]},
         options={"builtin": options},
     )
@@ -172,7 +198,7 @@ def generate(
     assert isinstance(spec.source, BuiltinSource)
     plan = NoisePlan(
         options.noise,
-        DOMAIN_NOISE.get(spec.name, options.mislabeled_rate),
+        {**DOMAIN_NOISE, **PROBE_NOISE}.get(spec.name, options.mislabeled_rate),
         options.ambiguous_rate,
         options.boundary_share,
         len(spec.label_names or ()),

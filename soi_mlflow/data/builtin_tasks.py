@@ -150,6 +150,40 @@ def _domain_sentiment(domain: str) -> Callable[..., Example]:
     return generate
 
 
+SKEW = 0.85  # share of positive labels of the skewed probe domain
+DECOY_TARGET = "books"  # the member whose topic and polarity words the decoy shares
+
+
+def _skewed(rng, lex: Lexicon, kind: str) -> Example:
+    """A review domain of its own words, 85 % positive (the transfer probe ``skewed``)."""
+    y = int(rng.random() < SKEW)
+    pos, neg = lex.probe_positive, lex.probe_negative
+    if kind == "ambiguous":
+        words = _pick(rng, lex.positive, 1) + _pick(rng, lex.negative, 1)
+        words += _pick(rng, pos, 1) + _pick(rng, neg, 1)
+    else:
+        words = _pick(rng, _polar(lex, y == 1), int(rng.integers(1, 3)))
+        words += _pick(rng, pos if y == 1 else neg, int(rng.integers(1, 3)))
+    words += _pick(rng, lex.probe_topic, int(rng.integers(2, 4)))
+    return _weak(Example(_render(rng, lex, words, (2, 5)), y, kind), kind, 1 - y)
+
+
+def _decoy(rng, lex: Lexicon, kind: str) -> Example:
+    """A text in the words of ``books`` (topic and polarity, the polarity at random) whose
+    label is which of two marker sets it holds: close in surface, unrelated in labels."""
+    y = int(rng.integers(2))
+    own = bool(rng.integers(2))  # the polarity of the words: no bearing on the label
+    words = _pick(rng, _polar(lex, own), int(rng.integers(1, 3)))
+    domain = lex.domain_positive if own else lex.domain_negative
+    words += _pick(rng, domain[DECOY_TARGET], int(rng.integers(1, 3)))
+    words += _pick(rng, lex.domain_topic[DECOY_TARGET], int(rng.integers(2, 4)))
+    if kind == "ambiguous":
+        words += _pick(rng, lex.decoy_markers[0], 1) + _pick(rng, lex.decoy_markers[1], 1)
+    else:
+        words += _pick(rng, lex.decoy_markers[y], 1)
+    return _weak(Example(_render(rng, lex, words, (2, 5)), y, kind), kind, 1 - y)
+
+
 def _intent(lang: str) -> Callable[..., Example]:
     def generate(rng, lex: Lexicon, kind: str) -> Example:
         y = int(rng.integers(len(INTENTS)))
@@ -184,4 +218,6 @@ FAMILIES: dict[str, Callable[..., Example]] = {
     "entailment": _entailment,
     **{f"domain:{d}": _domain_sentiment(d) for d in DOMAINS},
     **{f"intent:{lang}": _intent(lang) for lang in LANGS},
+    "probe:skewed": _skewed,
+    "probe:decoy": _decoy,
 }

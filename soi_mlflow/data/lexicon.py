@@ -76,6 +76,12 @@ class Lexicon:
     objects: dict[str, dict[str, tuple[str, ...]]]  # lang -> object -> surface words
     function: dict[str, tuple[str, ...]]  # lang -> function words
     slots: tuple[str, ...]  # shared slot values (numbers, names): anchors with no intent signal
+    # Words of the transfer probes (option ``transfer_probes``), made after all others so
+    # that every word above is the same with or without them.
+    probe_topic: tuple[str, ...] = ()  # the skewed domain's topic words
+    probe_positive: tuple[str, ...] = ()  # the skewed domain's own polarity words
+    probe_negative: tuple[str, ...] = ()
+    decoy_markers: tuple[tuple[str, ...], ...] = ()  # the decoy's label cues, one set a label
 
 
 @lru_cache(maxsize=8)
@@ -96,6 +102,8 @@ def lexicon(seed: int) -> Lexicon:
         objects[lang] = {obj: wm.words(2, lang) + anchors.get(obj, ()) for _, _, obj in INTENTS}
         function[lang] = wm.words(8, lang)
     slots = tuple(str(n) for n in range(1, 13)) + wm.words(8, "common")
+    probe_topic, probe_positive, probe_negative = (wm.words(n, "common") for n in (12, 10, 10))
+    decoy_markers = (wm.words(6, "common"), wm.words(6, "common"))
     return Lexicon(
         positive,
         negative,
@@ -109,4 +117,8 @@ def lexicon(seed: int) -> Lexicon:
         objects,
         function,
         slots,
+        probe_topic,
+        probe_positive,
+        probe_negative,
+        decoy_markers,
     )

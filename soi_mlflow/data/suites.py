@@ -48,14 +48,22 @@ def suite_from_file(path: str | Path) -> SuiteSpec:
 
 def builtin_options(node: Any, origin: str = "builtin options") -> BuiltinOptions:
     """Built-in suite options from a mapping (``seed``, ``sizes``, ``*_rate``, ``noise``,
-    ``boundary_share``)."""
+    ``boundary_share``, ``transfer_probes``)."""
     if node is None:
         return BuiltinOptions()
     if isinstance(node, BuiltinOptions):
         return node
     if not isinstance(node, dict):
         raise SoiInputError(f"{origin}: 'builtin' must be a mapping, got {node!r}")
-    allowed = {"seed", "sizes", "ambiguous_rate", "mislabeled_rate", "noise", "boundary_share"}
+    allowed = {
+        "seed",
+        "sizes",
+        "ambiguous_rate",
+        "mislabeled_rate",
+        "noise",
+        "boundary_share",
+        "transfer_probes",
+    }
     unknown = sorted(set(node) - allowed)
     if unknown:
         raise SoiInputError(
@@ -70,7 +78,14 @@ def builtin_options(node: Any, origin: str = "builtin options") -> BuiltinOption
         mislabeled_rate=float(node.get("mislabeled_rate", defaults.mislabeled_rate)),
         noise=node.get("noise", defaults.noise),
         boundary_share=float(node.get("boundary_share", defaults.boundary_share)),
+        transfer_probes=_flag(node.get("transfer_probes", defaults.transfer_probes), origin),
     )
+
+
+def _flag(value: Any, origin: str) -> bool:
+    if not isinstance(value, bool):
+        raise SoiInputError(f"{origin}: transfer_probes must be true or false, got {value!r}")
+    return value
 
 
 @lru_cache(maxsize=32)

@@ -1,0 +1,131 @@
+"""The built-in suite's transfer probes (option ``transfer_probes``, docs/data.md): their
+data has the known answers #25 section 5 builds on, and the default suite is unchanged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from soi_mlflow.analysis.profiles import member_profiles, pair_similarity
+from soi_mlflow.analysis.transfer_factors import pair_factors
+from soi_mlflow.analysis.transfer_predict import PREDICTOR, ROW_MEAN, cross_predictions
+from soi_mlflow.data import BuiltinOptions, builtin_suite, load_member
+from soi_mlflow.data.builtin import PROBES
+from soi_mlflow.data.builtin_tasks import DECOY_TARGET, SKEW
+from soi_mlflow.data.lexicon import DOMAINS, lexicon
+from soi_mlflow.data.mixture import Mixture, MixtureSpec
+from soi_mlflow.data.suites import builtin_options
+from soi_mlflow.errors import SoiInputError
+from soi_mlflow.studies.profiles import mixture_examples
+
+PROBED = builtin_suite(BuiltinOptions(transfer_probes=True))
+SOURCE = (*DOMAINS, *PROBES)
+
+
+def test_the_probes_are_opt_in_and_leave_every_other_member_as_it_was() -> None:
+    plain = builtin_suite()
+    assert not set(PROBES) & set(plain.members)
+    assert set(PROBED.members) == set(plain.members) | set(PROBES)
+    assert PROBED.defaults == plain.defaults
+    for name in ("books", "sentiment", "lang_b"):
+        assert PROBED.members[name] == plain.members[name]
+        a = load_member(plain, name, "test").to_pandas()
+        b = load_member(PROBED, name, "test").to_pandas()
+        assert a.equals(b)
+    # the probes' words come after all others: the lexicon's other words are unchanged
+    lex = lexicon(0)
+    probe_words = {*lex.probe_topic, *lex.probe_positive, *lex.probe_negative}
+    probe_words |= {w for group in lex.decoy_markers for w in group}
+    assert len(probe_words) == 12 + 10 + 10 + 12
+    other = {*lex.positive, *lex.negative, *lex.filler, *lex.shift, *lex.slots}
+    other |= {w for d in DOMAINS for w in lex.domain_topic[d] + lex.domain_positive[d]}
+    assert not probe_words & other
+    assert PROBED.members["skewed"].task == "review_sentiment"
+    assert PROBED.members["decoy"].task == "decoy"
+    assert {PROBED.members[p].axis for p in PROBES} == {"source"}
+
+
+def test_a_suite_file_turns_the_probes_on_and_refuses_a_non_flag() -> None:
+    assert builtin_options({"transfer_probes": True}).transfer_probes
+    assert not builtin_options({}).transfer_probes
+    with pytest.raises(SoiInputError, match="transfer_probes"):
+        builtin_options({"transfer_probes": "yes"})
+
+
+def test_the_skewed_domain_is_85_percent_positive() -> None:
+    labels = np.asarray(load_member(PROBED, "skewed", "train")["label"])
+    n = len(labels)
+    assert n == 2000
+    share = float((labels == 1).mean())
+    # 3 binomial standard errors (0.008 at n = 2000)
+    assert abs(share - SKEW) <= 3 * np.sqrt(SKEW * (1 - SKEW) / n)
+    profiles = member_profiles(_examples(("books", "skewed"), 2000))
+    assert profiles.loc["skewed", "majority_share"] == pytest.approx(share)
+    assert profiles.loc["skewed", "class_entropy"] < profiles.loc["books", "class_entropy"]
+
+
+def test_the_decoy_and_its_target_are_the_most_similar_pair_of_all() -> None:
+    similarity = pair_similarity(_examples(SOURCE, 400))
+    pair = {DECOY_TARGET, "decoy"}
+    is_pair = similarity.apply(lambda r: {r["source"], r["target"]} == pair, axis=1)
+    for column in ("vocab_jaccard", "vocab_weighted_jaccard", "tfidf_cosine"):
+        top = similarity.loc[is_pair, column].min()
+        assert top > similarity.loc[~is_pair, column].max(), column
+    assert (
+        similarity.loc[is_pair, "unigram_jsd"].max() < similarity.loc[~is_pair, "unigram_jsd"].min()
+    )
+    # ... and its labels are not books' labels: nothing in common, no shared head
+    assert (similarity.loc[is_pair, "label_overlap"] == 0).all()
+    assert similarity.loc[is_pair, "class_distribution_l1"].isna().all()
+
+
+def test_the_decoy_label_does_not_follow_the_polarity_of_its_words() -> None:
+    lex = lexicon(0)
+    frame = load_member(PROBED, "decoy", "train").to_pandas()
+    frame = frame[frame["planted"] == "clean"]
+    positive = set(lex.positive) | set(lex.domain_positive[DECOY_TARGET])
+    has_positive = frame["text"].map(lambda t: bool(set(t.split()) & positive))
+    agreement = float((has_positive == (frame["label"] == 1)).mean())
+    assert abs(agreement - 0.5) < 0.05
+    marker_b = set(lex.decoy_markers[1])
+    assert (frame["text"].map(lambda t: bool(set(t.split()) & marker_b)) == frame["label"]).all()
+
+
+def _examples(members: tuple[str, ...], n: int):
+    spec = MixtureSpec(PROBED, "source", members, max_examples=n)
+    return mixture_examples(Mixture(spec))
+
+
+# T of the task axis as docs/studies.md ("Known answers on the built-in suite") measured it:
+# 2,000 examples a member, 3 epochs, 2 seeds (means).
+DOCUMENTED_T = {
+    ("sentiment", "paraphrase"): -0.015,
+    ("sentiment", "entailment"): 0.210,
+    ("paraphrase", "sentiment"): -0.001,
+    ("paraphrase", "entailment"): -0.049,
+    ("entailment", "sentiment"): 0.005,
+    ("entailment", "paraphrase"): 0.003,
+}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="does not hold (#25 section 5): with 3 members, leaving sentiment->entailment "
+    "out leaves no pair that transfers, so every model predicts it near 0 (ridge -0.019, "
+    "row mean -0.015) and sentiment->paraphrase higher (ridge +0.082, row mean +0.210)",
+)
+def test_the_documented_related_pair_is_predicted_above_the_unrelated_one() -> None:
+    deltas = pd.DataFrame(
+        [
+            {"seed": 0, "source": s, "target": t, "delta": v, "problem": None}
+            for (s, t), v in DOCUMENTED_T.items()
+        ]
+    )
+    tasks = ("sentiment", "paraphrase", "entailment")
+    examples = mixture_examples(Mixture(MixtureSpec("builtin", "task", tasks)))
+    factors = pair_factors(member_profiles(examples), pair_similarity(examples), list(DOCUMENTED_T))
+    held_out = cross_predictions(deltas, factors, "pair").set_index(["source", "target"])
+    for model in (PREDICTOR, ROW_MEAN):
+        predicted = held_out[model]
+        assert predicted[("sentiment", "entailment")] > predicted[("sentiment", "paraphrase")]
