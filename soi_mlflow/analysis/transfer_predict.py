@@ -31,19 +31,13 @@ import numpy as np
 import pandas as pd
 
 from soi_mlflow.analysis.intervals import t_interval
+from soi_mlflow.analysis.profiles import PAIR_COLUMNS
 from soi_mlflow.analysis.transfer_factors import pair_means, rank_corr
 from soi_mlflow.errors import SoiInputError
 
 KEYS = ["source", "target"]
 ALPHAS = (0.1, 1.0, 10.0, 100.0)
-SIMILARITY = (
-    "vocab_jaccard",
-    "vocab_weighted_jaccard",
-    "unigram_jsd",
-    "tfidf_cosine",
-    "label_overlap",
-    "class_distribution_l1",
-)
+SIMILARITY = PAIR_COLUMNS
 """the pair similarity columns (``analysis/profiles.py``): the surface-similarity baseline"""
 MIN_PAIRS = 6  # fewer measured pairs: the errors are reported, the verdict is "too small"
 LEVEL = 0.9
