@@ -155,43 +155,53 @@ def test_a_failing_child_fails_the_parent_after_the_others_finish(uri, tmp_path)
     }
 
 
-def _stop_with_one_child_finished(
-    uri: str, experiment: str, gates: Path, failed: list[str]
-) -> threading.Thread:
-    """SIGTERM this process at a moment the study cannot race: every child of the study in
-    ``experiment`` is held before its first epoch (faulthelp.HeldChildren); one is let go,
-    and once it is FINISHED and the other two are held (each RUNNING), the signal goes.
-    Anything unexpected lets every child go (the study then ends on its own) and is
-    recorded in ``failed``."""
+def _held(gates: Path) -> set[str]:
+    return {p.name.removeprefix("held-") for p in gates.glob("held-*")}
 
-    def held() -> set[str]:
-        return {p.name.removeprefix("held-") for p in gates.glob("held-*")}
 
-    def watch() -> None:
-        client = MlflowClient(uri)
+def _let_one_child_go(gates: Path, first: list[str], failed: list[str]) -> threading.Thread:
+    """Every child of the study is held before its first epoch (faulthelp.HeldChildren);
+    this lets the first one held go on, and names it in ``first``. Anything unexpected
+    lets every child go (the study then ends on its own) and is recorded in ``failed``."""
+
+    def release() -> None:
         try:
-            first = next(iter(wait_for(held, 120, "a child held before epoch 0")))
-            (gates / f"go-{first}").touch()
-
-            def finished() -> list:
-                found = client.get_experiment_by_name(experiment)
-                done = "attributes.status = 'FINISHED' and tags.`mlflow.parentRunId` != ''"
-                return found and client.search_runs([found.experiment_id], done)
-
-            wait_for(finished, 120, "the child let go to finish")
-            wait_for(lambda: len(held() - {first}) == 2, 120, "the other two children held")
+            first.append(next(iter(wait_for(lambda: _held(gates), 120, "a child held"))))
         except AssertionError as exc:
             failed.append(str(exc))
             (gates / "hold").unlink()
             return
-        # Nothing is left to race: the finished child's run is FINISHED in MLflow (what
-        # the stop reads: it ends only RUNNING children), and the other two cannot start
-        # epoch 0 until the test removes the gate.
-        os.kill(os.getpid(), signal.SIGTERM)
+        (gates / f"go-{first[0]}").touch()
 
-    thread = threading.Thread(target=watch, daemon=True)
+    thread = threading.Thread(target=release, daemon=True)
     thread.start()
     return thread
+
+
+def _sigterm_at_the_first_result(gates: Path, first: list[str], failed: list[str]):
+    """executor_ray's progress ``step``, wrapped: when the driver has the first finished
+    child's result (its run FINISHED in MLflow, what the stop reads: it ends only RUNNING
+    children) and the other two are held before epoch 0 (each RUNNING, and held until the
+    test removes the gate: a state they cannot leave), SIGTERM is raised in the driver's
+    own thread, at this line. Nothing is left to race."""
+    from soi_mlflow.common import executor_ray
+
+    real, calls = executor_ray.step, []
+
+    def step(*args, **kwargs) -> None:
+        real(*args, **kwargs)
+        calls.append(args)
+        if len(calls) != 1:
+            return
+        try:
+            wait_for(lambda: len(_held(gates) - set(first)) == 2, 120, "two children held")
+        except AssertionError as exc:
+            failed.append(str(exc))
+            (gates / "hold").unlink()
+            return
+        signal.raise_signal(signal.SIGTERM)
+
+    return step
 
 
 def test_a_study_stopped_mid_way_resumes_training_only_the_unfinished(
@@ -199,6 +209,7 @@ def test_a_study_stopped_mid_way_resumes_training_only_the_unfinished(
 ) -> None:
     """Stopped (SIGTERM) with one child FINISHED and two RUNNING: the parent and the two
     end KILLED; ``--resume`` trains those two only, reusing the finished one."""
+    from soi_mlflow.common import executor_ray
     from soi_mlflow.studies import fanout
 
     base = _base(uri, "stopped")
@@ -206,12 +217,14 @@ def test_a_study_stopped_mid_way_resumes_training_only_the_unfinished(
     gates.mkdir()
     (gates / "hold").touch()
     failed: list[str] = []
+    first: list[str] = []
     with monkeypatch.context() as patch:
         patch.setattr(fanout, "train_child", HeldChildren(gates))
-        watcher = _stop_with_one_child_finished(uri, "stopped", gates, failed)
+        patch.setattr(executor_ray, "step", _sigterm_at_the_first_result(gates, first, failed))
+        releaser = _let_one_child_go(gates, first, failed)
         with pytest.raises(SystemExit):  # SIGTERM: RunTerminated
             transfer.run(base, TransferSettings(**RAY))
-        watcher.join(timeout=30)
+        releaser.join(timeout=30)
     assert not failed, failed
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("stopped").experiment_id
