@@ -16,9 +16,8 @@ from soi_mlflow.analysis.profiles import (
     member_profiles,
     pair_similarity,
     profile_tables,
-    trace_factors,
-    with_run_factors,
 )
+from soi_mlflow.analysis.run_factors import trace_factors, with_run_factors
 from soi_mlflow.errors import SoiInputError
 
 

@@ -15,9 +15,9 @@ from tracehelp import small_config
 from soi_mlflow.analysis.profiles import (
     PAIR_COLUMNS,
     PROFILE_COLUMNS,
-    RUN_COLUMNS,
     member_profiles,
 )
+from soi_mlflow.analysis.run_factors import RUN_COLUMNS
 from soi_mlflow.analysis.runs import cache_for
 from soi_mlflow.data.mixture import Mixture
 from soi_mlflow.studies import transfer

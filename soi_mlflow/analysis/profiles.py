@@ -12,9 +12,8 @@ entropy in bits (log 2), the Jensen-Shannon divergence in nats (natural log, so 
 ln 2).
 
 The factors from each member's own single run (``difficulty_error``,
-``never_learned_share``, ``noise_share``) come from :func:`trace_factors` on its
-training trace and the run's test accuracy; :func:`single_run_factors` reads them from
-MLflow.
+``never_learned_share``, ``noise_share``) are in :mod:`~soi_mlflow.analysis.run_factors`:
+they read runs, these read data.
 """
 
 from __future__ import annotations
@@ -28,9 +27,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from soi_mlflow.analysis.from_traces import soi_frame
-from soi_mlflow.analysis.matrix import TraceMatrix
-from soi_mlflow.analysis.runs import load_traces
 from soi_mlflow.errors import SoiInputError
 
 # RE2 (pyarrow.compute): what separates words besides ASCII white space (everything that is
@@ -63,7 +59,6 @@ MEMBER_PROFILES, CLASS_SHARES, PAIR_SIMILARITY = (
     "class_shares",
     "pair_similarity",
 )
-NOISE_THRESHOLD = 0.5  # noise_share: mean gold probability over epochs below this
 PROFILE_COLUMNS = (
     "size",
     "n_classes",
@@ -82,7 +77,6 @@ PROFILE_COLUMNS = (
     "uppercase_rate",
     "punctuation_rate",
 )
-RUN_COLUMNS = ("difficulty_error", "never_learned_share", "noise_share")
 PAIR_COLUMNS = (
     "vocab_jaccard",
     "vocab_weighted_jaccard",
@@ -397,39 +391,3 @@ def _kl(p: np.ndarray, m: np.ndarray) -> float:
     """KL(p || m) in nats, over p's support (m > 0 there)."""
     s = p > 0
     return float(np.sum(p[s] * np.log(p[s] / m[s])))
-
-
-def trace_factors(trace: pd.DataFrame) -> dict[str, float]:
-    """``never_learned_share`` (SOI ``never_learned``, default taxonomy) and
-    ``noise_share`` (the ``confidence`` detector of :mod:`~soi_mlflow.analysis.noise`,
-    the best by average precision in docs/noise.md: share of examples whose mean gold
-    probability over epochs is below :data:`NOISE_THRESHOLD`) of one training trace."""
-    frame = soi_frame(TraceMatrix.from_frame(trace))
-    return {
-        "never_learned_share": float((frame["soi"].astype(str) == "never_learned").mean()),
-        "noise_share": float((frame["confidence"].to_numpy() < NOISE_THRESHOLD).mean()),
-    }
-
-
-def single_run_factors(scores: pd.DataFrame, tracking_uri: str | None = None) -> pd.DataFrame:
-    """Per member, from its runs alone (``scores`` rows with no source: the transfer
-    study's per-seed scores frame): ``difficulty_error`` (1 - test accuracy) and the
-    :func:`trace_factors` of each run's training trace, means over seeds."""
-    alone = scores[scores["source"].isna()]
-    rows = []
-    for target, run_id, score in zip(alone["target"], alone["run_id"], alone["score"], strict=True):
-        row = {"member": target, "difficulty_error": 1.0 - float(score)}
-        try:
-            row.update(trace_factors(load_traces(run_id, "train", tracking_uri)))
-        except SoiInputError:  # a run without a training trace: those factors are NaN
-            row.update(dict.fromkeys(RUN_COLUMNS[1:], np.nan))
-        rows.append(row)
-    if not rows:
-        return pd.DataFrame(columns=list(RUN_COLUMNS), index=pd.Index([], name="member"))
-    return pd.DataFrame(rows).groupby("member", sort=False)[list(RUN_COLUMNS)].mean()
-
-
-def with_run_factors(profiles: pd.DataFrame, factors: pd.DataFrame) -> pd.DataFrame:
-    """``profiles`` with the :data:`RUN_COLUMNS` of ``factors`` (indexed by member)
-    joined on (NaN for a member without them)."""
-    return profiles.join(factors.reindex(columns=list(RUN_COLUMNS)), how="left")

@@ -13,12 +13,8 @@ import pandas as pd
 import yaml
 
 from soi_mlflow.analysis import identified
-from soi_mlflow.analysis.profiles import (
-    MEMBER_PROFILES,
-    profile_tables,
-    single_run_factors,
-    with_run_factors,
-)
+from soi_mlflow.analysis.profiles import MEMBER_PROFILES, profile_tables
+from soi_mlflow.analysis.run_factors import single_run_factors, with_run_factors
 from soi_mlflow.data.mixture import Mixture, MixtureSpec
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.artifacts import log_table
