@@ -9,7 +9,7 @@ explained variance, the sources' scores and the targets' loadings, and a biplot.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -95,25 +95,52 @@ def latent_traits(mean: pd.DataFrame) -> dict[str, pd.DataFrame]:
     }
 
 
-def heatmap(mean: pd.DataFrame, std: pd.DataFrame, title: str):
+def source_target_heatmap(
+    values: pd.DataFrame,
+    text: Callable[[int, int], str] | None,
+    title: str,
+    labels: tuple[str, str, str],
+    cmap: str = "RdBu",
+    cell: tuple[float, float] = (1.6, 1.3),
+):
+    """A diverging heatmap of a source x target frame (rows sources), symmetric about 0,
+    ``text(i, j)`` written in each cell when given; ``labels``: the x axis, the y axis
+    and the colour bar. The transfer matrix and its asymmetry are drawn by it."""
     from soi_mlflow.analysis.figures import subplots  # deferred: matplotlib
 
-    values = mean.to_numpy(dtype=float)
-    bound = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 1.0
-    fig, ax = subplots(figsize=(1.6 * len(mean) + 3, 1.3 * len(mean) + 2))
-    im = ax.imshow(values, cmap="RdBu", vmin=-bound, vmax=bound)
-    for i in range(values.shape[0]):
-        for j in range(values.shape[1]):
-            text = "—" if np.isnan(values[i, j]) else f"{values[i, j]:+.3f}\n±{std.iat[i, j]:.3f}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=8)
-    ax.set_xticks(range(len(mean.columns)), mean.columns, rotation=30, ha="right")
-    ax.set_yticks(range(len(mean.index)), mean.index)
-    ax.set_xlabel("target (scored on its test set)")
-    ax.set_ylabel("source (trained with)")
+    data = values.to_numpy(dtype=float)
+    finite = np.abs(data[np.isfinite(data)])
+    bound = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    fig, ax = subplots(figsize=(cell[0] * len(values) + 3, cell[1] * len(values) + 2))
+    im = ax.imshow(data, cmap=cmap, vmin=-bound, vmax=bound)
+    if text is not None:
+        for i in range(data.shape[0]):
+            for j in range(data.shape[1]):
+                ax.text(j, i, text(i, j), ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(values.columns)), values.columns, rotation=30, ha="right")
+    ax.set_yticks(range(len(values.index)), values.index)
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
     ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, label="accuracy change vs target alone")
+    fig.colorbar(im, ax=ax, label=labels[2])
     fig.tight_layout()
     return fig
+
+
+def heatmap(mean: pd.DataFrame, std: pd.DataFrame, title: str):
+    """T with mean ± std written in each cell."""
+    values = mean.to_numpy(dtype=float)
+
+    def text(i: int, j: int) -> str:
+        v = values[i, j]
+        return "—" if np.isnan(v) else f"{v:+.3f}\n±{std.iat[i, j]:.3f}"
+
+    labels = (
+        "target (scored on its test set)",
+        "source (trained with)",
+        "accuracy change vs target alone",
+    )
+    return source_target_heatmap(mean, text, title, labels)
 
 
 def biplot(

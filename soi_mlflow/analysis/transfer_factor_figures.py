@@ -8,34 +8,21 @@ import math
 import numpy as np
 import pandas as pd
 
+from soi_mlflow.analysis.transfer import source_target_heatmap
 from soi_mlflow.analysis.transfer_factors import KEYS
 
 
 def asymmetry_heatmap(square: pd.DataFrame, title: str):
-    """T - T^T, rows sources, columns targets, red where the row transfers more."""
-    from soi_mlflow.analysis.figures import subplots  # deferred: matplotlib
-
+    """T - T^T, rows sources, columns targets; blue, as in the transfer matrix, where the
+    row transfers more."""
     values = square.to_numpy(dtype=float)
-    finite = values[np.isfinite(values)]
-    bound = float(np.abs(finite).max()) if finite.size and np.abs(finite).max() > 0 else 1.0
-    n = len(square)
-    fig, ax = subplots(figsize=(1.2 * n + 3, 1.0 * n + 2))
-    im = ax.imshow(values, cmap="RdBu_r", vmin=-bound, vmax=bound)
-    if n <= 12:
-        for i in range(n):
-            for j in range(n):
-                v = values[i, j]
-                ax.text(
-                    j, i, "—" if np.isnan(v) else f"{v:+.3f}", ha="center", va="center", fontsize=7
-                )
-    ax.set_xticks(range(n), square.columns, rotation=30, ha="right")
-    ax.set_yticks(range(n), square.index)
-    ax.set_xlabel("target")
-    ax.set_ylabel("source")
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, label="T[source, target] - T[target, source]")
-    fig.tight_layout()
-    return fig
+
+    def text(i: int, j: int) -> str:
+        return "—" if np.isnan(values[i, j]) else f"{values[i, j]:+.3f}"
+
+    labels = ("target", "source", "T[source, target] - T[target, source]")
+    written = text if len(square) <= 12 else None
+    return source_target_heatmap(square, written, title, labels, cell=(1.2, 1.0))
 
 
 def factor_scatter(
