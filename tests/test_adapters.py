@@ -219,13 +219,13 @@ def test_a_resumed_lora_run_is_bit_identical(store, gpt2, tmp_path, monkeypatch)
 def test_sequential_transfer_continues_the_source_adapter(store, gpt2, tmp_path) -> None:
     """``soi-mlflow transfer --mode sequential --peft lora`` on a decoder: each target run
     starts from its source's adapter and trains it on (base model named, adapter sized)."""
-    from tracehelp import run_cli
+    from tracehelp import run_cli_here
 
     from soi_mlflow.analysis.runs import find_runs
 
     small = ["--epochs", "1", "--max-examples", "24", "--eval-max-examples", "16"]
     lora = ["--model", str(gpt2), "--peft", "lora", "--lr", "0.003"]
-    out = run_cli(
+    out = run_cli_here(
         ["transfer", "--axis", "source", "--members", "books,movies", "--mode", "sequential"]
         + [*small, *lora, "--batch-size", "16", "--no-progress"],
         store,

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 from nbclient import NotebookClient
-from tracehelp import run_cli
+from tracehelp import run_cli_here
 
 from soi_mlflow.analysis import find_runs
 from soi_mlflow.analysis.runs import cache_for
@@ -72,7 +72,7 @@ def study(tmp_path_factory):
     folder = tmp_path_factory.mktemp("study")
     (folder / "store").mkdir()  # not the working directory's default ./mlflow.db
     uri = f"sqlite:///{folder}/store/mlflow.db"
-    return uri, folder, run_cli([*COMPARE, "--experiment", EXPERIMENT], uri, folder)
+    return uri, folder, run_cli_here([*COMPARE, "--experiment", EXPERIMENT], uri, folder)
 
 
 def test_compare_makes_a_parent_with_children_figures_and_a_summary(study) -> None:
@@ -156,7 +156,7 @@ def test_analyze_re_analyses_from_the_parent_without_training(study) -> None:
     uri, folder, _ = study
     parent = find_runs(EXPERIMENT, tracking_uri=uri, study="compare")["run_id"][0]
     before = len(find_runs(EXPERIMENT, tracking_uri=uri))
-    out = run_cli(["analyze", "--parent-run-id", parent, "--aggregate", "pairs"], uri, folder, 300)
+    out = run_cli_here(["analyze", "--parent-run-id", parent, "--aggregate", "pairs"], uri, folder)
     assert re.search(r"^ ?movies +single +0\.\d{3} ", out, re.MULTILINE)
     assert len(find_runs(EXPERIMENT, tracking_uri=uri)) == before  # nothing trained
 
@@ -179,7 +179,7 @@ def test_the_notebook_runs_against_the_study(study, monkeypatch) -> None:
 
 def test_two_stage_and_sequential_transfer_commands(store, tmp_path: Path) -> None:
     small = ["--epochs", "2", "--max-examples", "60", "--batch-size", "16", "--no-progress", *EVAL]
-    out = run_cli(
+    out = run_cli_here(
         [
             "two-stage",
             "--axis",
@@ -204,7 +204,7 @@ def test_two_stage_and_sequential_transfer_commands(store, tmp_path: Path) -> No
         "tables/two_stage_accuracy.parquet",
         "tables/two_stage_accuracy.json",
     }
-    out = run_cli(
+    out = run_cli_here(
         [
             "transfer",
             "--axis",
@@ -232,7 +232,7 @@ def test_two_stage_and_sequential_transfer_commands(store, tmp_path: Path) -> No
 
 
 def test_learning_curve_command_logs_points_fits_and_figure(store, tmp_path: Path) -> None:
-    out = run_cli(
+    out = run_cli_here(
         [*CURVE, "--epochs", "1", "--affinity-every", "5"],
         store,
         tmp_path,
@@ -253,7 +253,7 @@ def test_learning_curve_command_logs_points_fits_and_figure(store, tmp_path: Pat
 
 
 def test_learning_curve_approximation_warm_starts_each_size(store, tmp_path: Path) -> None:
-    out = run_cli(
+    out = run_cli_here(
         [*CURVE, "--epochs", "2", "--approx"],
         store,
         tmp_path,

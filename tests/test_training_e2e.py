@@ -12,7 +12,7 @@ import pytest
 from faulthelp import at_gate, close_gate, wait_for
 from mlflow import MlflowClient
 from servers import mlflow_server
-from tracehelp import cli_env, load_trace, run_cli, trace_files
+from tracehelp import cli_env, load_trace, run_cli, run_cli_here, trace_files
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[1]
@@ -44,7 +44,7 @@ def _only_run(uri: str):
 
 
 def test_cli_train_prints_the_run_and_the_ui_command(store, tmp_path: Path) -> None:
-    out = run_cli(
+    out = run_cli_here(
         ["train", *SMALL, *EVAL, "--members", "books,movies", "--ood", "restaurants"],
         store,
         tmp_path,
@@ -129,7 +129,7 @@ def test_ddp_on_two_cpu_processes_traces_each_example_once(store, tmp_path: Path
 
 def test_traces_go_through_a_real_tracking_server(tmp_path: Path) -> None:
     with mlflow_server(tmp_path) as uri:
-        run_cli(
+        run_cli_here(
             ["train", *SMALL, *EVAL, "--members", "books", "--ood", "", "--epochs", "1"],
             uri,
             tmp_path,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -16,6 +18,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
 
+from soi_mlflow.common.process_state import kept
 from soi_mlflow.data.mixture import MixtureSpec
 from soi_mlflow.tracking.trace_format import read_metadata, read_trace
 from soi_mlflow.training import TrainConfig
@@ -119,6 +122,29 @@ def run_cli(args: list[str], uri: str, cwd: Path, timeout: int = 600) -> str:
         stray = Path(cwd) / "mlflow.db"
         assert not stray.exists(), f"a stray {stray}: the command used MLflow's default store"
     return out.stdout
+
+
+def run_cli_here(args: list[str], uri: str, cwd: Path) -> str:
+    """``soi-mlflow ARGS`` in this process, as :func:`run_cli` runs it in a child (the
+    store named only by ``MLFLOW_TRACKING_URI``, ``cwd`` the working directory); return
+    stdout. For tests whose claim is the command's work, not its process: a child pays
+    ~10 s of CPU importing torch, Lightning and MLflow first. The process is put back
+    as found (environment, logging, warning filters, random states: ``kept``). The
+    command's own process is tested by the entry points (tests/test_entry_points_e2e.py)
+    and the server defaults (tests/test_server_defaults_e2e.py)."""
+    from soi_mlflow.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with kept(), contextlib.chdir(cwd):
+        os.environ["MLFLOW_TRACKING_URI"] = uri
+        os.environ.pop("MLFLOW_RUN_ID", None)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(args)
+    assert code == 0, err.getvalue()[-3000:]
+    if not uri.endswith(f"{cwd}/mlflow.db"):
+        stray = Path(cwd) / "mlflow.db"
+        assert not stray.exists(), f"a stray {stray}: the command used MLflow's default store"
+    return out.getvalue()
 
 
 def log_synthetic_run(
