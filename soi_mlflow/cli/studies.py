@@ -83,10 +83,16 @@ def two_stage(config: Any, settings: Any) -> None:
     from soi_mlflow.studies import two_stage as study  # deferred: datasets
 
     config, result = run_study("two-stage", study, config, settings)
+    seeds = result.runs["seed"].nunique()
     console.print_frame(
-        result.table,
-        f"accuracy (test = ID, ood = OOD); stage 2 trained on {result.selected} selected examples",
+        result.table.T,
+        f"accuracy, mean over {seeds} seed(s) (rows: runs; columns: member (test = ID, "
+        f"ood = OOD)); stage 2 trained on {result.selected} selected examples",
     )
+    for name, frame in result.intervals_text.items():
+        console.print_frame(
+            frame, f"{name}: paired by seed, mean and 95 % Student t interval (n/a: one seed)"
+        )
     runs = [
         ("parent run id", result.parent_run_id),
         ("stage 1", result.stage1_run_id),
