@@ -56,7 +56,9 @@ def runs_table(handle: RunHandle, members: list[str]) -> pd.DataFrame:
             )
             have.add(seed)
     cols = ["seed", "role", "selection", "member", "run_id", "size"]
-    return pd.DataFrame(rows, columns=cols)
+    out = pd.DataFrame(rows, columns=cols)
+    out["size"] = out["size"].astype("Int64")
+    return out
 
 
 def reanalyze(handle: RunHandle, run: Any, options: ReanalysisOptions | None = None) -> Reanalysis:

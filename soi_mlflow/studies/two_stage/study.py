@@ -234,6 +234,7 @@ def run(base: TrainConfig, settings: TwoStageSettings) -> TwoStageResult:
             {**r, "member": "", "run_id": d.run_id} for r, d in zip(planned, done, strict=True)
         ]
         runs = pd.DataFrame(rows)
+        runs["size"] = runs["size"].astype("Int64")  # none on stage 1 and the members alone
         title = (
             f"Accuracy after stage 1, stage 2 ({'; '.join(names)}, {settings.stage2_epochs} "
             f"epochs) and random controls of the same sizes, mean over {len(seeds)} seed(s)"
