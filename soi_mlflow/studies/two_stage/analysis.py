@@ -181,7 +181,9 @@ def log_two_stage(
     log_table(parent.client, parent.run_id, table, "two_stage_intervals")
     seeds = runs["seed"].nunique()
     figure = intervals_figure(
-        table, f"Paired differences over {seeds} seed(s): mean and {METHOD} interval"
+        table,
+        f"Paired differences over {seeds} seed(s): mean and {METHOD} interval "
+        "(filled dot: the interval excludes 0)",
     )
     log_figures(parent.client, parent.run_id, {"two_stage_intervals": figure})
     moved = (
