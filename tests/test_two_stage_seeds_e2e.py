@@ -90,8 +90,9 @@ def test_seeds_and_selections_give_children_intervals_migration_and_resume(store
 
     assert main(["analyze", "--parent-run-id", result.parent_run_id, "--tracking-uri", store]) == 0
     out = capsys.readouterr().out
-    assert "subsets:forgettable,never_learned: paired differences" in out
-    assert "top:variability:0.5: paired differences" in out
+    assert "subsets:forgettable,never_learned: paired by seed" in out
+    assert "top:variability:0.5: paired by seed" in out
+    assert max(len(line) for line in out.splitlines()) < 100
     again = pd.read_parquet(
         cache_for(store).file(result.parent_run_id, "tables/two_stage_intervals.parquet")
     )

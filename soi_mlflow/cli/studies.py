@@ -79,6 +79,11 @@ def demo(settings: DemoSettings) -> None:
     compare(config, SingleVsMultiSettings(seeds=settings.seeds))
 
 
+def short(text: str, width: int = 48) -> str:
+    """``text`` cut to ``width`` characters (a ``~`` marks the cut)."""
+    return text if len(text) <= width else text[: width - 1] + "~"
+
+
 def two_stage(config: Any, settings: Any) -> None:
     from soi_mlflow.studies import two_stage as study  # deferred: datasets
 
@@ -86,13 +91,11 @@ def two_stage(config: Any, settings: Any) -> None:
     seeds = result.runs["seed"].nunique()
     console.print_frame(
         result.table.T,
-        f"accuracy, mean over {seeds} seed(s) (rows: runs; columns: member (test = ID, "
-        f"ood = OOD)); stage 2 trained on {result.selected} selected examples",
+        f"accuracy, mean over {seeds} seed(s) (test = ID); stage 2 trained on "
+        f"{result.selected} selected examples",
     )
     for name, frame in result.intervals_text.items():
-        console.print_frame(
-            frame, f"{name}: paired by seed, mean and 95 % Student t interval (n/a: one seed)"
-        )
+        console.print_frame(frame, f"{short(name)}: paired by seed, mean, 95 % Student t interval")
     runs = [
         ("parent run id", result.parent_run_id),
         ("stage 1", result.stage1_run_id),

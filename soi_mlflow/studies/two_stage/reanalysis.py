@@ -12,7 +12,6 @@ from soi_mlflow.analysis.soi import get_taxonomy
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.readback import Reanalysis, ReanalysisOptions, children
 from soi_mlflow.studies.two_stage.analysis import log_two_stage
-from soi_mlflow.studies.two_stage.contrasts import METHOD
 from soi_mlflow.tracking import tags
 from soi_mlflow.tracking.run import RunHandle
 
@@ -86,7 +85,8 @@ def reanalyze(handle: RunHandle, run: Any, options: ReanalysisOptions | None = N
     except SoiInputError:  # registered in the study's process only: no migration here
         taxonomy = None
     logged = log_two_stage(handle, runs, members, ood, title, taxonomy)
-    shown = {"accuracy, mean over seeds (rows: runs; test = ID, ood = OOD)": logged.table.T}
+    shown = {"accuracy, mean over seeds (test = ID, ood = OOD)": logged.table.T}
     for name, frame in logged.terminal.items():
-        shown[f"{name}: paired differences ({METHOD})"] = frame
+        cut = name if len(name) <= 48 else name[:47] + "~"
+        shown[f"{cut}: paired by seed, mean, 95 % Student t interval"] = frame
     return Reanalysis("two_stage", shown)
