@@ -65,7 +65,7 @@ RUN_ELSEWHERE = {"views", "recommend"}  # run in other tests (the docstring says
 STUDY = {
     "main": ("compare", 4),  # 3 members alone and together, 1 seed
     "compare": ("compare", 3),  # books, movies alone and together
-    "two_stage": ("two_stage", 3),  # stage 1, stage 2, its control
+    "two_stage": ("two_stage", 5),  # stage 1, books and movies alone, stage 2, its control
     "transfer": ("transfer", 3),  # books, movies alone and together
     "noise_benchmark": ("noise_benchmark", 1),  # 1 seed, no cross-validation folds
     "learning_curve": ("learning_curve", 6),  # 3 sizes alone and with the auxiliary data

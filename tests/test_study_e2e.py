@@ -201,9 +201,11 @@ def test_two_stage_and_sequential_transfer_commands(store, tmp_path: Path) -> No
     parent = find_runs(tracking_uri=store, study="two_stage")["run_id"][0]
     client = MlflowClient(store)
     assert {a.path for a in client.list_artifacts(parent, "tables")} == {
-        "tables/two_stage_accuracy.parquet",
-        "tables/two_stage_accuracy.json",
+        f"tables/two_stage_{name}.{ext}"
+        for name in ("accuracy", "intervals", "migration")
+        for ext in ("parquet", "json")
     }
+    assert "stage 2 - control" in out and "bottom:confidence:0.5: paired by seed" in out
     out = run_cli_here(
         [
             "transfer",

@@ -81,7 +81,11 @@ def test_stage2_trains_on_exactly_the_selected_examples(stage1, monkeypatch, tmp
     assert client.get_run(out.control_run_id).data.tags["soi.control"] == "true"
     assert client.get_run(out.stage2_run_id).data.params["init_from"].endswith("checkpoint")
     artifacts = {a.path for a in client.list_artifacts(out.parent_run_id, "figures")}
-    assert artifacts == {"figures/two_stage_accuracy.png"}
+    assert artifacts == {
+        "figures/two_stage_accuracy.png",
+        "figures/two_stage_intervals.png",
+        "figures/two_stage_migration_1_top_variability_0.25.png",
+    }
     assert list(out.table.columns) == ["stage 1", "stage 2", "control"]
     assert list(out.table.index) == ["books (test)", "restaurants (ood)"]
     headline = client.get_run(out.parent_run_id).data.metrics

@@ -82,8 +82,8 @@ COMMANDS: dict[str, Command] = {
                  "soi-mlflow demo --epochs 3 --seeds 1 --tracking-uri sqlite:///demo.db")),
         Command("two-stage", "stage 2 on SOI-selected examples, with a random control",
                 two_stage, (TRAIN, "soi_mlflow.studies.two_stage:TwoStageSettings"),
-                ("soi-mlflow two-stage --members books,movies "
-                 "--stage2-subsets forgettable,never_learned",
+                ("soi-mlflow two-stage --members books,movies --seeds 3 "
+                 "--stage2 forgettable,never_learned --stage2 region:hard_to_learn",
                  "soi-mlflow two-stage --stage1-run-id RUN_ID --stage2-top variability:0.3")),
         Command("transfer", "transfer matrix between members, with its latent traits",
                 transfer, (TRAIN, "soi_mlflow.studies.transfer:TransferSettings"),

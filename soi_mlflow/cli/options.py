@@ -7,7 +7,8 @@ field gives one flag (``--max-examples``; ``--max_examples`` works too), one key
 checks every value against the field's type and refuses unknown keys, naming the key.
 
 On top of jsonargparse, :func:`normalize_argv` keeps the flags researchers already type:
-comma-separated lists (``--members books,movies``), bare switches (``--approx`` for
+comma-separated lists (``--members books,movies``), repeatable options whose values hold
+commas (``--stage2 a,b --stage2 region:ambiguous``), bare switches (``--approx`` for
 ``--approx true``, ``--no-progress`` for ``--progress false``), and ``--config`` read
 first wherever it stands, so flags win.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import json
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -61,6 +63,8 @@ def add_settings(parser: Any, cls: type, replaced: frozenset[str] = frozenset())
             by_dest[f.name].help = f.metadata["help"]
         if "bare" in f.metadata and f.name in by_dest:  # the value of a flag given alone
             by_dest[f.name].bare_value = str(f.metadata["bare"])
+        if f.metadata.get("repeat") and f.name in by_dest:  # each use adds one whole value
+            by_dest[f.name].repeat = True
     return keys
 
 
@@ -130,12 +134,14 @@ def _is_sequence(hint: Any) -> bool:
 
 
 def normalize_argv(parser: Any, argv: Sequence[str]) -> list[str]:
-    """``argv`` in jsonargparse's terms: comma lists as YAML lists, ``--FLAG`` and
-    ``--no-FLAG`` as ``--FLAG true|false``, and ``--config FILE`` moved first so that
-    flags win over the file."""
+    """``argv`` in jsonargparse's terms: comma lists as YAML lists, a repeatable option's
+    uses as one JSON list of whole values, ``--FLAG`` and ``--no-FLAG`` as
+    ``--FLAG true|false``, and ``--config FILE`` moved first so that flags win over the
+    file."""
     actions = parser._option_string_actions
     configs: list[str] = []
     out: list[str] = []
+    repeated: dict[str, list[str]] = {}
     i = 0
     while i < len(argv):
         token = argv[i]
@@ -167,10 +173,15 @@ def normalize_argv(parser: Any, argv: Sequence[str]) -> list[str]:
         if action.dest == "config":
             configs += [flag, value]
             continue
+        if getattr(action, "repeat", False) and not value.lstrip().startswith("["):
+            repeated.setdefault(action.option_strings[0], []).append(value)
+            continue
         hint = getattr(action, "_typehint", None)
         if hint is not None and _is_sequence(hint) and not value.lstrip().startswith(("[", "{")):
             value = "[" + value + "]" if value.strip() not in ("null", "None") else value
         out += [flag, value]
+    for flag, values in repeated.items():
+        out += [flag, json.dumps(values)]
     return configs + out
 
 

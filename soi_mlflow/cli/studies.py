@@ -79,14 +79,23 @@ def demo(settings: DemoSettings) -> None:
     compare(config, SingleVsMultiSettings(seeds=settings.seeds))
 
 
+def short(text: str, width: int = 48) -> str:
+    """``text`` cut to ``width`` characters (a ``~`` marks the cut)."""
+    return text if len(text) <= width else text[: width - 1] + "~"
+
+
 def two_stage(config: Any, settings: Any) -> None:
     from soi_mlflow.studies import two_stage as study  # deferred: datasets
 
     config, result = run_study("two-stage", study, config, settings)
+    seeds = result.runs["seed"].nunique()
     console.print_frame(
-        result.table,
-        f"accuracy (test = ID, ood = OOD); stage 2 trained on {result.selected} selected examples",
+        result.table.T,
+        f"accuracy, mean over {seeds} seed(s) (test = ID); stage 2 trained on "
+        f"{result.selected} selected examples",
     )
+    for name, frame in result.intervals_text.items():
+        console.print_frame(frame, f"{short(name)}: paired by seed, mean, 95 % Student t interval")
     runs = [
         ("parent run id", result.parent_run_id),
         ("stage 1", result.stage1_run_id),

@@ -27,8 +27,10 @@ STUDY_NOTES = {
     "two_stage": (
         "**Two-stage fine-tuning**: stage 1 trains normally, stage 2 continues from its "
         "checkpoint on the examples selected by their SOI, next to a random control of the "
-        "same size. Look at `tables/two_stage_accuracy.json` and "
-        "`figures/two_stage_accuracy.png`."
+        "same size, per seed and selection. Look at `tables/two_stage_intervals.json` and "
+        "`figures/two_stage_intervals.png` (paired differences with 95 % intervals), "
+        "`tables/two_stage_accuracy.json` and the SOI migration "
+        "(`tables/two_stage_migration.json`, `figures/two_stage_migration_*.png`)."
     ),
     "transfer": (
         "**Transfer matrix**: the effect of training with each source on each target. Look "

@@ -1,0 +1,263 @@
+"""The two-stage study's pure parts: the --stage2 SPEC parser, the settings' selections,
+the control's draw, the paired differences and their intervals (on hand-built frames with
+answers computed by hand) and the SOI migration counts."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from soi_mlflow.cli.main import COMMANDS
+from soi_mlflow.cli.options import parse
+from soi_mlflow.common.console import print_frame
+from soi_mlflow.errors import SoiInputError
+from soi_mlflow.studies.two_stage import (
+    DEFAULT_SUBSETS,
+    TwoStageSettings,
+    control_ids,
+    parse_spec,
+    two_stage_headline,
+)
+from soi_mlflow.studies.two_stage.analysis import labelled
+from soi_mlflow.studies.two_stage.contrasts import (
+    METHOD,
+    accuracy,
+    intervals,
+    paired,
+    terminal,
+)
+from soi_mlflow.studies.two_stage.migration import migration_counts, migration_rows
+
+T_975_2 = 4.302652729911275  # Student t, 97.5 % quantile, 2 degrees of freedom (tables)
+
+
+def test_every_spec_form_parses_to_its_selection() -> None:
+    assert parse_spec("subsets:forgettable,never_learned").subsets == DEFAULT_SUBSETS
+    assert parse_spec("forgettable, never_learned").describe() == (
+        "subsets:forgettable,never_learned"
+    )
+    assert parse_spec("region:hard_to_learn").region == "hard_to_learn"
+    top = parse_spec("top:variability:0.3")
+    assert (top.metric, top.fraction, top.highest) == ("variability", 0.3, True)
+    bottom = parse_spec("bottom:confidence:0.25")
+    assert (bottom.metric, bottom.fraction, bottom.highest) == ("confidence", 0.25, False)
+    assert bottom.describe() == "bottom:confidence:0.25"
+
+
+@pytest.mark.parametrize(
+    ("spec", "why"),
+    [
+        ("region:tricky", "unknown region 'tricky'"),
+        ("top:loss:0.3", "unknown metric 'loss'"),
+        ("top:confidence", "no fraction"),
+        ("bottom:confidence:much", "fraction 'much' is not a number"),
+        ("top:confidence:1.5", r"fraction must be in \(0, 1\]"),
+        ("sometimes", "unknown subset 'sometimes'"),
+        ("forgettable,,never_learned", "an empty subset name"),
+        ("best:confidence:0.3", "unknown kind 'best'"),
+    ],
+)
+def test_a_bad_spec_names_itself_and_the_forms_expected(spec: str, why: str) -> None:
+    with pytest.raises(SoiInputError, match=why) as caught:
+        parse_spec(spec)
+    assert f"bad SPEC {spec!r}" in str(caught.value)
+    assert "region:NAME, top:METRIC:FRAC or bottom:METRIC:FRAC" in str(caught.value)
+
+
+def test_settings_give_one_selection_per_spec_or_the_old_flags_one() -> None:
+    specs = ("forgettable,never_learned", "region:ambiguous", "bottom:confidence:0.3")
+    chosen = TwoStageSettings(stage2=specs).selections()
+    assert [s.describe() for s in chosen] == [
+        "subsets:forgettable,never_learned",
+        "region:ambiguous",
+        "bottom:confidence:0.3",
+    ]
+    assert [s.describe() for s in TwoStageSettings().selections()] == [
+        "subsets:forgettable,never_learned"
+    ]
+    old = TwoStageSettings(stage2_top="variability:0.3").selections()
+    assert [s.describe() for s in old] == ["top:variability:0.3"]
+
+
+def test_both_kinds_of_selection_flags_duplicates_and_bad_seeds_are_refused() -> None:
+    both = TwoStageSettings(stage2=("region:ambiguous",), stage2_region="hard_to_learn")
+    with pytest.raises(SoiInputError, match="--stage2 SPEC .* or --stage2-region, not both"):
+        both.check()
+    twice = TwoStageSettings(stage2=("forgettable", "subsets:forgettable"))
+    with pytest.raises(SoiInputError, match="subsets:forgettable is given twice"):
+        twice.check()
+    with pytest.raises(SoiInputError, match="seeds must be a positive integer"):
+        TwoStageSettings(seeds=0).check()
+    with pytest.raises(SoiInputError, match="an existing stage 1 .* is one seed's"):
+        TwoStageSettings(seeds=2, stage1_run_id="abc").check()
+
+
+def test_the_command_line_repeats_stage2_and_keeps_commas_inside_a_spec() -> None:
+    argv = ["--stage2", "forgettable,never_learned", "--stage2=region:ambiguous", "--seeds", "3"]
+    (_, settings), _ = parse(COMMANDS["two-stage"], argv)
+    assert settings.stage2 == ("forgettable,never_learned", "region:ambiguous")
+    assert settings.seeds == 3
+    (_, settings), _ = parse(COMMANDS["two-stage"], ["--stage2", "top:variability:0.3"])
+    assert settings.stage2 == ("top:variability:0.3",)
+
+
+def test_controls_are_drawn_per_seed_from_their_own_stream_and_nested() -> None:
+    ids = np.arange(100, 200)
+    small, large = control_ids(ids, 0, 10), control_ids(ids, 0, 30)
+    assert len(set(small)) == 10 and set(small) <= set(large) <= set(ids)
+    assert list(control_ids(ids[::-1], 0, 10)) == list(small)  # row order does not matter
+    assert set(control_ids(ids, 1, 10)) != set(small)  # another seed, another draw
+    expected = np.random.default_rng([0, 0x2517]).permutation(ids)[:10]
+    assert list(small) == list(expected)
+
+
+def _runs(singles: bool = False) -> pd.DataFrame:
+    """Three seeds: stage 1, two selections (sizes 5 and 8 in seeds 0 and 1; both 5 in
+    seed 2, sharing one control), the controls, and optionally books and movies alone."""
+    rows = []
+    for seed in (0, 1, 2):
+        rows.append((seed, "stage 1", "", "", f"s1-{seed}", np.nan))
+        sizes = {"a": 5, "b": 8 if seed < 2 else 5}
+        for name, size in sizes.items():
+            rows.append((seed, "stage 2", name, "", f"s2{name}-{seed}", size))
+        for size in sorted(set(sizes.values())):
+            rows.append((seed, "control", f"random:{size}", "", f"c{size}-{seed}", size))
+        for m in ("books", "movies") if singles else ():
+            rows.append((seed, "single", "", m, f"{m}-{seed}", np.nan))
+    cols = ["seed", "role", "selection", "member", "run_id", "size"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _metrics(runs: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Planted accuracies: stage 1 0.5 + 0.01 seed; stage 2 'a' +0.1/+0.2/+0.3 over
+    stage 1 (by seed), 'b' +0.05; every control 0.45 + size/100; alone 0.4, OOD 0.3."""
+    out: dict[str, dict[str, float]] = {}
+    for r in runs.itertuples(index=False):
+        base = 0.5 + 0.01 * r.seed
+        if r.role == "stage 2":
+            base += (0.1 * (r.seed + 1)) if r.selection == "a" else 0.05
+        elif r.role == "control":
+            base = 0.45 + r.size / 100
+        elif r.role == "single":
+            out[r.run_id] = {f"test/{r.member}/acc": 0.4, "ood/restaurants/acc": 0.3}
+            continue
+        out[r.run_id] = {
+            "test/books/acc": base,
+            "test/movies/acc": base,
+            "ood/restaurants/acc": base - 0.2,
+        }
+    return out
+
+
+def test_paired_differences_match_their_hand_computed_intervals() -> None:
+    runs = _runs()
+    acc = accuracy(runs, _metrics(runs), ["books", "movies"], ["restaurants"])
+    diffs = paired(acc)
+    table = intervals(diffs)
+    row = table[
+        (table["selection"] == "a")
+        & (table["contrast"] == "stage 2 - stage 1")
+        & (table["member"] == "books")
+    ].iloc[0]
+    # differences 0.1, 0.2, 0.3: mean 0.2, sd 0.1, half-width t(0.975, 2) * 0.1 / sqrt(3)
+    half = T_975_2 * 0.1 / math.sqrt(3)
+    assert row["mean"] == pytest.approx(0.2)
+    assert (row["low"], row["high"]) == (pytest.approx(0.2 - half), pytest.approx(0.2 + half))
+    assert row["seeds"] == 3 and not row["excludes_0"]  # 0.2 - 0.248 < 0
+    assert row["method"] == METHOD and "Student t" in METHOD
+    # 'b' in seeds 0, 1 has 8 examples: its control is the one of size 8 (0.53); in seed 2
+    # it has 5, the control it shares with 'a' (0.50). Stage 2 'b' is 0.55, 0.56, 0.57.
+    b = diffs[(diffs["selection"] == "b") & (diffs["contrast"] == "stage 2 - control")]
+    b = b[(b["member"] == "books")].sort_values("seed")
+    assert list(b["diff"]) == pytest.approx([0.55 - 0.53, 0.56 - 0.53, 0.57 - 0.50])
+    ood = table[(table["split"] == "ood") & (table["contrast"] == "stage 2 - stage 1")]
+    assert set(ood["member"]) == {"restaurants"} and len(ood) == 2
+    # 'b' - stage 1 is 0.05 in every seed: a zero-width interval that excludes 0
+    flat = table[(table["selection"] == "b") & (table["contrast"] == "stage 2 - stage 1")]
+    assert flat["mean"].to_numpy() == pytest.approx(0.05) and flat["excludes_0"].all()
+
+
+def test_members_alone_are_the_baseline_of_the_multi_setting_runs() -> None:
+    runs = _runs(singles=True)
+    acc = accuracy(runs, _metrics(runs), ["books", "movies"], ["restaurants"])
+    table = intervals(paired(acc))
+    alone = table[table["contrast"] == "stage 1 - alone"]
+    # ID: each member against itself alone; OOD: restaurants against each member alone
+    assert set(zip(alone["member"], alone["alone"], strict=True)) == {
+        ("books", "books"),
+        ("movies", "movies"),
+        ("restaurants", "books"),
+        ("restaurants", "movies"),
+    }
+    books = alone[alone["member"] == "books"].iloc[0]
+    assert books["mean"] == pytest.approx(0.51 - 0.4)  # stage 1: 0.50, 0.51, 0.52
+    ood = alone[alone["member"] == "restaurants"]
+    assert ood["mean"].to_numpy() == pytest.approx([0.31 - 0.3] * 2)
+    after = table[(table["contrast"] == "stage 2 - alone") & (table["selection"] == "a")]
+    assert after[after["member"] == "movies"]["mean"].iloc[0] == pytest.approx(0.71 - 0.4)
+
+
+def test_one_seed_gives_a_mean_without_interval() -> None:
+    runs = _runs()
+    runs = runs[runs["seed"] == 0]
+    table = intervals(paired(accuracy(runs, _metrics(runs), ["books"], [])))
+    assert table["low"].isna().all() and table["high"].isna().all()
+    assert not table["excludes_0"].any() and (table["seeds"] == 1).all()
+
+
+def test_the_terminal_view_stays_under_100_columns(capsys) -> None:
+    runs = _runs(singles=True)
+    runs.loc[runs["selection"] == "a", "selection"] = "subsets:forgettable,never_learned"
+    acc = accuracy(runs, _metrics(runs), ["books", "movies"], ["restaurants"])
+    shown = terminal(intervals(paired(acc)))
+    assert list(shown) == ["stage 1", "subsets:forgettable,never_learned", "b"]
+    for name, frame in shown.items():
+        print_frame(frame, name)
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) < 100
+    assert any("restaurants (OOD) v books" in line for line in lines)
+
+
+def test_labels_and_headline_metrics_of_several_selections() -> None:
+    runs = _runs()
+    acc = accuracy(runs, _metrics(runs), ["books"], [])
+    rows = labelled(acc)
+    assert list(dict.fromkeys(rows["run"])) == [
+        "stage 1",
+        "stage 2 a",
+        "control a",
+        "stage 2 b",
+        "control b",
+    ]
+    headline = two_stage_headline(rows)
+    # 'a': stage 2 0.6, 0.71, 0.82 against its size-5 controls (0.50 each)
+    assert headline["summary/a/test_acc_stage2_minus_control"] == pytest.approx(0.71 - 0.5)
+    assert headline["summary/stage_2_a/test_acc"] == pytest.approx(0.71)
+    one = labelled(acc[acc["selection"].isin(["", "a", "random:5"])])
+    assert list(dict.fromkeys(one["run"])) == ["stage 1", "stage 2", "control"]
+    assert "summary/test_acc_stage2_minus_control" in two_stage_headline(one)
+
+
+def _soi(pairs: dict[int, str]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"example_id": list(pairs), "member": "books", "soi": pd.Categorical(list(pairs.values()))}
+    )
+
+
+def test_migration_sums_seed_pairs_over_the_selected_examples_only() -> None:
+    stage1 = _soi({1: "forgotten", 2: "never_learned", 3: "always_correct", 4: "relearned"})
+    seed0 = (stage1, _soi({1: "always_correct", 2: "never_learned"}))
+    seed1 = (stage1, _soi({1: "always_correct", 4: "forgotten"}))
+    counts = migration_counts([seed0, seed1])
+    assert counts.attrs["matched"] == 4
+    assert counts.loc["forgotten", "always_correct"] == 2
+    assert counts.loc["never_learned", "never_learned"] == 1
+    assert counts.loc["relearned", "forgotten"] == 1
+    assert counts.to_numpy().sum() == 4  # example 3 was not selected: never counted
+    rows = migration_rows("forgettable", counts, 2)
+    assert set(rows["soi_stage1"]) == {"forgotten", "never_learned", "relearned"}
+    forgotten = rows[(rows["soi_stage1"] == "forgotten") & (rows["soi_stage2"] == "always_correct")]
+    assert forgotten["fraction_of_row"].iloc[0] == 1.0 and (rows["seeds"] == 2).all()
