@@ -43,6 +43,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get("SOI_TESTS_RAM_TMP") == "0" or not _ram_has_room():
         return
     folder = Path(tempfile.mkdtemp(prefix="soi-tests-", dir=RAM))
+    folder.chmod(0o1777)  # as /tmp: tests/postgres.py's cluster belongs to user postgres
     config.stash[RAM_TMP] = folder
     os.environ["TMPDIR"] = str(folder)
     tempfile.tempdir = None  # gettempdir() reads TMPDIR again
