@@ -319,12 +319,14 @@ def study(args: argparse.Namespace) -> None:
     if not suite.is_file():
         build(args)
     cli = str(Path(sys.executable).with_name("soi-mlflow"))
-    name = f"real-transfer-{args.mode}"
+    name = f"real-transfer-{args.mode}-e{args.epochs}-b{args.batch_size}"
     common = ["--tracking-uri", args.tracking_uri]
+    members = ["--members", args.study_members] if args.study_members else []
     out, _ = shell(
-        [cli, "transfer", "--suite", str(suite), "--mode", args.mode, "--seeds", str(args.seeds),
-         "--epochs", str(args.epochs), "--experiment", "real-data", "--run-name", name,
-         "--progress", "false", *common]
+        [cli, "transfer", "--suite", str(suite), *members, "--mode", args.mode,
+         "--seeds", str(args.seeds), "--epochs", str(args.epochs),
+         "--batch-size", str(args.batch_size), "--experiment", "real-data",
+         "--run-name", name, "--progress", "false", *common]
     )  # fmt: skip
     parent = re.findall(r"\b[0-9a-f]{32}\b", out)
     if not parent:
@@ -351,8 +353,10 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mode", choices=["joint", "sequential"], default="joint")
+    parser.add_argument("--study-members", default="airline,apple,disaster,trec")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--target", default="airline")
     parser.add_argument("--tracking-uri", default="sqlite:///real_data.db")
     args = parser.parse_args()
