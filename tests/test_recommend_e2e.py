@@ -57,6 +57,8 @@ def test_recommend_verify_trains_top_and_bottom_and_reports_the_order(store, cap
     assert set(arms) == {"alone", "top", "bottom"} and arms["alone"] == "books"
     assert {arms["top"], arms["bottom"]} == {"books,movies", "books,electronics"}
     assert all(c.info.status == "FINISHED" for c in children)
+    # new runs, not the study's again: seed 0 trained books alone there, so seed 1 here
+    assert {c.data.tags[tags.SEED] for c in children} == {str(base.seed + 1)}
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "tables")}
     for name in ("recommend_table", "recommend_verify", "recommend_verdict"):
         assert f"tables/{name}.parquet" in logged

@@ -32,6 +32,7 @@ class Evidence:
     alone_runs: dict[str, str]
     modes: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
+    next_seed: int = 0  # the first seed no study trained: --verify's runs are new ones
 
     @property
     def members(self) -> list[str]:
@@ -67,6 +68,7 @@ def gather(parents: tuple[str, ...], tracking_uri: str | None = None) -> Evidenc
         if SIMILARITY in logged:
             similarity.append(pd.read_parquet(cache.file(parent, SIMILARITY)))
     measured = pd.concat(deltas, ignore_index=True)
+    next_seed = int(measured["seed"].max()) + 1 if len(measured) else 0
     factors = None
     if profiles:
         merged = pd.concat(profiles)
@@ -74,7 +76,7 @@ def gather(parents: tuple[str, ...], tracking_uri: str | None = None) -> Evidenc
         sim = pd.concat(similarity, ignore_index=True) if similarity else None
         members = sorted(set(measured["source"].dropna()) | set(measured["target"]))
         factors = pair_factors(merged, sim, itertools.permutations(members, 2))
-    return Evidence(measured, factors, alone, modes, notes)
+    return Evidence(measured, factors, alone, modes, notes, next_seed)
 
 
 def training_config(run_id: str, tracking_uri: str | None = None) -> TrainConfig:

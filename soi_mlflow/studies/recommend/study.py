@@ -1,9 +1,9 @@
 """Recommend auxiliary members for a target from transfer studies already in MLflow
 (``analysis/transfer_predict.py``) and, with ``verify`` K, check the recommendation: the
 target trained alone, with the top-K and with the bottom-K candidates (jointly, on the
-set-up of the target's own run in the first study), per seed, as child runs of a parent
-tagged ``recommend``; the predicted order held when the top-K gain beats the bottom-K
-gain, paired by seed."""
+set-up of the target's own run in the first study, on seeds no study trained), per seed,
+as child runs of a parent tagged ``recommend``; the predicted order held when the top-K
+gain beats the bottom-K gain, paired by seed."""
 
 from __future__ import annotations
 
@@ -109,7 +109,10 @@ def run(
     ranked = table.sort_values("rank")
     top, bottom = tuple(ranked["candidate"][:k]), tuple(ranked["candidate"][-k:])
     base = training_config(evidence.alone_runs[settings.target], settings.tracking_uri)
-    base = replace(base, tracking_uri=settings.tracking_uri or base.tracking_uri)
+    # seeds no study trained: the target's own seed again would repeat its measured runs
+    base = replace(
+        base, tracking_uri=settings.tracking_uri or base.tracking_uri, seed=evidence.next_seed
+    )
     check_seed(base.seed, "seed", settings.seeds)
     check_study(base, settings)
     return _verify(base, settings, table, errors, notes, {"top": top, "bottom": bottom})
