@@ -52,6 +52,8 @@ def log_transfer(
         problems["latent traits (PCA)"] = reason
         parent.client.set_tag(parent.run_id, tags.LATENT_TRAITS, reason[:5000])
         traits = {"explained": pd.DataFrame({"component": [None], "problem": [reason]})}
+    # the matrix figure's title names only the matrix's own (its cells', its traits')
+    note = identified.title_note(problems)
     log_table(parent.client, parent.run_id, scores, "transfer_scores")
     log_table(parent.client, parent.run_id, mean, "transfer_mean")
     parent.log_metrics(
@@ -72,7 +74,6 @@ def log_transfer(
     found = log_transfer_factors(parent, scores, mean, traits, profiles, similarity, mode)
     problems.update(found.problems)
     what = f"{mode}, test accuracy, mean ± std over {seeds} seed(s)"
-    note = identified.title_note(problems)
     figs = {"transfer_matrix": heatmap(mean, std, f"Transfer T[source, target] ({what}){note}")}
     if "source_scores" in traits:
         figs["transfer_biplot"] = biplot(
