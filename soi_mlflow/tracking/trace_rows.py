@@ -16,6 +16,21 @@ def is_tensor(x: Any) -> bool:
     return type(x).__module__.startswith("torch") and hasattr(x, "detach")
 
 
+def on_host(x: Any) -> bool:
+    """Whether ``x`` is already in host memory (not a tensor, or a CPU tensor): reading it
+    there makes the host wait for no device."""
+    return not is_tensor(x) or x.device.type == "cpu"
+
+
+def to_device(x: Any, device: Any) -> Any:
+    """``x`` (an array or a tensor) on ``device``; a host array goes as a non-blocking copy,
+    so the caller's thread does not wait for the device."""
+    import torch
+
+    t = x if is_tensor(x) else torch.as_tensor(np.asarray(x))
+    return t if t.device == device else t.to(device, non_blocking=True)
+
+
 def to_numpy(x: Any) -> np.ndarray:
     if is_tensor(x):
         return x.detach().cpu().numpy()
@@ -56,11 +71,9 @@ def statistics(
         s = scores.detach() if is_tensor(scores) else torch.as_tensor(np.asarray(scores))
         s = s.float()
         device = s.device
-        g = gold if is_tensor(gold) else torch.as_tensor(gold)
-        g = g.to(device)
+        g = to_device(gold, device)
         if (classes < width).any():  # padded multi-head logits: mask each row's extra columns
-            per_task = torch.as_tensor(classes, device=device)
-            row_classes = per_task[torch.as_tensor(task_idx, device=device)]
+            row_classes = to_device(classes, device)[to_device(task_idx, device)]
             cols = torch.arange(width, device=device)
             fill = 0.0 if from_probs else float("-inf")
             s = s.masked_fill(cols[None, :] >= row_classes[:, None], fill)
@@ -82,17 +95,40 @@ def statistics(
         }
 
 
-def stack(batches: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    """One numpy column per field from an epoch's batches (one device-to-host copy each)."""
+def to_host(tensors: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Tensors as numpy arrays: from a CUDA device, non-blocking copies into pinned host
+    memory and one wait per device for all of them, not one per tensor."""
+    import torch
+
     out: dict[str, np.ndarray] = {}
+    waits = set()
+    for key, t in tensors.items():
+        if t.device.type == "cuda":
+            host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+            host.copy_(t, non_blocking=True)
+            waits.add(t.device)
+            out[key] = host.numpy()
+        else:
+            out[key] = t.detach().cpu().numpy()
+    for device in waits:
+        torch.cuda.current_stream(device).synchronize()
+    return out
+
+
+def stack(batches: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """One numpy column per field from an epoch's batches: a column of tensors is joined
+    where they are and comes to the host in one copy (:func:`to_host`)."""
+    out: dict[str, np.ndarray] = {}
+    tensors: dict[str, Any] = {}
     for key in COLUMNS:
         parts = [b[key] for b in batches]
         if parts and all(is_tensor(p) for p in parts):
             import torch
 
-            out[key] = torch.cat([p.to(parts[0].device) for p in parts]).cpu().numpy()
+            tensors[key] = torch.cat([p.to(parts[0].device) for p in parts])
         else:
             out[key] = np.concatenate([to_numpy(p) for p in parts]) if parts else np.empty(0)
+    out |= to_host(tensors)
     lengths = [len(b["member_idx"]) for b in batches]
     out["step"] = np.repeat(np.array([b["step"] for b in batches], dtype=np.int64), lengths)
     out["example_id"] = out["example_id"].astype(np.int64, copy=False)
