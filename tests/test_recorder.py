@@ -8,6 +8,7 @@ import textwrap
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from mlflow import MlflowClient
@@ -207,3 +208,36 @@ def test_one_recorder_class_whose_close_runs_the_registered_steps(module_store) 
     finally:
         after_close.unregister(step)
     assert seen == [(failed.run_id, "FAILED")] and failed.analysis is None
+
+
+def test_chunks_of_the_buffer_and_a_reused_batch_tensor_give_the_same_trace(
+    module_store, monkeypatch
+) -> None:
+    """Statistics computed per chunk of the device buffer (here 48 rows: chunks of two
+    20-row batches) equal those of one chunk, and a caller who writes the next batch into
+    the same tensor loses nothing (the buffer holds a copy)."""
+    from soi_mlflow.tracking import epoch_buffer
+
+    g = torch.Generator().manual_seed(3)
+    logits, labels = torch.randn(200, 3, generator=g), torch.randint(0, 3, (200,), generator=g)
+
+    def traced() -> object:
+        reused = torch.empty(20, 3)  # one tensor, overwritten for every batch
+        names = ["a", "b", "c"]
+        with TraceRecorder(tracking_uri=module_store, label_names=names, analyze=False) as rec:
+            for start in range(0, 200, 20):
+                reused.copy_(logits[start : start + 20])
+                rec.add(
+                    "train", torch.arange(start, start + 20), reused, labels[start : start + 20]
+                )
+            rec.end_epoch()
+        trace, _ = load_trace(module_store, rec.run_id, "traces/train/epoch=000.parquet")
+        return trace
+
+    whole = traced()
+    monkeypatch.setattr(epoch_buffer, "MAX_ROWS", 48)
+    chunked = traced()
+    pd.testing.assert_frame_equal(whole, chunked)
+    expected = logits.softmax(-1)[torch.arange(200), labels].numpy()
+    np.testing.assert_allclose(whole["p_gold"], expected, rtol=2.5e-4)
+    assert whole["step"].tolist() == [1 + i // 20 for i in range(200)]

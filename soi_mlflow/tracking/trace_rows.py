@@ -12,8 +12,17 @@ from soi_mlflow.errors import SoiInputError
 COLUMNS = ("example_id", "member_idx", "task_idx", "gold", "pred", "p_gold", "loss", "margin")
 
 
+_TENSOR_TYPES: set[type] = set()  # types seen to be tensors (the check runs per batch)
+
+
 def is_tensor(x: Any) -> bool:
-    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+    kind = type(x)
+    if kind in _TENSOR_TYPES:
+        return True
+    if kind.__module__.startswith("torch") and hasattr(x, "detach"):
+        _TENSOR_TYPES.add(kind)
+        return True
+    return False
 
 
 def on_host(x: Any) -> bool:
@@ -63,7 +72,7 @@ def statistics(
     width: int,
     from_probs: bool,
 ) -> dict[str, Any]:
-    """Gold probability, prediction, loss and margin of each row, computed with torch on
+    """Prediction, gold probability, loss and margin of each row, computed with torch on
     the scores' device (no host sync); tensors stay there until the epoch ends."""
     import torch
 
@@ -87,7 +96,6 @@ def statistics(
         others = logp.scatter(1, safe[:, None], float("-inf"))
         margin = logp_gold - others.max(dim=1).values
         return {
-            "gold": g,
             "pred": logp.argmax(dim=1),
             "p_gold": logp_gold.exp(),
             "loss": -logp_gold,
@@ -116,7 +124,8 @@ def to_host(tensors: dict[str, Any]) -> dict[str, np.ndarray]:
 
 
 def stack(batches: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    """One numpy column per field from an epoch's batches: a column of tensors is joined
+    """One numpy column per field from an epoch's chunks of rows (each with a per-row
+    ``step`` array, ``epoch_buffer.SplitBuffer``): a column of tensors is joined
     where they are and comes to the host in one copy (:func:`to_host`)."""
     out: dict[str, np.ndarray] = {}
     tensors: dict[str, Any] = {}
@@ -129,8 +138,7 @@ def stack(batches: list[dict[str, Any]]) -> dict[str, np.ndarray]:
         else:
             out[key] = np.concatenate([to_numpy(p) for p in parts]) if parts else np.empty(0)
     out |= to_host(tensors)
-    lengths = [len(b["member_idx"]) for b in batches]
-    out["step"] = np.repeat(np.array([b["step"] for b in batches], dtype=np.int64), lengths)
+    out["step"] = np.concatenate([np.asarray(b["step"], np.int64) for b in batches])
     out["example_id"] = out["example_id"].astype(np.int64, copy=False)
     return out
 
