@@ -6,7 +6,7 @@ calls in a plain loop, as AUM's calculator takes them (``add`` per batch, ``end_
   labels into a preallocated buffer on their device (``epoch_buffer.py``): no host sync,
   a few microseconds a batch. The statistics (gold probability, prediction, loss, margin)
   are computed there per chunk of rows and copied to the host once per epoch.
-- ``end_epoch`` writes one schema-v1 file per (split, epoch) to ``traces/<split>/`` of the
+- ``end_epoch`` writes one trace file per (split, epoch) to ``traces/<split>/`` of the
   run, on one background thread, so training does not wait on the tracking store. An
   example seen several times in an epoch (over-sampling, a distributed sampler's padding)
   keeps its last visit; an example not seen has no row for that epoch.
