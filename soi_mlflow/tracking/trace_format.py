@@ -9,8 +9,10 @@ low bytes. ``loss`` is stored only where it is not ``-log p_gold`` (a ``p_gold``
 rounds to 0): elsewhere it is null, the ``soi.loss`` metadata says ``derived``, and
 readers put ``-log p_gold`` there (:func:`read_trace`, ``COALESCE`` in DuckDB), so every
 reader sees the column as before. Schema v1 (every ``loss`` stored) is read as it was.
-File metadata carries the schema version, the capture mode, the run id, the split, the
-epoch, the axis and the label names per task. Readers check the version. Nothing is
+File metadata (the footer's key-value pairs; v2 stores no Arrow schema, which repeated
+them, so readers open ``member`` and ``task`` as dictionaries: :func:`open_trace`)
+carries the schema version, the capture mode, the run id, the split, the epoch, the axis
+and the label names per task. Readers check the version. Nothing is
 pickled.
 
 A difference docs/design.md lists: the member is one ``member`` column whatever the axis (its
@@ -36,6 +38,8 @@ from soi_mlflow.errors import SoiInputError
 SCHEMA_VERSION = 2
 READ_VERSIONS = ("1", "2")  # v1: loss stored in every row
 LOSS_DERIVED = "derived"  # soi.loss: null losses are -log p_gold
+# read as dictionaries: v2 files keep no Arrow schema (~1 KB of footer), so say which
+DICTIONARY = ["member", "task"]
 META_PREFIX = "soi."
 CAPTURE_MODES = ("train_pass", "eval_pass")
 
@@ -149,19 +153,21 @@ def derive_loss(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_trace(path: str | Path, table: pa.Table, meta: dict[str, Any]) -> Path:
-    """Write ``table`` with ``meta`` (values JSON-encoded unless strings) as file metadata."""
+    """Write ``table`` with ``meta`` (values JSON-encoded unless strings) as file metadata:
+    the footer's key-value pairs, with no Arrow schema (which would repeat them and the
+    column types, about 1 KB: a quarter of a small evaluation file)."""
     metadata = {
         f"{META_PREFIX}trace_schema": str(SCHEMA_VERSION),
         f"{META_PREFIX}loss": LOSS_DERIVED,
     }
     for key, value in meta.items():
         metadata[f"{META_PREFIX}{key}"] = value if isinstance(value, str) else json.dumps(value)
-    table = table.replace_schema_metadata(metadata)
+    table = table.replace_schema_metadata(None)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(
-        table,
+    with pq.ParquetWriter(
         path,
+        table.schema,
         compression="zstd",
         compression_level=9,
         use_dictionary=["member", "task", "gold", "pred"],
@@ -175,7 +181,10 @@ def write_trace(path: str | Path, table: pa.Table, meta: dict[str, Any]) -> Path
         },
         write_statistics=False,
         data_page_version="2.0",
-    )
+        store_schema=False,
+    ) as writer:
+        writer.write_table(table)
+        writer.add_key_value_metadata(metadata)
     return path
 
 
@@ -188,11 +197,18 @@ def open_trace(
     ``FileMetaData`` read before) spares reading its footer again."""
     with readable(path):
         if filesystem is None:
-            with pq.ParquetFile(path, metadata=metadata) as pf:
+            footer = metadata or pq.read_metadata(path)
+            with pq.ParquetFile(path, metadata=footer, read_dictionary=_names(footer)) as pf:
                 yield pf
             return
         with filesystem.open_input_file(str(path)) as f:
-            yield pq.ParquetFile(f, metadata=metadata or read_footer(f))
+            footer = metadata or read_footer(f)
+            yield pq.ParquetFile(f, metadata=footer, read_dictionary=_names(footer))
+
+
+def _names(footer: pq.FileMetaData) -> list[str]:
+    """The columns of :data:`DICTIONARY` a file has (a user's file may lack ``task``)."""
+    return [c for c in DICTIONARY if c in footer.schema.names]
 
 
 def read_footer(f: pa.NativeFile) -> pq.FileMetaData:
@@ -211,9 +227,14 @@ def read_footer(f: pa.NativeFile) -> pq.FileMetaData:
     return pq.read_metadata(pa.BufferReader(tail))
 
 
-def check_metadata(path: str | Path, schema: pa.Schema) -> dict[str, Any]:
-    """The ``soi.*`` metadata of a trace file's ``schema``, after checking its version."""
-    raw = schema.metadata or {}
+def check_metadata(path: str | Path, source: pa.Schema | pq.ParquetFile) -> dict[str, Any]:
+    """The ``soi.*`` metadata of a trace file, after checking its version: from the open
+    file (``source``: a ``ParquetFile``; v2 keeps it in the footer's key-value metadata
+    only) or from an Arrow schema (v1 files also keep it there)."""
+    if isinstance(source, pq.ParquetFile):
+        raw = {**(source.schema_arrow.metadata or {}), **(source.metadata.metadata or {})}
+    else:
+        raw = source.metadata or {}
     meta = {k.decode(): v.decode() for k, v in raw.items() if k.decode().startswith(META_PREFIX)}
     version = meta.get(f"{META_PREFIX}trace_schema")
     if version is None:
@@ -238,8 +259,7 @@ def read_metadata(path: str | Path, filesystem: Any = None) -> dict[str, Any]:
     """The ``soi.*`` metadata of a trace file, after checking its schema version
     (``filesystem``: as for :func:`open_trace`)."""
     with open_trace(path, filesystem) as pf:
-        schema = pf.schema_arrow
-    return check_metadata(path, schema)
+        return check_metadata(path, pf)
 
 
 def read_trace(path: str | Path, filesystem: Any = None) -> pd.DataFrame:
@@ -247,7 +267,7 @@ def read_trace(path: str | Path, filesystem: Any = None) -> pd.DataFrame:
     for names), ``loss`` derived where the file leaves it null; ``filesystem``: as for
     :func:`open_trace`."""
     with open_trace(path, filesystem) as pf:
-        check_metadata(path, pf.schema_arrow)
+        check_metadata(path, pf)
         table = pf.read()
     missing = [c for c in REQUIRED if c not in table.column_names]
     if missing:
