@@ -44,6 +44,12 @@ if [ "$device" = cuda ]; then
     "$PYTHON" -m pytest -q -n 0 -p no:cacheprovider tests/test_training.py -k no_host_sync
 fi
 
+# The trace path's own check: traced epochs of the plain-loop recorder and of the Lightning
+# adapter with CUDA's sync debug mode set to "error" around every add() and batch hook, so
+# a host sync per batch fails the check (on the CPU a smoke test of the same steps).
+echo "== no host sync per batch in the trace path (bench/sync_check.py), device $device"
+(cd bench && "$PYTHON" sync_check.py --device "$device")
+
 # 3. A small compare study (three children) on a local Ray cluster, sharing the one GPU
 #    (half a GPU each: two children at a time).
 echo "== a three-child Ray study sharing the device"

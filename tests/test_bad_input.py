@@ -260,7 +260,7 @@ def _bad_files(tmp_path: Path, good: Path) -> dict[str, Path]:
     table = pq.read_table(good)
     meta = dict(table.schema.metadata)
     out = {"truncated": tmp_path / "truncated", "garbage": tmp_path / "garbage"}
-    for case, version in (("future", b"2"), ("foreign", None)):
+    for case, version in (("future", b"99"), ("foreign", None)):
         (tmp_path / case).mkdir()
         if version is None:
             meta.pop(b"soi.trace_schema")
@@ -274,7 +274,7 @@ def _bad_files(tmp_path: Path, good: Path) -> dict[str, Path]:
 PROBLEMS = {
     "truncated": "cannot be read (",
     "garbage": "it may be truncated (an upload or a copy cut short) or not a trace file",
-    "future": "has trace schema version '2'; this soi-mlflow reads version 1",
+    "future": "has trace schema version '99'; this soi-mlflow reads versions 1, 2",
     "foreign": "has no trace schema version: not a soi-mlflow trace file",
 }
 

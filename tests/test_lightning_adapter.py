@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hostreads import HostReads
 from lightning.pytorch.loggers import MLFlowLogger
 from mlflow import MlflowClient
 from torch import nn
@@ -301,3 +302,16 @@ def test_a_resumed_user_run_is_bit_identical_to_an_uninterrupted_one(
                 a, _ = load_trace(module_store, straight, path)
                 b, _ = load_trace(module_store, run, path)
                 pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_the_callback_reads_no_batch_on_the_host(module_store) -> None:
+    """No host sync per batch: the callback's hooks and the recorder under them never read
+    a later batch's tensors on the host during a traced fit (``tests/hostreads.py``)."""
+    callback = TraceCallback(ids="uid", labels="target", logits="scores", tracking_uri=module_store)
+    hooks = (TraceCallback.on_train_batch_end, TraceCallback.on_validation_batch_end)
+    with HostReads(*hooks) as reads:
+        _fit(callback, epochs=2)
+    assert reads.calls == {}, f"host reads on a later batch: {dict(reads.calls)}"
+    assert sum(reads.first.values()) > 0  # the counter sees the first batch's host check
+    run_id = callback.run_id_resolved
+    assert len(trace_files(module_store, run_id, "train")) == 2

@@ -1,10 +1,14 @@
-"""The trace file format (schema v1): round trip, size, version check."""
+"""The trace file format (schema v2, and v1 files read as before): round trip, size,
+version check."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -49,7 +53,12 @@ def test_round_trip_sorts_by_id_and_keeps_values(tmp_path: Path) -> None:
     assert df["member"].tolist() == [["a", "b"][i] for i in rows["member_idx"][order]]
     np.testing.assert_allclose(df["p_gold"], rows["p_gold"][order], rtol=1.3e-4)
     assert (df["epoch"] == 4).all()
-    assert read_metadata(path) == {"trace_schema": 1, "capture": "eval_pass", "epoch": 4}
+    assert read_metadata(path) == {
+        "trace_schema": 2,
+        "loss": "derived",
+        "capture": "eval_pass",
+        "epoch": 4,
+    }
 
 
 def test_size_is_under_eight_bytes_per_example(tmp_path: Path) -> None:
@@ -70,7 +79,7 @@ def test_unknown_schema_version_is_refused(tmp_path: Path) -> None:
     meta[b"soi.trace_schema"] = b"99"
     pq.write_table(table.replace_schema_metadata(meta), tmp_path / "future.parquet")
     with pytest.raises(
-        TraceFormatError, match="trace schema version '99'; this soi-mlflow reads version 1"
+        TraceFormatError, match="trace schema version '99'; this soi-mlflow reads versions 1, 2"
     ):
         read_trace(tmp_path / "future.parquet")
 
@@ -85,3 +94,65 @@ def test_margin_is_optional_and_small(tmp_path: Path) -> None:
     assert path.stat().st_size / 4000 < 8.5
     plain = write_trace(tmp_path / "p.parquet", build_table(_rows(10), ["a", "b"], ["t"]), {})
     assert "margin" not in read_trace(plain).columns  # files without it still read
+
+
+def _write_v1(path: Path, table: pa.Table, loss: np.ndarray, meta: dict) -> Path:
+    """A file as schema v1 wrote it (every loss stored, rounded like p_gold), from a v2
+    table of the same rows: what runs recorded before v2 hold."""
+    order = np.argsort(table["example_id"].to_numpy(), kind="stable")
+    v1 = table.set_column(
+        table.schema.get_field_index("loss"), "loss", pa.array(round_mantissa(loss[order]))
+    )
+    metadata = {"soi.trace_schema": "1", **{f"soi.{k}": json.dumps(v) for k, v in meta.items()}}
+    pq.write_table(
+        v1.replace_schema_metadata(metadata),
+        path,
+        compression="zstd",
+        use_dictionary=["member", "task", "gold", "pred"],
+        write_statistics=False,
+    )
+    return path
+
+
+def test_loss_is_derived_where_it_is_minus_log_p_gold_and_stored_elsewhere(
+    tmp_path: Path,
+) -> None:
+    rows = _rows(2000)
+    rows["p_gold"][7], rows["loss"][7] = 0.0, 120.0  # underflowed: -log p_gold is inf
+    path = write_trace(tmp_path / "t.parquet", build_table(rows, ["a", "b"], ["t"]), {})
+    stored = pq.read_table(path)["loss"]
+    assert stored.null_count == 1999  # only the underflowed row keeps its loss
+    df = read_trace(path)
+    order = np.argsort(rows["example_id"], kind="stable")
+    np.testing.assert_allclose(df["loss"], rows["loss"][order], rtol=2.5e-4, atol=1.3e-4)
+    assert df["loss"].dtype == np.float32 and df["loss"].notna().all()
+    assert df.loc[df["p_gold"] == 0, "loss"].tolist() == [120.0]
+    assert read_metadata(path)["loss"] == "derived"
+
+
+def test_old_files_read_as_before_and_analyses_agree_with_them(tmp_path: Path) -> None:
+    """Schema v1 files (every loss stored) read unchanged, and cartography and AUM over
+    v2 files of the same rows equal those over v1 files to 1e-6."""
+    from soi_mlflow.analysis.noise import detector_scores
+
+    frames: dict[str, list[pd.DataFrame]] = {"v1": [], "v2": []}
+    for epoch in range(4):
+        rows = _rows(500, seed=epoch)
+        rows["example_id"] = np.arange(500)
+        rows["epoch"] = epoch
+        rows["margin"] = np.random.default_rng(epoch).normal(size=500).astype(np.float32)
+        table = build_table(rows, ["a", "b"], ["t"])
+        meta = {"epoch": epoch, "capture": "train_pass"}
+        new = write_trace(tmp_path / f"v2-{epoch}.parquet", table, meta)
+        old = _write_v1(tmp_path / f"v1-{epoch}.parquet", table, rows["loss"], meta)
+        frames["v2"].append(read_trace(new))
+        frames["v1"].append(before := read_trace(old))
+        assert read_metadata(old)["trace_schema"] == 1
+        np.testing.assert_array_equal(before["loss"], round_mantissa(rows["loss"]))
+        after = frames["v2"][-1]
+        pd.testing.assert_frame_equal(before.drop(columns="loss"), after.drop(columns="loss"))
+        np.testing.assert_allclose(after["loss"], before["loss"], rtol=2.5e-4, atol=1.3e-4)
+    v1 = detector_scores(pd.concat(frames["v1"], ignore_index=True))
+    v2 = detector_scores(pd.concat(frames["v2"], ignore_index=True))
+    for column in ("confidence", "aum", "forgetting", "soi_flag"):
+        np.testing.assert_allclose(v2[column], v1[column], rtol=0, atol=1e-6)

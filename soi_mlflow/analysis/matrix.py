@@ -93,7 +93,7 @@ class TraceMatrix:
         tables, footers = [], []
         for i, path in enumerate(paths):
             with open_trace(path, filesystem) as pf:
-                epoch = int(check_metadata(path, pf.schema_arrow).get("epoch", i))
+                epoch = int(check_metadata(path, pf).get("epoch", i))
                 tables.append(pf.read(columns=NUMERIC))
                 footers.append(pf.metadata)
             groups.setdefault(epoch, []).append(i)

@@ -105,7 +105,7 @@ def last_epoch_predictions(
     with naming_the_run(run_id, split, found):
         for path in found.epochs[epoch]:
             with open_trace(path, found.filesystem) as pf:
-                names |= check_metadata(path, pf.schema_arrow).get("label_names") or {}
+                names |= check_metadata(path, pf).get("label_names") or {}
                 table = pf.read(columns=PREDICTION_COLUMNS)
             frames.append(table.to_pandas())
     out = pd.concat(frames, ignore_index=True)

@@ -1,18 +1,21 @@
-"""One batch given to the trace recorder, checked and turned into per-row statistics:
-ids, scores and labels of the right shapes, member and task indices, gold probability,
-prediction, loss and margin (computed where the logits are, see ``trace_rows.py``)."""
+"""One batch given to the trace recorder, checked and put into its split's buffer: ids,
+scores and labels of the right shapes, member and task indices (the statistics follow
+where the logits are, per chunk of rows: ``epoch_buffer.py``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from soi_mlflow.errors import SoiInputError
+from soi_mlflow.tracking.epoch_buffer import SplitBuffer
 from soi_mlflow.tracking.label_space import LabelSpace
 from soi_mlflow.tracking.names import check_split_name
-from soi_mlflow.tracking.trace_rows import as_ids, statistics
+from soi_mlflow.tracking.trace_rows import as_ids
 
 
-def batch_rows(
+def add_batch(
+    buffer: SplitBuffer,
+    step: int,
     space: LabelSpace,
     split: str,
     example_ids: Any,
@@ -22,9 +25,9 @@ def batch_rows(
     member: Any,
     task: Any,
     first: bool,
-) -> dict[str, Any]:
-    """The rows of one batch of ``split`` (columns as tensors or arrays); ``first``: the
-    split's first batch, checked in full (later ones are checked at the epoch's end).
+) -> None:
+    """One batch of ``split`` into its ``buffer``, at training step ``step``; ``first``:
+    the split's first batch, checked in full (later ones are checked at the epoch's end).
     Bad input raises :class:`SoiInputError`."""
     if first:
         check_split_name(split)
@@ -51,8 +54,4 @@ def batch_rows(
     if first:
         space.check_first(split, gold, task_idx, classes, width)
     member_idx = space.member_indices(member, task_idx, n, check=first)
-    row = statistics(scores, gold, task_idx, classes, width, from_probs=logits is None)
-    row["example_id"] = ids
-    row["member_idx"] = member_idx
-    row["task_idx"] = task_idx
-    return row
+    buffer.add(ids, scores, gold, member_idx, task_idx, classes, logits is None, step)

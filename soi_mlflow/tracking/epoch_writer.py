@@ -1,6 +1,6 @@
 """An epoch's rows into trace files and metrics: every rank's rows gathered on rank 0, or
 each rank's own part of them in shard mode (``tracking/shards.py``); the last visit of
-each example kept and checked, the per-split metrics, and one schema-v1 file per (split,
+each example kept and checked, the per-split metrics, and one trace file per (split,
 epoch[, rank]) put into the run's spool."""
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import numpy as np
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.names import DEFAULT_TASK
 from soi_mlflow.tracking.run import metric_safe
-from soi_mlflow.tracking.trace_rows import is_tensor, to_numpy
+from soi_mlflow.tracking.trace_rows import is_tensor, on_host, to_device, to_numpy
 
 
 @dataclass
@@ -123,9 +123,7 @@ class LabelSpace:
             return self._name_indices(member, n, "member", self.members, check=check)
         mapping = np.array([self.members.add(t) for t in self.tasks.names], dtype=np.int32)
         if is_tensor(task_idx):
-            import torch
-
-            return torch.as_tensor(mapping, device=task_idx.device)[task_idx]
+            return to_device(mapping, task_idx.device)[task_idx]
         return mapping[task_idx]
 
     def _name_indices(
@@ -138,13 +136,18 @@ class LabelSpace:
         check: bool = True,
     ) -> Any:
         """Row indices into ``table`` from one name, a name per row, or int indices (an
-        integer tensor stays on its device, unchecked unless ``check``)."""
+        integer tensor stays on its device, unchecked unless ``check`` and it is in host
+        memory: a device's indices are checked at the epoch's end, without a host sync)."""
         if isinstance(values, str):
             if values not in table.index and not declare:
                 raise SoiInputError(f"{what} {values!r} is not one of {table.names}")
             idx = self.declare_task(values, None) if what == "task" else table.add(values)
             return np.full(n, idx, dtype=np.int32)
-        if is_tensor(values) and not values.dtype.is_floating_point and not check:
+        if (
+            is_tensor(values)
+            and not values.dtype.is_floating_point
+            and not (check and on_host(values))
+        ):
             return values.detach().long()  # checked on the split's first batch and at epoch end
         arr = to_numpy(values)
         if arr.shape != (n,):
@@ -197,13 +200,17 @@ class LabelSpace:
     def check_first(
         self, split: str, gold: Any, task_idx: np.ndarray, classes: np.ndarray, width: int
     ) -> None:
-        """Full checks on a split's first batch (later batches are checked at epoch end)."""
+        """Full checks on a split's first batch (later batches are checked at epoch end).
+        Labels or tasks still on a device are checked at the epoch's end only: reading
+        them here would make the host wait for the device."""
         for t, count in enumerate(self.classes):
             if count is not None and count > width:
                 raise SoiInputError(
                     f"split {split!r}: task {self.tasks.names[t]!r} has {count} label names "
                     f"but the logits have only {width} columns"
                 )
+        if not (on_host(gold) and on_host(task_idx)):
+            return
         g, task_idx = to_numpy(gold), to_numpy(task_idx)
         bad = (g < 0) | (g >= classes[task_idx])
         if bad.any():

@@ -1,13 +1,19 @@
-"""The trace file format, schema v1 (docs/design.md): one Parquet file per split and epoch.
+"""The trace file format, schema v2 (docs/design.md): one Parquet file per split and epoch.
 
 Rows are sorted by ``example_id``. Encodings are chosen for size: index-derived ids are
 nearly consecutive, so ``example_id`` is delta-encoded to about a bit per row; ``member``,
 ``task``, ``gold`` and ``pred`` are dictionary/RLE-encoded; the float columns use
 byte-stream-split before zstd, and are rounded to 12 mantissa bits (relative error at most
 1.2e-4, far below the epoch-to-epoch noise the analyses measure), which lets zstd drop the
-low bytes: about 5-7 bytes per example and epoch in all. File metadata carries the schema
-version, the capture mode, the run id, the split, the epoch, the axis and the label names
-per task. Readers check the version. Nothing is pickled.
+low bytes. ``loss`` is stored only where it is not ``-log p_gold`` (a ``p_gold`` that
+rounds to 0): elsewhere it is null, the ``soi.loss`` metadata says ``derived``, and
+readers put ``-log p_gold`` there (:func:`read_trace`, ``COALESCE`` in DuckDB), so every
+reader sees the column as before. Schema v1 (every ``loss`` stored) is read as it was.
+File metadata (the footer's key-value pairs; v2 stores no Arrow schema, which repeated
+them, so readers open ``member`` and ``task`` as dictionaries: :func:`open_trace`)
+carries the schema version, the capture mode, the run id, the split, the epoch, the axis
+and the label names per task. Readers check the version. Nothing is
+pickled.
 
 A difference docs/design.md lists: the member is one ``member`` column whatever the axis (its
 axis is in the metadata), not a ``task``/``source``/``lang`` column per axis, so every
@@ -29,7 +35,11 @@ import pyarrow.parquet as pq
 
 from soi_mlflow.errors import SoiInputError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READ_VERSIONS = ("1", "2")  # v1: loss stored in every row
+LOSS_DERIVED = "derived"  # soi.loss: null losses are -log p_gold
+# read as dictionaries: v2 files keep no Arrow schema (~1 KB of footer), so say which
+DICTIONARY = ["member", "task"]
 META_PREFIX = "soi."
 CAPTURE_MODES = ("train_pass", "eval_pass")
 
@@ -96,7 +106,7 @@ def readable(path: str | Path) -> Iterator[None]:
 def build_table(
     columns: dict[str, np.ndarray], member_names: list[str], task_names: list[str]
 ) -> pa.Table:
-    """A schema-v1 table from per-row arrays; ``member_idx``/``task_idx`` index the names."""
+    """A trace table from per-row arrays; ``member_idx``/``task_idx`` index the names."""
     order = np.argsort(columns["example_id"], kind="stable")
 
     def dictionary(idx_key: str, names: list[str]) -> pa.DictionaryArray:
@@ -112,8 +122,8 @@ def build_table(
         dictionary("task_idx", task_names),
         pa.array(np.asarray(columns["gold"], dtype=np.int32)[order]),
         pa.array(np.asarray(columns["pred"], dtype=np.int32)[order]),
-        pa.array(np.minimum(round_mantissa(np.asarray(columns["p_gold"])[order]), 1.0)),
-        pa.array(round_mantissa(np.asarray(columns["loss"])[order])),
+        pa.array(p_gold := np.minimum(round_mantissa(np.asarray(columns["p_gold"])[order]), 1.0)),
+        stored_loss(np.asarray(columns["loss"])[order], p_gold),
     ]
     schema = SCHEMA
     for extra in OPTIONAL:
@@ -124,17 +134,40 @@ def build_table(
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def stored_loss(loss: np.ndarray, p_gold: np.ndarray) -> pa.Array:
+    """The ``loss`` column: null where ``-log p_gold`` gives it (readers derive it there),
+    the loss itself (rounded like ``p_gold``) where ``p_gold`` rounds to 0."""
+    keep = ~(p_gold > 0)
+    return pa.array(round_mantissa(loss), mask=~keep)
+
+
+def derive_loss(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame``'s null losses filled with ``-log p_gold`` (float32), in place: as precise
+    as the stored ``p_gold`` (12 mantissa bits), within 1.3e-4 near ``p_gold`` = 1."""
+    missing = frame["loss"].isna().to_numpy()
+    if missing.any():
+        with np.errstate(divide="ignore"):  # in float64, as DuckDB's ln, then float32
+            derived = -np.log(frame["p_gold"].to_numpy(np.float64))
+        frame["loss"] = np.where(missing, derived, frame["loss"].to_numpy()).astype(np.float32)
+    return frame
+
+
 def write_trace(path: str | Path, table: pa.Table, meta: dict[str, Any]) -> Path:
-    """Write ``table`` with ``meta`` (values JSON-encoded unless strings) as file metadata."""
-    metadata = {f"{META_PREFIX}trace_schema": str(SCHEMA_VERSION)}
+    """Write ``table`` with ``meta`` (values JSON-encoded unless strings) as file metadata:
+    the footer's key-value pairs, with no Arrow schema (which would repeat them and the
+    column types, about 1 KB: a quarter of a small evaluation file)."""
+    metadata = {
+        f"{META_PREFIX}trace_schema": str(SCHEMA_VERSION),
+        f"{META_PREFIX}loss": LOSS_DERIVED,
+    }
     for key, value in meta.items():
         metadata[f"{META_PREFIX}{key}"] = value if isinstance(value, str) else json.dumps(value)
-    table = table.replace_schema_metadata(metadata)
+    table = table.replace_schema_metadata(None)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(
-        table,
+    with pq.ParquetWriter(
         path,
+        table.schema,
         compression="zstd",
         compression_level=9,
         use_dictionary=["member", "task", "gold", "pred"],
@@ -148,7 +181,10 @@ def write_trace(path: str | Path, table: pa.Table, meta: dict[str, Any]) -> Path
         },
         write_statistics=False,
         data_page_version="2.0",
-    )
+        store_schema=False,
+    ) as writer:
+        writer.write_table(table)
+        writer.add_key_value_metadata(metadata)
     return path
 
 
@@ -161,11 +197,18 @@ def open_trace(
     ``FileMetaData`` read before) spares reading its footer again."""
     with readable(path):
         if filesystem is None:
-            with pq.ParquetFile(path, metadata=metadata) as pf:
+            footer = metadata or pq.read_metadata(path)
+            with pq.ParquetFile(path, metadata=footer, read_dictionary=_names(footer)) as pf:
                 yield pf
             return
         with filesystem.open_input_file(str(path)) as f:
-            yield pq.ParquetFile(f, metadata=metadata or read_footer(f))
+            footer = metadata or read_footer(f)
+            yield pq.ParquetFile(f, metadata=footer, read_dictionary=_names(footer))
+
+
+def _names(footer: pq.FileMetaData) -> list[str]:
+    """The columns of :data:`DICTIONARY` a file has (a user's file may lack ``task``)."""
+    return [c for c in DICTIONARY if c in footer.schema.names]
 
 
 def read_footer(f: pa.NativeFile) -> pq.FileMetaData:
@@ -184,18 +227,23 @@ def read_footer(f: pa.NativeFile) -> pq.FileMetaData:
     return pq.read_metadata(pa.BufferReader(tail))
 
 
-def check_metadata(path: str | Path, schema: pa.Schema) -> dict[str, Any]:
-    """The ``soi.*`` metadata of a trace file's ``schema``, after checking its version."""
-    raw = schema.metadata or {}
+def check_metadata(path: str | Path, source: pa.Schema | pq.ParquetFile) -> dict[str, Any]:
+    """The ``soi.*`` metadata of a trace file, after checking its version: from the open
+    file (``source``: a ``ParquetFile``; v2 keeps it in the footer's key-value metadata
+    only) or from an Arrow schema (v1 files also keep it there)."""
+    if isinstance(source, pq.ParquetFile):
+        raw = {**(source.schema_arrow.metadata or {}), **(source.metadata.metadata or {})}
+    else:
+        raw = source.metadata or {}
     meta = {k.decode(): v.decode() for k, v in raw.items() if k.decode().startswith(META_PREFIX)}
     version = meta.get(f"{META_PREFIX}trace_schema")
     if version is None:
         raise TraceFormatError(path, "has no trace schema version: not a soi-mlflow trace file")
-    if version != str(SCHEMA_VERSION):
+    if version not in READ_VERSIONS:
         raise TraceFormatError(
             path,
-            f"has trace schema version {version!r}; this soi-mlflow reads version "
-            f"{SCHEMA_VERSION} (upgrade soi-mlflow to read newer traces)",
+            f"has trace schema version {version!r}; this soi-mlflow reads versions "
+            f"{', '.join(READ_VERSIONS)} (upgrade soi-mlflow to read newer traces)",
         )
     out: dict[str, Any] = {}
     for key, value in meta.items():
@@ -211,17 +259,17 @@ def read_metadata(path: str | Path, filesystem: Any = None) -> dict[str, Any]:
     """The ``soi.*`` metadata of a trace file, after checking its schema version
     (``filesystem``: as for :func:`open_trace`)."""
     with open_trace(path, filesystem) as pf:
-        schema = pf.schema_arrow
-    return check_metadata(path, schema)
+        return check_metadata(path, pf)
 
 
 def read_trace(path: str | Path, filesystem: Any = None) -> pd.DataFrame:
-    """A trace file as a DataFrame with the schema-v1 columns (categoricals for names);
-    ``filesystem``: as for :func:`open_trace`."""
+    """A trace file (schema v1 or v2) as a DataFrame with the trace columns (categoricals
+    for names), ``loss`` derived where the file leaves it null; ``filesystem``: as for
+    :func:`open_trace`."""
     with open_trace(path, filesystem) as pf:
-        check_metadata(path, pf.schema_arrow)
+        check_metadata(path, pf)
         table = pf.read()
     missing = [c for c in REQUIRED if c not in table.column_names]
     if missing:
         raise TraceFormatError(path, f"lacks column(s) {', '.join(missing)}")
-    return table.to_pandas()
+    return derive_loss(table.to_pandas())

@@ -12,8 +12,32 @@ from soi_mlflow.errors import SoiInputError
 COLUMNS = ("example_id", "member_idx", "task_idx", "gold", "pred", "p_gold", "loss", "margin")
 
 
+_TENSOR_TYPES: set[type] = set()  # types seen to be tensors (the check runs per batch)
+
+
 def is_tensor(x: Any) -> bool:
-    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+    kind = type(x)
+    if kind in _TENSOR_TYPES:
+        return True
+    if kind.__module__.startswith("torch") and hasattr(x, "detach"):
+        _TENSOR_TYPES.add(kind)
+        return True
+    return False
+
+
+def on_host(x: Any) -> bool:
+    """Whether ``x`` is already in host memory (not a tensor, or a CPU tensor): reading it
+    there makes the host wait for no device."""
+    return not is_tensor(x) or x.device.type == "cpu"
+
+
+def to_device(x: Any, device: Any) -> Any:
+    """``x`` (an array or a tensor) on ``device``; a host array goes as a non-blocking copy,
+    so the caller's thread does not wait for the device."""
+    import torch
+
+    t = x if is_tensor(x) else torch.as_tensor(np.asarray(x))
+    return t if t.device == device else t.to(device, non_blocking=True)
 
 
 def to_numpy(x: Any) -> np.ndarray:
@@ -48,7 +72,7 @@ def statistics(
     width: int,
     from_probs: bool,
 ) -> dict[str, Any]:
-    """Gold probability, prediction, loss and margin of each row, computed with torch on
+    """Prediction, gold probability, loss and margin of each row, computed with torch on
     the scores' device (no host sync); tensors stay there until the epoch ends."""
     import torch
 
@@ -56,11 +80,9 @@ def statistics(
         s = scores.detach() if is_tensor(scores) else torch.as_tensor(np.asarray(scores))
         s = s.float()
         device = s.device
-        g = gold if is_tensor(gold) else torch.as_tensor(gold)
-        g = g.to(device)
+        g = to_device(gold, device)
         if (classes < width).any():  # padded multi-head logits: mask each row's extra columns
-            per_task = torch.as_tensor(classes, device=device)
-            row_classes = per_task[torch.as_tensor(task_idx, device=device)]
+            row_classes = to_device(classes, device)[to_device(task_idx, device)]
             cols = torch.arange(width, device=device)
             fill = 0.0 if from_probs else float("-inf")
             s = s.masked_fill(cols[None, :] >= row_classes[:, None], fill)
@@ -74,7 +96,6 @@ def statistics(
         others = logp.scatter(1, safe[:, None], float("-inf"))
         margin = logp_gold - others.max(dim=1).values
         return {
-            "gold": g,
             "pred": logp.argmax(dim=1),
             "p_gold": logp_gold.exp(),
             "loss": -logp_gold,
@@ -82,19 +103,42 @@ def statistics(
         }
 
 
-def stack(batches: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    """One numpy column per field from an epoch's batches (one device-to-host copy each)."""
+def to_host(tensors: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Tensors as numpy arrays: from a CUDA device, non-blocking copies into pinned host
+    memory and one wait per device for all of them, not one per tensor."""
+    import torch
+
     out: dict[str, np.ndarray] = {}
+    waits = set()
+    for key, t in tensors.items():
+        if t.device.type == "cuda":
+            host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+            host.copy_(t, non_blocking=True)
+            waits.add(t.device)
+            out[key] = host.numpy()
+        else:
+            out[key] = t.detach().cpu().numpy()
+    for device in waits:
+        torch.cuda.current_stream(device).synchronize()
+    return out
+
+
+def stack(batches: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """One numpy column per field from an epoch's chunks of rows (each with a per-row
+    ``step`` array, ``epoch_buffer.SplitBuffer``): a column of tensors is joined
+    where they are and comes to the host in one copy (:func:`to_host`)."""
+    out: dict[str, np.ndarray] = {}
+    tensors: dict[str, Any] = {}
     for key in COLUMNS:
         parts = [b[key] for b in batches]
         if parts and all(is_tensor(p) for p in parts):
             import torch
 
-            out[key] = torch.cat([p.to(parts[0].device) for p in parts]).cpu().numpy()
+            tensors[key] = torch.cat([p.to(parts[0].device) for p in parts])
         else:
             out[key] = np.concatenate([to_numpy(p) for p in parts]) if parts else np.empty(0)
-    lengths = [len(b["member_idx"]) for b in batches]
-    out["step"] = np.repeat(np.array([b["step"] for b in batches], dtype=np.int64), lengths)
+    out |= to_host(tensors)
+    out["step"] = np.concatenate([np.asarray(b["step"], np.int64) for b in batches])
     out["example_id"] = out["example_id"].astype(np.int64, copy=False)
     return out
 

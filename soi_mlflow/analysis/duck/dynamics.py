@@ -100,11 +100,13 @@ def _bits(table: pa.Table, prefix: str, e: int) -> np.ndarray:
 
 
 def _file_categories(paths: Sequence[str]) -> list[str]:
-    """The member names of files as ``pq.read_table(...).to_pandas()`` gives them: each
-    chunk's dictionary in order, new names appended."""
+    """The member names of files as ``open_trace(...).read().to_pandas()`` gives them:
+    each chunk's dictionary in order, new names appended."""
     names: dict[str, None] = {}
     for path in paths:
-        for batch in pq.ParquetFile(path).iter_batches(columns=["member"]):
+        for batch in pq.ParquetFile(path, read_dictionary=["member"]).iter_batches(
+            columns=["member"]
+        ):
             column = batch.column(0)
             values = column.dictionary if pa.types.is_dictionary(column.type) else column.unique()
             names |= dict.fromkeys(str(v) for v in values.to_pylist() if v is not None)

@@ -5,7 +5,8 @@ read by one ``read_parquet`` over the list; each row's file position (a small in
 is joined to a small table of (file, run id, epoch), so no path or run id is ever pasted
 into SQL and no string is compared per row. Columns: ``run_id``, ``epoch`` (from the
 file's path) and the trace columns (``example_id, step, member, task, gold, pred,
-p_gold, loss``, and ``margin`` where a run has it, NULL elsewhere).
+p_gold, loss``, and ``margin`` where a run has it, NULL elsewhere); ``loss`` is derived
+from ``p_gold`` where a file leaves it null (``tracking/trace_format.py``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def trace_relation(files: Sequence[TraceFile], con=None, limits: Limits | None =
         ),
     )
     has_epoch = "epoch" in pq.read_schema(files[0].path).names
-    columns = "t.* EXCLUDE (epoch)" if has_epoch else "t.*"
+    # a null loss (schema v2) is -log p_gold; p_gold is never 0 there (the loss is stored)
+    loss = "REPLACE (COALESCE(t.loss, -ln(greatest(t.p_gold, 1e-45)))::FLOAT AS loss)"
+    columns = f"t.* EXCLUDE (epoch) {loss}" if has_epoch else f"t.* {loss}"
     return con.sql(
         f"SELECT f.run_id, f.epoch, {columns} "
         f"FROM read_parquet($files, union_by_name = true) t "
