@@ -10,17 +10,17 @@ calls in a plain loop, as AUM's calculator takes them (``add`` per batch, ``end_
   run, on one background thread, so training does not wait on the tracking store. An
   example seen several times in an epoch (over-sampling, a distributed sampler's padding)
   keeps its last visit; an example not seen has no row for that epoch.
-- A crash keeps every finished epoch: each is uploaded as soon as it ends.
-- Files and metrics go through the run's spool (``tracking/spool.py``): written to local
-  disk first, then sent in order. If the tracking server goes away, training goes on and
-  they wait there; the writer thread tries again every ``$SOI_MLFLOW_SPOOL_RETRY_S``
-  seconds (default 15) and at every write, :meth:`close` once more, and what is still
-  left then goes with ``soi-mlflow sync`` (``close`` says so on stderr).
+- A crash keeps every finished epoch: each is uploaded as soon as it ends, through the
+  run's spool (``tracking/spool.py``): local disk first, then sent in order. If the server
+  goes away, training goes on; the writer tries again every ``$SOI_MLFLOW_SPOOL_RETRY_S``
+  s (default 15) and at every write, :meth:`close` once more, and what is left then goes
+  with ``soi-mlflow sync`` (``close`` says so on stderr).
 - Under ``torch.distributed`` every rank calls ``add`` and ``end_epoch``; rank 0 owns the
   run. Rows are gathered to rank 0, which writes ``epoch=NNN.parquet``, or in shard mode
   (``shards=``) each rank writes its own ``epoch=NNN/rank=R.parquet`` (``shards.py``).
-- Bad input (no ids, lengths that differ, labels outside the classes, a split name that
-  cannot be a folder) raises :class:`SoiInputError` at the first batch, never an empty trace.
+- Bad input (no ids, lengths that differ, labels outside the classes, a bad split name)
+  raises :class:`SoiInputError`, never an empty trace: at the first batch, or for labels
+  still on a GPU at the end of the epoch (checking them earlier would wait on the device).
 - ``soi_mlflow.TraceRecorder`` is this class. When :meth:`close` ends training well it
   analyses the run as ``soi-mlflow analyze --run-id`` does (``analyze=False``: not); the
   analysis lives a layer up (``analysis/after_training.py``), so this layer runs the steps
@@ -66,14 +66,12 @@ class TraceRecorder(ShardedEpochs):
             run already open (a :class:`~soi_mlflow.tracking.run.RunHandle`, as the
             built-in trainer and the adapters hand theirs down): its client and spool are
             used, and its opener ends it.
-        tracking_uri: default ``$MLFLOW_TRACKING_URI``, which ``mlflow.set_tracking_uri``
-            also sets, else ``sqlite:///mlflow.db``
-            (:func:`~soi_mlflow.tracking.store.resolve_tracking_uri`).
+        tracking_uri: default ``$MLFLOW_TRACKING_URI`` (``mlflow.set_tracking_uri`` sets
+            it), else ``sqlite:///mlflow.db`` (``tracking.store.resolve_tracking_uri``).
         label_names: class names of one task (a list) or of several (``{task: [...]}``);
             default ``"0".."C-1"`` of one task, from the logits' width.
         capture: how the ``train`` split is captured: ``train_pass`` (the training step's
-            logits) or ``eval_pass`` (an extra pass in eval mode); other splits are
-            ``eval_pass``.
+            logits) or ``eval_pass`` (an extra pass in eval mode; other splits' way).
         axis: optional ``soi.axis`` tag (task, source or lang).
         log_metrics: log ``<split>/<member>/acc`` and ``/loss`` (and ``train/loss``) per epoch.
         start_epoch: the number of the first epoch :meth:`end_epoch` writes without one.
@@ -97,8 +95,7 @@ class TraceRecorder(ShardedEpochs):
 
     Raises:
         SoiInputError: a bad ``capture``, ``members`` or ``label_names`` here; bad rows
-            (no ids, lengths that differ, labels outside the classes, a split name that
-            cannot be a folder) at the first :meth:`add`.
+            at the first :meth:`add` (GPU labels: at :meth:`end_epoch`).
 
     Example::
 
