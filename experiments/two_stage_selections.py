@@ -54,7 +54,7 @@ def command(args: argparse.Namespace) -> list[str]:
     if args.max_examples:
         out += ["--max-examples", str(args.max_examples)]
     out += ["--epochs", str(epochs), "--stage2-epochs", str(stage2), "--seeds", str(seeds)]
-    for spec in SELECTIONS:
+    for spec in args.selections.split(";"):
         out += ["--stage2", spec]
     out += ["--progress", "false", "--tracking-uri", args.tracking_uri]
     out += ["--experiment", f"two-stage-selections-{args.action}"]
@@ -84,6 +84,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--stage2", type=int, default=2, help="stage-2 epochs")
+    parser.add_argument(
+        "--selections", default=";".join(SELECTIONS), help="stage-2 SPECs joined by ';'"
+    )
     parser.add_argument("--quick", action="store_true", help="1 seed, 1 + 1 epochs")
     parser.add_argument("--resume", default=None, help="a stopped study's parent run id")
     parser.add_argument("--out", default="real_data/topics", help="topics suite folder")
