@@ -56,6 +56,8 @@ def command(args: argparse.Namespace) -> list[str]:
     out += ["--epochs", str(epochs), "--stage2-epochs", str(stage2), "--seeds", str(seeds)]
     for spec in args.selections.split(";"):
         out += ["--stage2", spec]
+    if args.no_alone:
+        out += ["--single-baselines", "false"]
     out += ["--progress", "false", "--tracking-uri", args.tracking_uri]
     out += ["--experiment", f"two-stage-selections-{args.action}"]
     if args.resume:
@@ -87,6 +89,7 @@ def main() -> None:
     parser.add_argument(
         "--selections", default=";".join(SELECTIONS), help="stage-2 SPECs joined by ';'"
     )
+    parser.add_argument("--no-alone", action="store_true", help="no members alone")
     parser.add_argument("--quick", action="store_true", help="1 seed, 1 + 1 epochs")
     parser.add_argument("--resume", default=None, help="a stopped study's parent run id")
     parser.add_argument("--out", default="real_data/topics", help="topics suite folder")
