@@ -95,17 +95,22 @@ def main() -> None:
     if args.run_id:
         measure(args.tracking_uri, args.run_id, args.epochs)
         return
-    folder = Path(
-        tempfile.mkdtemp(prefix="soi-bytes-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
-    )
-    os.chdir(folder)
-    uri = f"sqlite:///{folder}/mlflow.db"
-    mixture = Mixture(
-        MixtureSpec("builtin", "source", MEMBERS, max_examples=args.examples, eval_max_examples=200)
-    )
-    run_id = one_run(mixture, args.epochs, traced=True, uri=uri, capture="train_pass")[3]
-    print(f"run {run_id} in {uri}")
-    measure(uri, run_id, args.epochs)
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="soi-bytes-", dir=base) as folder:  # removed after
+        os.chdir(folder)
+        try:
+            uri = f"sqlite:///{folder}/mlflow.db"
+            spec = MixtureSpec(
+                "builtin", "source", MEMBERS, max_examples=args.examples, eval_max_examples=200
+            )
+            run_id = one_run(
+                Mixture(spec), args.epochs, traced=True, uri=uri, capture="train_pass"
+            )[3]
+            print(f"run {run_id} in a temporary store (--run-id measures a run you keep)")
+            measure(uri, run_id, args.epochs)
+        finally:
+            os.chdir(here)
 
 
 def measure(uri: str, run_id: str, epochs: int) -> None:
