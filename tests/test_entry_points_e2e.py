@@ -25,8 +25,9 @@ on a tiny transfer study, ``--verify`` included.
 
 The project is a copy of this repository's MLproject in a temporary folder, so what the
 runs write next to themselves (``mlruns/``) stays out of the repository. The SQLite store
-through ``mlflow run`` is ``tests/test_training_e2e.py``'s; the command line named only
-by the variable, ``tests/test_server_defaults_e2e.py``'s."""
+through ``mlflow run`` is ``tests/test_training_e2e.py``'s. The last test here runs the
+command line with no ``mlflow run`` around it against the same server, named only by the
+variable: the command opens its own runs."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 from servers import REPO, mlflow_server
-from tracehelp import cli_env, trace_files
+from tracehelp import cli_env, run_cli_here, trace_files
 
 pytestmark = pytest.mark.e2e
 ENTRY_POINTS = yaml.safe_load((REPO / "MLproject").read_text())["entry_points"]
@@ -152,3 +153,37 @@ def test_an_entry_point_runs_on_its_defaults(server, project, name) -> None:
     assert not list(project.rglob("mlflow.db"))
     after = local_db.stat().st_mtime_ns if local_db.exists() else None
     assert after == before, f"{local_db} was written: the study used MLflow's default store"
+
+
+def _finished_with_models(uri: str, experiment: str) -> list:
+    """Every run of ``experiment`` in the server: FINISHED, each training run with its
+    logged MLflow Model, its artifacts proxied by the server. Returns the runs."""
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, f"experiment {experiment!r} is not in {uri}"
+    runs = client.search_runs([found.experiment_id])
+    assert runs and all(r.info.status == "FINISHED" for r in runs), [
+        (r.info.run_name, r.info.status) for r in runs
+    ]
+    trained = [r for r in runs if "soi.training_key" in r.data.tags]
+    assert trained and all(r.outputs.model_outputs for r in trained)
+    assert all(r.info.artifact_uri.startswith("mlflow-artifacts:") for r in runs)
+    return runs
+
+
+def test_train_and_compare_through_the_variable_without_mlflow_run(server, tmp_path) -> None:
+    """Commands as teams run them with no ``mlflow run`` around: every option at its
+    default (the MLflow Model logged) but the sizes, the server named only by
+    ``MLFLOW_TRACKING_URI``, so the command opens its own runs; no ``mlflow.db`` anywhere
+    else. Run in this process (``run_cli_here``): the claim is the command's work, and the
+    command's own process is the entry points' above."""
+    small = ["--epochs", "1", "--max-examples", "24", "--eval-max-examples", "16"]
+    work = tmp_path / "work"
+    work.mkdir()
+    run_cli_here(["train", "--members", "books", "--ood", "", *small, "--experiment", "b-train"],
+                 server, work)  # fmt: skip
+    assert len(_finished_with_models(server, "b-train")) == 1
+    args = ["compare", "--members", "books,movies", "--ood", "", *small, "--experiment", "b-cmp"]
+    run_cli_here(args, server, work)
+    assert len(_finished_with_models(server, "b-cmp")) == 4  # the parent and 3 children
+    assert not list(work.rglob("mlflow.db"))

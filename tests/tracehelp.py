@@ -130,8 +130,8 @@ def run_cli_here(args: list[str], uri: str, cwd: Path) -> str:
     stdout. For tests whose claim is the command's work, not its process: a child pays
     ~10 s of CPU importing torch, Lightning and MLflow first. The process is put back
     as found (environment, logging, warning filters, random states: ``kept``). The
-    command's own process is tested by the entry points (tests/test_entry_points_e2e.py)
-    and the server defaults (tests/test_server_defaults_e2e.py)."""
+    command's own process is tested by the entry points (tests/test_entry_points_e2e.py),
+    the killed runs and the faults (tests/test_faults_e2e.py)."""
     from soi_mlflow.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
