@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import sys
@@ -60,12 +61,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """The in-memory folder goes with the run (pytest keeps no older ones there)."""
+    """The in-memory folder goes with the run (pytest keeps no older ones there). Then the
+    process leaves out of the interpreter's last garbage collections what it holds now
+    (``gc.freeze``, as the ``soi-mlflow`` script does, bench/cli_exit.py): with torch,
+    Lightning and MLflow loaded they take 2-5 s at exit in each xdist process."""
     folder = config.stash.get(RAM_TMP, None)
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)
         os.environ.pop("TMPDIR", None)
         tempfile.tempdir = None
+    gc.freeze()
 
 
 @pytest.fixture(autouse=True)

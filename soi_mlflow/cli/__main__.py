@@ -1,5 +1,5 @@
 """``python -m soi_mlflow.cli``: the ``soi-mlflow`` command."""
 
-from soi_mlflow.cli.main import main
+from soi_mlflow.cli.main import script
 
-raise SystemExit(main())
+script()
