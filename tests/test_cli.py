@@ -61,3 +61,22 @@ def test_help_into_a_closed_pipe_prints_no_traceback() -> None:
     shell = f"{sys.executable} -m soi_mlflow.cli --help | true"
     out = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=120)
     assert "Traceback" not in out.stderr and "BrokenPipeError" not in out.stderr, out.stderr
+
+
+def test_the_script_exits_with_the_commands_code_and_its_objects_frozen() -> None:
+    """``script()`` (the console script, ``python -m soi_mlflow.cli``) passes on main's
+    exit code and freezes the garbage collector's objects for the exit (bench/cli_exit.py);
+    ``main()`` called from Python leaves the collector alone."""
+    code = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0))\n"
+        "from soi_mlflow.cli.main import main, script\n"
+        "main(['--version'])\n"
+        "print('after main', gc.get_freeze_count())\n"
+        "sys.argv = ['soi-mlflow', *sys.argv[1:]]\n"
+        "script()\n"
+    )
+    for args, status in ((["--version"], 0), (["no-such-command"], 2)):
+        out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+        assert out.returncode == status, out.stderr
+        assert "after main 0" in out.stdout and out.stdout.rstrip().endswith("frozen True")
