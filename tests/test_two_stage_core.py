@@ -19,6 +19,7 @@ from soi_mlflow.studies.two_stage import (
     TwoStageSettings,
     control_ids,
     parse_spec,
+    select_per_seed,
     two_stage_headline,
 )
 from soi_mlflow.studies.two_stage.analysis import labelled
@@ -261,3 +262,104 @@ def test_migration_sums_seed_pairs_over_the_selected_examples_only() -> None:
     assert set(rows["soi_stage1"]) == {"forgotten", "never_learned", "relearned"}
     forgotten = rows[(rows["soi_stage1"] == "forgotten") & (rows["soi_stage2"] == "always_correct")]
     assert forgotten["fraction_of_row"].iloc[0] == 1.0 and (rows["seeds"] == 2).all()
+
+
+def _stage1_table(soi: dict[int, str], variability: float) -> pd.DataFrame:
+    """A hand-built stage-1 SOI table: every example with ``variability`` (0.3 and up is
+    the ambiguous region) and confidence 0.9 (easy to learn otherwise)."""
+    frame = _soi(soi)
+    frame["confidence"], frame["variability"] = 0.9, variability
+    return frame
+
+
+def test_a_selection_empty_in_a_seed_is_dropped_there_only() -> None:
+    tables = {
+        0: _stage1_table({1: "forgotten", 2: "always_correct"}, 0.4),  # all ambiguous
+        1: _stage1_table({1: "always_correct", 2: "always_correct"}, 0.4),  # no forgettable
+        2: _stage1_table({1: "forgotten", 2: "never_learned"}, 0.0),  # none ambiguous
+    }
+    stage1 = {0: "r0", 1: "r1", 2: "r2"}
+    selections = [parse_spec("forgettable"), parse_spec("region:ambiguous")]
+    chosen, dropped = select_per_seed(selections, tables, stage1)
+    assert {s: sorted(c) for s, c in chosen.items()} == {
+        0: ["region:ambiguous", "subsets:forgettable"],
+        1: ["region:ambiguous"],
+        2: ["subsets:forgettable"],
+    }
+    assert list(chosen[0]["subsets:forgettable"]) == [1]
+    assert list(chosen[1]["region:ambiguous"]) == [1, 2]
+    pairs = zip(dropped["selection"], dropped["seed"], dropped["stage1_run_id"], strict=True)
+    assert list(pairs) == [
+        ("subsets:forgettable", 1, "r1"),
+        ("region:ambiguous", 2, "r2"),
+    ]
+    assert dropped["problem"].str.startswith("not identified: the selection matches no").all()
+
+
+def test_only_every_selection_empty_in_every_seed_is_an_error() -> None:
+    tables = {s: _stage1_table({1: "always_correct"}, 0.0) for s in (0, 1)}
+    selections = [parse_spec("forgettable"), parse_spec("region:ambiguous")]
+    with pytest.raises(
+        SoiInputError,
+        match=r"selections subsets:forgettable, region:ambiguous match no training example "
+        r"of stage-1 runs r0 \(seed 0\), r1 \(seed 1\); no stage-2 training was started",
+    ):
+        select_per_seed(selections, tables, {0: "r0", 1: "r1"})
+    # one selection empty everywhere beside one that is not: dropped in both seeds
+    tables[1] = _stage1_table({1: "always_correct"}, 0.5)
+    chosen, dropped = select_per_seed(selections, tables, {0: "r0", 1: "r1"})
+    assert chosen == {0: {}, 1: {"region:ambiguous": pytest.approx([1])}}
+    assert len(dropped) == 3
+
+
+def _drop(runs: pd.DataFrame, pairs: list[tuple[str, int]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``runs`` without the stage 2 of the (selection, seed) ``pairs`` nor controls that
+    no remaining stage 2 needs, and the dropped table."""
+    keep = ~pd.Series(
+        [(r.selection, r.seed) in pairs for r in runs.itertuples(index=False)], index=runs.index
+    )
+    runs = runs[keep]
+    stage2 = runs[runs["role"] == "stage 2"]
+    need = set(zip(stage2["seed"], stage2["size"], strict=True))
+    control = runs["role"] == "control"
+    used = [(s, z) in need for s, z in zip(runs["seed"], runs["size"], strict=True)]
+    runs = runs[~control | pd.Series(used, index=runs.index)]
+    dropped = pd.DataFrame(
+        [(n, s, f"s1-{s}", "not identified: empty") for n, s in pairs],
+        columns=["selection", "seed", "stage1_run_id", "problem"],
+    )
+    return runs, dropped
+
+
+def test_intervals_use_the_seeds_that_have_the_selection() -> None:
+    # 'b' empty in seed 2: 2 seeds left; 'a' empty in seeds 0 and 1: 1 seed left
+    runs, dropped = _drop(_runs(), [("b", 2), ("a", 0), ("a", 1)])
+    acc = accuracy(runs, _metrics(runs), ["books"], ["restaurants"])
+    table = intervals(paired(acc), dropped=dropped)
+    b = table[(table["selection"] == "b") & (table["contrast"] == "stage 2 - control")]
+    # seeds 0, 1: 'b' 0.55, 0.56 against its size-8 control 0.53 each
+    assert (b["seeds"] == 2).all() and b["problem"].isna().all()
+    assert b[b["member"] == "books"]["mean"].iloc[0] == pytest.approx(0.025)
+    a = table[table["selection"] == "a"]
+    assert (a["seeds"] == 1).all() and a["low"].isna().all()
+    assert a["problem"].str.contains("a matches no training example in seed.s. 0, 1; 1 seed").all()
+    # stage 2 - stage 1 of 'a' in seed 2 alone: 0.3
+    assert a[a["contrast"] == "stage 2 - stage 1"]["mean"].to_numpy() == pytest.approx([0.3] * 2)
+    shown = terminal(table)
+    assert set(shown["a"]["95% CI"]) == {"not identified"}
+    assert "not identified" not in set(shown["b"]["95% CI"])
+
+
+def test_a_selection_empty_in_every_seed_has_not_identified_rows() -> None:
+    runs, dropped = _drop(_runs(), [("a", 0), ("a", 1), ("a", 2)])
+    acc = accuracy(runs, _metrics(runs), ["books"], ["restaurants"])
+    table = intervals(paired(acc), dropped=dropped)
+    a = table[table["selection"] == "a"]
+    b = table[table["selection"] == "b"]
+    # the same contrasts, members and splits as 'b', with no estimate
+    keys = ["contrast", "member", "split"]
+    assert a[keys].to_numpy().tolist() == b[keys].to_numpy().tolist()
+    assert a["mean"].isna().all() and (a["seeds"] == 0).all() and not a["excludes_0"].any()
+    assert a["problem"].str.contains("in seed.s. 0, 1, 2; 0 seed.s. left").all()
+    assert b["problem"].isna().all() and (b["seeds"] == 3).all()
+    assert set(terminal(table)["a"]["mean"]) == {"n/a"}

@@ -18,8 +18,12 @@ from soi_mlflow.analysis.soi import Taxonomy
 from soi_mlflow.studies.two_stage.contrasts import METHOD, accuracy, intervals, paired, terminal
 from soi_mlflow.studies.two_stage.figure import intervals_figure
 from soi_mlflow.studies.two_stage.migration import migration_counts, migration_rows
+from soi_mlflow.studies.two_stage.selections import dropped_frame
 from soi_mlflow.tracking.artifacts import log_figures, log_table
 from soi_mlflow.tracking.run import metric_safe
+
+NOT_IDENTIFIED_TABLE = "two_stage_not_identified"
+"""The parent's table of (selection, seed) pairs dropped because the selection was empty."""
 
 
 @dataclass
@@ -166,24 +170,36 @@ def log_two_stage(
     title: str,
     taxonomy: str | Taxonomy | None = "default",
     stage1_tables: Mapping[int, pd.DataFrame] | None = None,
+    dropped: pd.DataFrame | None = None,
 ) -> TwoStageAnalysis:
     """The accuracy table, headline metrics and figure, the paired intervals (table and
     figure) and the SOI migration of the study's ``runs`` (seed, role, selection,
     member, run_id, size), logged to ``parent``. A run without a member's metric gives a
     "not identified" accuracy row instead of an error. ``stage1_tables``: stage 1's SOI
     table per seed when already read; ``taxonomy`` None: no migration (a taxonomy this
-    process does not know)."""
+    process does not know). ``dropped``: the (selection, seed) pairs whose selection was
+    empty (``selections.select_per_seed``), logged as ``two_stage_not_identified`` and
+    reported with the intervals they leave without enough seeds."""
     ids = list(dict.fromkeys(runs["run_id"]))
     metrics = {i: parent.client.get_run(i).data.metrics for i in ids}
     acc = accuracy(runs, metrics, members, ood)
     wide, problems = _accuracy(parent, acc, title)
-    table = intervals(paired(acc))
+    if dropped is None:
+        dropped = dropped_frame()
+    log_table(parent.client, parent.run_id, dropped, NOT_IDENTIFIED_TABLE)
+    table = intervals(paired(acc), dropped=dropped)
     log_table(parent.client, parent.run_id, table, "two_stage_intervals")
+    problems = {
+        **problems,
+        **identified.table_problems({NOT_IDENTIFIED_TABLE: dropped}),
+        **identified.table_problems({"two_stage_intervals": table}, keys=4),
+    }
     seeds = runs["seed"].nunique()
     figure = intervals_figure(
         table,
         f"Paired differences over {seeds} seed(s): mean and {METHOD} interval "
-        "(filled dot: the interval excludes 0)",
+        "(filled dot: the interval excludes 0)"
+        + identified.title_note({k: v for k, v in problems.items() if "intervals" in k}),
     )
     log_figures(parent.client, parent.run_id, {"two_stage_intervals": figure})
     moved = (
