@@ -178,7 +178,7 @@ def log_two_stage(
     "not identified" accuracy row instead of an error. ``stage1_tables``: stage 1's SOI
     table per seed when already read; ``taxonomy`` None: no migration (a taxonomy this
     process does not know). ``dropped``: the (selection, seed) pairs whose selection was
-    empty (``selections.select_per_seed``), logged as ``two_stage_not_identified`` and
+    empty (``selections.select_per_seed``), logged (if any) as ``two_stage_not_identified`` and
     reported with the intervals they leave without enough seeds."""
     ids = list(dict.fromkeys(runs["run_id"]))
     metrics = {i: parent.client.get_run(i).data.metrics for i in ids}
@@ -186,7 +186,8 @@ def log_two_stage(
     wide, problems = _accuracy(parent, acc, title)
     if dropped is None:
         dropped = dropped_frame()
-    log_table(parent.client, parent.run_id, dropped, NOT_IDENTIFIED_TABLE)
+    if len(dropped):
+        log_table(parent.client, parent.run_id, dropped, NOT_IDENTIFIED_TABLE)
     table = intervals(paired(acc), dropped=dropped)
     log_table(parent.client, parent.run_id, table, "two_stage_intervals")
     problems = {

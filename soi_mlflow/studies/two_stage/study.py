@@ -216,7 +216,8 @@ def run(base: TrainConfig, settings: TwoStageSettings) -> TwoStageResult:
         }
         per_seed, dropped = select_per_seed(selections, tables, stage1)
         _say_dropped(dropped)
-        log_table(parent.client, parent.run_id, dropped, NOT_IDENTIFIED_TABLE)
+        if len(dropped):  # before stage 2: a re-analysis of a study that stops reads it
+            log_table(parent.client, parent.run_id, dropped, NOT_IDENTIFIED_TABLE)
         wave, planned = [], []
         base2 = replace(base, epochs=settings.stage2_epochs)
         for seed in seeds:
