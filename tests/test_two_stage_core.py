@@ -4,7 +4,9 @@ answers computed by hand) and the SOI migration counts."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,7 +24,7 @@ from soi_mlflow.studies.two_stage import (
     select_per_seed,
     two_stage_headline,
 )
-from soi_mlflow.studies.two_stage.analysis import labelled
+from soi_mlflow.studies.two_stage.analysis import labelled, wide_table
 from soi_mlflow.studies.two_stage.contrasts import (
     METHOD,
     accuracy,
@@ -31,6 +33,7 @@ from soi_mlflow.studies.two_stage.contrasts import (
     terminal,
 )
 from soi_mlflow.studies.two_stage.migration import migration_counts, migration_rows
+from soi_mlflow.studies.two_stage.terminal import accuracy_view
 
 T_975_2 = 4.302652729911275  # Student t, 97.5 % quantile, 2 degrees of freedom (tables)
 
@@ -363,3 +366,51 @@ def test_a_selection_empty_in_every_seed_has_not_identified_rows() -> None:
     assert a["problem"].str.contains("in seed.s. 0, 1, 2; 0 seed.s. left").all()
     assert b["problem"].isna().all() and (b["seeds"] == 3).all()
     assert set(terminal(table)["a"]["mean"]) == {"n/a"}
+
+
+def _experiment_selections() -> tuple[str, ...]:
+    """The SPECs of experiments/two_stage_selections.py (experiments/ is no package)."""
+    path = Path(__file__).resolve().parents[1] / "experiments" / "two_stage_selections.py"
+    spec = importlib.util.spec_from_file_location("two_stage_selections", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return tuple(parse_spec(s).describe() for s in module.SELECTIONS)
+
+
+@pytest.mark.parametrize("digits", [3, 4])  # the command's table, and analyze's
+def test_the_accuracy_table_of_the_experiments_selections_fits_100_columns(digits, capsys) -> None:
+    names = _experiment_selections()
+    assert "subsets:forgettable,never_learned" in names
+    members, ood = ["books", "movies", "electronics"], ["restaurants"]
+    rows = []
+    for seed in (0, 1, 2):
+        rows.append((seed, "stage 1", "", "", f"s1-{seed}", np.nan))
+        for m in members:
+            rows.append((seed, "single", "", m, f"{m}-{seed}", np.nan))
+        for k, name in enumerate(names):
+            if name == "region:ambiguous" and seed == 2:
+                continue  # empty in that seed: dropped
+            rows.append((seed, "stage 2", name, "", f"s2-{k}-{seed}", 100 + k))
+            rows.append((seed, "control", f"random:{100 + k}", "", f"c{k}-{seed}", 100 + k))
+    runs = pd.DataFrame(rows, columns=["seed", "role", "selection", "member", "run_id", "size"])
+    metrics = {
+        r: {f"{s}/{m}/acc": 0.5 for s in ("test", "ood") for m in members + ood}
+        for r in runs["run_id"]
+    }
+    wide = wide_table(labelled(accuracy(runs, metrics, members, ood)))
+    table, legend = accuracy_view(wide.T, runs, digits)
+    print_frame(table, "\n".join(["accuracy", *legend]), digits=digits)
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) < 100
+    # no label is folded onto a second line: every run has its one row
+    body = lines[lines.index(next(x for x in lines if x.startswith("─"))) + 1 :]
+    assert len(body) == len(table) and [x.split("  ")[0] for x in body] == list(table.index)
+    assert "stage 2 [1]" in table.index and "control [4]" in table.index
+    assert legend[0] == "[1] subsets:forgettable,never_learned: examples per seed 100/100/100"
+    assert legend[2] == "[3] region:ambiguous: examples per seed 102/102/-"
+    # labels that fit are kept whole
+    keep = ["", "region:hard_to_learn", "random:101", "bottom:confidence:0.3", "random:103"]
+    fits = runs[runs["selection"].isin(keep)]
+    wide = wide_table(labelled(accuracy(fits, metrics, members, ood)))
+    view, legend = accuracy_view(wide.T, fits, digits)
+    assert legend == [] and "control bottom:confidence:0.3" in list(view.index)

@@ -99,6 +99,15 @@ def labelled(acc: pd.DataFrame) -> pd.DataFrame:
     return out[["seed", "run", "selection", "member", "split", "acc", "run_id"]]
 
 
+def wide_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """:func:`labelled` rows as the mean over seeds: rows ``member (split)``, columns
+    runs in their order."""
+    wide = rows.pivot_table(index=["member", "split"], columns="run", values="acc", sort=False)
+    wide = wide.reindex(columns=list(dict.fromkeys(rows["run"])))
+    wide.index = [f"{m} ({s})" for m, s in wide.index]
+    return wide
+
+
 def _accuracy(parent: Any, acc: pd.DataFrame, title: str) -> tuple[pd.DataFrame, dict]:
     """Log the accuracy table, headline metrics and bar figure; (the wide table, the
     table's problems)."""
@@ -115,9 +124,7 @@ def _accuracy(parent: Any, acc: pd.DataFrame, title: str) -> tuple[pd.DataFrame,
     problems = identified.table_problems({"two_stage_accuracy": rows}, keys=4)
     log_table(parent.client, parent.run_id, rows, "two_stage_accuracy")
     parent.log_metrics(two_stage_headline(rows), step=0)
-    wide = rows.pivot_table(index=["member", "split"], columns="run", values="acc", sort=False)
-    wide = wide.reindex(columns=list(dict.fromkeys(rows["run"])))
-    wide.index = [f"{m} ({s})" for m, s in wide.index]
+    wide = wide_table(rows)
     figure = figures.side_by_side(wide, title + identified.title_note(problems), "accuracy")
     log_figures(parent.client, parent.run_id, {"two_stage_accuracy": figure})
     return wide, problems

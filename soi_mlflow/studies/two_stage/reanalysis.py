@@ -15,6 +15,7 @@ from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.readback import Reanalysis, ReanalysisOptions, children
 from soi_mlflow.studies.two_stage.analysis import NOT_IDENTIFIED_TABLE, log_two_stage
 from soi_mlflow.studies.two_stage.selections import dropped_frame
+from soi_mlflow.studies.two_stage.terminal import accuracy_view
 from soi_mlflow.tracking import tags
 from soi_mlflow.tracking.run import RunHandle
 
@@ -98,7 +99,8 @@ def reanalyze(handle: RunHandle, run: Any, options: ReanalysisOptions | None = N
     except SoiInputError:  # registered in the study's process only: no migration here
         taxonomy = None
     logged = log_two_stage(handle, runs, members, ood, title, taxonomy, dropped=_dropped(handle))
-    shown = {"accuracy, mean over seeds (test = ID, ood = OOD)": logged.table.T}
+    table, legend = accuracy_view(logged.table.T, runs, digits=4)  # as print_study_table
+    shown = {"\n".join(["accuracy, mean over seeds (test = ID, ood = OOD)", *legend]): table}
     for name, frame in logged.terminal.items():
         cut = name if len(name) <= 48 else name[:47] + "~"
         shown[f"{cut}: paired by seed, mean, 95 % Student t interval"] = frame
