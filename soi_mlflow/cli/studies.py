@@ -86,7 +86,7 @@ def short(text: str, width: int = 48) -> str:
 
 def two_stage(config: Any, settings: Any) -> None:
     from soi_mlflow.studies import two_stage as study  # deferred: datasets
-    from soi_mlflow.studies.two_stage.terminal import accuracy_view, sizes  # as above
+    from soi_mlflow.studies.two_stage.terminal import accuracy_view, sizes  # deferred: datasets
 
     config, result = run_study("two-stage", study, config, settings)
     runs = result.runs
