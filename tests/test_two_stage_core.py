@@ -243,6 +243,10 @@ def test_labels_and_headline_metrics_of_several_selections() -> None:
     one = labelled(acc[acc["selection"].isin(["", "a", "random:5"])])
     assert list(dict.fromkeys(one["run"])) == ["stage 1", "stage 2", "control"]
     assert "summary/test_acc_stage2_minus_control" in two_stage_headline(one)
+    # a study of two selections whose 'b' was empty everywhere keeps the names
+    named = labelled(acc[acc["selection"].isin(["", "a", "random:5"])], named=True)
+    assert list(dict.fromkeys(named["run"])) == ["stage 1", "stage 2 a", "control a"]
+    assert "summary/a/test_acc_stage2_minus_control" in two_stage_headline(named)
 
 
 def _soi(pairs: dict[int, str]) -> pd.DataFrame:

@@ -135,6 +135,14 @@ def test_a_selection_empty_in_every_seed_is_not_identified_and_the_study_finishe
     first = runs[runs["run_id"] == result.stage2_run_id].iloc[0]
     assert first["selection"] == "top:confidence:0.5" and result.selected == 8
     assert client.get_run(result.control_run_id).data.tags["soi.control"] == "true"
+    # labelled as in a study of several selections, whatever was dropped
+    assert list(result.table.columns) == [
+        "stage 1",
+        "stage 2 top:confidence:0.5",
+        "control top:confidence:0.5",
+    ]
+    metrics = client.get_run(result.parent_run_id).data.metrics
+    assert "summary/top_confidence_0.5/test_acc_stage2_minus_control" in metrics
 
     cache = cache_for(store)
     dropped = pd.read_parquet(

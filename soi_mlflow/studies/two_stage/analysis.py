@@ -74,13 +74,16 @@ def two_stage_headline(acc: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-def labelled(acc: pd.DataFrame) -> pd.DataFrame:
+def labelled(acc: pd.DataFrame, named: bool | None = None) -> pd.DataFrame:
     """``contrasts.accuracy`` rows with a ``run`` label (``stage 1``, ``<member> alone``,
     ``stage 2`` and ``control``, or with several selections ``stage 2 <selection>`` and
     ``control <selection>``); a control shared by selections of one size is repeated
-    under each of them."""
+    under each of them. ``named``: whether the labels carry the selection (None: when
+    the stage-2 runs have several; a study of several selections, some dropped as empty,
+    keeps the names)."""
     stage2 = acc[acc["role"] == "stage 2"]
     names = list(dict.fromkeys(stage2["selection"]))
+    named = len(names) > 1 if named is None else named
     parts = [
         acc[acc["role"] == "stage 1"].assign(run="stage 1"),
         *(
@@ -89,7 +92,7 @@ def labelled(acc: pd.DataFrame) -> pd.DataFrame:
         ),
     ]
     for name in names:
-        suffix = f" {name}" if len(names) > 1 else ""
+        suffix = f" {name}" if named else ""
         own = stage2[stage2["selection"] == name]
         parts.append(own.assign(run=f"stage 2{suffix}"))
         sizes = own[["seed", "size"]].drop_duplicates()
@@ -108,13 +111,13 @@ def wide_table(rows: pd.DataFrame) -> pd.DataFrame:
     return wide
 
 
-def _accuracy(parent: Any, acc: pd.DataFrame, title: str) -> tuple[pd.DataFrame, dict]:
+def _accuracy(parent: Any, acc: pd.DataFrame, title: str, named: bool) -> tuple[pd.DataFrame, dict]:
     """Log the accuracy table, headline metrics and bar figure; (the wide table, the
     table's problems)."""
     # deferred: matplotlib
     from soi_mlflow.analysis import figures  # matplotlib, when a figure is drawn
 
-    rows = labelled(acc)
+    rows = labelled(acc, named)
     rows["problem"] = [
         None if pd.notna(a) else identified.not_identified(f"run {r} has no metric {s}/{m}/acc")
         for r, m, s, a in zip(
@@ -190,9 +193,10 @@ def log_two_stage(
     ids = list(dict.fromkeys(runs["run_id"]))
     metrics = {i: parent.client.get_run(i).data.metrics for i in ids}
     acc = accuracy(runs, metrics, members, ood)
-    wide, problems = _accuracy(parent, acc, title)
     if dropped is None:
         dropped = dropped_frame()
+    names = {*runs.loc[runs["role"] == "stage 2", "selection"], *dropped["selection"]}
+    wide, problems = _accuracy(parent, acc, title, len(names) > 1)
     if len(dropped):
         log_table(parent.client, parent.run_id, dropped, NOT_IDENTIFIED_TABLE)
     table = intervals(paired(acc), dropped=dropped)
