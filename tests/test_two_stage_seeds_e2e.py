@@ -4,9 +4,12 @@ child that did not finish; and a selection empty in every seed, not identified."
 
 from __future__ import annotations
 
+import tempfile
+
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from mlflow.artifacts import download_artifacts
 from tracehelp import load_trace, small_config
 
 from soi_mlflow.analysis.runs import cache_for
@@ -16,6 +19,17 @@ from soi_mlflow.studies.two_stage import TwoStageSettings
 
 pytestmark = pytest.mark.e2e
 SPECS = ("forgettable,never_learned", "top:variability:0.5")
+
+
+def _fresh(store: str, run_id: str, name: str) -> pd.DataFrame:
+    """``tables/<name>.parquet`` as the store holds it now: the artifact cache keeps the
+    copy it fetched first, so a table logged again must be downloaded afresh."""
+    with tempfile.TemporaryDirectory(prefix="soi-test-") as folder:
+        path = f"tables/{name}.parquet"
+        local = download_artifacts(
+            run_id=run_id, artifact_path=path, dst_path=folder, tracking_uri=store
+        )
+        return pd.read_parquet(local)
 
 
 def _settings(**kw) -> TwoStageSettings:
@@ -93,9 +107,7 @@ def test_seeds_and_selections_give_children_intervals_migration_and_resume(store
     assert "subsets:forgettable,never_learned: paired by seed" in out
     assert "top:variability:0.5: paired by seed" in out
     assert max(len(line) for line in out.splitlines()) < 100
-    again = pd.read_parquet(
-        cache_for(store).file(result.parent_run_id, "tables/two_stage_intervals.parquet")
-    )
+    again = _fresh(store, result.parent_run_id, "two_stage_intervals")
     pd.testing.assert_frame_equal(again, logged)
 
     # a child that did not finish is the only one trained again on --resume
@@ -172,9 +184,7 @@ def test_a_selection_empty_in_every_seed_is_not_identified_and_the_study_finishe
     assert "subsets:forgettable matches no training example in seed(s) 0, 1" in reasons
     assert "not identified" in tables and max(len(line) for line in tables.splitlines()) < 100
     for name, frame in (("intervals", logged), ("not_identified", dropped)):
-        again = pd.read_parquet(
-            cache_for(store).file(result.parent_run_id, f"tables/two_stage_{name}.parquet")
-        )
+        again = _fresh(store, result.parent_run_id, f"two_stage_{name}")
         pd.testing.assert_frame_equal(again, frame)
 
     # --resume trains nothing more and drops the same pair
