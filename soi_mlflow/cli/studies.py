@@ -86,23 +86,26 @@ def short(text: str, width: int = 48) -> str:
 
 def two_stage(config: Any, settings: Any) -> None:
     from soi_mlflow.studies import two_stage as study  # deferred: datasets
+    from soi_mlflow.studies.two_stage.terminal import accuracy_view, sizes  # deferred: datasets
 
     config, result = run_study("two-stage", study, config, settings)
-    seeds = result.runs["seed"].nunique()
-    console.print_frame(
-        result.table.T,
-        f"accuracy, mean over {seeds} seed(s) (test = ID); stage 2 trained on "
-        f"{result.selected} selected examples",
-    )
+    runs = result.runs
+    lines = [f"accuracy, mean over {runs['seed'].nunique()} seed(s) (test = ID)"]
+    names = list(dict.fromkeys(runs.loc[runs["role"] == "stage 2", "selection"]))
+    if len(names) == 1:
+        many = " (per seed)" if runs["seed"].nunique() > 1 else ""
+        lines.append(f"stage 2 trained on {sizes(runs, names[0])} selected examples{many}")
+    table, legend = accuracy_view(result.table.T, runs)
+    console.print_frame(table, "\n".join(short(line, 99) for line in [*lines, *legend]))
     for name, frame in result.intervals_text.items():
         console.print_frame(frame, f"{short(name)}: paired by seed, mean, 95 % Student t interval")
-    runs = [
+    links = [
         ("parent run id", result.parent_run_id),
         ("stage 1", result.stage1_run_id),
-        ("stage 2", result.stage2_run_id),
+        ("stage 2" if len(names) == 1 else "first stage 2", result.stage2_run_id),
         ("control", result.control_run_id),
     ]
-    console.print_links(runs, result.ui_command)
+    console.print_links(links, result.ui_command)
 
 
 def transfer(config: Any, settings: Any) -> None:

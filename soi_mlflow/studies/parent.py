@@ -30,7 +30,8 @@ STUDY_NOTES = {
         "same size, per seed and selection. Look at `tables/two_stage_intervals.json` and "
         "`figures/two_stage_intervals.png` (paired differences with 95 % intervals), "
         "`tables/two_stage_accuracy.json` and the SOI migration "
-        "(`tables/two_stage_migration.json`, `figures/two_stage_migration_*.png`)."
+        "(`tables/two_stage_migration.json`, `figures/two_stage_migration_*.png`); a "
+        "selection empty in a seed is listed in `tables/two_stage_not_identified.json`."
     ),
     "transfer": (
         "**Transfer matrix**: the effect of training with each source on each target. Look "

@@ -20,6 +20,7 @@ from soi_mlflow.studies.two_stage.selections import (
     control_ids,
     parse_spec,
     parse_top,
+    select_per_seed,
 )
 from soi_mlflow.studies.two_stage.settings import TwoStageSettings
 from soi_mlflow.studies.two_stage.study import (
@@ -46,5 +47,6 @@ __all__ = [
     "parse_top",
     "run",
     "run_two_stage",
+    "select_per_seed",
     "two_stage_headline",
 ]

@@ -18,8 +18,12 @@ from soi_mlflow.analysis.soi import Taxonomy
 from soi_mlflow.studies.two_stage.contrasts import METHOD, accuracy, intervals, paired, terminal
 from soi_mlflow.studies.two_stage.figure import intervals_figure
 from soi_mlflow.studies.two_stage.migration import migration_counts, migration_rows
+from soi_mlflow.studies.two_stage.selections import dropped_frame
 from soi_mlflow.tracking.artifacts import log_figures, log_table
 from soi_mlflow.tracking.run import metric_safe
+
+NOT_IDENTIFIED_TABLE = "two_stage_not_identified"
+"""The parent's table of (selection, seed) pairs dropped because the selection was empty."""
 
 
 @dataclass
@@ -70,13 +74,16 @@ def two_stage_headline(acc: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-def labelled(acc: pd.DataFrame) -> pd.DataFrame:
+def labelled(acc: pd.DataFrame, named: bool | None = None) -> pd.DataFrame:
     """``contrasts.accuracy`` rows with a ``run`` label (``stage 1``, ``<member> alone``,
     ``stage 2`` and ``control``, or with several selections ``stage 2 <selection>`` and
     ``control <selection>``); a control shared by selections of one size is repeated
-    under each of them."""
+    under each of them. ``named``: whether the labels carry the selection (None: when
+    the stage-2 runs have several; a study of several selections, some dropped as empty,
+    keeps the names)."""
     stage2 = acc[acc["role"] == "stage 2"]
     names = list(dict.fromkeys(stage2["selection"]))
+    named = len(names) > 1 if named is None else named
     parts = [
         acc[acc["role"] == "stage 1"].assign(run="stage 1"),
         *(
@@ -85,7 +92,7 @@ def labelled(acc: pd.DataFrame) -> pd.DataFrame:
         ),
     ]
     for name in names:
-        suffix = f" {name}" if len(names) > 1 else ""
+        suffix = f" {name}" if named else ""
         own = stage2[stage2["selection"] == name]
         parts.append(own.assign(run=f"stage 2{suffix}"))
         sizes = own[["seed", "size"]].drop_duplicates()
@@ -95,13 +102,22 @@ def labelled(acc: pd.DataFrame) -> pd.DataFrame:
     return out[["seed", "run", "selection", "member", "split", "acc", "run_id"]]
 
 
-def _accuracy(parent: Any, acc: pd.DataFrame, title: str) -> tuple[pd.DataFrame, dict]:
+def wide_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """:func:`labelled` rows as the mean over seeds: rows ``member (split)``, columns
+    runs in their order."""
+    wide = rows.pivot_table(index=["member", "split"], columns="run", values="acc", sort=False)
+    wide = wide.reindex(columns=list(dict.fromkeys(rows["run"])))
+    wide.index = [f"{m} ({s})" for m, s in wide.index]
+    return wide
+
+
+def _accuracy(parent: Any, acc: pd.DataFrame, title: str, named: bool) -> tuple[pd.DataFrame, dict]:
     """Log the accuracy table, headline metrics and bar figure; (the wide table, the
     table's problems)."""
     # deferred: matplotlib
     from soi_mlflow.analysis import figures  # matplotlib, when a figure is drawn
 
-    rows = labelled(acc)
+    rows = labelled(acc, named)
     rows["problem"] = [
         None if pd.notna(a) else identified.not_identified(f"run {r} has no metric {s}/{m}/acc")
         for r, m, s, a in zip(
@@ -111,9 +127,7 @@ def _accuracy(parent: Any, acc: pd.DataFrame, title: str) -> tuple[pd.DataFrame,
     problems = identified.table_problems({"two_stage_accuracy": rows}, keys=4)
     log_table(parent.client, parent.run_id, rows, "two_stage_accuracy")
     parent.log_metrics(two_stage_headline(rows), step=0)
-    wide = rows.pivot_table(index=["member", "split"], columns="run", values="acc", sort=False)
-    wide = wide.reindex(columns=list(dict.fromkeys(rows["run"])))
-    wide.index = [f"{m} ({s})" for m, s in wide.index]
+    wide = wide_table(rows)
     figure = figures.side_by_side(wide, title + identified.title_note(problems), "accuracy")
     log_figures(parent.client, parent.run_id, {"two_stage_accuracy": figure})
     return wide, problems
@@ -166,24 +180,38 @@ def log_two_stage(
     title: str,
     taxonomy: str | Taxonomy | None = "default",
     stage1_tables: Mapping[int, pd.DataFrame] | None = None,
+    dropped: pd.DataFrame | None = None,
 ) -> TwoStageAnalysis:
     """The accuracy table, headline metrics and figure, the paired intervals (table and
     figure) and the SOI migration of the study's ``runs`` (seed, role, selection,
     member, run_id, size), logged to ``parent``. A run without a member's metric gives a
     "not identified" accuracy row instead of an error. ``stage1_tables``: stage 1's SOI
     table per seed when already read; ``taxonomy`` None: no migration (a taxonomy this
-    process does not know)."""
+    process does not know). ``dropped``: the (selection, seed) pairs whose selection was
+    empty (``selections.select_per_seed``), logged (if any) as ``two_stage_not_identified`` and
+    reported with the intervals they leave without enough seeds."""
     ids = list(dict.fromkeys(runs["run_id"]))
     metrics = {i: parent.client.get_run(i).data.metrics for i in ids}
     acc = accuracy(runs, metrics, members, ood)
-    wide, problems = _accuracy(parent, acc, title)
-    table = intervals(paired(acc))
+    if dropped is None:
+        dropped = dropped_frame()
+    names = {*runs.loc[runs["role"] == "stage 2", "selection"], *dropped["selection"]}
+    wide, problems = _accuracy(parent, acc, title, len(names) > 1)
+    if len(dropped):
+        log_table(parent.client, parent.run_id, dropped, NOT_IDENTIFIED_TABLE)
+    table = intervals(paired(acc), dropped=dropped)
     log_table(parent.client, parent.run_id, table, "two_stage_intervals")
+    problems = {
+        **problems,
+        **identified.table_problems({NOT_IDENTIFIED_TABLE: dropped}),
+        **identified.table_problems({"two_stage_intervals": table}, keys=4),
+    }
     seeds = runs["seed"].nunique()
     figure = intervals_figure(
         table,
         f"Paired differences over {seeds} seed(s): mean and {METHOD} interval "
-        "(filled dot: the interval excludes 0)",
+        "(filled dot: the interval excludes 0)"
+        + identified.title_note({k: v for k, v in problems.items() if "intervals" in k}),
     )
     log_figures(parent.client, parent.run_id, {"two_stage_intervals": figure})
     moved = (

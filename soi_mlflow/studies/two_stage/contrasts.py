@@ -4,7 +4,8 @@
 ``stage 1``, ``stage 2``, ``control`` or ``single``), ``accuracy`` their final accuracies
 per member and split, ``paired`` the per-seed differences (stage 2 − stage 1, stage 2 −
 its control of the same size, and with several members the multi-setting runs − each
-member alone), and ``intervals`` their mean over seeds with a Student t interval.
+member alone), and ``intervals`` their mean over seeds with a Student t interval (a
+selection dropped in some seeds uses the others; "not identified" with fewer than 2).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+
+from soi_mlflow.analysis.identified import not_identified
 
 LEVEL = 0.95
 METHOD = "Student t over seeds, paired by seed, 95 %"
@@ -92,29 +95,85 @@ def paired(acc: pd.DataFrame) -> pd.DataFrame:
     return out[[*KEYS, "seed", "diff"]]
 
 
-def intervals(diffs: pd.DataFrame, level: float = LEVEL) -> pd.DataFrame:
+def _dropped_reason(selection: str, seeds: list[int], left: int) -> str:
+    """Why a selection's interval is not identified: it was empty in ``seeds``."""
+    where = ", ".join(str(s) for s in sorted(seeds))
+    return not_identified(
+        f"{selection} matches no training example in seed(s) {where}; "
+        f"{left} seed(s) left, an interval needs 2"
+    )
+
+
+def _everywhere_empty(out: pd.DataFrame, dropped: pd.DataFrame) -> list[dict]:
+    """Rows for the selections dropped in every seed: the contrasts, members and splits
+    of the selections that have differences, with no estimate and the reason."""
+    present = set(out["selection"])
+    named = out[out["selection"] != ""]
+    template = named[named["selection"] == named["selection"].iloc[0]] if len(named) else named
+    rows = []
+    for name, part in dropped.groupby("selection", sort=False):
+        if name in present:
+            continue
+        why = _dropped_reason(name, list(part["seed"]), 0)
+        for r in template.itertuples(index=False):
+            rows.append(
+                {
+                    "selection": name,
+                    "contrast": r.contrast,
+                    "member": r.member,
+                    "split": r.split,
+                    "alone": r.alone,
+                    "mean": np.nan,
+                    "low": np.nan,
+                    "high": np.nan,
+                    "seeds": 0,
+                    "excludes_0": False,
+                    "method": METHOD,
+                    "problem": why,
+                }
+            )
+    return rows
+
+
+def intervals(
+    diffs: pd.DataFrame, level: float = LEVEL, dropped: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Per selection, contrast, member, split and member alone: the mean difference over
     seeds, its Student t interval (NaN bounds with one seed), the number of seeds and
-    whether the interval excludes 0. In the order the differences came."""
+    whether the interval excludes 0. In the order the differences came. ``dropped``
+    (selection, seed): the pairs left out because the selection was empty in that seed;
+    a selection's intervals then use the seeds that have it, and say "not identified" in
+    ``problem`` when fewer than 2 remain (rows with no estimate, at the end, for a
+    selection empty in every seed)."""
     from soi_mlflow.analysis.intervals import t_interval  # deferred: scipy
 
+    if dropped is None:
+        dropped = pd.DataFrame(columns=["selection", "seed"])
+    empty_in = {n: list(p["seed"]) for n, p in dropped.groupby("selection", sort=False)}
     rows = []
     for key, part in diffs.groupby(KEYS, sort=False):
         mean, low, high = t_interval(part["diff"], level)
         seeds = int(part["diff"].notna().sum())
+        where = dict(zip(KEYS, key, strict=True))
+        problem = None
+        if where["selection"] in empty_in and seeds < 2:
+            problem = _dropped_reason(where["selection"], empty_in[where["selection"]], seeds)
         rows.append(
             {
-                **dict(zip(KEYS, key, strict=True)),
+                **where,
                 "mean": mean,
                 "low": low,
                 "high": high,
                 "seeds": seeds,
                 "excludes_0": bool(low > 0 or high < 0),
                 "method": METHOD,
+                "problem": problem,
             }
         )
-    cols = [*KEYS, "mean", "low", "high", "seeds", "excludes_0", "method"]
-    return pd.DataFrame(rows, columns=cols)
+    cols = [*KEYS, "mean", "low", "high", "seeds", "excludes_0", "method", "problem"]
+    out = pd.DataFrame(rows, columns=cols)
+    extra = _everywhere_empty(out, dropped)
+    return pd.concat([out, pd.DataFrame(extra, columns=cols)], ignore_index=True) if extra else out
 
 
 def terminal(table: pd.DataFrame, width: int = 30) -> dict[str, pd.DataFrame]:
@@ -128,15 +187,22 @@ def terminal(table: pd.DataFrame, width: int = 30) -> dict[str, pd.DataFrame]:
             name += f" v {row.alone}"
         return name if len(name) <= width else name[: width - 1] + "~"
 
+    def problems(part: pd.DataFrame) -> list:
+        return list(part["problem"]) if "problem" in part.columns else [None] * len(part)
+
     out = {}
     for name, part in table.groupby("selection", sort=False):
         out[name or "stage 1"] = pd.DataFrame(
             {
                 "member": [member(r) for r in part.itertuples(index=False)],
-                "mean": [f"{v:+.3f}" for v in part["mean"]],
+                "mean": ["n/a" if np.isnan(v) else f"{v:+.3f}" for v in part["mean"]],
                 "95% CI": [
-                    "n/a" if np.isnan(lo) else f"[{lo:+.3f}, {hi:+.3f}]"
-                    for lo, hi in zip(part["low"], part["high"], strict=True)
+                    "not identified"
+                    if isinstance(why, str)
+                    else "n/a"
+                    if np.isnan(lo)
+                    else f"[{lo:+.3f}, {hi:+.3f}]"
+                    for lo, hi, why in zip(part["low"], part["high"], problems(part), strict=True)
                 ],
                 "seeds": part["seeds"].to_numpy(),
                 "excludes 0": ["yes" if x else "no" for x in part["excludes_0"]],

@@ -17,7 +17,8 @@ def intervals_figure(table: pd.DataFrame, title: str) -> Any:
     labels = []
     for r in table.itertuples(index=False):
         alone = f" v {r.alone} alone" if r.alone and r.alone != r.member else ""
-        labels.append(f"{r.selection or 'stage 1'} | {r.contrast} | {r.member}{alone}")
+        missing = " (not identified)" if isinstance(getattr(r, "problem", None), str) else ""
+        labels.append(f"{r.selection or 'stage 1'} | {r.contrast} | {r.member}{alone}{missing}")
     sides = [("test", "in distribution (test)"), ("ood", "out of distribution")]
     present = [(s, name) for s, name in sides if (table["split"] == s).any()] or sides[:1]
     height = max(3.0, 0.32 * max((table["split"] == s).sum() for s, _ in present) + 1.5)
@@ -33,7 +34,8 @@ def intervals_figure(table: pd.DataFrame, title: str) -> Any:
             color = colors(contrasts.index(r.contrast) % 10)
             if not np.isnan(r.low):
                 ax.plot([r.low, r.high], [y[k], y[k]], color=color, lw=2)
-            ax.plot(r.mean, y[k], "o", color=color, mfc=color if r.excludes_0 else "white")
+            if not np.isnan(r.mean):
+                ax.plot(r.mean, y[k], "o", color=color, mfc=color if r.excludes_0 else "white")
         ax.axvline(0, color="grey", lw=0.8, ls="--")
         ax.set_yticks(y, names, fontsize=7)
         ax.set_xlabel("accuracy difference (mean over seeds)")

@@ -1,5 +1,6 @@
 """Redo a two-stage study's analysis from its children (``analysis.py``): the accuracy
-table, headline metrics and figure, the paired intervals and the SOI migration. Studies
+table, headline metrics and figure, the paired intervals and the SOI migration, with the
+(selection, seed) pairs the study dropped as not identified (its logged table). Studies
 of one seed and one selection, from before ``--seeds`` and ``--stage2``, read the same way."""
 
 from __future__ import annotations
@@ -8,10 +9,13 @@ from typing import Any
 
 import pandas as pd
 
+from soi_mlflow.analysis.runs import cache_for
 from soi_mlflow.analysis.soi import get_taxonomy
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.readback import Reanalysis, ReanalysisOptions, children
-from soi_mlflow.studies.two_stage.analysis import log_two_stage
+from soi_mlflow.studies.two_stage.analysis import NOT_IDENTIFIED_TABLE, log_two_stage
+from soi_mlflow.studies.two_stage.selections import dropped_frame
+from soi_mlflow.studies.two_stage.terminal import accuracy_view
 from soi_mlflow.tracking import tags
 from soi_mlflow.tracking.run import RunHandle
 
@@ -60,6 +64,16 @@ def runs_table(handle: RunHandle, members: list[str]) -> pd.DataFrame:
     return out
 
 
+def _dropped(handle: RunHandle) -> pd.DataFrame:
+    """The (selection, seed) pairs the study dropped because the selection was empty, as
+    it logged them (none in a study from before that table)."""
+    path = f"tables/{NOT_IDENTIFIED_TABLE}.parquet"
+    logged = {a.path for a in handle.client.list_artifacts(handle.run_id, "tables")}
+    if path not in logged:
+        return dropped_frame()
+    return pd.read_parquet(cache_for(handle.tracking_uri).file(handle.run_id, path))
+
+
 def reanalyze(handle: RunHandle, run: Any, options: ReanalysisOptions | None = None) -> Reanalysis:
     """Find every seed's stage 1, stage 2 per selection and the controls among the
     children and log the study's analysis again."""
@@ -84,8 +98,9 @@ def reanalyze(handle: RunHandle, run: Any, options: ReanalysisOptions | None = N
         get_taxonomy(taxonomy)
     except SoiInputError:  # registered in the study's process only: no migration here
         taxonomy = None
-    logged = log_two_stage(handle, runs, members, ood, title, taxonomy)
-    shown = {"accuracy, mean over seeds (test = ID, ood = OOD)": logged.table.T}
+    logged = log_two_stage(handle, runs, members, ood, title, taxonomy, dropped=_dropped(handle))
+    table, legend = accuracy_view(logged.table.T, runs, digits=4)  # as print_study_table
+    shown = {"\n".join(["accuracy, mean over seeds (test = ID, ood = OOD)", *legend]): table}
     for name, frame in logged.terminal.items():
         cut = name if len(name) <= 48 else name[:47] + "~"
         shown[f"{cut}: paired by seed, mean, 95 % Student t interval"] = frame

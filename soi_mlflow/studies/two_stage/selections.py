@@ -1,16 +1,19 @@
 """Which stage-1 training examples a two-stage study's second stage trains on: a
 :class:`Selection` (SOI subsets, a cartography region, or the top or bottom fraction by a
-cartography metric), the ``--stage2 SPEC`` text that names one (:func:`parse_spec`), and
-the random control of the same size (:func:`control_ids`)."""
+cartography metric), the ``--stage2 SPEC`` text that names one (:func:`parse_spec`), the
+random control of the same size (:func:`control_ids`) and each seed's selected examples,
+a selection that is empty in a seed dropped as not identified (:func:`select_per_seed`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from soi_mlflow.analysis.cartography import REGIONS, forgetting_rank, regions
+from soi_mlflow.analysis.identified import not_identified
 from soi_mlflow.analysis.soi import Taxonomy, get_taxonomy
 from soi_mlflow.errors import SoiInputError
 
@@ -140,3 +143,52 @@ def control_ids(ids: np.ndarray, seed: int, size: int) -> np.ndarray:
     selections of equal size share one control."""
     order = np.sort(np.asarray(ids))  # the draw must not depend on row order
     return np.random.default_rng([seed, CONTROL_STREAM]).permutation(order)[:size]
+
+
+EMPTY = (
+    "the selection matches no training example of this seed's stage 1: no stage 2 and no "
+    "control were trained for it"
+)
+"""The reason a (selection, seed) is not identified (``two_stage_not_identified``)."""
+DROPPED_COLUMNS = ["selection", "seed", "stage1_run_id", "problem"]
+
+
+def _runs(pairs: list[tuple[int, str]]) -> str:
+    """``stage-1 run R (seed s)``, or ``stage-1 runs R0 (seed 0), R1 (seed 1)``."""
+    many = "s" if len(pairs) > 1 else ""
+    return f"stage-1 run{many} " + ", ".join(f"{run} (seed {seed})" for seed, run in pairs)
+
+
+def select_per_seed(
+    selections: list[Selection],
+    tables: Mapping[int, pd.DataFrame],
+    stage1: Mapping[int, str],
+) -> tuple[dict[int, dict[str, np.ndarray]], pd.DataFrame]:
+    """Each seed's selected example ids per selection (``tables``: each seed's stage-1 SOI
+    table; ``stage1``: its run id), and the (selection, seed) pairs that select nothing,
+    dropped as not identified (columns :data:`DROPPED_COLUMNS`). Only when every selection
+    is empty in every seed is it an error: no stage 2 can be trained."""
+    chosen: dict[int, dict[str, np.ndarray]] = {}
+    dropped = []
+    for seed, table in tables.items():
+        chosen[seed] = {}
+        for selection in selections:
+            ids = selection.select(table, seed)
+            if len(ids):
+                chosen[seed][selection.describe()] = ids
+            else:
+                dropped.append((selection.describe(), seed, stage1[seed], not_identified(EMPTY)))
+    if not any(chosen.values()):
+        names = [s.describe() for s in selections]
+        many = len(names) > 1
+        raise SoiInputError(
+            f"the stage-2 selection{'s' if many else ''} {', '.join(names)} "
+            f"{'match' if many else 'matches'} no training example of "
+            f"{_runs(list(stage1.items()))}; no stage-2 training was started"
+        )
+    return chosen, dropped_frame(dropped)
+
+
+def dropped_frame(rows: list[tuple] | None = None) -> pd.DataFrame:
+    """The dropped (selection, seed) pairs as a table of :data:`DROPPED_COLUMNS`."""
+    return pd.DataFrame(rows or [], columns=DROPPED_COLUMNS).astype({"seed": "int64"})

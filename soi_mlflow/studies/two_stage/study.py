@@ -18,10 +18,11 @@ from soi_mlflow.model.mlflow_model import check_model_uri, model_run_id
 from soi_mlflow.studies.fanout import Child, Fanout, check_study
 from soi_mlflow.studies.parent import study_parent
 from soi_mlflow.studies.result import StudyResult, deprecated
-from soi_mlflow.studies.two_stage.analysis import log_two_stage
-from soi_mlflow.studies.two_stage.selections import Selection, control_ids
+from soi_mlflow.studies.two_stage.analysis import NOT_IDENTIFIED_TABLE, log_two_stage
+from soi_mlflow.studies.two_stage.selections import Selection, control_ids, select_per_seed
 from soi_mlflow.studies.two_stage.settings import TwoStageSettings, seed_list
 from soi_mlflow.tracking import tags
+from soi_mlflow.tracking.artifacts import log_table
 from soi_mlflow.tracking.health import check_tracking, get_run
 from soi_mlflow.tracking.run import resolve_tracking_uri
 from soi_mlflow.training import TrainConfig, validate_config
@@ -29,9 +30,11 @@ from soi_mlflow.training import TrainConfig, validate_config
 
 @dataclass
 class TwoStageResult(StudyResult):
-    """The first seed's stage 1, the first selection's stage 2 and control and its size,
-    the accuracy table (mean over seeds), every child (``runs``: seed, role, selection,
-    member, run_id, size), the paired intervals and stage 2's SOI migration."""
+    """The first seed's stage 1, the first stage 2 trained (the first seed and selection
+    that selected examples) with its control and size, the accuracy table (mean over
+    seeds), every child (``runs``: seed, role, selection, member, run_id, size), the
+    paired intervals, stage 2's SOI migration and the (selection, seed) pairs dropped as
+    not identified because the selection was empty there (``not_identified``)."""
 
     stage1_run_id: str
     stage2_run_id: str
@@ -43,6 +46,7 @@ class TwoStageResult(StudyResult):
     migration: pd.DataFrame = field(default_factory=pd.DataFrame)
     intervals_text: dict[str, pd.DataFrame] = field(default_factory=dict)
     """the intervals as short text per selection, for a terminal under 100 columns"""
+    not_identified: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _model_run(base: TrainConfig, stage1_run_id: str | None, stage1_model: str) -> str:
@@ -145,28 +149,24 @@ def _stage2_child(
     return Child(fan.nested(config, own), what, match_tags=match)
 
 
-def _selected(
-    selections: list[Selection], table: pd.DataFrame, seed: int, stage1_run_id: str
-) -> dict[str, np.ndarray]:
-    """Each selection's example ids in one seed's stage-1 SOI table; an empty one stops
-    the study before any stage-2 training."""
-    out = {}
-    for selection in selections:
-        chosen = selection.select(table, seed)
-        if len(chosen) == 0:
-            raise SoiInputError(
-                f"the stage-2 selection {selection.describe()} matches no training example of "
-                f"stage-1 run {stage1_run_id} (seed {seed}); no stage-2 training was started"
-            )
-        out[selection.describe()] = chosen
-    return out
+def _say_dropped(dropped: pd.DataFrame) -> None:
+    """One terminal line per (selection, seed) dropped as not identified."""
+    for r in dropped.itertuples(index=False):
+        print(
+            f"not identified: the stage-2 selection {r.selection} matches no training example "
+            f"of stage-1 run {r.stage1_run_id} (seed {r.seed}); no stage 2 or control for it "
+            "in that seed",
+            flush=True,
+        )
 
 
 def run(base: TrainConfig, settings: TwoStageSettings) -> TwoStageResult:
     """Per seed, stage 1 (or an existing stage-1 run, or a model logged by one), then each
-    selection's stage 2 and the random controls. ``settings.stage1_model`` is a model URI
-    (``models:/NAME/VERSION``, ``runs:/RUN_ID/model``): stage 2 starts from its weights,
-    and its run's traces give the SOI table."""
+    selection's stage 2 and the random controls; a selection empty in a seed is dropped
+    there as not identified (an error only when every selection is empty in every seed).
+    ``settings.stage1_model`` is a model URI (``models:/NAME/VERSION``,
+    ``runs:/RUN_ID/model``): stage 2 starts from its weights, and its run's traces give
+    the SOI table."""
     selections = settings.check()
     stage1_run_id, stage1_model = settings.stage1_run_id, settings.stage1_model
     validate_config(base)
@@ -210,13 +210,19 @@ def run(base: TrainConfig, settings: TwoStageSettings) -> TwoStageResult:
             rows[0]["run_id"] = stage1_run_id
         stage1 = {r["seed"]: r["run_id"] for r in rows if r["role"] == "stage 1"}
         cache = cache_for(parent.tracking_uri)
-        tables, wave, planned = {}, [], []
+        tables = {
+            seed: soi_table(stage1[seed], taxonomy=taxonomy, tracking_uri=parent.tracking_uri)
+            for seed in seeds
+        }
+        per_seed, dropped = select_per_seed(selections, tables, stage1)
+        _say_dropped(dropped)
+        if len(dropped):  # before stage 2: a re-analysis of a study that stops reads it
+            log_table(parent.client, parent.run_id, dropped, NOT_IDENTIFIED_TABLE)
+        wave, planned = [], []
         base2 = replace(base, epochs=settings.stage2_epochs)
         for seed in seeds:
-            s1 = stage1[seed]
+            s1, chosen = stage1[seed], per_seed[seed]
             init_from = stage1_model or str(cache.checkpoint(s1))
-            tables[seed] = soi_table(s1, taxonomy=taxonomy, tracking_uri=parent.tracking_uri)
-            chosen = _selected(selections, tables[seed], seed, s1)
             for name, ids in chosen.items():
                 wave.append(_stage2_child(base2, fan, seed, ids, init_from, s1, name))
                 planned.append(
@@ -240,7 +246,7 @@ def run(base: TrainConfig, settings: TwoStageSettings) -> TwoStageResult:
             f"epochs) and random controls of the same sizes, mean over {len(seeds)} seed(s)"
         )
         logged = log_two_stage(
-            parent, runs, list(spec.members), list(spec.ood), title, taxonomy, tables
+            parent, runs, list(spec.members), list(spec.ood), title, taxonomy, tables, dropped
         )
     first = runs[runs["role"] == "stage 2"].iloc[0]
     control = runs[
@@ -258,5 +264,6 @@ def run(base: TrainConfig, settings: TwoStageSettings) -> TwoStageResult:
         intervals=logged.intervals,
         migration=logged.migration,
         intervals_text=logged.terminal,
+        not_identified=dropped,
         **fan.result_fields(),
     )
