@@ -4,12 +4,9 @@ child that did not finish; and a selection empty in every seed, not identified."
 
 from __future__ import annotations
 
-import tempfile
-
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from mlflow.artifacts import download_artifacts
 from tracehelp import load_trace, small_config
 
 from soi_mlflow.analysis.runs import cache_for
@@ -22,14 +19,9 @@ SPECS = ("forgettable,never_learned", "top:variability:0.5")
 
 
 def _fresh(store: str, run_id: str, name: str) -> pd.DataFrame:
-    """``tables/<name>.parquet`` as the store holds it now: the artifact cache keeps the
-    copy it fetched first, so a table logged again must be downloaded afresh."""
-    with tempfile.TemporaryDirectory(prefix="soi-test-") as folder:
-        path = f"tables/{name}.parquet"
-        local = download_artifacts(
-            run_id=run_id, artifact_path=path, dst_path=folder, tracking_uri=store
-        )
-        return pd.read_parquet(local)
+    """``tables/<name>.parquet`` as the store holds it now: read through the artifact
+    cache, which fetches what analyses log (and re-analyses log again) afresh each time."""
+    return pd.read_parquet(cache_for(store).file(run_id, f"tables/{name}.parquet"))
 
 
 def _settings(**kw) -> TwoStageSettings:

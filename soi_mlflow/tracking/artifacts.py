@@ -3,8 +3,12 @@
 Downloads (:class:`ArtifactCache`): a local cache keyed by tracking store, run and path,
 under ``$SOI_MLFLOW_CACHE/artifacts/`` (:func:`~soi_mlflow.tracking.local.soi_home`). A
 folder (``traces/train``) is listed once and only the files not yet cached are fetched,
-in one batch. Files of a finished run never change, so once a folder of a finished run is
-complete it is not listed again. Works the same for SQLite stores and HTTP servers.
+in one batch. Traces, examples and checkpoints of a finished run never change, so once a
+folder of a finished run is complete it is not listed again. What analyses log
+(``tables/``, ``figures/``, ``html/``: ``RELOGGED``) is logged again when a run is
+re-analysed (``soi-mlflow analyze --parent-run-id``, by any process): such a file is
+fetched afresh on each :meth:`ArtifactCache.file`, never read from an earlier copy. Works
+the same for SQLite stores and HTTP servers.
 
 Uploads: :func:`log_table` (Parquet and a previewable JSON), :func:`log_html`,
 :func:`log_figures`; metrics go with :func:`~soi_mlflow.tracking.run.log_metric_batch`.
@@ -29,6 +33,7 @@ from soi_mlflow.tracking.store import client_for, resolve_tracking_uri
 
 _DONE = ".complete"
 PREVIEW_ROWS = 2_000  # tables up to this size also get a copy the artifact viewer shows
+RELOGGED = ("tables/", "figures/", "html/")  # re-logged by a re-analysis: never cached
 
 
 class ArtifactCache:
@@ -93,9 +98,10 @@ class ArtifactCache:
         return self.folder(run_id, "checkpoint", subfolders=True)
 
     def file(self, run_id: str, path: str) -> Path:
-        """The local copy of one artifact file."""
+        """The local copy of one artifact file (fetched again each time under ``RELOGGED``:
+        a re-analysis may have logged it anew since)."""
         local = self.root / self._run_id(run_id) / path
-        if local.exists():
+        if local.exists() and not path.startswith(RELOGGED):
             return local
         local.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=local.parent, prefix=".fetch-"))
