@@ -68,6 +68,10 @@ PROBES = {
     "shifts a target's predictions toward positive",
     "decoy": "written in the words of books, labels unrelated (which marker set a text "
     "holds), own task: most similar to books in surface, no transfer",
+    "polarity": "task axis: the polarity of general polarity words, no topic words: "
+    "related to entailment through polarity, as sentiment is",
+    "agreement": "task axis: pairs on one topic, agree iff their polarities agree: "
+    "related to entailment through polarity",
 }
 PROBE_NOISE = {"skewed": 0.0, "decoy": 0.0}
 
@@ -180,6 +184,16 @@ def builtin_suite(options: BuiltinOptions | None = None) -> SuiteSpec:
         members += [
             _member(options, "skewed", "source", "review_sentiment", BINARY, "probe:skewed"),
             _member(options, "decoy", "source", "decoy", DECOY_LABELS, "probe:decoy"),
+            _member(options, "polarity", "task", "polarity", BINARY, "probe:polarity"),
+            _member(
+                options,
+                "agreement",
+                "task",
+                "agreement",
+                ["disagree", "agree"],
+                "probe:agreement",
+                True,
+            ),
         ]
         description += " Transfer probes: " + "; ".join(f"{k}: {v}" for k, v in PROBES.items())
     return SuiteSpec(
