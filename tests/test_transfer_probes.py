@@ -20,7 +20,8 @@ from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.profiles import mixture_examples
 
 PROBED = builtin_suite(BuiltinOptions(transfer_probes=True))
-SOURCE = (*DOMAINS, *PROBES)
+SOURCE = (*DOMAINS, "skewed", "decoy")
+TASK_PROBES = ("polarity", "agreement")
 
 
 def test_the_probes_are_opt_in_and_leave_every_other_member_as_it_was() -> None:
@@ -43,7 +44,8 @@ def test_the_probes_are_opt_in_and_leave_every_other_member_as_it_was() -> None:
     assert not probe_words & other
     assert PROBED.members["skewed"].task == "review_sentiment"
     assert PROBED.members["decoy"].task == "decoy"
-    assert {PROBED.members[p].axis for p in PROBES} == {"source"}
+    assert {PROBED.members[p].axis for p in PROBES} == {"source", "task"}
+    assert {PROBED.members[p].axis for p in TASK_PROBES} == {"task"}
 
 
 def test_a_suite_file_turns_the_probes_on_and_refuses_a_non_flag() -> None:
@@ -92,40 +94,85 @@ def test_the_decoy_label_does_not_follow_the_polarity_of_its_words() -> None:
     assert (frame["text"].map(lambda t: bool(set(t.split()) & marker_b)) == frame["label"]).all()
 
 
+def test_the_task_probes_are_decided_by_polarity_alone() -> None:
+    lex = lexicon(0)
+    polar = {w: 1 for w in lex.positive} | {w: 0 for w in lex.negative}
+
+    def polarity(text: str) -> set[int]:
+        return {polar[w] for w in text.split() if w in polar}
+
+    frame = load_member(PROBED, "polarity", "train").to_pandas()
+    clean = frame[frame["planted"] == "clean"]
+    assert (clean["text"].map(polarity) == clean["label"].map(lambda y: {y})).all()
+    assert not any(
+        set(t.split()) & {w for topic in lex.topics for w in topic} for t in frame["text"]
+    )
+    frame = load_member(PROBED, "agreement", "train").to_pandas()
+    clean = frame[frame["planted"] == "clean"]
+    agree = [
+        polarity(a) == polarity(b) and len(polarity(a)) == 1
+        for a, b in zip(clean["text"], clean["text_pair"], strict=True)
+    ]
+    assert (np.asarray(agree) == (clean["label"] == 1)).all()
+    assert PROBED.members["agreement"].label_names == ("disagree", "agree")
+
+
 def _examples(members: tuple[str, ...], n: int):
     spec = MixtureSpec(PROBED, "source", members, max_examples=n)
     return mixture_examples(Mixture(spec))
 
 
-# T of the task axis as docs/studies.md ("Known answers on the built-in suite") measured it:
-# 2,000 examples a member, 3 epochs, 2 seeds (means).
-DOCUMENTED_T = {
-    ("sentiment", "paraphrase"): -0.015,
-    ("sentiment", "entailment"): 0.210,
-    ("paraphrase", "sentiment"): -0.001,
-    ("paraphrase", "entailment"): -0.049,
-    ("entailment", "sentiment"): 0.005,
-    ("entailment", "paraphrase"): 0.003,
+# T of the task axis with the task probes (docs/studies.md, "Known answers on the built-in
+# suite"): `soi-mlflow transfer --suite (builtin, transfer_probes: true) --axis task --members
+# sentiment,paraphrase,entailment,polarity,agreement --mode joint --seeds 2 --epochs 3
+# --max-examples 1000`, 30 runs (means over the 2 seeds).
+MEASURED_T = {
+    ("sentiment", "paraphrase"): 0.068,
+    ("sentiment", "entailment"): 0.242,
+    ("sentiment", "polarity"): 0.010,
+    ("sentiment", "agreement"): 0.298,
+    ("paraphrase", "sentiment"): -0.008,
+    ("paraphrase", "entailment"): 0.013,
+    ("paraphrase", "polarity"): 0.003,
+    ("paraphrase", "agreement"): -0.025,
+    ("entailment", "sentiment"): -0.003,
+    ("entailment", "paraphrase"): 0.062,
+    ("entailment", "polarity"): -0.003,
+    ("entailment", "agreement"): 0.018,
+    ("polarity", "sentiment"): -0.003,
+    ("polarity", "paraphrase"): 0.046,
+    ("polarity", "entailment"): 0.223,
+    ("polarity", "agreement"): 0.426,
+    ("agreement", "sentiment"): 0.003,
+    ("agreement", "paraphrase"): 0.039,
+    ("agreement", "entailment"): 0.042,
+    ("agreement", "polarity"): -0.003,
 }
+TASKS = ("sentiment", "paraphrase", "entailment", "polarity", "agreement")
 
 
 @pytest.mark.xfail(
-    strict=True,
-    reason="does not hold (#25 section 5): with 3 members, leaving sentiment->entailment "
-    "out leaves no pair that transfers, so every model predicts it near 0 (ridge -0.019, "
-    "row mean -0.015) and sentiment->paraphrase higher (ridge +0.082, row mean +0.210)",
+    strict=True,  # an XPASS fails: then the known answer holds and this mark must go
+    reason="does not hold (#25 section 5): leaving sentiment->entailment (+0.242) out, ridge "
+    "on factors predicts it +0.110 and sentiment->paraphrase (+0.068) +0.227: the factors "
+    "see agreement as paraphrase-shaped (pairs, 2 labels, topic words), and sentiment and "
+    "polarity transfer to it (+0.298, +0.426); with polarity alone (4 members) +0.069 vs "
+    "+0.074; with 3 members +0.025 vs +0.204 (docs/studies.md)",
 )
 def test_the_documented_related_pair_is_predicted_above_the_unrelated_one() -> None:
     deltas = pd.DataFrame(
         [
             {"seed": 0, "source": s, "target": t, "delta": v, "problem": None}
-            for (s, t), v in DOCUMENTED_T.items()
+            for (s, t), v in MEASURED_T.items()
         ]
     )
-    tasks = ("sentiment", "paraphrase", "entailment")
-    examples = mixture_examples(Mixture(MixtureSpec("builtin", "task", tasks)))
-    factors = pair_factors(member_profiles(examples), pair_similarity(examples), list(DOCUMENTED_T))
+    examples = mixture_examples(Mixture(MixtureSpec(PROBED, "task", TASKS)))
+    factors = pair_factors(member_profiles(examples), pair_similarity(examples), list(MEASURED_T))
     held_out = cross_predictions(deltas, factors, "pair").set_index(["source", "target"])
-    for model in (PREDICTOR, ROW_MEAN):
-        predicted = held_out[model]
-        assert predicted[("sentiment", "entailment")] > predicted[("sentiment", "paraphrase")]
+    # the row mean cannot pass by construction: left out, each of the two is predicted by
+    # the source's other pairs, which hold the other one, so the lower T gets the higher
+    # prediction; the known answer asks the predictor
+    rows = held_out[ROW_MEAN]
+    assert rows[("sentiment", "entailment")] < rows[("sentiment", "paraphrase")]
+    predicted = held_out[PREDICTOR]
+    assert predicted[("sentiment", "entailment")] > predicted[("sentiment", "paraphrase")]

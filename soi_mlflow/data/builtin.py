@@ -21,13 +21,16 @@ Axis ``lang``: intent classification (8 intents = verb x object) in three synthe
 languages with their own surface words and word order. Four object words (anchors) and the
 slot values are identical in every language.
 
-Transfer probes (option ``transfer_probes``, off by default; docs/data.md): two more
-members of the source axis whose transfer is known in advance. ``skewed`` is a review
+Transfer probes (option ``transfer_probes``, off by default; docs/data.md): members
+whose transfer is known in advance. ``skewed`` is a review
 domain of its own words on the shared ``review_sentiment`` head, 85 % positive: trained
 with another domain it pushes that domain's predictions toward positive. ``decoy`` is
 written in the topic and polarity words of ``books`` but has its own task and labels
 (which of two marker word sets a text holds): the most similar pair in surface, with no
 transfer to expect.
+On the task axis, ``polarity`` (general polarity words, no topic words) and ``agreement``
+(pairs on one topic, agree iff their polarities agree) relate to entailment through
+polarity as sentiment does; their label noise is ``mislabeled_rate``.
 
 Planted kinds (column ``planted``): ``clean``; ``ambiguous``, whose evidence is balanced
 between two labels and whose gold label is one of them at random; ``mislabeled``, a clean
@@ -68,6 +71,10 @@ PROBES = {
     "shifts a target's predictions toward positive",
     "decoy": "written in the words of books, labels unrelated (which marker set a text "
     "holds), own task: most similar to books in surface, no transfer",
+    "polarity": "task axis: the polarity of general polarity words, no topic words: "
+    "related to entailment through polarity, as sentiment is",
+    "agreement": "task axis: pairs on one topic, agree iff their polarities agree: "
+    "related to entailment through polarity",
 }
 PROBE_NOISE = {"skewed": 0.0, "decoy": 0.0}
 
@@ -180,6 +187,16 @@ def builtin_suite(options: BuiltinOptions | None = None) -> SuiteSpec:
         members += [
             _member(options, "skewed", "source", "review_sentiment", BINARY, "probe:skewed"),
             _member(options, "decoy", "source", "decoy", DECOY_LABELS, "probe:decoy"),
+            _member(options, "polarity", "task", "polarity", BINARY, "probe:polarity"),
+            _member(
+                options,
+                "agreement",
+                "task",
+                "agreement",
+                ["disagree", "agree"],
+                "probe:agreement",
+                True,
+            ),
         ]
         description += " Transfer probes: " + "; ".join(f"{k}: {v}" for k, v in PROBES.items())
     return SuiteSpec(

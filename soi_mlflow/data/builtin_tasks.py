@@ -184,6 +184,41 @@ def _decoy(rng, lex: Lexicon, kind: str) -> Example:
     return _weak(Example(_render(rng, lex, words, (2, 5)), y, kind), kind, 1 - y)
 
 
+def _polarity(rng, lex: Lexicon, kind: str) -> Example:
+    """The polarity of general polarity words among filler, no topic words (the task probe
+    ``polarity``): related to entailment through polarity, as sentiment is, in another
+    surface (shorter, no topic words)."""
+    y = int(rng.integers(2))
+    if kind == "ambiguous":
+        pol = _pick(rng, lex.positive, 2) + _pick(rng, lex.negative, 2)
+    elif kind == "weak":
+        n = int(rng.integers(1, 3))
+        pol = _pick(rng, _polar(lex, y == 1), n + 1) + _pick(rng, _polar(lex, y == 0), n)
+    else:
+        pol = _pick(rng, _polar(lex, y == 1), int(rng.integers(2, 4)))
+    return _weak(Example(_render(rng, lex, pol, (2, 5)), y, kind), kind, 1 - y)
+
+
+def _agreement(rng, lex: Lexicon, kind: str) -> Example:
+    """A pair on one topic, label 1 iff the two texts' polarities agree (the task probe
+    ``agreement``): entailment's entailment-or-contradiction decision without its topics."""
+    y = int(rng.integers(2))
+    topic = lex.topics[rng.integers(TOPICS)]
+    s = bool(rng.integers(2))
+    first = _render(rng, lex, _pick(rng, topic, 3) + _pick(rng, _polar(lex, s), 2), (2, 5))
+    words = _pick(rng, topic, 2)
+    if kind == "ambiguous":
+        words += _pick(rng, lex.positive, 1) + _pick(rng, lex.negative, 1)
+    elif kind == "weak":  # the second text's polarity wins by one word
+        words += _pick(rng, _polar(lex, s == (y == 1)), 2) + _pick(
+            rng, _polar(lex, s != (y == 1)), 1
+        )
+    else:
+        words += _pick(rng, _polar(lex, s == (y == 1)), 2)
+    ex = Example(first, y, kind, _render(rng, lex, words, (1, 4)))
+    return _weak(ex, kind, 1 - y)
+
+
 def _intent(lang: str) -> Callable[..., Example]:
     def generate(rng, lex: Lexicon, kind: str) -> Example:
         y = int(rng.integers(len(INTENTS)))
@@ -220,4 +255,6 @@ FAMILIES: dict[str, Callable[..., Example]] = {
     **{f"intent:{lang}": _intent(lang) for lang in LANGS},
     "probe:skewed": _skewed,
     "probe:decoy": _decoy,
+    "probe:polarity": _polarity,
+    "probe:agreement": _agreement,
 }
