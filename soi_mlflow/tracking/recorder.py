@@ -257,10 +257,12 @@ class TraceRecorder(ShardedEpochs):
         merged = gather(local, self._world, self._space)
         metrics: dict[str, float] = {}
         if merged is not None:
-            for split, rows in epoch_rows(merged, self._space, epoch):
+            done = list(epoch_rows(merged, self._space, epoch))
+            for split, rows in done:  # before the writer starts: it would hold the GIL
+                metrics |= split_metrics(split, rows, self._space.members.names)
+            for split, rows in done:
                 capture = self.capture if split == "train" else "eval_pass"
                 self._submit(self._persist, split, epoch, rows, capture)
-                metrics |= split_metrics(split, rows, self._space.members.names)
             if metrics and self.log_metrics_enabled:
                 self._submit(self._log_metrics, metrics, epoch)
             self._submit(self._send)  # the epoch's files and metrics in one round
