@@ -3,7 +3,9 @@ under a memory limit, next to the in-memory path, with peak resident memory and 
 
 Writes synthetic traces once into ``--folder`` (default 100 runs x 1,000,000 examples x
 10 epochs = 1 billion rows, ~5 bytes a row; reused when the sizes match), then runs each
-engine in its own process and reports its wall time and peak RSS (``wait4``):
+engine in its own process and reports its wall time and peak RSS (``wait4``), against
+``--memory-limit``, which bounds the whole process (DuckDB's buffers get a share of it:
+``analysis/duck/limits.py``):
 
 - ``duckdb``: every run through ``soi_from_files`` on one connection with ``--memory-limit``;
 - ``memory``: ``TraceMatrix.from_files`` + ``soi_from_matrix`` on the first
@@ -56,8 +58,22 @@ def write_once(folder: Path, runs: int, examples: int, epochs: int) -> float:
     return time.perf_counter() - start
 
 
+def within(peak_gib: float, memory_limit: str) -> str:
+    """The peak resident memory against ``--memory-limit`` (the whole process's bound)."""
+    from soi_mlflow.analysis.duck.limits import parse_size
+
+    limit = parse_size(memory_limit, "--memory-limit")
+    verdict = "within" if peak_gib * 2**30 <= limit else "OVER"
+    return f"{verdict} the --memory-limit {memory_limit}: {peak_gib * 2**30 / limit:.0%} of it"
+
+
 def summary(table) -> list[float]:
-    counts = table["soi"].astype(str).value_counts().sort_index()
+    """SOI counts (by name) and mean confidence; counted on the categories, since a string
+    per example (``astype(str)``) took ~0.3 GB of the worker's peak at 1M examples."""
+    counts = table["soi"].value_counts()
+    counts = counts[counts > 0]
+    counts.index = counts.index.astype(str)
+    counts = counts.sort_index()
     return [*counts.tolist(), float(table["confidence"].mean())]
 
 
@@ -94,10 +110,11 @@ def worker(kind: str, folder: Path, memory_limit: str, memory_runs: int) -> None
             files = file_rows(paths, name)
             table = soi_from_files(con, files, max_groups=engine.max_groups())
             print(json.dumps({name: summary(table)}), flush=True)
+            del table  # not held while the next run is analysed
 
 
 def measure(kind: str, args: argparse.Namespace) -> tuple[float, float, dict]:
-    """Wall seconds, peak RSS (GB) and the printed summaries of one worker process."""
+    """Wall seconds, peak RSS (GiB) and the printed summaries of one worker process."""
     cmd = [sys.executable, __file__, "--worker", kind, "--folder", str(args.folder),
            "--memory-limit", args.memory_limit, "--memory-runs", str(args.memory_runs)]  # fmt: skip
     start = time.perf_counter()
@@ -119,7 +136,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--examples", type=int, default=1_000_000, help="per run")
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--memory-limit", default="2GB", help="DuckDB's limit")
+    parser.add_argument("--memory-limit", default="2GB", help="the analysing process's limit")
     parser.add_argument("--memory-runs", type=int, default=10, help="runs for the in-memory path")
     parser.add_argument("--worker", choices=["duckdb", "memory", "scan"], help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -141,8 +158,8 @@ def main() -> None:
                 "scan": "one GROUP BY (run, epoch)"}[kind]  # fmt: skip
         print(
             f"{kind:>7}: {what} of {runs} run(s) ({runs * args.examples * args.epochs:,} rows): "
-            f"{wall:7.1f} s, {wall / runs:6.2f} s/run, peak RSS {peak:5.2f} GB"
-            + (f" (limit {args.memory_limit})" if kind != "memory" else ""),
+            f"{wall:7.1f} s, {wall / runs:6.2f} s/run, peak RSS {peak:5.2f} GiB"
+            + (f" ({within(peak, args.memory_limit)})" if kind != "memory" else ""),
             flush=True,
         )
     shared = list(results["memory"])

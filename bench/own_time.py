@@ -3,8 +3,9 @@
 :func:`install` wraps :class:`TraceRecorder`'s methods in timers for the rest of the
 process, so the package itself keeps no benchmark bookkeeping: wall seconds of ``add``
 and ``end_epoch`` on the caller's thread, and CPU seconds of the background writer's
-work (one trace file, one round of metrics). :func:`take` returns the seconds counted
-since the last call (every recorder of the process together) and starts counting anew.
+work (one trace file, one round of metrics, one round of sending the epoch to the store).
+:func:`take` returns the seconds counted since the last call (every recorder of the
+process together) and starts counting anew; :func:`take_parts` the same in its two parts.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from soi_mlflow.tracking.recorder import TraceRecorder
 # the recorder's methods on the caller's thread (wall clock) and the background writer's
 # units of work (that thread's CPU clock)
 CALLS = ("add", "end_epoch")
-BACKGROUND = ("_persist", "_log_metrics")
+BACKGROUND = ("_persist", "_log_metrics", "_send")
 
 _seconds = {"calls": 0.0, "background": 0.0}
 _lock = threading.Lock()
@@ -55,7 +56,14 @@ def install() -> None:
 
 def take() -> float:
     """The recorders' own seconds (calls + background) since the last call; resets them."""
+    calls, background = take_parts()
+    return calls + background
+
+
+def take_parts() -> tuple[float, float]:
+    """:func:`take`, in its two parts: wall seconds on the caller's thread, CPU seconds of
+    the background writer."""
     with _lock:
-        total = _seconds["calls"] + _seconds["background"]
+        parts = _seconds["calls"], _seconds["background"]
         _seconds.update(calls=0.0, background=0.0)
-    return total
+    return parts

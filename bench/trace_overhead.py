@@ -25,7 +25,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 from mlflow import MlflowClient
-from own_time import install, take
+from own_time import install, take_parts
 
 from soi_mlflow.data.datamodule import MixtureDataModule
 from soi_mlflow.data.mixture import Mixture, MixtureSpec
@@ -38,6 +38,8 @@ from soi_mlflow.training import mixture_trace_callback
 MEMBERS = ("books", "movies", "electronics")
 # per traced run: the callback's own time (hooks + background CPU) / training time
 ATTRIBUTED: list[float] = []
+# per traced run: ms per epoch on the training thread and of the writer thread's CPU
+PER_EPOCH_MS: list[tuple[float, float]] = []
 
 
 class TrainingClock(pl.Callback):
@@ -91,14 +93,16 @@ def one_run(
         num_sanity_val_steps=0,
         callbacks=callbacks,
     )
-    take()  # count this run's recorder time only
+    take_parts()  # count this run's recorder time only
     start = time.perf_counter()
     trainer.fit(module, datamodule=data)
     total = time.perf_counter() - start
     run_id = callbacks[1].run_id_resolved if traced else None
     examples = len(mixture.train) * epochs
     if traced:
-        ATTRIBUTED.append(take() / clock.seconds)
+        calls, background = take_parts()
+        ATTRIBUTED.append((calls + background) / clock.seconds)
+        PER_EPOCH_MS.append((1000 * calls / epochs, 1000 * background / epochs))
     return examples / clock.seconds, examples / clock.cpu_seconds, total - clock.seconds, run_id
 
 
@@ -168,6 +172,13 @@ def main() -> None:
         f"the callback's own time (hooks on the training thread + CPU of its writer thread): "
         f"{100 * statistics.median(ATTRIBUTED):.2f} % of training time (median; runs: "
         f"{', '.join(f'{100 * x:.2f}' for x in ATTRIBUTED)})"
+    )
+    calls_ms = statistics.median(c for c, _ in PER_EPOCH_MS)
+    writer_ms = statistics.median(b for _, b in PER_EPOCH_MS)
+    print(
+        f"  per epoch (median): {calls_ms:.1f} ms on the training thread (add, end_epoch), "
+        f"{writer_ms:.1f} ms of the writer thread's CPU; training "
+        f"{1000 * len(mixture.train) / statistics.median(wall[True]):.0f} ms an epoch"
     )
     extra = statistics.median(setup[True]) - statistics.median(setup[False])
     print(

@@ -42,8 +42,8 @@ class AnalyzeSettings(ExecutorSettings):
     """read traces in memory, or with DuckDB out of core; auto: DuckDB when a run's traces
     would take over half of --memory-limit in memory"""
     memory_limit: str | None = None
-    """DuckDB's memory limit, such as 2GB or 512MiB (default: a quarter of this machine's
-    memory)"""
+    """the analysing process's memory limit, such as 2GB or 512MiB, of which DuckDB's
+    buffers get 40 % (default: a quarter of this machine's memory)"""
     spill_limit: str | None = None
     """the most DuckDB spills to its temporary folder, removed afterwards, such as 20GB
     (default: half the free disk there)"""

@@ -13,7 +13,8 @@
   and :func:`check_run_id`: the one run-id rule (``first_line``, an error in one line, is
   :func:`soi_mlflow.errors.first_line`, imported here for this module's callers).
 - :func:`is_stale`: a RUNNING run whose last sign of progress (the ``soi.heartbeat`` tag the
-  recorder sets every epoch, else its start) is older than :func:`stale_after_s`.
+  recorder sends with an epoch's metrics, at most every :data:`HEARTBEAT_S`, else its
+  start) is older than :func:`stale_after_s`.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ PROBE_TIMEOUT_S = 2.0  # ... each waiting at most this long ...
 PROBE_PAUSE_S = 1.0  # ... with this pause between them: PROBE_TOTAL_S at most
 PROBE_TOTAL_S = PROBE_ATTEMPTS * PROBE_TIMEOUT_S + (PROBE_ATTEMPTS - 1) * PROBE_PAUSE_S
 STALE_AFTER_S = 1800.0  # default; SOI_MLFLOW_STALE_AFTER (seconds) overrides
+# A recorder's metrics carry the heartbeat tag at most this often (a tag costs the store
+# a write per epoch): far inside STALE_AFTER_S, so a live run never looks stale.
+HEARTBEAT_S = 60.0
 HEARTBEAT_TAG = HEARTBEAT  # tracking/tags.py
 END_REASON_TAG = END_REASON
 

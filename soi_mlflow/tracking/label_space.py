@@ -61,6 +61,7 @@ class LabelSpace:
     ) -> None:
         self.tasks = _Names()
         self.classes: list[int | None] = []
+        self._counts = np.zeros(0, dtype=np.int64)  # class_counts' last answer
         self._label_index: list[dict[str, int] | None] = []
         self._label_names: dict[str, list[str]] = {}
         self._explicit_labels = label_names is not None
@@ -93,8 +94,10 @@ class LabelSpace:
     def class_counts(self, width: int) -> np.ndarray:
         """Class count per task; a task without label names has as many classes as its
         first logits have columns (``width``)."""
-        self.classes = [c if c is not None else width for c in self.classes]
-        return np.array(self.classes, dtype=np.int64)
+        if len(self._counts) != len(self.classes) or None in self.classes:  # else as before
+            self.classes = [c if c is not None else width for c in self.classes]
+            self._counts = np.array(self.classes, dtype=np.int64)
+        return self._counts
 
     def label_names(self) -> dict[str, list[str]]:
         """Class names per task, as written into each file's metadata."""

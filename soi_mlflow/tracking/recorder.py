@@ -42,7 +42,7 @@ from soi_mlflow.tracking import after_close
 from soi_mlflow.tracking.batch import add_batch
 from soi_mlflow.tracking.epoch_buffer import SplitBuffer
 from soi_mlflow.tracking.epoch_writer import epoch_rows, gather, put_trace, split_metrics
-from soi_mlflow.tracking.health import end_status
+from soi_mlflow.tracking.health import HEARTBEAT_S, end_status
 from soi_mlflow.tracking.label_space import LabelSpace
 from soi_mlflow.tracking.names import check_split_name
 from soi_mlflow.tracking.recorder_shards import ShardedEpochs
@@ -157,6 +157,7 @@ class TraceRecorder(ShardedEpochs):
         self.unsent = SendResult(0, 0)  # what the last round of sending left in the spool
         self._closed = False
         self._resume = resume
+        self._beat = 0.0  # when the heartbeat tag was last put into the spool
         self.shards = shards
         self._sharded = False  # an epoch was sharded: so are the later ones
         self._joined = False  # every rank knows the run (the first sharded epoch)
@@ -202,7 +203,8 @@ class TraceRecorder(ShardedEpochs):
         }
         if self.axis:
             tags[AXIS] = self.axis
-        tags[HEARTBEAT] = str(int(time.time()))
+        self._beat = time.time()
+        tags[HEARTBEAT] = str(int(self._beat))
         run.set_tags(tags | self.extra_tags)
         self._spool = run.spool
         # one writer thread; it also sends again on a timer while entries wait
@@ -255,12 +257,15 @@ class TraceRecorder(ShardedEpochs):
         merged = gather(local, self._world, self._space)
         metrics: dict[str, float] = {}
         if merged is not None:
-            for split, rows in epoch_rows(merged, self._space, epoch):
+            done = list(epoch_rows(merged, self._space, epoch))
+            for split, rows in done:  # before the writer starts: it would hold the GIL
+                metrics |= split_metrics(split, rows, self._space.members.names)
+            for split, rows in done:
                 capture = self.capture if split == "train" else "eval_pass"
                 self._submit(self._persist, split, epoch, rows, capture)
-                metrics |= split_metrics(split, rows, self._space.members.names)
             if metrics and self.log_metrics_enabled:
                 self._submit(self._log_metrics, metrics, epoch)
+            self._submit(self._send)  # the epoch's files and metrics in one round
             self.last_metrics |= metrics
         self._epoch = epoch + 1
         return metrics
@@ -293,12 +298,13 @@ class TraceRecorder(ShardedEpochs):
             rank=rank,
             names=names,
         )
-        self._send()
 
     def _log_metrics(self, metrics: dict[str, float], step: int) -> None:
         assert self._spool is not None
-        self._spool.put_metrics(metrics, step)  # with the heartbeat: progress, not stale
-        self._send()
+        now = time.time()  # the heartbeat (progress, not stale) at most every HEARTBEAT_S
+        beat = now - self._beat >= HEARTBEAT_S
+        self._spool.put_metrics(metrics, step, heartbeat=beat)
+        self._beat = now if beat else self._beat
 
     def _send(self) -> None:
         """Send what waits in the spool, in order; an outage leaves it there."""
@@ -330,7 +336,7 @@ class TraceRecorder(ShardedEpochs):
             "examples",
             lambda p: frame.to_parquet(p, compression="zstd", index=False),
         )
-        self._send()
+        self.unsent = self._spool.send(self._client)  # a one-off, not an epoch's round
 
     # -- the background writer ------------------------------------------------------
     def _submit(self, fn: Any, *args: Any) -> None:

@@ -59,6 +59,7 @@ class ShardedEpochs:
             self._submit(self._persist, split, epoch, rows, capture, self._rank, names)
         if metrics and self.log_metrics_enabled:
             self._submit(self._log_metrics, metrics, epoch)
+        self._submit(self._send)  # the epoch's shards and metrics in one round
         self.last_metrics |= metrics
         self._epoch = epoch + 1
         return metrics

@@ -57,7 +57,7 @@ class Engine:
 
     def max_groups(self) -> int:
         """Examples one DuckDB GROUP BY takes at a time (more: per example-id range)."""
-        return max(1, self.limits.memory_bytes // BYTES_PER_GROUP)
+        return max(1, self.limits.duckdb_bytes // BYTES_PER_GROUP)
 
     def choose(self, paths: Sequence[str | Path], filesystem: Any = None) -> str:
         """``memory`` or ``duckdb`` for a run whose trace files are ``paths`` (on

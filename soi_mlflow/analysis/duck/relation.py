@@ -42,10 +42,15 @@ def trace_relation(files: Sequence[TraceFile], con=None, limits: Limits | None =
             }
         ),
     )
-    has_epoch = "epoch" in pq.read_schema(files[0].path).names
-    # a null loss (schema v2) is -log p_gold; p_gold is never 0 there (the loss is stored)
-    loss = "REPLACE (COALESCE(t.loss, -ln(greatest(t.p_gold, 1e-45)))::FLOAT AS loss)"
-    columns = f"t.* EXCLUDE (epoch) {loss}" if has_epoch else f"t.* {loss}"
+    names = pq.read_schema(files[0].path).names
+    columns = "t.* EXCLUDE (epoch)" if "epoch" in names else "t.*"
+    # a null loss (schema v2) is -log p_gold; p_gold is never 0 there (the loss is stored);
+    # files with no loss column at all (bench/analysis_scale.py's) get it derived as well
+    derived = "-ln(greatest(t.p_gold, 1e-45))"
+    if "loss" in names:
+        columns += f" REPLACE (COALESCE(t.loss, {derived})::FLOAT AS loss)"
+    else:
+        columns += f", {derived}::FLOAT AS loss"
     return con.sql(
         f"SELECT f.run_id, f.epoch, {columns} "
         f"FROM read_parquet($files, union_by_name = true) t "
