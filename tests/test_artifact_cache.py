@@ -31,3 +31,16 @@ def test_a_table_logged_again_is_read_anew_and_a_trace_only_once(store: str, tmp
     cache.file(run_id, "traces/train/epoch=000.parquet")
     cache.file(run_id, "traces/train/epoch=000.parquet")
     assert cache.downloads == fetched + 1  # a trace never changes: fetched once
+
+
+def test_the_cache_follows_the_variable_as_it_is_now(tmp_path, monkeypatch) -> None:
+    """``cache_for()`` with no URI names the store ``MLFLOW_TRACKING_URI`` names at the call,
+    not the one it named at the first call."""
+    first, second = (f"sqlite:///{tmp_path}/{name}.db" for name in ("first", "second"))
+    for uri in (first, second):
+        MlflowClient(uri).search_experiments()  # the stores exist
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", first)
+    assert cache_for().tracking_uri == first
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", second)
+    assert cache_for().tracking_uri == second
+    assert cache_for(first) is cache_for(first)  # one cache per store

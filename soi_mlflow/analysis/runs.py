@@ -35,10 +35,16 @@ from soi_mlflow.tracking.trace_format import (
 )
 
 
-@lru_cache(maxsize=8)
 def cache_for(tracking_uri: str | None = None) -> ArtifactCache:
-    """One artifact cache per tracking store, shared by every call in this process."""
-    return ArtifactCache(resolve_tracking_uri(tracking_uri))
+    """One artifact cache per tracking store, shared by every call in this process. The URI
+    is resolved first (the flag, else ``MLFLOW_TRACKING_URI`` now), so that a variable
+    changed between calls names the store it names, not the first one."""
+    return _cache_of(resolve_tracking_uri(tracking_uri))
+
+
+@lru_cache(maxsize=8)
+def _cache_of(uri: str) -> ArtifactCache:
+    return ArtifactCache(uri)
 
 
 def trace_files(run_id: str, split: str = "train", tracking_uri: str | None = None) -> TraceFiles:
