@@ -50,16 +50,6 @@ def pytest_configure(config: pytest.Config) -> None:
     tempfile.tempdir = None  # gettempdir() reads TMPDIR again
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files with an e2e test first, the others after (a stable sort by file: a file's
-    tests stay together, in their order). xdist hands a process a file when it has almost
-    nothing left; with the long files first the quick ones fill the gaps at the end and
-    both processes end together, instead of one waiting while the other runs a long file
-    handed out last."""
-    long_files = {item.path for item in items if item.get_closest_marker("e2e")}
-    items.sort(key=lambda item: item.path not in long_files)
-
-
 def pytest_unconfigure(config: pytest.Config) -> None:
     """The in-memory folder goes with the run (pytest keeps no older ones there). Then the
     process leaves out of the interpreter's last garbage collections what it holds now

@@ -137,7 +137,15 @@ class RunHandle:
             warnings.simplefilter("ignore", UserWarning)
             entity = mlflow.data.from_pandas(frame, name=name, source=source)._to_mlflow_entity()
         tag = InputTag("mlflow.data.context", context)
-        self.client.log_inputs(self.run_id, [DatasetInput(entity, [tag])])
+        inputs = [DatasetInput(entity, [tag])]
+        try:
+            self.client.log_inputs(self.run_id, inputs)
+        except Exception as exc:  # noqa: BLE001 - MlflowException wraps the store's error
+            if "IntegrityError" not in str(exc) or "datasets" not in str(exc):
+                raise
+            # Another process (a study's parallel child) created the same data set in this
+            # experiment between MLflow's look-up and its insert; now it exists: link it.
+            self.client.log_inputs(self.run_id, inputs)
 
     def ui_command(self) -> str:
         """What to open to see this run: the runs table and the run, in the MLflow UI's
