@@ -171,6 +171,8 @@ def test_example_tables_are_logged(module_store) -> None:
     rec.log_examples("train", pd.DataFrame({"example_id": [1, 2], "text": ["a", "b"]}))
     with pytest.raises(SoiInputError, match="'example_id' column"):
         rec.log_examples("train", pd.DataFrame({"id": [1]}))
+    with pytest.raises(SoiInputError, match="example_id values repeat"):
+        rec.log_examples("validation", pd.DataFrame({"example_id": [3, 3]}))
     rec.close()
     paths = [a.path for a in MlflowClient(module_store).list_artifacts(rec.run_id, "examples")]
     assert paths == ["examples/train.parquet"]

@@ -42,6 +42,7 @@ from soi_mlflow.tracking import after_close
 from soi_mlflow.tracking.batch import add_batch
 from soi_mlflow.tracking.epoch_buffer import SplitBuffer
 from soi_mlflow.tracking.epoch_writer import epoch_rows, gather, put_trace, split_metrics
+from soi_mlflow.tracking.example_table import example_frame
 from soi_mlflow.tracking.health import HEARTBEAT_S, end_status
 from soi_mlflow.tracking.label_space import LabelSpace
 from soi_mlflow.tracking.names import check_split_name
@@ -318,16 +319,7 @@ class TraceRecorder(ShardedEpochs):
         check_split_name(split)
         if self._rank != 0:
             return
-        frame = table.to_pandas() if hasattr(table, "to_pandas") else table
-        if "example_id" not in getattr(frame, "columns", ()):
-            raise SoiInputError(
-                f"example table of split {split!r}: expected an 'example_id' column, got "
-                f"{list(getattr(frame, 'columns', []))}"
-            )
-        frame = frame.reset_index(drop=True)
-        if frame["example_id"].duplicated().any():
-            raise SoiInputError(f"example table of split {split!r}: example_id values repeat")
-        self._submit(self._persist_examples, split, frame)
+        self._submit(self._persist_examples, split, example_frame(split, table))
 
     def _persist_examples(self, split: str, frame: Any) -> None:
         assert self._spool is not None
