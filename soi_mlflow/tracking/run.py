@@ -132,6 +132,7 @@ class RunHandle:
         """Log a data set as a run input, with MLflow's digest of its content."""
         import mlflow.data
         from mlflow.entities import DatasetInput, InputTag
+        from mlflow.exceptions import MlflowException
 
         with warnings.catch_warnings():  # MLflow's hint on integer columns is not for us
             warnings.simplefilter("ignore", UserWarning)
@@ -140,8 +141,10 @@ class RunHandle:
         inputs = [DatasetInput(entity, [tag])]
         try:
             self.client.log_inputs(self.run_id, inputs)
-        except Exception as exc:  # noqa: BLE001 - MlflowException wraps the store's error
-            if "IntegrityError" not in str(exc) or "datasets" not in str(exc):
+        except MlflowException as exc:  # wraps the store's own error, by its message
+            said = str(exc)
+            clash = ("IntegrityError", "UniqueViolation", "duplicate key")
+            if "dataset" not in said or not any(word in said for word in clash):
                 raise
             # Another process (a study's parallel child) created the same data set in this
             # experiment between MLflow's look-up and its insert; now it exists: link it.
