@@ -9,6 +9,7 @@ written, the footer's share, and the same column written alone with other encodi
 
     .venv/bin/python bench/trace_bytes.py [--examples 1000] [--epochs 2]
     .venv/bin/python bench/trace_bytes.py --tracking-uri URI --run-id ID   # a run's files
+    .venv/bin/python bench/trace_bytes.py --tracking-uri URI --experiment soi-demo  # all of them
 """
 
 from __future__ import annotations
@@ -67,21 +68,41 @@ def report(paths: list[Path], label: str) -> None:
     rows = sum(pq.read_metadata(p).num_rows for p in paths)
     total = sum(p.stat().st_size for p in paths)
     tables = [pq.read_table(p) for p in paths]
-    names = tables[0].column_names
+    names = list(dict.fromkeys(n for t in tables for n in t.column_names))
     print(f"\n{label}: {len(paths)} file(s), {rows:,} rows, {total / rows:.2f} B per row in all")
     print(f"{'column':<11} {'written':>8} " + " ".join(f"{c:>9}" for c in CANDIDATES))
     for name in names:
+        holding = [(p, t) for p, t in zip(paths, tables, strict=True) if name in t.column_names]
         written = sum(
-            md.row_group(0).column(names.index(name)).total_compressed_size
-            for md in (pq.read_metadata(p) for p in paths)
+            md.row_group(0).column(md.schema.names.index(name)).total_compressed_size
+            for md in (pq.read_metadata(p) for p, _ in holding)
         )
         cells = []
         for option in CANDIDATES.values():
-            sizes = [alone(t, name, option) for t in tables]
+            sizes = [alone(t, name, option) for _, t in holding]
             cells.append("-" if None in sizes else f"{sum(sizes) / rows:.3f}")
         print(f"{name:<11} {written / rows:>8.3f} " + " ".join(f"{c:>9}" for c in cells))
     footer = sum(pq.read_metadata(p).serialized_size for p in paths)
     print(f"{'footer':<11} {footer / rows:>8.3f}  ({footer // len(paths)} B a file)")
+    absent = {n: sum(n not in t.column_names for t in tables) for n in ("epoch", "step", "loss")}
+    print(
+        "left out (schema v3: constant, or derived in every row): "
+        + ", ".join(f"{n} in {k} of {len(paths)} files" for n, k in absent.items())
+    )
+
+
+def experiment_files(uri: str, experiment: str) -> tuple[list[Path], list[Path]]:
+    """Every train and every evaluation trace file of the runs of ``experiment``."""
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise SystemExit(f"no experiment {experiment!r} in {uri}")
+    train, evaluation = [], []
+    for run in client.search_runs([found.experiment_id], max_results=10_000):
+        root = Path(run.info.artifact_uri.removeprefix("file://")) / "traces"
+        for path in sorted(root.glob("*/epoch=*.parquet")):
+            (train if path.parent.name == "train" else evaluation).append(path)
+    return train, evaluation
 
 
 def main() -> None:
@@ -89,11 +110,19 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=1000, help="training examples per member")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--run-id", help="measure this run's traces instead of a new run")
-    parser.add_argument("--tracking-uri", help="the store of --run-id")
+    parser.add_argument(
+        "--experiment", help="measure every run of this experiment (e.g. soi-demo) instead"
+    )
+    parser.add_argument("--tracking-uri", help="the store of --run-id or --experiment")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     if args.run_id:
         measure(args.tracking_uri, args.run_id, args.epochs)
+        return
+    if args.experiment:
+        train, evaluation = experiment_files(args.tracking_uri, args.experiment)
+        report(train, f"train traces of {args.experiment!r}, every run and epoch")
+        report(evaluation, f"evaluation traces of {args.experiment!r}, every run and epoch")
         return
     base = "/dev/shm" if os.path.isdir("/dev/shm") else None
     here = os.getcwd()

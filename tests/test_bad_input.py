@@ -274,7 +274,7 @@ def _bad_files(tmp_path: Path, good: Path) -> dict[str, Path]:
 PROBLEMS = {
     "truncated": "cannot be read (",
     "garbage": "it may be truncated (an upload or a copy cut short) or not a trace file",
-    "future": "has trace schema version '99'; this soi-mlflow reads versions 1, 2",
+    "future": "has trace schema version '99'; this soi-mlflow reads versions 1, 2, 3",
     "foreign": "has no trace schema version: not a soi-mlflow trace file",
 }
 

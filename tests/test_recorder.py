@@ -64,7 +64,7 @@ def test_three_calls_in_a_plain_loop_give_one_file_per_split_and_epoch(module_st
     )
     assert meta["capture"] == "train_pass" and meta["label_names"] == {"default": ["a", "b", "c"]}
     tags = MlflowClient(module_store).get_run(run.info.run_id).data.tags
-    assert tags["soi.trace_schema"] == "2" and tags["soi.recorder"] == "recorder"
+    assert tags["soi.trace_schema"] == "3" and tags["soi.recorder"] == "recorder"
     history = MlflowClient(module_store).get_metric_history(run.info.run_id, "val/default/acc")
     assert [m.step for m in history] == [0, 1]
 

@@ -1,5 +1,5 @@
-"""The trace file format (schema v2, and v1 files read as before): round trip, size,
-version check."""
+"""The trace file format (schema v3, and v1 and v2 files read as before): round trip,
+size, constant columns, version check."""
 
 from __future__ import annotations
 
@@ -54,8 +54,9 @@ def test_round_trip_sorts_by_id_and_keeps_values(tmp_path: Path) -> None:
     np.testing.assert_allclose(df["p_gold"], rows["p_gold"][order], rtol=1.3e-4)
     assert (df["epoch"] == 4).all()
     assert read_metadata(path) == {
-        "trace_schema": 2,
+        "trace_schema": 3,
         "loss": "derived",
+        "constant": {"epoch": 4},
         "capture": "eval_pass",
         "epoch": 4,
     }
@@ -79,7 +80,7 @@ def test_unknown_schema_version_is_refused(tmp_path: Path) -> None:
     meta[b"soi.trace_schema"] = b"99"
     pq.write_table(table.replace_schema_metadata(meta), tmp_path / "future.parquet")
     with pytest.raises(
-        TraceFormatError, match="trace schema version '99'; this soi-mlflow reads versions 1, 2"
+        TraceFormatError, match="trace schema version '99'; this soi-mlflow reads versions 1, 2, 3"
     ):
         read_trace(tmp_path / "future.parquet")
 
@@ -156,3 +157,72 @@ def test_old_files_read_as_before_and_analyses_agree_with_them(tmp_path: Path) -
     v2 = detector_scores(pd.concat(frames["v2"], ignore_index=True))
     for column in ("confidence", "aum", "forgetting", "soi_flag"):
         np.testing.assert_allclose(v2[column], v1[column], rtol=0, atol=1e-6)
+
+
+def _write_v2(path: Path, table: pa.Table, meta: dict) -> Path:
+    """A file as schema v2 wrote it (every column stored, nullable, zstd throughout)."""
+    metadata = {"soi.trace_schema": "2", "soi.loss": "derived"}
+    metadata |= {f"soi.{k}": json.dumps(v) for k, v in meta.items()}
+    with pq.ParquetWriter(
+        path, table.schema, compression="zstd", write_statistics=False, store_schema=False
+    ) as writer:
+        writer.write_table(table.replace_schema_metadata(None))
+        writer.add_key_value_metadata(metadata)
+    return path
+
+
+def _evaluation_rows(n: int, epoch: int) -> dict:
+    """An evaluation pass: one step for every row, every loss derivable."""
+    rows = _rows(n, seed=epoch)
+    rows["epoch"], rows["step"] = epoch, np.full(n, 30 * (epoch + 1))
+    return rows
+
+
+def test_constant_columns_are_kept_once_and_read_back(tmp_path: Path) -> None:
+    table = build_table(_evaluation_rows(300, 2), ["a", "b"], ["t"])
+    path = write_trace(tmp_path / "eval.parquet", table, {"epoch": 2})
+    stored = pq.read_schema(path)
+    assert {"epoch", "step", "loss"}.isdisjoint(stored.names)  # left out of the file
+    assert all(not field.nullable for field in stored)  # no definition levels stored
+    assert read_metadata(path)["constant"] == {"epoch": 2, "step": 90}
+    v2 = read_trace(_write_v2(tmp_path / "v2.parquet", table, {"epoch": 2}))
+    pd.testing.assert_frame_equal(read_trace(path), v2)  # same columns, order, dtypes
+    assert path.stat().st_size < (tmp_path / "v2.parquet").stat().st_size - 300
+
+    train = build_table(_rows(300), ["a", "b"], ["t"])  # one step per batch: kept
+    kept = write_trace(tmp_path / "train.parquet", train, {})
+    assert "step" in pq.read_schema(kept).names and "epoch" not in pq.read_schema(kept).names
+    assert read_trace(kept)["step"].tolist() == train["step"].to_pylist()
+
+
+def test_the_duckdb_relation_reads_v2_and_v3_files_alike(tmp_path: Path) -> None:
+    from soi_mlflow.analysis.duck.files import file_rows
+    from soi_mlflow.analysis.duck.relation import trace_relation
+
+    paths = {}
+    for version, writer in (("v2", _write_v2), ("v3", write_trace)):
+        folder = tmp_path / version
+        folder.mkdir()
+        for epoch in range(2):
+            table = build_table(_evaluation_rows(200, epoch), ["a", "b"], ["t"])
+            writer(folder / f"epoch={epoch:03d}.parquet", table, {"epoch": epoch})
+        paths[version] = sorted(str(p) for p in folder.iterdir())
+    mixed = [paths["v3"][0], paths["v2"][1]]  # a run resumed by a newer version
+    frames = {}
+    for name, files in (*paths.items(), ("mixed", mixed)):
+        frame = trace_relation(file_rows(files)).df()
+        frames[name] = frame.sort_values(["epoch", "example_id"], ignore_index=True)
+    assert list(frames["v3"].columns) == list(frames["v2"].columns)
+    assert frames["v3"]["step"].tolist() == [30] * 200 + [60] * 200
+    for name in ("v3", "mixed"):
+        pd.testing.assert_frame_equal(frames[name], frames["v2"], check_categorical=False)
+
+
+@pytest.mark.parametrize("constant", ['{"epoch": "4"}', '{"label": 1}', "[4]", "not json"])
+def test_a_bad_constant_entry_is_refused_naming_the_file(tmp_path: Path, constant) -> None:
+    path = write_trace(tmp_path / "t.parquet", build_table(_rows(10), ["a", "b"], ["t"]), {})
+    table = pq.read_table(path)
+    meta = dict(table.schema.metadata) | {b"soi.constant": constant.encode()}
+    pq.write_table(table.replace_schema_metadata(meta), tmp_path / "bad.parquet")
+    with pytest.raises(TraceFormatError, match=r"bad\.parquet.* soi\.constant"):
+        read_trace(tmp_path / "bad.parquet")

@@ -80,7 +80,7 @@ def test_metrics_tags_params_inputs_and_example_tables(trained) -> None:
     tags = run.data.tags
     assert tags["soi.axis"] == "source" and tags["soi.setting"] == "multi"
     assert tags["soi.members"] == "books,movies" and tags["soi.seed"] == "0"
-    assert tags["soi.capture"] == "train_pass" and tags["soi.trace_schema"] == "2"
+    assert tags["soi.capture"] == "train_pass" and tags["soi.trace_schema"] == "3"
     assert tags["soi.stage"] == "1"
     assert run.data.params["epochs"] == str(EPOCHS) and run.data.params["model"] == "tiny"
     for key in (

@@ -1,4 +1,4 @@
-"""The trace file format, schema v2 (docs/design.md): one Parquet file per split and epoch.
+"""The trace file format, schema v3 (docs/design.md): one Parquet file per split and epoch.
 
 Rows are sorted by ``example_id``. Encodings are chosen for size: index-derived ids are
 nearly consecutive, so ``example_id`` is delta-encoded to about a bit per row; ``member``,
@@ -8,7 +8,13 @@ byte-stream-split before zstd, and are rounded to 12 mantissa bits (relative err
 low bytes. ``loss`` is stored only where it is not ``-log p_gold`` (a ``p_gold`` that
 rounds to 0): elsewhere it is null, the ``soi.loss`` metadata says ``derived``, and
 readers put ``-log p_gold`` there (:func:`read_trace`, ``COALESCE`` in DuckDB), so every
-reader sees the column as before. Schema v1 (every ``loss`` stored) is read as it was.
+reader sees the column as before. A column that holds one value in every row (the
+``epoch`` always, the ``step`` of an evaluation pass) is not stored (v3): the
+``soi.constant`` metadata gives its value and readers put the column back
+(:func:`restore_columns`; the ``step`` from the file table in DuckDB), and a ``loss``
+derived in every row is not stored at all. Columns with no
+null are stored as required, and the dictionary-packed ones uncompressed. Schemas v1
+(every ``loss`` stored) and v2 (every column stored) are read as they were.
 File metadata (the footer's key-value pairs; v2 stores no Arrow schema, which repeated
 them, so readers open ``member`` and ``task`` as dictionaries: :func:`open_trace`)
 carries the schema version, the capture mode, the run id, the split, the epoch, the axis
@@ -35,8 +41,9 @@ import pyarrow.parquet as pq
 
 from soi_mlflow.errors import SoiInputError
 
-SCHEMA_VERSION = 2
-READ_VERSIONS = ("1", "2")  # v1: loss stored in every row
+SCHEMA_VERSION = 3
+# v1: loss stored in every row; v2: loss derived; v3: constant columns kept in the metadata
+READ_VERSIONS = ("1", "2", "3")
 LOSS_DERIVED = "derived"  # soi.loss: null losses are -log p_gold
 # read as dictionaries: v2 files keep no Arrow schema (~1 KB of footer), so say which
 DICTIONARY = ["member", "task"]
@@ -64,7 +71,23 @@ OPTIONAL = pa.schema([("margin", pa.float32())])
 OPTIONAL_MANTISSA_BITS = {"margin": 8}
 FLOAT_MANTISSA_BITS = 12
 PARQUET_MAGIC = b"PAR1"
-FOOTER_GUESS = 16 * 1024  # a trace file's footer is ~2 KB
+# bit-packed by their dictionary: zstd only adds its frame (~0.02 bytes a row in a small
+# evaluation file each, bench/trace_bytes.py), so these are stored uncompressed
+BIT_PACKED = ("member", "task", "gold", "pred")
+ENCODINGS = {
+    "example_id": "DELTA_BINARY_PACKED",
+    "epoch": "DELTA_BINARY_PACKED",
+    "step": "DELTA_BINARY_PACKED",
+    "p_gold": "BYTE_STREAM_SPLIT",
+    "loss": "BYTE_STREAM_SPLIT",
+    "margin": "BYTE_STREAM_SPLIT",
+}
+FOOTER_GUESS = 16 * 1024
+# A column whose every row holds one value (the epoch always; the step of an evaluation
+# pass) is stored once, in the ``soi.constant`` metadata, not as a column: a column costs
+# ~120 bytes of a file (page, footer entry), 0.2-0.3 bytes a row of an evaluation file
+CONSTANT_META = "constant"
+MAY_BE_CONSTANT = ("epoch", "step")  # a trace file's footer is ~2 KB
 
 
 def round_mantissa(values: np.ndarray, bits: int = FLOAT_MANTISSA_BITS) -> np.ndarray:
@@ -156,29 +179,26 @@ def write_trace(path: str | Path, table: pa.Table, meta: dict[str, Any]) -> Path
     """Write ``table`` with ``meta`` (values JSON-encoded unless strings) as file metadata:
     the footer's key-value pairs, with no Arrow schema (which would repeat them and the
     column types, about 1 KB: a quarter of a small evaluation file)."""
+    table, constants = without_derivable(table.replace_schema_metadata(None))
     metadata = {
         f"{META_PREFIX}trace_schema": str(SCHEMA_VERSION),
         f"{META_PREFIX}loss": LOSS_DERIVED,
     }
+    if constants:
+        metadata[f"{META_PREFIX}{CONSTANT_META}"] = json.dumps(constants, separators=(",", ":"))
     for key, value in meta.items():
         metadata[f"{META_PREFIX}{key}"] = value if isinstance(value, str) else json.dumps(value)
-    table = table.replace_schema_metadata(None)
+    table = required_where_full(table)
+    zstd = [name for name in table.column_names if name not in BIT_PACKED]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with pq.ParquetWriter(
         path,
         table.schema,
-        compression="zstd",
-        compression_level=9,
-        use_dictionary=["member", "task", "gold", "pred"],
-        column_encoding={
-            "example_id": "DELTA_BINARY_PACKED",
-            "epoch": "DELTA_BINARY_PACKED",
-            "step": "DELTA_BINARY_PACKED",
-            "p_gold": "BYTE_STREAM_SPLIT",
-            "loss": "BYTE_STREAM_SPLIT",
-            **({"margin": "BYTE_STREAM_SPLIT"} if "margin" in table.column_names else {}),
-        },
+        compression={name: "zstd" if name in zstd else "none" for name in table.column_names},
+        compression_level={name: 9 for name in zstd},
+        use_dictionary=list(BIT_PACKED),
+        column_encoding={k: v for k, v in ENCODINGS.items() if k in table.column_names},
         write_statistics=False,
         data_page_version="2.0",
         store_schema=False,
@@ -186,6 +206,84 @@ def write_trace(path: str | Path, table: pa.Table, meta: dict[str, Any]) -> Path
         writer.write_table(table)
         writer.add_key_value_metadata(metadata)
     return path
+
+
+def without_derivable(table: pa.Table) -> tuple[pa.Table, dict[str, int]]:
+    """``table`` without the :data:`MAY_BE_CONSTANT` columns that hold one value in every
+    row, and those values; without ``loss`` where every row's is derived (null). An empty
+    table keeps its columns."""
+    constants: dict[str, int] = {}
+    for name in MAY_BE_CONSTANT:
+        if table.num_rows == 0 or name not in table.column_names:
+            continue
+        column = table.column(name)
+        values = column.to_numpy()
+        if column.null_count == 0 and values.min() == values.max():
+            constants[name] = int(values[0])
+    dropped = list(constants)
+    if "loss" in table.column_names and 0 < table.num_rows == table.column("loss").null_count:
+        dropped.append("loss")  # derived in every row: readers derive the whole column
+    return table.drop_columns(dropped), constants
+
+
+def constants_of(path: str | Path, meta: dict[str, Any]) -> dict[str, int]:
+    """The columns a v3 file keeps in its ``soi.constant`` metadata (``meta``: as
+    :func:`check_metadata` gives it), checked: ``{}`` for older files."""
+    constants = meta.get(CONSTANT_META) or {}
+    if not isinstance(constants, dict) or not all(
+        name in MAY_BE_CONSTANT and isinstance(value, int) and not isinstance(value, bool)
+        for name, value in constants.items()
+    ):
+        raise TraceFormatError(
+            path,
+            f"has soi.{CONSTANT_META} = {json.dumps(constants)[:200]}; expected a JSON object "
+            f"of integers for {', '.join(MAY_BE_CONSTANT)}",
+        )
+    return constants
+
+
+def file_constants(path: str | Path, footer: pq.FileMetaData) -> dict[str, int]:
+    """:func:`constants_of` from a file's footer, read before."""
+    raw = (footer.metadata or {}).get(f"{META_PREFIX}{CONSTANT_META}".encode())
+    try:
+        return constants_of(path, {CONSTANT_META: json.loads(raw)} if raw else {})
+    except json.JSONDecodeError:
+        raise TraceFormatError(path, f"has soi.{CONSTANT_META} that is not JSON") from None
+
+
+def restore_columns(path: str | Path, table: pa.Table, meta: dict[str, Any]) -> pa.Table:
+    """``table`` with the columns a v3 file leaves out put back, in the schema's order, so
+    every reader sees the columns of a v2 file: those its ``soi.constant`` metadata gives,
+    and ``loss`` as nulls where none was stored (:func:`derive_loss` then fills it)."""
+    missing = dict(constants_of(path, meta))
+    if "loss" not in table.column_names:
+        missing["loss"] = None
+    for name, value in missing.items():
+        if name in table.column_names:
+            continue
+        field = SCHEMA.field(name)
+        before = SCHEMA.names[: SCHEMA.get_field_index(name)]
+        position = sum(1 for n in table.column_names if n in before)
+        if value is None:
+            column = pa.nulls(table.num_rows, field.type)
+        else:
+            column, field = (
+                pa.array(np.full(table.num_rows, value), field.type),
+                field.with_nullable(False),
+            )
+        table = table.add_column(position, field, column)
+    return table
+
+
+def required_where_full(table: pa.Table) -> pa.Table:
+    """``table`` with every column that has no null marked required (not nullable): a
+    required column stores no definition levels (0.2 bytes a row in a small evaluation
+    file). ``loss``, null where derived, stays optional; readers see the same values."""
+    fields = [
+        f.with_nullable(f.name == "loss" or table.column(f.name).null_count > 0)
+        for f in table.schema
+    ]
+    return table.cast(pa.schema(fields))
 
 
 @contextmanager
@@ -267,8 +365,7 @@ def read_trace(path: str | Path, filesystem: Any = None) -> pd.DataFrame:
     for names), ``loss`` derived where the file leaves it null; ``filesystem``: as for
     :func:`open_trace`."""
     with open_trace(path, filesystem) as pf:
-        check_metadata(path, pf)
-        table = pf.read()
+        table = restore_columns(path, pf.read(), check_metadata(path, pf))
     missing = [c for c in REQUIRED if c not in table.column_names]
     if missing:
         raise TraceFormatError(path, f"lacks column(s) {', '.join(missing)}")

@@ -23,6 +23,7 @@ from soi_mlflow.analysis.experiment import runs_with_traces
 from soi_mlflow.analysis.runs import trace_paths
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.health import check_run_id
+from soi_mlflow.tracking.trace_format import OPTIONAL, SCHEMA, file_constants
 
 
 def trace_relation(files: Sequence[TraceFile], con=None, limits: Limits | None = None):
@@ -32,6 +33,10 @@ def trace_relation(files: Sequence[TraceFile], con=None, limits: Limits | None =
         raise SoiInputError("traces: no trace files to read")
     con = con if con is not None else open_connection(limits)
     name = f"soi_trace_files_{uuid.uuid4().hex}"  # ours, never user text
+    footers = [pq.read_metadata(f.path) for f in files]
+    steps = [
+        file_constants(f.path, footer).get("step") for f, footer in zip(files, footers, strict=True)
+    ]
     con.register(
         name,
         pa.table(
@@ -39,24 +44,39 @@ def trace_relation(files: Sequence[TraceFile], con=None, limits: Limits | None =
                 "file_index": pa.array(range(len(files)), pa.int64()),
                 "run_id": [f.run_id for f in files],
                 "epoch": pa.array([f.epoch for f in files], pa.int32()),
+                "step": pa.array(steps, pa.int64()),
             }
         ),
     )
-    names = pq.read_schema(files[0].path).names
-    columns = "t.* EXCLUDE (epoch)" if "epoch" in names else "t.*"
-    # a null loss (schema v2) is -log p_gold; p_gold is never 0 there (the loss is stored);
-    # files with no loss column at all (bench/analysis_scale.py's) get it derived as well
-    derived = "-ln(greatest(t.p_gold, 1e-45))"
-    if "loss" in names:
-        columns += f" REPLACE (COALESCE(t.loss, {derived})::FLOAT AS loss)"
-    else:
-        columns += f", {derived}::FLOAT AS loss"
     return con.sql(
-        f"SELECT f.run_id, f.epoch, {columns} "
+        f"SELECT {', '.join(_columns(footers))} "
         f"FROM read_parquet($files, union_by_name = true) t "
         f"JOIN {name} f ON t.file_index = f.file_index",
         params={"files": [f.path for f in files]},
     )
+
+
+def _columns(footers: Sequence[pq.FileMetaData]) -> list[str]:
+    """The select list: run id and epoch from the file table, the trace columns in the
+    schema's order (a v3 file's constant step from the file table, a null loss derived),
+    then any other column the files have."""
+    names = list(dict.fromkeys(n for footer in footers for n in footer.schema.names))
+    order = [n for n in (*SCHEMA.names, *OPTIONAL.names) if n in names or n in ("step", "loss")]
+    out = ["f.run_id", "f.epoch"]
+    # a null loss (schema v2) is -log p_gold; p_gold is never 0 there (the loss is stored);
+    # files with no loss column at all (bench/analysis_scale.py's) get it derived as well
+    derived = "-ln(greatest(t.p_gold, 1e-45))"
+    for column in [*order, *(n for n in names if n not in order)]:
+        if column == "epoch":
+            continue
+        if column == "step":
+            out.append("COALESCE(t.step, f.step) AS step" if "step" in names else "f.step AS step")
+        elif column == "loss":
+            loss = f"COALESCE(t.loss, {derived})" if "loss" in names else derived
+            out.append(f"{loss}::FLOAT AS loss")
+        else:
+            out.append("t." + '"' + column.replace('"', '""') + '"')  # names from files
+    return out
 
 
 def traces(
