@@ -12,7 +12,7 @@ import contextlib
 import re
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,17 +128,20 @@ class RunHandle:
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(local_path), artifact_path)
 
-    def log_dataset(self, frame: Any, name: str, context: str, source: str | None = None) -> None:
-        """Log a data set as a run input, with MLflow's digest of its content."""
+    def log_datasets(self, datasets: Sequence[tuple[Any, str, str]]) -> None:
+        """Log data sets as run inputs, with MLflow's digest of each one's content, in one
+        request: ``(frame, name, context)`` each (context: the split, MLflow's
+        ``mlflow.data.context`` tag)."""
         import mlflow.data
         from mlflow.entities import DatasetInput, InputTag
         from mlflow.exceptions import MlflowException
 
-        with warnings.catch_warnings():  # MLflow's hint on integer columns is not for us
-            warnings.simplefilter("ignore", UserWarning)
-            entity = mlflow.data.from_pandas(frame, name=name, source=source)._to_mlflow_entity()
-        tag = InputTag("mlflow.data.context", context)
-        inputs = [DatasetInput(entity, [tag])]
+        inputs = []
+        for frame, name, context in datasets:
+            with warnings.catch_warnings():  # MLflow's hint on integer columns is not for us
+                warnings.simplefilter("ignore", UserWarning)
+                entity = mlflow.data.from_pandas(frame, name=name)._to_mlflow_entity()
+            inputs.append(DatasetInput(entity, [InputTag("mlflow.data.context", context)]))
         try:
             self.client.log_inputs(self.run_id, inputs)
         except MlflowException as exc:  # wraps the store's own error, by its message

@@ -42,7 +42,7 @@ from soi_mlflow.training.store_checks import preflight
 def _log_examples(run: RunHandle, mixture: Mixture) -> None:
     """Example tables (``examples/<split>.parquet``, through the run's spool: the trace
     recorder sends them) and the data sets as run inputs."""
-    spool = run.spool
+    spool, datasets = run.spool, []
     for split in EXAMPLE_SPLITS:
         if split == "ood" and not mixture.spec.ood:
             continue
@@ -53,9 +53,9 @@ def _log_examples(run: RunHandle, mixture: Mixture) -> None:
             lambda p, t=table: t.to_parquet(p, compression="zstd", index=False),
         )
         for member, part in table.groupby("member", sort=False):
-            run.log_dataset(
-                part[["example_id", "label"]].reset_index(drop=True), f"{member}/{split}", split
-            )
+            frame = part[["example_id", "label"]].reset_index(drop=True)
+            datasets.append((frame, f"{member}/{split}", split))
+    run.log_datasets(datasets)  # one request, not one per member and split
 
 
 def build_model(config: TrainConfig, mixture: Mixture) -> tuple[Any, Any]:
