@@ -45,7 +45,7 @@ class MixtureDataModule(pl.LightningDataModule):
 
     @property
     def eval_keys(self) -> list[tuple[str, str]]:
-        keys = list(self.mixture.eval_sets())
+        keys = self.mixture.eval_keys()
         return [*keys, TRAIN_EVAL_KEY] if self.eval_train else keys
 
     def setup(self, stage: str | None = None) -> None:

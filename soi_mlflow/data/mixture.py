@@ -232,13 +232,17 @@ class Mixture:
         source = "test" if split == "ood" else split
         return self._view(self._load(member, source), member)
 
+    def eval_keys(self) -> list[tuple[str, str]]:
+        """The (split, member) of every evaluation set, in order, without building them."""
+        return [
+            (split, m)
+            for split in EVAL_SPLITS
+            for m in (self.spec.ood if split == "ood" else self.spec.members)
+        ]
+
     def eval_sets(self) -> dict[tuple[str, str], Dataset]:
         """Every evaluation set, keyed by (split, member)."""
-        out = {}
-        for split in EVAL_SPLITS:
-            for m in self.spec.ood if split == "ood" else self.spec.members:
-                out[(split, m)] = self.eval_set(split, m)
-        return out
+        return {(split, m): self.eval_set(split, m) for split, m in self.eval_keys()}
 
     def example_table(self, split: str) -> pd.DataFrame:
         """The examples of one split with label names and metadata (the run's example table)."""
