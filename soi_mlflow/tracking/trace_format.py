@@ -82,12 +82,12 @@ ENCODINGS = {
     "loss": "BYTE_STREAM_SPLIT",
     "margin": "BYTE_STREAM_SPLIT",
 }
-FOOTER_GUESS = 16 * 1024
+FOOTER_GUESS = 16 * 1024  # a trace file's footer is ~1 KB
 # A column whose every row holds one value (the epoch always; the step of an evaluation
 # pass) is stored once, in the ``soi.constant`` metadata, not as a column: a column costs
 # ~120 bytes of a file (page, footer entry), 0.2-0.3 bytes a row of an evaluation file
 CONSTANT_META = "constant"
-MAY_BE_CONSTANT = ("epoch", "step")  # a trace file's footer is ~2 KB
+MAY_BE_CONSTANT = ("epoch", "step")
 
 
 def round_mantissa(values: np.ndarray, bits: int = FLOAT_MANTISSA_BITS) -> np.ndarray:
