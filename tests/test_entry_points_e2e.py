@@ -15,10 +15,10 @@ in the project folder, where the command runs, or in the repository.
 MLproject gives it no parameter that chooses what runs (no members, no axis), so its
 command line is the defaults' by construction (``test_mlproject`` keeps MLproject the
 one the settings write). Its defaults are run in process instead:
-``tests/test_executor_ray.py::test_every_study_on_ray_gives_the_local_studys_runs_and_traces[views]``
+``tests/test_executor_ray.py::test_the_views_study_on_ray_runs_its_defaults_and_re_analyses_the_same``
 parses the ``views`` command line with no axis and no members (only sizes, epochs and
-examples smaller), asserts the task axis and its three members, and runs that study
-locally and on Ray; ``tests/test_defaults.py`` checks the parse itself. ``recommend``
+examples smaller), asserts the task axis and its three members, and runs that study on
+Ray; ``tests/test_defaults.py`` checks the parse itself. ``recommend``
 needs a transfer study's parent run id (``parents``, declared without a default), which
 no static parameter here can name: ``tests/test_recommend_e2e.py`` runs its command line
 on a tiny transfer study, ``--verify`` included.

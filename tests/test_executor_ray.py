@@ -391,7 +391,7 @@ def _learning_curve(uri: str, experiment: str, executor: dict):
 def _views(uri: str, experiment: str, executor: dict):
     """The views study on the defaults of ``soi-mlflow views`` (and of its MLproject entry
     point, which gives it no members or axis: tests/test_entry_points_e2e.py leaves it
-    to this test): no axis, no members, so the built-in suite's task axis and its three
+    to this file): no axis, no members, so the built-in suite's task axis and its three
     members; only how much is trained is smaller (the smallest views study: 2 seeds, 3
     sizes, 12 examples a member, 1 epoch, affinity every step, the tiny config's batch
     size and no MLflow Model). It is 68 trainings: a transfer and three learning-curve
@@ -430,7 +430,6 @@ STUDIES = {  # each study and the trainings it makes
     "compare": (_compare, 3),  # each member alone, both together
     "two_stage": (_two_stage, 3),  # stage 1, stage 2, its control
     "learning_curve": (_learning_curve, 6),  # 3 sizes alone and with the auxiliary member
-    "views": (_views, 68),  # transfer 2 x 6, affinity 2, curves 2 x 3 x 9
     "noise_benchmark": (_noise_benchmark, 3),  # the detection run and 2 folds
 }
 
@@ -443,3 +442,31 @@ def test_every_study_on_ray_gives_the_local_studys_runs_and_traces(uri, study) -
     on_ray, theirs = run(uri, f"{study}-ray", RAY)
     assert _same_study(uri, local, on_ray) == trainings
     pd.testing.assert_frame_equal(mine, theirs)  # the study's own analysis, the same
+
+
+def test_the_views_study_on_ray_runs_its_defaults_and_re_analyses_the_same(uri) -> None:
+    """``views`` on its defaults, once, on Ray: 68 trainings (transfer 2 x 6, affinity 2,
+    curves 2 x 3 x 9), every one FINISHED with its training trace, under a FINISHED
+    parent; and its analysis redone from the runs it logged (``analyze
+    --parent-run-id``) equal to the study's own. It is not trained twice as the studies
+    above are: its trainings are a transfer study's, learning-curve studies' and the
+    affinity runs, and that a transfer or a learning-curve training comes out of Ray as it
+    comes out locally is what ``test_transfer_on_ray_...`` and ``[learning_curve]``
+    above show (its local twin cost ~30 s of the suite, issue #24)."""
+    from soi_mlflow.studies.reanalyze import reanalyze
+
+    on_ray, _ = _views(uri, "views-ray", RAY)
+    client = MlflowClient(uri)
+    assert client.get_run(on_ray.parent_run_id).info.status == "FINISHED"
+    assert (on_ray.trained, on_ray.reused) == (68, 0)
+    tree = _tree(uri, on_ray.parent_run_id)
+    assert {run.info.status for run in tree.values()} == {"FINISHED"}
+    trainings = [run for key, run in tree.items() if "soi.training_key" in dict(key[-1])]
+    assert len(trainings) == 68
+    for run in trainings:
+        assert client.list_artifacts(run.info.run_id, "traces/train"), run.info.run_name
+    again = reanalyze(on_ray.parent_run_id, uri)
+    table = again.tables["each view's transfers, with intervals over seeds"]
+    pd.testing.assert_frame_equal(
+        table.reset_index(drop=True), on_ray.significance.reset_index(drop=True)
+    )
