@@ -23,7 +23,10 @@ from soi_mlflow.analysis.experiment import runs_with_traces
 from soi_mlflow.analysis.runs import trace_paths
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.health import check_run_id
-from soi_mlflow.tracking.trace_format import OPTIONAL, SCHEMA, file_constants
+from soi_mlflow.tracking.trace_format import MAY_BE_CONSTANT, OPTIONAL, SCHEMA, file_constants
+
+# the columns a v3 file may keep in its metadata, but the epoch, which the path gives
+FROM_METADATA = tuple(c for c in MAY_BE_CONSTANT if c != "epoch")
 
 
 def trace_relation(files: Sequence[TraceFile], con=None, limits: Limits | None = None):
@@ -34,20 +37,16 @@ def trace_relation(files: Sequence[TraceFile], con=None, limits: Limits | None =
     con = con if con is not None else open_connection(limits)
     name = f"soi_trace_files_{uuid.uuid4().hex}"  # ours, never user text
     footers = [pq.read_metadata(f.path) for f in files]
-    steps = [
-        file_constants(f.path, footer).get("step") for f, footer in zip(files, footers, strict=True)
-    ]
-    con.register(
-        name,
-        pa.table(
-            {
-                "file_index": pa.array(range(len(files)), pa.int64()),
-                "run_id": [f.run_id for f in files],
-                "epoch": pa.array([f.epoch for f in files], pa.int32()),
-                "step": pa.array(steps, pa.int64()),
-            }
-        ),
-    )
+    constants = [file_constants(f.path, footer) for f, footer in zip(files, footers, strict=True)]
+    columns = {
+        "file_index": pa.array(range(len(files)), pa.int64()),
+        "run_id": pa.array([f.run_id for f in files], pa.string()),
+        "epoch": pa.array([f.epoch for f in files], pa.int32()),  # from the path
+    }
+    for column in FROM_METADATA:  # a v3 file's constant columns, null where stored
+        values = [c.get(column) for c in constants]
+        columns[column] = pa.array(values, SCHEMA.field(column).type)
+    con.register(name, pa.table(columns))
     return con.sql(
         f"SELECT {', '.join(_columns(footers))} "
         f"FROM read_parquet($files, union_by_name = true) t "
@@ -58,19 +57,22 @@ def trace_relation(files: Sequence[TraceFile], con=None, limits: Limits | None =
 
 def _columns(footers: Sequence[pq.FileMetaData]) -> list[str]:
     """The select list: run id and epoch from the file table, the trace columns in the
-    schema's order (a v3 file's constant step from the file table, a null loss derived),
-    then any other column the files have."""
+    schema's order (a v3 file's constant columns from the file table, a null loss
+    derived), then any other column the files have."""
     names = list(dict.fromkeys(n for footer in footers for n in footer.schema.names))
-    order = [n for n in (*SCHEMA.names, *OPTIONAL.names) if n in names or n in ("step", "loss")]
+    always = {*FROM_METADATA, "loss"}
+    order = [n for n in (*SCHEMA.names, *OPTIONAL.names) if n in names or n in always]
     out = ["f.run_id", "f.epoch"]
     # a null loss (schema v2) is -log p_gold; p_gold is never 0 there (the loss is stored);
-    # files with no loss column at all (bench/analysis_scale.py's) get it derived as well
+    # files with no loss column at all (v3 where every loss is derived, and
+    # bench/analysis_scale.py's) get it derived as well
     derived = "-ln(greatest(t.p_gold, 1e-45))"
     for column in [*order, *(n for n in names if n not in order)]:
         if column == "epoch":
             continue
-        if column == "step":
-            out.append("COALESCE(t.step, f.step) AS step" if "step" in names else "f.step AS step")
+        if column in FROM_METADATA:
+            stored = f"COALESCE(t.{column}, f.{column})" if column in names else f"f.{column}"
+            out.append(f"{stored} AS {column}")
         elif column == "loss":
             loss = f"COALESCE(t.loss, {derived})" if "loss" in names else derived
             out.append(f"{loss}::FLOAT AS loss")
