@@ -149,3 +149,21 @@ def test_recommend_refuses_bad_input_naming_the_flag(target, candidates, flag):
     deltas = _study(lambda i, j: 0.0, seeds=1)
     with pytest.raises(SoiInputError, match=flag):
         recommend(target, deltas, None, candidates)
+
+
+def test_a_held_out_source_far_outside_the_training_factors_is_not_extrapolated():
+    # a source factor the other sources barely vary (binary members' class entropy, ~1.0)
+    # and the held-out source has far from it (a 3-class member, 1.58): ~570 std off
+    rng = np.random.default_rng(2)
+    key = rng.normal(size=(6, 6))
+    entropy = np.array([1.0, 1.0 + 1e-3, 1.0 - 1e-3, 1.0 + 2e-3, 1.0, 1.585])
+    deltas = _study(lambda i, j: 0.1 * key[i, j], noise=0.01)
+    factors = _factors(key)
+    factors["source.class_entropy"] = factors["source"].map(
+        dict(zip(MEMBERS, entropy, strict=True))
+    )
+    held = cross_predictions(deltas, factors, "source")
+    # every prediction stays within what the training pairs' factors can give
+    assert held[PREDICTOR].abs().max() < 1.0
+    odd = held[held["source"] == MEMBERS[5]]
+    assert np.abs(odd[PREDICTOR] - odd["T"]).mean() < 0.1

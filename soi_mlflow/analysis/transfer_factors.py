@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from soi_mlflow.analysis.identified import not_identified
+from soi_mlflow.analysis.proxy_transfer import PROXY_TRANSFER
 from soi_mlflow.errors import SoiInputError
 
 # at least 4 members (12 ordered pairs) before T is correlated with anything: the pairs of
@@ -50,12 +51,15 @@ def pair_factors(
     member_profiles: pd.DataFrame,
     pair_similarity: pd.DataFrame | None,
     pairs: pd.DataFrame | Iterable[tuple[str, str]],
+    proxy: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per ordered off-diagonal (source, target) of ``pairs`` (a frame with
     ``source, target`` or (source, target) tuples): ``source, target``, the pair columns of
     ``pair_similarity`` (looked up in the other direction when only that one is there: the
-    measures are symmetric; NaN when neither is), then ``source.<f>`` and ``target.<f>``
-    for each numeric column ``f`` of ``member_profiles`` (indexed by member)."""
+    measures are symmetric; NaN when neither is), ``proxy_transfer`` of ``proxy``
+    (``analysis/proxy_transfer.py``; this direction only: it is asymmetric), then
+    ``source.<f>`` and ``target.<f>`` for each numeric column ``f`` of
+    ``member_profiles`` (indexed by member)."""
     wanted = _pairs(pairs)
     out = wanted.copy()
     if pair_similarity is not None and len(pair_similarity):
@@ -69,6 +73,13 @@ def pair_factors(
         merged = direct.to_numpy(float)
         merged = np.where(np.isnan(merged), back.to_numpy(float), merged)
         out = pd.concat([out, pd.DataFrame(merged, columns=sim.columns)], axis=1)
+    if proxy is not None and len(proxy):
+        if any(c not in proxy.columns for c in (*KEYS, PROXY_TRANSFER)):
+            raise SoiInputError(
+                f"proxy: expected the columns source, target, {PROXY_TRANSFER} (see proxy_transfer)"
+            )
+        gain = proxy.drop_duplicates(KEYS).set_index(KEYS)[PROXY_TRANSFER].astype(float)
+        out[PROXY_TRANSFER] = gain.reindex(pd.MultiIndex.from_frame(wanted)).to_numpy()
     profiles = member_profiles.select_dtypes("number")
     for side in KEYS:
         values = profiles.reindex(wanted[side].to_numpy())

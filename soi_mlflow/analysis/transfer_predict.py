@@ -76,13 +76,19 @@ def factor_columns(factors: pd.DataFrame, only: tuple[str, ...] | None = None) -
 
 def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Both scaled by the training columns' mean and std; NaN -> 0 (the mean); columns
-    constant (or all missing) in training dropped."""
+    constant (or all missing) in training dropped; the test values clipped to the
+    training range: a held-out source whose factor lies far outside the few values the
+    training pairs have (the class entropy of a 3-class source among binary ones:
+    thousands of standard deviations off) would otherwise be extrapolated linearly, to a
+    T of several units."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
         mean = np.nanmean(train, axis=0)
         std = np.nanstd(train, axis=0)
     keep = np.isfinite(std) & (std > 1e-12)
     z = [(np.nan_to_num((x[:, keep] - mean[keep]) / std[keep])) for x in (train, test)]
+    if len(z[0]):
+        z[1] = np.clip(z[1], z[0].min(axis=0), z[0].max(axis=0))
     return z[0], z[1]
 
 

@@ -14,6 +14,7 @@ import yaml
 
 from soi_mlflow.analysis import identified
 from soi_mlflow.analysis.profiles import MEMBER_PROFILES, profile_tables
+from soi_mlflow.analysis.proxy_transfer import PROXY_TRANSFER, proxy_transfer
 from soi_mlflow.analysis.run_factors import single_run_factors, with_run_factors
 from soi_mlflow.data.mixture import Mixture, MixtureSpec
 from soi_mlflow.errors import SoiInputError
@@ -38,13 +39,17 @@ def mixture_examples(mixture: Mixture) -> pd.DataFrame:
 
 
 def mixture_profiles(
-    spec: MixtureSpec, model: str | None = None, max_length: int = 64
+    spec: MixtureSpec, model: str | None = None, max_length: int = 64, proxy: bool = True
 ) -> dict[str, pd.DataFrame]:
     """``profile_tables`` of the mixture's training data; lengths in the tokens of
-    ``model``'s tokenizer (:func:`tokenizer_lengths`), in words without one."""
+    ``model``'s tokenizer (:func:`tokenizer_lengths`), in words without one; with
+    ``proxy``, the ``proxy_transfer`` table of its pairs too."""
     examples = mixture_examples(Mixture(spec))
     lengths = tokenizer_lengths(examples, model, max_length) if model else None
-    return profile_tables(examples, lengths)
+    tables = profile_tables(examples, lengths)
+    if proxy:
+        tables[PROXY_TRANSFER] = proxy_transfer(examples)
+    return tables
 
 
 def tokenizer_lengths(examples: pd.DataFrame, model: str, max_length: int) -> np.ndarray | None:
@@ -82,11 +87,11 @@ def log_member_profiles(
     parent: RunHandle, config: TrainConfig | None, scores: pd.DataFrame | None = None
 ) -> tuple[dict[str, str], dict[str, pd.DataFrame]]:
     """Log ``member_profiles`` (with the single-run factors of ``scores``' runs alone),
-    ``class_shares`` and ``pair_similarity`` of the training data of ``config`` (the
-    study's base configuration) to ``parent``. Returns the problems for the parent's "Not
-    identified" section (none, or why the profiles are missing: data that no longer
-    loads) and the tables logged, by name. Without ``config`` (an old study whose runs
-    logged no ``config.yaml``) nothing is logged."""
+    ``class_shares``, ``pair_similarity`` and ``proxy_transfer`` of the training data of
+    ``config`` (the study's base configuration) to ``parent``. Returns the problems for
+    the parent's "Not identified" section (none, or why the profiles are missing: data
+    that no longer loads) and the tables logged, by name. Without ``config`` (an old
+    study whose runs logged no ``config.yaml``) nothing is logged."""
     if config is None:
         print("member profiles: skipped, the study's training mixture is unknown", flush=True)
         return {}, {}
@@ -163,13 +168,29 @@ def profiles_text(profiles: pd.DataFrame, width: int = 100, name_width: int = 12
     fit."""
     table = profiles.reindex(columns=list(PREVIEW_COLUMNS)).T
     table.index = [PREVIEW_COLUMNS[c] for c in table.index]
-    label = max(len(s) for s in table.index)
+    return _blocks(table, width, name_width, _short)
+
+
+def proxy_text(gains: pd.DataFrame, width: int = 100, name_width: int = 12) -> str:
+    """The proxy transfer (``analysis/proxy_transfer.py``) as a source x target matrix,
+    rows the sources, in blocks of target columns under ``width`` columns."""
+    order = list(dict.fromkeys([*gains["target"], *gains["source"]]))
+    table = gains.pivot(index="source", columns="target", values=PROXY_TRANSFER)
+    table = table.reindex(index=order, columns=order)
+    table.index = [str(m)[:name_width] for m in table.index]
+    return _blocks(table, width, name_width, lambda v: f"{v:+.3f}")
+
+
+def _blocks(table: pd.DataFrame, width: int, name_width: int, fmt) -> str:
+    """``table`` as text in blocks of as many columns (names cut to ``name_width``) as
+    fit in ``width`` beside its row labels."""
+    label = max(len(str(s)) for s in table.index)
     per_block = max(1, (width - label - 1) // (name_width + 2))
     blocks = []
     for start in range(0, table.shape[1], per_block):
         part = table.iloc[:, start : start + per_block].copy()
         part.columns = [str(c)[:name_width] for c in part.columns]
-        blocks.append(part.to_string(float_format=_short, na_rep="-"))
+        blocks.append(part.to_string(float_format=fmt, na_rep="-"))
     return "\n\n".join(blocks)
 
 
@@ -178,7 +199,15 @@ def _short(value: float) -> str:
 
 
 def print_profiles(spec: MixtureSpec) -> None:
-    """Print the training members' profiles (``soi-mlflow preview``)."""
-    profiles = mixture_profiles(spec)[MEMBER_PROFILES]
+    """Print the training members' profiles and, with two members or more, their proxy
+    transfer (``soi-mlflow preview``)."""
+    tables = mixture_profiles(spec, proxy=len(spec.members) > 1)
     print("\nmember profiles (training data; docs/studies.md, 'Member profiles'):")
-    print(profiles_text(profiles))
+    print(profiles_text(tables[MEMBER_PROFILES]))
+    if PROXY_TRANSFER in tables:
+        print(
+            "\nproxy transfer (row: source, column: target): what the source's labels add to "
+            "a linear\nword model of the target, in accuracy; an estimate from the data, "
+            "before training\n(docs/studies.md, 'Proxy transfer'):"
+        )
+        print(proxy_text(tables[PROXY_TRANSFER]))

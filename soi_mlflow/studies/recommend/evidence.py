@@ -1,6 +1,6 @@
 """What a recommendation learns from: the transfer studies named by ``--from``, read back
-from MLflow (their per-seed deltas, the members' profiles and pair similarity when their
-parents hold them) and the training set-up of their runs."""
+from MLflow (their per-seed deltas; the members' profiles, pair similarity and proxy
+transfer when their parents hold them) and the training set-up of their runs."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import yaml
 
+from soi_mlflow.analysis.proxy_transfer import PROXY_TRANSFER
 from soi_mlflow.analysis.runs import cache_for
 from soi_mlflow.analysis.transfer import transfer_deltas
 from soi_mlflow.analysis.transfer_factors import pair_factors
@@ -20,6 +21,7 @@ from soi_mlflow.training.settings_io import CONFIG_ARTIFACT, build
 
 PROFILES = "tables/member_profiles.parquet"
 SIMILARITY = "tables/pair_similarity.parquet"
+PROXY = f"tables/{PROXY_TRANSFER}.parquet"
 
 
 @dataclass
@@ -46,7 +48,7 @@ def gather(parents: tuple[str, ...], tracking_uri: str | None = None) -> Evidenc
     if not parents:
         raise SoiInputError("--from: give at least one transfer study's parent run id")
     cache = cache_for(tracking_uri)
-    deltas, profiles, similarity, alone, notes, modes = [], [], [], {}, [], set()
+    deltas, profiles, similarity, proxy, alone, notes, modes = [], [], [], [], {}, [], set()
     for parent in dict.fromkeys(parents):
         try:
             scores, run = study_scores(parent, tracking_uri)
@@ -67,6 +69,8 @@ def gather(parents: tuple[str, ...], tracking_uri: str | None = None) -> Evidenc
             )
         if SIMILARITY in logged:
             similarity.append(pd.read_parquet(cache.file(parent, SIMILARITY)))
+        if PROXY in logged:  # studies logged before the proxy existed have none
+            proxy.append(pd.read_parquet(cache.file(parent, PROXY)))
     measured = pd.concat(deltas, ignore_index=True)
     next_seed = int(measured["seed"].max()) + 1 if len(measured) else 0
     factors = None
@@ -74,8 +78,9 @@ def gather(parents: tuple[str, ...], tracking_uri: str | None = None) -> Evidenc
         merged = pd.concat(profiles)
         merged = merged[~merged.index.duplicated()]
         sim = pd.concat(similarity, ignore_index=True) if similarity else None
+        gains = pd.concat(proxy, ignore_index=True) if proxy else None
         members = sorted(set(measured["source"].dropna()) | set(measured["target"]))
-        factors = pair_factors(merged, sim, itertools.permutations(members, 2))
+        factors = pair_factors(merged, sim, itertools.permutations(members, 2), gains)
     return Evidence(measured, factors, alone, modes, notes, next_seed)
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 
 from soi_mlflow.analysis import identified
 from soi_mlflow.analysis.profiles import MEMBER_PROFILES, PAIR_SIMILARITY
+from soi_mlflow.analysis.proxy_transfer import PROXY_TRANSFER
 from soi_mlflow.analysis.side_effects import log_side_effects
 from soi_mlflow.analysis.transfer import (
     biplot,
@@ -34,13 +35,15 @@ def log_transfer(
     config: TrainConfig | None = None,
     profiles: pd.DataFrame | None = None,
     similarity: pd.DataFrame | None = None,
+    proxy: pd.DataFrame | None = None,
 ):
     """The matrix, its latent traits, their figures, the scores and the side effects on
     the targets' confusion matrices, logged to ``parent``; with the study's base
     ``config``, its members' profiles and pair similarity (``studies/profiles.py``) and
     what explains T (``factors.py``): the asymmetry always, the factors when the profiles
-    could be made. ``profiles`` and ``similarity`` (frames as ``analysis/profiles.py``
-    makes them) take the place of the ones ``config``'s data would give."""
+    could be made. ``profiles``, ``similarity`` (frames as ``analysis/profiles.py``
+    makes them) and ``proxy`` (``analysis/proxy_transfer.py``) take the place of the ones
+    ``config``'s data would give."""
     mean, std = transfer_matrix(scores, members)
     intervals = transfer_intervals(scores)
     log_table(parent.client, parent.run_id, intervals, "transfer_intervals")
@@ -71,7 +74,8 @@ def log_transfer(
         profile_problems, made = log_member_profiles(parent, config, scores)
         problems.update(profile_problems)
         profiles, similarity = made.get(MEMBER_PROFILES), made.get(PAIR_SIMILARITY)
-    found = log_transfer_factors(parent, scores, mean, traits, profiles, similarity, mode)
+        proxy = made.get(PROXY_TRANSFER)
+    found = log_transfer_factors(parent, scores, mean, traits, profiles, similarity, mode, proxy)
     problems.update(found.problems)
     what = f"{mode}, test accuracy, mean ± std over {seeds} seed(s)"
     figs = {"transfer_matrix": heatmap(mean, std, f"Transfer T[source, target] ({what}){note}")}

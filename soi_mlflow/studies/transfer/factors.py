@@ -50,6 +50,7 @@ def log_transfer_factors(
     profiles: pd.DataFrame | None = None,
     similarity: pd.DataFrame | None = None,
     mode: str = "",
+    proxy: pd.DataFrame | None = None,
 ) -> FactorResult:
     """Asymmetry table and figure; then, given ``profiles``, the factor tables and the
     scatter grid; the statement in the tag ``soi.transfer_factors``."""
@@ -63,7 +64,7 @@ def log_transfer_factors(
     else:
         deltas = transfer_deltas(scores)
         means = pair_means(deltas)
-        factors = pair_factors(profiles, similarity, means)
+        factors = pair_factors(profiles, similarity, means, proxy)
         table = factor_correlations(deltas, factors, traits)
         log_table(client, run_id, means.merge(factors, on=["source", "target"]), PAIR_FACTORS)
         log_table(client, run_id, table, FACTORS)
