@@ -1,5 +1,5 @@
-"""Member profiles and pair similarity of a tiny real transfer study, logged into its
-parent run by the study and again by its re-analysis."""
+"""Member profiles, pair similarity and proxy transfer of a tiny real transfer study,
+logged into its parent run by the study and again by its re-analysis."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from soi_mlflow.analysis.profiles import (
     PROFILE_COLUMNS,
     member_profiles,
 )
+from soi_mlflow.analysis.proxy_transfer import COLUMNS as PROXY_COLUMNS
+from soi_mlflow.analysis.proxy_transfer import PROXY_TRANSFER, proxy_transfer
 from soi_mlflow.analysis.run_factors import RUN_COLUMNS
 from soi_mlflow.analysis.runs import cache_for
 from soi_mlflow.data.mixture import Mixture
@@ -36,7 +38,7 @@ def test_transfer_study_logs_member_profiles_and_reanalysis_relogs_them(store) -
     client = MlflowClient(store)
     parent = result.parent_run_id
     logged = {a.path for a in client.list_artifacts(parent, "tables")}
-    for name in ("member_profiles", "class_shares", "pair_similarity"):
+    for name in ("member_profiles", "class_shares", "pair_similarity", PROXY_TRANSFER):
         assert {f"tables/{name}.parquet", f"tables/{name}.json"} <= logged
     cache = cache_for(store)
     profiles = pd.read_parquet(cache.file(parent, "tables/member_profiles.parquet"))
@@ -52,6 +54,17 @@ def test_transfer_study_logs_member_profiles_and_reanalysis_relogs_them(store) -
     pairs = pd.read_parquet(cache.file(parent, "tables/pair_similarity.parquet"))
     assert len(pairs) == 6 and list(pairs.columns) == ["source", "target", *PAIR_COLUMNS]
     assert pairs["class_distribution_l1"].notna().all()  # one task: one shared head
+    # the proxy transfer of the same training data, and a factor of the factor table
+    proxy = pd.read_parquet(cache.file(parent, f"tables/{PROXY_TRANSFER}.parquet"))
+    assert list(proxy.columns) == PROXY_COLUMNS and len(proxy) == 6
+    expected = proxy_transfer(mixture_examples(Mixture(base.mixture)))
+    pd.testing.assert_frame_equal(proxy, expected)
+    factors = pd.read_parquet(cache.file(parent, "tables/transfer_pair_factors.parquet"))
+    merged = factors.merge(proxy, on=["source", "target"], suffixes=("", "_table"))
+    assert len(merged) == 6
+    assert merged[PROXY_TRANSFER].to_numpy() == pytest.approx(
+        merged[f"{PROXY_TRANSFER}_table"].to_numpy(), nan_ok=True
+    )
     # the profiles are identified; only the factor correlations of 3 members (6 pairs)
     # are too small to tell (transfer_factors.py): against T, PC1 and PC2
     note = client.get_run(parent).data.tags["mlflow.note.content"]
@@ -65,10 +78,11 @@ def test_transfer_study_logs_member_profiles_and_reanalysis_relogs_them(store) -
     assert config.mixture.max_examples == 12 and config.model == "tiny"
     # remove the logged tables from the (local) artifact store: re-analysis writes them back
     root = Path(urlparse(run.info.artifact_uri).path) / "tables"
-    for name in ("member_profiles", "class_shares", "pair_similarity"):
+    for name in ("member_profiles", "class_shares", "pair_similarity", PROXY_TRANSFER):
         (root / f"{name}.parquet").unlink()
     reanalyze_transfer(parent, store)
     assert client.get_run(parent).data.tags[tags.NOT_IDENTIFIED] == identified_before
     again = pd.read_parquet(root / "member_profiles.parquet")
     pd.testing.assert_frame_equal(again, profiles)
     assert len(pd.read_parquet(root / "pair_similarity.parquet")) == 6
+    pd.testing.assert_frame_equal(pd.read_parquet(root / f"{PROXY_TRANSFER}.parquet"), proxy)

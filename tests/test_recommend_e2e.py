@@ -12,9 +12,11 @@ import pytest
 from mlflow import MlflowClient
 from tracehelp import small_config
 
+from soi_mlflow.analysis.proxy_transfer import PROXY_TRANSFER
 from soi_mlflow.cli.main import main
 from soi_mlflow.studies import transfer
 from soi_mlflow.studies.reanalyze import reanalyze
+from soi_mlflow.studies.recommend.evidence import gather
 from soi_mlflow.tracking import tags
 
 pytestmark = pytest.mark.e2e
@@ -37,6 +39,9 @@ def test_recommend_verify_trains_top_and_bottom_and_reports_the_order(store, cap
     assert out.out.index("auxiliary members for books") < out.out.index("[1/3] alone")
     # the transfer study logged its members' profiles and pair similarity: read, no note
     assert "no member profiles" not in out.out
+    # ... and its proxy transfer, a factor of every pair the predictor learns from
+    evidence = gather((study.parent_run_id,), store)
+    assert evidence.factors is not None and evidence.factors[PROXY_TRANSFER].notna().all()
 
     client = MlflowClient(store)
     runs = client.search_runs(
