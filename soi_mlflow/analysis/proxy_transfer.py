@@ -32,7 +32,9 @@ the number of sources. Pure core on a frame of examples, no MLflow.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -92,10 +94,11 @@ def proxy_transfer(
     seed: int = 0,
 ) -> pd.DataFrame:
     """One row per ordered pair of distinct members of ``examples`` (``member, text,
-    label_name``, optional ``text_pair``): :data:`COLUMNS`, ``proxy_alone`` and
-    ``proxy_with_source`` the target's cross-validated proxy accuracies, ``n_target`` the
-    target examples used. NaN for a pair whose source or target has one class or fewer
-    than :data:`MIN_EXAMPLES` examples."""
+    label_name``, optional ``text_pair``) with a labelled row: :data:`COLUMNS`,
+    ``proxy_alone`` and ``proxy_with_source`` the target's cross-validated proxy
+    accuracies, ``n_target`` the target examples used. NaN for a pair whose source or
+    target has one class or fewer than :data:`MIN_EXAMPLES` examples. Rows without a
+    ``label_name`` are left out (an unlabelled row teaches nothing)."""
     _check(examples)
     for name, value, low in (("max_examples", max_examples, MIN_EXAMPLES), ("folds", folds, 2)):
         if int(value) != value or value < low:
@@ -123,12 +126,16 @@ def proxy_transfer(
 
 
 def _members(examples: pd.DataFrame, cap: int, max_words: int, seed: int) -> dict[str, _Member]:
-    """Sample, tokenise (one dictionary for all), and pick each member's feature words."""
-    rng = np.random.default_rng(seed)
+    """Sample, tokenise (one dictionary for all), and pick each member's feature words.
+    A member's sample, and so each of its pairs' values, depends on its own rows, the seed
+    and its name only, not on which other members the frame holds: the same pair gives
+    the same value in every study."""
     picked = []
-    for _, rows in examples.groupby("member", sort=False).indices.items():
-        take = np.sort(rng.choice(len(rows), size=cap, replace=False)) if len(rows) > cap else None
-        picked.append(rows if take is None else rows[take])
+    for name, rows in examples.groupby("member", sort=False).indices.items():
+        if len(rows) > cap:
+            rng = np.random.default_rng([seed, zlib.crc32(str(name).encode("utf-8"))])
+            rows = rows[np.sort(rng.choice(len(rows), size=cap, replace=False))]
+        picked.append(rows)
     sample = examples.iloc[np.concatenate(picked)]
     texts = _strings(sample["text"].reset_index(drop=True))
     has_pair = "text_pair" in sample.columns
@@ -142,6 +149,8 @@ def _members(examples: pd.DataFrame, cap: int, max_words: int, seed: int) -> dic
     owner = np.repeat(np.arange(len(both)), per_text)
     ids, owner = ids[words], owner[words]
     n_words = len(encoded.dictionary)
+    # ties in frequency go by the word itself, not by where the dictionary met it first
+    spelling = np.argsort(np.argsort(encoded.dictionary.to_numpy(zero_copy_only=False)))
     in_pair = owner >= n
     row = np.where(in_pair, owner - n, owner)
     codes, member_names = pd.factorize(sample["member"], sort=False)
@@ -153,7 +162,7 @@ def _members(examples: pd.DataFrame, cap: int, max_words: int, seed: int) -> dic
         mine = (row >= start) & (row < stop)
         labels, _ = pd.factorize(sample["label_name"].iloc[start:stop], sort=True)
         counts = np.bincount(ids[mine], minlength=n_words)
-        vocab = np.argsort(-counts, kind="stable")[: min(max_words, int(np.sum(counts > 0)))]
+        vocab = np.lexsort((spelling, -counts))[: min(max_words, int(np.sum(counts > 0)))]
         local = np.full(n_words, -1)
         local[vocab] = np.arange(len(vocab))
         text = mine & ~in_pair
@@ -171,6 +180,7 @@ def _members(examples: pd.DataFrame, cap: int, max_words: int, seed: int) -> dic
 
 
 def _onehot(labels: np.ndarray, k: int) -> np.ndarray:
+    """One column per class, 1 in each row's class."""
     return np.eye(k)[labels]
 
 
@@ -239,14 +249,25 @@ def _cross_validated(
             if feats is None:
                 continue
             fm = feats[train].mean(axis=0)
-            fc = feats[train] - fm
-            cross = xc.T @ fc  # (words, extra)
-            a_inv_b = cho_solve(factor, cross)
-            schur = fc.T @ fc - cross.T @ a_inv_b
-            schur[np.diag_indices_from(schur)] += RIDGE
-            beta_f = np.linalg.solve(schur, fc.T @ yc - a_inv_b.T @ xty)
-            beta_x = w - a_inv_b @ beta_f
+            beta_x, beta_f = block_ridge(factor, xc, xty, w, feats[train] - fm, yc)
             scores = xt @ beta_x + (feats[test] - fm) @ beta_f + ym
             hits[s] += int(np.sum(np.argmax(scores, axis=1) == truth))
     alone = hits_alone / target.n
     return alone, {s: (hits[s] / target.n if extra[s] is not None else np.nan) for s in extra}
+
+
+def block_ridge(
+    factor: Any, xc: np.ndarray, xty: np.ndarray, w: np.ndarray, fc: np.ndarray, yc: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge (penalty :data:`RIDGE`) of ``yc`` on the centred columns ``[xc, fc]``, given
+    ``factor`` (the Cholesky factor of ``xc'xc + RIDGE I``), ``xty`` = ``xc'yc`` and ``w``
+    (the fit on ``xc`` alone): the coefficients of ``xc`` and of ``fc``, by the Schur
+    complement of the few extra columns, without factorising the joined matrix."""
+    from scipy.linalg import cho_solve  # deferred: scipy
+
+    cross = xc.T @ fc  # (words, extra)
+    a_inv_b = cho_solve(factor, cross)
+    schur = fc.T @ fc - cross.T @ a_inv_b
+    schur[np.diag_indices_from(schur)] += RIDGE
+    beta_f = np.linalg.solve(schur, fc.T @ yc - a_inv_b.T @ xty)
+    return w - a_inv_b @ beta_f, beta_f

@@ -73,12 +73,15 @@ def pair_factors(
         merged = direct.to_numpy(float)
         merged = np.where(np.isnan(merged), back.to_numpy(float), merged)
         out = pd.concat([out, pd.DataFrame(merged, columns=sim.columns)], axis=1)
-    if proxy is not None and len(proxy):
-        if any(c not in proxy.columns for c in (*KEYS, PROXY_TRANSFER)):
+    if proxy is not None:
+        missing = [c for c in (*KEYS, PROXY_TRANSFER) if c not in proxy.columns]
+        if missing:
             raise SoiInputError(
-                f"proxy: expected the columns source, target, {PROXY_TRANSFER} (see proxy_transfer)"
+                f"proxy: no column(s) {missing}; expected source, target, {PROXY_TRANSFER} "
+                "(see proxy_transfer)"
             )
-        gain = proxy.drop_duplicates(KEYS).set_index(KEYS)[PROXY_TRANSFER].astype(float)
+        known = proxy[proxy[PROXY_TRANSFER].notna()]  # a study's NaN does not hide another's
+        gain = known.drop_duplicates(KEYS).set_index(KEYS)[PROXY_TRANSFER].astype(float)
         out[PROXY_TRANSFER] = gain.reindex(pd.MultiIndex.from_frame(wanted)).to_numpy()
     profiles = member_profiles.select_dtypes("number")
     for side in KEYS:

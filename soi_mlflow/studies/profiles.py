@@ -6,6 +6,7 @@ that its re-analysis logs them too."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from soi_mlflow.training import TrainConfig
 from soi_mlflow.training.settings_io import CONFIG_ARTIFACT, build
 
 PROFILES_PROBLEM = "member profiles"
+PROXY_PROBLEM = "proxy transfer"
 
 
 def mixture_examples(mixture: Mixture) -> pd.DataFrame:
@@ -45,11 +47,18 @@ def mixture_profiles(
     ``model``'s tokenizer (:func:`tokenizer_lengths`), in words without one; with
     ``proxy``, the ``proxy_transfer`` table of its pairs too."""
     examples = mixture_examples(Mixture(spec))
-    lengths = tokenizer_lengths(examples, model, max_length) if model else None
-    tables = profile_tables(examples, lengths)
+    tables = examples_profiles(examples, model, max_length)
     if proxy:
         tables[PROXY_TRANSFER] = proxy_transfer(examples)
     return tables
+
+
+def examples_profiles(
+    examples: pd.DataFrame, model: str | None = None, max_length: int = 64
+) -> dict[str, pd.DataFrame]:
+    """``profile_tables`` of ``examples``, lengths in ``model``'s tokens (else words)."""
+    lengths = tokenizer_lengths(examples, model, max_length) if model else None
+    return profile_tables(examples, lengths)
 
 
 def tokenizer_lengths(examples: pd.DataFrame, model: str, max_length: int) -> np.ndarray | None:
@@ -90,21 +99,28 @@ def log_member_profiles(
     ``class_shares``, ``pair_similarity`` and ``proxy_transfer`` of the training data of
     ``config`` (the study's base configuration) to ``parent``. Returns the problems for
     the parent's "Not identified" section (none, or why the profiles are missing: data
-    that no longer loads) and the tables logged, by name. Without ``config`` (an old
+    that no longer loads; or why the proxy transfer alone is) and the tables logged, by
+    name. Without ``config`` (an old
     study whose runs logged no ``config.yaml``) nothing is logged."""
     if config is None:
         print("member profiles: skipped, the study's training mixture is unknown", flush=True)
         return {}, {}
     try:
-        tables = mixture_profiles(config.mixture, config.model, config.max_length)
+        examples = mixture_examples(Mixture(config.mixture))
+        tables = examples_profiles(examples, config.model, config.max_length)
     except (SoiInputError, OSError) as exc:
         return {PROFILES_PROBLEM: identified.not_identified(exc)}, {}
+    problems = {}
+    try:  # its own failure costs only the proxy, not the profiles
+        tables[PROXY_TRANSFER] = proxy_transfer(examples)
+    except SoiInputError as exc:
+        problems[PROXY_PROBLEM] = identified.not_identified(exc)
     if scores is not None:
         factors = single_run_factors(scores, parent.tracking_uri)
         tables[MEMBER_PROFILES] = with_run_factors(tables[MEMBER_PROFILES], factors)
     for name, frame in tables.items():
         log_table(parent.client, parent.run_id, frame, name)
-    return {}, tables
+    return problems, tables
 
 
 def alone_scores(client: Any, single: dict[str, list[str]]) -> pd.DataFrame:
@@ -173,23 +189,51 @@ def profiles_text(profiles: pd.DataFrame, width: int = 100, name_width: int = 12
 
 def proxy_text(gains: pd.DataFrame, width: int = 100, name_width: int = 12) -> str:
     """The proxy transfer (``analysis/proxy_transfer.py``) as a source x target matrix,
-    rows the sources, in blocks of target columns under ``width`` columns."""
+    rows the sources, in blocks of target columns under ``width`` columns: ``.`` on the
+    diagonal, ``n/a`` where it could not be computed (one class, too few examples)."""
+    if gains.empty:
+        return "(no pairs)"
     order = list(dict.fromkeys([*gains["target"], *gains["source"]]))
     table = gains.pivot(index="source", columns="target", values=PROXY_TRANSFER)
-    table = table.reindex(index=order, columns=order)
-    table.index = [str(m)[:name_width] for m in table.index]
-    return _blocks(table, width, name_width, lambda v: f"{v:+.3f}")
+    table = table.reindex(index=order, columns=order).astype(object)
+    for i, row in enumerate(order):
+        for j, column in enumerate(order):
+            value = table.iat[i, j]
+            table.iat[i, j] = "." if row == column else _signed(value)
+    table.index = short_names(order, name_width)
+    return _blocks(table, width, name_width, str)
 
 
-def _blocks(table: pd.DataFrame, width: int, name_width: int, fmt) -> str:
+def _signed(value: float) -> str:
+    """``+0.219``; ``n/a`` for NaN; a value that rounds to zero shows as ``+0.000``."""
+    if pd.isna(value):
+        return "n/a"
+    return f"{round(float(value), 3) + 0.0:+.3f}"  # + 0.0: no "-0.000"
+
+
+def short_names(names: list[Any], width: int) -> list[str]:
+    """``names`` cut to ``width`` characters, keeping their ends where the cut would make
+    two alike (``member_wi~_10``, ``member_wi~_11``)."""
+    cut = [str(n)[:width] for n in names]
+    if len(set(cut)) == len(cut):
+        return cut
+    tail = max(1, width // 3)
+    return [
+        s if len(s) <= width else f"{s[: width - tail - 1]}~{s[-tail:]}" for s in map(str, names)
+    ]
+
+
+def _blocks(table: pd.DataFrame, width: int, name_width: int, fmt: Callable[[Any], str]) -> str:
     """``table`` as text in blocks of as many columns (names cut to ``name_width``) as
     fit in ``width`` beside its row labels."""
+    if table.empty:
+        return "(none)"
     label = max(len(str(s)) for s in table.index)
     per_block = max(1, (width - label - 1) // (name_width + 2))
     blocks = []
     for start in range(0, table.shape[1], per_block):
         part = table.iloc[:, start : start + per_block].copy()
-        part.columns = [str(c)[:name_width] for c in part.columns]
+        part.columns = short_names(list(part.columns), name_width)
         blocks.append(part.to_string(float_format=fmt, na_rep="-"))
     return "\n\n".join(blocks)
 
@@ -205,9 +249,13 @@ def print_profiles(spec: MixtureSpec) -> None:
     print("\nmember profiles (training data; docs/studies.md, 'Member profiles'):")
     print(profiles_text(tables[MEMBER_PROFILES]))
     if PROXY_TRANSFER in tables:
+        gains = tables[PROXY_TRANSFER]
+        low, high = int(gains["n_target"].min()), int(gains["n_target"].max())
+        used = f"{low:,}" if low == high else f"{low:,} to {high:,}"
         print(
             "\nproxy transfer (row: source, column: target): what the source's labels add to "
-            "a linear\nword model of the target, in accuracy; an estimate from the data, "
-            "before training\n(docs/studies.md, 'Proxy transfer'):"
+            "a linear\nword model of the target, in accuracy; an estimate from the data "
+            f"before training, on {used}\nexamples a target (noisy by a few points below "
+            "about 1,000; docs/studies.md, 'Proxy transfer'):"
         )
-        print(proxy_text(tables[PROXY_TRANSFER]))
+        print(proxy_text(gains))

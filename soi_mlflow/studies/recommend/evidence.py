@@ -69,8 +69,13 @@ def gather(parents: tuple[str, ...], tracking_uri: str | None = None) -> Evidenc
             )
         if SIMILARITY in logged:
             similarity.append(pd.read_parquet(cache.file(parent, SIMILARITY)))
-        if PROXY in logged:  # studies logged before the proxy existed have none
+        if PROXY in logged:
             proxy.append(pd.read_parquet(cache.file(parent, PROXY)))
+        elif PROFILES in logged:  # a study analysed before the proxy existed
+            notes.append(
+                f"study {parent} has no proxy transfer ({PROXY}): its pairs go without that "
+                f"factor; `soi-mlflow analyze --parent-run-id {parent}` adds it"
+            )
     measured = pd.concat(deltas, ignore_index=True)
     next_seed = int(measured["seed"].max()) + 1 if len(measured) else 0
     factors = None
