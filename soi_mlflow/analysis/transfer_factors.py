@@ -1,25 +1,25 @@
 """What explains transfer (docs/design.md 2.5, "Why transfer happens"): each pair's
-factors (surface similarity, the source's and the target's profiles) rank-correlated with
-T and with its latent traits, with bootstrap intervals over seeds and pairs, and the
-asymmetry T - T^T.
+factors (surface similarity, proxy transfer, the source's and the target's profiles)
+rank-correlated with T and with its latent traits, with bootstrap intervals over seeds and
+pairs, and the asymmetry T - T^T.
 
-Pure cores on DataFrames: ``pair_factors`` (the factors of each ordered pair),
-``factor_correlations`` (Spearman's rho, interval, n, verdict) and ``asymmetry``. A study
-too small to tell says so in the ``problem`` column ("not identified: ...",
-``analysis/identified.py``) instead of ranking noise. The figures are in
-``analysis/transfer_factor_figures.py``.
+Pure cores on DataFrames: ``pair_factors`` (the factors of each ordered pair; built in
+``analysis/pair_factors.py``, importable from here), ``factor_correlations`` (Spearman's
+rho, interval, n, verdict) and ``asymmetry``. A study too small to tell says so in the
+``problem`` column ("not identified: ...", ``analysis/identified.py``) instead of ranking
+noise. The figures are in ``analysis/transfer_factor_figures.py``.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 
 from soi_mlflow.analysis.identified import not_identified
-from soi_mlflow.analysis.proxy_transfer import PROXY_TRANSFER
+from soi_mlflow.analysis.pair_factors import KEYS, pair_factors
 from soi_mlflow.errors import SoiInputError
+
+__all__ = ["KEYS", "asymmetry", "factor_correlations", "pair_factors", "pair_means"]
 
 # at least 4 members (12 ordered pairs) before T is correlated with anything: the pairs of
 # 3 members share members, so their 6 "points" are far fewer independent ones
@@ -29,7 +29,6 @@ MIN_PAIRS = 12
 MIN_MEMBERS = 5
 N_BOOT = 1000
 LEVEL = 0.95
-KEYS = ["source", "target"]
 COLUMNS = [
     "factor",
     "kind",
@@ -45,61 +44,6 @@ COLUMNS = [
     "verdict",
     "problem",
 ]
-
-
-def pair_factors(
-    member_profiles: pd.DataFrame,
-    pair_similarity: pd.DataFrame | None,
-    pairs: pd.DataFrame | Iterable[tuple[str, str]],
-    proxy: pd.DataFrame | None = None,
-) -> pd.DataFrame:
-    """One row per ordered off-diagonal (source, target) of ``pairs`` (a frame with
-    ``source, target`` or (source, target) tuples): ``source, target``, the pair columns of
-    ``pair_similarity`` (looked up in the other direction when only that one is there: the
-    measures are symmetric; NaN when neither is), ``proxy_transfer`` of ``proxy``
-    (``analysis/proxy_transfer.py``; this direction only: it is asymmetric), then
-    ``source.<f>`` and ``target.<f>`` for each numeric column ``f`` of
-    ``member_profiles`` (indexed by member)."""
-    wanted = _pairs(pairs)
-    out = wanted.copy()
-    if pair_similarity is not None and len(pair_similarity):
-        missing = [c for c in KEYS if c not in pair_similarity.columns]
-        if missing:
-            raise SoiInputError(f"pair_similarity: no column(s) {missing}; expected source, target")
-        sim = pair_similarity.drop_duplicates(KEYS).set_index(KEYS)
-        sim = sim.select_dtypes("number")
-        direct = sim.reindex(pd.MultiIndex.from_frame(wanted))
-        back = sim.reindex(pd.MultiIndex.from_frame(wanted[["target", "source"]]))
-        merged = direct.to_numpy(float)
-        merged = np.where(np.isnan(merged), back.to_numpy(float), merged)
-        out = pd.concat([out, pd.DataFrame(merged, columns=sim.columns)], axis=1)
-    if proxy is not None:
-        missing = [c for c in (*KEYS, PROXY_TRANSFER) if c not in proxy.columns]
-        if missing:
-            raise SoiInputError(
-                f"proxy: no column(s) {missing}; expected source, target, {PROXY_TRANSFER} "
-                "(see proxy_transfer)"
-            )
-        known = proxy[proxy[PROXY_TRANSFER].notna()]  # a study's NaN does not hide another's
-        gain = known.drop_duplicates(KEYS).set_index(KEYS)[PROXY_TRANSFER].astype(float)
-        out[PROXY_TRANSFER] = gain.reindex(pd.MultiIndex.from_frame(wanted)).to_numpy()
-    profiles = member_profiles.select_dtypes("number")
-    for side in KEYS:
-        values = profiles.reindex(wanted[side].to_numpy())
-        values.columns = [f"{side}.{c}" for c in profiles.columns]
-        out = pd.concat([out, values.reset_index(drop=True)], axis=1)
-    return out
-
-
-def _pairs(pairs: pd.DataFrame | Iterable[tuple[str, str]]) -> pd.DataFrame:
-    if isinstance(pairs, pd.DataFrame):
-        if any(c not in pairs.columns for c in KEYS):
-            raise SoiInputError("pairs: expected the columns source, target")
-        frame = pairs[KEYS]
-    else:
-        frame = pd.DataFrame(list(pairs), columns=KEYS)
-    frame = frame.dropna().drop_duplicates()
-    return frame[frame["source"] != frame["target"]].reset_index(drop=True)
 
 
 def factor_correlations(
