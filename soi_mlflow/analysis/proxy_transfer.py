@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -67,6 +68,12 @@ class _Member:
     @property
     def n(self) -> int:
         return len(self.labels)
+
+    @cached_property
+    def own_features(self) -> np.ndarray:
+        """Text and pair over the member's own words: its scorer's and its classifier's
+        input, built once."""
+        return self.features()
 
     def features(self, which: str = "joined", of: _Member | None = None) -> np.ndarray:
         """Binary features (rows of ``self``) over ``of``'s vocabulary (default its own):
@@ -189,7 +196,7 @@ def _scorer(member: _Member) -> tuple[np.ndarray, np.ndarray] | None:
     the last: they sum to zero) on the member's features; None when it cannot score."""
     if member.n < MIN_EXAMPLES or member.k < 2 or len(member.vocab) == 0:
         return None
-    x = member.features()
+    x = member.own_features
     mean = x.mean(axis=0)
     xc = x - mean
     y = _onehot(member.labels, member.k)[:, :-1]
@@ -228,7 +235,7 @@ def _cross_validated(
     Cholesky factor."""
     from scipy.linalg import cho_factor, cho_solve  # deferred: scipy
 
-    x = target.features()
+    x = target.own_features
     y = _onehot(target.labels, target.k)
     fold = np.random.default_rng(seed).permutation(target.n) % folds
     hits_alone = 0
