@@ -112,8 +112,9 @@ def transfer(config: Any, settings: Any) -> None:
     from soi_mlflow.studies import transfer as study  # deferred: datasets
 
     config, result = run_study("transfer", study, config, settings)
+    columns = list(settings.targets) or list(result.mean.columns)  # a study's own cells
     console.print_frame(
-        result.mean,
+        result.mean[columns],
         f"transfer matrix ({settings.mode}; rows: sources, columns: targets; mean over "
         f"{settings.seeds} seed(s))",
         caption=f"trained {result.trained} runs, reused {result.reused}",

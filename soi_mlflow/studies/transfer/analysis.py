@@ -4,6 +4,8 @@ its latent traits (PCA) and their figures, logged to the parent by the study
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 
 from soi_mlflow.analysis import identified
@@ -36,6 +38,7 @@ def log_transfer(
     profiles: pd.DataFrame | None = None,
     similarity: pd.DataFrame | None = None,
     proxy: pd.DataFrame | None = None,
+    targets: Sequence[str] = (),
 ):
     """The matrix, its latent traits, their figures, the scores and the side effects on
     the targets' confusion matrices, logged to ``parent``; with the study's base
@@ -43,12 +46,19 @@ def log_transfer(
     what explains T (``factors.py``): the asymmetry always, the factors when the profiles
     could be made. ``profiles``, ``similarity`` (frames as ``analysis/profiles.py``
     makes them) and ``proxy`` (``analysis/proxy_transfer.py``) take the place of the ones
-    ``config``'s data would give."""
+    ``config``'s data would give. ``targets``: the members a study trained only the cells
+    into (``TransferSettings.targets``): the other columns stay empty, and there is no
+    PCA."""
     mean, std = transfer_matrix(scores, members)
     intervals = transfer_intervals(scores)
     log_table(parent.client, parent.run_id, intervals, "transfer_intervals")
     problems = identified.table_problems({"transfer_intervals": intervals})
     try:
+        if targets and set(targets) != set(members):
+            raise SoiInputError(
+                f"the study trained only the cells into {', '.join(targets)} (targets); "
+                "PCA needs every source-target pair"
+            )
         traits = latent_traits(mean)
     except SoiInputError as exc:  # missing cells: keep the matrix, say why there is no PCA
         reason = identified.not_identified(exc)

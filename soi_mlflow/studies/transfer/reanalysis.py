@@ -14,6 +14,7 @@ from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.profiles import logged_config
 from soi_mlflow.studies.readback import Reanalysis, ReanalysisOptions
 from soi_mlflow.studies.transfer.analysis import log_transfer
+from soi_mlflow.studies.transfer.study import ALL_TARGETS
 from soi_mlflow.tracking import tags
 from soi_mlflow.tracking.health import get_run
 from soi_mlflow.tracking.run import RunHandle
@@ -60,8 +61,18 @@ def relog_transfer(run: Any, scores: pd.DataFrame, tracking_uri: str | None = No
     )
     mode = run.data.tags.get(tags.MODE, "joint")
     seeds = int(run.data.tags.get(tags.SEEDS, "1"))
+    targets = study_targets(run)
+    if targets:  # a joint pair's run holds both directions: keep the study's own cells
+        scores = scores[scores["target"].isin(targets)].reset_index(drop=True)
     config = logged_config(cache, run, order, list(dict.fromkeys(scores["run_id"])))
-    return log_transfer(parent, scores, order, mode, seeds, config)
+    return log_transfer(parent, scores, order, mode, seeds, config, targets=targets)
+
+
+def study_targets(run: Any) -> list[str]:
+    """The members a transfer study trained only the cells into (its ``targets`` param);
+    empty for a study of the whole matrix, an older one included."""
+    value = run.data.params.get("targets", ALL_TARGETS)
+    return [] if value == ALL_TARGETS else value.split(",")
 
 
 def _scores_from_children(client, parent) -> pd.DataFrame:

@@ -21,6 +21,7 @@ from soi_mlflow.tracking import tags
 from soi_mlflow.training import TrainConfig, validate_config
 
 MODES = ("joint", "sequential")
+ALL_TARGETS = "all"  # the ``targets`` param of a study of the whole matrix
 
 
 @dataclass
@@ -41,6 +42,14 @@ def validate(base: TrainConfig, settings: TransferSettings) -> None:
         raise SoiInputError(f"mode: expected one of {', '.join(MODES)}, got {settings.mode!r}")
     if settings.seeds < 1:
         raise SoiInputError(f"seeds must be a positive integer, got {settings.seeds!r}")
+    members = base.mixture.members
+    for target in settings.targets:
+        if target not in members:
+            raise SoiInputError(
+                f"targets: {target!r} is not a member of the study (members: {', '.join(members)})"
+            )
+    if len(set(settings.targets)) < len(settings.targets):
+        raise SoiInputError(f"targets: a member is named twice ({', '.join(settings.targets)})")
     validate_config(base)
     check_seed(base.seed, "seed", settings.seeds)
 
@@ -55,6 +64,10 @@ class TransferSettings(StudySettings):
     """seeds per run"""
     reuse: bool = False
     """reuse matching finished runs of the experiment instead of training them again"""
+    targets: tuple[str, ...] = ()
+    """train only the cells into these members, comma-separated (every member is still a
+    source); none: the whole matrix. One target of n members takes n runs a seed in joint
+    mode (the matrix: n(n+1)/2), 2n-1 in sequential mode (the matrix: n*n)"""
 
 
 def _child(
@@ -105,13 +118,22 @@ def run(base: TrainConfig, settings: TransferSettings) -> TransferResult:
     check_study(base, settings)
     mode, seeds, reuse = settings.mode, settings.seeds, settings.reuse
     members = list(base.mixture.members)
+    targets = list(settings.targets) or members
     base = replace(base, mixture=replace(base.mixture, ood=()))
+    name = f"transfer-{mode}-{'+'.join(members)}"
+    if settings.targets:
+        name += f"-into-{'+'.join(targets)}"
     with (
         study_parent(
             base,
             "transfer",
-            f"transfer-{mode}-{'+'.join(members)}",
-            {"mode": mode, "seeds": seeds, "reuse": reuse},
+            name,
+            {
+                "mode": mode,
+                "seeds": seeds,
+                "reuse": reuse,
+                "targets": ",".join(settings.targets) or ALL_TARGETS,
+            },
             resume=settings.resume,
             members=members,
             mode=mode,
@@ -119,22 +141,31 @@ def run(base: TrainConfig, settings: TransferSettings) -> TransferResult:
         ) as parent,
         Fanout(parent, settings, reuse_experiment=reuse) as fan,
     ):
-        pairs = len(members) * (len(members) - 1) // (2 if mode == "joint" else 1)
-        fan.total = seeds * (len(members) + pairs)
-        seed_list = [base.seed + s for s in range(seeds)]
         sequential = mode == "sequential"
-        alone = [(seed, m) for seed in seed_list for m in members]
-        wave = [_child(base, fan, (m,), seed, checkpoint=sequential) for seed, m in alone]
+        cells = _cells(members, targets, sequential)
+        # sequential: every source's checkpoint comes from its run alone
+        singles = members if sequential else targets
+        fan.total = seeds * (len(singles) + len(cells))
+        seed_list = [base.seed + s for s in range(seeds)]
+        alone = [(seed, m) for seed in seed_list for m in singles]
+        wave = [
+            _child(base, fan, (m,), seed, checkpoint=sequential and _feeds(m, targets))
+            for seed, m in alone
+        ]
         if not sequential:
-            joint = [(seed, p) for seed in seed_list for p in itertools.combinations(members, 2)]
+            joint = [(seed, p) for seed in seed_list for p in cells]
             wave += [_child(base, fan, p, seed) for seed, p in joint]
         done = fan.run(wave)
         runs = {(seed, (m,)): d for (seed, m), d in zip(alone, done[: len(alone)], strict=True)}
         children = list(zip(wave, done, strict=True))
-        rows = [_row(parent.client, seed, None, m, runs[(seed, (m,))].run_id) for seed, m in alone]
+        rows = [
+            _row(parent.client, seed, None, m, runs[(seed, (m,))].run_id)
+            for seed, m in alone
+            if m in targets
+        ]
         if sequential:
             cache = cache_for(parent.tracking_uri)
-            order = [(seed, p) for seed in seed_list for p in itertools.permutations(members, 2)]
+            order = [(seed, p) for seed in seed_list for p in cells]
             wave = [
                 _child(
                     base,
@@ -153,14 +184,17 @@ def run(base: TrainConfig, settings: TransferSettings) -> TransferResult:
         else:
             for (seed, (i, j)), d in zip(joint, done[len(alone) :], strict=True):
                 for src, tgt in ((i, j), (j, i)):
-                    rows.append(_row(parent.client, seed, src, tgt, d.run_id))
+                    if tgt in targets:
+                        rows.append(_row(parent.client, seed, src, tgt, d.run_id))
         passes = sum(
             sum(Mixture(c.config.mixture).member_sizes().values()) * c.config.epochs
             for c, d in children
             if not d.reused
         )
         scores = pd.DataFrame(rows)
-        mean, std, traits = log_transfer(parent, scores, members, mode, seeds, base)
+        mean, std, traits = log_transfer(
+            parent, scores, members, mode, seeds, base, targets=settings.targets
+        )
         parent.log_metrics(
             {"compute/example_passes": float(passes), "compute/runs": float(fan.trained)},
             step=0,
@@ -172,6 +206,19 @@ def run(base: TrainConfig, settings: TransferSettings) -> TransferResult:
         scores,
         **fan.result_fields(),
     )
+
+
+def _cells(members: list[str], targets: list[str], sequential: bool) -> list[tuple[str, str]]:
+    """The runs with a source: sequential, (source, target) for every target; joint,
+    each pair once that holds a target (one run gives both of its directions)."""
+    if sequential:
+        return [(i, j) for i, j in itertools.permutations(members, 2) if j in targets]
+    return [p for p in itertools.combinations(members, 2) if set(p) & set(targets)]
+
+
+def _feeds(member: str, targets: list[str]) -> bool:
+    """Whether ``member`` is the source of a target other than itself."""
+    return any(t != member for t in targets)
 
 
 def _row(client, seed: int, source: str | None, target: str, run_id: str) -> dict:
