@@ -15,6 +15,7 @@ from mlflow import MlflowClient
 from tracehelp import small_config
 
 from soi_mlflow.analysis.runs import cache_for
+from soi_mlflow.analysis.shift_factors import SHIFT_FACTORS
 from soi_mlflow.cli import main
 from soi_mlflow.studies import transfer
 from soi_mlflow.studies.transfer import TransferSettings
@@ -48,6 +49,11 @@ def test_a_joint_transfer_study_logs_its_side_effects_and_analyze_redraws_them(
     assert {f"tables/{n}.json" for n in NAMES} <= tables
     assert "figures/side_effects.png" in figures
     cache = cache_for(store)
+    # what explains the shift toward each source's classes: 6 pairs, too few to rank
+    factors = pd.read_parquet(cache.file(parent, f"tables/{SHIFT_FACTORS}.parquet"))
+    assert set(factors["against"]) == {"shift toward source"} and factors["rank"].isna().all()
+    assert "class_distribution_l1" in set(factors["factor"])
+    assert factors["problem"].str.contains("too small to tell: 6 pairs").any()
     confusion = pd.read_parquet(cache.file(parent, "tables/side_effects_confusion.parquet"))
     assert confusion["problem"].isna().all()
     pairs = set(zip(confusion["source"], confusion["target"], strict=True))
@@ -74,6 +80,6 @@ def test_a_joint_transfer_study_logs_its_side_effects_and_analyze_redraws_them(
     (artifacts / "figures" / "side_effects.png").unlink()
     assert main(["analyze", "--parent-run-id", parent, "--tracking-uri", store]) == 0
     tables, figures = _logged(client, parent)
-    assert {f"tables/{n}.parquet" for n in NAMES} <= tables
+    assert {f"tables/{n}.parquet" for n in (*NAMES, SHIFT_FACTORS)} <= tables
     assert "figures/side_effects.png" in figures
     capsys.readouterr()

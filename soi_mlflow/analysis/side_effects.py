@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from soi_mlflow.analysis import identified
+from soi_mlflow.analysis import shift_factors as sf
 from soi_mlflow.analysis.runs import last_epoch_predictions
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.artifacts import log_figures, log_table
@@ -360,19 +361,30 @@ def log_side_effects(
     tracking_uri: str | None = None,
     what: str = "",
     method: str = "t",
+    factors: pd.DataFrame | None = None,
+    shares: pd.DataFrame | None = None,
 ) -> dict[str, str]:
     """Side effects of a study's sources on its targets, logged to ``parent_run_id``:
     tables ``side_effects_confusion`` (per seed), ``side_effects_summary`` and
     ``side_effects_prediction_shift`` (mean and interval over seeds), and the figure
-    ``side_effects`` when any cell was measured. Returns the estimates it could not make
+    ``side_effects`` when any cell was measured; given the study's pair ``factors``
+    (``pair_factors``) and its members' class ``shares`` (``class_shares``), the table
+    ``side_effects_shift_factors`` (``analysis/shift_factors.py``: what explains the shift
+    toward each source's majority class). Returns the estimates it could not make
     (``{where: reason}``) for :func:`identified.report`."""
     predictions, missing, classes = study_predictions(runs, tracking_uri)
     confusion = confusion_deltas(predictions, missing, classes)
     summary = summarize_side_effects(confusion, method)
-    shift = summarize_shift(prediction_shift(confusion), method)
+    per_seed = prediction_shift(confusion)
+    shift = summarize_shift(per_seed, method)
     log_table(client, parent_run_id, confusion, CONFUSION)
     log_table(client, parent_run_id, summary, SUMMARY)
     log_table(client, parent_run_id, shift, SHIFT)
+    problems: dict[str, str] = {}
+    if factors is not None and shares is not None and not factors.empty:
+        table = sf.shift_factor_table(per_seed, shares, factors)
+        log_table(client, parent_run_id, table, sf.SHIFT_FACTORS)
+        problems = sf.shift_factor_problems(table)
     if summary["problem"].isna().any():
         seeds = int(summary["seeds"].max())
         title = (
@@ -382,4 +394,4 @@ def log_side_effects(
         order = list(dict.fromkeys(runs["target"]))
         figure = side_effects_figure(summary, title, order)
         log_figures(client, parent_run_id, {FIGURE: figure})
-    return identified.table_problems({SUMMARY: summary})
+    return identified.table_problems({SUMMARY: summary}) | problems

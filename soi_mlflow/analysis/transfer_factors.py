@@ -54,6 +54,7 @@ def factor_correlations(
     seed: int = 0,
     level: float = LEVEL,
     components: int = 2,
+    against: str = "T",
 ) -> pd.DataFrame:
     """Spearman's rho of every factor with T (the mean of ``delta`` over seeds, per
     off-diagonal pair of ``deltas``: ``seed, source, target, delta``) and, given
@@ -71,7 +72,8 @@ def factor_correlations(
     One row per (factor, against), ``against`` "T" or "PC<k>", ranked by |rho| within
     ``against``; ``verdict`` "excludes 0", "includes 0", "too small to tell" (fewer than
     ``MIN_PAIRS`` pairs or ``MIN_MEMBERS`` members: no rank, the reason in ``problem``)
-    or "constant"."""
+    or "constant". ``against``: the name of what ``delta`` measures (another per-pair
+    effect than T, e.g. ``analysis/shift_factors.py``'s shift)."""
     if n_boot < 1:
         raise SoiInputError(f"n_boot: expected at least 1 bootstrap replicate, got {n_boot}")
     if not 0 < level < 1:
@@ -100,7 +102,7 @@ def factor_correlations(
         for k, col in enumerate(names):
             rho = _spearman(x[:, k], t[mask])
             b = None if boot is None else boot[:, k]
-            rows.append(_row(str(f.columns[col]), "T", rho, b, n, level))
+            rows.append(_row(str(f.columns[col]), against, rho, b, n, level))
     if traits is not None and "source_scores" in traits:
         rows += _trait_rows(d, t, pairs_index, f, traits, picks, rng, level, components)
     out = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("n_seeds", "n_boot")])

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from soi_mlflow.analysis import identified
-from soi_mlflow.analysis.profiles import MEMBER_PROFILES, PAIR_SIMILARITY
+from soi_mlflow.analysis.profiles import CLASS_SHARES, MEMBER_PROFILES, PAIR_SIMILARITY
 from soi_mlflow.analysis.proxy_transfer import PROXY_TRANSFER
 from soi_mlflow.analysis.side_effects import log_side_effects
 from soi_mlflow.analysis.transfer import (
@@ -39,16 +39,17 @@ def log_transfer(
     similarity: pd.DataFrame | None = None,
     proxy: pd.DataFrame | None = None,
     targets: Sequence[str] = (),
+    shares: pd.DataFrame | None = None,
 ):
     """The matrix, its latent traits, their figures, the scores and the side effects on
     the targets' confusion matrices, logged to ``parent``; with the study's base
     ``config``, its members' profiles and pair similarity (``studies/profiles.py``) and
     what explains T (``factors.py``): the asymmetry always, the factors when the profiles
     could be made. ``profiles``, ``similarity`` (frames as ``analysis/profiles.py``
-    makes them) and ``proxy`` (``analysis/proxy_transfer.py``) take the place of the ones
-    ``config``'s data would give. ``targets``: the members a study trained only the cells
-    into (``TransferSettings.targets``): the other columns stay empty, and there is no
-    PCA."""
+    makes them), ``proxy`` (``analysis/proxy_transfer.py``) and ``shares`` (the members'
+    class shares) take the place of the ones ``config``'s data would give. ``targets``:
+    the members a study trained only the cells into (``TransferSettings.targets``): the
+    other columns stay empty, and there is no PCA."""
     mean, std = transfer_matrix(scores, members)
     intervals = transfer_intervals(scores)
     log_table(parent.client, parent.run_id, intervals, "transfer_intervals")
@@ -84,7 +85,7 @@ def log_transfer(
         profile_problems, made = log_member_profiles(parent, config, scores)
         problems.update(profile_problems)
         profiles, similarity = made.get(MEMBER_PROFILES), made.get(PAIR_SIMILARITY)
-        proxy = made.get(PROXY_TRANSFER)
+        proxy, shares = made.get(PROXY_TRANSFER), made.get(CLASS_SHARES)
     found = log_transfer_factors(parent, scores, mean, traits, profiles, similarity, mode, proxy)
     problems.update(found.problems)
     what = f"{mode}, test accuracy, mean ± std over {seeds} seed(s)"
@@ -96,7 +97,13 @@ def log_transfer(
     log_figures(parent.client, parent.run_id, figs)
     # side effects on the targets' confusion matrices (analysis/side_effects.py)
     problems |= log_side_effects(
-        parent.client, parent.run_id, scores, parent.tracking_uri, f" ({mode})"
+        parent.client,
+        parent.run_id,
+        scores,
+        parent.tracking_uri,
+        f" ({mode})",
+        factors=found.factors,
+        shares=shares,
     )
     identified.report(parent.client, parent.run_id, problems)
     return mean, std, traits if "source_scores" in traits else {}

@@ -34,12 +34,14 @@ NO_PROFILES = "no profiles: the members' profiles were not given, so no factor a
 class FactorResult:
     """What ``log_transfer_factors`` logged: the factor table (None without profiles),
     the not-identified reasons for the study's report, the factors most aligned with each
-    latent trait (for the biplot) and the one-line statement of the tag."""
+    latent trait (for the biplot), the one-line statement of the tag and each pair's
+    factors (for what explains the side effects)."""
 
     table: pd.DataFrame | None
     problems: dict[str, str] = field(default_factory=dict)
     aligned: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
     statement: str = ""
+    factors: pd.DataFrame | None = None
 
 
 def log_transfer_factors(
@@ -68,7 +70,9 @@ def log_transfer_factors(
         table = factor_correlations(deltas, factors, traits)
         log_table(client, run_id, means.merge(factors, on=["source", "target"]), PAIR_FACTORS)
         log_table(client, run_id, table, FACTORS)
-        result = FactorResult(table, _problems(table), aligned_factors(table), _statement(table))
+        result = FactorResult(
+            table, _problems(table), aligned_factors(table), _statement(table), factors
+        )
         grid = factor_scatter(factors, means, table, f"Factors against T ({mode})")
         if grid is not None:
             figs[FACTORS] = grid
