@@ -180,3 +180,34 @@ def test_the_documented_related_pair_is_predicted_above_the_unrelated_one() -> N
     assert gap > without[("sentiment", "entailment")] - without[("sentiment", "paraphrase")]
     gain = proxy.set_index(["source", "target"])[PROXY_TRANSFER]
     assert gain[("sentiment", "entailment")] > 0.1 > abs(gain[("sentiment", "paraphrase")])
+
+
+def test_positive_share_skews_a_review_domain_and_leaves_the_others_as_they_were() -> None:
+    ladder = builtin_suite(builtin_options({"positive_share": {"movies": 0.9, "books": 0.7}}))
+    plain = builtin_suite()
+    shares = {
+        m: float(np.mean(load_member(ladder, m, "train")["label"]))
+        for m in ("movies", "books", "electronics")
+    }
+    # the share drawn, moved toward 1/2 by the domain's own label noise (2-8 %)
+    assert 0.85 < shares["movies"] < 0.9 and 0.66 < shares["books"] < 0.72
+    assert 0.45 < shares["electronics"] < 0.55
+    # a skewed domain's examples are other examples: other ids (caches, run keys)
+    assert ladder.members["movies"].identity != plain.members["movies"].identity
+    assert ladder.members["electronics"] == plain.members["electronics"]
+    a = load_member(plain, "electronics", "test").to_pandas()
+    assert a.equals(load_member(ladder, "electronics", "test").to_pandas())
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"sentiment": 0.9}, "positive_share: 'sentiment' is not a review domain"),
+        ({"movies": 1.0}, r"positive_share of movies must be in \(0, 1\), got 1.0"),
+        ({"movies": "high"}, "positive_share of movies must be a number, got 'high'"),
+        ([0.9], "positive_share must be a mapping of review domain to share"),
+    ],
+)
+def test_a_bad_positive_share_is_refused_naming_the_option(value, message) -> None:
+    with pytest.raises(SoiInputError, match=message):
+        builtin_options({"positive_share": value})

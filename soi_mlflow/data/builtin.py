@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from soi_mlflow.data.builtin_tasks import FAMILIES, Example
+from soi_mlflow.data.builtin_tasks import FAMILIES, Example, domain_sentiment
 from soi_mlflow.data.lexicon import DOMAINS, INTENTS, LANGS, lexicon
 from soi_mlflow.data.noise import (
     DEFAULT_NOISE,
@@ -92,6 +92,9 @@ class BuiltinOptions:
     noise: tuple[str, ...] = DEFAULT_NOISE  # mechanisms sharing mislabeled_rate (noise.py)
     boundary_share: float = 0.2  # clean near-boundary examples, with noise "boundary"
     transfer_probes: bool = False  # add the members ``skewed`` and ``decoy`` (PROBES)
+    # review domain -> its share of positive labels (default: balanced): a ladder of class
+    # distributions on one head, for what a source's class balance does to its targets
+    positive_share: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "noise", parse_noise(self.noise))
@@ -108,6 +111,20 @@ class BuiltinOptions:
             if not isinstance(n, int) or n <= 0:
                 raise SoiInputError(
                     f"builtin suite: size of split {split!r} must be > 0, got {n!r}"
+                )
+        for member, share in self.positive_share.items():
+            if member not in DOMAINS:
+                raise SoiInputError(
+                    f"builtin suite: positive_share: {member!r} is not a review domain; "
+                    f"expected one of {', '.join(DOMAINS)}"
+                )
+            if isinstance(share, bool) or not isinstance(share, (int, float)):
+                raise SoiInputError(
+                    f"builtin suite: positive_share of {member} must be a number, got {share!r}"
+                )
+            if not 0.0 < share < 1.0:
+                raise SoiInputError(
+                    f"builtin suite: positive_share of {member} must be in (0, 1), got {share!r}"
                 )
         for name in ("ambiguous_rate", "mislabeled_rate"):
             rate = getattr(self, name)
@@ -131,7 +148,7 @@ def _member(
         label_names=tuple(labels),
         source=BuiltinSource(family),
         splits={s: SplitSource(s) for s in _SPLIT_CODE},
-        identity=(f"soi-builtin/{name}", _config_name(options)),
+        identity=(f"soi-builtin/{name}", _config_name(options) + _share_name(options, name)),
         text_pair_column="text_pair" if pair else None,
         metadata_columns=("planted",) if options.noise == DEFAULT_NOISE else NOISE_COLUMNS,
     )
@@ -146,6 +163,12 @@ def _config_name(options: BuiltinOptions) -> str:
     if options.noise != DEFAULT_NOISE:
         name += f"-noise-{'+'.join(options.noise)}-b{options.boundary_share:g}"
     return name
+
+
+def _share_name(options: BuiltinOptions, member: str) -> str:
+    """Part of a skewed domain's ids: its examples are other examples."""
+    share = options.positive_share.get(member)
+    return "" if share is None else f"-pos{share:g}"
 
 
 BINARY = ["negative", "positive"]
@@ -245,6 +268,8 @@ class _Rows:
     ) -> None:
         assert isinstance(spec.source, BuiltinSource)
         self.make = FAMILIES[spec.source.family]
+        if spec.name in options.positive_share:
+            self.make = domain_sentiment(spec.name, options.positive_share[spec.name])
         self.lex = lexicon(options.seed)
         self.key = (options.seed, zlib.crc32(spec.name.encode()), _SPLIT_CODE[split])
         self.plan = plan

@@ -130,9 +130,13 @@ def _entailment(rng, lex: Lexicon, kind: str) -> Example:
     return Example(premise, y, kind, _render(rng, lex, hyp_words, (1, 4)))
 
 
-def _domain_sentiment(domain: str) -> Callable[..., Example]:
+def domain_sentiment(domain: str, positive: float | None = None) -> Callable[..., Example]:
+    """The review family of ``domain``: balanced labels, or ``positive`` the share of
+    positive ones (option ``positive_share``; the default draw is kept as it was, so
+    balanced domains are the same examples with or without the option)."""
+
     def generate(rng, lex: Lexicon, kind: str) -> Example:
-        y = int(rng.integers(2))
+        y = int(rng.integers(2)) if positive is None else int(rng.random() < positive)
         pos, neg = lex.domain_positive[domain], lex.domain_negative[domain]
         if kind == "ambiguous":
             words = _pick(rng, lex.positive, 1) + _pick(rng, lex.negative, 1)
@@ -251,7 +255,7 @@ FAMILIES: dict[str, Callable[..., Example]] = {
     "sentiment": _sentiment,
     "paraphrase": _paraphrase,
     "entailment": _entailment,
-    **{f"domain:{d}": _domain_sentiment(d) for d in DOMAINS},
+    **{f"domain:{d}": domain_sentiment(d) for d in DOMAINS},
     **{f"intent:{lang}": _intent(lang) for lang in LANGS},
     "probe:skewed": _skewed,
     "probe:decoy": _decoy,

@@ -48,7 +48,7 @@ def suite_from_file(path: str | Path) -> SuiteSpec:
 
 def builtin_options(node: Any, origin: str = "builtin options") -> BuiltinOptions:
     """Built-in suite options from a mapping (``seed``, ``sizes``, ``*_rate``, ``noise``,
-    ``boundary_share``, ``transfer_probes``)."""
+    ``boundary_share``, ``transfer_probes``, ``positive_share``)."""
     if node is None:
         return BuiltinOptions()
     if isinstance(node, BuiltinOptions):
@@ -63,6 +63,7 @@ def builtin_options(node: Any, origin: str = "builtin options") -> BuiltinOption
         "noise",
         "boundary_share",
         "transfer_probes",
+        "positive_share",
     }
     unknown = sorted(set(node) - allowed)
     if unknown:
@@ -79,7 +80,19 @@ def builtin_options(node: Any, origin: str = "builtin options") -> BuiltinOption
         noise=node.get("noise", defaults.noise),
         boundary_share=float(node.get("boundary_share", defaults.boundary_share)),
         transfer_probes=_flag(node.get("transfer_probes", defaults.transfer_probes), origin),
+        positive_share=_shares(node.get("positive_share"), origin),
     )
+
+
+def _shares(value: Any, origin: str) -> dict[str, float]:
+    """``positive_share``: a mapping of review domain to share (checked by the options)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SoiInputError(
+            f"{origin}: positive_share must be a mapping of review domain to share, got {value!r}"
+        )
+    return {str(k): v for k, v in value.items()}
 
 
 def _flag(value: Any, origin: str) -> bool:
