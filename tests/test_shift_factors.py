@@ -65,8 +65,22 @@ def test_the_class_a_source_leads_is_the_one_it_holds_more_of_than_the_target() 
     assert leading[("A", "B")] == "pos" and leading[("B", "A")] == "neg"
     assert leading[("C", "D")] == "pos" and leading[("C", "E")] == "neg"
     assert len(leading) == 20
-    tie = leading_classes(_shares({"A": 0.5, "B": 0.5}))
-    assert tie == {("A", "B"): "neg", ("B", "A"): "neg"}  # a tie: the first name
+    # equal distributions give no direction: the pair is left out
+    assert leading_classes(_shares({"A": 0.5, "B": 0.5, "C": 0.9})) == {
+        ("C", "A"): "pos", ("C", "B"): "pos", ("A", "C"): "neg", ("B", "C"): "neg"
+    }  # fmt: skip
+
+
+def test_a_class_a_member_has_no_example_of_counts_as_a_share_of_zero() -> None:
+    shares = pd.DataFrame(
+        {
+            "member": ["S", "S", "T"],
+            "label_name": ["neg", "pos", "neg"],  # T: all negative, no "pos" row
+            "count": [15, 85, 100],
+            "share": [0.15, 0.85, 1.0],
+        }
+    )
+    assert leading_classes(shares) == {("S", "T"): "pos", ("T", "S"): "neg"}
 
 
 def test_the_shift_is_read_toward_the_class_the_source_leads() -> None:
@@ -108,8 +122,8 @@ def test_the_class_distribution_ranks_first_and_an_unrelated_factor_includes_zer
     why = "not identified: same or shift toward source is constant over the 20 pairs"
     assert same["problem"] == why
     assert shift_factor_problems(table) == {
-        "side_effects_shift_factors: 1 constant factor(s)": "not identified: constant over "
-        "the study's pairs, nothing to correlate (same)"
+        "side_effects_shift_factors: 1 constant factor(s)": "not identified: the factor or "
+        "the shift is constant over the study's pairs, nothing to correlate (same)"
     }
 
 

@@ -24,13 +24,16 @@ from soi_mlflow.errors import SoiInputError
 SHIFT_FACTORS = "side_effects_shift_factors"
 AGAINST = "shift toward source"  # the table's ``against``: what the factors are ranked by
 SHIFT_COLUMNS = ["seed", "source", "target", "toward", "delta"]
+EQUAL = 1e-9  # share differences up to this are equal distributions: no direction
 
 
 def leading_classes(shares: pd.DataFrame) -> dict[tuple[str, str], str]:
     """(source, target) -> the class whose share the source's training labels exceed the
-    target's by most (``class_shares``: member, label_name, share), over the class names
-    both have; a tie goes to the first name in sorted order. Pairs without a common class
-    are left out."""
+    target's by most (``class_shares``: member, label_name, share). Two members compare
+    when they have a class name in common (one head); a class one of them has no example
+    of counts as a share of 0. Pairs without a common class, and pairs where the source
+    holds no class more than the target (equal distributions), are left out; a tie
+    between classes goes to the first name in sorted order."""
     lacking = [c for c in ("member", "label_name", "share") if c not in shares.columns]
     if lacking:
         raise SoiInputError(f"shares: expected member, label_name, share (lacking {lacking})")
@@ -39,10 +42,12 @@ def leading_classes(shares: pd.DataFrame) -> dict[tuple[str, str], str]:
     out = {}
     for source in table.index:
         for target in table.index:
-            if source == target:
+            a, b = table.loc[source], table.loc[target]
+            if source == target or not (a.notna() & b.notna()).any():
                 continue
-            gap = (table.loc[source] - table.loc[target]).dropna()
-            if not gap.empty:
+            either = a.notna() | b.notna()
+            gap = a[either].fillna(0.0) - b[either].fillna(0.0)
+            if gap.max() > EQUAL:
                 out[(str(source), str(target))] = str(gap.idxmax())
     return out
 
@@ -96,6 +101,7 @@ def shift_factor_problems(table: pd.DataFrame) -> dict[str, str]:
     if constant.any():
         names = ", ".join(bad.loc[constant, "factor"])
         out[f"{SHIFT_FACTORS}: {int(constant.sum())} constant factor(s)"] = (
-            f"not identified: constant over the study's pairs, nothing to correlate ({names})"
+            "not identified: the factor or the shift is constant over the study's pairs, "
+            f"nothing to correlate ({names})"
         )
     return out

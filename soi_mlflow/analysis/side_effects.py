@@ -370,8 +370,8 @@ def log_side_effects(
     ``side_effects`` when any cell was measured; given the study's pair ``factors``
     (``pair_factors``) and its members' class ``shares`` (``class_shares``), the table
     ``side_effects_shift_factors`` (``analysis/shift_factors.py``: what explains the shift
-    toward each source's majority class). Returns the estimates it could not make
-    (``{where: reason}``) for :func:`identified.report`."""
+    toward the class each source holds more of than its target). Returns the estimates
+    it could not make (``{where: reason}``) for :func:`identified.report`."""
     predictions, missing, classes = study_predictions(runs, tracking_uri)
     confusion = confusion_deltas(predictions, missing, classes)
     summary = summarize_side_effects(confusion, method)

@@ -59,10 +59,17 @@ def study_note(study: str, base: TrainConfig) -> str:
     return f"{intro}\n\nMembers: {members} ({md_escape(base.mixture.axis)} axis)."
 
 
-def reopen_parent(base: TrainConfig, study: str, run_id: str, params: Mapping[str, Any]):
+def reopen_parent(
+    base: TrainConfig,
+    study: str,
+    run_id: str,
+    params: Mapping[str, Any],
+    absent: Mapping[str, str] | None = None,
+):
     """The parent run ``run_id`` of an earlier ``study``, RUNNING again: refused, before
     it is reopened, when it is no parent of this kind of study or was started with other
-    study params (which children it needs)."""
+    study params (which children it needs). ``absent``: the value a param stands for in a
+    parent logged before it existed (else such a param is not compared)."""
     uri = resolve_tracking_uri(base.tracking_uri)
     check_tracking(uri)
     run = get_run(client_for(uri), run_id, uri, "resume (the study's parent run id)")
@@ -72,7 +79,7 @@ def reopen_parent(base: TrainConfig, study: str, run_id: str, params: Mapping[st
             f"resume: run {run_id} is not the parent run of a {study} study "
             f"(its {tags.STUDY} tag is {kind!r})"
         )
-    logged = run.data.params
+    logged = {**(absent or {}), **run.data.params}
     differ = [
         f"{k}={logged[k]} (now {v})"
         for k, v in params.items()
@@ -93,6 +100,7 @@ def study_parent(
     name: str,
     params: Mapping[str, Any],
     resume: str | None = None,
+    absent: Mapping[str, str] | None = None,
     **tags: Any,
 ) -> Iterator[RunHandle]:
     """Open the parent run of ``study`` (or attach to ``mlflow run``'s) with the
@@ -104,9 +112,10 @@ def study_parent(
     parent. Every study's wall time is logged as the metric ``compute/wall_seconds``, so
     studies compare by cost in the MLflow UI (studies that count example-passes log
     ``compute/example_passes``). With ``resume``, that earlier parent run is reopened
-    (:func:`reopen_parent`) instead of a new one created."""
+    (:func:`reopen_parent`, which reads a param missing from it as ``absent`` gives)
+    instead of a new one created."""
     if resume:
-        parent = reopen_parent(base, study, resume, params)
+        parent = reopen_parent(base, study, resume, params, absent)
     else:
         parent = open_run(
             base.tracking_uri,

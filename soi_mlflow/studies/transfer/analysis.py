@@ -85,7 +85,8 @@ def log_transfer(
         profile_problems, made = log_member_profiles(parent, config, scores)
         problems.update(profile_problems)
         profiles, similarity = made.get(MEMBER_PROFILES), made.get(PAIR_SIMILARITY)
-        proxy, shares = made.get(PROXY_TRANSFER), made.get(CLASS_SHARES)
+        proxy = made.get(PROXY_TRANSFER)
+        shares = shares if shares is not None else made.get(CLASS_SHARES)
     found = log_transfer_factors(parent, scores, mean, traits, profiles, similarity, mode, proxy)
     problems.update(found.problems)
     what = f"{mode}, test accuracy, mean ± std over {seeds} seed(s)"

@@ -33,14 +33,24 @@ def study_scores(parent_run_id: str, tracking_uri: str | None = None):
         raise SoiInputError(f"run {parent_run_id} is not the parent run of a transfer study")
     logged = {a.path for a in cache.client.list_artifacts(parent_run_id, "tables")}
     if "tables/transfer_scores.parquet" not in logged:
-        return _scores_from_children(cache.client, run), run
+        return _own_cells(_scores_from_children(cache.client, run), run), run
     scores = pd.read_parquet(cache.file(parent_run_id, "tables/transfer_scores.parquet"))
     metrics = {r: cache.client.get_run(r).data.metrics for r in set(scores["run_id"])}
     scores["score"] = [
         metrics[r].get(f"test/{t}/acc", float("nan"))
         for r, t in zip(scores["run_id"], scores["target"], strict=True)
     ]
-    return scores, run
+    return _own_cells(scores, run), run
+
+
+def _own_cells(scores: pd.DataFrame, run: Any) -> pd.DataFrame:
+    """The runs alone and the cells into the study's targets (a joint pair's run holds
+    both directions; the other one's target was not trained alone)."""
+    targets = study_targets(run)
+    if not targets:
+        return scores
+    keep = scores["source"].isna() | scores["target"].isin(targets)
+    return scores[keep].reset_index(drop=True)
 
 
 def reanalyze_transfer(parent_run_id: str, tracking_uri: str | None = None):
@@ -62,8 +72,7 @@ def relog_transfer(run: Any, scores: pd.DataFrame, tracking_uri: str | None = No
     mode = run.data.tags.get(tags.MODE, "joint")
     seeds = int(run.data.tags.get(tags.SEEDS, "1"))
     targets = study_targets(run)
-    if targets:  # a joint pair's run holds both directions: keep the study's own cells
-        scores = scores[scores["target"].isin(targets)].reset_index(drop=True)
+    scores = _own_cells(scores, run)  # as study_scores reads them; other callers' too
     config = logged_config(cache, run, order, list(dict.fromkeys(scores["run_id"])))
     return log_transfer(parent, scores, order, mode, seeds, config, targets=targets)
 
@@ -109,4 +118,5 @@ def _scores_from_children(client, parent) -> pd.DataFrame:
 def reanalyze(handle: RunHandle, run: Any, options: ReanalysisOptions | None = None) -> Reanalysis:
     """:func:`reanalyze_transfer` as the registry calls it: the matrix, to show."""
     mean, _, _ = reanalyze_transfer(handle.run_id, handle.tracking_uri)
-    return Reanalysis("transfer", {MATRIX: mean})
+    targets = study_targets(run)  # a targeted study's own columns, as `transfer` prints them
+    return Reanalysis("transfer", {MATRIX: mean[targets] if targets else mean})

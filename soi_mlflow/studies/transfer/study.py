@@ -1,5 +1,6 @@
 """The transfer study: every member alone and every pair (jointly, or one after the
-other), as child runs of one parent; then the transfer matrix and its latent traits."""
+other), as child runs of one parent; then the transfer matrix and its latent traits. With
+``targets``, only the runs the cells into those members need (a column of T each)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,11 @@ def validate(base: TrainConfig, settings: TransferSettings) -> None:
     if settings.seeds < 1:
         raise SoiInputError(f"seeds must be a positive integer, got {settings.seeds!r}")
     members = base.mixture.members
+    if isinstance(settings.targets, str):
+        raise SoiInputError(
+            f"targets: expected a sequence of member names, got the string {settings.targets!r} "
+            f"(write ({settings.targets!r},))"
+        )
     for target in settings.targets:
         if target not in members:
             raise SoiInputError(
@@ -113,12 +119,13 @@ def run_transfer(
 
 
 def run(base: TrainConfig, settings: TransferSettings) -> TransferResult:
-    """Build T for ``base.mixture.members`` (OOD members are ignored)."""
+    """Build T for ``base.mixture.members`` (OOD members are ignored), or only its
+    columns of ``settings.targets``."""
     validate(base, settings)
     check_study(base, settings)
     mode, seeds, reuse = settings.mode, settings.seeds, settings.reuse
     members = list(base.mixture.members)
-    targets = list(settings.targets) or members
+    targets = [m for m in members if m in settings.targets] or members  # in member order
     base = replace(base, mixture=replace(base.mixture, ood=()))
     name = f"transfer-{mode}-{'+'.join(members)}"
     if settings.targets:
@@ -132,9 +139,10 @@ def run(base: TrainConfig, settings: TransferSettings) -> TransferResult:
                 "mode": mode,
                 "seeds": seeds,
                 "reuse": reuse,
-                "targets": ",".join(settings.targets) or ALL_TARGETS,
+                "targets": ",".join(targets) if settings.targets else ALL_TARGETS,
             },
             resume=settings.resume,
+            absent={"targets": ALL_TARGETS},  # a parent logged before targets existed
             members=members,
             mode=mode,
             seeds=seeds,
@@ -158,11 +166,8 @@ def run(base: TrainConfig, settings: TransferSettings) -> TransferResult:
         done = fan.run(wave)
         runs = {(seed, (m,)): d for (seed, m), d in zip(alone, done[: len(alone)], strict=True)}
         children = list(zip(wave, done, strict=True))
-        rows = [
-            _row(parent.client, seed, None, m, runs[(seed, (m,))].run_id)
-            for seed, m in alone
-            if m in targets
-        ]
+        # every run alone: a target's baseline, or (sequential) a source's own-run factors
+        rows = [_row(parent.client, seed, None, m, runs[(seed, (m,))].run_id) for seed, m in alone]
         if sequential:
             cache = cache_for(parent.tracking_uri)
             order = [(seed, p) for seed in seed_list for p in cells]
@@ -193,7 +198,7 @@ def run(base: TrainConfig, settings: TransferSettings) -> TransferResult:
         )
         scores = pd.DataFrame(rows)
         mean, std, traits = log_transfer(
-            parent, scores, members, mode, seeds, base, targets=settings.targets
+            parent, scores, members, mode, seeds, base, targets=targets if settings.targets else ()
         )
         parent.log_metrics(
             {"compute/example_passes": float(passes), "compute/runs": float(fan.trained)},
