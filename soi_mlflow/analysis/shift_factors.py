@@ -18,7 +18,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from soi_mlflow.analysis.transfer_factors import LEVEL, N_BOOT, factor_correlations
+from soi_mlflow.analysis.transfer_factors import (
+    LEVEL,
+    N_BOOT,
+    factor_correlations,
+    factor_table_problems,
+)
 from soi_mlflow.errors import SoiInputError
 
 SHIFT_FACTORS = "side_effects_shift_factors"
@@ -89,19 +94,7 @@ def shift_factor_table(
 
 
 def shift_factor_problems(table: pd.DataFrame) -> dict[str, str]:
-    """The table's not-identified rows for the study's report: one entry per reason,
-    naming the factors only when they are few, and one for all the constant factors."""
-    out: dict[str, str] = {}
-    bad = table[table["problem"].notna()]
-    constant = bad["verdict"] == "constant"
-    for reason, group in bad[~constant].groupby("problem", sort=False):
-        names = list(group["factor"])
-        which = ", ".join(names) if len(names) <= 3 else f"{len(names)} factors"
-        out[f"{SHIFT_FACTORS}: {which}"] = str(reason)
-    if constant.any():
-        names = ", ".join(bad.loc[constant, "factor"])
-        out[f"{SHIFT_FACTORS}: {int(constant.sum())} constant factor(s)"] = (
-            "not identified: the factor or the shift is constant over the study's pairs, "
-            f"nothing to correlate ({names})"
-        )
-    return out
+    """The table's not-identified rows for the study's report (``factor_table_problems``): one
+    entry per reason, and one for all the constant factors."""
+    constant = "the factor or the shift is constant over the study's pairs"
+    return factor_table_problems(table, SHIFT_FACTORS, per_against=False, constant=constant)

@@ -19,7 +19,14 @@ from soi_mlflow.analysis.identified import not_identified
 from soi_mlflow.analysis.pair_factors import KEYS, pair_factors
 from soi_mlflow.errors import SoiInputError
 
-__all__ = ["KEYS", "asymmetry", "factor_correlations", "pair_factors", "pair_means"]
+__all__ = [
+    "KEYS",
+    "asymmetry",
+    "factor_correlations",
+    "pair_factors",
+    "pair_means",
+    "factor_table_problems",
+]
 
 # at least 4 members (12 ordered pairs) before T is correlated with anything: the pairs of
 # 3 members share members, so their 6 "points" are far fewer independent ones
@@ -109,6 +116,35 @@ def factor_correlations(
     out.insert(out.columns.get_loc("n") + 1, "n_seeds", len(seeds))
     out.insert(out.columns.get_loc("n_seeds") + 1, "n_boot", n_boot)
     return _ranked(out)
+
+
+def factor_table_problems(
+    table: pd.DataFrame,
+    name: str,
+    per_against: bool = True,
+    constant: str = "constant over the study's pairs",
+) -> dict[str, str]:
+    """The not-identified rows of a factor table (``factor_correlations``) for a study's
+    report, keyed ``<name> vs <against>: ...`` (``per_against``) or ``<name>: ...``: one
+    entry per reason, naming the factors only when they are few, and one for all the
+    constant factors (``constant`` says what is constant), not one each."""
+    out: dict[str, str] = {}
+    bad = table[table["problem"].notna()]
+    is_constant = bad["verdict"] == "constant"
+
+    def key(against: str) -> str:
+        return f"{name} vs {against}" if per_against else name
+
+    for (against, reason), group in bad[~is_constant].groupby(["against", "problem"], sort=False):
+        names = list(group["factor"])
+        which = ", ".join(names) if len(names) <= 3 else f"{len(names)} factors"
+        out[f"{key(against)}: {which}"] = str(reason)
+    for against, group in bad[is_constant].groupby("against", sort=False):
+        names = ", ".join(group["factor"])
+        out[f"{key(against)}: {len(group)} constant factor(s)"] = (
+            f"not identified: {constant}, nothing to correlate ({names})"
+        )
+    return out
 
 
 def pair_means(deltas: pd.DataFrame) -> pd.DataFrame:

@@ -112,7 +112,8 @@ def transfer(config: Any, settings: Any) -> None:
     from soi_mlflow.studies import transfer as study  # deferred: datasets
 
     config, result = run_study("transfer", study, config, settings)
-    columns = list(settings.targets) or list(result.mean.columns)  # a study's own cells
+    # a targeted study's own columns, in member order
+    columns = [m for m in result.mean.columns if not settings.targets or m in settings.targets]
     console.print_frame(
         result.mean[columns],
         f"transfer matrix ({settings.mode}; rows: sources, columns: targets; mean over "

@@ -16,6 +16,7 @@ from soi_mlflow.analysis.transfer_factors import (
     aligned_factors,
     asymmetry,
     factor_correlations,
+    factor_table_problems,
     pair_factors,
     pair_means,
 )
@@ -82,21 +83,9 @@ def log_transfer_factors(
 
 
 def _problems(table: pd.DataFrame) -> dict[str, str]:
-    """One entry per (trait, reason), naming the factors only when they are few."""
-    out: dict[str, str] = {}
-    bad = table[table["problem"].notna()]
-    constant = bad["verdict"] == "constant"
-    for (against, reason), group in bad[~constant].groupby(["against", "problem"], sort=False):
-        names = list(group["factor"])
-        which = ", ".join(names) if len(names) <= 3 else f"{len(names)} factors"
-        out[f"{FACTORS} vs {against}: {which}"] = str(reason)
-    # factors the members do not vary (or a constant T): one entry per trait, not one each
-    for against, group in bad[constant].groupby("against", sort=False):
-        names = ", ".join(group["factor"])
-        out[f"{FACTORS} vs {against}: {len(group)} constant factor(s)"] = (
-            f"not identified: constant over the study's pairs, nothing to correlate ({names})"
-        )
-    return out
+    """One entry per (trait, reason), naming the factors only when they are few; the
+    factors the members do not vary (or a constant T) in one entry per trait."""
+    return factor_table_problems(table, FACTORS)
 
 
 def _statement(table: pd.DataFrame) -> str:
