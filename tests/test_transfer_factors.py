@@ -107,6 +107,9 @@ def test_a_two_member_study_is_declared_too_small_and_not_ranked() -> None:
     assert set(table["verdict"]) == {"too small to tell"}
     assert table["rank"].isna().all() and not table["excludes_zero"].any()
     assert table["problem"].str.startswith("not identified: too small to tell: 2 pairs").all()
+    # one pair is "1 pair" (a targeted study into one member of two)
+    one = tf.factor_correlations(_deltas({("a", "b"): 0.2}, seeds=2), factors, n_boot=50)
+    assert one["problem"].str.startswith("not identified: too small to tell: 1 pair (").all()
     with pytest.raises(SoiInputError, match="n_boot"):
         tf.factor_correlations(deltas, factors, n_boot=0)
     with pytest.raises(SoiInputError, match="factors: expected the columns"):

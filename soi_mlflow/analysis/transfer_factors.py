@@ -17,6 +17,7 @@ import pandas as pd
 
 from soi_mlflow.analysis.identified import not_identified
 from soi_mlflow.analysis.pair_factors import KEYS, pair_factors
+from soi_mlflow.common.console import counted
 from soi_mlflow.errors import SoiInputError
 
 __all__ = [
@@ -262,11 +263,12 @@ def _row(name, against, rho, boot, n, level, minimum=MIN_PAIRS, unit="pairs") ->
     if n < minimum:
         verdict = "too small to tell"
         problem = not_identified(
-            f"too small to tell: {n} {unit} (at least {minimum} needed; see docs/studies.md)"
+            f"too small to tell: {counted(n, unit)} "
+            f"(at least {minimum} needed; see docs/studies.md)"
         )
     elif not np.isfinite(rho):
         verdict = "constant"
-        problem = not_identified(f"{name} or {against} is constant over the {n} {unit}")
+        problem = not_identified(f"{name} or {against} is constant over the {counted(n, unit)}")
     else:
         verdict = "excludes 0" if (low > 0 or high < 0) else "includes 0"
     return {

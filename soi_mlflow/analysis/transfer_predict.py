@@ -33,6 +33,7 @@ import pandas as pd
 from soi_mlflow.analysis.intervals import t_interval
 from soi_mlflow.analysis.profiles import PAIR_COLUMNS
 from soi_mlflow.analysis.transfer_factors import pair_means, rank_corr
+from soi_mlflow.common.console import counted
 from soi_mlflow.errors import SoiInputError
 
 KEYS = ["source", "target"]
@@ -228,7 +229,9 @@ def _error_row(label, model, p, t, ours, picks, level) -> dict:
         row["verdict"], row["problem"] = "not available", "the predictor has no predictions"
     elif n < MIN_PAIRS:
         row["verdict"] = "too small to tell"
-        row["problem"] = f"too small to tell: {n} measured pairs (at least {MIN_PAIRS} needed)"
+        row["problem"] = (
+            f"too small to tell: {counted(n, 'measured pairs')} (at least {MIN_PAIRS} needed)"
+        )
     elif high < 0:
         row["verdict"] = f"beats {model}"
     else:

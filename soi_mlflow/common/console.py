@@ -4,6 +4,7 @@
 - :func:`step` prints one line per unit of a long job (``[3/8] single books seed 1``).
 - :func:`print_table` prints a table that fits 100 columns (rich; no colour codes and no
   redraws when the output is a file or a CI log).
+- :func:`counted` writes a count with its noun: "1 pair", "3 pairs".
 """
 
 from __future__ import annotations
@@ -17,6 +18,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 WIDTH = 99  # tables and bars fit in 100 columns
+
+
+def counted(n: int, plural: str) -> str:
+    """``n`` and the noun, singular for one: ``counted(1, "pairs")`` is "1 pair"."""
+    return f"{n} {plural[:-1] if n == 1 and plural.endswith('s') else plural}"
+
+
 # Loggers whose INFO lines are banners ("GPU available: False", "💡 Tip: ...").
 _CHATTY_LOGGERS = (
     "lightning",

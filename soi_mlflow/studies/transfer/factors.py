@@ -20,6 +20,7 @@ from soi_mlflow.analysis.transfer_factors import (
     pair_factors,
     pair_means,
 )
+from soi_mlflow.common.console import counted
 from soi_mlflow.tracking import tags
 from soi_mlflow.tracking.artifacts import log_figures, log_table
 from soi_mlflow.tracking.run import RunHandle
@@ -96,8 +97,8 @@ def _statement(table: pd.DataFrame) -> str:
     n, seeds = int(on_t["n"].max()), int(on_t["n_seeds"].iloc[0])
     if n < MIN_PAIRS:
         return (
-            f"too small to tell: {n} pairs over {seeds} seed(s), at least {MIN_PAIRS} needed "
-            "(4 members); the factor table lists rho without ranking it"
+            f"too small to tell: {counted(n, 'pairs')} over {seeds} seed(s), at least "
+            f"{MIN_PAIRS} needed (4 members); the factor table lists rho without ranking it"
         )
     ranked = on_t[on_t["problem"].isna()]
     hits = int(ranked["excludes_zero"].sum())
