@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import rankdata, spearmanr
 
 from soi_mlflow.analysis import transfer_factors as tf
-from soi_mlflow.analysis.transfer import biplot, latent_traits
+from soi_mlflow.analysis.transfer import biplot, heatmap, latent_traits
 from soi_mlflow.analysis.transfer_factor_figures import asymmetry_heatmap, factor_scatter
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.studies.transfer.factors import _problems as factor_problems
@@ -253,3 +253,22 @@ def test_constant_factors_are_one_not_identified_entry_per_trait() -> None:
     assert list(constant) == ["transfer_factors vs T: 4 constant factor(s)"]
     assert all(name in constant[list(constant)[0]] for name in ("size", "n_classes", "four"))
     assert not any("varies" in k or "varies" in v for k, v in problems.items())
+
+
+def test_the_transfer_heatmap_writes_readable_cells_with_one_seed_or_many() -> None:
+    members = ["a", "b", "c"]
+    mean = pd.DataFrame(
+        [[np.nan, 0.30, -0.02], [-0.30, np.nan, 0.01], [0.0, 0.25, np.nan]],
+        index=members,
+        columns=members,
+    )
+    one_seed = heatmap(mean, mean * np.nan, "one seed")  # no std: the mean alone
+    texts = {t.get_text(): t.get_color() for t in one_seed.axes[0].texts}
+    assert "+0.300" in texts and not any("nan" in t for t in texts)
+    # the darkest cells (either end of the diverging scale) get white text, the rest black
+    assert texts["+0.300"] == texts["-0.300"] == "white"
+    assert texts["-0.020"] == texts["+0.010"] == "black"
+    many = heatmap(mean, mean.abs() / 10, "seeds")
+    assert "+0.300\n±0.030" in {t.get_text() for t in many.axes[0].texts}
+    for fig in (one_seed, many):
+        fig.savefig(io.BytesIO(), format="png")

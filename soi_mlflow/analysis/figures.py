@@ -89,12 +89,18 @@ def data_map(
     return fig
 
 
+def text_color(value: float, bound: float) -> str:
+    """The colour of a value written on a heatmap cell: white on the darkest cells (beyond
+    60 % of ``bound``, the colour scale's end, either way on a diverging map), else black."""
+    return "white" if np.isfinite(value) and abs(value) > 0.6 * bound else "black"
+
+
 def _heatmap(ax, matrix: pd.DataFrame, fmt: str, title: str) -> None:
     values = matrix.to_numpy(dtype=float)
     ax.imshow(values, cmap="Blues")
+    bound = values.max() or 1
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
-            dark = values[i, j] > 0.6 * (values.max() or 1)
             ax.text(
                 j,
                 i,
@@ -102,7 +108,7 @@ def _heatmap(ax, matrix: pd.DataFrame, fmt: str, title: str) -> None:
                 ha="center",
                 va="center",
                 fontsize=7,
-                color="white" if dark else "black",
+                color=text_color(values[i, j], bound),
             )
     ax.set_xticks(
         range(len(matrix.columns)), [str(c) for c in matrix.columns], rotation=35, ha="right"

@@ -300,6 +300,8 @@ def _short(name: str, width: int = 8) -> str:
 
 def _cell_heatmap(ax: Any, cell: pd.DataFrame, bound: float) -> Any:
     """One (source, target) delta heatmap on ``ax``; values written in up to 4 classes."""
+    from soi_mlflow.analysis.figures import text_color  # deferred: matplotlib
+
     names = list(dict.fromkeys(cell["gold"]))
     grid = cell.pivot(index="gold", columns="pred", values="mean")
     grid = grid.reindex(index=names, columns=names).to_numpy(float)
@@ -308,7 +310,16 @@ def _cell_heatmap(ax: Any, cell: pd.DataFrame, bound: float) -> Any:
         for g in range(len(names)):
             for p in range(len(names)):
                 if np.isfinite(grid[g, p]):
-                    ax.text(p, g, f"{grid[g, p]:+.2f}", ha="center", va="center", fontsize=6)
+                    color = text_color(grid[g, p], bound)
+                    ax.text(
+                        p,
+                        g,
+                        f"{grid[g, p]:+.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color=color,
+                    )
     short = [_short(n) for n in names]
     ax.set_xticks(range(len(names)), short, rotation=45, ha="right", fontsize=6)
     ax.set_yticks(range(len(names)), short, fontsize=6)

@@ -106,7 +106,7 @@ def source_target_heatmap(
     """A diverging heatmap of a source x target frame (rows sources), symmetric about 0,
     ``text(i, j)`` written in each cell when given; ``labels``: the x axis, the y axis
     and the colour bar. The transfer matrix and its asymmetry are drawn by it."""
-    from soi_mlflow.analysis.figures import subplots  # deferred: matplotlib
+    from soi_mlflow.analysis.figures import subplots, text_color  # deferred: matplotlib
 
     data = values.to_numpy(dtype=float)
     finite = np.abs(data[np.isfinite(data)])
@@ -116,7 +116,8 @@ def source_target_heatmap(
     if text is not None:
         for i in range(data.shape[0]):
             for j in range(data.shape[1]):
-                ax.text(j, i, text(i, j), ha="center", va="center", fontsize=8)
+                color = text_color(data[i, j], bound)
+                ax.text(j, i, text(i, j), ha="center", va="center", fontsize=8, color=color)
     ax.set_xticks(range(len(values.columns)), values.columns, rotation=30, ha="right")
     ax.set_yticks(range(len(values.index)), values.index)
     ax.set_xlabel(labels[0])
@@ -128,12 +129,15 @@ def source_target_heatmap(
 
 
 def heatmap(mean: pd.DataFrame, std: pd.DataFrame, title: str):
-    """T with mean ± std written in each cell."""
+    """T with mean ± std written in each cell (the mean alone where the std is not defined:
+    one seed)."""
     values = mean.to_numpy(dtype=float)
 
     def text(i: int, j: int) -> str:
-        v = values[i, j]
-        return "—" if np.isnan(v) else f"{v:+.3f}\n±{std.iat[i, j]:.3f}"
+        v, sd = values[i, j], std.iat[i, j]
+        if np.isnan(v):
+            return "—"
+        return f"{v:+.3f}" if np.isnan(sd) else f"{v:+.3f}\n±{sd:.3f}"
 
     labels = (
         "target (scored on its test set)",

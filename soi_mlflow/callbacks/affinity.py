@@ -278,7 +278,7 @@ class AffinityCallback(pl.Callback):
 
 
 def _heatmap(matrix: Any, epochs: int, every: int, step: str):
-    from soi_mlflow.analysis.figures import subplots  # deferred: matplotlib
+    from soi_mlflow.analysis.figures import subplots, text_color  # deferred: matplotlib
 
     values = matrix.to_numpy(dtype=float)
     bound = np.nanmax(np.abs(values)) or 1.0
@@ -286,7 +286,8 @@ def _heatmap(matrix: Any, epochs: int, every: int, step: str):
     im = ax.imshow(values, cmap="RdBu", vmin=-bound, vmax=bound)
     for a in range(values.shape[0]):
         for b in range(values.shape[1]):
-            ax.text(b, a, f"{values[a, b]:+.4f}", ha="center", va="center", fontsize=8)
+            color = text_color(values[a, b], bound)
+            ax.text(b, a, f"{values[a, b]:+.4f}", ha="center", va="center", fontsize=8, color=color)
     ax.set_xticks(range(len(matrix.columns)), matrix.columns, rotation=30, ha="right")
     ax.set_yticks(range(len(matrix.index)), matrix.index)
     ax.set_xlabel("member j (loss measured)")
