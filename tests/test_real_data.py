@@ -66,7 +66,7 @@ def sample(tmp_path_factory) -> Path:
     built = folder / "built"
     _script().build(_build_args(built, folder / "no-cache", ",".join(TWEETS), (60, 20, 40)))
     for m in TWEETS:
-        shutil.copytree(built / m, folder / m)
+        shutil.copytree(built / m, folder / m, dirs_exist_ok=True)  # over a local build
     return folder
 
 
