@@ -20,7 +20,7 @@ from soi_mlflow.analysis.runs import cache_for
 from soi_mlflow.studies import transfer
 from soi_mlflow.studies.transfer import TransferSettings
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.long]  # minutes: started first
 
 MEMBERS = ("books", "restaurants", "electronics", "movies", "skewed")
 # the setting of the skew's known answer (tests/test_transfer_probes_e2e.py): 100 examples

@@ -16,7 +16,7 @@ from soi_mlflow.analysis.runs import cache_for
 from soi_mlflow.studies import transfer
 from soi_mlflow.studies.transfer import TransferSettings
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.long]  # minutes: started first
 
 MEMBERS = ("books", "skewed", "decoy")
 # A setting where books' 100 examples leave room for a partner's class balance to move its
