@@ -2,7 +2,10 @@
 study, 3 seeds, 17 member factors (source and target: 34 columns) and 6 pair factors,
 the default bootstrap (1000 replicates), with the latent traits (PC1, PC2).
 
-Prints the seconds of ``factor_correlations`` (target: under 5 s) and, for the
+Prints the seconds of ``factor_correlations`` and of the side effects' factor table
+(``shift_factor_table``: the same factors against the shift toward the source's class, the
+10 members on one 2-class head with positive shares from 0.3 to 0.9), both tables
+together being what a study logs (target: under 5 s); and, for the
 correlations with T alone, the vectorised bootstrap against a loop over replicates that
 calls scipy.stats.spearmanr per replicate and factor (timed on ``LOOP_BOOT`` replicates
 and scaled), with their ratio. Run: ``python bench/transfer_factors.py``.
@@ -17,6 +20,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from soi_mlflow.analysis import transfer_factors as tf
+from soi_mlflow.analysis.shift_factors import shift_factor_table
 from soi_mlflow.analysis.transfer import latent_traits
 
 MEMBERS, SEEDS, MEMBER_FACTORS, PAIR_FACTORS = 10, 3, 17, 6
@@ -47,6 +51,26 @@ def study(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame, pd.Data
     return deltas, factors, mean.reindex(index=names, columns=names)
 
 
+def shift_frames(
+    deltas: pd.DataFrame, rng: np.random.Generator
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``prediction_shift``'s per-seed frame and ``class_shares`` for the study's pairs:
+    one 2-class head, positive shares from 0.3 to 0.9, shifts that follow the gap."""
+    names = sorted(set(deltas["source"]))
+    positive = dict(zip(names, np.linspace(0.3, 0.9, len(names)), strict=True))
+    shares = pd.DataFrame(
+        [(m, c, p if c == "positive" else 1 - p) for m, p in positive.items()
+         for c in ("positive", "negative")],
+        columns=["member", "label_name", "share"],
+    )  # fmt: skip
+    rows = []
+    for seed, a, b in deltas[["seed", "source", "target"]].itertuples(index=False):
+        move = 0.2 * (positive[a] - positive[b]) + rng.normal(0, 0.02)
+        rows += [(seed, a, b, "positive", move), (seed, a, b, "negative", -move)]
+    shift = pd.DataFrame(rows, columns=["seed", "source", "target", "pred", "shift"])
+    return shift, shares
+
+
 def loop_t(deltas: pd.DataFrame, factors: pd.DataFrame, n_boot: int, seed: int = 0) -> float:
     """The correlations with T, one replicate and one factor at a time (same resampling)."""
     table = deltas.pivot_table(index=["source", "target"], columns="seed", values="delta")
@@ -73,6 +97,10 @@ def main() -> None:
     start = time.perf_counter()
     table = tf.factor_correlations(deltas, factors, traits)
     full = time.perf_counter() - start
+    shift, shares = shift_frames(deltas, rng)
+    start = time.perf_counter()
+    shift_table = shift_factor_table(shift, shares, factors)
+    on_shift = time.perf_counter() - start
     start = time.perf_counter()
     tf.factor_correlations(deltas, factors)
     vec_t = time.perf_counter() - start
@@ -82,7 +110,10 @@ def main() -> None:
         f"{MEMBERS}x{MEMBERS} study, {SEEDS} seeds, {n_factors} factor columns, "
         f"{tf.N_BOOT} replicates, {len(table)} correlations"
     )
-    print(f"factor_correlations with traits: {full:.2f} s (target < 5 s: {full < 5})")
+    print(f"factor_correlations with traits: {full:.2f} s")
+    print(f"shift_factor_table (side effects): {on_shift:.2f} s, n = {shift_table['n'].max()}")
+    both = full + on_shift
+    print(f"the study's factor analysis, both tables: {both:.2f} s (target < 5 s: {both < 5})")
     print(f"correlations with T: vectorised {vec_t:.2f} s, per-replicate loop {loop:.1f} s")
     print(f"loop / vectorised: {loop / vec_t:.0f}x")
     top = table[table["against"] == "T"].iloc[0]
