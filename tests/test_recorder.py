@@ -101,6 +101,23 @@ def test_padded_multi_head_logits_and_members(module_store) -> None:
     assert meta["label_names"] == names
 
 
+def test_member_names_per_row_keep_their_order_when_a_new_one_comes(module_store) -> None:
+    """A string column of member names: names seen before are looked up in one go, a
+    batch with a new name declares it after the known ones; a task name not declared is
+    still refused."""
+    rec = TraceRecorder(tracking_uri=module_store, label_names=["a", "b", "c"])
+    batches = [["books", "dvd"], ["dvd", "books"], ["kitchen", "dvd"], ["books", "kitchen"]]
+    for i, members in enumerate(batches):
+        rec.add("train", [2 * i, 2 * i + 1], _logits(i, 2), [0, 1], member=members)
+    with pytest.raises(SoiInputError, match="task 'nli' is not one of"):
+        rec.add("train", [9, 10], _logits(9, 2), [0, 1], member=["dvd", "dvd"], task=["nli"] * 2)
+    rec.end_epoch()
+    rec.close()
+    trace, _ = load_trace(module_store, rec.run_id, "traces/train/epoch=000.parquet")
+    got = dict(zip(trace["example_id"], trace["member"].astype(str), strict=True))
+    assert [got[i] for i in range(8)] == [m for members in batches for m in members]
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [

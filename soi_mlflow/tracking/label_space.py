@@ -152,6 +152,12 @@ class LabelSpace:
             and not (check and on_host(values))
         ):
             return values.detach().long()  # checked on the split's first batch and at epoch end
+        if isinstance(values, list) and len(values) == n:
+            # a name per row, as a collate function gives a string column: names already
+            # known are looked up at once (a new one goes the long way, declared in order)
+            known = [table.index.get(v) for v in values]
+            if None not in known:
+                return np.array(known, dtype=np.int32)
         arr = to_numpy(values)
         if arr.shape != (n,):
             raise SoiInputError(f"{what}: expected one value per row ({n}), got shape {arr.shape}")
