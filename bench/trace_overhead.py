@@ -36,6 +36,7 @@ from soi_mlflow.tracking.run_open import open_run
 from soi_mlflow.training import mixture_trace_callback
 
 MEMBERS = ("books", "movies", "electronics")
+BUILTIN_TRAIN = 2000
 # per traced run: the callback's own time (hooks + background CPU) / training time
 ATTRIBUTED: list[float] = []
 # per traced run: ms per epoch on the training thread and of the writer thread's CPU
@@ -116,7 +117,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--examples", type=int, default=1000, help="training examples per member")
+    parser.add_argument(
+        "--examples", type=int, default=1000, help="training examples per member (longer epochs)"
+    )
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--capture", default="train_pass", choices=("train_pass", "eval_pass"))
     args = parser.parse_args()
@@ -125,8 +128,12 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="soi-bench-"))
     uri = f"sqlite:///{folder}/mlflow.db"
     os.chdir(folder)
+    suite = "builtin"
+    if args.examples > BUILTIN_TRAIN:  # the built-in suite makes 2,000 a member by default
+        suite = str(folder / "suite.yaml")
+        Path(suite).write_text(f"builtin: {{sizes: {{train: {args.examples}}}}}\n")
     mixture = Mixture(
-        MixtureSpec("builtin", "source", MEMBERS, max_examples=args.examples, eval_max_examples=200)
+        MixtureSpec(suite, "source", MEMBERS, max_examples=args.examples, eval_max_examples=200)
     )
     one_run(mixture, 1, traced=True, uri=uri, capture=args.capture)  # warm-up: caches, store
     wall: dict[bool, list[float]] = {True: [], False: []}
@@ -155,8 +162,8 @@ def main() -> None:
         eval_rows * args.epochs
     )
     print(
-        f"tiny encoder, {len(MEMBERS)} members x {args.examples} examples, {args.epochs} epochs, "
-        f"{args.repeats} repeats each, capture={args.capture}"
+        f"tiny encoder, {len(MEMBERS)} members, {n} training examples an epoch, {args.epochs} "
+        f"epochs, {args.repeats} repeats each, capture={args.capture}"
     )
     for label, rates in (("per wall second", wall), ("per CPU second", cpu)):
         a, b = statistics.median(rates[True]), statistics.median(rates[False])
