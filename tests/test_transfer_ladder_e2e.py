@@ -10,15 +10,8 @@ not stable (14th, then 1st), which is why the test pays for 5 members."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-import pandas as pd
 import pytest
-from tracehelp import scratch_store, small_config
-
-from soi_mlflow.analysis.runs import cache_for
-from soi_mlflow.studies import transfer
-from soi_mlflow.studies.transfer import TransferSettings
+from tracehelp import probes_study
 
 pytestmark = [pytest.mark.e2e, pytest.mark.long]  # minutes: started first
 
@@ -36,23 +29,7 @@ CLASS_DISTRIBUTION = ("source.class_entropy", "source.majority_share")
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    with scratch_store(tmp_path_factory, "ladder") as uri:
-        suite = tmp_path_factory.mktemp("suite") / "ladder.yaml"
-        suite.write_text(SUITE, encoding="utf-8")
-        config = small_config(uri, MEMBERS, max_examples=100, eval_max_examples=200)
-        config = replace(
-            config,
-            epochs=10,
-            lr=0.003,
-            experiment="ladder",
-            mixture=replace(config.mixture, suite=str(suite)),
-        )
-        result = transfer.run(config, TransferSettings(seeds=SEEDS))
-        cache = cache_for(uri)
-
-        def table(name: str) -> pd.DataFrame:
-            return pd.read_parquet(cache.file(result.parent_run_id, f"tables/{name}.parquet"))
-
+    with probes_study(tmp_path_factory, "ladder", SUITE, MEMBERS, seeds=SEEDS) as table:
         yield table
 
 

@@ -6,15 +6,9 @@ skew's shift is about one standard deviation of its seed-to-seed spread (+0.07 a
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pandas as pd
 import pytest
-from tracehelp import scratch_store, small_config
-
-from soi_mlflow.analysis.runs import cache_for
-from soi_mlflow.studies import transfer
-from soi_mlflow.studies.transfer import TransferSettings
+from tracehelp import probes_study
 
 pytestmark = [pytest.mark.e2e, pytest.mark.long]  # minutes: started first
 
@@ -29,23 +23,9 @@ SEEDS = 12
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    with scratch_store(tmp_path_factory, "probes") as uri:
-        suite = tmp_path_factory.mktemp("suite") / "probes.yaml"
-        suite.write_text(SUITE, encoding="utf-8")
-        config = small_config(uri, MEMBERS, max_examples=100, eval_max_examples=200)
-        config = replace(
-            config,
-            epochs=10,
-            lr=0.003,
-            experiment="probes",
-            mixture=replace(config.mixture, suite=str(suite)),
-        )
-        result = transfer.run(config, TransferSettings(seeds=SEEDS, targets=("books",)))
-        cache = cache_for(uri)
-
-        def table(name: str) -> pd.DataFrame:
-            return pd.read_parquet(cache.file(result.parent_run_id, f"tables/{name}.parquet"))
-
+    with probes_study(
+        tmp_path_factory, "probes", SUITE, MEMBERS, seeds=SEEDS, targets=("books",)
+    ) as table:
         yield table
 
 

@@ -8,8 +8,9 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,43 @@ def scratch_store(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterat
 
     with pytest.MonkeyPatch.context() as mp:
         yield from separate_store(tmp_path_factory.mktemp(name), mp)
+
+
+@contextmanager
+def probes_study(
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    suite_yaml: str,
+    members: tuple[str, ...],
+    **settings,
+) -> Iterator[Callable[[str], pd.DataFrame]]:
+    """A joint transfer study of ``members`` on the built-in suite that ``suite_yaml``
+    describes, at the setting of the transfer probes' known answers (100 training and 200
+    test examples a member, 10 epochs, lr 0.003; docs/studies.md), in a module-wide store;
+    ``settings`` go to ``TransferSettings``. Yields a reader of the parent's tables by name."""
+    from soi_mlflow.analysis.runs import cache_for
+    from soi_mlflow.studies import transfer
+    from soi_mlflow.studies.transfer import TransferSettings
+
+    with scratch_store(tmp_path_factory, name) as uri:
+        suite = tmp_path_factory.mktemp("suite") / f"{name}.yaml"
+        suite.write_text(suite_yaml, encoding="utf-8")
+        config = small_config(uri, members, max_examples=100, eval_max_examples=200)
+        config = replace(
+            config,
+            epochs=10,
+            lr=0.003,
+            experiment=name,
+            mixture=replace(config.mixture, suite=str(suite)),
+        )
+        result = transfer.run(config, TransferSettings(**settings))
+        cache = cache_for(uri)
+
+        def table(table_name: str) -> pd.DataFrame:
+            path = cache.file(result.parent_run_id, f"tables/{table_name}.parquet")
+            return pd.read_parquet(path)
+
+        yield table
 
 
 def small_config(
