@@ -106,9 +106,11 @@ def test_member_names_per_row_keep_their_order_when_a_new_one_comes(module_store
     batch with a new name declares it after the known ones; a task name not declared is
     still refused."""
     rec = TraceRecorder(tracking_uri=module_store, label_names=["a", "b", "c"])
-    batches = [["books", "dvd"], ["dvd", "books"], ["kitchen", "dvd"], ["books", "kitchen"]]
+    batches = [["kitchen", "dvd"], ["dvd", "kitchen"], ["books", "dvd"], ["kitchen", "books"]]
     for i, members in enumerate(batches):
         rec.add("train", [2 * i, 2 * i + 1], _logits(i, 2), [0, 1], member=members)
+    with pytest.raises(SoiInputError, match="one value per row"):  # not names: a clear error
+        rec.add("train", [9, 10], _logits(9, 2), [0, 1], member=[["dvd"], ["dvd"]])
     with pytest.raises(SoiInputError, match="task 'nli' is not one of"):
         rec.add("train", [9, 10], _logits(9, 2), [0, 1], member=["dvd", "dvd"], task=["nli"] * 2)
     rec.end_epoch()
@@ -116,6 +118,8 @@ def test_member_names_per_row_keep_their_order_when_a_new_one_comes(module_store
     trace, _ = load_trace(module_store, rec.run_id, "traces/train/epoch=000.parquet")
     got = dict(zip(trace["example_id"], trace["member"].astype(str), strict=True))
     assert [got[i] for i in range(8)] == [m for members in batches for m in members]
+    # the file's member dictionary is in the order the names came, not sorted
+    assert list(trace["member"].cat.categories) == ["kitchen", "dvd", "books"]
 
 
 @pytest.mark.parametrize(

@@ -155,7 +155,7 @@ class LabelSpace:
         if isinstance(values, list) and len(values) == n:
             # a name per row, as a collate function gives a string column: names already
             # known are looked up at once (a new one goes the long way, declared in order)
-            known = [table.index.get(v) for v in values]
+            known = [table.index.get(v) if isinstance(v, str) else None for v in values]
             if None not in known:
                 return np.array(known, dtype=np.int32)
         arr = to_numpy(values)
