@@ -211,7 +211,9 @@ def _error_row(label, model, p, t, ours, picks, level) -> dict:
     if n == 0 or not np.isfinite(p).all():
         why = "no similarity columns (no pair_similarity)" if model == SIMILARITY_ONLY else ""
         row.update(mae=np.nan, rmse=np.nan, rho=np.nan, mae_diff=np.nan, diff_low=np.nan)
-        row.update(diff_high=np.nan, problem=why or f"no predictions ({n} measured pairs)")
+        row.update(
+            diff_high=np.nan, problem=why or f"no predictions ({counted(n, 'measured pairs')})"
+        )
         row["verdict"] = "not available"
         return row
     row["mae"] = float(err.mean())

@@ -97,7 +97,7 @@ def _statement(table: pd.DataFrame) -> str:
     n, seeds = int(on_t["n"].max()), int(on_t["n_seeds"].iloc[0])
     if n < MIN_PAIRS:
         return (
-            f"too small to tell: {counted(n, 'pairs')} over {seeds} seed(s), at least "
+            f"too small to tell: {counted(n, 'pairs')} over {counted(seeds, 'seeds')}, at least "
             f"{MIN_PAIRS} needed (4 members); the factor table lists rho without ranking it"
         )
     ranked = on_t[on_t["problem"].isna()]
