@@ -27,6 +27,7 @@ import lightning.pytorch as pl
 from mlflow import MlflowClient
 from own_time import install, take_parts
 
+from soi_mlflow.data.builtin import BuiltinOptions
 from soi_mlflow.data.datamodule import MixtureDataModule
 from soi_mlflow.data.mixture import Mixture, MixtureSpec
 from soi_mlflow.lightning import TraceCallback
@@ -36,7 +37,7 @@ from soi_mlflow.tracking.run_open import open_run
 from soi_mlflow.training import mixture_trace_callback
 
 MEMBERS = ("books", "movies", "electronics")
-BUILTIN_TRAIN = 2000
+BUILTIN_TRAIN = BuiltinOptions().sizes["train"]  # the built-in suite's examples a member
 # per traced run: the callback's own time (hooks + background CPU) / training time
 ATTRIBUTED: list[float] = []
 # per traced run: ms per epoch on the training thread and of the writer thread's CPU
@@ -129,7 +130,7 @@ def main() -> None:
     uri = f"sqlite:///{folder}/mlflow.db"
     os.chdir(folder)
     suite = "builtin"
-    if args.examples > BUILTIN_TRAIN:  # the built-in suite makes 2,000 a member by default
+    if args.examples > BUILTIN_TRAIN:
         suite = str(folder / "suite.yaml")
         Path(suite).write_text(f"builtin: {{sizes: {{train: {args.examples}}}}}\n")
     mixture = Mixture(

@@ -50,6 +50,7 @@ def pytest_configure(config: pytest.Config) -> None:
     tempfile.tempdir = None  # gettempdir() reads TMPDIR again
 
 
+@pytest.hookimpl(trylast=True)  # after -m and -k have deselected: count what runs
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Files marked ``long`` first, then the others by their number of tests, most first
     (what pytest-xdist's own reordering does; it cannot put a long file of two tests
