@@ -16,6 +16,8 @@ Cores (frames in, frames out, no MLflow):
 - :func:`summarize_side_effects`: mean over seeds of each cell with its interval
   (``analysis/intervals.py``, Student t over seeds by default).
 
+Its figure, a grid of the mean deltas, is drawn in ``analysis/side_effects_figures.py``.
+
 Wrapper: :func:`log_side_effects` reads each run's test trace (``analysis/runs.py``) for
 the ``seed, source, target, run_id`` rows of a study (``source`` None for the target
 alone), logs the tables and the figure into the study's parent and returns the estimates
@@ -33,6 +35,7 @@ import pandas as pd
 from soi_mlflow.analysis import identified
 from soi_mlflow.analysis import shift_factors as sf
 from soi_mlflow.analysis.runs import last_epoch_predictions
+from soi_mlflow.analysis.side_effects_figures import side_effects_figure
 from soi_mlflow.errors import SoiInputError
 from soi_mlflow.tracking.artifacts import log_figures, log_table
 
@@ -253,77 +256,6 @@ def _check(frame: pd.DataFrame, columns: list[str], name: str) -> None:
     lacking = [c for c in columns if c not in frame.columns]
     if lacking:
         raise SoiInputError(f"{name}: expected columns {columns}, lacking {lacking}")
-
-
-def side_effects_figure(summary: pd.DataFrame, title: str, order: Sequence[str] = ()):
-    """One small heatmap of the mean row-normalised delta per (source, target): rows
-    sources, columns targets (members in ``order`` first), gold classes down and
-    predicted classes across."""
-    from soi_mlflow.analysis.figures import subplots  # deferred: matplotlib
-
-    good = summary[summary["problem"].isna() & (summary["gold"] != "")]
-    sources = [m for m in order if m in set(good["source"])]
-    sources += [m for m in dict.fromkeys(good["source"]) if m not in sources]
-    targets = [m for m in order if m in set(good["target"])]
-    targets += [m for m in dict.fromkeys(good["target"]) if m not in targets]
-    values = good["mean"].to_numpy(float)
-    bound = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
-    bound = bound or 1.0
-    side = 2.4
-    fig, axes = subplots(
-        len(sources),
-        len(targets),
-        figsize=(side * len(targets) + 1.8, side * len(sources) + 1.2),
-        squeeze=False,
-    )
-    image = None
-    for i, source in enumerate(sources):
-        for j, target in enumerate(targets):
-            ax = axes[i][j]
-            cell = good[(good["source"] == source) & (good["target"] == target)]
-            if cell.empty:
-                ax.axis("off")
-                continue
-            image = _cell_heatmap(ax, cell, bound)
-            ax.set_title(f"{_short(source, 14)} → {_short(target, 14)}", fontsize=7)
-            ax.set_xlabel("predicted", fontsize=6, labelpad=1)
-    fig.subplots_adjust(hspace=0.6, wspace=0.6)
-    if image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.6, label="rate with − rate alone (row share)")
-    fig.suptitle(title, fontsize=9, wrap=True)
-    return fig
-
-
-def _short(name: str, width: int = 8) -> str:
-    return name if len(name) <= width else name[: width - 1] + "…"
-
-
-def _cell_heatmap(ax: Any, cell: pd.DataFrame, bound: float) -> Any:
-    """One (source, target) delta heatmap on ``ax``; values written in up to 4 classes."""
-    from soi_mlflow.analysis.figures import text_color  # deferred: matplotlib
-
-    names = list(dict.fromkeys(cell["gold"]))
-    grid = cell.pivot(index="gold", columns="pred", values="mean")
-    grid = grid.reindex(index=names, columns=names).to_numpy(float)
-    image = ax.imshow(grid, cmap="RdBu_r", vmin=-bound, vmax=bound)
-    if len(names) <= 4:
-        for g in range(len(names)):
-            for p in range(len(names)):
-                if np.isfinite(grid[g, p]):
-                    color = text_color(grid[g, p], bound)
-                    ax.text(
-                        p,
-                        g,
-                        f"{grid[g, p]:+.2f}",
-                        ha="center",
-                        va="center",
-                        fontsize=6,
-                        color=color,
-                    )
-    short = [_short(n) for n in names]
-    ax.set_xticks(range(len(names)), short, rotation=45, ha="right", fontsize=6)
-    ax.set_yticks(range(len(names)), short, fontsize=6)
-    return image
 
 
 def _read(run_id: Any, tracking_uri: str | None, cache: dict) -> pd.DataFrame | str:
