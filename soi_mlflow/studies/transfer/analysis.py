@@ -89,7 +89,8 @@ def log_transfer(
         shares = shares if shares is not None else made.get(CLASS_SHARES)
     found = log_transfer_factors(parent, scores, mean, traits, profiles, similarity, mode, proxy)
     problems.update(found.problems)
-    what = f"{mode}, test accuracy, mean ± std over {seeds} seed(s)"
+    spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed: no std"
+    what = f"{mode}, test accuracy, {spread}"
     figs = {"transfer_matrix": heatmap(mean, std, f"Transfer T[source, target] ({what}){note}")}
     if "source_scores" in traits:
         figs["transfer_biplot"] = biplot(
